@@ -1,0 +1,249 @@
+"""Approval API: the review page (GET) and the decision (POST) behind signed approval links.
+
+API Gateway HTTP API (payload format 2.0) -> this Lambda. The handler only parses requests
+and maps ``stepml.approvals`` errors to HTML pages; the rules live in the library. Nothing
+here logs the event, the query string, the form or the record's task token.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stepml import approval_pages, config
+from stepml.approvals import (
+    AlreadyDecidedError,
+    ApprovalServiceError,
+    ClosedApprovalError,
+    CrossSiteRequestError,
+    ExpiredApprovalError,
+    ForgedLinkError,
+    InvalidDecisionError,
+    PipelineNotWaitingError,
+    UnknownApprovalError,
+    check_same_origin,
+    decide,
+    load_for_review,
+)
+
+logger = Logger(service="stepml-approval-api")
+tracer = Tracer(service="stepml-approval-api")
+# debug=False whatever the environment says: debug mode prints whole events (with signatures).
+app = APIGatewayHttpResolver(debug=False)
+
+_REQUIRED = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
+ROUTE = "/approvals/<approval_id>"
+MAX_FORM_BYTES = 16 * 1024
+HTML = "text/html; charset=utf-8"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """Settings and AWS clients, built once per cold start (tests substitute their own)."""
+
+    settings: config.Settings
+    table: Any
+    kms_client: Any
+    sfn_client: Any
+
+
+@functools.cache
+def dependencies() -> Dependencies:
+    settings = config.load_settings(_REQUIRED)
+    session = boto3.Session()
+    return Dependencies(
+        settings=settings,
+        table=session.resource("dynamodb").Table(settings.approval_table),
+        kms_client=session.client("kms"),
+        sfn_client=session.client("stepfunctions"),
+    )
+
+
+def html_response(status: HTTPStatus, page: str) -> Response:
+    """An HTML page with the security headers every answer of this API carries."""
+    body = "" if app.current_event.http_method.upper() == "HEAD" else page
+    return Response(status_code=status.value, content_type=HTML, body=body, headers=dict(SECURITY_HEADERS))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.route(ROUTE, method=["GET", "HEAD"])
+@tracer.capture_method(capture_response=False)
+def review(approval_id: str) -> Response:
+    """Show the review page, or the decision if there already is one. Changes nothing."""
+    deps = dependencies()
+    found = load_for_review(
+        approval_id,
+        app.current_event.query_string_parameters.get("sig"),
+        table=deps.table,
+        kms_client=deps.kms_client,
+        settings=deps.settings,
+        now=_now(),
+    )
+    if found.form_token is None:
+        return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
+    sig = app.current_event.query_string_parameters["sig"]
+    page = approval_pages.review_page(found.record, sig=sig, form_token=found.form_token)
+    return html_response(HTTPStatus.OK, page)
+
+
+def _form_fields() -> dict[str, str]:
+    """The urlencoded form body (the HTTP API may deliver it base64-encoded)."""
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidDecisionError("the decision must be sent by the review form (Content-Type)")
+    try:
+        body = event.decoded_body or ""
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidDecisionError("the form body is not valid base64 or UTF-8") from exc
+    if len(body) > MAX_FORM_BYTES:
+        raise InvalidDecisionError(f"the form body is larger than {MAX_FORM_BYTES} bytes")
+    # The first value counts if a field repeats; nothing in the form legitimately repeats.
+    return {name: values[0] for name, values in parse_qs(body, keep_blank_values=True).items()}
+
+
+@app.post(ROUTE)
+@tracer.capture_method(capture_response=False)
+def submit(approval_id: str) -> Response:
+    """Take the decision from the review form, exactly once, and complete the waiting task."""
+    event = app.current_event
+    check_same_origin(
+        sec_fetch_site=event.headers.get("sec-fetch-site"),
+        origin=event.headers.get("origin"),
+        host=event.request_context.domain_name or event.headers.get("host"),
+    )
+    form = _form_fields()
+    deps = dependencies()
+    record = decide(
+        approval_id,
+        decision=form.get("decision"),
+        approver=form.get("approver"),
+        comment=form.get("comment"),
+        sig=form.get("sig"),
+        csrf=form.get("csrf"),
+        table=deps.table,
+        kms_client=deps.kms_client,
+        sfn_client=deps.sfn_client,
+        settings=deps.settings,
+        now=_now(),
+    )
+    logger.info("approval decided", extra={"approval_id": approval_id, "decision": record.decision})
+    return html_response(HTTPStatus.OK, approval_pages.decision_recorded_page(record))
+
+
+# --- errors to pages (most specific first is not needed: lookup follows each exception's MRO) ----
+
+
+def _refused(exc: Exception, status: HTTPStatus, title: str, message: str) -> Response:
+    logger.info("request refused", extra={"reason": type(exc).__name__, "status": status.value})
+    return html_response(status, approval_pages.error_page(title, message))
+
+
+@app.exception_handler(ForgedLinkError)
+def _forged(exc: ForgedLinkError) -> Response:
+    return _refused(
+        exc,
+        HTTPStatus.FORBIDDEN,
+        "This link is not valid",
+        "The approval link is incomplete or has been altered. Open the link exactly as it "
+        "appears in the approval email.",
+    )
+
+
+@app.exception_handler(CrossSiteRequestError)
+def _cross_site(exc: CrossSiteRequestError) -> Response:
+    return _refused(
+        exc,
+        HTTPStatus.FORBIDDEN,
+        "Request refused",
+        "Decisions are accepted only from the review page. Open the link from the approval "
+        "email again and use the buttons there.",
+    )
+
+
+@app.exception_handler(InvalidDecisionError)
+def _invalid(exc: InvalidDecisionError) -> Response:
+    # The library's message names the field and holds no submitted value.
+    return _refused(exc, HTTPStatus.BAD_REQUEST, "The form is incomplete", f"{exc}. Go back and try again.")
+
+
+@app.exception_handler(UnknownApprovalError)
+def _unknown(exc: UnknownApprovalError) -> Response:
+    return _refused(
+        exc, HTTPStatus.NOT_FOUND, "Approval not found", "There is no approval for this link (any more)."
+    )
+
+
+@app.exception_handler(NotFoundError)
+def _no_route(exc: NotFoundError) -> Response:
+    return _refused(exc, HTTPStatus.NOT_FOUND, "Not found", "There is nothing at this address.")
+
+
+@app.exception_handler(ExpiredApprovalError)
+def _expired(exc: ExpiredApprovalError) -> Response:
+    logger.info("request refused", extra={"reason": "ExpiredApprovalError", "status": 410})
+    return html_response(HTTPStatus.GONE, approval_pages.expired_page(exc.record))
+
+
+@app.exception_handler(ClosedApprovalError)
+def _closed(exc: ClosedApprovalError) -> Response:
+    just_now = isinstance(exc, PipelineNotWaitingError)
+    logger.info(
+        "request refused",
+        extra={"reason": type(exc).__name__, "status": 410, "closed_reason": exc.record.closed_reason},
+    )
+    return html_response(HTTPStatus.GONE, approval_pages.closed_page(exc.record, just_now=just_now))
+
+
+@app.exception_handler(AlreadyDecidedError)
+def _already_decided(exc: AlreadyDecidedError) -> Response:
+    logger.info("request refused", extra={"reason": "AlreadyDecidedError", "status": 409})
+    return html_response(HTTPStatus.CONFLICT, approval_pages.already_decided_page(exc.record))
+
+
+@app.exception_handler(ApprovalServiceError)
+def _service_unavailable(exc: ApprovalServiceError) -> Response:
+    logger.exception("an AWS call failed")
+    return html_response(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        approval_pages.error_page(
+            "Temporarily unavailable",
+            "Nothing was decided. Please try again in a minute.",
+        ),
+    )
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return html_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        approval_pages.error_page("Something went wrong", "Nothing was decided. Please try again later."),
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway HTTP API (payload 2.0) entry point."""
+    return app.resolve(event, context)

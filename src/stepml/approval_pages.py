@@ -1,0 +1,184 @@
+"""HTML pages of the approval API: the review form, the decision and the refusals.
+
+Pages are small, self-contained documents: no JavaScript, no external resources (the
+Content-Security-Policy the API sends allows only inline styles and forms posting back to
+the same origin). Every value from a record or a request goes through ``html.escape``. A
+page never receives the task token: ``ApprovalRecord`` does not hold it.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from stepml.approvals import (
+    APPROVED,
+    MAX_APPROVER_CHARS,
+    MAX_COMMENT_CHARS,
+    ApprovalRecord,
+    format_number,
+    gate_summary,
+    production_comparison,
+    utc_text,
+)
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:46rem;margin:2rem auto;
+padding:0 1rem;color:#1b1f24;line-height:1.45}
+h1{font-size:1.4rem}
+table{border-collapse:collapse;width:100%;margin:1rem 0}
+th,td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #d8dee4}
+th{width:11rem;color:#57606a;font-weight:600}
+code{word-break:break-all}
+label{display:block;margin-top:1rem;font-weight:600}
+input[type=text],textarea{width:100%;box-sizing:border-box;padding:.4rem;font:inherit}
+textarea{min-height:5rem}
+.buttons{margin-top:1.2rem;display:flex;gap:1rem}
+button{font:inherit;padding:.5rem 1.4rem;border-radius:6px;border:1px solid #8c959f;cursor:pointer}
+.approve{background:#1f883d;color:#fff;border-color:#1a7f37}
+.reject{background:#cf222e;color:#fff;border-color:#a40e26}
+.note{color:#57606a;font-size:.9rem}
+.outcome{padding:.8rem 1rem;border-radius:6px;background:#f6f8fa;border:1px solid #d8dee4}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _layout(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex, nofollow">'
+        f"<title>{_e(title)} - stepml</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{_e(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def _row(label: str, value_html: str) -> str:
+    return f"<tr><th scope=\"row\">{_e(label)}</th><td>{value_html}</td></tr>"
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    if not metrics:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td>{_e(format_number(value) if _is_number(value) else value)}</td></tr>"
+        for name, value in sorted(metrics.items())
+    )
+    return f"<h2>All test metrics</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _summary(record: ApprovalRecord) -> str:
+    run = f"<code>{_e(record.run_id)}</code>"
+    if record.attempt:
+        run += f" (attempt {_e(record.attempt)})"
+    trained_on = f"<code>{_e(record.input_uri)}</code>, version <code>{_e(record.input_version_id or 'unversioned')}</code>"
+    rows = [
+        _row("Dataset", _e(record.dataset)),
+        _row("Run", run),
+        _row("Trained on", trained_on),
+        _row("Training job", f"<code>{_e(record.training_job or 'unknown')}</code>"),
+        _row("Gate metric", _e(gate_summary(record))),
+        _row("Production", _e(production_comparison(record))),
+        _row("Report", f"<code>{_e(record.report_uri or 'not available')}</code>"),
+        _row("Execution", f"<code>{_e(record.execution_arn)}</code>"),
+        _row("Requested", _e(record.created_at)),
+        _row("Link expires", _e(utc_text(record.link_expires_at))),
+    ]
+    return f"<table>{''.join(rows)}</table>{_metrics_table(record.metrics)}"
+
+
+def review_page(record: ApprovalRecord, *, sig: str, form_token: str) -> str:
+    """The review page of a PENDING approval with the Approve / Reject form."""
+    # A relative action resolves to /.../approvals/<id> under any stage or base path,
+    # and drops the query string so the signature travels in the body only.
+    form = (
+        f'<form method="post" action="{_e(record.approval_id)}">'
+        f'<input type="hidden" name="sig" value="{_e(sig)}">'
+        f'<input type="hidden" name="csrf" value="{_e(form_token)}">'
+        '<label for="approver">Your name or email</label>'
+        f'<input type="text" id="approver" name="approver" required maxlength="{MAX_APPROVER_CHARS}" '
+        'autocomplete="email">'
+        '<label for="comment">Comment (optional)</label>'
+        f'<textarea id="comment" name="comment" maxlength="{MAX_COMMENT_CHARS}"></textarea>'
+        '<div class="buttons">'
+        '<button type="submit" class="approve" name="decision" value="approve">Approve</button>'
+        '<button type="submit" class="reject" name="decision" value="reject">Reject</button>'
+        "</div></form>"
+        '<p class="note">Approving deploys this model to production. The first decision counts; '
+        "this page stays valid until the link expires.</p>"
+    )
+    return _layout(f"Approve the {record.dataset} model?", _summary(record) + form)
+
+
+def _decision_sentence(record: ApprovalRecord) -> str:
+    verb = "Approved" if record.status == APPROVED else "Rejected"
+    sentence = f"{verb} by {_e(record.decided_by)} at {_e(record.decided_at)}."
+    if record.comment:
+        sentence += f"<br>Comment: {_e(record.comment)}"
+    return f'<p class="outcome">{sentence}</p>'
+
+
+def decided_page(record: ApprovalRecord) -> str:
+    """What an already decided link shows: the decision, by whom and when."""
+    return _layout(
+        f"The {record.dataset} model was already {'approved' if record.status == APPROVED else 'rejected'}",
+        _decision_sentence(record) + _summary(record),
+    )
+
+
+def decision_recorded_page(record: ApprovalRecord) -> str:
+    """The answer to the decision that won: what happens next."""
+    if record.status == APPROVED:
+        title = "Approved"
+        next_step = "The pipeline now deploys the model to production."
+    else:
+        title = "Rejected"
+        next_step = "The pipeline stops here; production is unchanged."
+    return _layout(
+        title,
+        _decision_sentence(record) + f"<p>{_e(next_step)} You can close this page.</p>" + _summary(record),
+    )
+
+
+def already_decided_page(record: ApprovalRecord) -> str:
+    """The answer to a decision that lost: somebody else decided first."""
+    return _layout(
+        "Already decided",
+        "<p>Somebody decided before you; your submission changed nothing.</p>" + _decision_sentence(record),
+    )
+
+
+def expired_page(record: ApprovalRecord | None = None) -> str:
+    """An expired link: nobody decided in time."""
+    when = f" at {_e(utc_text(record.link_expires_at))}" if record else ""
+    return _layout(
+        "This approval link has expired",
+        f"<p>The link expired{when} before anybody decided. The model was not deployed.</p>",
+    )
+
+
+def closed_page(record: ApprovalRecord | None = None, *, just_now: bool = False) -> str:
+    """The pipeline no longer waits for this approval (stopped, timed out or retried)."""
+    first = (
+        "The pipeline is no longer waiting for this approval; your decision was not recorded."
+        if just_now
+        else "The pipeline is no longer waiting for this approval."
+    )
+    reason = f" ({_e(record.closed_reason)})" if record and record.closed_reason else ""
+    return _layout(
+        "This approval is closed",
+        f"<p>{_e(first)}{reason} Nothing was decided and the model was not deployed.</p>",
+    )
+
+
+def error_page(title: str, message: str) -> str:
+    """A plain refusal or failure page; ``message`` is shown escaped."""
+    return _layout(title, f"<p>{_e(message)}</p>")

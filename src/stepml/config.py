@@ -1,0 +1,352 @@
+"""Typed configuration: Lambda environment settings and the dataset config schema.
+
+Two kinds of configuration live here, and nowhere else:
+
+* ``Settings``: what a Lambda learns from its environment (table names, topic ARNs,
+  defaults from template parameters). Each variable name is a constant below and
+  ``load_settings`` validates the ones a handler needs, naming the bad variable.
+* ``DatasetConfig``: the JSON file that onboards a dataset (label, problem type, metric
+  and threshold, hyperparameters, instance types). ``parse_dataset_config`` validates it
+  against the schema and names the bad field and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# --- Environment variable names (the template sets these on the functions) -------------
+
+LINEAGE_TABLE = "STEPML_LINEAGE_TABLE"
+APPROVAL_TABLE = "STEPML_APPROVAL_TABLE"
+ARTIFACT_BUCKET = "STEPML_ARTIFACT_BUCKET"
+UPLOAD_BUCKET = "STEPML_UPLOAD_BUCKET"
+APPROVAL_TOPIC_ARN = "STEPML_APPROVAL_TOPIC_ARN"
+APPROVAL_SIGNING_KEY_ID = "STEPML_APPROVAL_SIGNING_KEY_ID"
+APPROVAL_BASE_URL = "STEPML_APPROVAL_BASE_URL"
+APPROVAL_TIMEOUT_SECONDS = "STEPML_APPROVAL_TIMEOUT_SECONDS"
+PRODUCTION_ENDPOINT_NAME = "STEPML_PRODUCTION_ENDPOINT_NAME"
+STATE_MACHINE_NAME = "STEPML_STATE_MACHINE_NAME"
+DEFAULT_TRAINING_INSTANCE_TYPE = "STEPML_DEFAULT_TRAINING_INSTANCE_TYPE"
+DEFAULT_HOSTING_INSTANCE_TYPE = "STEPML_DEFAULT_HOSTING_INSTANCE_TYPE"
+ENDPOINT_POLL_SECONDS = "STEPML_ENDPOINT_POLL_SECONDS"
+LINEAGE_RETENTION_DAYS = "STEPML_LINEAGE_RETENTION_DAYS"
+
+#: Where dataset configs live in the artifact bucket: ``datasets/<name>/config.json``.
+DATASET_CONFIG_PREFIX = "datasets/"
+#: Uploads that start a run: ``incoming/<dataset>/<file>`` in the upload bucket.
+INCOMING_PREFIX = "incoming/"
+
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+DATASET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+
+
+class ConfigError(ValueError):
+    """A missing or invalid environment setting."""
+
+
+class DatasetConfigError(ValueError):
+    """A dataset config that does not match the schema; the message names file and field."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Environment settings of one Lambda; only the variables it asked for are checked."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        """Return a loaded variable, or raise ``ConfigError`` naming it."""
+        try:
+            return self.values[name]
+        except KeyError:
+            raise ConfigError(f"environment variable {name} was not loaded or is not set") from None
+
+    def get_int(self, name: str) -> int:
+        return int(self.get(name))
+
+    @property
+    def lineage_table(self) -> str:
+        return self.get(LINEAGE_TABLE)
+
+    @property
+    def approval_table(self) -> str:
+        return self.get(APPROVAL_TABLE)
+
+    @property
+    def artifact_bucket(self) -> str:
+        return self.get(ARTIFACT_BUCKET)
+
+    @property
+    def upload_bucket(self) -> str:
+        return self.get(UPLOAD_BUCKET)
+
+    @property
+    def approval_topic_arn(self) -> str:
+        return self.get(APPROVAL_TOPIC_ARN)
+
+    @property
+    def approval_signing_key_id(self) -> str:
+        return self.get(APPROVAL_SIGNING_KEY_ID)
+
+    @property
+    def approval_base_url(self) -> str:
+        return self.get(APPROVAL_BASE_URL).rstrip("/")
+
+    @property
+    def approval_timeout_seconds(self) -> int:
+        return self.get_int(APPROVAL_TIMEOUT_SECONDS)
+
+    @property
+    def production_endpoint_name(self) -> str:
+        return self.get(PRODUCTION_ENDPOINT_NAME)
+
+    @property
+    def state_machine_name(self) -> str:
+        return self.get(STATE_MACHINE_NAME)
+
+    @property
+    def default_training_instance_type(self) -> str:
+        return self.get(DEFAULT_TRAINING_INSTANCE_TYPE)
+
+    @property
+    def default_hosting_instance_type(self) -> str:
+        return self.get(DEFAULT_HOSTING_INSTANCE_TYPE)
+
+    @property
+    def endpoint_poll_seconds(self) -> int:
+        return self.get_int(ENDPOINT_POLL_SECONDS)
+
+    @property
+    def lineage_retention_days(self) -> int:
+        return self.get_int(LINEAGE_RETENTION_DAYS)
+
+
+def _check_positive_int(name: str, value: str) -> None:
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(f"environment variable {name} must be a positive integer, got {value!r}")
+
+
+_VALIDATORS: dict[str, Any] = {
+    APPROVAL_TOPIC_ARN: lambda n, v: None if _ARN.match(v) else _bad(n, v, "an SNS topic ARN"),
+    APPROVAL_BASE_URL: lambda n, v: (
+        None
+        if v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
+        else _bad(n, v, "an https:// URL (plain http only on localhost)")
+    ),
+    APPROVAL_TIMEOUT_SECONDS: _check_positive_int,
+    ENDPOINT_POLL_SECONDS: _check_positive_int,
+    LINEAGE_RETENTION_DAYS: lambda n, v: None if v.isdigit() else _bad(n, v, "a whole number of days"),
+    DEFAULT_TRAINING_INSTANCE_TYPE: lambda n, v: (
+        None if _INSTANCE_TYPE.match(v) else _bad(n, v, "a SageMaker instance type such as ml.m5.xlarge")
+    ),
+    DEFAULT_HOSTING_INSTANCE_TYPE: lambda n, v: (
+        None if _INSTANCE_TYPE.match(v) else _bad(n, v, "a SageMaker instance type such as ml.m5.large")
+    ),
+}
+
+
+def _bad(name: str, value: str, expected: str) -> None:
+    raise ConfigError(f"environment variable {name} must be {expected}, got {value!r}")
+
+
+def load_settings(required: Iterable[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the named environment variables.
+
+    Raises ``ConfigError`` naming the first variable that is missing, empty or malformed.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    for name in required:
+        value = env.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"environment variable {name} is missing or empty")
+        check = _VALIDATORS.get(name)
+        if check is not None:
+            check(name, value)
+        values[name] = value
+    return Settings(values)
+
+
+# --- Dataset config -------------------------------------------------------------------
+
+ProblemType = Literal["binary", "multiclass", "regression"]
+
+#: Metrics per problem type, and whether larger is better.
+METRICS: dict[str, dict[str, bool]] = {
+    "binary": {
+        "auc": True,
+        "accuracy": True,
+        "f1": True,
+        "precision": True,
+        "recall": True,
+        "logloss": False,
+    },
+    "multiclass": {"accuracy": True, "f1_macro": True, "logloss": False},
+    "regression": {"rmse": False, "mae": False, "r2": True},
+}
+
+#: The built-in XGBoost objective each problem type trains with.
+OBJECTIVES: dict[str, str] = {
+    "binary": "binary:logistic",
+    "multiclass": "multi:softprob",
+    "regression": "reg:squarederror",
+}
+
+_DEFAULT_EVAL_METRIC = {"binary": "auc", "multiclass": "mlogloss", "regression": "rmse"}
+
+HyperparameterValue = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
+    """One input column and how preprocessing treats it."""
+
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["numeric", "categorical"]
+
+
+class SplitSpec(_Strict):
+    """Fractions of rows for each split; rows are assigned by hashing the row key."""
+
+    train: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test: Annotated[float, Field(gt=0, lt=1)] = 0.15
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class TrainingSpec(_Strict):
+    """SageMaker training resources; ``None`` fields take the stack's defaults."""
+
+    instance_type: Annotated[str | None, Field(pattern=_INSTANCE_TYPE.pattern)] = None
+    instance_count: Annotated[int, Field(ge=1, le=20)] = 1
+    volume_size_gb: Annotated[int, Field(ge=1, le=1024)] = 10
+    max_runtime_seconds: Annotated[int, Field(ge=60, le=432000)] = 3600
+
+
+class HostingSpec(_Strict):
+    """SageMaker hosting resources for the test and production endpoints."""
+
+    instance_type: Annotated[str | None, Field(pattern=_INSTANCE_TYPE.pattern)] = None
+    instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class DatasetConfig(_Strict):
+    """The schema of ``datasets/<name>/config.json``; see ``examples/datasets/churn.json``."""
+
+    name: Annotated[str, Field(pattern=DATASET_NAME_PATTERN)]
+    label: Annotated[str, Field(min_length=1)]
+    problem_type: ProblemType
+    features: Annotated[list[FeatureSpec], Field(min_length=1)]
+    classes: list[str] | None = None
+    row_key: str | None = None
+    metric: str
+    threshold: float
+    hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    hosting: HostingSpec = Field(default_factory=HostingSpec)
+    promote_only_if_better: bool = True
+    csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    min_rows: Annotated[int, Field(ge=2)] = 10
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, features: list[FeatureSpec]) -> list[FeatureSpec]:
+        names = [f.name for f in features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        return features
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetConfig:
+        feature_names = {f.name for f in self.features}
+        if self.label in feature_names:
+            raise ValueError(f"label {self.label!r} must not also be listed in features")
+        metrics = METRICS[self.problem_type]
+        if self.metric not in metrics:
+            raise ValueError(
+                f"metric {self.metric!r} does not fit problem_type {self.problem_type!r}; "
+                f"choose one of: {', '.join(metrics)}"
+            )
+        if self.problem_type == "multiclass" and (not self.classes or len(self.classes) < 3):
+            raise ValueError("classes must list at least 3 label values for a multiclass problem")
+        if self.problem_type == "binary" and self.classes is not None and len(self.classes) != 2:
+            raise ValueError("classes must list exactly 2 label values (negative first) for a binary problem")
+        if self.problem_type == "regression" and self.classes is not None:
+            raise ValueError("classes must be omitted for a regression problem")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must not repeat a value")
+        objective = self.hyperparameters.get("objective")
+        if objective is not None and objective != OBJECTIVES[self.problem_type]:
+            raise ValueError(
+                f"hyperparameters.objective {objective!r} conflicts with problem_type "
+                f"{self.problem_type!r}, which trains with {OBJECTIVES[self.problem_type]!r}; omit it"
+            )
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger value of the gate metric is a better model."""
+        return METRICS[self.problem_type][self.metric]
+
+    def training_hyperparameters(self) -> dict[str, str]:
+        """Hyperparameters as SageMaker's built-in XGBoost wants them: all strings,
+        with the objective (and ``num_class``) derived from the problem type."""
+        merged: dict[str, HyperparameterValue] = {"num_round": 100, "max_depth": 5, "eta": 0.2}
+        merged.update(self.hyperparameters)
+        merged["objective"] = OBJECTIVES[self.problem_type]
+        merged.setdefault("eval_metric", _DEFAULT_EVAL_METRIC[self.problem_type])
+        if self.problem_type == "multiclass":
+            merged["num_class"] = len(self.classes or [])
+        return {key: _hyperparameter_text(value) for key, value in merged.items()}
+
+
+def _hyperparameter_text(value: HyperparameterValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_dataset_config(raw: bytes | str | Mapping[str, Any], source: str) -> DatasetConfig:
+    """Validate a dataset config; ``source`` (a path or S3 URI) is named in every error."""
+    if isinstance(raw, bytes | str):
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetConfigError(f"{source}: not valid JSON: {exc}") from exc
+    else:
+        data = raw
+    if not isinstance(data, Mapping):
+        raise DatasetConfigError(f"{source}: the config must be a JSON object")
+    try:
+        return DatasetConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"]) or "(config)"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"field '{location}': {message}")
+        raise DatasetConfigError(f"{source}: " + "; ".join(problems)) from exc
+
+
+def dataset_config_key(dataset: str) -> str:
+    """The artifact-bucket key of a dataset's config."""
+    return f"{DATASET_CONFIG_PREFIX}{dataset}/config.json"

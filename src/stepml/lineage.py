@@ -1,0 +1,730 @@
+"""Runs and their lineage in DynamoDB: run ids, claiming a run, step records, failures.
+
+One upload (bucket, key, version) is one run. ``resolve_run`` claims it for an execution
+(so duplicate events end quietly and a failed run resumes), and reports the steps that
+already succeeded so the state machine skips them. ``record_step`` and ``record_failure``
+write what each step read, produced and was configured with.
+
+Item layout (single table, see docs/architecture.md):
+``pk=RUN#<run_id>, sk=RUN`` for the run and ``sk=STEP#<step>`` for each step; ``gsi1pk``
+indexes the input object (``INPUT#s3://bucket/key``) on run items and the model name
+(``MODEL#<name>``) on training records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from stepml.config import (
+    DATASET_NAME_PATTERN,
+    INCOMING_PREFIX,
+    DatasetConfigError,
+    Settings,
+    dataset_config_key,
+    parse_dataset_config,
+)
+from stepml.version import code_version
+
+#: Steps in pipeline order; the first one without a result in ``$.steps`` is where a run failed.
+STEP_ORDER = ("preprocess", "train", "model", "test_endpoint", "evaluate", "approval", "deploy")
+#: Steps whose results a resumed run reuses instead of redoing them.
+RESUMABLE_STEPS = ("preprocess", "train")
+#: Run outcomes after which the same upload is not run again.
+FINISHED_STATUSES = frozenset({"SUCCEEDED", "REJECTED", "REJECTED_BY_GATE", "APPROVAL_TIMED_OUT"})
+STEP_TITLES = {
+    "resolve": "Resolve run",
+    "preprocess": "Preprocess data (Glue)",
+    "train": "Train model (SageMaker)",
+    "model": "Create model",
+    "test_endpoint": "Test endpoint",
+    "evaluate": "Evaluate model",
+    "approval": "Approval",
+    "deploy": "Deploy to production",
+}
+
+_RUN_ID_HASH_CHARS = 12
+_MAX_SUBJECT = 100
+
+
+class LineageError(RuntimeError):
+    """Lineage could not be read or written."""
+
+
+class UploadEventError(LineageError):
+    """The execution input is not an upload this pipeline can run on."""
+
+
+class UnknownRunError(LineageError):
+    """A run id that lineage does not know."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _to_dynamo(value: Any) -> Any:
+    """JSON-compatible data as DynamoDB wants it (floats as Decimal, no empty sets)."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    """DynamoDB data back to plain JSON types (Decimal to int or float)."""
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+# --- run identity ---------------------------------------------------------------------
+
+
+def dataset_of_key(key: str) -> str:
+    """The dataset an upload belongs to: ``incoming/<dataset>/<file>``."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] + "/" != INCOMING_PREFIX or not parts[-1]:
+        raise UploadEventError(f"s3 key {key!r}: uploads must be under {INCOMING_PREFIX}<dataset>/<file>")
+    dataset = parts[1]
+    if not re.match(DATASET_NAME_PATTERN, dataset):
+        raise UploadEventError(
+            f"s3 key {key!r}: dataset folder {dataset!r} must be lowercase letters, digits and dashes "
+            "(at most 32 characters)"
+        )
+    return dataset
+
+
+def make_run_id(bucket: str, key: str, version_id: str | None) -> str:
+    """The run id of an upload: the same object version always gives the same run."""
+    dataset = dataset_of_key(key)
+    digest = hashlib.sha256(f"{bucket}/{key}?versionId={version_id or 'null'}".encode()).hexdigest()
+    return f"{dataset}-{digest[:_RUN_ID_HASH_CHARS]}"
+
+
+def resource_names(run_id: str, attempt: int, production_endpoint: str) -> dict[str, str]:
+    """SageMaker names of a run's attempt; unique per attempt because AWS requires it."""
+    base = f"stepml-{run_id}"
+    return {
+        "training_job": f"{base}-a{attempt}",
+        "model": f"{base}-a{attempt}",
+        "test_endpoint_config": f"{base}-test-a{attempt}",
+        "test_endpoint": f"{base}-test-a{attempt}",
+        "production_endpoint_config": f"{base}-prod-a{attempt}",
+        "production_endpoint": production_endpoint,
+    }
+
+
+def artifact_paths(artifact_bucket: str, dataset: str, run_id: str) -> dict[str, str]:
+    """Where a run's outputs live in the artifact bucket."""
+    root = f"s3://{artifact_bucket}"
+    processed = f"{root}/processed/{dataset}/{run_id}/"
+    return {
+        "processed": processed,
+        "train": f"{processed}train/",
+        "validation": f"{processed}validation/",
+        "test": f"{processed}test/",
+        "statistics": f"{processed}statistics.json",
+        "manifest": f"{processed}manifest.json",
+        "model_output": f"{root}/models/{dataset}/{run_id}/",
+        "evaluation": f"{root}/evaluation/{dataset}/{run_id}/",
+        "data_capture": f"{root}/data-capture/{dataset}/",
+    }
+
+
+def _run_key(run_id: str) -> dict[str, str]:
+    return {"pk": f"RUN#{run_id}", "sk": "RUN"}
+
+
+def _step_key(run_id: str, step: str) -> dict[str, str]:
+    return {"pk": f"RUN#{run_id}", "sk": f"STEP#{step}"}
+
+
+def _expiry(settings: Settings, now: datetime) -> dict[str, int]:
+    days = settings.lineage_retention_days
+    return {"expires_at": int(now.timestamp()) + days * 86400} if days > 0 else {}
+
+
+# --- resolving a run --------------------------------------------------------------------
+
+
+def parse_upload(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The uploaded object of an EventBridge ``Object Created`` event."""
+    from aws_lambda_powertools.utilities.parser import parse
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
+    try:
+        parsed = parse(event=dict(event), model=S3EventNotificationEventBridgeModel)
+    except (ValidationError, ValueError) as exc:
+        raise UploadEventError(f"the execution input is not an S3 Object Created event: {exc}") from exc
+    bucket = parsed.detail.bucket.name
+    obj = parsed.detail.object
+    return {
+        "bucket": bucket,
+        "key": obj.key,
+        "version_id": obj.version_id or "null",
+        "etag": obj.etag or "",
+        "size": int(obj.size or 0),
+        "uri": f"s3://{bucket}/{obj.key}",
+    }
+
+
+def _owner_still_running(sfn_client: Any, execution_arn: str | None) -> bool:
+    if not execution_arn:
+        return False
+    try:
+        status = sfn_client.describe_execution(executionArn=execution_arn)["status"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
+            return False
+        raise LineageError(f"cannot check execution {execution_arn}: {exc}") from exc
+    return status == "RUNNING"
+
+
+def _claim(
+    table: Any,
+    run_id: str,
+    upload: dict[str, Any],
+    dataset: str,
+    execution_arn: str,
+    sfn_client: Any,
+    settings: Settings,
+    now: datetime,
+) -> tuple[str, int]:
+    """Claim the run for this execution; returns (action, attempt)."""
+    key = _run_key(run_id)
+    item = {
+        **key,
+        "run_id": run_id,
+        "dataset": dataset,
+        "status": "RUNNING",
+        "attempt": 1,
+        "execution_arn": execution_arn,
+        "executions": [execution_arn],
+        "input": upload,
+        "started_at": _iso(now),
+        "updated_at": _iso(now),
+        "code_version": code_version(),
+        "gsi1pk": f"INPUT#{upload['uri']}",
+        "gsi1sk": f"RUN#{_iso(now)}#{run_id}",
+        **_expiry(settings, now),
+    }
+    try:
+        table.put_item(Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)")
+        return "start", 1
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise LineageError(f"cannot claim run {run_id}: {exc}") from exc
+    existing = from_dynamo(table.get_item(Key=key, ConsistentRead=True).get("Item") or {})
+    attempt = int(existing.get("attempt", 1))
+    if existing.get("execution_arn") == execution_arn:
+        # The same execution asking again (a retried Lambda): same answer.
+        return ("start" if attempt == 1 else "resume"), attempt
+    if existing.get("status") in FINISHED_STATUSES:
+        return "duplicate", attempt
+    if existing.get("status") == "RUNNING" and _owner_still_running(
+        sfn_client, existing.get("execution_arn")
+    ):
+        return "duplicate", attempt
+    try:
+        table.update_item(
+            Key=key,
+            UpdateExpression=(
+                "SET #status = :running, attempt = :next, execution_arn = :execution, updated_at = :now, "
+                "executions = list_append(if_not_exists(executions, :empty), :executions) "
+                "REMOVE failed_step, #error, ended_at"
+            ),
+            ConditionExpression="attempt = :attempt",
+            ExpressionAttributeNames={"#status": "status", "#error": "error"},
+            ExpressionAttributeValues={
+                ":running": "RUNNING",
+                ":next": attempt + 1,
+                ":attempt": attempt,
+                ":execution": execution_arn,
+                ":executions": [execution_arn],
+                ":empty": [],
+                ":now": _iso(now),
+            },
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return "duplicate", attempt  # another execution resumed it first
+        raise LineageError(f"cannot resume run {run_id}: {exc}") from exc
+    return "resume", attempt + 1
+
+
+def load_dataset_config(s3_client: Any, bucket: str, dataset: str) -> dict[str, Any]:
+    """Read and validate a dataset's config from the artifact bucket."""
+    key = dataset_config_key(dataset)
+    source = f"s3://{bucket}/{key}"
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            raise DatasetConfigError(
+                f"{source}: dataset {dataset!r} is not onboarded; put its config there "
+                f"(stepml datasets put {dataset} CONFIG.json)"
+            ) from exc
+        raise LineageError(f"{source}: cannot read the dataset config: {exc}") from exc
+    return parse_dataset_config(body, source).model_dump(mode="json")
+
+
+def completed_steps(table: Any, run_id: str) -> dict[str, Any]:
+    """Results of the resumable steps that already succeeded for a run."""
+    response = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :step)",
+        ExpressionAttributeValues={":pk": f"RUN#{run_id}", ":step": "STEP#"},
+        ConsistentRead=True,
+    )
+    steps = {}
+    for item in from_dynamo(response.get("Items", [])):
+        step = item["sk"].removeprefix("STEP#")
+        if step in RESUMABLE_STEPS and item.get("status") == "SUCCEEDED" and "result" in item:
+            steps[step] = item["result"]
+    return steps
+
+
+def resolve_run(
+    event: Mapping[str, Any],
+    execution_arn: str,
+    *,
+    table: Any,
+    s3_client: Any,
+    sfn_client: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Claim the run an execution input stands for and build its context.
+
+    Returns ``{"action": "start"|"resume"|"duplicate", "run": {...}, "steps": {...}}``
+    (see docs/architecture.md). Raises ``UploadEventError``, ``UnknownRunError`` or
+    ``DatasetConfigError`` with a message naming the object or file.
+    """
+    moment = now()
+    if "resume_run_id" in event:
+        run_id = str(event["resume_run_id"])
+        existing = from_dynamo(table.get_item(Key=_run_key(run_id), ConsistentRead=True).get("Item"))
+        if not existing:
+            raise UnknownRunError(f"run {run_id!r} is not in lineage table {settings.lineage_table}")
+        upload = existing["input"]
+    else:
+        upload = parse_upload(event)
+        run_id = make_run_id(upload["bucket"], upload["key"], upload["version_id"])
+    dataset = dataset_of_key(upload["key"])
+    action, attempt = _claim(table, run_id, upload, dataset, execution_arn, sfn_client, settings, moment)
+
+    config = load_dataset_config(s3_client, settings.artifact_bucket, dataset)
+    config["training"]["instance_type"] = (
+        config["training"]["instance_type"] or settings.default_training_instance_type
+    )
+    config["hosting"]["instance_type"] = (
+        config["hosting"]["instance_type"] or settings.default_hosting_instance_type
+    )
+    hyperparameters = parse_dataset_config(config, f"dataset {dataset}").training_hyperparameters()
+    run = {
+        "run_id": run_id,
+        "dataset": dataset,
+        "attempt": attempt,
+        "execution_arn": execution_arn,
+        "input": upload,
+        "config": config,
+        "hyperparameters": hyperparameters,
+        "names": resource_names(run_id, attempt, settings.production_endpoint_name),
+        "paths": artifact_paths(settings.artifact_bucket, dataset, run_id),
+        "endpoint_poll_seconds": settings.endpoint_poll_seconds,
+        "approval_timeout_seconds": settings.approval_timeout_seconds,
+        "code_version": code_version(),
+    }
+    steps = {} if action == "duplicate" else completed_steps(table, run_id)
+    if action != "duplicate":
+        _update_fields(
+            table,
+            _run_key(run_id),
+            {"config": config, "hyperparameters": hyperparameters, "names": run["names"], "paths": run["paths"]},
+        )
+    return {"action": action, "run": run, "steps": steps}
+
+
+# --- recording steps ------------------------------------------------------------------
+
+
+def _epoch_or_iso(value: Any) -> str | None:
+    """Step Functions hands job timestamps over as epoch milliseconds; store ISO-8601."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float | Decimal):
+        return _iso(datetime.fromtimestamp(float(value) / 1000, UTC))
+    return str(value)
+
+
+def _read_json_s3(s3_client: Any, uri: str) -> dict[str, Any]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, json.JSONDecodeError) as exc:
+        raise LineageError(f"{uri}: cannot read: {exc}") from exc
+
+
+def _describe_training(sagemaker_client: Any, job_name: str) -> dict[str, Any]:
+    try:
+        job = sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        raise LineageError(f"training job {job_name}: cannot describe: {exc}") from exc
+    return {
+        "final_metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
+        "training_image": job.get("AlgorithmSpecification", {}).get("TrainingImage"),
+        "instance_type": job.get("ResourceConfig", {}).get("InstanceType"),
+        "billable_seconds": job.get("BillableTimeInSeconds"),
+    }
+
+
+def _step_record(
+    run: Mapping[str, Any],
+    step: str,
+    result: Mapping[str, Any],
+    *,
+    s3_client: Any,
+    sagemaker_client: Any,
+) -> dict[str, Any]:
+    """What a step read, produced and was configured with, for the lineage record."""
+    paths, names = run["paths"], run["names"]
+    if step == "preprocess":
+        manifest = _read_json_s3(s3_client, paths["manifest"])
+        return {
+            "inputs": {"upload": run["input"]},
+            "parameters": {"dataset_config": run["config"]},
+            "outputs": {
+                "train": paths["train"],
+                "validation": paths["validation"],
+                "test": paths["test"],
+                "statistics": paths["statistics"],
+                "manifest": paths["manifest"],
+                "fingerprint": manifest.get("fingerprint") or manifest.get("input_fingerprint"),
+                "row_counts": manifest.get("row_counts") or manifest.get("rows"),
+            },
+            "job": {"type": "glue", "name": result.get("job_name"), "run_id": result.get("job_run_id")},
+            "started_at": _epoch_or_iso(result.get("started_on")),
+            "ended_at": _epoch_or_iso(result.get("completed_on")),
+        }
+    if step == "train":
+        details = _describe_training(sagemaker_client, result["job_name"])
+        return {
+            "inputs": {"train": paths["train"], "validation": paths["validation"]},
+            "parameters": {
+                "hyperparameters": run["hyperparameters"],
+                "training": run["config"]["training"],
+                "training_image": details["training_image"],
+            },
+            "outputs": {"model_data": result.get("model_data"), "final_metrics": details["final_metrics"]},
+            "job": {
+                "type": "sagemaker-training",
+                "name": result.get("job_name"),
+                "arn": result.get("job_arn"),
+            },
+            "started_at": _epoch_or_iso(result.get("started_on")),
+            "ended_at": _epoch_or_iso(result.get("completed_on")),
+            "gsi1pk": f"MODEL#{names['model']}",
+            "gsi1sk": f"RUN#{run['run_id']}",
+        }
+    if step == "evaluate":
+        return {
+            "inputs": {"test": paths["test"], "endpoint": names["test_endpoint"], "model": names["model"]},
+            "parameters": {"metric": result.get("metric"), "threshold": result.get("threshold")},
+            "outputs": {
+                "metrics": result.get("metrics"),
+                "passed": result.get("passed"),
+                "reason": result.get("reason"),
+                "production": result.get("production"),
+                "report": result.get("report_uri"),
+            },
+            "started_at": result.get("started_at"),
+            "ended_at": result.get("ended_at"),
+        }
+    if step == "approval":
+        return {
+            "outputs": {
+                key: result.get(key)
+                for key in ("decision", "approver", "comment", "decided_at", "approval_id")
+            },
+            "ended_at": result.get("decided_at"),
+        }
+    if step == "deploy":
+        return {
+            "inputs": {"model": names["model"]},
+            "outputs": {
+                "endpoint": names["production_endpoint"],
+                "endpoint_config": names["production_endpoint_config"],
+                "status": result.get("status"),
+            },
+            "gsi1pk": f"ENDPOINT#{names['production_endpoint']}",
+            "gsi1sk": f"RUN#{run['run_id']}",
+        }
+    raise LineageError(f"unknown step {step!r}; expected one of {', '.join(STEP_ORDER)} or 'run'")
+
+
+def _update_fields(
+    table: Any,
+    key: Mapping[str, str],
+    fields: Mapping[str, Any],
+    *,
+    append: Mapping[str, list[Any]] | None = None,
+) -> None:
+    """SET each non-None field of an item (and append to list fields) in one update."""
+    sets, names, values = [], {}, {}
+    for index, (name, value) in enumerate(fields.items()):
+        if value is None:
+            continue
+        sets.append(f"#f{index} = :f{index}")
+        names[f"#f{index}"] = name
+        values[f":f{index}"] = value
+    for index, (name, items) in enumerate((append or {}).items()):
+        sets.append(f"#a{index} = list_append(if_not_exists(#a{index}, :empty), :a{index})")
+        names[f"#a{index}"] = name
+        values[f":a{index}"] = items
+        values[":empty"] = []
+    table.update_item(
+        Key=dict(key),
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=_to_dynamo(values),
+    )
+
+
+def _write_step(
+    table: Any,
+    run: Mapping[str, Any],
+    step: str,
+    status: str,
+    record: Mapping[str, Any],
+    settings: Settings,
+    now: datetime,
+    *,
+    result: Any = None,
+    error: Mapping[str, Any] | None = None,
+) -> None:
+    attempt = {
+        "attempt": run.get("attempt", 1),
+        "status": status,
+        "at": _iso(now),
+        "execution_arn": run.get("execution_arn"),
+    }
+    if error:
+        attempt["error"] = dict(error)
+    fields = {
+        "run_id": run["run_id"],
+        "step": step,
+        "status": status,
+        "attempt": run.get("attempt", 1),
+        "recorded_at": _iso(now),
+        "code_version": run.get("code_version") or code_version(),
+        **record,
+        "result": result,
+        "error": dict(error) if error else None,
+        **_expiry(settings, now),
+    }
+    _update_fields(table, _step_key(run["run_id"], step), fields, append={"attempts": [attempt]})
+
+
+def _finish_run(table: Any, run_id: str, status: str, now: datetime, extra: Mapping[str, Any]) -> None:
+    fields = {"status": status, "ended_at": _iso(now), "updated_at": _iso(now), **extra}
+    _update_fields(table, _run_key(run_id), fields)
+
+
+def _subject(text: str) -> str:
+    """An SNS email subject: ASCII, one line, at most 100 characters."""
+    clean = re.sub(r"\s+", " ", text.encode("ascii", "replace").decode()).strip()
+    return clean if len(clean) <= _MAX_SUBJECT else clean[: _MAX_SUBJECT - 3] + "..."
+
+
+def _outcome_notice(run: Mapping[str, Any], status: str, result: Mapping[str, Any]) -> dict[str, str]:
+    upload = run["input"]
+    lines = [
+        f"Run:      {run['run_id']} (attempt {run.get('attempt', 1)})",
+        f"Dataset:  {run['dataset']}",
+        f"Data:     {upload['uri']} (version {upload.get('version_id')})",
+        f"Model:    {run['names']['model']}",
+    ]
+    if status == "SUCCEEDED":
+        evaluation = result.get("evaluate", {}) if isinstance(result, Mapping) else {}
+        approval = result.get("approval", {}) if isinstance(result, Mapping) else {}
+        names = run["names"]
+        subject = f"[stepml] {run['dataset']} model {run['run_id']} deployed to {names['production_endpoint']}"
+        metric, value, threshold = (evaluation.get(k) for k in ("metric", "value", "threshold"))
+        lines += [
+            f"Endpoint: {names['production_endpoint']} (config {names['production_endpoint_config']})",
+            f"Metric:   {metric} = {value} (threshold {threshold})",
+            f"Approved: by {approval.get('approver')} at {approval.get('decided_at')}"
+            + (f": {approval.get('comment')}" if approval.get("comment") else ""),
+        ]
+    else:
+        label = {
+            "REJECTED": "rejected by the approver",
+            "REJECTED_BY_GATE": "rejected by the evaluation gate",
+            "APPROVAL_TIMED_OUT": "not approved in time",
+        }.get(status, status.lower())
+        subject = f"[stepml] {run['dataset']} model {run['run_id']} not promoted: {label}"
+        lines += [
+            f"Outcome:  {label}",
+            f"Reason:   {result.get('reason')}",
+            "Production was not changed; the test endpoint was deleted.",
+        ]
+    lines.append(f"Execution: {run.get('execution_arn')}")
+    return {"subject": _subject(subject), "message": "\n".join(lines) + "\n"}
+
+
+def record_step(
+    run: Mapping[str, Any],
+    step: str,
+    status: str,
+    result: Any,
+    *,
+    table: Any,
+    s3_client: Any,
+    sagemaker_client: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Write a step's lineage record; ``step="run"`` finishes the run and returns the notice."""
+    moment = now()
+    if step == "run":
+        extra: dict[str, Any] = {}
+        if isinstance(result, Mapping) and status != "SUCCEEDED":
+            extra["outcome_reason"] = result.get("reason")
+        if isinstance(result, Mapping) and isinstance(result.get("approval"), Mapping):
+            extra["approval"] = result["approval"]
+        _finish_run(table, run["run_id"], status, moment, extra)
+        return _outcome_notice(run, status, result if isinstance(result, Mapping) else {})
+    record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
+    resumable_result = result if step in RESUMABLE_STEPS else None
+    _write_step(table, run, step, status, record, settings, moment, result=resumable_result)
+    if step == "approval":
+        _update_fields(table, _run_key(run["run_id"]), {"approval": record["outputs"]})
+    return {"recorded": step, "status": status}
+
+
+# --- failures -------------------------------------------------------------------------
+
+
+def readable_cause(cause: Any) -> str:
+    """The human part of a Step Functions error cause (Glue, SageMaker or Lambda JSON)."""
+    if not isinstance(cause, str):
+        return json.dumps(cause) if cause is not None else ""
+    try:
+        data = json.loads(cause)
+    except json.JSONDecodeError:
+        return cause
+    if isinstance(data, dict):
+        for key in ("ErrorMessage", "errorMessage", "FailureReason", "Message", "message"):
+            if data.get(key):
+                prefix = f"{data['errorType']}: " if key == "errorMessage" and data.get("errorType") else ""
+                return prefix + str(data[key])
+    return cause
+
+
+def failed_step(state: Mapping[str, Any]) -> str:
+    """Which step a caught error belongs to: the first step without a result yet."""
+    if not isinstance(state.get("run"), Mapping):
+        return "resolve"
+    steps = state.get("steps") or {}
+    for step in STEP_ORDER:
+        if step not in steps:
+            if step == "evaluate" and (state.get("error") or {}).get("Error") == "stepml.EndpointFailed":
+                return "test_endpoint"
+            return step
+    return "deploy"
+
+
+def record_failure(
+    state: Mapping[str, Any],
+    execution_arn: str,
+    *,
+    table: Any,
+    sagemaker_client: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Record a caught error as the failure of its step and compose the alert."""
+    moment = now()
+    error = dict(state.get("error") or {"Error": "stepml.Unknown", "Cause": "no error details"})
+    step = failed_step(state)
+    run = state.get("run")
+    cause = readable_cause(error.get("Cause"))
+    if error.get("Error") == "stepml.EndpointFailed" and isinstance(run, Mapping):
+        endpoint = run["names"]["test_endpoint" if step == "test_endpoint" else "production_endpoint"]
+        try:
+            reason = sagemaker_client.describe_endpoint(EndpointName=endpoint).get("FailureReason")
+        except ClientError:
+            reason = None
+        if reason:
+            cause = f"{cause} FailureReason: {reason}"
+    error_record = {"error": error.get("Error"), "cause": cause}
+    if isinstance(run, Mapping):
+        run_id = run["run_id"]
+        _write_step(
+            table, run, step, "FAILED", {"ended_at": _iso(moment)}, settings, moment, error=error_record
+        )
+        _finish_run(table, run_id, "FAILED", moment, {"failed_step": step, "error": error_record})
+        upload = run["input"]
+        has_test_resources = "model" in (state.get("steps") or {})
+        test_endpoint = run["names"]["test_endpoint"] if has_test_resources else None
+        test_endpoint_config = run["names"]["test_endpoint_config"] if has_test_resources else None
+        where = f"{upload['uri']} (version {upload.get('version_id')})"
+    else:
+        run_id = _run_id_from_input(state)
+        test_endpoint = test_endpoint_config = None
+        where = _input_uri(state) or "(unknown input)"
+    title = STEP_TITLES.get(step, step)
+    subject = _subject(f"[stepml] Run {run_id} failed at {title}: {error.get('Error')}")
+    message = "\n".join(
+        [
+            f"Run:       {run_id}",
+            f"Step:      {title}",
+            f"Error:     {error.get('Error')}",
+            f"Cause:     {cause}",
+            f"Input:     {where}",
+            f"Execution: {execution_arn}",
+            "",
+            "The test endpoint (if any) is being deleted; production was not changed.",
+            f"After fixing the cause, resume with: stepml runs resume {run_id}",
+        ]
+    )
+    return {
+        "run_id": run_id,
+        "step": step,
+        "error": error.get("Error"),
+        "cause": cause,
+        "subject": subject,
+        "message": message + "\n",
+        "test_endpoint": test_endpoint,
+        "test_endpoint_config": test_endpoint_config,
+    }
+
+
+def _input_uri(state: Mapping[str, Any]) -> str | None:
+    detail = state.get("detail") if isinstance(state.get("detail"), Mapping) else None
+    if detail and isinstance(detail.get("bucket"), Mapping) and isinstance(detail.get("object"), Mapping):
+        return f"s3://{detail['bucket'].get('name')}/{detail['object'].get('key')}"
+    return None
+
+
+def _run_id_from_input(state: Mapping[str, Any]) -> str:
+    if "resume_run_id" in state:
+        return str(state["resume_run_id"])
+    try:
+        upload = parse_upload(state)
+        return make_run_id(upload["bucket"], upload["key"], upload["version_id"])
+    except UploadEventError:
+        return "unknown"

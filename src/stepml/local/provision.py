@@ -1,0 +1,344 @@
+"""Create the template's resources in an AWS endpoint (moto, in-process or server).
+
+Each supported resource type has one creator that reads the template's properties, so the
+local resources carry the same keys, indexes, encryption and TTL settings as the deployed
+ones. A type or property the local cloud cannot honour is a ``ProvisionError`` that names it,
+never a silent skip; callers that only need part of the stack (unit tests) pass ``types``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from stepml.local.template import ResolvedTemplate, TemplateError, load_template
+
+
+class ProvisionError(RuntimeError):
+    """A resource of the template could not be created locally."""
+
+
+#: The resource types whose data-plane state the Lambdas use directly.
+DATA_RESOURCE_TYPES = frozenset(
+    {
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::KMS::Key",
+        "AWS::SQS::Queue",
+        "AWS::SQS::QueuePolicy",
+        "AWS::Logs::LogGroup",
+        "AWS::IAM::Role",
+    }
+)
+
+
+@dataclass
+class ProvisionedStack:
+    """The result of provisioning: names and ARNs by logical id, and the resolved template."""
+
+    resolved: ResolvedTemplate
+    root: Path
+    created: list[str]
+
+    def physical_id(self, logical_id: str) -> str:
+        """What ``Ref`` gives for the resource: a bucket or table name, topic ARN, key id."""
+        return self.resolved.ref(logical_id)
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The function's resolved environment variables, as Lambda would see them."""
+        return self.resolved.function_environment(logical_id)
+
+    def apply_environment(self, monkeypatch: Any, logical_id: str) -> dict[str, str]:
+        """Set a function's environment with pytest's ``monkeypatch`` and return it."""
+        environment = self.function_environment(logical_id)
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        return environment
+
+
+def _tags(props: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": t["Key"], "Value": str(t["Value"])} for t in props.get("Tags", [])]
+
+
+class _Provisioner:
+    def __init__(self, resolved: ResolvedTemplate, session: boto3.Session):
+        self.resolved = resolved
+        self.session = session
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.resolved.region)
+        return self._clients[service]
+
+    # -- creators --------------------------------------------------------------------------
+
+    def bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        s3 = self.client("s3")
+        name = self.resolved.ref(logical_id)
+        kwargs: dict[str, Any] = {"Bucket": name}
+        if self.resolved.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.resolved.region}
+        s3.create_bucket(**kwargs)
+        if "BucketEncryption" in props:
+            # CloudFormation spells the rule key differently from the S3 API.
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        notification = props.get("NotificationConfiguration")
+        if notification:
+            unsupported = sorted(set(notification) - {"EventBridgeConfiguration"})
+            if unsupported:
+                names = ", ".join(unsupported)
+                raise ProvisionError(f"{logical_id}: NotificationConfiguration {names} is not supported locally")
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+
+    def bucket_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        self.client("s3").put_bucket_policy(
+            Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"])
+        )
+
+    def table(self, logical_id: str, props: dict[str, Any]) -> None:
+        dynamodb = self.client("dynamodb")
+        name = self.resolved.ref(logical_id)
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            raise ProvisionError(f"{logical_id}: only BillingMode PAY_PER_REQUEST is supported locally")
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("SSESpecification", {}).get("SSEEnabled"):
+            kwargs["SSESpecification"] = {"Enabled": True}
+        dynamodb.create_table(**kwargs)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        pitr = props.get("PointInTimeRecoverySpecification", {})
+        if pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+
+    def topic(self, logical_id: str, props: dict[str, Any]) -> None:
+        sns = self.client("sns")
+        name = self.resolved.physical_ids[logical_id]
+        attributes = {}
+        if props.get("KmsMasterKeyId"):
+            attributes["KmsMasterKeyId"] = str(props["KmsMasterKeyId"])
+        if props.get("DisplayName"):
+            attributes["DisplayName"] = str(props["DisplayName"])
+        arn = sns.create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        self.resolved.runtime_refs[logical_id] = arn
+        for subscription in props.get("Subscription", []):
+            sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
+
+    def topic_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        sns = self.client("sns")
+        for topic_arn in props["Topics"]:
+            sns.set_topic_attributes(
+                TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+            )
+
+    def key(self, logical_id: str, props: dict[str, Any]) -> None:
+        kms = self.client("kms")
+        kwargs: dict[str, Any] = {
+            "Description": props.get("Description", logical_id),
+            "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        }
+        if "KeyPolicy" in props:
+            kwargs["Policy"] = json.dumps(props["KeyPolicy"])
+        metadata = kms.create_key(**kwargs)["KeyMetadata"]
+        self.resolved.runtime_refs[logical_id] = metadata["KeyId"]
+        self.resolved.runtime_attributes[(logical_id, "Arn")] = metadata["Arn"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+
+    def queue(self, logical_id: str, props: dict[str, Any]) -> None:
+        sqs = self.client("sqs")
+        attributes = {}
+        if "MessageRetentionPeriod" in props:
+            attributes["MessageRetentionPeriod"] = str(props["MessageRetentionPeriod"])
+        if props.get("SqsManagedSseEnabled"):
+            attributes["SqsManagedSseEnabled"] = "true"
+        name = self.resolved.physical_ids[logical_id]
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        self.resolved.runtime_refs[logical_id] = url
+
+    def queue_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        sqs = self.client("sqs")
+        for url in props["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+
+    def log_group(self, logical_id: str, props: dict[str, Any]) -> None:
+        logs = self.client("logs")
+        name = self.resolved.ref(logical_id)
+        logs.create_log_group(logGroupName=name)
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+
+    def role(self, logical_id: str, props: dict[str, Any]) -> None:
+        iam = self.client("iam")
+        name = self.resolved.ref(logical_id)
+        iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+            Tags=_tags(props),
+        )
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+
+    def creators(self) -> dict[str, Callable[[str, dict[str, Any]], None]]:
+        return {
+            "AWS::S3::Bucket": self.bucket,
+            "AWS::S3::BucketPolicy": self.bucket_policy,
+            "AWS::DynamoDB::Table": self.table,
+            "AWS::SNS::Topic": self.topic,
+            "AWS::SNS::TopicPolicy": self.topic_policy,
+            "AWS::KMS::Key": self.key,
+            "AWS::SQS::Queue": self.queue,
+            "AWS::SQS::QueuePolicy": self.queue_policy,
+            "AWS::Logs::LogGroup": self.log_group,
+            "AWS::IAM::Role": self.role,
+        }
+
+
+def _dependencies(value: Any, resources: Iterable[str]) -> set[str]:
+    """Logical ids a property value refers to through Ref, GetAtt or Sub."""
+    names = set(resources)
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, arg in node.items():
+                if key == "Ref" and isinstance(arg, str) and arg in names:
+                    found.add(arg)
+                elif key == "Fn::GetAtt":
+                    logical = arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0]
+                    if logical in names:
+                        found.add(logical)
+                elif key == "Fn::Sub":
+                    text = arg[0] if isinstance(arg, list) else arg
+                    for part in str(text).split("${")[1:]:
+                        name = part.split("}", 1)[0].split(".", 1)[0]
+                        if name in names:
+                            found.add(name)
+                    if isinstance(arg, list):
+                        walk(arg[1])
+                else:
+                    walk(arg)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(value)
+    return found
+
+
+def creation_order(resolved: ResolvedTemplate, logical_ids: Iterable[str]) -> list[str]:
+    """Order resources so each comes after what it refers to (as CloudFormation does)."""
+    wanted = list(logical_ids)
+    resources = resolved.resources
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(logical: str, path: tuple[str, ...]) -> None:
+        if state.get(logical) == "done":
+            return
+        if state.get(logical) == "visiting":
+            raise ProvisionError(f"circular reference: {' -> '.join((*path, logical))}")
+        state[logical] = "visiting"
+        spec = resources[logical]
+        deps = _dependencies(spec.get("Properties", {}), resources)
+        depends_on = spec.get("DependsOn", [])
+        deps |= set([depends_on] if isinstance(depends_on, str) else depends_on)
+        for dep in sorted(deps):
+            if dep in wanted:
+                visit(dep, (*path, logical))
+        state[logical] = "done"
+        order.append(logical)
+
+    for logical in wanted:
+        visit(logical, ())
+    return order
+
+
+def provision(
+    template_path: Path | str,
+    session: boto3.Session,
+    *,
+    stack_name: str = "stepml-local",
+    region: str = "us-east-1",
+    parameter_overrides: Mapping[str, str] | None = None,
+    types: Iterable[str] | None = None,
+) -> ProvisionedStack:
+    """Create the template's resources (or only those of ``types``) through ``session``."""
+    template_path = Path(template_path)
+    account_id = "123456789012"
+    resolved = ResolvedTemplate(
+        load_template(template_path),
+        stack_name=stack_name,
+        region=region,
+        account_id=account_id,
+        parameter_overrides=dict(parameter_overrides or {}),
+        source=str(template_path),
+    )
+    provisioner = _Provisioner(resolved, session)
+    creators = provisioner.creators()
+    wanted_types = set(types) if types is not None else None
+    selected = []
+    for logical, spec in resolved.resources.items():
+        if not resolved.is_enabled(logical):
+            continue
+        if wanted_types is not None and spec["Type"] not in wanted_types:
+            continue
+        if spec["Type"] not in creators:
+            raise ProvisionError(
+                f"{template_path}: resource {logical} has type {spec['Type']}, which the local cloud "
+                "cannot provision"
+            )
+        selected.append(logical)
+    created = []
+    for logical in creation_order(resolved, selected):
+        try:
+            props = resolved.resolved_properties(logical)
+            creators[resolved.resources[logical]["Type"]](logical, props)
+        except TemplateError as exc:
+            raise ProvisionError(f"{template_path}: {logical}: {exc}") from exc
+        except Exception as exc:
+            raise ProvisionError(f"{template_path}: creating {logical} failed: {exc}") from exc
+        created.append(logical)
+    return ProvisionedStack(resolved=resolved, root=template_path.parent, created=created)

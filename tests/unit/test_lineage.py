@@ -1,0 +1,292 @@
+"""Run identity, claiming, resume and step records against the template's lineage table."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from stepml import config
+from stepml.config import DatasetConfigError
+from stepml.lineage import (
+    UnknownRunError,
+    UploadEventError,
+    failed_step,
+    from_dynamo,
+    make_run_id,
+    readable_cause,
+    record_failure,
+    record_step,
+    resolve_run,
+)
+from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, s3_object_created_event
+
+EXECUTION_1 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:one"
+EXECUTION_2 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:two"
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class FakeStepFunctions:
+    """DescribeExecution answers from a dict of execution ARN to status."""
+
+    def __init__(self, statuses: dict[str, str] | None = None):
+        self.statuses = statuses or {}
+
+    def describe_execution(self, executionArn: str) -> dict[str, str]:  # noqa: N803 - boto3's name
+        if executionArn not in self.statuses:
+            raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}, "DescribeExecution")
+        return {"status": self.statuses[executionArn]}
+
+
+class FakeSageMaker:
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:  # noqa: N803
+        return {
+            "TrainingJobName": TrainingJobName,
+            "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.91}],
+            "AlgorithmSpecification": {"TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"},
+            "ResourceConfig": {"InstanceType": "ml.m5.xlarge"},
+        }
+
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
+        return {"EndpointName": EndpointName, "EndpointStatus": "Failed", "FailureReason": "model failed to load"}
+
+
+@pytest.fixture
+def env(stack, monkeypatch):
+    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
+    settings = config.load_settings(
+        [
+            config.LINEAGE_TABLE,
+            config.ARTIFACT_BUCKET,
+            config.PRODUCTION_ENDPOINT_NAME,
+            config.DEFAULT_TRAINING_INSTANCE_TYPE,
+            config.DEFAULT_HOSTING_INSTANCE_TYPE,
+            config.ENDPOINT_POLL_SECONDS,
+            config.APPROVAL_TIMEOUT_SECONDS,
+            config.LINEAGE_RETENTION_DAYS,
+        ]
+    )
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
+    )
+    table = boto3.resource("dynamodb").Table(settings.lineage_table)
+    return {"settings": settings, "s3": s3, "table": table, "upload_bucket": environment[config.UPLOAD_BUCKET]}
+
+
+def _upload(env, key="incoming/churn/data.csv", body=b"a,b\n1,2\n") -> dict[str, Any]:
+    response = env["s3"].put_object(Bucket=env["upload_bucket"], Key=key, Body=body)
+    return s3_object_created_event(env["upload_bucket"], key, response["VersionId"], response["ETag"], len(body))
+
+
+def _resolve(env, event, execution=EXECUTION_1, sfn=None):
+    return resolve_run(
+        event, execution, table=env["table"], s3_client=env["s3"], sfn_client=sfn or FakeStepFunctions(),
+        settings=env["settings"], now=lambda: NOW,
+    )
+
+
+def test_run_id_is_stable_per_object_version_and_names_the_dataset():
+    first = make_run_id("bucket", "incoming/churn/data.csv", "v1")
+    assert first == make_run_id("bucket", "incoming/churn/data.csv", "v1")
+    assert first.startswith("churn-") and len(first) == len("churn-") + 12
+    assert first != make_run_id("bucket", "incoming/churn/data.csv", "v2")
+    assert first != make_run_id("other", "incoming/churn/data.csv", "v1")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("incoming/data.csv", "uploads must be under incoming/<dataset>/<file>"),
+        ("other/churn/data.csv", "uploads must be under incoming/<dataset>/<file>"),
+        ("incoming/Churn_Data/data.csv", "dataset folder 'Churn_Data' must be lowercase"),
+    ],
+)
+def test_keys_outside_a_dataset_folder_are_refused(key, message):
+    with pytest.raises(UploadEventError, match=message.replace("<", ".").replace(">", ".")):
+        make_run_id("bucket", key, "v1")
+
+
+def test_new_upload_starts_a_run_with_names_paths_and_defaults(env):
+    result = _resolve(env, _upload(env))
+    run = result["run"]
+    assert result["action"] == "start" and result["steps"] == {}
+    assert run["attempt"] == 1 and run["dataset"] == "churn"
+    assert run["names"]["training_job"] == f"stepml-{run['run_id']}-a1"
+    assert run["names"]["test_endpoint"] == f"stepml-{run['run_id']}-test-a1"
+    assert run["names"]["production_endpoint"] == "stepml-production"
+    assert run["paths"]["train"] == f"s3://{env['settings'].artifact_bucket}/processed/churn/{run['run_id']}/train/"
+    assert run["config"]["training"]["instance_type"] == "ml.m5.xlarge"
+    assert run["config"]["hosting"]["instance_type"] == "ml.m5.large"
+    assert run["hyperparameters"]["objective"] == "binary:logistic"
+    assert all(isinstance(v, str) for v in run["hyperparameters"].values())
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "RUN"})["Item"])
+    assert item["status"] == "RUNNING" and item["execution_arn"] == EXECUTION_1
+    assert item["gsi1pk"] == f"INPUT#{run['input']['uri']}"
+    assert item["expires_at"] == int(NOW.timestamp()) + 1095 * 86400
+
+
+def test_duplicate_event_while_the_owner_runs_is_a_duplicate(env):
+    event = _upload(env)
+    _resolve(env, event, EXECUTION_1)
+    second = _resolve(env, event, EXECUTION_2, sfn=FakeStepFunctions({EXECUTION_1: "RUNNING"}))
+    assert second["action"] == "duplicate"
+    again = _resolve(env, event, EXECUTION_1)
+    assert again["action"] == "start", "a retried ResolveRun of the owning execution gets the same answer"
+
+
+def test_finished_run_is_never_run_again(env):
+    event = _upload(env)
+    run = _resolve(env, event)["run"]
+    record_step(run, "run", "SUCCEEDED", {}, table=env["table"], s3_client=env["s3"], sagemaker_client=FakeSageMaker(),
+                settings=env["settings"], now=lambda: NOW)
+    assert _resolve(env, event, EXECUTION_2)["action"] == "duplicate"
+
+
+def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env):
+    event = _upload(env)
+    run = _resolve(env, event)["run"]
+    manifest_bucket, _, manifest_key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
+    env["s3"].put_object(Bucket=manifest_bucket, Key=manifest_key,
+                         Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode())
+    preprocess = {"job_name": "stepml-local-preprocess", "job_run_id": "jr_1", "state": "SUCCEEDED",
+                  "started_on": 1763812800000, "completed_on": 1763812860000}
+    record_step(run, "preprocess", "SUCCEEDED", preprocess, table=env["table"], s3_client=env["s3"],
+                sagemaker_client=FakeSageMaker(), settings=env["settings"], now=lambda: NOW)
+    failure = record_failure({"run": run, "steps": {"preprocess": preprocess},
+                              "error": {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "capacity"}'}},
+                             EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(),
+                             settings=env["settings"], now=lambda: NOW)
+    assert failure["step"] == "train"
+
+    resumed = _resolve(env, {"resume_run_id": run["run_id"]}, EXECUTION_2)
+    assert resumed["action"] == "resume"
+    assert resumed["run"]["attempt"] == 2
+    assert resumed["run"]["names"]["training_job"].endswith("-a2")
+    assert resumed["steps"] == {"preprocess": preprocess}
+    step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#preprocess"})["Item"])
+    assert step["outputs"]["fingerprint"] == "sha256:abc"
+    assert step["started_at"] == "2025-11-22T12:00:00.000Z"
+
+
+def test_resume_of_an_unknown_run_names_it(env):
+    with pytest.raises(UnknownRunError, match="run 'churn-000000000000' is not in lineage table"):
+        _resolve(env, {"resume_run_id": "churn-000000000000"})
+
+
+def test_dataset_without_config_says_how_to_onboard_it(env):
+    event = _upload(env, key="incoming/fraud/data.csv")
+    with pytest.raises(DatasetConfigError, match=r"datasets/fraud/config.json: dataset 'fraud' is not onboarded"):
+        _resolve(env, event)
+
+
+def test_bad_dataset_config_names_the_file_and_field(env):
+    bad = dict(CHURN_CONFIG, metric="rmse")
+    env["s3"].put_object(Bucket=env["settings"].artifact_bucket, Key=config.dataset_config_key("churn"),
+                         Body=json.dumps(bad).encode())
+    with pytest.raises(DatasetConfigError, match=r"config.json: .*metric 'rmse' does not fit problem_type 'binary'"):
+        _resolve(env, _upload(env))
+
+
+def test_not_an_upload_event_is_refused(env):
+    with pytest.raises(UploadEventError, match="not an S3 Object Created event"):
+        _resolve(env, {"hello": "world"})
+
+
+def test_training_record_carries_hyperparameters_metrics_and_job(env):
+    run = _resolve(env, _upload(env))["run"]
+    result = {"job_name": run["names"]["training_job"], "job_arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+              "model_data": "s3://b/model.tar.gz", "started_on": 1, "completed_on": 2}
+    record_step(run, "train", "SUCCEEDED", result, table=env["table"], s3_client=env["s3"],
+                sagemaker_client=FakeSageMaker(), settings=env["settings"], now=lambda: NOW)
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#train"})["Item"])
+    assert item["parameters"]["hyperparameters"]["objective"] == "binary:logistic"
+    assert item["outputs"] == {"model_data": "s3://b/model.tar.gz", "final_metrics": {"validation:auc": 0.91}}
+    assert item["job"]["arn"].endswith("training-job/x")
+    assert item["gsi1pk"] == f"MODEL#{run['names']['model']}"
+    assert item["attempts"][0]["status"] == "SUCCEEDED"
+
+
+def test_failure_before_a_run_exists_still_alerts():
+    state = {"detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/churn/x.csv"}},
+             "error": {"Error": "stepml.Boom", "Cause": "bad"}}
+    assert failed_step(state) == "resolve"
+
+
+@pytest.mark.parametrize(
+    ("steps", "error", "expected"),
+    [
+        ({}, "States.TaskFailed", "preprocess"),
+        ({"preprocess": {}}, "States.TaskFailed", "train"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "stepml.EndpointFailed", "test_endpoint"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "Lambda.Unknown", "evaluate"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}, "approval": {}},
+         "stepml.DeploymentRolledBack", "deploy"),
+    ],
+)
+def test_the_failed_step_is_the_first_without_a_result(steps, error, expected):
+    assert failed_step({"run": {"run_id": "r"}, "steps": steps, "error": {"Error": error}}) == expected
+
+
+def test_glue_and_lambda_causes_become_readable():
+    assert readable_cause('{"JobName": "j", "ErrorMessage": "label column churn missing"}') == "label column churn missing"
+    assert readable_cause('{"errorMessage": "boom", "errorType": "EvaluationError"}') == "EvaluationError: boom"
+    assert readable_cause("plain text") == "plain text"
+
+
+def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
+    run = _resolve(env, _upload(env))["run"]
+    steps = {"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}
+    state = {"run": run, "steps": steps, "error": {"Error": "stepml.EndpointFailed", "Cause": "The test endpoint failed"}}
+    failure = record_failure(state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(),
+                             settings=env["settings"], now=lambda: NOW)
+    assert failure["step"] == "test_endpoint"
+    assert failure["test_endpoint"] == run["names"]["test_endpoint"]
+    assert failure["test_endpoint_config"] == run["names"]["test_endpoint_config"]
+    assert run["run_id"] in failure["subject"] and "Test endpoint" in failure["subject"]
+    assert len(failure["subject"]) <= 100
+    assert "model failed to load" in failure["message"]
+    assert f"stepml runs resume {run['run_id']}" in failure["message"]
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "RUN"})["Item"])
+    assert item["status"] == "FAILED" and item["failed_step"] == "test_endpoint"
+    assert item["error"]["error"] == "stepml.EndpointFailed"
+
+
+def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):
+    run = _resolve(env, _upload(env))["run"]
+    failure = record_failure({"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "x"}},
+                             EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"])
+    assert failure["test_endpoint"] is None and failure["step"] == "preprocess"
+
+
+def test_not_promoted_outcome_notice(env):
+    run = _resolve(env, _upload(env))["run"]
+    notice = record_step(run, "run", "REJECTED_BY_GATE", {"status": "REJECTED_BY_GATE", "reason": "auc 0.61 < 0.8"},
+                         table=env["table"], s3_client=env["s3"], sagemaker_client=FakeSageMaker(),
+                         settings=env["settings"])
+    assert "not promoted" in notice["subject"] and "auc 0.61 < 0.8" in notice["message"]
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "RUN"})["Item"])
+    assert item["status"] == "REJECTED_BY_GATE" and item["outcome_reason"] == "auc 0.61 < 0.8"
+
+
+def test_handlers_wire_settings_from_the_template(env, stack, monkeypatch):
+    resolve = load_handler("lambdas/resolve_run/app.py")
+    event = _upload(env)
+    result = resolve.handler({"event": event, "execution_arn": EXECUTION_1}, FakeLambdaContext())
+    assert result["action"] == "start"
+    stack.apply_environment(monkeypatch, "RecordStepFunction")
+    record = load_handler("lambdas/record_step/app.py")
+    failure = record.handler({"state": {"run": result["run"], "steps": {}, "error": {"Error": "E", "Cause": "c"}},
+                              "step": "failure", "status": "FAILED", "execution_arn": EXECUTION_1}, FakeLambdaContext())
+    assert failure["step"] == "preprocess" and failure["run_id"] == result["run"]["run_id"]
+
+
+def test_handler_names_a_missing_setting(stack, monkeypatch):
+    monkeypatch.delenv(config.LINEAGE_TABLE, raising=False)
+    resolve = load_handler("lambdas/resolve_run/app.py")
+    with pytest.raises(config.ConfigError, match="STEPML_LINEAGE_TABLE is missing or empty"):
+        resolve.handler({"event": {}, "execution_arn": EXECUTION_1}, FakeLambdaContext())

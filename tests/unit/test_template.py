@@ -1,0 +1,383 @@
+"""Static checks of template.yaml and the ASL: substitutions, IAM, security defaults, structure."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from typing import Any
+
+import pytest
+
+from stepml.lineage import resource_names
+from stepml.local.template import ResolvedTemplate, load_template
+from tests.helpers import REPO_ROOT
+
+ASL_PATH = REPO_ROOT / "statemachine/pipeline.asl.json"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+SAMPLE_RUN_ID = "churn-0123456789ab"
+
+
+@pytest.fixture(scope="module")
+def resolved() -> ResolvedTemplate:
+    return ResolvedTemplate(load_template(REPO_ROOT / "template.yaml"), stack_name="stepml-dev", region=REGION,
+                            account_id=ACCOUNT)
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    return json.loads(ASL_PATH.read_text())
+
+
+@pytest.fixture(scope="module")
+def definition(resolved) -> dict[str, Any]:
+    return resolved.state_machine_definition("PipelineStateMachine", REPO_ROOT)
+
+
+def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: state for name, state in definition["States"].items() if state["Type"] == "Task"}
+
+
+# --- substitutions ---------------------------------------------------------------------
+
+
+def test_every_substitution_in_the_asl_is_defined_and_every_definition_is_used(resolved):
+    used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", ASL_PATH.read_text()))
+    defined = set(resolved.properties("PipelineStateMachine")["DefinitionSubstitutions"])
+    assert used - defined == set(), f"used in the ASL but not defined: {sorted(used - defined)}"
+    assert defined - used == set(), f"defined but never used in the ASL: {sorted(defined - used)}"
+
+
+def test_the_asl_file_is_plain_json_that_workflow_studio_can_open(asl):
+    assert asl["StartAt"] in asl["States"]
+    assert "QueryLanguage" not in asl or asl["QueryLanguage"] == "JSONPath"
+
+
+def test_the_substituted_definition_leaves_no_placeholder(definition):
+    assert "${" not in json.dumps(definition).replace("States.Format", "")
+
+
+# --- structure -------------------------------------------------------------------------
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    found = [state[key] for key in ("Next", "Default") if key in state]
+    found += [choice["Next"] for choice in state.get("Choices", [])]
+    found += [catch["Next"] for catch in state.get("Catch", [])]
+    return found
+
+
+def test_every_transition_reaches_a_state_and_every_state_is_reachable(asl):
+    states = asl["States"]
+    for name, state in states.items():
+        for target in _targets(state):
+            assert target in states, f"{name} points to missing state {target!r}"
+        if state["Type"] not in ("Succeed", "Fail", "Choice"):
+            assert "Next" in state or state.get("End"), f"{name} has neither Next nor End"
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(_targets(states[current]))
+    assert set(states) - seen == set(), f"unreachable states: {sorted(set(states) - seen)}"
+
+
+def test_every_task_has_a_timeout(asl):
+    for name, state in _tasks(asl).items():
+        assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, f"{name} has no timeout"
+
+
+LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                    "Lambda.TooManyRequestsException"}
+
+
+def test_lambda_tasks_retry_lambdas_transient_errors_and_sdk_tasks_retry_throttling(asl):
+    for name, state in _tasks(asl).items():
+        retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
+        if state["Resource"].startswith("arn:aws:states:::lambda:invoke"):
+            assert retried >= LAMBDA_TRANSIENT, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
+        else:
+            assert any("Throttl" in error or "AmazonSageMakerException" in error for error in retried), (
+                f"{name} does not retry throttling"
+            )
+
+
+def test_every_failure_prone_step_is_caught_into_the_failure_path(asl):
+    exempt = {"Record failure", "Alert on failure", "Alert without lineage", "Notify not promoted"}
+    for name, state in _tasks(asl).items():
+        if name in exempt:
+            continue
+        catchers = state.get("Catch", [])
+        assert any("States.ALL" in c["ErrorEquals"] for c in catchers), f"{name} has no catch-all"
+
+
+def test_approval_waits_for_the_task_token_with_the_parameter_timeout(asl):
+    state = asl["States"]["Request approval"]
+    assert state["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert state["TimeoutSecondsPath"] == "$.run.approval_timeout_seconds"
+    assert state["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    timeout_catch = state["Catch"][0]
+    assert timeout_catch["ErrorEquals"] == ["States.Timeout"] and timeout_catch["Next"] == "Approval timed out"
+
+
+def test_not_promoted_paths_never_touch_production(asl):
+    """From the gate, rejection and timeout, no path reaches a production-endpoint state."""
+    states = asl["States"]
+    forbidden = {"Create production endpoint", "Update production endpoint", "Create production endpoint config"}
+    for start in ("Gate rejected the model", "Approver rejected the model", "Approval timed out"):
+        seen, todo = set(), [start]
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            todo.extend(_targets(states[current]))
+        assert not seen & forbidden, f"{start} can reach {seen & forbidden}"
+        assert "Delete test endpoint (not promoted)" in seen
+
+
+def test_moto_parses_the_substituted_definition(definition):
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    program, _ = AmazonStateLanguageParser.parse(json.dumps(definition))
+    assert program is not None
+
+
+# --- IAM: the actions each Task needs, derived from its Resource --------------------------
+
+
+def _sample_value(value: Any, run_names: dict[str, str]) -> Any:
+    """Replace a JSONPath into the run context with a value a real run would have."""
+    if isinstance(value, str) and value.startswith("$.run.names."):
+        return run_names[value.removeprefix("$.run.names.")]
+    if isinstance(value, str) and value.startswith("$.failure.test_endpoint"):
+        return run_names[value.removeprefix("$.failure.")]
+    return value
+
+
+def _parameter(params: dict[str, Any], key: str, run_names: dict[str, str]) -> str:
+    if key in params:
+        return params[key]
+    return _sample_value(params[f"{key}.$"], run_names)
+
+
+def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> list[tuple[str, str]]:
+    """(action, resource ARN) pairs a Task needs, as the Step Functions service integration docs list them."""
+    resource = state["Resource"]
+    params = state.get("Parameters", {})
+    arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+    sm = lambda kind, name: arn.format("sagemaker", f"{kind}/{name}")  # noqa: E731
+    tagged = "Tags" in params
+    if resource.startswith("arn:aws:states:::lambda:invoke"):
+        return [("lambda:InvokeFunction", params["FunctionName"])]
+    if resource == "arn:aws:states:::glue:startJobRun.sync":
+        job = arn.format("glue", f"job/{params['JobName']}")
+        return [(a, job) for a in ("glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun")]
+    if resource == "arn:aws:states:::sagemaker:createTrainingJob.sync":
+        job = sm("training-job", _parameter(params, "TrainingJobName", run_names))
+        rule = arn.format("events", "rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+        needed = [(a, job) for a in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                                     "sagemaker:StopTrainingJob")]
+        needed += [(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+        needed += [("iam:PassRole", params["RoleArn"])]
+        return needed + ([("sagemaker:AddTags", job)] if tagged else [])
+    optimized = {
+        "createModel": ("model", "ModelName"),
+        "createEndpointConfig": ("endpoint-config", "EndpointConfigName"),
+        "createEndpoint": ("endpoint", "EndpointName"),
+        "updateEndpoint": ("endpoint", "EndpointName"),
+    }
+    match = re.fullmatch(r"arn:aws:states:::sagemaker:(\w+)", resource)
+    if match and match.group(1) in optimized:
+        kind, key = optimized[match.group(1)]
+        target = sm(kind, _parameter(params, key, run_names))
+        action = "sagemaker:" + match.group(1)[0].upper() + match.group(1)[1:]
+        needed = [(action, target)] + ([("sagemaker:AddTags", target)] if tagged else [])
+        if "ExecutionRoleArn" in params:
+            needed.append(("iam:PassRole", params["ExecutionRoleArn"]))
+        return needed
+    match = re.fullmatch(r"arn:aws:states:::aws-sdk:sagemaker:(\w+)", resource)
+    if match:
+        api = match.group(1)
+        action = "sagemaker:" + api[0].upper() + api[1:]
+        if api == "listEndpoints":
+            return [(action, "*")]
+        key = "EndpointConfigName" if "EndpointConfig" in api else "EndpointName"
+        kind = "endpoint-config" if key == "EndpointConfigName" else "endpoint"
+        return [(action, sm(kind, _parameter(params, key, run_names)))]
+    if resource == "arn:aws:states:::sns:publish":
+        return [("sns:Publish", params["TopicArn"])]
+    raise AssertionError(f"no IAM rule for Task resource {resource}; add one to this test")
+
+
+def _allows(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    for statement in statements:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in resources
+        ):
+            return True
+    return False
+
+
+def _role_statements(resolved: ResolvedTemplate, logical_id: str) -> list[dict[str, Any]]:
+    props = resolved.resolved_properties(logical_id)
+    return [s for policy in props["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_the_state_machine_role_grants_what_every_task_needs(resolved, definition):
+    statements = _role_statements(resolved, "PipelineStateMachineRole")
+    names = resource_names(SAMPLE_RUN_ID, 1, resolved.parameters["ProductionEndpointName"])
+    missing = []
+    for name, state in _tasks(definition).items():
+        for action, resource in required_permissions(state, names):
+            if not _allows(statements, action, resource):
+                missing.append(f"{name}: {action} on {resource}")
+    assert missing == []
+
+
+def test_the_iam_rule_table_would_catch_a_missing_grant(resolved, definition):
+    statements = [s for s in _role_statements(resolved, "PipelineStateMachineRole") if s.get("Sid") != "RunPreprocessJob"]
+    names = resource_names(SAMPLE_RUN_ID, 1, "stepml-production")
+    state = definition["States"]["Preprocess data"]
+    assert not all(_allows(statements, a, r) for a, r in required_permissions(state, names))
+
+
+def test_the_encrypted_topics_can_be_published_to(resolved):
+    statements = _role_statements(resolved, "PipelineStateMachineRole")
+    key_arn = resolved.get_att("NotificationKey", "Arn")
+    assert _allows(statements, "kms:GenerateDataKey", key_arn) and _allows(statements, "kms:Decrypt", key_arn)
+
+
+# --- least privilege and encryption ------------------------------------------------------
+
+
+def _all_policy_statements(resolved: ResolvedTemplate):
+    for logical, spec in resolved.resources.items():
+        props = resolved.resolved_properties(logical)
+        if spec["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield logical, statement
+        if spec["Type"] == "AWS::Serverless::Function":
+            for policy in props.get("Policies", []):
+                for statement in policy.get("Statement", []):
+                    yield logical, statement
+
+
+def test_no_wildcard_resource_unless_the_action_has_no_resource_level_permissions(resolved):
+    offenders = []
+    for logical, statement in _all_policy_statements(resolved):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if "*" in resources and statement["Effect"] == "Allow":
+            justified = "HasNoResourceLevelPermissions" in statement.get("Sid", "") or "Condition" in statement
+            if not justified:
+                offenders.append(f"{logical}/{statement.get('Sid')}")
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if any(a == "*" or a.endswith(":*") for a in actions) and statement["Effect"] == "Allow":
+            offenders.append(f"{logical}/{statement.get('Sid')}: wildcard action")
+    assert offenders == []
+
+
+def test_functions_have_no_sam_managed_wildcard_policies(resolved):
+    for logical, spec in resolved.resources.items():
+        if spec["Type"] == "AWS::Serverless::Function":
+            for policy in spec["Properties"].get("Policies", []):
+                assert isinstance(policy, dict) and "Statement" in policy, f"{logical} uses a managed policy {policy}"
+
+
+@pytest.mark.parametrize("bucket", ["UploadBucket", "ArtifactBucket"])
+def test_buckets_are_encrypted_private_versioned_and_tls_only(resolved, bucket):
+    props = resolved.resolved_properties(bucket)
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    policy = next(
+        resolved.resolved_properties(logical)["PolicyDocument"]
+        for logical, spec in resolved.resources.items()
+        if spec["Type"] == "AWS::S3::BucketPolicy" and resolved.resolved_properties(logical)["Bucket"] == resolved.ref(bucket)
+    )
+    deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_only_the_upload_bucket_sends_events_and_the_rule_watches_incoming_only(resolved):
+    assert resolved.resolved_properties("UploadBucket")["NotificationConfiguration"]["EventBridgeConfiguration"]
+    assert "NotificationConfiguration" not in resolved.resolved_properties("ArtifactBucket")
+    pattern = resolved.resolved_properties("UploadRule")["EventPattern"]
+    assert pattern["detail"]["bucket"]["name"] == [resolved.ref("UploadBucket")]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "incoming/"}]
+    assert pattern["detail-type"] == ["Object Created"]
+
+
+@pytest.mark.parametrize("table", ["LineageTable", "ApprovalTable"])
+def test_tables_are_on_demand_recoverable_encrypted_with_ttl(resolved, table):
+    props = resolved.resolved_properties(table)
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.mark.parametrize("topic", ["ApprovalTopic", "AlertTopic"])
+def test_topics_are_encrypted_with_the_stack_key_and_subscribe_their_email(resolved, topic):
+    props = resolved.resolved_properties(topic)
+    assert props["KmsMasterKeyId"] == resolved.ref("NotificationKey")
+    assert props["Subscription"][0]["Protocol"] == "email"
+
+
+def test_state_machine_logs_everything_but_execution_data_and_traces(resolved):
+    props = resolved.resolved_properties("PipelineStateMachine")
+    assert props["Logging"]["Level"] == "ALL"
+    assert props["Logging"]["IncludeExecutionData"] is False, "execution data would log the approval task token"
+    assert props["Tracing"]["Enabled"] is True
+
+
+def test_approval_signing_key_is_a_kms_hmac_key_and_not_in_any_environment(resolved):
+    props = resolved.resolved_properties("ApprovalSigningKey")
+    assert props["KeySpec"] == "HMAC_256" and props["KeyUsage"] == "GENERATE_VERIFY_MAC"
+    for logical, spec in resolved.resources.items():
+        if spec["Type"] == "AWS::Serverless::Function":
+            for name, value in resolved.function_environment(logical).items():
+                assert not re.search(r"SECRET|PASSWORD|TOKEN", name), f"{logical} has {name} in its environment"
+
+
+def test_approval_api_is_throttled_and_logs_without_query_strings(resolved):
+    props = resolved.properties("ApprovalHttpApi")
+    assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    assert props["AccessLogSettings"]["DestinationArn"]
+    assert "queryString" not in props["AccessLogSettings"]["Format"] and "$context.path" not in props[
+        "AccessLogSettings"
+    ]["Format"]
+
+
+def test_parameters_have_the_documented_defaults(resolved):
+    assert resolved.parameters["ApprovalTimeoutSeconds"] == str(7 * 24 * 3600)
+    for name in ("ApproverEmail", "AlertEmail", "ProductionEndpointName", "TrainingInstanceType",
+                 "HostingInstanceType"):
+        assert resolved.parameters[name], name
+
+
+def test_production_alarms_watch_the_production_endpoint_and_feed_the_rollback(resolved, definition):
+    for alarm, metric in (("ProductionModelLatencyAlarm", "ModelLatency"),
+                          ("ProductionInvocation5xxAlarm", "Invocation5XXErrors")):
+        props = resolved.resolved_properties(alarm)
+        assert props["MetricName"] == metric
+        assert {"Name": "EndpointName", "Value": resolved.parameters["ProductionEndpointName"]} in props["Dimensions"]
+    rollback = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
+    alarms = {a["AlarmName"] for a in rollback["AutoRollbackConfiguration"]["Alarms"]}
+    assert alarms == {resolved.ref("ProductionModelLatencyAlarm"), resolved.ref("ProductionInvocation5xxAlarm")}
+
+
+def test_xgboost_image_registry_matches_the_sagemaker_sdk(resolved):
+    from sagemaker.core import image_uris
+
+    mapping = resolved.template["Mappings"]["XGBoostImageRegistry"]
+    for region, entry in mapping.items():
+        expected = image_uris.retrieve("xgboost", region, "1.7-1")
+        assert expected.startswith(f"{entry['Account']}.dkr.ecr.{region}."), (region, expected)
