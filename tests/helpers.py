@@ -54,8 +54,13 @@ def s3_object_created_event(bucket: str, key: str, version_id: str, etag: str, s
         "detail": {
             "version": "0",
             "bucket": {"name": bucket},
-            "object": {"key": key, "size": size, "etag": etag.strip('"'), "version-id": version_id,
-                       "sequencer": "00617F08299329D189"},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag.strip('"'),
+                "version-id": version_id,
+                "sequencer": "00617F08299329D189",
+            },
             "request-id": "N4N7GDK58NMKJ12R",
             "requester": "123456789012",
             "source-ip-address": "1.2.3.4",

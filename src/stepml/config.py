@@ -341,9 +341,9 @@ def parse_dataset_config(raw: bytes | str | Mapping[str, Any], source: str) -> D
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "(config)"
+            location = ".".join(str(part) for part in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"field '{location}': {message}")
+            problems.append(f"field '{location}': {message}" if location else message)
         raise DatasetConfigError(f"{source}: " + "; ".join(problems)) from exc
 
 

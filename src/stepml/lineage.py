@@ -235,9 +235,7 @@ def _claim(
         return ("start" if attempt == 1 else "resume"), attempt
     if existing.get("status") in FINISHED_STATUSES:
         return "duplicate", attempt
-    if existing.get("status") == "RUNNING" and _owner_still_running(
-        sfn_client, existing.get("execution_arn")
-    ):
+    if existing.get("status") == "RUNNING" and _owner_still_running(sfn_client, existing.get("execution_arn")):
         return "duplicate", attempt
     try:
         table.update_item(
@@ -327,12 +325,8 @@ def resolve_run(
     action, attempt = _claim(table, run_id, upload, dataset, execution_arn, sfn_client, settings, moment)
 
     config = load_dataset_config(s3_client, settings.artifact_bucket, dataset)
-    config["training"]["instance_type"] = (
-        config["training"]["instance_type"] or settings.default_training_instance_type
-    )
-    config["hosting"]["instance_type"] = (
-        config["hosting"]["instance_type"] or settings.default_hosting_instance_type
-    )
+    config["training"]["instance_type"] = config["training"]["instance_type"] or settings.default_training_instance_type
+    config["hosting"]["instance_type"] = config["hosting"]["instance_type"] or settings.default_hosting_instance_type
     hyperparameters = parse_dataset_config(config, f"dataset {dataset}").training_hyperparameters()
     run = {
         "run_id": run_id,
@@ -456,8 +450,7 @@ def _step_record(
     if step == "approval":
         return {
             "outputs": {
-                key: result.get(key)
-                for key in ("decision", "approver", "comment", "decided_at", "approval_id")
+                key: result.get(key) for key in ("decision", "approver", "comment", "decided_at", "approval_id")
             },
             "ended_at": result.get("decided_at"),
         }
@@ -673,9 +666,7 @@ def record_failure(
     error_record = {"error": error.get("Error"), "cause": cause}
     if isinstance(run, Mapping):
         run_id = run["run_id"]
-        _write_step(
-            table, run, step, "FAILED", {"ended_at": _iso(moment)}, settings, moment, error=error_record
-        )
+        _write_step(table, run, step, "FAILED", {"ended_at": _iso(moment)}, settings, moment, error=error_record)
         _finish_run(table, run_id, "FAILED", moment, {"failed_step": step, "error": error_record})
         upload = run["input"]
         has_test_resources = "model" in (state.get("steps") or {})

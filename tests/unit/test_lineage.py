@@ -36,22 +36,24 @@ class FakeStepFunctions:
     def __init__(self, statuses: dict[str, str] | None = None):
         self.statuses = statuses or {}
 
-    def describe_execution(self, executionArn: str) -> dict[str, str]:  # noqa: N803 - boto3's name
+    def describe_execution(self, executionArn: str) -> dict[str, str]:
         if executionArn not in self.statuses:
             raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}, "DescribeExecution")
         return {"status": self.statuses[executionArn]}
 
 
 class FakeSageMaker:
-    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
         return {
             "TrainingJobName": TrainingJobName,
             "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.91}],
-            "AlgorithmSpecification": {"TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"},
+            "AlgorithmSpecification": {
+                "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+            },
             "ResourceConfig": {"InstanceType": "ml.m5.xlarge"},
         }
 
-    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_endpoint(self, EndpointName: str) -> dict[str, Any]:
         return {"EndpointName": EndpointName, "EndpointStatus": "Failed", "FailureReason": "model failed to load"}
 
 
@@ -85,8 +87,13 @@ def _upload(env, key="incoming/churn/data.csv", body=b"a,b\n1,2\n") -> dict[str,
 
 def _resolve(env, event, execution=EXECUTION_1, sfn=None):
     return resolve_run(
-        event, execution, table=env["table"], s3_client=env["s3"], sfn_client=sfn or FakeStepFunctions(),
-        settings=env["settings"], now=lambda: NOW,
+        event,
+        execution,
+        table=env["table"],
+        s3_client=env["s3"],
+        sfn_client=sfn or FakeStepFunctions(),
+        settings=env["settings"],
+        now=lambda: NOW,
     )
 
 
@@ -142,8 +149,17 @@ def test_duplicate_event_while_the_owner_runs_is_a_duplicate(env):
 def test_finished_run_is_never_run_again(env):
     event = _upload(env)
     run = _resolve(env, event)["run"]
-    record_step(run, "run", "SUCCEEDED", {}, table=env["table"], s3_client=env["s3"], sagemaker_client=FakeSageMaker(),
-                settings=env["settings"], now=lambda: NOW)
+    record_step(
+        run,
+        "run",
+        "SUCCEEDED",
+        {},
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
     assert _resolve(env, event, EXECUTION_2)["action"] == "duplicate"
 
 
@@ -151,16 +167,41 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     event = _upload(env)
     run = _resolve(env, event)["run"]
     manifest_bucket, _, manifest_key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
-    env["s3"].put_object(Bucket=manifest_bucket, Key=manifest_key,
-                         Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode())
-    preprocess = {"job_name": "stepml-local-preprocess", "job_run_id": "jr_1", "state": "SUCCEEDED",
-                  "started_on": 1763812800000, "completed_on": 1763812860000}
-    record_step(run, "preprocess", "SUCCEEDED", preprocess, table=env["table"], s3_client=env["s3"],
-                sagemaker_client=FakeSageMaker(), settings=env["settings"], now=lambda: NOW)
-    failure = record_failure({"run": run, "steps": {"preprocess": preprocess},
-                              "error": {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "capacity"}'}},
-                             EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(),
-                             settings=env["settings"], now=lambda: NOW)
+    env["s3"].put_object(
+        Bucket=manifest_bucket,
+        Key=manifest_key,
+        Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode(),
+    )
+    preprocess = {
+        "job_name": "stepml-local-preprocess",
+        "job_run_id": "jr_1",
+        "state": "SUCCEEDED",
+        "started_on": 1763812800000,
+        "completed_on": 1763812860000,
+    }
+    record_step(
+        run,
+        "preprocess",
+        "SUCCEEDED",
+        preprocess,
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    failure = record_failure(
+        {
+            "run": run,
+            "steps": {"preprocess": preprocess},
+            "error": {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "capacity"}'},
+        },
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
     assert failure["step"] == "train"
 
     resumed = _resolve(env, {"resume_run_id": run["run_id"]}, EXECUTION_2)
@@ -186,8 +227,9 @@ def test_dataset_without_config_says_how_to_onboard_it(env):
 
 def test_bad_dataset_config_names_the_file_and_field(env):
     bad = dict(CHURN_CONFIG, metric="rmse")
-    env["s3"].put_object(Bucket=env["settings"].artifact_bucket, Key=config.dataset_config_key("churn"),
-                         Body=json.dumps(bad).encode())
+    env["s3"].put_object(
+        Bucket=env["settings"].artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(bad).encode()
+    )
     with pytest.raises(DatasetConfigError, match=r"config.json: .*metric 'rmse' does not fit problem_type 'binary'"):
         _resolve(env, _upload(env))
 
@@ -199,10 +241,24 @@ def test_not_an_upload_event_is_refused(env):
 
 def test_training_record_carries_hyperparameters_metrics_and_job(env):
     run = _resolve(env, _upload(env))["run"]
-    result = {"job_name": run["names"]["training_job"], "job_arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
-              "model_data": "s3://b/model.tar.gz", "started_on": 1, "completed_on": 2}
-    record_step(run, "train", "SUCCEEDED", result, table=env["table"], s3_client=env["s3"],
-                sagemaker_client=FakeSageMaker(), settings=env["settings"], now=lambda: NOW)
+    result = {
+        "job_name": run["names"]["training_job"],
+        "job_arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+        "model_data": "s3://b/model.tar.gz",
+        "started_on": 1,
+        "completed_on": 2,
+    }
+    record_step(
+        run,
+        "train",
+        "SUCCEEDED",
+        result,
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
     item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#train"})["Item"])
     assert item["parameters"]["hyperparameters"]["objective"] == "binary:logistic"
     assert item["outputs"] == {"model_data": "s3://b/model.tar.gz", "final_metrics": {"validation:auc": 0.91}}
@@ -212,8 +268,10 @@ def test_training_record_carries_hyperparameters_metrics_and_job(env):
 
 
 def test_failure_before_a_run_exists_still_alerts():
-    state = {"detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/churn/x.csv"}},
-             "error": {"Error": "stepml.Boom", "Cause": "bad"}}
+    state = {
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/churn/x.csv"}},
+        "error": {"Error": "stepml.Boom", "Cause": "bad"},
+    }
     assert failed_step(state) == "resolve"
 
 
@@ -224,8 +282,11 @@ def test_failure_before_a_run_exists_still_alerts():
         ({"preprocess": {}}, "States.TaskFailed", "train"),
         ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "stepml.EndpointFailed", "test_endpoint"),
         ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "Lambda.Unknown", "evaluate"),
-        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}, "approval": {}},
-         "stepml.DeploymentRolledBack", "deploy"),
+        (
+            {"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}, "approval": {}},
+            "stepml.DeploymentRolledBack",
+            "deploy",
+        ),
     ],
 )
 def test_the_failed_step_is_the_first_without_a_result(steps, error, expected):
@@ -233,7 +294,9 @@ def test_the_failed_step_is_the_first_without_a_result(steps, error, expected):
 
 
 def test_glue_and_lambda_causes_become_readable():
-    assert readable_cause('{"JobName": "j", "ErrorMessage": "label column churn missing"}') == "label column churn missing"
+    assert (
+        readable_cause('{"JobName": "j", "ErrorMessage": "label column churn missing"}') == "label column churn missing"
+    )
     assert readable_cause('{"errorMessage": "boom", "errorType": "EvaluationError"}') == "EvaluationError: boom"
     assert readable_cause("plain text") == "plain text"
 
@@ -241,9 +304,19 @@ def test_glue_and_lambda_causes_become_readable():
 def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
     run = _resolve(env, _upload(env))["run"]
     steps = {"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}
-    state = {"run": run, "steps": steps, "error": {"Error": "stepml.EndpointFailed", "Cause": "The test endpoint failed"}}
-    failure = record_failure(state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(),
-                             settings=env["settings"], now=lambda: NOW)
+    state = {
+        "run": run,
+        "steps": steps,
+        "error": {"Error": "stepml.EndpointFailed", "Cause": "The test endpoint failed"},
+    }
+    failure = record_failure(
+        state,
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
     assert failure["step"] == "test_endpoint"
     assert failure["test_endpoint"] == run["names"]["test_endpoint"]
     assert failure["test_endpoint_config"] == run["names"]["test_endpoint_config"]
@@ -258,16 +331,28 @@ def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
 
 def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):
     run = _resolve(env, _upload(env))["run"]
-    failure = record_failure({"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "x"}},
-                             EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"])
+    failure = record_failure(
+        {"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "x"}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+    )
     assert failure["test_endpoint"] is None and failure["step"] == "preprocess"
 
 
 def test_not_promoted_outcome_notice(env):
     run = _resolve(env, _upload(env))["run"]
-    notice = record_step(run, "run", "REJECTED_BY_GATE", {"status": "REJECTED_BY_GATE", "reason": "auc 0.61 < 0.8"},
-                         table=env["table"], s3_client=env["s3"], sagemaker_client=FakeSageMaker(),
-                         settings=env["settings"])
+    notice = record_step(
+        run,
+        "run",
+        "REJECTED_BY_GATE",
+        {"status": "REJECTED_BY_GATE", "reason": "auc 0.61 < 0.8"},
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+    )
     assert "not promoted" in notice["subject"] and "auc 0.61 < 0.8" in notice["message"]
     item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "RUN"})["Item"])
     assert item["status"] == "REJECTED_BY_GATE" and item["outcome_reason"] == "auc 0.61 < 0.8"
@@ -280,8 +365,15 @@ def test_handlers_wire_settings_from_the_template(env, stack, monkeypatch):
     assert result["action"] == "start"
     stack.apply_environment(monkeypatch, "RecordStepFunction")
     record = load_handler("lambdas/record_step/app.py")
-    failure = record.handler({"state": {"run": result["run"], "steps": {}, "error": {"Error": "E", "Cause": "c"}},
-                              "step": "failure", "status": "FAILED", "execution_arn": EXECUTION_1}, FakeLambdaContext())
+    failure = record.handler(
+        {
+            "state": {"run": result["run"], "steps": {}, "error": {"Error": "E", "Cause": "c"}},
+            "step": "failure",
+            "status": "FAILED",
+            "execution_arn": EXECUTION_1,
+        },
+        FakeLambdaContext(),
+    )
     assert failure["step"] == "preprocess" and failure["run_id"] == result["run"]["run_id"]
 
 

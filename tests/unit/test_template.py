@@ -21,8 +21,9 @@ SAMPLE_RUN_ID = "churn-0123456789ab"
 
 @pytest.fixture(scope="module")
 def resolved() -> ResolvedTemplate:
-    return ResolvedTemplate(load_template(REPO_ROOT / "template.yaml"), stack_name="stepml-dev", region=REGION,
-                            account_id=ACCOUNT)
+    return ResolvedTemplate(
+        load_template(REPO_ROOT / "template.yaml"), stack_name="stepml-dev", region=REGION, account_id=ACCOUNT
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,12 @@ def test_every_task_has_a_timeout(asl):
         assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, f"{name} has no timeout"
 
 
-LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                    "Lambda.TooManyRequestsException"}
+LAMBDA_TRANSIENT = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
 
 
 def test_lambda_tasks_retry_lambdas_transient_errors_and_sdk_tasks_retry_throttling(asl):
@@ -178,8 +183,10 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
     if resource == "arn:aws:states:::sagemaker:createTrainingJob.sync":
         job = sm("training-job", _parameter(params, "TrainingJobName", run_names))
         rule = arn.format("events", "rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
-        needed = [(a, job) for a in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                                     "sagemaker:StopTrainingJob")]
+        needed = [
+            (a, job)
+            for a in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
+        ]
         needed += [(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
         needed += [("iam:PassRole", params["RoleArn"])]
         return needed + ([("sagemaker:AddTags", job)] if tagged else [])
@@ -242,7 +249,9 @@ def test_the_state_machine_role_grants_what_every_task_needs(resolved, definitio
 
 
 def test_the_iam_rule_table_would_catch_a_missing_grant(resolved, definition):
-    statements = [s for s in _role_statements(resolved, "PipelineStateMachineRole") if s.get("Sid") != "RunPreprocessJob"]
+    statements = [
+        s for s in _role_statements(resolved, "PipelineStateMachineRole") if s.get("Sid") != "RunPreprocessJob"
+    ]
     names = resource_names(SAMPLE_RUN_ID, 1, "stepml-production")
     state = definition["States"]["Preprocess data"]
     assert not all(_allows(statements, a, r) for a, r in required_permissions(state, names))
@@ -300,7 +309,8 @@ def test_buckets_are_encrypted_private_versioned_and_tls_only(resolved, bucket):
     policy = next(
         resolved.resolved_properties(logical)["PolicyDocument"]
         for logical, spec in resolved.resources.items()
-        if spec["Type"] == "AWS::S3::BucketPolicy" and resolved.resolved_properties(logical)["Bucket"] == resolved.ref(bucket)
+        if spec["Type"] == "AWS::S3::BucketPolicy"
+        and resolved.resolved_properties(logical)["Bucket"] == resolved.ref(bucket)
     )
     deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -343,7 +353,7 @@ def test_approval_signing_key_is_a_kms_hmac_key_and_not_in_any_environment(resol
     assert props["KeySpec"] == "HMAC_256" and props["KeyUsage"] == "GENERATE_VERIFY_MAC"
     for logical, spec in resolved.resources.items():
         if spec["Type"] == "AWS::Serverless::Function":
-            for name, value in resolved.function_environment(logical).items():
+            for name in resolved.function_environment(logical):
                 assert not re.search(r"SECRET|PASSWORD|TOKEN", name), f"{logical} has {name} in its environment"
 
 
@@ -351,21 +361,29 @@ def test_approval_api_is_throttled_and_logs_without_query_strings(resolved):
     props = resolved.properties("ApprovalHttpApi")
     assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
     assert props["AccessLogSettings"]["DestinationArn"]
-    assert "queryString" not in props["AccessLogSettings"]["Format"] and "$context.path" not in props[
-        "AccessLogSettings"
-    ]["Format"]
+    assert (
+        "queryString" not in props["AccessLogSettings"]["Format"]
+        and "$context.path" not in props["AccessLogSettings"]["Format"]
+    )
 
 
 def test_parameters_have_the_documented_defaults(resolved):
     assert resolved.parameters["ApprovalTimeoutSeconds"] == str(7 * 24 * 3600)
-    for name in ("ApproverEmail", "AlertEmail", "ProductionEndpointName", "TrainingInstanceType",
-                 "HostingInstanceType"):
+    for name in (
+        "ApproverEmail",
+        "AlertEmail",
+        "ProductionEndpointName",
+        "TrainingInstanceType",
+        "HostingInstanceType",
+    ):
         assert resolved.parameters[name], name
 
 
 def test_production_alarms_watch_the_production_endpoint_and_feed_the_rollback(resolved, definition):
-    for alarm, metric in (("ProductionModelLatencyAlarm", "ModelLatency"),
-                          ("ProductionInvocation5xxAlarm", "Invocation5XXErrors")):
+    for alarm, metric in (
+        ("ProductionModelLatencyAlarm", "ModelLatency"),
+        ("ProductionInvocation5xxAlarm", "Invocation5XXErrors"),
+    ):
         props = resolved.resolved_properties(alarm)
         assert props["MetricName"] == metric
         assert {"Name": "EndpointName", "Value": resolved.parameters["ProductionEndpointName"]} in props["Dimensions"]

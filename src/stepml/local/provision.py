@@ -115,9 +115,7 @@ class _Provisioner:
             )
 
     def bucket_policy(self, logical_id: str, props: dict[str, Any]) -> None:
-        self.client("s3").put_bucket_policy(
-            Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"])
-        )
+        self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
 
     def table(self, logical_id: str, props: dict[str, Any]) -> None:
         dynamodb = self.client("dynamodb")
@@ -327,8 +325,7 @@ def provision(
             continue
         if spec["Type"] not in creators:
             raise ProvisionError(
-                f"{template_path}: resource {logical} has type {spec['Type']}, which the local cloud "
-                "cannot provision"
+                f"{template_path}: resource {logical} has type {spec['Type']}, which the local cloud cannot provision"
             )
         selected.append(logical)
     created = []

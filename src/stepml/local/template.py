@@ -113,9 +113,7 @@ class ResolvedTemplate:
         self.conditions = {}
         for name in self.template.get("Conditions", {}):
             self.conditions[name] = self._condition(name, set())
-        self.physical_ids = {
-            logical: self._physical_name(logical, spec) for logical, spec in self.resources.items()
-        }
+        self.physical_ids = {logical: self._physical_name(logical, spec) for logical, spec in self.resources.items()}
 
     # -- structure -----------------------------------------------------------------------
 
@@ -177,9 +175,7 @@ class ResolvedTemplate:
                 try:
                     float(value)
                 except ValueError:
-                    raise TemplateError(
-                        f"{self.source}: parameter {name}={value!r} is not a number"
-                    ) from None
+                    raise TemplateError(f"{self.source}: parameter {name}={value!r} is not a number") from None
             values[name] = value
         return values
 
@@ -226,9 +222,7 @@ class ResolvedTemplate:
             "AWS::Logs::LogGroup": "LogGroupName",
         }.get(spec["Type"])
         if explicit and explicit in props:
-            return str(
-                self.resolve(props[explicit], context=f"{logical_id}.{explicit}", allow_resources=False)
-            )
+            return str(self.resolve(props[explicit], context=f"{logical_id}.{explicit}", allow_resources=False))
         base = f"{self.stack_name}-{logical_id}-{self._suffix(logical_id)}"
         if spec["Type"] == "AWS::S3::Bucket":
             return base.lower()[:63]
@@ -306,9 +300,7 @@ class ResolvedTemplate:
             "AWS::StackName": self.stack_name,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackId": _arn(
-                "cloudformation", self.region, self.account_id, f"stack/{self.stack_name}/local"
-            ),
+            "AWS::StackId": _arn("cloudformation", self.region, self.account_id, f"stack/{self.stack_name}/local"),
             "AWS::NoValue": None,
         }.get(name, "\0missing")
 

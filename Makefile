@@ -1,0 +1,59 @@
+# stepml — the two commands a new machine needs are `make demo` and `make test`;
+# each installs what it needs into .venv first.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stepml-installed
+ENV ?= dev
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install lint test test-unit build deploy validate clean java
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (Lambda's python3.11 runtime)" >&2; exit 1; }
+	@echo "==> creating $(VENV) and installing stepml with its pinned dependencies (first run takes a few minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --progress-bar off -c requirements/constraints.txt -e '.[local,dev]'
+	@touch $(STAMP)
+	@echo "==> installed: $$($(BIN)/stepml --version 2>/dev/null || echo stepml)"
+
+# PySpark (the local Glue engine) needs a Java runtime; Glue 5.0 runs on Java 17.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "==> Java not found: installing openjdk-17-jre-headless (PySpark needs it)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "error: install a Java 17 runtime (e.g. sudo apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; fi; }
+
+lint: install
+	@echo "==> ruff"
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@echo "==> cfn-lint"
+	$(BIN)/cfn-lint template.yaml
+	@echo "==> sam validate --lint"
+	$(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
+
+test: install java lint
+	@echo "==> pytest"
+	$(BIN)/python -m pytest tests
+
+test-unit: install java
+	$(BIN)/python -m pytest tests/unit -q
+
+# Bakes the git commit into the layer (lineage records it as the code version), then builds.
+build: install
+	$(BIN)/python scripts/write_build_info.py
+	$(BIN)/sam build --config-env $(ENV)
+
+validate: lint
+
+deploy: build
+	$(BIN)/sam deploy --config-env $(ENV)
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache src/stepml/_build_info.json
