@@ -9,6 +9,7 @@ derived from the stack and logical id, so they are stable across restarts.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -72,6 +73,16 @@ for _short, _long in _SHORT_FORMS.items():
 def load_template(path: Path | str) -> dict[str, Any]:
     """Load a CloudFormation/SAM YAML or JSON template with intrinsics in long form."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise TemplateError(f"{path}: cannot read the template: {exc}") from exc
+    # Parsing the YAML is the slow part; callers get their own copy to resolve and mutate.
+    return copy.deepcopy(_parse_template(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_template(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

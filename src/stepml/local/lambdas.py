@@ -1,0 +1,263 @@
+"""Lambda for the local cloud: the template's functions run in warm local worker processes.
+
+moto's Lambda Invoke needs Docker (or echoes the payload). Here each function gets a pool of
+worker processes (``stepml.local.lambda_worker``) started with the function's CodeUri and
+layers on ``PYTHONPATH``, its environment, and the local cloud's endpoint. Errors and timeouts
+come back as Lambda returns them (``X-Amz-Function-Error: Unhandled`` with ``errorType`` and
+``errorMessage``), so the state machine's Retry and Catch behave as in AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+class LambdaEngineError(RuntimeError):
+    """A function is unknown or its worker could not start."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the local cloud needs to run one function of the template."""
+
+    name: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: float = 3.0
+    memory_mb: int = 128
+    arn: str = ""
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """A Lambda Invoke answer: the payload, and ``function_error`` set when the function failed."""
+
+    payload: bytes
+    function_error: str | None
+    duration_ms: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class _Worker:
+    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str], log: IO[bytes] | int):
+        python_path = [str(spec.code_dir), *(str(d) for d in spec.layer_dirs)]
+        inherited = os.environ.get("PYTHONPATH")
+        if inherited:
+            python_path.append(inherited)
+        environment = {
+            **base_environment,
+            **spec.environment,
+            "PYTHONPATH": os.pathsep.join(python_path),
+            "_HANDLER": spec.handler,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_seconds)),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "STEPML_LOCAL_FUNCTION_ARN": spec.arn,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stepml.local.lambda_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=environment,
+            cwd=str(spec.code_dir),
+            start_new_session=True,
+        )
+
+    def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send one invocation; ``None`` when the worker did not answer in time or died."""
+        assert self.process.stdin and self.process.stdout
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return None
+        ready, _, _ = select.select([self.process.stdout], [], [], max(timeout, 0.0))
+        if not ready:
+            return None
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+        self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream:
+                stream.close()
+
+
+class _Pool:
+    def __init__(self, spec: FunctionSpec, max_workers: int):
+        self.spec = spec
+        self.max_workers = max_workers
+        self.idle: list[_Worker] = []
+        self.busy = 0
+        self.started = 0
+        self.condition = threading.Condition()
+
+
+class LambdaEngine:
+    """Runs registered functions in warm worker processes, several at once per function."""
+
+    def __init__(
+        self, base_environment: Mapping[str, str], *, max_workers_per_function: int = 4, log_dir: Path | None = None
+    ):
+        self.base_environment = dict(base_environment)
+        self.max_workers_per_function = max_workers_per_function
+        self.log_dir = log_dir
+        self._pools: dict[str, _Pool] = {}
+        self._lock = threading.Lock()
+        self._logs: dict[str, IO[bytes]] = {}
+
+    def register(self, spec: FunctionSpec) -> None:
+        """Make a function invocable by name (a re-registration replaces its workers)."""
+        with self._lock:
+            old = self._pools.pop(spec.name, None)
+            self._pools[spec.name] = _Pool(spec, self.max_workers_per_function)
+        if old:
+            self._drain(old)
+
+    def functions(self) -> list[str]:
+        return sorted(self._pools)
+
+    def _pool(self, name: str) -> _Pool:
+        key = name.rsplit(":function:", 1)[-1].split(":", 1)[0]
+        try:
+            return self._pools[key]
+        except KeyError:
+            raise LambdaEngineError(f"function {name!r} is not registered with the local Lambda engine") from None
+
+    def _log_target(self, name: str) -> IO[bytes] | int:
+        if self.log_dir is None:
+            return subprocess.DEVNULL
+        if name not in self._logs:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._logs[name] = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for workers
+        return self._logs[name]
+
+    def _acquire(self, pool: _Pool) -> _Worker:
+        with pool.condition:
+            while True:
+                while pool.idle:
+                    worker = pool.idle.pop()
+                    if worker.alive():
+                        pool.busy += 1
+                        return worker
+                if pool.busy < pool.max_workers:
+                    pool.busy += 1
+                    break
+                pool.condition.wait()
+        try:
+            worker = _Worker(pool.spec, self.base_environment, self._log_target(pool.spec.name))
+        except OSError as exc:
+            with pool.condition:
+                pool.busy -= 1
+                pool.condition.notify()
+            raise LambdaEngineError(f"cannot start a worker for {pool.spec.name}: {exc}") from exc
+        pool.started += 1
+        return worker
+
+    def _release(self, pool: _Pool, worker: _Worker, keep: bool) -> None:
+        with pool.condition:
+            pool.busy -= 1
+            if keep and worker.alive():
+                pool.idle.append(worker)
+            pool.condition.notify()
+        if not keep:
+            worker.kill()
+
+    def invoke(self, name: str, payload: bytes | str | None) -> InvocationResult:
+        """Invoke a function synchronously (RequestResponse) and return Lambda's answer."""
+        pool = self._pool(name)
+        spec = pool.spec
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        deadline = time.time() + spec.timeout_seconds
+        text = payload.decode() if isinstance(payload, bytes) else (payload or "")
+        worker = self._acquire(pool)
+        reply = worker.call({"request_id": request_id, "payload": text, "deadline": deadline}, spec.timeout_seconds)
+        elapsed = time.monotonic() - started
+        if reply is None:
+            timed_out = worker.alive()
+            self._release(pool, worker, keep=False)
+            if timed_out:
+                body = {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
+                    f"{spec.timeout_seconds:.2f} seconds",
+                }
+            else:
+                body = {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {request_id} Error: Runtime exited without providing a reason",
+                }
+            return InvocationResult(json.dumps(body).encode(), "Unhandled", elapsed * 1000)
+        self._release(pool, worker, keep=True)
+        error = "Unhandled" if reply["error"] else None
+        return InvocationResult(json.dumps(reply["payload"]).encode(), error, elapsed * 1000)
+
+    def workers_started(self, name: str) -> int:
+        """How many worker processes a function has started (cold starts)."""
+        return self._pool(name).started
+
+    def _drain(self, pool: _Pool) -> None:
+        with pool.condition:
+            workers, pool.idle = pool.idle, []
+        for worker in workers:
+            worker.kill()
+
+    def close(self) -> None:
+        """Stop every worker and close the logs."""
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            self._drain(pool)
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+
+
+def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
+    """Route moto's Lambda Invoke (RequestResponse and Event) to ``engine``; returns the undo."""
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction.invoke
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        if request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type")) == "Event":
+            threading.Thread(target=engine.invoke, args=(self.function_name, body), daemon=True).start()
+            return b""
+        result = engine.invoke(self.function_name, body)
+        if result.function_error:
+            response_headers["x-amz-function-error"] = result.function_error
+        return result.payload
+
+    LambdaFunction.invoke = invoke
+
+    def restore() -> None:
+        LambdaFunction.invoke = original
+
+    return restore
