@@ -189,9 +189,7 @@ def _invalid(exc: InvalidDecisionError) -> Response:
 
 @app.exception_handler(UnknownApprovalError)
 def _unknown(exc: UnknownApprovalError) -> Response:
-    return _refused(
-        exc, HTTPStatus.NOT_FOUND, "Approval not found", "There is no approval for this link (any more)."
-    )
+    return _refused(exc, HTTPStatus.NOT_FOUND, "Approval not found", "There is no approval for this link (any more).")
 
 
 @app.exception_handler(NotFoundError)

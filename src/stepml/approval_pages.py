@@ -58,7 +58,7 @@ def _layout(title: str, body: str) -> str:
 
 
 def _row(label: str, value_html: str) -> str:
-    return f"<tr><th scope=\"row\">{_e(label)}</th><td>{value_html}</td></tr>"
+    return f'<tr><th scope="row">{_e(label)}</th><td>{value_html}</td></tr>'
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
@@ -79,7 +79,9 @@ def _summary(record: ApprovalRecord) -> str:
     run = f"<code>{_e(record.run_id)}</code>"
     if record.attempt:
         run += f" (attempt {_e(record.attempt)})"
-    trained_on = f"<code>{_e(record.input_uri)}</code>, version <code>{_e(record.input_version_id or 'unversioned')}</code>"
+    trained_on = (
+        f"<code>{_e(record.input_uri)}</code>, version <code>{_e(record.input_version_id or 'unversioned')}</code>"
+    )
     rows = [
         _row("Dataset", _e(record.dataset)),
         _row("Run", run),

@@ -261,13 +261,13 @@ def _error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _require(mapping: Mapping[str, Any], path: str) -> Any:
-    """Follow a dotted path in the payload; a missing or empty value names the path."""
+def _require(mapping: Mapping[str, Any], where: str, path: str) -> Any:
+    """Follow a dotted path in the payload part ``where``; a missing or empty value names it."""
     node: Any = mapping
     for part in path.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
     if node is None or node == "":
-        raise ApprovalRequestError(f"RequestApproval payload: field '{path}' is missing or empty")
+        raise ApprovalRequestError(f"RequestApproval payload: field '{where}.{path}' is missing or empty")
     return node
 
 
@@ -380,14 +380,14 @@ def _new_item(
         "approval_id": approval_id,
         "status": PENDING,
         "task_token": task_token,
-        "run_id": _require(run, "run_id"),
-        "dataset": _require(run, "dataset"),
+        "run_id": _require(run, "run", "run_id"),
+        "dataset": _require(run, "run", "dataset"),
         "attempt": run.get("attempt"),
         "execution_arn": execution_arn,
-        "input_uri": _require(run, "input.uri"),
+        "input_uri": _require(run, "run", "input.uri"),
         "input_version_id": (run.get("input") or {}).get("version_id"),
         "training_job": (run.get("names") or {}).get("training_job"),
-        "metric": _require(evaluation, "metric"),
+        "metric": _require(evaluation, "evaluation", "metric"),
         "value": _number_or_none(evaluation, "value", "evaluation"),
         "threshold": _number_or_none(evaluation, "threshold", "evaluation"),
         "higher_is_better": bool(evaluation.get("higher_is_better", True)),
@@ -403,7 +403,7 @@ def _new_item(
 
 
 def _timeout_seconds(run: Mapping[str, Any]) -> int:
-    value = _require(run, "approval_timeout_seconds")
+    value = _require(run, "run", "approval_timeout_seconds")
     try:
         seconds = int(value)
     except (TypeError, ValueError):
@@ -616,9 +616,7 @@ def _undo_decision(
     try:
         response = table.update_item(
             Key={"approval_id": approval_id},
-            UpdateExpression="SET "
-            + ", ".join(assignments)
-            + " REMOVE #decision, #decided_by, #decided_at, #comment",
+            UpdateExpression="SET " + ", ".join(assignments) + " REMOVE #decision, #decided_by, #decided_at, #comment",
             ConditionExpression="#status IN (:approved, :rejected) AND #decided_at = :decided_at",
             ExpressionAttributeNames=_DECISION_ATTRIBUTES,
             ExpressionAttributeValues={

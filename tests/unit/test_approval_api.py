@@ -1,0 +1,355 @@
+"""The approval API handler: API Gateway HTTP API (payload 2.0) events in, HTML pages out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from stepml import config
+from stepml.approvals import APPROVED, CLOSED, PENDING, REJECTED, form_token, link_signature, new_approval_id
+from tests.helpers import FakeLambdaContext, load_handler
+from tests.unit.test_approvals import (
+    TASK_TOKEN,
+    TIMEOUT_SECONDS,
+    ApprovalEnv,
+    approval_env,
+    create_approval,
+    tampered,
+)
+
+HOST = "abc123.execute-api.us-east-1.amazonaws.com"
+EXPECTED_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def http_event(
+    method: str,
+    approval_id: str,
+    *,
+    query: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    base64_body: bool = True,
+    raw_body: str | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API v2 event for ``METHOD /approvals/{approval_id}``."""
+    path = f"/approvals/{approval_id}"
+    all_headers = {"host": HOST, "user-agent": "Mozilla/5.0 (pytest)", "accept": "text/html"}
+    body = raw_body if raw_body is not None else (urlencode(form) if form is not None else None)
+    if body is not None:
+        all_headers["content-type"] = "application/x-www-form-urlencoded"
+    all_headers.update(headers or {})
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} /approvals/{{approval_id}}",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": all_headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": HOST,
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "Mozilla/5.0 (pytest)",
+            },
+            "requestId": "Jd1fYhlTIAMEVfA=",
+            "routeKey": f"{method} /approvals/{{approval_id}}",
+            "stage": "$default",
+            "time": "22/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1795348800000,
+        },
+        "pathParameters": {"approval_id": approval_id},
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if body is not None:
+        if base64_body:
+            event["body"] = base64.b64encode(body.encode()).decode()
+            event["isBase64Encoded"] = True
+        else:
+            event["body"] = body
+    return event
+
+
+@dataclass
+class Api:
+    module: Any
+    env: ApprovalEnv
+
+    def call(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.module.handler(event, FakeLambdaContext(function_name="approval-api"))
+
+    def new_approval(self, *, created: datetime | None = None) -> tuple[str, str]:
+        return create_approval(self.env, now=created or datetime.now(UTC))
+
+    def get(self, approval_id: str, sig: str | None, method: str = "GET") -> dict[str, Any]:
+        return self.call(http_event(method, approval_id, query={"sig": sig} if sig is not None else None))
+
+    def form(self, approval_id: str, sig: str, **fields: str | None) -> dict[str, str]:
+        values: dict[str, str | None] = {
+            "decision": "approve",
+            "approver": "ana@example.com",
+            "comment": "",
+            "sig": sig,
+            "csrf": form_token(self.env.kms, self.env.key_id, approval_id),
+        }
+        values.update(fields)
+        return {k: v for k, v in values.items() if v is not None}
+
+    def post(
+        self,
+        approval_id: str,
+        sig: str,
+        *,
+        headers: dict[str, str] | None = None,
+        base64_body: bool = True,
+        **fields: str | None,
+    ) -> dict[str, Any]:
+        event = http_event(
+            "POST", approval_id, form=self.form(approval_id, sig, **fields), headers=headers, base64_body=base64_body
+        )
+        return self.call(event)
+
+
+@pytest.fixture
+def api(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+    stack.apply_environment(monkeypatch, "ApprovalApiFunction")
+    # Both would put secrets into logs if the handler obeyed them.
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    monkeypatch.setenv("POWERTOOLS_DEV", "true")
+    module = load_handler("approval_api/app.py")
+    env = approval_env(stack)
+    dependencies = module.Dependencies(
+        settings=config.load_settings([config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID]),
+        table=env.table,
+        kms_client=env.kms,
+        sfn_client=env.sfn,
+    )
+    monkeypatch.setattr(module, "dependencies", lambda: dependencies)
+    return Api(module, env)
+
+
+def assert_html(response: dict[str, Any], status: int) -> str:
+    """Status, the security headers, and the page text (which never carries the secrets)."""
+    assert response["statusCode"] == status, response["body"]
+    for name, value in EXPECTED_HEADERS.items():
+        assert response["headers"][name] == value
+    body = response["body"]
+    assert not response.get("isBase64Encoded")
+    assert TASK_TOKEN not in body and TASK_TOKEN[:40] not in body
+    assert "Traceback" not in body and "<script" not in body
+    return body
+
+
+def hidden_value(page: str, name: str) -> str:
+    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', page)
+    assert match, f"no hidden field {name}"
+    return match.group(1)
+
+
+# --- GET ------------------------------------------------------------------------------------
+
+
+def test_get_shows_the_review_page_and_changes_nothing(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler's own dependencies, built from the function's environment in template.yaml.
+    stack.apply_environment(monkeypatch, "ApprovalApiFunction")
+    module = load_handler("approval_api/app.py")
+    real = Api(module, approval_env(stack))
+    approval_id, sig = real.new_approval()
+    before = real.env.item(approval_id)
+
+    page = assert_html(real.get(approval_id, sig), 200)
+
+    assert "churn-3f2a9c1b7d4e" in page and "churn" in page
+    assert "s3://uploads/incoming/churn/data.csv" in page and "v-7Hq2" in page
+    assert "stepml-churn-3f2a9c1b7d4e-a1" in page
+    assert "auc 0.9123; the gate requires at least 0.8: passed" in page
+    assert "against production 0.9 (+0.0123): better than production." in page
+    assert "s3://artifacts/evaluation/churn/churn-3f2a9c1b7d4e/report.json" in page
+    assert "Link expires" in page and " UTC" in page
+    assert f'<form method="post" action="{approval_id}">' in page
+    assert re.search(r'<input type="text" id="approver" name="approver" required', page)
+    assert 'name="comment"' in page
+    assert '<button type="submit" class="approve" name="decision" value="approve">Approve</button>' in page
+    assert '<button type="submit" class="reject" name="decision" value="reject">Reject</button>' in page
+    assert hidden_value(page, "sig") == sig
+    assert hidden_value(page, "csrf") == form_token(real.env.kms, real.env.key_id, approval_id)
+    assert real.env.key_id not in page
+
+    head = real.get(approval_id, sig, method="HEAD")
+    assert_html(head, 200)
+    assert head["body"] == ""
+    assert real.env.item(approval_id) == before
+    assert real.env.sfn.calls == []
+
+
+def test_get_refuses_forged_unknown_expired_and_closed_links(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    page = assert_html(api.get(approval_id, tampered(sig)), 403)
+    assert "This link is not valid" in page
+    assert_html(api.get(approval_id, None), 403)
+
+    unknown_id = new_approval_id()
+    page = assert_html(api.get(unknown_id, link_signature(api.env.kms, api.env.key_id, unknown_id)), 404)
+    assert "Approval not found" in page
+
+    expired_id, expired_sig = api.new_approval(created=datetime.now(UTC) - timedelta(seconds=TIMEOUT_SECONDS + 5))
+    page = assert_html(api.get(expired_id, expired_sig), 410)
+    assert "This approval link has expired" in page
+
+    api.env.table.update_item(
+        Key={"approval_id": approval_id},
+        UpdateExpression="SET #s = :closed, closed_reason = :reason",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":closed": CLOSED, ":reason": "TaskTimedOut"},
+    )
+    page = assert_html(api.get(approval_id, sig), 410)
+    assert "no longer waiting" in page
+
+    page = assert_html(api.call(http_event("GET", "x/../../admin")), 404)
+    assert api.env.sfn.calls == []
+
+
+# --- POST -----------------------------------------------------------------------------------
+
+
+def test_post_decides_exactly_once(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    review = api.get(approval_id, sig)["body"]
+    form = {
+        "decision": "approve",
+        "approver": "ana@example.com",
+        "comment": "ship it",
+        "sig": hidden_value(review, "sig"),
+        "csrf": hidden_value(review, "csrf"),
+    }
+
+    first = api.call(
+        http_event(
+            "POST", approval_id, form=form, headers={"origin": f"https://{HOST}", "sec-fetch-site": "same-origin"}
+        )
+    )
+    page = assert_html(first, 200)
+    assert "Approved by ana@example.com" in page and "ship it" in page
+
+    second = api.post(approval_id, sig, decision="reject", approver="mallory@example.com")
+    page = assert_html(second, 409)
+    assert "Already decided" in page and "Approved by ana@example.com" in page
+
+    [call] = api.env.sfn.calls
+    assert call["taskToken"] == TASK_TOKEN
+    assert json.loads(call["output"])["decision"] == "approve"
+    item = api.env.item(approval_id)
+    assert item is not None and (item["status"], item["decided_by"]) == (APPROVED, "ana@example.com")
+
+    page = assert_html(api.get(approval_id, sig), 200)
+    assert "already approved" in page and "Approved by ana@example.com" in page
+    assert "<form" not in page
+
+
+def test_post_with_a_plain_body_rejects(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    page = assert_html(
+        api.post(approval_id, sig, decision="reject", comment="worse on recent data", base64_body=False), 200
+    )
+    assert "Rejected by ana@example.com" in page and "production is unchanged" in page
+    item = api.env.item(approval_id)
+    assert item is not None and item["status"] == REJECTED
+    assert json.loads(api.env.sfn.calls[0]["output"])["comment"] == "worse on recent data"
+
+
+def test_post_refuses_requests_that_did_not_come_from_the_review_form(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    before = api.env.item(approval_id)
+    not_base64 = http_event("POST", approval_id, form=api.form(approval_id, sig))
+    not_base64["body"] = "A"
+    refusals = [
+        (api.post(approval_id, sig, csrf=None), 403),
+        (api.post(approval_id, sig, csrf=tampered(form_token(api.env.kms, api.env.key_id, approval_id))), 403),
+        (api.post(approval_id, sig, csrf=sig), 403),
+        (api.post(approval_id, tampered(sig)), 403),
+        (api.post(approval_id, sig, headers={"origin": "https://evil.example"}), 403),
+        (api.post(approval_id, sig, headers={"sec-fetch-site": "cross-site"}), 403),
+        (api.post(approval_id, sig, headers={"content-type": "text/plain"}), 400),
+        (api.post(approval_id, sig, decision="ship"), 400),
+        (api.post(approval_id, sig, approver=""), 400),
+        (api.call(not_base64), 400),
+    ]
+    for response, status in refusals:
+        assert_html(response, status)
+    assert "field &#x27;approver&#x27;" in refusals[8][0]["body"]
+    assert api.env.item(approval_id) == before
+    assert api.env.sfn.calls == []
+
+
+def test_post_after_the_execution_stopped_closes_the_approval(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    api.env.sfn.fail_with = "TaskDoesNotExist"
+
+    page = assert_html(api.post(approval_id, sig), 410)
+
+    assert "The pipeline is no longer waiting for this approval; your decision was not recorded." in page
+    item = api.env.item(approval_id)
+    assert item is not None and (item["status"], item["closed_reason"]) == (CLOSED, "TaskDoesNotExist")
+    assert "decided_by" not in item
+
+
+def test_post_after_the_link_expired_is_gone(api: Api) -> None:
+    approval_id, sig = api.new_approval(created=datetime.now(UTC) - timedelta(seconds=TIMEOUT_SECONDS + 5))
+    page = assert_html(api.post(approval_id, sig), 410)
+    assert "expired" in page
+    item = api.env.item(approval_id)
+    assert item is not None and item["status"] == PENDING
+    assert api.env.sfn.calls == []
+
+
+def test_submitted_text_is_escaped(api: Api) -> None:
+    approval_id, sig = api.new_approval()
+    name = '<script>alert("x")</script>'
+    page = assert_html(api.post(approval_id, sig, approver=name, comment="<b>bold</b> & 'quoted'"), 200)
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#x27;quoted&#x27;" in page
+    page = assert_html(api.get(approval_id, sig), 200)
+    assert "&lt;script&gt;" in page
+
+
+def test_an_unexpected_error_is_a_plain_500_and_is_logged_without_secrets(
+    api: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    approval_id, sig = api.new_approval()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail: table layout changed")
+
+    api.post(approval_id, sig)  # a decision, so the logs have something to leak if they would
+    monkeypatch.setattr(api.module, "load_for_review", broken)
+    response = api.get(approval_id, sig)
+
+    page = assert_html(response, 500)
+    assert "Something went wrong" in page
+    assert "internal detail" not in page and "RuntimeError" not in page
+    streams = capsys.readouterr()
+    output = streams.out + streams.err + caplog.text
+    assert "internal detail: table layout changed" in output  # logged for the operators...
+    assert sig not in output  # ...but never the link signature, form token or task token
+    assert form_token(api.env.kms, api.env.key_id, approval_id) not in output
+    assert TASK_TOKEN not in output

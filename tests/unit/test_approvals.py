@@ -1,0 +1,657 @@
+"""The approval library: records, signed links, the email, review and exactly-once decisions.
+
+Resources come from template.yaml through the ``stack`` fixture (moto in-process). Step
+Functions is a small recorder, because moto cannot complete a task token it never issued.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import DynamoDBBackend
+from moto.sns.models import sns_backends
+
+from stepml import config
+from stepml.approvals import (
+    APPROVED,
+    CLOSED,
+    PENDING,
+    RECORD_RETENTION_SECONDS,
+    REJECTED,
+    AlreadyDecidedError,
+    ApprovalRecord,
+    ApprovalRequestError,
+    ClosedApprovalError,
+    CrossSiteRequestError,
+    DecisionNotDeliveredError,
+    ExpiredApprovalError,
+    ForgedLinkError,
+    InvalidDecisionError,
+    PipelineNotWaitingError,
+    UnknownApprovalError,
+    check_same_origin,
+    decide,
+    email_subject,
+    form_token,
+    link_signature,
+    load_for_review,
+    new_approval_id,
+    request_approval,
+    verify_link,
+)
+
+REGION = "us-east-1"
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+TIMEOUT_SECONDS = 3 * 24 * 3600
+TASK_TOKEN = "AQB8AAAAKgAAAAMAAAAAAAAAAdistinctiveTaskTokenMarker" + "Q" * 120
+EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:exec-1"
+LINK = re.compile(r"^(https://\S+)/approvals/([A-Za-z0-9_-]+)\?sig=([A-Za-z0-9_-]+)$", re.MULTILINE)
+
+
+# --- helpers shared with test_approval_api.py -------------------------------------------------
+
+
+def make_run(**overrides: Any) -> dict[str, Any]:
+    """A run context as ResolveRun returns it (the fields approvals read, plus some others)."""
+    run: dict[str, Any] = {
+        "run_id": "churn-3f2a9c1b7d4e",
+        "dataset": "churn",
+        "attempt": 1,
+        "execution_arn": EXECUTION_ARN,
+        "input": {
+            "bucket": "uploads",
+            "key": "incoming/churn/data.csv",
+            "version_id": "v-7Hq2",
+            "etag": "abc",
+            "size": 1234,
+            "uri": "s3://uploads/incoming/churn/data.csv",
+        },
+        "names": {"training_job": "stepml-churn-3f2a9c1b7d4e-a1"},
+        "approval_timeout_seconds": TIMEOUT_SECONDS,
+    }
+    run.update(overrides)
+    return run
+
+
+def make_evaluation(**overrides: Any) -> dict[str, Any]:
+    """An Evaluate result that passed the gate and beats production."""
+    evaluation: dict[str, Any] = {
+        "passed": True,
+        "metric": "auc",
+        "value": 0.9123,
+        "threshold": 0.8,
+        "higher_is_better": True,
+        "metrics": {"auc": 0.9123, "accuracy": 0.87, "f1": 0.71},
+        "rows": 600,
+        "production": {"endpoint_name": "stepml-prod", "value": 0.9},
+        "report_uri": "s3://artifacts/evaluation/churn/churn-3f2a9c1b7d4e/report.json",
+    }
+    evaluation.update(overrides)
+    return evaluation
+
+
+class SfnRecorder:
+    """Stands in for the Step Functions client: records SendTaskSuccess, or fails with a code."""
+
+    def __init__(self, fail_with: str | None = None):
+        self.fail_with = fail_with
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def send_task_success(self, *, taskToken: str, output: str) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append({"taskToken": taskToken, "output": output})
+        if self.fail_with:
+            raise ClientError({"Error": {"Code": self.fail_with, "Message": "Task Timed Out"}}, "SendTaskSuccess")
+        return {}
+
+
+@dataclass
+class ApprovalEnv:
+    """Everything the library functions take, built from the template's resources."""
+
+    table: Any
+    kms: Any
+    sns: Any
+    settings: config.Settings
+    topic_arn: str
+    key_id: str
+    sfn: SfnRecorder = field(default_factory=SfnRecorder)
+
+    def published(self) -> list[tuple[str, str]]:
+        """(subject, message) of everything published to the approval topic."""
+        topic = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[self.topic_arn]
+        return [(subject, message) for _id, message, subject, *_ in topic.sent_notifications]
+
+    def item(self, approval_id: str) -> dict[str, Any] | None:
+        return self.table.get_item(Key={"approval_id": approval_id}, ConsistentRead=True).get("Item")
+
+
+def approval_env(stack: Any) -> ApprovalEnv:
+    environ = stack.function_environment("RequestApprovalFunction")
+    settings = config.load_settings(
+        [
+            config.APPROVAL_TABLE,
+            config.APPROVAL_TOPIC_ARN,
+            config.APPROVAL_SIGNING_KEY_ID,
+            config.APPROVAL_BASE_URL,
+        ],
+        environ,
+    )
+    session = boto3.Session(region_name=REGION)
+    return ApprovalEnv(
+        table=session.resource("dynamodb").Table(settings.approval_table),
+        kms=session.client("kms"),
+        sns=session.client("sns"),
+        settings=settings,
+        topic_arn=settings.approval_topic_arn,
+        key_id=settings.approval_signing_key_id,
+    )
+
+
+def create_approval(env: ApprovalEnv, *, now: datetime = NOW, **evaluation: Any) -> tuple[str, str]:
+    """Request an approval and return (approval_id, sig) taken from the emailed link."""
+    result = request_approval(
+        make_run(),
+        make_evaluation(**evaluation),
+        TASK_TOKEN,
+        EXECUTION_ARN,
+        table=env.table,
+        kms_client=env.kms,
+        sns_client=env.sns,
+        settings=env.settings,
+        now=now,
+    )
+    _subject, message = env.published()[-1]
+    match = LINK.search(message)
+    assert match, message
+    assert match.group(2) == result["approval_id"]
+    return result["approval_id"], match.group(3)
+
+
+def decide_with(env: ApprovalEnv, approval_id: str, sig: str, **overrides: Any) -> ApprovalRecord:
+    """Call ``decide`` as the review form would (valid form token unless overridden)."""
+    arguments: dict[str, Any] = {
+        "decision": "approve",
+        "approver": "ana@example.com",
+        "comment": "looks good",
+        "sig": sig,
+        "csrf": form_token(env.kms, env.key_id, approval_id),
+        "table": env.table,
+        "kms_client": env.kms,
+        "sfn_client": env.sfn,
+        "settings": env.settings,
+        "now": NOW + timedelta(hours=1),
+    }
+    arguments.update(overrides)
+    return decide(approval_id, **arguments)
+
+
+def tampered(text: str) -> str:
+    """The same string with one character changed (still valid base64url)."""
+    middle = len(text) // 2
+    return text[:middle] + ("A" if text[middle] != "A" else "B") + text[middle + 1 :]
+
+
+@pytest.fixture
+def env(stack: Any) -> ApprovalEnv:
+    return approval_env(stack)
+
+
+@pytest.fixture
+def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB evaluates a condition and applies the update atomically per item; moto 5.2.5
+    checks and writes without a lock, so two threads can both pass the same condition.
+    Serialising moto's UpdateItem restores DynamoDB's guarantee, so the concurrency test
+    measures our use of the conditional write and not moto's race."""
+    lock = threading.Lock()
+    original = DynamoDBBackend.update_item
+
+    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+
+
+# --- requesting -----------------------------------------------------------------------------
+
+
+def test_the_key_from_the_template_signs_and_verifies_macs(env: ApprovalEnv) -> None:
+    approval_id = new_approval_id()
+    sig = link_signature(env.kms, env.key_id, approval_id)
+    verify_link(env.kms, env.key_id, approval_id, sig)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sig)
+    assert form_token(env.kms, env.key_id, approval_id) != sig  # distinct purposes, distinct MACs
+
+
+def test_request_approval_stores_the_record(env: ApprovalEnv) -> None:
+    result = request_approval(
+        make_run(),
+        make_evaluation(),
+        TASK_TOKEN,
+        EXECUTION_ARN,
+        table=env.table,
+        kms_client=env.kms,
+        sns_client=env.sns,
+        settings=env.settings,
+        now=NOW,
+    )
+
+    expiry = int(NOW.timestamp()) + TIMEOUT_SECONDS
+    assert result == {
+        "approval_id": result["approval_id"],
+        "expires_at": datetime.fromtimestamp(expiry, UTC).isoformat().replace("+00:00", "Z"),
+    }
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", result["approval_id"])
+    item = env.item(result["approval_id"])
+    assert item is not None
+    assert item["status"] == PENDING
+    assert item["task_token"] == TASK_TOKEN
+    assert item["execution_arn"] == EXECUTION_ARN
+    assert item["link_expires_at"] == expiry
+    assert item["expires_at"] == expiry + RECORD_RETENTION_SECONDS
+    assert item["value"] == Decimal("0.9123")
+    record = ApprovalRecord.from_item(item)
+    assert record.run_id == "churn-3f2a9c1b7d4e"
+    assert record.dataset == "churn"
+    assert record.input_uri == "s3://uploads/incoming/churn/data.csv"
+    assert record.input_version_id == "v-7Hq2"
+    assert record.training_job == "stepml-churn-3f2a9c1b7d4e-a1"
+    assert (record.metric, record.value, record.threshold) == ("auc", 0.9123, 0.8)
+    assert isinstance(record.value, float)
+    assert isinstance(record.link_expires_at, int)
+    assert record.production == {"endpoint_name": "stepml-prod", "value": 0.9}
+    assert record.metrics["accuracy"] == 0.87
+    assert record.created_at == "2026-11-22T12:00:00Z"
+    assert record.decision is None
+
+
+def test_the_email_names_the_model_and_carries_only_the_signed_link(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+
+    [(subject, message)] = env.published()
+    assert subject == "[stepml] Approve churn model churn-3f2a9c1b7d4e? auc 0.9123 (threshold 0.8)"
+    assert len(subject) <= 100 and subject.isascii() and "\n" not in subject
+    assert "s3://uploads/incoming/churn/data.csv (version v-7Hq2)" in message
+    assert "stepml-churn-3f2a9c1b7d4e-a1" in message
+    assert "the gate requires at least 0.8: passed" in message
+    assert "against production 0.9 (+0.0123): better than production" in message
+    assert "s3://artifacts/evaluation/churn/churn-3f2a9c1b7d4e/report.json" in message
+    assert "expires 2026-11-25 12:00 UTC" in message
+    links = LINK.findall(message)
+    assert links == [(env.settings.approval_base_url, approval_id, sig)]
+    verify_link(env.kms, env.key_id, approval_id, sig)
+    for text in (subject, message):
+        assert TASK_TOKEN not in text
+        assert TASK_TOKEN[:40] not in text
+        assert env.key_id not in text
+
+
+def test_the_email_says_when_there_is_no_production_model(env: ApprovalEnv) -> None:
+    create_approval(env, production=None)
+    [(_subject, message)] = env.published()
+    assert "There is no production model yet" in message
+
+
+def test_the_email_says_when_the_new_model_is_worse_than_production(env: ApprovalEnv) -> None:
+    create_approval(env, metric="rmse", value=2.5, threshold=3.0, higher_is_better=False, production={"value": 2.25})
+    [(subject, message)] = env.published()
+    assert subject.endswith("? rmse 2.5 (threshold 3)")
+    assert "the gate requires at most 3: passed" in message
+    assert "rmse 2.5 against production 2.25 (+0.25): worse than production" in message
+
+
+def test_the_subject_stays_within_100_ascii_characters(env: ApprovalEnv) -> None:
+    long_run = "churn-" + "f" * 120
+    request_approval(
+        make_run(run_id=long_run),
+        make_evaluation(metric="aüc\nx"),
+        TASK_TOKEN,
+        EXECUTION_ARN,
+        table=env.table,
+        kms_client=env.kms,
+        sns_client=env.sns,
+        settings=env.settings,
+        now=NOW,
+    )
+    [(subject, _message)] = env.published()
+    assert len(subject) == 100
+    assert subject.isascii() and "\n" not in subject
+    assert subject.endswith("...")
+
+
+def test_a_request_missing_a_field_names_it_and_stores_nothing(env: ApprovalEnv) -> None:
+    cases = [
+        (make_run(input={"bucket": "b"}), make_evaluation(), "run.input.uri"),
+        (make_run(run_id=""), make_evaluation(), "run.run_id"),
+        (make_run(approval_timeout_seconds=None), make_evaluation(), "run.approval_timeout_seconds"),
+        (make_run(approval_timeout_seconds=-5), make_evaluation(), "run.approval_timeout_seconds"),
+        (make_run(), make_evaluation(metric=None), "evaluation.metric"),
+        (make_run(), make_evaluation(value="high"), "evaluation.value"),
+        (make_run(), make_evaluation(production=[0.9]), "evaluation.production"),
+    ]
+    for run, evaluation, field_name in cases:
+        with pytest.raises(ApprovalRequestError, match=re.escape(f"'{field_name}'")) as raised:
+            request_approval(
+                run,
+                evaluation,
+                TASK_TOKEN,
+                EXECUTION_ARN,
+                table=env.table,
+                kms_client=env.kms,
+                sns_client=env.sns,
+                settings=env.settings,
+                now=NOW,
+            )
+        assert TASK_TOKEN not in str(raised.value)
+    assert env.table.scan()["Items"] == []
+    assert env.published() == []
+
+
+# --- links ----------------------------------------------------------------------------------
+
+
+def test_a_changed_missing_or_malformed_signature_is_forged(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    with pytest.raises(ForgedLinkError, match="signature does not match"):
+        load_for_review(approval_id, tampered(sig), table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+    for bad in (None, "", "short", "!" * 43, "A" * 44, "A" * 43, sig + "A", sig[:-1]):
+        with pytest.raises(ForgedLinkError):
+            load_for_review(approval_id, bad, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+
+
+def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -> None:
+    first_id, first_sig = create_approval(env)
+    second_id, _second_sig = create_approval(env)
+    assert first_id != second_id
+    with pytest.raises(ForgedLinkError):
+        load_for_review(second_id, first_sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+    # The form token is a MAC of the same key over the same id, but for another purpose.
+    with pytest.raises(ForgedLinkError):
+        load_for_review(
+            first_id,
+            form_token(env.kms, env.key_id, first_id),
+            table=env.table,
+            kms_client=env.kms,
+            settings=env.settings,
+            now=NOW,
+        )
+
+
+def test_an_unknown_id_with_its_own_valid_signature_is_unknown(env: ApprovalEnv) -> None:
+    missing_id = new_approval_id()
+    sig = link_signature(env.kms, env.key_id, missing_id)
+    with pytest.raises(UnknownApprovalError, match=missing_id):
+        load_for_review(missing_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+
+
+# --- review ---------------------------------------------------------------------------------
+
+
+def test_review_of_a_pending_approval_issues_a_form_token_and_changes_nothing(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    before = env.item(approval_id)
+
+    review = load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+    load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+
+    assert review.record.status == PENDING
+    assert review.form_token == form_token(env.kms, env.key_id, approval_id)
+    assert not hasattr(review.record, "task_token")
+    assert env.item(approval_id) == before
+    assert env.sfn.calls == []
+
+
+def test_review_after_the_link_expired_is_refused(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    later = NOW + timedelta(seconds=TIMEOUT_SECONDS)
+    with pytest.raises(ExpiredApprovalError, match="expired at 2026-11-25 12:00 UTC"):
+        load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=later)
+
+
+def test_review_of_a_decided_approval_shows_the_decision_without_a_form(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    decide_with(env, approval_id, sig, decision="reject", approver="bo@example.com", comment="too slow")
+
+    review = load_for_review(
+        approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW + timedelta(days=10)
+    )
+
+    assert review.form_token is None
+    assert (review.record.status, review.record.decided_by, review.record.comment) == (
+        REJECTED,
+        "bo@example.com",
+        "too slow",
+    )
+
+
+# --- deciding -------------------------------------------------------------------------------
+
+
+def test_decide_approves_once_and_completes_the_task(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+
+    record = decide_with(env, approval_id, sig, approver="  Ana   Lopez ", comment=" ship it ")
+
+    assert record.status == APPROVED
+    assert (record.decision, record.decided_by, record.comment) == ("approve", "Ana Lopez", "ship it")
+    assert record.decided_at == "2026-11-22T13:00:00.000Z"
+    [call] = env.sfn.calls
+    assert call["taskToken"] == TASK_TOKEN
+    assert json.loads(call["output"]) == {
+        "decision": "approve",
+        "approver": "Ana Lopez",
+        "comment": "ship it",
+        "decided_at": "2026-11-22T13:00:00.000Z",
+        "approval_id": approval_id,
+    }
+    item = env.item(approval_id)
+    assert item is not None
+    assert (item["status"], item["decided_by"], item["decision"]) == (APPROVED, "Ana Lopez", "approve")
+
+
+def test_a_second_decision_is_already_decided_and_sends_nothing(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    decide_with(env, approval_id, sig, decision="approve", approver="ana@example.com")
+
+    with pytest.raises(AlreadyDecidedError, match=re.escape("approve by ana@example.com")) as raised:
+        decide_with(env, approval_id, sig, decision="reject", approver="mallory@example.com")
+
+    assert raised.value.record.decided_by == "ana@example.com"
+    assert len(env.sfn.calls) == 1
+    item = env.item(approval_id)
+    assert item is not None and item["status"] == APPROVED and item["decided_by"] == "ana@example.com"
+
+
+def test_an_empty_comment_is_sent_as_an_empty_string(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    decide_with(env, approval_id, sig, decision="reject", comment=None)
+    # The state machine formats 'Rejected by {}: {}' with the comment, which must be a string.
+    assert json.loads(env.sfn.calls[0]["output"])["comment"] == ""
+
+
+def test_deciding_after_the_link_expired_is_refused(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    before = env.item(approval_id)
+    with pytest.raises(ExpiredApprovalError):
+        decide_with(env, approval_id, sig, now=NOW + timedelta(seconds=TIMEOUT_SECONDS + 1))
+    assert env.item(approval_id) == before
+    assert env.sfn.calls == []
+
+
+def test_a_decision_without_the_form_token_is_refused(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    other_id, _other_sig = create_approval(env)
+    before = env.item(approval_id)
+    bad_tokens = {
+        "missing": None,
+        "tampered": tampered(form_token(env.kms, env.key_id, approval_id)),
+        "link signature": sig,
+        "other approval": form_token(env.kms, env.key_id, other_id),
+    }
+    for kind, csrf in bad_tokens.items():
+        with pytest.raises(CrossSiteRequestError, match="field 'csrf'"):
+            decide_with(env, approval_id, sig, csrf=csrf)
+        assert env.item(approval_id) == before, kind
+    assert env.sfn.calls == []
+
+
+def test_a_decision_with_a_forged_link_is_refused(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    with pytest.raises(ForgedLinkError):
+        decide_with(env, approval_id, tampered(sig))
+    assert env.sfn.calls == []
+
+
+def test_an_incomplete_form_names_the_field(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    cases = [
+        ({"decision": "maybe"}, "decision"),
+        ({"decision": None}, "decision"),
+        ({"approver": "   "}, "approver"),
+        ({"approver": "x" * 201}, "approver"),
+        ({"comment": "x" * 2001}, "comment"),
+    ]
+    for overrides, field_name in cases:
+        with pytest.raises(InvalidDecisionError, match=f"field '{field_name}'"):
+            decide_with(env, approval_id, sig, **overrides)
+    item = env.item(approval_id)
+    assert item is not None and item["status"] == PENDING
+    assert env.sfn.calls == []
+
+
+def test_a_stopped_execution_closes_the_approval_and_decides_nothing(env: ApprovalEnv) -> None:
+    for code in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+        approval_id, sig = create_approval(env)
+        env.sfn = SfnRecorder(fail_with=code)
+
+        with pytest.raises(PipelineNotWaitingError, match=f"no longer waiting \\({code}\\)") as raised:
+            decide_with(env, approval_id, sig)
+
+        assert raised.value.record.status == CLOSED
+        item = env.item(approval_id)
+        assert item is not None
+        assert (item["status"], item["closed_reason"]) == (CLOSED, code)
+        assert not {"decision", "decided_by", "decided_at", "comment"} & set(item)
+        with pytest.raises(ClosedApprovalError):
+            load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+        env.sfn.fail_with = None
+        with pytest.raises(ClosedApprovalError):
+            decide_with(env, approval_id, sig)
+        assert len(env.sfn.calls) == 1
+
+
+def test_an_undelivered_decision_is_taken_back_so_it_can_be_retried(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    env.sfn.fail_with = "ThrottlingException"
+
+    with pytest.raises(DecisionNotDeliveredError, match="ThrottlingException"):
+        decide_with(env, approval_id, sig)
+
+    item = env.item(approval_id)
+    assert item is not None and item["status"] == PENDING and "decision" not in item
+    env.sfn.fail_with = None
+    assert decide_with(env, approval_id, sig).status == APPROVED
+    assert len(env.sfn.calls) == 2
+
+
+def test_concurrent_decisions_exactly_one_wins(env: ApprovalEnv, atomic_moto_updates: None) -> None:
+    approval_id, sig = create_approval(env)
+    csrf = form_token(env.kms, env.key_id, approval_id)
+    # boto3 resources are not thread-safe: one table object per thread.
+    tables = [boto3.Session(region_name=REGION).resource("dynamodb").Table(env.table.name) for _ in range(20)]
+    start = threading.Barrier(len(tables))
+    outcomes: list[str] = []
+    outcomes_lock = threading.Lock()
+
+    def submit(index: int) -> None:
+        start.wait()
+        try:
+            decide_with(
+                env,
+                approval_id,
+                sig,
+                csrf=csrf,
+                table=tables[index],
+                approver=f"approver-{index}",
+                decision="approve" if index % 2 else "reject",
+            )
+            outcome = f"won:{index}"
+        except AlreadyDecidedError:
+            outcome = "already decided"
+        with outcomes_lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(tables))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(winners) == 1
+    assert outcomes.count("already decided") == 19
+    [call] = env.sfn.calls
+    winner = int(winners[0].split(":")[1])
+    assert json.loads(call["output"])["approver"] == f"approver-{winner}"
+    item = env.item(approval_id)
+    assert item is not None and item["decided_by"] == f"approver-{winner}"
+
+
+# --- origin checks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sec_fetch_site", "origin"),
+    [
+        (None, None),
+        ("same-origin", "https://abc.execute-api.us-east-1.amazonaws.com"),
+        ("none", None),
+        (None, "https://ABC.execute-api.us-east-1.amazonaws.com"),
+    ],
+)
+def test_same_origin_submissions_pass(sec_fetch_site: str | None, origin: str | None) -> None:
+    check_same_origin(sec_fetch_site=sec_fetch_site, origin=origin, host="abc.execute-api.us-east-1.amazonaws.com")
+
+
+@pytest.mark.parametrize(
+    ("sec_fetch_site", "origin", "header"),
+    [
+        ("cross-site", None, "Sec-Fetch-Site"),
+        ("Cross-Site", "https://abc.execute-api.us-east-1.amazonaws.com", "Sec-Fetch-Site"),
+        (None, "https://evil.example", "Origin"),
+        ("same-site", "https://abc.execute-api.us-east-1.amazonaws.com.evil.example", "Origin"),
+        (None, "null", "Origin"),
+    ],
+)
+def test_cross_site_submissions_are_refused(sec_fetch_site: str | None, origin: str | None, header: str) -> None:
+    with pytest.raises(CrossSiteRequestError, match=header):
+        check_same_origin(sec_fetch_site=sec_fetch_site, origin=origin, host="abc.execute-api.us-east-1.amazonaws.com")
+
+
+def test_email_subject_formats_the_headline_metric() -> None:
+    record = ApprovalRecord.from_item(
+        {
+            "approval_id": "x" * 32,
+            "status": PENDING,
+            "run_id": "iris-0123456789ab",
+            "dataset": "iris",
+            "metric": "accuracy",
+            "value": Decimal("0.95"),
+            "threshold": Decimal("0.90"),
+            "link_expires_at": Decimal(1),
+            "expires_at": Decimal(2),
+        }
+    )
+    assert email_subject(record) == "[stepml] Approve iris model iris-0123456789ab? accuracy 0.95 (threshold 0.9)"
