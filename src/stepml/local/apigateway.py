@@ -1,0 +1,208 @@
+"""The template's HTTP API routes served over real HTTP, as API Gateway would.
+
+Each ``HttpApi`` event of a function in the template becomes a route (method and path with
+``{parameters}``). A request is turned into the API Gateway HTTP API payload format 2.0 event,
+the function runs in the local Lambda engine, and its response (``statusCode``, ``headers``,
+``cookies``, ``body``, ``isBase64Encoded``) is written back. A request no route matches gets
+API Gateway's ``{"message":"Not Found"}``; a function error gets its ``Internal Server Error``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+
+class InvokesFunctions(Protocol):
+    def invoke(self, name: str, payload: bytes | str | None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP API route: ``GET /approvals/{approval_id}`` served by a function."""
+
+    method: str
+    path: str
+    function_name: str
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method and self.method != "ANY":
+            return None
+        pattern = "^" + re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path)) + "$"
+        found = re.match(pattern, path)
+        return found.groupdict() if found else None
+
+
+_TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml")
+
+
+def build_event(
+    route: Route,
+    path_parameters: dict[str, str],
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: dict[str, str],
+    body: bytes,
+    api_id: str,
+    source_ip: str,
+) -> dict[str, Any]:
+    """The payload format 2.0 event API Gateway sends a Lambda integration."""
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+    cookies = [c.strip() for c in lowered.pop("cookie", "").split(";") if c.strip()]
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    content_type = lowered.get("content-type", "")
+    is_text = not body or content_type.startswith(_TEXT_TYPES)
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": api_id,
+            "domainName": lowered.get("host", "localhost"),
+            "domainPrefix": lowered.get("host", "localhost").split(".")[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex[:16],
+            "routeKey": route.route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": not is_text,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        event["body"] = body.decode("utf-8") if is_text else base64.b64encode(body).decode()
+    return event
+
+
+def response_from_result(payload: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Map a function's return value to an HTTP response, as the 2.0 format does."""
+    if not isinstance(payload, dict) or "statusCode" not in payload:
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        return 200, [("Content-Type", "application/json")], body.encode()
+    headers = [(k, str(v)) for k, v in (payload.get("headers") or {}).items()]
+    for name, values in (payload.get("multiValueHeaders") or {}).items():
+        headers += [(name, str(v)) for v in values]
+    headers += [("Set-Cookie", c) for c in payload.get("cookies") or []]
+    body = payload.get("body") or ""
+    raw = base64.b64decode(body) if payload.get("isBase64Encoded") else str(body).encode()
+    return int(payload["statusCode"]), headers, raw
+
+
+class HttpApiServer:
+    """A threaded HTTP server for a set of routes; ``url`` is where it listens."""
+
+    def __init__(
+        self, routes: list[Route], engine: InvokesFunctions, *, api_id: str, host: str = "127.0.0.1", port: int = 0
+    ):
+        self.routes = routes
+        self.engine = engine
+        self.api_id = api_id
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # access logs would carry query strings (link signatures)
+
+            def _handle(self) -> None:
+                server.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"http-api-{api_id}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> HttpApiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        started = time.monotonic()
+        split = urlsplit(request.path)
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        for route in self.routes:
+            parameters = route.match(request.command, split.path)
+            if parameters is not None:
+                break
+        else:
+            self._send(request, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
+            return
+        event = build_event(
+            route,
+            parameters,
+            method=request.command,
+            raw_path=split.path,
+            raw_query=split.query,
+            headers=dict(request.headers.items()),
+            body=body,
+            api_id=self.api_id,
+            source_ip=request.client_address[0],
+        )
+        result = self.engine.invoke(route.function_name, json.dumps(event))
+        if result.function_error:
+            status, headers, raw = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
+        else:
+            status, headers, raw = response_from_result(json.loads(result.payload))
+        headers.append(("Apigw-Requestid", event["requestContext"]["requestId"]))
+        headers.append(("X-Local-Latency-Ms", f"{(time.monotonic() - started) * 1000:.0f}"))
+        self._send(request, status, headers, raw)
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        request.send_response(status)
+        for name, value in headers:
+            if name.lower() != "content-length":
+                request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(body)

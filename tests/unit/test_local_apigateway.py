@@ -1,0 +1,130 @@
+"""The local HTTP API: routes from the template, payload format 2.0, response mapping."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from stepml.local.apigateway import HttpApiServer, Route, build_event, response_from_result
+
+
+@dataclass
+class Result:
+    payload: bytes
+    function_error: str | None = None
+
+
+class RecordingEngine:
+    def __init__(self, answer):
+        self.answer = answer
+        self.events = []
+
+    def invoke(self, name, payload):
+        event = json.loads(payload)
+        self.events.append((name, event))
+        if self.answer == "error":
+            return Result(b'{"errorType":"KeyError","errorMessage":"x"}', "Unhandled")
+        return Result(json.dumps(self.answer).encode())
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(answer):
+        engine = RecordingEngine(answer)
+        routes = [
+            Route("GET", "/approvals/{approval_id}", "ApprovalApi"),
+            Route("POST", "/approvals/{approval_id}", "ApprovalApi"),
+        ]
+        server = HttpApiServer(routes, engine, api_id="local123").start()
+        servers.append(server)
+        return server, engine
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def _request(server, method, path, body=None, headers=None):
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_routes_from_the_template_reach_the_function_with_a_2_0_event(server_factory):
+    page = {"statusCode": 200, "headers": {"Content-Type": "text/html"}, "body": "<p>ok</p>"}
+    server, engine = server_factory(page)
+    status, headers, body = _request(
+        server, "GET", "/approvals/abc?sig=s1&x=1&x=2", headers={"User-Agent": "Scanner/1"}
+    )
+    assert status == 200 and body == b"<p>ok</p>" and headers["Content-Type"] == "text/html"
+    name, event = engine.events[0]
+    assert name == "ApprovalApi"
+    assert event["version"] == "2.0" and event["routeKey"] == "GET /approvals/{approval_id}"
+    assert event["pathParameters"] == {"approval_id": "abc"}
+    assert event["queryStringParameters"] == {"sig": "s1", "x": "1,2"}
+    assert event["rawQueryString"] == "sig=s1&x=1&x=2"
+    assert event["requestContext"]["http"]["method"] == "GET"
+    assert event["requestContext"]["http"]["userAgent"] == "Scanner/1"
+    assert event["requestContext"]["stage"] == "$default"
+    assert event["headers"]["user-agent"] == "Scanner/1"
+
+
+def test_form_posts_arrive_as_text_and_binary_bodies_as_base64(server_factory):
+    server, engine = server_factory({"statusCode": 303, "headers": {"Location": "/x"}})
+    status, headers, _ = _request(
+        server,
+        "POST",
+        "/approvals/abc",
+        body=b"decision=approve",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 303 and headers["Location"] == "/x"
+    assert engine.events[0][1]["body"] == "decision=approve" and engine.events[0][1]["isBase64Encoded"] is False
+    _request(server, "POST", "/approvals/abc", body=b"\x00\x01", headers={"Content-Type": "application/octet-stream"})
+    assert base64.b64decode(engine.events[1][1]["body"]) == b"\x00\x01"
+
+
+def test_unknown_routes_and_methods_get_api_gateways_not_found(server_factory):
+    server, engine = server_factory({"statusCode": 200})
+    assert _request(server, "GET", "/nope")[0] == 404
+    status, _, body = _request(server, "DELETE", "/approvals/abc")
+    assert status == 404 and json.loads(body) == {"message": "Not Found"}
+    assert engine.events == []
+
+
+def test_a_function_error_is_an_internal_server_error_without_details(server_factory):
+    server, _ = server_factory("error")
+    status, _, body = _request(server, "GET", "/approvals/abc")
+    assert status == 500 and json.loads(body) == {"message": "Internal Server Error"}
+
+
+def test_response_mapping_covers_plain_values_cookies_and_base64():
+    assert response_from_result({"a": 1})[0] == 200
+    status, headers, raw = response_from_result(
+        {"statusCode": 201, "cookies": ["a=1"], "body": base64.b64encode(b"bin").decode(), "isBase64Encoded": True}
+    )
+    assert status == 201 and ("Set-Cookie", "a=1") in headers and raw == b"bin"
+
+
+def test_event_cookies_are_split_like_api_gateway():
+    route = Route("GET", "/x", "F")
+    event = build_event(
+        route,
+        {},
+        method="GET",
+        raw_path="/x",
+        raw_query="",
+        headers={"Cookie": "a=1; b=2"},
+        body=b"",
+        api_id="id",
+        source_ip="127.0.0.1",
+    )
+    assert event["cookies"] == ["a=1", "b=2"] and "cookie" not in event["headers"]
