@@ -8,19 +8,33 @@ never a silent skip; callers that only need part of the stack (unit tests) pass 
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 
+from stepml.local.apigateway import Route
+from stepml.local.lambdas import FunctionSpec
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
 
 
 class ProvisionError(RuntimeError):
     """A resource of the template could not be created locally."""
+
+
+class LocalRuntime(Protocol):
+    """What the local cloud does beyond moto for compute resources (see stepml.local.cloud)."""
+
+    def register_function(self, spec: FunctionSpec) -> None: ...
+
+    def register_routes(self, api_logical_id: str, routes: list[Route]) -> None: ...
+
+    def register_glue_job(self, name: str, script_path: Path) -> None: ...
 
 
 #: The resource types whose data-plane state the Lambdas use directly.
@@ -64,14 +78,43 @@ class ProvisionedStack:
         return environment
 
 
+def _coerce(value: Any, shape: Any) -> Any:
+    """Convert template values (parameters arrive as strings) to the API's types, as CloudFormation does."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        return {k: _coerce(v, shape.members[k]) if k in shape.members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_coerce(v, shape.member) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _coerce(v, shape.value) for k, v in value.items()}
+    if isinstance(value, str):
+        if kind in ("integer", "long"):
+            return int(value)
+        if kind in ("double", "float"):
+            return float(value)
+        if kind == "boolean":
+            return value.lower() == "true"
+    return value
+
+
+def api_parameters(client: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each value converted to the type the operation's input shape declares."""
+    operation_model = client.meta.service_model.operation_model(operation)
+    return _coerce(params, operation_model.input_shape)
+
+
 def _tags(props: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"Key": t["Key"], "Value": str(t["Value"])} for t in props.get("Tags", [])]
 
 
 class _Provisioner:
-    def __init__(self, resolved: ResolvedTemplate, session: boto3.Session):
+    def __init__(
+        self, resolved: ResolvedTemplate, session: boto3.Session, root: Path, runtime: LocalRuntime | None = None
+    ):
         self.resolved = resolved
         self.session = session
+        self.root = root
+        self.runtime = runtime
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
@@ -219,8 +262,195 @@ class _Provisioner:
                 PolicyDocument=json.dumps(policy["PolicyDocument"]),
             )
 
+    # -- compute (needs the local runtime) ------------------------------------------------
+
+    def _require_runtime(self, logical_id: str) -> LocalRuntime:
+        if self.runtime is None:
+            raise ProvisionError(f"{logical_id}: provisioning compute resources needs the local cloud's runtime")
+        return self.runtime
+
+    def _local_path(self, logical_id: str, prop: str, value: Any) -> Path:
+        if not isinstance(value, str) or value.startswith("s3://"):
+            raise ProvisionError(f"{logical_id}.{prop}: the local cloud needs a path in the repository, got {value!r}")
+        path = (self.root / value).resolve()
+        if not path.exists():
+            raise ProvisionError(f"{logical_id}.{prop}: {value} does not exist")
+        return path
+
+    def layer(self, logical_id: str, props: dict[str, Any]) -> None:
+        self._local_path(logical_id, "ContentUri", props["ContentUri"])
+
+    def function(self, logical_id: str, props: dict[str, Any]) -> None:
+        runtime = self._require_runtime(logical_id)
+        if props.get("Runtime") != "python3.11":
+            raise ProvisionError(
+                f"{logical_id}: Runtime {props.get('Runtime')!r} is not supported locally (python3.11)"
+            )
+        for unsupported in ("FunctionUrlConfig", "ReservedConcurrentExecutions", "VpcConfig", "ImageUri"):
+            if unsupported in props:
+                raise ProvisionError(f"{logical_id}: property {unsupported} is not supported by the local cloud")
+        code_dir = self._local_path(logical_id, "CodeUri", props["CodeUri"])
+        layer_dirs = []
+        for layer in props.get("Layers", []):
+            local = next(
+                (
+                    lid
+                    for lid in self.resolved.resources
+                    if self.resolved.resources[lid]["Type"] == "AWS::Serverless::LayerVersion"
+                    and self.resolved.ref(lid) == layer
+                ),
+                None,
+            )
+            if local is not None:
+                content = self.resolved.resolved_properties(local)["ContentUri"]
+                layer_dirs.append(self._local_path(local, "ContentUri", content))
+            # Layers from other accounts (AWS SDK for pandas) are provided by the local venv.
+        name = self.resolved.physical_ids[logical_id]
+        environment = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
+        iam = self.client("iam")
+        role = iam.create_role(
+            RoleName=f"{name}-role"[:64],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for file in sorted(code_dir.rglob("*.py")):
+                bundle.write(file, file.relative_to(code_dir))
+        created = self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler=props["Handler"],
+            Code={"ZipFile": archive.getvalue()},
+            Timeout=int(props.get("Timeout", 3)),
+            MemorySize=int(props.get("MemorySize", 128)),
+            Environment={"Variables": environment},
+        )
+        self.resolved.runtime_attributes[(logical_id, "Arn")] = created["FunctionArn"]
+        runtime.register_function(
+            FunctionSpec(
+                name=name,
+                handler=props["Handler"],
+                code_dir=code_dir,
+                layer_dirs=tuple(layer_dirs),
+                environment=environment,
+                timeout_seconds=float(props.get("Timeout", 3)),
+                memory_mb=int(props.get("MemorySize", 128)),
+                arn=created["FunctionArn"],
+            )
+        )
+        routes: dict[str, list[Route]] = {}
+        for event_name, event in props.get("Events", {}).items():
+            if event.get("Type") != "HttpApi":
+                raise ProvisionError(
+                    f"{logical_id}: event {event_name} of type {event.get('Type')} is not supported "
+                    "locally (HttpApi only)"
+                )
+            api = self._api_logical_id(event["Properties"].get("ApiId"), logical_id)
+            routes.setdefault(api, []).append(
+                Route(event["Properties"]["Method"].upper(), event["Properties"]["Path"], name)
+            )
+        for api, api_routes in routes.items():
+            runtime.register_routes(api, api_routes)
+
+    def _api_logical_id(self, api_ref: Any, logical_id: str) -> str:
+        for lid, spec in self.resolved.resources.items():
+            if spec["Type"] == "AWS::Serverless::HttpApi" and self.resolved.ref(lid) == api_ref:
+                return lid
+        raise ProvisionError(f"{logical_id}: HttpApi event needs ApiId referring to an AWS::Serverless::HttpApi")
+
+    def http_api(self, logical_id: str, props: dict[str, Any]) -> None:
+        self._require_runtime(logical_id)
+        for unsupported in ("Auth", "Domain", "CorsConfiguration", "DefinitionBody", "DefinitionUri"):
+            if unsupported in props:
+                raise ProvisionError(f"{logical_id}: property {unsupported} is not supported by the local cloud")
+
+    def state_machine(self, logical_id: str, props: dict[str, Any]) -> None:
+        if props.get("Type", "STANDARD") != "STANDARD":
+            raise ProvisionError(f"{logical_id}: only STANDARD state machines run locally")
+        if props.get("Events"):
+            raise ProvisionError(
+                f"{logical_id}: Events on the state machine are not supported locally; use an AWS::Events::Rule"
+            )
+        definition = self.resolved.state_machine_definition(logical_id, self.root)
+        arn = self.client("stepfunctions").create_state_machine(
+            name=self.resolved.physical_ids[logical_id],
+            definition=json.dumps(definition),
+            roleArn=props["Role"],
+            type="STANDARD",
+        )["stateMachineArn"]
+        self.resolved.runtime_refs[logical_id] = arn
+
+    def glue_security_configuration(self, logical_id: str, props: dict[str, Any]) -> None:
+        # CloudFormation says S3Encryptions where the Glue API says S3Encryption.
+        encryption = {
+            ("S3Encryption" if key == "S3Encryptions" else key): value
+            for key, value in props["EncryptionConfiguration"].items()
+        }
+        self.client("glue").create_security_configuration(Name=props["Name"], EncryptionConfiguration=encryption)
+
+    def glue_job(self, logical_id: str, props: dict[str, Any]) -> None:
+        runtime = self._require_runtime(logical_id)
+        command = dict(props["Command"])
+        script = self._local_path(logical_id, "Command.ScriptLocation", command["ScriptLocation"])
+        kwargs = {
+            k: props[k]
+            for k in (
+                "Description",
+                "Role",
+                "GlueVersion",
+                "WorkerType",
+                "NumberOfWorkers",
+                "Timeout",
+                "MaxRetries",
+                "SecurityConfiguration",
+                "ExecutionProperty",
+                "DefaultArguments",
+            )
+            if k in props
+        }
+        glue = self.client("glue")
+        glue.create_job(**api_parameters(glue, "CreateJob", {"Name": props["Name"], "Command": command, **kwargs}))
+        runtime.register_glue_job(props["Name"], script)
+
+    def rule(self, logical_id: str, props: dict[str, Any]) -> None:
+        events = self.client("events")
+        name = self.resolved.physical_ids[logical_id]
+        arn = events.put_rule(
+            Name=name,
+            EventPattern=json.dumps(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+            Description=props.get("Description", ""),
+        )["RuleArn"]
+        self.resolved.runtime_attributes[(logical_id, "Arn")] = arn
+        events.put_targets(Rule=name, Targets=props["Targets"])
+
+    def alarm(self, logical_id: str, props: dict[str, Any]) -> None:
+        cloudwatch = self.client("cloudwatch")
+        params = {**props, "AlarmName": self.resolved.ref(logical_id)}
+        cloudwatch.put_metric_alarm(**api_parameters(cloudwatch, "PutMetricAlarm", params))
+
     def creators(self) -> dict[str, Callable[[str, dict[str, Any]], None]]:
         return {
+            "AWS::Serverless::LayerVersion": self.layer,
+            "AWS::Serverless::Function": self.function,
+            "AWS::Serverless::HttpApi": self.http_api,
+            "AWS::Serverless::StateMachine": self.state_machine,
+            "AWS::Glue::SecurityConfiguration": self.glue_security_configuration,
+            "AWS::Glue::Job": self.glue_job,
+            "AWS::Events::Rule": self.rule,
+            "AWS::CloudWatch::Alarm": self.alarm,
             "AWS::S3::Bucket": self.bucket,
             "AWS::S3::BucketPolicy": self.bucket_policy,
             "AWS::DynamoDB::Table": self.table,
@@ -302,6 +532,7 @@ def provision(
     region: str = "us-east-1",
     parameter_overrides: Mapping[str, str] | None = None,
     types: Iterable[str] | None = None,
+    runtime: LocalRuntime | None = None,
 ) -> ProvisionedStack:
     """Create the template's resources (or only those of ``types``) through ``session``."""
     template_path = Path(template_path)
@@ -314,7 +545,7 @@ def provision(
         parameter_overrides=dict(parameter_overrides or {}),
         source=str(template_path),
     )
-    provisioner = _Provisioner(resolved, session)
+    provisioner = _Provisioner(resolved, session, template_path.parent, runtime)
     creators = provisioner.creators()
     wanted_types = set(types) if types is not None else None
     selected = []
