@@ -67,3 +67,12 @@ def s3_object_created_event(bucket: str, key: str, version_id: str, etag: str, s
             "reason": "PutObject",
         },
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

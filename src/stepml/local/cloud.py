@@ -1,0 +1,234 @@
+"""The local cloud: one process that gives this app a complete local AWS.
+
+moto in server mode answers the AWS APIs (with Step Functions execution on); the engines in
+this package replace moto's canned answers with real work (Lambda handlers in worker
+processes, email to an outbox, S3 events to EventBridge rules, the HTTP API over HTTP, and
+Glue and SageMaker runs). ``template.yaml`` with the samconfig ``dev`` parameters is
+provisioned into it, so Lambdas, the Glue script and the CLI use plain boto3 and differ from
+AWS only by ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from stepml.local import events, mail, moto_patches
+from stepml.local.apigateway import HttpApiServer, Route
+from stepml.local.lambdas import FunctionSpec, LambdaEngine
+from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
+from stepml.local.provision import ProvisionedStack, provision
+
+DEFAULT_PORT = 4566
+DEFAULT_API_PORT = 4567
+REGION = "us-east-1"
+STACK_NAME = "stepml-local"
+#: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
+LOCAL_PARAMETERS = {"EndpointPollSeconds": "1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+class LocalCloudError(RuntimeError):
+    """The local cloud cannot start; the message says what to do."""
+
+
+def samconfig_parameters(root: Path, environment: str = "dev") -> dict[str, str]:
+    """The ``parameter_overrides`` of a samconfig environment, as a dict."""
+    path = root / "samconfig.toml"
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise LocalCloudError(f"{path}: cannot read: {exc}") from exc
+    try:
+        overrides = config[environment]["deploy"]["parameters"].get("parameter_overrides", "")
+    except KeyError:
+        raise LocalCloudError(f"{path}: no [{environment}.deploy.parameters] section") from None
+    return dict(pair.split("=", 1) for pair in shlex.split(overrides))
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class LocalCloud:
+    """Start with ``start()``; ``endpoint_url`` is the AWS endpoint, ``api_url`` the approval API."""
+
+    root: Path
+    state_dir: Path
+    port: int = DEFAULT_PORT
+    api_port: int = DEFAULT_API_PORT
+    host: str = "127.0.0.1"
+    stack_name: str = STACK_NAME
+    environment: str = "dev"
+    stack: ProvisionedStack | None = None
+    lambda_engine: LambdaEngine | None = None
+    outbox: mail.Outbox | None = None
+    _moto: Any = None
+    _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
+    _routes: dict[str, list[Route]] = field(default_factory=dict)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    glue_jobs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    # -- LocalRuntime (called by provisioning) ----------------------------------------
+
+    def register_function(self, spec: FunctionSpec) -> None:
+        assert self.lambda_engine is not None
+        self.lambda_engine.register(spec)
+
+    def register_routes(self, api_logical_id: str, routes: list[Route]) -> None:
+        self._routes.setdefault(api_logical_id, []).extend(routes)
+
+    def register_glue_job(self, name: str, script_path: Path) -> None:
+        self.glue_jobs[name] = script_path
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def environment_for_clients(self) -> dict[str, str]:
+        """What a process needs to talk to this cloud with plain boto3 or the AWS CLI."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def start(self) -> LocalCloud:
+        """Start moto and the engines, provision the template, write ``cloud.json``."""
+        for port in (self.port, self.api_port):
+            if not port_is_free(self.host, port):
+                raise LocalCloudError(
+                    f"port {port} on {self.host} is in use; stop what uses it (stepml local down) or pick another "
+                    "with --port/--api-port"
+                )
+        from moto.core.config import default_user_config
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        moto_patches.apply()
+        # One line per AWS call would drown the progress output; errors still surface.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        logging.getLogger("moto.stepfunctions").setLevel(logging.ERROR)
+        os.environ.update(self.environment_for_clients())
+        os.environ["MOTO_PORT"] = str(self.port)
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._moto.start()
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.lambda_engine = LambdaEngine(
+            {
+                **self.environment_for_clients(),
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+            log_dir=self.state_dir / "logs",
+        )
+        self.outbox = mail.Outbox(self.state_dir / "outbox")
+        self._undo += [
+            install_lambda_hooks(self.lambda_engine),
+            mail.install_moto_hooks(self.outbox),
+            events.install_moto_hooks(),
+        ]
+
+        parameters = {
+            **samconfig_parameters(self.root, self.environment),
+            **LOCAL_PARAMETERS,
+            "ApprovalBaseUrl": self.api_url,
+        }
+        session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        self.stack = provision(
+            self.root / "template.yaml",
+            _EndpointSession(session, self.endpoint_url),
+            stack_name=self.stack_name,
+            region=REGION,
+            parameter_overrides=parameters,
+            runtime=self,
+        )
+        for api_logical_id, routes in self._routes.items():
+            server = HttpApiServer(
+                routes,
+                self.lambda_engine,
+                api_id=self.stack.physical_id(api_logical_id),
+                host=self.host,
+                port=self.api_port,
+            )
+            self._api_servers[api_logical_id] = server.start()
+        self.write_state()
+        return self
+
+    def outputs(self) -> dict[str, str]:
+        """The stack's Outputs, resolved (bucket names, state machine ARN, ...)."""
+        assert self.stack is not None
+        outputs = {}
+        for name, spec in self.stack.resolved.template.get("Outputs", {}).items():
+            outputs[name] = str(self.stack.resolved.resolve(spec["Value"], context=f"Outputs.{name}"))
+        outputs["ApprovalApiUrl"] = self.api_url
+        return outputs
+
+    def write_state(self) -> Path:
+        path = self.state_dir / "cloud.json"
+        state = {
+            "pid": os.getpid(),
+            "endpoint_url": self.endpoint_url,
+            "api_url": self.api_url,
+            "region": REGION,
+            "stack_name": self.stack_name,
+            "outputs": self.outputs(),
+            "outbox": str(self.state_dir / "outbox"),
+            "python": sys.executable,
+        }
+        path.write_text(json.dumps(state, indent=2) + "\n")
+        return path
+
+    def stop(self) -> None:
+        """Stop every server and worker; undo the hooks."""
+        for server in self._api_servers.values():
+            server.stop()
+        self._api_servers.clear()
+        if self.lambda_engine is not None:
+            self.lambda_engine.close()
+        while self._undo:
+            self._undo.pop()()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        state = self.state_dir / "cloud.json"
+        if state.exists():
+            state.unlink()
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all point at the local endpoint."""
+
+    def __init__(self, session: boto3.Session, endpoint_url: str):
+        self._session = session
+        self._endpoint_url = endpoint_url
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return self._session.client(service, endpoint_url=self._endpoint_url, **kwargs)

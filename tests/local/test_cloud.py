@@ -1,0 +1,74 @@
+"""The local cloud from template.yaml: provisioning, the approval API, S3 -> EventBridge -> the pipeline."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+
+from stepml import config
+from stepml.local.cloud import LocalCloud, LocalCloudError
+from tests.helpers import CHURN_CONFIG, REPO_ROOT
+
+
+def _client(cloud, service):
+    return boto3.client(
+        service,
+        endpoint_url=cloud.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+def test_the_template_is_provisioned_with_the_dev_parameters(cloud):
+    outputs = cloud.outputs()
+    assert outputs["ProductionEndpointName"] == "stepml-dev-production"
+    names = [f["FunctionName"] for f in _client(cloud, "lambda").list_functions()["Functions"]]
+    assert len(names) == 5 and any("ResolveRunFunction" in n for n in names)
+    machine = _client(cloud, "stepfunctions").describe_state_machine(stateMachineArn=outputs["StateMachineArn"])
+    assert json.loads(machine["definition"])["StartAt"] == "Resolve run"
+    state = json.loads((cloud.state_dir / "cloud.json").read_text())
+    assert state["endpoint_url"] == cloud.endpoint_url and state["outputs"]["UploadBucketName"]
+
+
+def test_the_approval_api_answers_over_http_through_the_lambda(cloud):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{cloud.api_url}/approvals/not-a-real-id?sig=forged", timeout=10)
+    assert error.value.code == 403
+    assert "This link is not valid" in error.value.read().decode()
+
+
+def test_an_upload_starts_the_pipeline_and_resolve_run_claims_it_in_lineage(cloud):
+    outputs = cloud.outputs()
+    s3 = _client(cloud, "s3")
+    s3.put_object(
+        Bucket=outputs["ArtifactBucketName"],
+        Key=config.dataset_config_key("churn"),
+        Body=json.dumps(CHURN_CONFIG).encode(),
+    )
+    s3.put_object(Bucket=outputs["UploadBucketName"], Key="incoming/churn/probe.csv", Body=b"customer_id\nC1\n")
+    sfn = _client(cloud, "stepfunctions")
+    table = _client(cloud, "dynamodb")
+    deadline = time.monotonic() + 60
+    items = []
+    while time.monotonic() < deadline:
+        items = table.scan(TableName=outputs["LineageTableName"])["Items"]
+        if any(item["sk"]["S"] == "RUN" for item in items):
+            break
+        time.sleep(0.2)
+    runs = [item for item in items if item["sk"]["S"] == "RUN"]
+    assert len(runs) == 1, "ResolveRun ran in a Lambda worker and claimed the run"
+    assert runs[0]["input"]["M"]["key"]["S"] == "incoming/churn/probe.csv"
+    executions = sfn.list_executions(stateMachineArn=outputs["StateMachineArn"])["executions"]
+    assert len(executions) == 1
+
+
+def test_a_port_in_use_is_a_clear_error(cloud, tmp_path):
+    other = LocalCloud(root=REPO_ROOT, state_dir=tmp_path, port=cloud.port, api_port=cloud.api_port)
+    with pytest.raises(LocalCloudError, match=f"port {cloud.port} on 127.0.0.1 is in use"):
+        other.start()
