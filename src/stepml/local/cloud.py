@@ -161,7 +161,11 @@ class LocalCloud:
             **LOCAL_PARAMETERS,
             "ApprovalBaseUrl": self.api_url,
         }
-        session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        session = boto3.Session(
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
         self.stack = provision(
             self.root / "template.yaml",
             _EndpointSession(session, self.endpoint_url),
