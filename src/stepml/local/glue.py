@@ -1,0 +1,267 @@
+"""Glue for the local cloud: StartJobRun runs the job's script on local PySpark.
+
+moto records job runs and reports them SUCCEEDED without running anything. Here a run
+executes the job's script in a subprocess with the job's default arguments merged with the
+run's (moto already merges them), as Glue passes them (``--name value``). Spark's s3a
+connector cannot be installed here, so every ``s3://`` argument is staged: objects are
+downloaded to a local mirror before the run, and files the script wrote under an ``s3://``
+prefix argument are uploaded after it. An argument naming a single object is never uploaded
+back, so the input object stays unchanged. GetJobRun reports the real state, error message
+and timing; a failing script gives FAILED with its error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+#: Arguments that are scratch space, not data: staged locally, never uploaded.
+SCRATCH_ARGUMENTS = frozenset({"--TempDir"})
+
+
+class GlueEngineError(RuntimeError):
+    """A job is unknown to the local Glue engine."""
+
+
+@dataclass
+class JobRunRecord:
+    """What GetJobRun reports for a run the engine executed."""
+
+    run_id: str
+    job_name: str
+    state: str = "RUNNING"
+    error_message: str | None = None
+    started_on: datetime = field(default_factory=lambda: datetime.now(UTC))
+    completed_on: datetime | None = None
+    log_file: Path | None = None
+
+    @property
+    def execution_seconds(self) -> int:
+        end = self.completed_on or datetime.now(UTC)
+        return int((end - self.started_on).total_seconds())
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def error_message_from_log(text: str) -> str:
+    """The error Glue would report: the last ``SomethingError: message`` line of the run's output."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        found = _ERROR_LINE.match(line)
+        if found and not line.startswith(("py4j", "at ")):
+            return f"{found.group(1)}: {found.group(2)}"
+    return lines[-1] if lines else "the job script failed without output"
+
+
+class GlueEngine:
+    """Runs registered jobs' scripts for real; at most ``max_concurrent`` Spark runs at once."""
+
+    def __init__(
+        self,
+        s3_client_factory: Callable[[], Any],
+        work_dir: Path,
+        *,
+        environment: Mapping[str, str] | None = None,
+        max_concurrent: int = 2,
+    ):
+        self.s3_client_factory = s3_client_factory
+        self.work_dir = Path(work_dir)
+        self.environment = dict(environment or {})
+        self.scripts: dict[str, Path] = {}
+        self.runs: dict[str, JobRunRecord] = {}
+        self._slots = threading.Semaphore(max_concurrent)
+        self._lock = threading.Lock()
+
+    def register_job(self, name: str, script: Path) -> None:
+        self.scripts[name] = Path(script)
+
+    # -- staging -----------------------------------------------------------------------
+
+    def _stage_in(self, s3: Any, uri: str, mirror: Path) -> tuple[Path, bool]:
+        """Download an object or a prefix; returns (local path, is_prefix)."""
+        bucket, key = _split_s3(uri)
+        local = mirror / bucket / key
+        if key and not key.endswith("/"):
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, key, str(local))
+                return local, False
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+                    raise
+        local.mkdir(parents=True, exist_ok=True)
+        prefix = key if key.endswith("/") or not key else key + "/"
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = mirror / bucket / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+        return local, True
+
+    def _stage_out(self, s3: Any, local: Path, uri: str, before: dict[Path, tuple[int, int]]) -> int:
+        bucket, key = _split_s3(uri)
+        prefix = key if key.endswith("/") or not key else key + "/"
+        uploaded = 0
+        for path, signature in sorted(_snapshot(local).items()):
+            if before.get(path) == signature or path.name.startswith(".") or path.name.endswith(".crc"):
+                continue
+            relative = path.relative_to(local).as_posix()
+            s3.upload_file(str(path), bucket, prefix + relative, ExtraArgs={"ServerSideEncryption": "AES256"})
+            uploaded += 1
+        return uploaded
+
+    # -- running -----------------------------------------------------------------------
+
+    def start(
+        self, job_name: str, run_id: str, arguments: Mapping[str, str], timeout_minutes: int | None
+    ) -> JobRunRecord:
+        """Start a run in the background and return its record."""
+        if job_name not in self.scripts:
+            raise GlueEngineError(f"job {job_name!r} has no script registered with the local Glue engine")
+        record = JobRunRecord(run_id=run_id, job_name=job_name)
+        with self._lock:
+            self.runs[run_id] = record
+        thread = threading.Thread(
+            target=self._run, args=(record, dict(arguments), timeout_minutes), name=f"glue-{run_id[:12]}", daemon=True
+        )
+        thread.start()
+        return record
+
+    def _run(self, record: JobRunRecord, arguments: dict[str, str], timeout_minutes: int | None) -> None:
+        run_dir = self.work_dir / record.run_id
+        mirror = run_dir / "s3"
+        record.log_file = run_dir / "run.log"
+        try:
+            with self._slots:
+                s3 = self.s3_client_factory()
+                local_arguments: dict[str, str] = {}
+                outputs: list[tuple[Path, str, dict[Path, tuple[int, int]]]] = []
+                for name, value in arguments.items():
+                    if isinstance(value, str) and value.startswith("s3://"):
+                        local, is_prefix = self._stage_in(s3, value, mirror)
+                        local_arguments[name] = str(local) + ("/" if is_prefix else "")
+                        if is_prefix and name not in SCRATCH_ARGUMENTS:
+                            outputs.append((local, value, _snapshot(local)))
+                    else:
+                        local_arguments[name] = value
+                command = [
+                    sys.executable,
+                    str(self.scripts[record.job_name]),
+                    "--JOB_NAME",
+                    record.job_name,
+                    "--JOB_RUN_ID",
+                    record.run_id,
+                ]
+                for name, value in local_arguments.items():
+                    command += [name if name.startswith("--") else f"--{name}", value]
+                environment = {
+                    **os.environ,
+                    **self.environment,
+                    "PYSPARK_PYTHON": sys.executable,
+                    "SPARK_LOCAL_IP": "127.0.0.1",
+                }
+                record.log_file.parent.mkdir(parents=True, exist_ok=True)
+                with open(record.log_file, "wb") as log:
+                    completed = subprocess.run(
+                        command,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=environment,
+                        cwd=run_dir,
+                        timeout=(timeout_minutes or 2880) * 60,
+                        check=False,
+                    )
+                if completed.returncode != 0:
+                    record.error_message = error_message_from_log(record.log_file.read_text(errors="replace"))
+                    record.state = "FAILED"
+                    return
+                for local, uri, before in outputs:
+                    self._stage_out(s3, local, uri, before)
+                record.state = "SUCCEEDED"
+        except subprocess.TimeoutExpired:
+            record.state = "TIMEOUT"
+            record.error_message = f"Job run timed out after {timeout_minutes} minutes"
+        except Exception as exc:
+            record.state = "FAILED"
+            record.error_message = f"{type(exc).__name__}: {exc}"
+        finally:
+            record.completed_on = datetime.now(UTC)
+            shutil.rmtree(mirror, ignore_errors=True)
+
+    def wait(self, run_id: str, timeout: float = 300) -> JobRunRecord:
+        """Block until a run ends (for tests and the CLI)."""
+        deadline = time.monotonic() + timeout
+        record = self.runs[run_id]
+        while record.state == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return record
+
+
+def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
+    """Make moto's job runs real: StartJobRun starts the engine, GetJobRun reports its record."""
+    from moto.glue.models import FakeJob, FakeJobRun
+
+    original_start = FakeJob.start_job_run
+    original_as_dict = FakeJobRun.as_dict
+    original_status = FakeJobRun.status
+
+    def start_job_run(self: Any, *args: Any, **kwargs: Any) -> str:
+        run_id = original_start(self, *args, **kwargs)
+        run = next(r for r in self.job_runs if r.job_run_id == run_id)
+        record = engine.start(self.name, run_id, run.arguments or {}, run.timeout)
+        run._stepml_record = record
+        return run_id
+
+    def status(self: Any) -> str | None:
+        record = getattr(self, "_stepml_record", None)
+        return record.state if record is not None else original_status.fget(self)
+
+    def as_dict(self: Any) -> dict[str, Any]:
+        data = original_as_dict(self)
+        record = getattr(self, "_stepml_record", None)
+        if record is None:
+            return data
+        data["JobRunState"] = record.state
+        data["StartedOn"] = record.started_on
+        data["LastModifiedOn"] = record.completed_on or datetime.now(UTC)
+        data["ExecutionTime"] = record.execution_seconds
+        data["LogGroupName"] = "/aws-glue/jobs"
+        if record.completed_on is not None:
+            data["CompletedOn"] = record.completed_on
+        else:
+            data.pop("CompletedOn", None)
+        if record.error_message:
+            data["ErrorMessage"] = record.error_message
+        return data
+
+    FakeJob.start_job_run = start_job_run
+    FakeJobRun.status = property(status, original_status.fset)
+    FakeJobRun.as_dict = as_dict
+
+    def restore() -> None:
+        FakeJob.start_job_run = original_start
+        FakeJobRun.status = original_status
+        FakeJobRun.as_dict = original_as_dict
+
+    return restore
