@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-from stepml.local import events, mail, moto_patches
+from stepml.local import events, glue, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
@@ -86,11 +86,11 @@ class LocalCloud:
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
+    glue_engine: glue.GlueEngine | None = None
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
     _undo: list[Callable[[], None]] = field(default_factory=list)
-    glue_jobs: dict[str, Path] = field(default_factory=dict)
 
     @property
     def endpoint_url(self) -> str:
@@ -110,13 +110,28 @@ class LocalCloud:
         self._routes.setdefault(api_logical_id, []).extend(routes)
 
     def register_glue_job(self, name: str, script_path: Path) -> None:
-        self.glue_jobs[name] = script_path
+        assert self.glue_engine is not None
+        self.glue_engine.register_job(name, script_path)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def environment_for_clients(self) -> dict[str, str]:
         """What a process needs to talk to this cloud with plain boto3 or the AWS CLI."""
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def client_factory(self, service: str) -> Callable[[], Any]:
+        """A function that makes a boto3 client for this cloud (one per caller thread)."""
+
+        def make() -> Any:
+            return boto3.client(
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=REGION,
+                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+
+        return make
 
     def start(self) -> LocalCloud:
         """Start moto and the engines, provision the template, write ``cloud.json``."""
