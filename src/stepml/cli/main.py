@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stepml.cli import data, local, runs
+from stepml.cli.context import CliError
 from stepml.config import DatasetConfigError, parse_dataset_config
 
 
@@ -24,13 +28,11 @@ def _validate_config(args: argparse.Namespace) -> int:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        print(f"error: {path}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise CliError(f"{path}: cannot read: {exc.strerror}", exit_code=2) from exc
     try:
         config = parse_dataset_config(raw, str(path))
     except DatasetConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(str(exc)) from exc
     if args.json:
         print(
             json.dumps(
@@ -38,25 +40,30 @@ def _validate_config(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(
-            f"{path}: valid config for dataset {config.name!r} ({config.problem_type}, "
-            f"gate {config.metric} {'>=' if config.higher_is_better else '<='} {config.threshold})"
-        )
+        gate = f"{config.metric} {'>=' if config.higher_is_better else '<='} {config.threshold}"
+        print(f"{path}: valid config for dataset {config.name!r} ({config.problem_type}, gate {gate})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--stack-name", help="a deployed stack instead of the local cloud")
+    common.add_argument("--state-dir", help="the local cloud's folder (default ./.stepml or $STEPML_STATE_DIR)")
+
     parser = argparse.ArgumentParser(
         prog="stepml", description="Serverless MLOps pipeline for AWS, and its local cloud."
     )
     parser.add_argument("--version", action="version", version=f"stepml {_package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    datasets = commands.add_parser("datasets", help="dataset configs")
-    dataset_commands = datasets.add_subparsers(dest="datasets_command", metavar="COMMAND")
-    validate = dataset_commands.add_parser("validate", help="check a dataset config against the schema")
+    local.register(commands, common)
+    data.register(commands, common)
+    datasets = commands.choices["datasets"]
+    dataset_commands = next(a for a in datasets._actions if isinstance(a, argparse._SubParsersAction))
+    validate = dataset_commands.add_parser("validate", parents=[common], help="check a config against the schema")
     validate.add_argument("config", help="path to the dataset config JSON")
-    validate.add_argument("--json", action="store_true", help="machine-readable output")
     validate.set_defaults(handler=_validate_config)
+    runs.register(commands, common)
     return parser
 
 
@@ -68,7 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    return handler(args)
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ClientError, BotoCoreError) as exc:
+        print(f"error: AWS call failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

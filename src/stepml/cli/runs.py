@@ -1,0 +1,272 @@
+"""``stepml runs``, ``stepml outbox``, ``stepml approve`` and ``stepml predict``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from stepml.cli.context import CliError, Target, connect, print_json, print_table
+from stepml.lineage import STEP_ORDER, STEP_TITLES, from_dynamo
+from stepml.local.mail import Outbox
+
+
+def _lineage_table(target: Target) -> Any:
+    return target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
+        target.output("LineageTableName")
+    )
+
+
+def list_runs(target: Target) -> list[dict[str, Any]]:
+    """Every run in lineage, newest first."""
+    table = _lineage_table(target)
+    items, kwargs = [], {}
+    while True:
+        page = table.scan(**kwargs)
+        items += [i for i in page.get("Items", []) if i.get("sk") == "RUN"]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    runs = [from_dynamo(i) for i in items]
+    return sorted(runs, key=lambda r: r.get("started_at", ""), reverse=True)
+
+
+def run_steps(target: Target, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's record and its step records in pipeline order."""
+    table = _lineage_table(target)
+    items = from_dynamo(table.query(KeyConditionExpression=Key("pk").eq(f"RUN#{run_id}"))["Items"])
+    run = next((i for i in items if i["sk"] == "RUN"), None)
+    if run is None:
+        raise CliError(f"run {run_id} is not in lineage (see `stepml runs`)")
+    steps = [i for i in items if i["sk"].startswith("STEP#")]
+    order = {step: index for index, step in enumerate(STEP_ORDER)}
+    steps.sort(key=lambda s: order.get(s["step"], 99))
+    return run, steps
+
+
+def runs(args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "run_id": r["run_id"],
+            "dataset": r.get("dataset"),
+            "status": r.get("status"),
+            "attempt": r.get("attempt"),
+            "started": r.get("started_at"),
+            "ended": r.get("ended_at"),
+        }
+        for r in list_runs(connect(args.stack_name))
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["run_id", "dataset", "status", "attempt", "started", "ended"])
+    return 0
+
+
+def runs_show(args: argparse.Namespace) -> int:
+    target = connect(args.stack_name)
+    run, steps = run_steps(target, args.run_id)
+    skipped = {
+        s["step"] for s in steps if s.get("attempt", 1) < run.get("attempt", 1) and s.get("status") == "SUCCEEDED"
+    }
+    rows = [
+        {
+            "step": STEP_TITLES.get(s["step"], s["step"]),
+            "status": s.get("status"),
+            "start": s.get("started_at"),
+            "end": s.get("ended_at") or s.get("recorded_at"),
+            "skipped": "yes" if s["step"] in skipped else "",
+            "error": (s.get("error") or {}).get("cause", ""),
+        }
+        for s in steps
+    ]
+    if args.json:
+        print_json({"run": run, "steps": steps})
+        return 0
+    print(
+        f"run {run['run_id']}  dataset {run.get('dataset')}  status {run.get('status')}  attempt {run.get('attempt')}"
+    )
+    print(f"input {run['input']['uri']} (version {run['input'].get('version_id')})")
+    print_table(rows, ["step", "status", "start", "end", "skipped", "error"])
+    return 0
+
+
+def runs_resume(args: argparse.Namespace) -> int:
+    target = connect(args.stack_name)
+    run, _ = run_steps(target, args.run_id)
+    if run.get("status") not in ("FAILED", "RUNNING"):
+        raise CliError(f"run {args.run_id} is {run.get('status')}; only a failed run can be resumed")
+    execution = target.client("stepfunctions").start_execution(
+        stateMachineArn=target.output("StateMachineArn"), input=json.dumps({"resume_run_id": args.run_id})
+    )
+    print(f"resuming run {args.run_id}: {execution['executionArn']}")
+    return 0
+
+
+def outbox(args: argparse.Namespace) -> int:
+    target = connect(None, args.state_dir)
+    messages = Outbox(target.outbox_dir).messages() if target.outbox_dir else []
+    if args.json:
+        print_json([m.as_dict() for m in messages])
+        return 0
+    if not messages:
+        print("(the outbox is empty)")
+    for message in messages:
+        print(f"--- {message.sent_at}\nTo: {message.to}\nSubject: {message.subject}\n\n{message.body.strip()}\n")
+        for link in message.links:
+            print(f"link: {link}")
+    return 0
+
+
+class _FormReader(HTMLParser):
+    """The review page's form: hidden fields and the page heading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form":
+            self.action = values.get("action") or ""
+        elif tag == "input" and values.get("type") == "hidden" and values.get("name"):
+            self.fields[values["name"] or ""] = values.get("value") or ""
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+def _fetch(request: urllib.request.Request) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the link is http(s)
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except urllib.error.URLError as exc:
+        raise CliError(f"cannot open {request.full_url}: {exc.reason}") from exc
+
+
+def approve_link(link: str, *, decision: str, approver: str, comment: str) -> tuple[int, str]:
+    """Open a review link and submit its form exactly as a browser would; returns (status, page title)."""
+    if not link.startswith(("https://", "http://")):
+        raise CliError(f"{link!r} is not an approval link (copy it from `stepml outbox`)")
+    status, page = _fetch(urllib.request.Request(link, headers={"User-Agent": "stepml-cli"}))  # noqa: S310 - scheme checked above
+    form = _FormReader()
+    form.feed(page)
+    if status != 200 or form.action is None:
+        raise CliError(f"the review page answered {status}: {form.title.strip() or 'no form on the page'}")
+    target = urllib.parse.urljoin(link, form.action)
+    origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(link))
+    body = urllib.parse.urlencode({**form.fields, "decision": decision, "approver": approver, "comment": comment})
+    request = urllib.request.Request(  # noqa: S310 - same origin as the checked link
+        target,
+        data=body.encode(),
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": origin, "User-Agent": "stepml-cli"},
+    )
+    status, page = _fetch(request)
+    result = _FormReader()
+    result.feed(page)
+    return status, result.title.strip()
+
+
+def approve(args: argparse.Namespace) -> int:
+    decision = "reject" if args.reject else "approve"
+    status, title = approve_link(args.link, decision=decision, approver=args.approver, comment=args.comment or "")
+    print(f"{decision}: HTTP {status}: {title}")
+    return 0 if status == 200 else 1
+
+
+def read_feature_rows(path: Path) -> list[list[str]]:
+    """CSV rows of features; a header row (any non-numeric cell) is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    if rows and any(not _is_number(cell) for cell in rows[0]):
+        rows = rows[1:]
+    if not rows:
+        raise CliError(f"{path}: no rows to predict")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == ""
+    return True
+
+
+def predict(args: argparse.Namespace) -> int:
+    from sagemaker.core.deserializers import CSVDeserializer
+    from sagemaker.core.serializers import CSVSerializer
+
+    rows = read_feature_rows(Path(args.file))
+    serializer, deserializer = CSVSerializer(), CSVDeserializer()
+    target = connect(args.stack_name)
+    runtime = target.client("sagemaker-runtime")
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=args.endpoint,
+            ContentType=serializer.CONTENT_TYPE,
+            Accept=deserializer.ACCEPT[0],
+            Body=serializer.serialize(rows),
+        )
+    except ClientError as exc:
+        raise CliError(f"endpoint {args.endpoint}: {exc.response['Error'].get('Message', exc)}") from exc
+    predictions = deserializer.deserialize(response["Body"], response.get("ContentType", "text/csv"))
+    if args.json:
+        print_json({"endpoint": args.endpoint, "predictions": predictions})
+    else:
+        for row in predictions:
+            print(",".join(row))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    run_parser = commands.add_parser("runs", parents=[common], help="pipeline runs from lineage")
+    run_parser.set_defaults(handler=runs)
+    sub = run_parser.add_subparsers(dest="runs_command", metavar="COMMAND")
+    show = sub.add_parser("show", parents=[common], help="each step of a run")
+    show.add_argument("run_id")
+    show.set_defaults(handler=runs_show)
+    resume = sub.add_parser("resume", parents=[common], help="resume a failed run, skipping finished steps")
+    resume.add_argument("run_id")
+    resume.set_defaults(handler=runs_resume)
+
+    box = commands.add_parser("outbox", parents=[common], help="emails the local cloud has sent")
+    box.set_defaults(handler=outbox)
+
+    decide = commands.add_parser("approve", help="approve (or reject) through a review link, as a browser would")
+    decide.add_argument("link")
+    decide.add_argument("--reject", action="store_true")
+    decide.add_argument("--comment", default="")
+    decide.add_argument("--approver", default="stepml-cli", help="the name recorded as approver")
+    decide.set_defaults(handler=approve)
+
+    score = commands.add_parser("predict", parents=[common], help="send CSV feature rows to an endpoint")
+    score.add_argument("--endpoint", required=True)
+    score.add_argument("file")
+    score.set_defaults(handler=predict)
