@@ -9,7 +9,7 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lint test test-unit build deploy validate clean java
+.PHONY: install lint test test-unit demo build deploy validate clean java
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ test: install java lint
 
 test-unit: install java
 	$(BIN)/python -m pytest tests/unit -q
+
+# The whole pipeline on the local cloud; `make demo ARGS=--approve` approves without a person.
+demo: install java
+	$(BIN)/stepml demo $(ARGS)
 
 # Bakes the git commit into the layer (lineage records it as the code version), then builds.
 build: install

@@ -1,0 +1,184 @@
+"""``stepml demo``: the whole pipeline on the local cloud, followed state by state.
+
+Starts the local cloud (or uses the running one), onboards the example dataset, uploads a
+generated sample, prints a line per state as the execution moves, shows the approval email
+from the outbox and waits for a person to approve in a browser (``--approve`` posts the
+approval over HTTP exactly as a browser would), then asks the production endpoint for
+predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from stepml.cli.context import CliError, Target, connect, state_dir
+from stepml.cli.local import find_repository, start_cloud
+from stepml.cli.runs import approve_link
+from stepml.config import dataset_config_key
+from stepml.local.cloud import LocalCloud
+from stepml.local.mail import Outbox
+from stepml.sample_data import write_churn_csv
+
+DATASET = "churn"
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+class ExecutionFollower:
+    """Prints one line per state as it exits, from the execution history."""
+
+    def __init__(self, sfn: Any, execution_arn: str):
+        self.sfn = sfn
+        self.execution_arn = execution_arn
+        self.seen = 0
+        self.entered: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def poll(self) -> str:
+        events = self.sfn.get_execution_history(executionArn=self.execution_arn, maxResults=1000)["events"]
+        for event in events[self.seen :]:
+            kind = event["type"]
+            stamp = event["timestamp"].timestamp()
+            if kind.endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                self.entered[name] = stamp
+                if name == "Request approval":
+                    print(f"  ..   {name:<42} waiting for a decision", flush=True)
+            elif kind.endswith("StateExited"):
+                name = event["stateExitedEventDetails"]["name"]
+                seconds = stamp - self.entered.get(name, stamp)
+                print(f"  ok   {name:<42} {seconds:6.1f}s", flush=True)
+            elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed"):
+                details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+                print(f"  FAIL {details.get('error', kind)}: {str(details.get('cause', ''))[:300]}", flush=True)
+        self.seen = len(events)
+        return self.sfn.describe_execution(executionArn=self.execution_arn)["status"]
+
+
+def _find_execution(target: Target, key: str, started_after: float, timeout: float = 60) -> str:
+    sfn = target.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for execution in sfn.list_executions(stateMachineArn=target.output("StateMachineArn"))["executions"]:
+            if execution["startDate"].timestamp() < started_after - 1:
+                continue
+            event = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+            if event.get("detail", {}).get("object", {}).get("key") == key:
+                return execution["executionArn"]
+        time.sleep(0.2)
+    raise CliError(f"no execution started for {key} within {timeout:.0f}s; is the upload rule provisioned?")
+
+
+def _test_rows(target: Target, run_id: str, count: int = 5) -> list[list[str]]:
+    """A few processed test rows (features only) to ask the production endpoint about."""
+    s3 = target.client("s3")
+    bucket = target.output("ArtifactBucketName")
+    prefix = f"processed/{DATASET}/{run_id}/test/"
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        if o["Size"] > 0 and o["Key"].endswith(".csv")
+    ]
+    if not keys:
+        raise CliError(f"no test split under s3://{bucket}/{prefix}")
+    text = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read().decode()
+    rows = list(csv.reader(io.StringIO(text)))[1 : count + 1]
+    return [row[1:] for row in rows]
+
+
+def demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    cloud: LocalCloud | None = None
+    folder = state_dir(args.state_dir)
+    if not (folder / "cloud.json").exists():
+        print("[1/6] starting the local cloud...", flush=True)
+        cloud = start_cloud(args)
+    else:
+        print(f"[1/6] using the running local cloud ({folder})", flush=True)
+    try:
+        return _run(args, connect(None, str(folder)), started)
+    finally:
+        if cloud is not None:
+            cloud.stop()
+
+
+def _run(args: argparse.Namespace, target: Target, started: float) -> int:
+    root = find_repository()
+    s3 = target.client("s3")
+    print(f"[2/6] onboarding dataset {DATASET!r} from examples/datasets/{DATASET}.json", flush=True)
+    s3.put_object(
+        Bucket=target.output("ArtifactBucketName"),
+        Key=dataset_config_key(DATASET),
+        Body=(root / "examples" / "datasets" / f"{DATASET}.json").read_bytes(),
+        ServerSideEncryption="AES256",
+    )
+    sample = write_churn_csv(
+        Path(target.local_state or ".") / "demo" / f"churn-{args.rows}.csv", args.rows, seed=args.seed
+    )
+    key = f"incoming/{DATASET}/{sample.name}"
+    print(f"[3/6] uploading {args.rows} generated rows to s3://{target.output('UploadBucketName')}/{key}", flush=True)
+    upload_time = time.time()
+    s3.put_object(Bucket=target.output("UploadBucketName"), Key=key, Body=sample.read_bytes())
+    execution_arn = _find_execution(target, key, upload_time)
+    print(f"[4/6] following {execution_arn.rsplit(':', 1)[-1]}", flush=True)
+    follower = ExecutionFollower(target.client("stepfunctions"), execution_arn)
+    outbox = Outbox(target.outbox_dir) if target.outbox_dir else None
+    already = len(outbox.messages()) if outbox else 0
+    approval_shown = False
+    status = "RUNNING"
+    while status not in TERMINAL:
+        status = follower.poll()
+        if not approval_shown and outbox is not None:
+            fresh = [m for m in outbox.messages()[already:] if m.links]
+            if fresh:
+                approval_shown = True
+                message = fresh[-1]
+                print(
+                    f"\n[5/6] approval email (outbox {message.path.name})\n  To: {message.to}\n  Subject: "
+                    f"{message.subject}\n" + "\n".join(f"  | {line}" for line in message.body.splitlines()[:14]),
+                    flush=True,
+                )
+                link = message.links[0]
+                if args.approve:
+                    code, title = approve_link(
+                        link, decision="approve", approver="stepml demo", comment="approved by make demo ARGS=--approve"
+                    )
+                    print(f"  approved over HTTP as a browser would: HTTP {code}: {title}\n", flush=True)
+                else:
+                    print(f"\n  Open this link in a browser and click Approve (or Reject):\n  {link}\n", flush=True)
+        time.sleep(0.3)
+    follower.poll()
+    elapsed = time.monotonic() - started
+    if status != "SUCCEEDED":
+        print(f"pipeline ended {status} after {elapsed:.0f}s; see `stepml runs` and `stepml outbox`")
+        return 1
+    run_id = (
+        json.loads(target.client("stepfunctions").describe_execution(executionArn=execution_arn)["output"] or "{}")
+        .get("run", {})
+        .get("run_id")
+    )
+    endpoint = target.output("ProductionEndpointName")
+    print(f"[6/6] production endpoint {endpoint} answering:", flush=True)
+    rows = _test_rows(target, run_id) if run_id else []
+    runtime = target.client("sagemaker-runtime")
+    body = "\n".join(",".join(row) for row in rows)
+    answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="text/csv", Body=body)
+    for row, prediction in zip(rows, answer["Body"].read().decode().strip().splitlines(), strict=False):
+        print(f"  features {','.join(row)[:60]:<60} -> churn probability {prediction}")
+    print(f"done in {elapsed:.0f}s")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    run = commands.add_parser("demo", parents=[common], help="the whole pipeline on the local cloud")
+    run.add_argument("--approve", action="store_true", help="approve over HTTP instead of waiting for a person")
+    run.add_argument("--rows", type=int, default=5000, help="rows of generated sample data")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--port", type=int, default=4566)
+    run.add_argument("--api-port", type=int, default=4567)
+    run.set_defaults(handler=demo)
