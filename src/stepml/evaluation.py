@@ -1,0 +1,445 @@
+"""Evaluate a model on the test endpoint: score the test split, compute metrics, gate.
+
+``evaluate_model`` is the library half of the Evaluate Lambda (see docs/architecture.md).
+It reads the run's test split (CSV with a header, label first, written by the Glue job),
+sends the features in batches to the test endpoint through ``InvokeEndpoint``, computes
+the metrics of the dataset's problem type, and gates on the configured metric and
+threshold. When the production endpoint is in service it scores the same rows there too
+(champion vs challenger); with ``promote_only_if_better`` a challenger worse than the
+champion does not pass. The full report is written next to the run's other evaluation
+outputs, and the compact result goes back to the state machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import awswrangler as wr
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stepml import metrics as metric_functions
+from stepml.config import METRICS
+
+CSV = "text/csv"
+#: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
+DEFAULT_BATCH_SIZE = 500
+#: The name of the report object under the run's evaluation prefix.
+REPORT_NAME = "report.json"
+IN_SERVICE = "InService"
+
+# The XGBoost container answers text/csv with each prediction's str(): multiclass rows
+# arrive as "[0.1, 0.2, 0.7],[...]" (or one per line in batch mode).
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
+
+
+class EvaluationError(RuntimeError):
+    """The model could not be evaluated; the message names the endpoint or file and the problem."""
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The test rows as the endpoint receives them, and their labels as numbers."""
+
+    uri: str
+    label_column: str
+    labels: np.ndarray
+    feature_rows: list[str]
+
+    @property
+    def rows(self) -> int:
+        return len(self.feature_rows)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _field(run: Mapping[str, Any], *path: str) -> Any:
+    value: Any = run
+    for depth, part in enumerate(path):
+        if not isinstance(value, Mapping) or part not in value:
+            raise EvaluationError(f"Evaluate payload: field 'run.{'.'.join(path[: depth + 1])}' is missing")
+        value = value[part]
+    return value
+
+
+def _client_error(exc: ClientError | BotoCoreError) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {error.get('Message', str(exc))}"
+    return str(exc)
+
+
+# --- the test split ---------------------------------------------------------------------
+
+
+def _label_values(
+    values: Sequence[str], problem_type: str, classes: Sequence[str] | None, uri: str, label: str
+) -> np.ndarray:
+    """Labels as numbers; class names (when the split keeps them) become class indices."""
+    try:
+        numeric = np.array([float(value) for value in values], dtype=np.float64)
+    except ValueError:
+        numeric = None
+    if numeric is not None:
+        if not np.all(np.isfinite(numeric)):
+            raise EvaluationError(f"test split {uri}: label column {label!r} has empty or non-finite values")
+        return numeric
+    if problem_type != "regression" and classes:
+        index = {name: position for position, name in enumerate(classes)}
+        unknown = sorted({value for value in values if value not in index})
+        if unknown:
+            raise EvaluationError(
+                f"test split {uri}: label column {label!r} holds values that are not in run.config.classes "
+                f"{list(classes)}: {unknown[:5]}"
+            )
+        return np.array([index[value] for value in values], dtype=np.float64)
+    sample = sorted({value for value in values if not _is_float(value)})[:5]
+    raise EvaluationError(f"test split {uri}: label column {label!r} must hold numbers, found {sample}")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_test_split(uri: str, config: Mapping[str, Any], *, boto3_session: Any) -> TestSplit:
+    """Read every CSV object under ``uri`` (header, label first) with awswrangler.
+
+    Cells are kept as text so the endpoint receives exactly the values Glue wrote.
+    Raises ``EvaluationError`` naming ``uri`` when there are no rows or the files are
+    unreadable or inconsistent.
+    """
+    try:
+        frame = wr.s3.read_csv(
+            path=uri,
+            boto3_session=boto3_session,
+            ignore_empty=True,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+        )
+    except wr.exceptions.NoFilesFound as exc:
+        raise EvaluationError(f"test split {uri}: no test rows, the prefix holds no files") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise EvaluationError(f"test split {uri}: cannot read it: {_client_error(exc)}") from exc
+    except ValueError as exc:  # pandas' EmptyDataError and ParserError
+        raise EvaluationError(f"test split {uri}: not a readable CSV with a header: {exc}") from exc
+    if frame.empty or len(frame.columns) < 2:
+        raise EvaluationError(
+            f"test split {uri}: no test rows (found {len(frame)} row(s) and {len(frame.columns)} column(s); "
+            "expected a header, the label first, then at least one feature)"
+        )
+    if frame.isna().to_numpy().any():
+        raise EvaluationError(f"test split {uri}: the files do not share one header (some columns are missing)")
+    columns = [str(column) for column in frame.columns]
+    label = str(config.get("label", ""))
+    if label in columns[1:]:
+        raise EvaluationError(
+            f"test split {uri}: label column {label!r} must be the first column, found it at position "
+            f"{columns.index(label) + 1}"
+        )
+    labels = _label_values(
+        frame.iloc[:, 0].astype(str).tolist(), str(config["problem_type"]), config.get("classes"), uri, columns[0]
+    )
+    features = frame.iloc[:, 1:].astype(str).to_numpy()
+    return TestSplit(
+        uri=uri,
+        label_column=columns[0],
+        labels=labels,
+        feature_rows=[",".join(row) for row in features.tolist()],
+    )
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+
+def _parse_values(record: str, line: int, source: str) -> list[float]:
+    values = []
+    for cell in record.split(","):
+        text = cell.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise EvaluationError(f"{source}: prediction {line} holds {text!r}, which is not a number") from None
+        if not math.isfinite(value):
+            raise EvaluationError(f"{source}: prediction {line} is {text!r}, not a finite number")
+        values.append(value)
+    return values
+
+
+def parse_predictions(body: str, rows: int, width: int, source: str) -> np.ndarray:
+    """Parse an endpoint's ``text/csv`` answer for ``rows`` rows of ``width`` outputs each.
+
+    Accepted shapes: one prediction per line (several comma-separated class probabilities
+    for multiclass); one line of comma-separated values for a single-output model; and
+    bracketed rows (``[p0, p1, p2],[...]``) as the XGBoost container writes multiclass
+    output. Returns shape ``(rows,)`` for ``width == 1``, else ``(rows, width)``.
+    Raises ``EvaluationError`` naming ``source`` when the answer does not fit.
+    """
+    text = body.strip()
+    if not text:
+        raise EvaluationError(f"{source}: the response is empty; expected {rows} prediction(s)")
+    records = _BRACKETED.findall(text) if "[" in text else [line for line in text.splitlines() if line.strip()]
+    parsed = [_parse_values(record, number, source) for number, record in enumerate(records, start=1)]
+    if len(parsed) == rows and all(len(values) == width for values in parsed):
+        matrix = np.array(parsed, dtype=np.float64)
+    elif len(parsed) == 1 and len(parsed[0]) == rows * width:
+        matrix = np.array(parsed[0], dtype=np.float64).reshape(rows, width)
+    else:
+        widths = sorted({len(values) for values in parsed})
+        raise EvaluationError(
+            f"{source}: row count mismatch: sent {rows} row(s) expecting {width} value(s) each, "
+            f"got {len(parsed)} prediction line(s) of {', '.join(map(str, widths))} value(s)"
+        )
+    return matrix[:, 0] if width == 1 else matrix
+
+
+def score_endpoint(
+    runtime_client: Any, endpoint_name: str, feature_rows: Sequence[str], *, width: int, batch_size: int
+) -> np.ndarray:
+    """Send ``feature_rows`` (headerless CSV lines) to an endpoint in batches; return its predictions."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    parts = []
+    for start in range(0, len(feature_rows), batch_size):
+        batch = feature_rows[start : start + batch_size]
+        source = f"endpoint {endpoint_name} (test rows {start + 1}-{start + len(batch)})"
+        try:
+            response = runtime_client.invoke_endpoint(
+                EndpointName=endpoint_name, ContentType=CSV, Accept=CSV, Body="\n".join(batch).encode("utf-8")
+            )
+            body = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise EvaluationError(f"{source}: InvokeEndpoint failed: {_client_error(exc)}") from exc
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+        except UnicodeDecodeError as exc:
+            raise EvaluationError(f"{source}: the response is not UTF-8 text") from exc
+        parts.append(parse_predictions(text, len(batch), width, source))
+    return np.concatenate(parts)
+
+
+def endpoint_status(sagemaker_client: Any, endpoint_name: str) -> str | None:
+    """The endpoint's status, or ``None`` when it does not exist."""
+    try:
+        return str(sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "ValidationException" and "could not find" in str(error.get("Message", "")).lower():
+            return None
+        raise EvaluationError(
+            f"production endpoint {endpoint_name}: DescribeEndpoint failed: {_client_error(exc)}"
+        ) from exc
+    except BotoCoreError as exc:
+        raise EvaluationError(
+            f"production endpoint {endpoint_name}: DescribeEndpoint failed: {_client_error(exc)}"
+        ) from exc
+
+
+# --- metrics and the gate ---------------------------------------------------------------
+
+
+def _prediction_width(config: Mapping[str, Any]) -> int:
+    if config["problem_type"] != "multiclass":
+        return 1
+    classes = config.get("classes")
+    if not classes or len(classes) < 3:
+        raise EvaluationError("Evaluate payload: field 'run.config.classes' must list the classes of a multiclass run")
+    return len(classes)
+
+
+def _score(problem_type: str, labels: np.ndarray, predictions: np.ndarray, endpoint: str, uri: str) -> dict[str, float]:
+    try:
+        return metric_functions.compute_metrics(problem_type, labels, predictions)
+    except metric_functions.MetricsError as exc:
+        raise EvaluationError(f"endpoint {endpoint} on test split {uri}: {exc}") from exc
+
+
+def _confusion(
+    config: Mapping[str, Any], labels: np.ndarray, predictions: np.ndarray, endpoint: str
+) -> dict[str, Any] | None:
+    problem_type = config["problem_type"]
+    if problem_type == "regression":
+        return None
+    count = 2 if problem_type == "binary" else _prediction_width(config)
+    classes = config.get("classes")
+    names = [str(name) for name in classes] if classes and len(classes) == count else [str(i) for i in range(count)]
+    try:
+        predicted = metric_functions.predicted_classes(problem_type, predictions)
+        matrix = metric_functions.confusion_matrix(labels.astype(np.int64), predicted, count)
+    except metric_functions.MetricsError as exc:
+        raise EvaluationError(f"endpoint {endpoint}: confusion matrix: {exc}") from exc
+    return {"labels": names, "rows": "actual", "columns": "predicted", "matrix": matrix}
+
+
+def _gate(
+    metric: str,
+    value: float,
+    threshold: float,
+    higher_is_better: bool,
+    production: Mapping[str, Any] | None,
+    promote_only_if_better: bool,
+) -> tuple[bool, str]:
+    """Whether the challenger passes, and one sentence saying why."""
+    direction = "higher" if higher_is_better else "lower"
+    problems = []
+    if metric_functions.meets_threshold(value, threshold, higher_is_better):
+        verdict = f"{metric} {_number(value)} meets the threshold {_number(threshold)} ({direction} is better)"
+    else:
+        problems.append(
+            f"{metric} {_number(value)} does not meet the threshold {_number(threshold)} ({direction} is better)"
+        )
+    if production is None:
+        comparison = "there is no production model in service to compare with"
+    else:
+        champion = production["value"]
+        where = f"production endpoint {production['endpoint']} ({metric} {_number(champion)})"
+        if production["challenger_better"]:
+            comparison = f"it is better than {where}"
+        elif not metric_functions.is_better(champion, value, higher_is_better):
+            comparison = f"it ties {where}"
+        elif promote_only_if_better:
+            problems.append(f"{metric} {_number(value)} is worse than {where} and promote_only_if_better is true")
+            comparison = ""
+        else:
+            comparison = f"it is worse than {where}, allowed because promote_only_if_better is false"
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{verdict}; {comparison}"
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def _write_report(s3_client: Any, uri: str, report: Mapping[str, Any]) -> None:
+    match = _S3_URI.match(uri)
+    if not match:
+        raise EvaluationError(f"Evaluate payload: field 'run.paths.evaluation' is not an s3:// URI: {uri!r}")
+    try:
+        body = json.dumps(report, indent=2, allow_nan=False).encode("utf-8")
+        s3_client.put_object(
+            Bucket=match["bucket"],
+            Key=match["key"],
+            Body=body,
+            ContentType="application/json",
+            ServerSideEncryption="AES256",
+        )
+    except ValueError as exc:
+        raise EvaluationError(f"report {uri}: not serialisable as JSON: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise EvaluationError(f"report {uri}: PutObject failed: {_client_error(exc)}") from exc
+
+
+def evaluate_model(
+    run: Mapping[str, Any],
+    endpoint_name: str,
+    *,
+    runtime_client: Any,
+    sagemaker_client: Any,
+    boto3_session: Any,
+    production_endpoint_name: str,
+    s3_client: Any | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Score the run's test split on ``endpoint_name``, compare with production, and gate.
+
+    ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report
+    (default: a client of ``boto3_session``). Returns ``{"passed", "reason", "metric",
+    "value", "threshold", "higher_is_better", "metrics", "rows", "production",
+    "report_uri", "started_at", "ended_at"}``, where ``production`` is ``{"endpoint",
+    "metrics", "value", "challenger_better"}`` or ``None`` when no production endpoint is
+    in service. Raises ``EvaluationError`` naming the endpoint or file on any failure.
+    """
+    started_at = now()
+    config = _field(run, "config")
+    problem_type = str(_field(run, "config", "problem_type"))
+    metric = str(_field(run, "config", "metric"))
+    if metric not in METRICS.get(problem_type, {}):
+        raise EvaluationError(
+            f"Evaluate payload: field 'run.config.metric' {metric!r} does not fit problem_type {problem_type!r}"
+        )
+    higher_is_better = METRICS[problem_type][metric]
+    threshold = float(_field(run, "config", "threshold"))
+    width = _prediction_width(config)
+    report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
+
+    split = read_test_split(str(_field(run, "paths", "test")), config, boto3_session=boto3_session)
+    predictions = score_endpoint(runtime_client, endpoint_name, split.feature_rows, width=width, batch_size=batch_size)
+    challenger_metrics = _score(problem_type, split.labels, predictions, endpoint_name, split.uri)
+    value = challenger_metrics[metric]
+
+    production: dict[str, Any] | None = None
+    production_confusion = None
+    production_status = endpoint_status(sagemaker_client, production_endpoint_name)
+    if production_status == IN_SERVICE:
+        champion_predictions = score_endpoint(
+            runtime_client, production_endpoint_name, split.feature_rows, width=width, batch_size=batch_size
+        )
+        champion_metrics = _score(problem_type, split.labels, champion_predictions, production_endpoint_name, split.uri)
+        production = {
+            "endpoint": production_endpoint_name,
+            "metrics": champion_metrics,
+            "value": champion_metrics[metric],
+            "challenger_better": metric_functions.is_better(value, champion_metrics[metric], higher_is_better),
+        }
+        production_confusion = _confusion(config, split.labels, champion_predictions, production_endpoint_name)
+
+    passed, reason = _gate(
+        metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
+    )
+    result: dict[str, Any] = {
+        "passed": passed,
+        "reason": reason,
+        "metric": metric,
+        "value": value,
+        "threshold": threshold,
+        "higher_is_better": higher_is_better,
+        "metrics": challenger_metrics,
+        "rows": split.rows,
+        "production": production,
+        "report_uri": report_uri,
+        "started_at": _iso(started_at),
+        "ended_at": _iso(now()),
+    }
+    upload = run.get("input") or {}
+    names = run.get("names") or {}
+    report = {
+        **result,
+        "run_id": run.get("run_id"),
+        "dataset": run.get("dataset"),
+        "attempt": run.get("attempt"),
+        "problem_type": problem_type,
+        "input": {"uri": upload.get("uri"), "version_id": upload.get("version_id")},
+        "test_uri": split.uri,
+        "label_column": split.label_column,
+        "endpoint_name": endpoint_name,
+        "model_name": names.get("model"),
+        "production_endpoint_name": production_endpoint_name,
+        "production_endpoint_status": production_status,
+        "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
+        "production_confusion_matrix": production_confusion,
+        "code_version": run.get("code_version"),
+    }
+    _write_report(s3_client or boto3_session.client("s3"), report_uri, report)
+    return result
