@@ -1,0 +1,856 @@
+"""The local SageMaker engine behind moto: real XGBoost training, script mode, model servers, capture."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import tarfile
+import textwrap
+import threading
+import time
+from datetime import datetime
+
+import boto3
+import numpy as np
+import pytest
+import xgboost as xgb
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from scipy.stats import rankdata
+
+from stepml.config import parse_dataset_config
+from stepml.lineage import artifact_paths, resource_names
+from stepml.local.provision import provision
+from stepml.local.sagemaker import (
+    LocalSageMaker,
+    SageMakerValidationError,
+    install_moto_hooks,
+    parse_xgboost_hyperparameters,
+    validate_request,
+)
+from tests.conftest import TEMPLATE
+from tests.helpers import CHURN_CONFIG, REPO_ROOT
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepml-sagemaker"
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+CUSTOM_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/my-trainer:latest"
+FEATURES = 4
+S3_RESOURCE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::S3::BucketPolicy"})
+
+
+# ----------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture
+def s3_stack(aws_credentials):
+    """The template's buckets in moto: SageMaker only touches S3, and the rest of the stack
+    would quadruple the setup time of every test here."""
+    with mock_aws():
+        yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=S3_RESOURCE_TYPES)
+
+
+@pytest.fixture
+def make_engine(s3_stack):
+    """Engines hooked under moto; every job, server and thread is stopped when the test ends."""
+    engines = []
+
+    def make(**options):
+        engine = LocalSageMaker(boto3.Session(region_name=REGION), **options)
+        engines.append((engine, install_moto_hooks(engine)))
+        return engine
+
+    yield make
+    for engine, undo in engines:
+        engine.shutdown()
+        undo()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("stepml-sm-")]
+    assert leftover == [], f"threads left running: {leftover}"
+
+
+@pytest.fixture
+def engine(make_engine):
+    return make_engine(capture_flush_seconds=0.3)
+
+
+@pytest.fixture
+def bucket(s3_stack):
+    return s3_stack.physical_id("ArtifactBucket")
+
+
+@pytest.fixture
+def s3():
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def sagemaker():
+    # The state machine's SDK client skips client-side validation, so the server must validate.
+    return boto3.client("sagemaker", region_name=REGION, config=Config(parameter_validation=False))
+
+
+@pytest.fixture
+def runtime():
+    return boto3.client("sagemaker-runtime", region_name=REGION)
+
+
+def make_rows(seed: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, FEATURES))
+    score = features[:, 0] + 0.5 * features[:, 1] + rng.normal(scale=0.3, size=rows)
+    labels = (score > 0).astype(int)
+    return features, labels
+
+
+def to_csv(features: np.ndarray, labels: np.ndarray | None = None) -> str:
+    lines = []
+    for index, row in enumerate(features):
+        cells = [f"{value:.6f}" for value in row]
+        if labels is not None:
+            cells.insert(0, str(int(labels[index])))
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    ranks = rankdata(scores)  # ties share their average rank, as in xgboost's AUC
+    positives = labels == 1
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def training_request(name: str, bucket: str, prefix: str, hyperparameters: dict, **overrides) -> dict:
+    """A CreateTrainingJob request shaped like the state machine's Train step."""
+    request = {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "ContentType": "text/csv",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"s3://{bucket}/{prefix}/{channel}/",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+            for channel in ("train", "validation")
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models/test/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "EnableNetworkIsolation": True,
+    }
+    request.update(overrides)
+    return request
+
+
+BINARY_HYPERPARAMETERS = {
+    "num_round": "10",
+    "max_depth": "3",
+    "eta": "0.3",
+    "objective": "binary:logistic",
+    "eval_metric": "auc",
+}
+
+
+def put_training_data(s3, bucket: str, prefix: str, train_rows: int = 300, validation_rows: int = 100) -> tuple:
+    train_x, train_y = make_rows(1, train_rows)
+    validation_x, validation_y = make_rows(2, validation_rows)
+    half = train_rows // 2
+    # Two part files, an empty part and a _SUCCESS marker, as Spark writes them.
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/train/part-00000.csv", Body=to_csv(train_x[:half], train_y[:half]))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/train/part-00001.csv", Body=to_csv(train_x[half:], train_y[half:]))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/train/part-00002.csv", Body=b"")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/train/_SUCCESS", Body=b"")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/validation/part-00000.csv", Body=to_csv(validation_x, validation_y))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/validation/_SUCCESS", Body=b"")
+    return validation_x, validation_y
+
+
+def wait_for(describe, done, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = describe()
+        if done(answer):
+            return answer
+        assert time.monotonic() < deadline, f"timed out; last answer: {answer}"
+        time.sleep(0.05)
+
+
+def wait_for_training(sagemaker, name: str, timeout: float = 30.0) -> dict:
+    return wait_for(
+        lambda: sagemaker.describe_training_job(TrainingJobName=name),
+        lambda d: d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout,
+    )
+
+
+def model_tarball(features: np.ndarray, labels: np.ndarray, params: dict | None = None) -> tuple[bytes, xgb.Booster]:
+    params = params or {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3}
+    booster = xgb.train(params, xgb.DMatrix(features, label=labels), num_boost_round=8)
+    raw = booster.save_raw()  # the same bytes save_model writes for a file without extension
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(bytes(raw)))
+    return buffer.getvalue(), booster
+
+
+def deploy(sagemaker, s3, bucket: str, name: str, tarball: bytes, *, capture: bool = False, config: str | None = None):
+    """CreateModel + CreateEndpointConfig (+ CreateEndpoint unless ``config`` says only the config)."""
+    s3.put_object(Bucket=bucket, Key=f"models/{name}/model.tar.gz", Body=tarball)
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{bucket}/models/{name}/model.tar.gz"},
+    )
+    endpoint_config = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    }
+    if capture:
+        endpoint_config["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{bucket}/data-capture/test/",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
+        }
+    sagemaker.create_endpoint_config(**endpoint_config)
+
+
+def refused(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def capture_records(s3, bucket: str, prefix: str) -> list[tuple[str, dict]]:
+    records = []
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+        records += [(item["Key"], json.loads(line)) for line in text.splitlines()]
+    return records
+
+
+def expected_csv(booster: xgb.Booster, features: np.ndarray) -> str:
+    predictions = booster.predict(xgb.DMatrix(features.astype(np.float32)))
+    return ",".join(map(str, predictions.tolist()))
+
+
+# ----------------------------------------------------------------------------- training: built-in XGBoost
+
+
+def test_builtin_xgboost_trains_on_s3_csv_and_writes_the_containers_model(engine, sagemaker, s3, bucket):
+    validation_x, validation_y = put_training_data(s3, bucket, "processed/test/run1")
+
+    created = sagemaker.create_training_job(
+        **training_request("stepml-test-a1", bucket, "processed/test/run1", BINARY_HYPERPARAMETERS)
+    )
+    assert created["TrainingJobArn"].endswith(":training-job/stepml-test-a1")
+    job = wait_for_training(sagemaker, "stepml-test-a1")
+
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["SecondaryStatus"] == "Completed"
+    transitions = [t["Status"] for t in job["SecondaryStatusTransitions"]]
+    assert transitions == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert job["TrainingStartTime"] <= job["TrainingEndTime"]
+    artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifact == f"s3://{bucket}/models/test/stepml-test-a1/output/model.tar.gz"
+
+    key = artifact.removeprefix(f"s3://{bucket}/")
+    assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        assert tar.getnames() == ["xgboost-model"]
+        model_bytes = tar.extractfile("xgboost-model").read()
+    assert model_bytes.startswith(b"binf"), "the 1.7-1 container writes xgboost's binary format"
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model_bytes))
+    assert booster.num_boosted_rounds() == 10
+    assert booster.num_features() == FEATURES
+
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert set(metrics) == {"train:auc", "validation:auc"}
+    # The reported validation AUC is the model's AUC on the validation channel.
+    predictions = booster.predict(xgb.DMatrix(np.round(validation_x, 6).astype(np.float32)))
+    assert metrics["validation:auc"] == pytest.approx(auc(validation_y, predictions), abs=1e-3)
+    assert metrics["validation:auc"] > 0.85
+
+
+BAD_INPUTS = {
+    "non-numeric": r"Non-numeric value 'abc' in channel train, file part-00001\.csv, line 7, column 3",
+    "empty-validation": r"No data in validation channel path .*/validation",
+    "unknown-hyperparameter": r"Extraneous hyperparameter found: max_dept\b",
+    "missing-prefix": r"no S3 objects found under S3 URL \"s3://.*/nothing-here/validation/\"",
+    "bad-label": r"XGB train call failed with exception:\n label must be in \[0,1\] for logistic regression$",
+}
+
+
+def test_bad_training_input_fails_each_job_with_a_reason_that_names_it(engine, sagemaker, s3, bucket):
+    for case in BAD_INPUTS:  # all at once: jobs run concurrently, each on its own data
+        prefix = f"processed/test/{case}"
+        put_training_data(s3, bucket, prefix)
+        hyperparameters = dict(BINARY_HYPERPARAMETERS)
+        request = training_request(f"stepml-bad-{case}", bucket, prefix, hyperparameters)
+        if case == "non-numeric":
+            key = f"{prefix}/train/part-00001.csv"
+            lines = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().split("\n")
+            cells = lines[6].split(",")
+            cells[2] = "abc"
+            lines[6] = ",".join(cells)
+            s3.put_object(Bucket=bucket, Key=key, Body="\n".join(lines))
+        elif case == "empty-validation":
+            s3.delete_object(Bucket=bucket, Key=f"{prefix}/validation/part-00000.csv")
+        elif case == "unknown-hyperparameter":
+            hyperparameters["max_dept"] = hyperparameters.pop("max_depth")
+        elif case == "bad-label":
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/train/part-00002.csv", Body="2,0.1,0.2,0.3,0.4\n")
+        elif case == "missing-prefix":
+            source = request["InputDataConfig"][1]["DataSource"]["S3DataSource"]
+            source["S3Uri"] = f"s3://{bucket}/nothing-here/validation/"
+        sagemaker.create_training_job(**request)
+
+    for case, expected in BAD_INPUTS.items():
+        job = wait_for_training(sagemaker, f"stepml-bad-{case}")
+        assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Failed", "Failed"), case
+        assert job["FailureReason"].startswith("ClientError: "), job["FailureReason"]
+        assert re.search(expected, job["FailureReason"]), job["FailureReason"]
+        assert "TrainingEndTime" in job
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="models/test/")["KeyCount"] == 0
+
+
+def test_max_runtime_stops_a_job_that_runs_too_long(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/long", train_rows=2000)
+    hyperparameters = {**BINARY_HYPERPARAMETERS, "num_round": "1000000", "max_depth": "6"}
+    request = training_request(
+        "stepml-test-long", bucket, "processed/test/long", hyperparameters, StoppingCondition={"MaxRuntimeInSeconds": 1}
+    )
+
+    started = time.monotonic()
+    sagemaker.create_training_job(**request)
+    assert time.monotonic() - started < 1, "CreateTrainingJob must return before training ends"
+    assert sagemaker.describe_training_job(TrainingJobName="stepml-test-long")["TrainingJobStatus"] == "InProgress"
+    job = wait_for_training(sagemaker, "stepml-test-long", timeout=15)
+
+    assert job["TrainingJobStatus"] == "Stopped"
+    assert job["SecondaryStatus"] == "MaxRuntimeExceeded"
+    runtime_seconds = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
+    assert 1 <= runtime_seconds < 5
+
+
+def test_stop_training_job_stops_a_running_job(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/stop", train_rows=2000)
+    hyperparameters = {**BINARY_HYPERPARAMETERS, "num_round": "1000000"}
+    sagemaker.create_training_job(
+        **training_request("stepml-test-stop", bucket, "processed/test/stop", hyperparameters)
+    )
+
+    sagemaker.stop_training_job(TrainingJobName="stepml-test-stop")
+    job = wait_for_training(sagemaker, "stepml-test-stop", timeout=15)
+
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
+    assert "Stopping" in [t["Status"] for t in job["SecondaryStatusTransitions"]]
+    with pytest.raises(ClientError) as error:
+        sagemaker.stop_training_job(TrainingJobName="stepml-test-stop")
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert "in status Stopped" in error.value.response["Error"]["Message"]
+
+
+def test_requests_are_checked_against_the_sagemaker_service_model(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/v")
+    request = training_request("stepml-test-v", bucket, "processed/test/v", {**BINARY_HYPERPARAMETERS, "num_round": 10})
+    with pytest.raises(ClientError) as error:
+        sagemaker.create_training_job(**request)
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert "HyperParameters.num_round" in error.value.response["Error"]["Message"]
+
+    request = training_request("stepml-test-v", bucket, "processed/test/v", BINARY_HYPERPARAMETERS)
+    request["ResourceConfig"]["InstanceType"] = "ml.m5.hugee"
+    with pytest.raises(ClientError) as error:
+        sagemaker.create_training_job(**request)
+    assert "'ml.m5.hugee' at 'resourceConfig.instanceType'" in error.value.response["Error"]["Message"]
+    assert "enum value set" in error.value.response["Error"]["Message"]
+
+    sagemaker.create_training_job(
+        **training_request("stepml-test-v", bucket, "processed/test/v", BINARY_HYPERPARAMETERS)
+    )
+    with pytest.raises(ClientError) as error:
+        sagemaker.create_training_job(
+            **training_request("stepml-test-v", bucket, "processed/test/v", BINARY_HYPERPARAMETERS)
+        )
+    assert error.value.response["Error"]["Code"] == "ResourceInUse"
+    assert wait_for_training(sagemaker, "stepml-test-v")["TrainingJobStatus"] == "Completed"
+
+
+def test_request_validation_names_missing_members_and_bad_names():
+    with pytest.raises(SageMakerValidationError, match=r"Missing required parameter in input: \"EndpointConfigName\""):
+        validate_request("CreateEndpoint", {"EndpointName": "e"})
+    with pytest.raises(SageMakerValidationError, match=r"'invalid name!' at 'endpointName'.*regular expression"):
+        validate_request("CreateEndpoint", {"EndpointName": "invalid name!", "EndpointConfigName": "c"})
+    validate_request("CreateEndpoint", {"EndpointName": "stepml-churn-3f2a9c1b7d4e-test-a1", "EndpointConfigName": "c"})
+
+
+def _resolve(template, state):
+    """Fill an ASL Parameters block from ``state`` (plain ``$.a.b`` paths are all SageMaker tasks use)."""
+    if isinstance(template, dict):
+        resolved = {}
+        for key, value in template.items():
+            if key.endswith(".$"):
+                node = state
+                for part in value.removeprefix("$.").split("."):
+                    node = node[part]
+                resolved[key[:-2]] = node
+            else:
+                resolved[key] = _resolve(value, state)
+        return resolved
+    if isinstance(template, list):
+        return [_resolve(item, state) for item in template]
+    return template
+
+
+def test_the_state_machines_sagemaker_requests_pass_the_service_model():
+    substitutions = {"SageMakerRoleArn": ROLE, "TrainingImage": XGBOOST_IMAGE, "ProductionEndpointName": "stepml-prod"}
+    text = re.sub(
+        r"\$\{(\w+)\}",
+        lambda m: substitutions.get(m.group(1), f"stepml-{m.group(1)}"),
+        (REPO_ROOT / "statemachine/pipeline.asl.json").read_text(),
+    )
+    dataset = parse_dataset_config(CHURN_CONFIG, "examples/datasets/churn.json")
+    config = dataset.model_dump(mode="json")
+    config["training"]["instance_type"] = "ml.m5.xlarge"
+    config["hosting"]["instance_type"] = "ml.m5.large"
+    run_id = "churn-3f2a9c1b7d4e"
+    run = {
+        "run_id": run_id,
+        "dataset": "churn",
+        "config": config,
+        "hyperparameters": dataset.training_hyperparameters(),
+        "names": resource_names(run_id, 1, "stepml-prod"),
+        "paths": artifact_paths("stepml-artifacts", "churn", run_id),
+    }
+    state = {
+        "run": run,
+        "steps": {"train": {"model_data": f"s3://stepml-artifacts/models/churn/{run_id}/m.tar.gz"}},
+        "failure": dict(run["names"]),  # the failure path cleans up by the run's names
+    }
+
+    checked = []
+    for definition in json.loads(text)["States"].values():
+        resource = definition.get("Resource", "")
+        match = re.fullmatch(r"arn:aws:states:::(?:aws-sdk:)?sagemaker:(\w+?)(?:\.sync)?", resource)
+        if not match:
+            continue
+        operation = match.group(1)[0].upper() + match.group(1)[1:]
+        validate_request(operation, _resolve(definition.get("Parameters", {}), state))
+        checked.append(operation)
+        if operation == "CreateTrainingJob":
+            parse_xgboost_hyperparameters(_resolve(definition["Parameters"], state)["HyperParameters"])
+
+    assert {"CreateTrainingJob", "CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint"} <= set(
+        checked
+    )
+
+
+def test_hyperparameters_are_typed_as_the_container_types_them():
+    config = parse_xgboost_hyperparameters(
+        {
+            "num_round": "25",
+            "max_depth": "4",
+            "learning_rate": "0.2",
+            "objective": "multi:softprob",
+            "num_class": "3",
+            "eval_metric": "mlogloss,merror",
+            "early_stopping_rounds": "5",
+        }
+    )
+    assert config.num_round == 25 and config.early_stopping_rounds == 5
+    assert config.params == {
+        "max_depth": 4,
+        "eta": 0.2,
+        "objective": "multi:softprob",
+        "num_class": 3,
+        "eval_metric": ["mlogloss", "merror"],
+    }
+    with pytest.raises(ValueError, match="Missing required hyperparameter: num_round"):
+        parse_xgboost_hyperparameters({"max_depth": "3"})
+    with pytest.raises(ValueError, match=r"Hyperparameter subsample: 1.5 is not in \(0, 1\]"):
+        parse_xgboost_hyperparameters({"num_round": "3", "subsample": "1.5"})
+    with pytest.raises(ValueError, match="Require input for parameter 'num_class'"):
+        parse_xgboost_hyperparameters({"num_round": "3", "objective": "multi:softmax"})
+    with pytest.raises(ValueError, match="Metric 'auc' can only be applied for classification"):
+        parse_xgboost_hyperparameters({"num_round": "3", "objective": "reg:squarederror", "eval_metric": "auc"})
+
+
+# ----------------------------------------------------------------------------- training: script mode
+
+SCRIPT = textwrap.dedent(
+    """
+    import argparse, json, os, sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--depth", type=int)
+    parser.add_argument("--tag")
+    args = parser.parse_args()
+    if args.tag == "explode":
+        print("about to fail", flush=True)
+        sys.stderr.write("Traceback (most recent call last):\\nValueError: the tag asked for a failure\\n")
+        sys.exit(3)
+    train_dir = os.environ["SM_CHANNEL_TRAIN"]
+    rows = sum(len(open(os.path.join(train_dir, f)).read().splitlines()) for f in os.listdir(train_dir))
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"), "w") as out:
+        json.dump({
+            "depth": args.depth,
+            "hps": json.loads(os.environ["SM_HPS"]),
+            "hp_depth": os.environ["SM_HP_DEPTH"],
+            "rows": rows,
+            "hosts": json.loads(os.environ["SM_HOSTS"]),
+            "current_host": os.environ["SM_CURRENT_HOST"],
+            "channels": json.loads(os.environ["SM_CHANNELS"]),
+            "cwd_has_helper": os.path.exists("helper.py"),
+            "num_cpus": int(os.environ["SM_NUM_CPUS"]),
+        }, out)
+    os.makedirs(os.environ["SM_OUTPUT_DATA_DIR"], exist_ok=True)
+    open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "report.txt"), "w").write("done")
+    print(f"validation-accuracy={0.5 + rows / 1000}")
+    """
+)
+
+
+def put_source_dir(s3, bucket: str) -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in {"train.py": SCRIPT, "helper.py": "VALUE = 1\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=buffer.getvalue())
+    return f"s3://{bucket}/code/sourcedir.tar.gz"
+
+
+def script_request(name: str, bucket: str, source: str, tag: str) -> dict:
+    # The SDK JSON-encodes every hyperparameter value.
+    hyperparameters = {
+        "sagemaker_program": json.dumps("train.py"),
+        "sagemaker_submit_directory": json.dumps(source),
+        "depth": json.dumps(4),
+        "tag": json.dumps(tag),
+    }
+    return training_request(
+        name,
+        bucket,
+        "processed/test/script",
+        hyperparameters,
+        AlgorithmSpecification={
+            "TrainingImage": CUSTOM_IMAGE,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "validation:accuracy", "Regex": r"validation-accuracy=([0-9.]+)"}],
+        },
+    )
+
+
+def test_script_mode_runs_the_entry_point_with_the_sm_contract(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/script")
+    source = put_source_dir(s3, bucket)
+
+    sagemaker.create_training_job(**script_request("stepml-script-ok", bucket, source, "fine"))
+    job = wait_for_training(sagemaker, "stepml-script-ok")
+
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{bucket}/")
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        assert tar.getnames() == ["model.json"]
+        model = json.loads(tar.extractfile("model.json").read())
+    assert model == {
+        "depth": 4,
+        "hps": {"depth": 4, "tag": "fine"},
+        "hp_depth": "4",
+        "rows": 300,
+        "hosts": ["algo-1"],
+        "current_host": "algo-1",
+        "channels": ["train", "validation"],
+        "cwd_has_helper": True,
+        "num_cpus": model["num_cpus"],
+    }
+    assert model["num_cpus"] >= 1
+    output_key = key.replace("model.tar.gz", "output.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=output_key)["Body"].read())) as tar:
+        assert tar.extractfile("report.txt").read() == b"done"
+    assert job["FinalMetricDataList"][0]["MetricName"] == "validation:accuracy"
+    assert job["FinalMetricDataList"][0]["Value"] == pytest.approx(0.8)
+
+
+def test_a_failing_script_fails_the_job_with_the_tail_of_stderr(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/script")
+    source = put_source_dir(s3, bucket)
+
+    sagemaker.create_training_job(**script_request("stepml-script-bad", bucket, source, "explode"))
+    job = wait_for_training(sagemaker, "stepml-script-bad")
+
+    assert job["TrainingJobStatus"] == "Failed"
+    reason = job["FailureReason"]
+    assert reason.startswith("AlgorithmError: ExecuteUserScriptError")
+    assert "ExitCode 3" in reason
+    assert "ValueError: the tag asked for a failure" in reason
+    assert "about to fail" not in reason, "stdout is not the error message"
+
+
+# ----------------------------------------------------------------------------- hosting
+
+
+def test_endpoint_serves_the_model_and_writes_capture_files(engine, sagemaker, s3, runtime, bucket):
+    features, labels = make_rows(3, 200)
+    tarball, booster = model_tarball(features, labels)
+    deploy(sagemaker, s3, bucket, "stepml-test-ep", tarball, capture=True)
+
+    sagemaker.create_endpoint(EndpointName="stepml-test-ep", EndpointConfigName="stepml-test-ep")
+    assert sagemaker.describe_endpoint(EndpointName="stepml-test-ep")["EndpointStatus"] == "Creating"
+    described = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-test-ep"),
+        lambda d: d["EndpointStatus"] != "Creating",
+    )
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert described["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "CaptureStatus": "Started",
+        "CurrentSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/data-capture/test/",
+    }
+    listed = sagemaker.list_endpoints(NameContains="stepml-test-ep")["Endpoints"]
+    assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [("stepml-test-ep", "InService")]
+
+    rows = features[:5]
+    payload = to_csv(rows)
+    answer = runtime.invoke_endpoint(
+        EndpointName="stepml-test-ep", Body=payload, ContentType="text/csv", Accept="text/csv"
+    )
+    body = answer["Body"].read().decode()
+    assert answer["ContentType"] == "text/csv"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    assert body == expected_csv(booster, rows)
+    probabilities = [float(value) for value in body.split(",")]
+    assert len(probabilities) == 5 and all(0 < p < 1 for p in probabilities)
+    as_json = runtime.invoke_endpoint(
+        EndpointName="stepml-test-ep", Body=payload, ContentType="text/csv", Accept="application/json"
+    )
+    assert json.loads(as_json["Body"].read()) == pytest.approx(probabilities)
+
+    records = wait_for(lambda: capture_records(s3, bucket, "data-capture/test/"), lambda found: len(found) >= 2)
+    for key, _ in records:
+        assert re.fullmatch(
+            r"data-capture/test/stepml-test-ep/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl",
+            key,
+        ), key
+    key, first = records[0]
+    assert first["eventVersion"] == "0"
+    assert first["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": payload,
+        "encoding": "CSV",
+    }
+    assert first["captureData"]["endpointOutput"] == {
+        "observedContentType": "text/csv",
+        "mode": "OUTPUT",
+        "data": body,
+        "encoding": "CSV",
+    }
+    assert re.fullmatch(r"[0-9a-f-]{36}", first["eventMetadata"]["eventId"])
+    inference_time = datetime.strptime(first["eventMetadata"]["inferenceTime"], "%Y-%m-%dT%H:%M:%SZ")
+    assert f"/AllTraffic/{inference_time:%Y/%m/%d/%H}/" in key
+    assert {r["captureData"]["endpointOutput"]["observedContentType"] for _, r in records} == {
+        "text/csv",
+        "application/json",
+    }
+
+
+def test_invocation_errors_come_back_as_aws_errors(engine, sagemaker, s3, runtime, bucket):
+    features, labels = make_rows(4, 100)
+    tarball, _ = model_tarball(features, labels)
+    deploy(sagemaker, s3, bucket, "stepml-test-err", tarball)
+    sagemaker.create_endpoint(EndpointName="stepml-test-err", EndpointConfigName="stepml-test-err")
+    engine.wait_for_endpoint("stepml-test-err", account_id=ACCOUNT, region=REGION)
+
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(EndpointName="stepml-test-err", Body="1.0,abc,3.0,4.0\n", ContentType="text/csv")
+    assert error.value.response["Error"]["Code"] == "ModelError"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error.value.response["OriginalStatusCode"] == 415
+    assert "Received client error (415) from primary" in error.value.response["Error"]["Message"]
+    assert "'abc' is not a number" in error.value.response["OriginalMessage"]
+
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(EndpointName="stepml-nowhere", Body="1,2,3,4\n", ContentType="text/csv")
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+    assert error.value.response["Error"]["Message"] == f"Endpoint stepml-nowhere of account {ACCOUNT} not found."
+
+
+def test_an_endpoint_whose_model_cannot_load_fails_with_a_reason(engine, sagemaker, s3, bucket):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = 9
+        tar.addfile(info, io.BytesIO(b"not a gbm"))
+    deploy(sagemaker, s3, bucket, "stepml-test-broken", buffer.getvalue())
+
+    sagemaker.create_endpoint(EndpointName="stepml-test-broken", EndpointConfigName="stepml-test-broken")
+    described = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-test-broken"),
+        lambda d: d["EndpointStatus"] != "Creating",
+    )
+
+    assert described["EndpointStatus"] == "Failed"
+    assert "did not pass the ping health check" in described["FailureReason"]
+    assert "xgboost-model is not an XGBoost model" in described["FailureReason"]
+
+
+def test_update_endpoint_switches_models_with_no_failed_request(engine, sagemaker, s3, runtime, bucket):
+    features, labels = make_rows(5, 200)
+    tarball_a, booster_a = model_tarball(features, labels)
+    tarball_b, booster_b = model_tarball(features, 1 - labels)
+    deploy(sagemaker, s3, bucket, "stepml-blue", tarball_a)
+    deploy(sagemaker, s3, bucket, "stepml-green", tarball_b)
+    sagemaker.create_endpoint(EndpointName="stepml-prod", EndpointConfigName="stepml-blue")
+    blue_url = engine.wait_for_endpoint("stepml-prod", account_id=ACCOUNT, region=REGION).addresses["AllTraffic"]
+    probe = features[:3]
+    answer_a, answer_b = expected_csv(booster_a, probe), expected_csv(booster_b, probe)
+    assert answer_a != answer_b
+
+    results: list[tuple[float, str]] = []
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def hammer():
+        for _ in range(5000):  # bounded even if the test fails to stop it
+            if stop.is_set():
+                return
+            issued = time.monotonic()
+            try:
+                answer = runtime.invoke_endpoint(
+                    EndpointName="stepml-prod", Body=to_csv(probe), ContentType="text/csv", Accept="text/csv"
+                )
+                results.append((issued, answer["Body"].read().decode()))
+            except Exception as exc:  # any failure is what this test looks for
+                failures.append(exc)
+
+    loops = [threading.Thread(target=hammer, name=f"invoke-loop-{i}") for i in range(2)]
+    for loop in loops:
+        loop.start()
+    try:
+        wait_for(lambda: len(results), lambda count: count >= 10)
+        sagemaker.update_endpoint(EndpointName="stepml-prod", EndpointConfigName="stepml-green")
+        updating = sagemaker.describe_endpoint(EndpointName="stepml-prod")
+        assert (updating["EndpointStatus"], updating["EndpointConfigName"]) == ("Updating", "stepml-blue")
+        with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
+            sagemaker.update_endpoint(EndpointName="stepml-prod", EndpointConfigName="stepml-green")
+        wait_for(
+            lambda: sagemaker.describe_endpoint(EndpointName="stepml-prod"),
+            lambda d: d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == "stepml-green",
+        )
+        switched = time.monotonic()
+        count_at_switch = len(results)
+        wait_for(lambda: len(results), lambda count: count >= count_at_switch + 10)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=30)
+
+    assert failures == []
+    assert {body for _, body in results} <= {answer_a, answer_b}
+    assert any(body == answer_a for _, body in results), "the blue model served before the switch"
+    assert all(body == answer_b for issued, body in results if issued > switched), "only green after the switch"
+    wait_for(lambda: refused(blue_url), bool, timeout=10)
+
+
+def test_delete_endpoint_stops_the_server_and_flushes_captured_data(make_engine, sagemaker, s3, runtime, bucket):
+    engine = make_engine(capture_flush_seconds=3600)  # only the delete can have written the capture file
+    features, labels = make_rows(6, 100)
+    tarball, _ = model_tarball(features, labels)
+    deploy(sagemaker, s3, bucket, "stepml-test-del", tarball, capture=True)
+    sagemaker.create_endpoint(EndpointName="stepml-test-del", EndpointConfigName="stepml-test-del")
+    url = engine.wait_for_endpoint("stepml-test-del", account_id=ACCOUNT, region=REGION).addresses["AllTraffic"]
+    runtime.invoke_endpoint(EndpointName="stepml-test-del", Body=to_csv(features[:2]), ContentType="text/csv")
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="data-capture/test/stepml-test-del/")["KeyCount"] == 0
+
+    sagemaker.delete_endpoint(EndpointName="stepml-test-del")
+
+    assert refused(url)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="data-capture/test/stepml-test-del/")["KeyCount"] == 1
+    with pytest.raises(ClientError) as error:
+        sagemaker.describe_endpoint(EndpointName="stepml-test-del")
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(EndpointName="stepml-test-del", Body=to_csv(features[:2]), ContentType="text/csv")
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_without_an_engine_the_patched_moto_answers_as_before(aws_credentials):
+    undo = install_moto_hooks()  # patches in place, no engine attached
+    undo()
+    with mock_aws():
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": XGBOOST_IMAGE})
+        sagemaker.create_endpoint_config(
+            EndpointConfigName="c",
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large"}],
+        )
+        sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="c")
+        assert sagemaker.describe_endpoint(EndpointName="e")["EndpointStatus"] == "InService"
+        answer = boto3.client("sagemaker-runtime", region_name=REGION).invoke_endpoint(EndpointName="e", Body=b"1,2")
+        assert answer["Body"].read() == b"body"  # moto's canned answer
+
+
+def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path):
+    """The local cloud runs moto as an HTTP server: raw bodies, headers and errors cross the wire."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    session = boto3.Session(region_name=REGION)
+    engine = LocalSageMaker(session, endpoint_url=url, work_dir=tmp_path / "sagemaker")
+    undo = install_moto_hooks(engine)
+    try:
+        s3 = session.client("s3", endpoint_url=url)
+        sagemaker = session.client("sagemaker", endpoint_url=url)
+        runtime = session.client("sagemaker-runtime", endpoint_url=url)
+        s3.create_bucket(Bucket="stepml-server-mode")
+        features, labels = make_rows(7, 100)
+        tarball, booster = model_tarball(features, labels)
+        deploy(sagemaker, s3, "stepml-server-mode", "stepml-srv", tarball)
+        sagemaker.create_endpoint(EndpointName="stepml-srv", EndpointConfigName="stepml-srv")
+        wait_for(
+            lambda: sagemaker.describe_endpoint(EndpointName="stepml-srv")["EndpointStatus"],
+            lambda status: status == "InService",
+        )
+
+        answer = runtime.invoke_endpoint(
+            EndpointName="stepml-srv", Body=to_csv(features[:4]).encode(), ContentType="text/csv", Accept="text/csv"
+        )
+        assert answer["Body"].read().decode() == expected_csv(booster, features[:4])
+        with pytest.raises(ClientError) as error:
+            runtime.invoke_endpoint(EndpointName="stepml-srv", Body=b"\xff\xfe\x00", ContentType="image/png")
+        assert error.value.response["Error"]["Code"] == "ModelError"
+        assert error.value.response["OriginalStatusCode"] == 415
+        assert "Content-type image/png not supported" in error.value.response["OriginalMessage"]
+    finally:
+        engine.shutdown()
+        undo()
+        server.stop()
