@@ -29,6 +29,8 @@ from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
 from stepml.local.provision import ProvisionedStack, provision
+from stepml.local.sagemaker import LocalSageMaker
+from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
 
 DEFAULT_PORT = 4566
 DEFAULT_API_PORT = 4567
@@ -87,6 +89,7 @@ class LocalCloud:
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
     glue_engine: glue.GlueEngine | None = None
+    sagemaker_engine: LocalSageMaker | None = None
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
@@ -165,7 +168,21 @@ class LocalCloud:
             log_dir=self.state_dir / "logs",
         )
         self.outbox = mail.Outbox(self.state_dir / "outbox")
+        self.sagemaker_engine = LocalSageMaker(
+            boto3.Session(
+                region_name=REGION,
+                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            ),
+            endpoint_url=self.endpoint_url,
+            work_dir=self.state_dir / "sagemaker",
+        )
+        self.glue_engine = glue.GlueEngine(
+            self.client_factory("s3"), self.state_dir / "glue", environment=self.environment_for_clients()
+        )
         self._undo += [
+            glue.install_moto_hooks(self.glue_engine),
+            install_sagemaker_hooks(self.sagemaker_engine),
             install_lambda_hooks(self.lambda_engine),
             mail.install_moto_hooks(self.outbox),
             events.install_moto_hooks(),
@@ -232,6 +249,8 @@ class LocalCloud:
         self._api_servers.clear()
         if self.lambda_engine is not None:
             self.lambda_engine.close()
+        if self.sagemaker_engine is not None:
+            self.sagemaker_engine.shutdown()
         while self._undo:
             self._undo.pop()()
         if self._moto is not None:
