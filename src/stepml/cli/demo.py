@@ -21,6 +21,7 @@ from stepml.cli.context import CliError, Target, connect, state_dir
 from stepml.cli.local import find_repository, start_cloud
 from stepml.cli.runs import approve_link
 from stepml.config import dataset_config_key
+from stepml.evaluation import parse_predictions
 from stepml.local.cloud import LocalCloud
 from stepml.local.mail import Outbox
 from stepml.sample_data import write_churn_csv
@@ -168,8 +169,9 @@ def _run(args: argparse.Namespace, target: Target, started: float) -> int:
     runtime = target.client("sagemaker-runtime")
     body = "\n".join(",".join(row) for row in rows)
     answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="text/csv", Body=body)
-    for row, prediction in zip(rows, answer["Body"].read().decode().strip().splitlines(), strict=False):
-        print(f"  features {','.join(row)[:60]:<60} -> churn probability {prediction}")
+    predictions = parse_predictions(answer["Body"].read().decode(), len(rows), 1, f"endpoint {endpoint}")
+    for row, prediction in zip(rows, predictions, strict=True):
+        print(f"  features {','.join(row)[:56]:<56} -> churn probability {prediction:.3f}")
     print(f"done in {elapsed:.0f}s")
     return 0
 

@@ -150,7 +150,9 @@ class LocalCloud:
         moto_patches.apply()
         # One line per AWS call would drown the progress output; errors still surface.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        logging.getLogger("moto.stepfunctions").setLevel(logging.ERROR)
+        # The interpreter logs every failed path lookup, including IsPresent checks that are
+        # normal flow; failures that matter reach the execution history.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         os.environ.update(self.environment_for_clients())
         os.environ["MOTO_PORT"] = str(self.port)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
