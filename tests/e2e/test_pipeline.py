@@ -1,0 +1,209 @@
+"""The whole pipeline on the local cloud: approve, reject, gate rejection and a Glue failure.
+
+One local cloud serves the module; each test uploads its own file, so each is its own run.
+Tests are ordered: the approve path first creates the production endpoint the others must
+leave untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from stepml.cli.runs import approve_link
+from stepml.config import dataset_config_key
+from stepml.evaluation import parse_predictions
+from stepml.lineage import from_dynamo, make_run_id
+from stepml.local.cloud import LocalCloud
+from stepml.sample_data import churn_csv
+from tests.helpers import CHURN_CONFIG, REPO_ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+ROWS = 1500
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    local = LocalCloud(root=REPO_ROOT, state_dir=tmp_path_factory.mktemp("e2e"), port=free_port(), api_port=free_port())
+    local.start()
+    yield local
+    local.stop()
+
+
+class Pipeline:
+    def __init__(self, cloud: LocalCloud):
+        self.cloud = cloud
+        self.outputs = cloud.outputs()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.cloud.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def onboard(self, dataset: str, **changes: Any) -> None:
+        config = {**CHURN_CONFIG, "name": dataset, **changes}
+        self.client("s3").put_object(
+            Bucket=self.outputs["ArtifactBucketName"], Key=dataset_config_key(dataset), Body=json.dumps(config).encode()
+        )
+
+    def upload(self, dataset: str, name: str, body: bytes) -> dict[str, str]:
+        bucket = self.outputs["UploadBucketName"]
+        key = f"incoming/{dataset}/{name}"
+        put = self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        return {
+            "bucket": bucket,
+            "key": key,
+            "version": put["VersionId"],
+            "etag": put["ETag"],
+            "run_id": make_run_id(bucket, key, put["VersionId"]),
+        }
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        table = self.outputs["LineageTableName"]
+        items = self.client("dynamodb").query(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}},
+        )["Items"]
+        deserialize = boto3.dynamodb.types.TypeDeserializer().deserialize
+        records = [from_dynamo({k: deserialize(v) for k, v in item.items()}) for item in items]
+        return {record["sk"]: record for record in records}
+
+    def wait_for_status(self, run_id: str, statuses: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.run_record(run_id).get("RUN", {})
+            if run.get("status") in statuses:
+                return self.run_record(run_id)
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} did not reach {statuses}; last: {self.run_record(run_id).get('RUN')}")
+
+    def wait_for_email(self, needle: str, timeout: float = 240) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.cloud.outbox.messages():
+                if needle in message.subject:
+                    return message
+            time.sleep(0.5)
+        raise AssertionError(f"no email with {needle!r} in its subject")
+
+    def wait_for_execution_end(self, key: str, timeout: float = 60) -> str:
+        """The final status of the execution an upload under ``key`` started."""
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = []
+            for execution in sfn.list_executions(stateMachineArn=self.outputs["StateMachineArn"])["executions"]:
+                described = sfn.describe_execution(executionArn=execution["executionArn"])
+                if json.loads(described["input"]).get("detail", {}).get("object", {}).get("key") == key:
+                    statuses.append(described["status"])
+            if statuses and "RUNNING" not in statuses:
+                return statuses[-1]
+            time.sleep(0.5)
+        raise AssertionError(f"the execution for {key} did not end")
+
+    def endpoint_config(self, name: str) -> str | None:
+        try:
+            return self.client("sagemaker").describe_endpoint(EndpointName=name)["EndpointConfigName"]
+        except ClientError:
+            return None
+
+
+@pytest.fixture(scope="module")
+def pipeline(cloud: LocalCloud) -> Pipeline:
+    return Pipeline(cloud)
+
+
+def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
+    pipeline.onboard("churn")
+    upload = pipeline.upload("churn", "approve.csv", churn_csv(ROWS, seed=11))
+    run_id = upload["run_id"]
+    email = pipeline.wait_for_email(run_id)
+    assert email.to == "approver@example.com" and "auc" in email.subject
+    status, title = approve_link(email.links[0], decision="approve", approver="e2e", comment="ship it")
+    assert status == 200 and title.startswith("Approved")
+    records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED"))
+    assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
+    for step in ("preprocess", "train", "evaluate", "approval", "deploy"):
+        assert records[f"STEP#{step}"]["status"] == "SUCCEEDED", step
+    assert records["STEP#approval"]["outputs"]["approver"] == "e2e"
+    names = records["RUN"]["names"]
+
+    sagemaker = pipeline.client("sagemaker")
+    production = pipeline.outputs["ProductionEndpointName"]
+    assert pipeline.endpoint_config(production) == names["production_endpoint_config"]
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=names["production_endpoint_config"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == records["STEP#train"]["outputs"]["model_data"]
+    assert pipeline.endpoint_config(names["test_endpoint"]) is None, "the test endpoint is deleted"
+
+    answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1\n40,30.1,1204.0,0,2,3,0"
+    )
+    body = answer["Body"].read().decode()
+    values = parse_predictions(body, rows=2, width=1, source=production)
+    assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values), body
+    assert pipeline.wait_for_email(f"model {run_id} deployed")
+    head = pipeline.client("s3").head_object(Bucket=upload["bucket"], Key=upload["key"])
+    assert head["ETag"] == upload["etag"] and head["VersionId"] == upload["version"]
+
+
+def test_reject_path_leaves_production_untouched(pipeline):
+    production = pipeline.outputs["ProductionEndpointName"]
+    before = pipeline.endpoint_config(production)
+    assert before is not None, "runs after the approve path"
+    pipeline.onboard("churn-b", promote_only_if_better=False)
+    upload = pipeline.upload("churn-b", "reject.csv", churn_csv(ROWS, seed=12))
+    run_id = upload["run_id"]
+    email = pipeline.wait_for_email(run_id)
+    status, title = approve_link(email.links[0], decision="reject", approver="e2e", comment="not this one")
+    assert status == 200 and title.startswith("Rejected")
+    records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
+    assert records["RUN"]["status"] == "REJECTED"
+    assert "not this one" in records["RUN"]["outcome_reason"]
+    assert pipeline.endpoint_config(production) == before
+    assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
+    assert pipeline.wait_for_execution_end(upload["key"]) == "SUCCEEDED"
+
+
+def test_gate_rejects_a_weak_model_without_asking_anyone(pipeline):
+    production = pipeline.outputs["ProductionEndpointName"]
+    before = pipeline.endpoint_config(production)
+    pipeline.onboard("churn-gate", threshold=0.99, promote_only_if_better=False)
+    run_id = pipeline.upload("churn-gate", "gate.csv", churn_csv(ROWS, seed=13))["run_id"]
+    records = pipeline.wait_for_status(run_id, ("REJECTED_BY_GATE", "SUCCEEDED", "FAILED", "REJECTED"))
+    assert records["RUN"]["status"] == "REJECTED_BY_GATE"
+    assert "0.99" in records["RUN"]["outcome_reason"]
+    assert "STEP#approval" not in records
+    assert not [m for m in pipeline.cloud.outbox.messages() if f"Approve churn-gate model {run_id}" in m.subject]
+    assert pipeline.endpoint_config(production) == before
+    assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
+
+
+def test_a_bad_upload_fails_in_glue_alerts_and_leaves_no_endpoint(pipeline):
+    pipeline.onboard("churn")
+    bad = churn_csv(50, seed=14).decode().replace("churned", "outcome").encode()
+    upload = pipeline.upload("churn", "bad-header.csv", bad)
+    run_id = upload["run_id"]
+    records = pipeline.wait_for_status(run_id, ("FAILED", "SUCCEEDED"))
+    assert records["RUN"]["status"] == "FAILED" and records["RUN"]["failed_step"] == "preprocess"
+    cause = records["STEP#preprocess"]["error"]["cause"]
+    assert "churned" in cause and "bad-header.csv" in cause
+    alert = pipeline.wait_for_email(f"Run {run_id} failed")
+    assert alert.to == "alerts@example.com"
+    assert "Preprocess data" in alert.body and "churned" in alert.body and run_id in alert.body
+    assert "STEP#train" not in records
+    assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
+    head = pipeline.client("s3").head_object(Bucket=upload["bucket"], Key=upload["key"])
+    assert head["ETag"] == upload["etag"] and head["VersionId"] == upload["version"]
+    assert pipeline.wait_for_execution_end(upload["key"]) == "FAILED"
