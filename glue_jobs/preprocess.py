@@ -1,0 +1,1005 @@
+"""stepml preprocessing: the AWS Glue 5.0 (Spark 3.5) job of the pipeline's Preprocess step.
+
+It reads one uploaded file (CSV or Parquet), validates it against the dataset config,
+cleans it (drops unlabeled rows, imputes numeric medians, marks missing categories),
+encodes it for SageMaker's built-in XGBoost, splits it deterministically by hashing a row
+key and writes, under ``--output_uri``::
+
+    train/        headerless CSV, label first, then the features in config order
+    validation/   headerless CSV, same layout
+    test/         CSV with a header, label first
+    statistics.json   the monitoring baseline (per feature and for the label)
+    manifest.json     fingerprint, row counts, encodings, feature order, versions
+
+This file is uploaded as the job script on its own, so it imports nothing from ``stepml``.
+Everything runs in the JVM (no Python UDFs), so the job scales with the Glue workers. The
+same script runs locally on pyspark 3.5 with local paths instead of ``s3://`` URIs.
+
+A problem with the upload raises ``PreprocessError``; its message starts with the input URI
+and names the problem, the column and the line, and fails the Glue job run with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyspark
+from py4j.protocol import Py4JJavaError
+from pyspark import StorageLevel
+from pyspark.errors import PySparkException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+LOGGER = logging.getLogger("stepml.preprocess")
+
+REQUIRED_ARGUMENTS = ("run_id", "input_uri", "output_uri", "dataset_config")
+OPTIONAL_ARGUMENTS = ("input_version_id", "code_version")
+
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+FEATURE_TYPES = ("numeric", "categorical")
+SUPPORTED_EXTENSIONS = (".csv", ".parquet")
+#: The category that replaces a missing categorical value before encoding.
+MISSING_CATEGORY = "__missing__"
+#: Rows are split by ``pmod(xxhash64(key), HASH_BUCKETS)`` against the cumulative fractions.
+HASH_BUCKETS = 10_000
+#: How many of the most frequent values statistics.json lists per categorical column.
+TOP_VALUES = 20
+#: Header names are listed in messages up to this many.
+NAMES_IN_MESSAGES = 12
+
+# A plain decimal number; stricter than Spark's cast, which also takes "1.5d", "0x1p3", "NaN" and "Infinity".
+NUMBER_PATTERN = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+_LARGEST_DOUBLE = 1.7976931348623157e308
+_CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+_GLOB_CHARACTERS = re.compile(r"([\\\[\]{}*?])")
+_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
+#: The header is read from the first bytes of the file; a longer first line is not a CSV header.
+HEAD_BYTES = 1 << 20
+_BINARY_SIGNATURES = {
+    b"PK\x03\x04": "a zip archive (an Excel workbook?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"PAR1": "a Parquet file",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+}
+
+# Helper columns; the prefix keeps them apart from the upload's own columns.
+ROW_ID = "__stepml_row_id"
+CORRUPT = "__stepml_corrupt"
+BAD_UTF8 = "__stepml_bad_utf8"
+HAS_NUL = "__stepml_has_nul"
+SPLIT = "__stepml_split"
+SPLITS = ("train", "validation", "test")
+
+# monotonically_increasing_id() puts the partition index above bit 33 of the row id.
+_PARTITION_SHIFT = 33
+_ROW_IN_PARTITION = (1 << _PARTITION_SHIFT) - 1
+
+# Commit without a _SUCCESS object: SageMaker's S3Prefix channels read every object under a prefix.
+NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
+
+
+class PreprocessError(Exception):
+    """The upload (or the job's arguments) cannot be preprocessed; the message says why and where."""
+
+
+# --- the dataset config -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A configured input column and how it is treated."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The part of the dataset config this job relies on, re-checked here."""
+
+    name: str
+    label: str
+    problem_type: str
+    features: tuple[Feature, ...]
+    classes: tuple[str, ...] | None = None
+    row_key: str | None = None
+    split: Mapping[str, float] = field(default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15})
+    csv_delimiter: str = ","
+    min_rows: int = 10
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
+    """Check the dataset config fields this job uses; errors start with ``source`` and name the field."""
+
+    def fail(problem: str) -> PreprocessError:
+        return PreprocessError(f"{source}: dataset config {problem}")
+
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise fail(f"(--dataset_config) is not valid JSON: {exc}") from exc
+    else:
+        data = raw
+    if not isinstance(data, Mapping):
+        raise fail("(--dataset_config) must be a JSON object")
+
+    def text(key: str, *, required: bool = True) -> str | None:
+        value = data.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"field '{key}' must be a non-empty string, got {value!r}")
+        return value
+
+    label = text("label")
+    problem_type = text("problem_type")
+    if problem_type not in PROBLEM_TYPES:
+        raise fail(f"field 'problem_type' must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
+    raw_features = data.get("features")
+    if not isinstance(raw_features, list) or not raw_features:
+        raise fail("field 'features' must be a non-empty list")
+    features = []
+    for position, item in enumerate(raw_features):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise fail(f"field 'features.{position}' needs a non-empty 'name'")
+        if item.get("type") not in FEATURE_TYPES:
+            raise fail(f"field 'features.{position}.type' must be numeric or categorical, got {item.get('type')!r}")
+        features.append(Feature(item["name"], item["type"]))
+    names = [f.name for f in features]
+    if len(set(names)) != len(names) or label in names:
+        raise fail("field 'features' must name distinct columns other than the label")
+    classes = data.get("classes")
+    if classes is not None:
+        if (
+            not isinstance(classes, list)
+            or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes)
+        ):
+            raise fail("field 'classes' must be a list of distinct strings")
+        classes = tuple(classes)
+    if problem_type == "binary" and classes is not None and len(classes) != 2:
+        raise fail("field 'classes' must list exactly 2 values for a binary problem")
+    if problem_type == "multiclass" and (classes is None or len(classes) < 3):
+        raise fail("field 'classes' must list at least 3 values for a multiclass problem")
+    if problem_type == "regression" and classes is not None:
+        raise fail("field 'classes' must be omitted for a regression problem")
+    split = {"train": 0.7, "validation": 0.15, "test": 0.15}
+    raw_split = data.get("split") or {}
+    if not isinstance(raw_split, Mapping):
+        raise fail("field 'split' must be an object")
+    for name in SPLITS:
+        value = raw_split.get(name, split[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise fail(f"field 'split.{name}' must be a number between 0 and 1, got {value!r}")
+        split[name] = float(value)
+    if abs(sum(split.values()) - 1.0) > 1e-6:
+        raise fail("field 'split' fractions must add up to 1")
+    delimiter = data.get("csv_delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise fail(f"field 'csv_delimiter' must be one character (not a quote or line break), got {delimiter!r}")
+    min_rows = data.get("min_rows", 10)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
+        raise fail(f"field 'min_rows' must be a whole number of at least 2, got {min_rows!r}")
+    return JobConfig(
+        name=str(data.get("name") or ""),
+        label=label,
+        problem_type=problem_type,
+        features=tuple(features),
+        classes=classes,
+        row_key=text("row_key", required=False),
+        split=split,
+        csv_delimiter=delimiter,
+        min_rows=min_rows,
+    )
+
+
+# --- job arguments and the Spark session ---------------------------------------------------
+
+
+def resolve_arguments(argv: Sequence[str]) -> dict[str, str]:
+    """The job's ``--name value`` arguments, as Glue's ``getResolvedOptions`` resolves them.
+
+    ``argv`` is the full ``sys.argv`` (script name first). Required names must be present;
+    optional names are resolved only when given. Glue's own arguments are ignored.
+    """
+    names = list(REQUIRED_ARGUMENTS) + [name for name in OPTIONAL_ARGUMENTS if f"--{name}" in argv]
+    try:
+        from awsglue.utils import getResolvedOptions
+    except ImportError:
+        parser = argparse.ArgumentParser(prog="preprocess.py", allow_abbrev=False)
+        for name in names:
+            parser.add_argument(f"--{name}", required=True)
+        known, _ = parser.parse_known_args(list(argv[1:]))
+        return {name: getattr(known, name) for name in names}
+    return dict(getResolvedOptions(list(argv), names))
+
+
+def create_spark_session() -> SparkSession:
+    """Glue's SparkSession on Glue; otherwise the active (or a new local) session."""
+    try:
+        from awsglue.context import GlueContext
+    except ImportError:
+        # No progress bars: they share lines with the error message in the job's log.
+        builder = SparkSession.builder.appName("stepml-preprocess").config("spark.ui.showConsoleProgress", "false")
+        spark = builder.getOrCreate()
+    else:
+        from pyspark.context import SparkContext
+
+        spark = GlueContext(SparkContext.getOrCreate()).spark_session
+    spark.sparkContext._jsc.hadoopConfiguration().set(NO_SUCCESS_MARKER, "false")
+    return spark
+
+
+# --- files through the Hadoop FileSystem API (s3:// on Glue, local paths locally) ----------
+
+
+def _hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def _literal(uri: str) -> str:
+    """``uri`` with glob characters escaped: Spark's readers treat paths as glob patterns."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", uri)
+
+
+def _java_message(exc: Exception) -> str:
+    """The Java exception's own message rather than py4j's multi-line wrapper."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def input_size(spark: SparkSession, uri: str) -> int:
+    """The size of the input object in bytes; ``PreprocessError`` when it does not exist."""
+    filesystem, path = _hadoop_path(spark, uri)
+    try:
+        exists = filesystem.exists(path)
+    except Py4JJavaError as exc:  # e.g. access denied
+        raise PreprocessError(f"{uri}: cannot read the input file: {_java_message(exc)}") from exc
+    if not exists:
+        raise PreprocessError(f"{uri}: the input file does not exist")
+    status = filesystem.getFileStatus(path)
+    if status.isDirectory():
+        raise PreprocessError(f"{uri}: the input is a folder, not a file")
+    return int(status.getLen())
+
+
+def fingerprint(spark: SparkSession, uri: str) -> str:
+    """SHA-256 of the input bytes, streamed through the Hadoop FileSystem inside the JVM."""
+    jvm = spark.sparkContext._jvm
+    filesystem, path = _hadoop_path(spark, uri)
+    digest = jvm.java.security.MessageDigest.getInstance("SHA-256")
+    stream = jvm.java.security.DigestInputStream(filesystem.open(path), digest)
+    try:
+        stream.transferTo(jvm.java.io.OutputStream.nullOutputStream())
+    finally:
+        stream.close()
+    return bytes(digest.digest()).hex()
+
+
+def _leading_bytes(spark: SparkSession, uri: str, count: int) -> bytes:
+    filesystem, path = _hadoop_path(spark, uri)
+    stream = filesystem.open(path)
+    try:
+        return bytes(stream.readNBytes(count))
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small object (statistics, manifest) through the Hadoop FileSystem."""
+    filesystem, path = _hadoop_path(spark, uri)
+    # Local runs would otherwise leave .crc files beside every output.
+    filesystem.setWriteChecksum(False)
+    stream = filesystem.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def join_uri(prefix: str, name: str) -> str:
+    return prefix.rstrip("/") + "/" + name
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _col(name: str) -> Column:
+    """A column by its exact name, whatever characters the upload's header uses."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _quote_list(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:NAMES_IN_MESSAGES])
+    return shown + (f" and {len(names) - NAMES_IN_MESSAGES} more" if len(names) > NAMES_IN_MESSAGES else "")
+
+
+@dataclass
+class RawInput:
+    """The upload as string columns in file order, plus helper columns.
+
+    ``frame`` holds one row per data record with every input column as a string (``None``
+    when empty), ``ROW_ID`` (monotonically increasing, in file order) and, for CSV, the
+    record's malformed text (``CORRUPT``) and encoding flags (``BAD_UTF8``, ``HAS_NUL``).
+    """
+
+    uri: str
+    file_format: str
+    columns: list[str]
+    frame: DataFrame
+    numbered: DataFrame
+    _offsets: dict[int, int] | None = None
+
+    def locate(self, row_id: int) -> str:
+        """Where a row is in the file: ``line N`` for CSV (1 is the header), ``row N`` for Parquet."""
+        partition, index = row_id >> _PARTITION_SHIFT, row_id & _ROW_IN_PARTITION
+        if partition:
+            if self._offsets is None:
+                # Only needed for an error in a later partition; the file is scanned again for it.
+                counts = dict(
+                    self.numbered.groupBy(F.shiftright(F.col(ROW_ID), _PARTITION_SHIFT).alias("p")).count().collect()
+                )
+                self._offsets, total = {}, 0
+                for key in sorted(counts):
+                    self._offsets[key] = total
+                    total += counts[key]
+            index += self._offsets[partition]
+        return f"line {index + 1}" if self.file_format == "csv" else f"row {index + 1}"
+
+    def fail(self, problem: str) -> PreprocessError:
+        return PreprocessError(f"{self.uri}: {problem}")
+
+
+def file_format_of(uri: str) -> str:
+    """``csv`` or ``parquet`` from the file name; ``PreprocessError`` naming any other extension."""
+    file_name = uri.rstrip("/").rsplit("/", 1)[-1]
+    extension = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    if extension not in SUPPORTED_EXTENSIONS:
+        shown = f"extension '{extension}'" if extension else "no extension"
+        raise PreprocessError(
+            f"{uri}: unsupported file type: '{file_name}' has {shown}; upload a .csv or .parquet file"
+        )
+    return extension[1:]
+
+
+def read_input(spark: SparkSession, uri: str, config: JobConfig) -> RawInput:
+    """Read the upload and check its header against the config (columns, duplicates, encoding).
+
+    Row-level checks (types, labels, counts) are ``profile_input``'s.
+    """
+    file_format = file_format_of(uri)
+    if input_size(spark, uri) == 0:
+        raise PreprocessError(f"{uri}: the file is empty (0 bytes)")
+    raw = _read_csv(spark, uri, config) if file_format == "csv" else _read_parquet(spark, uri)
+    _check_columns(raw, config)
+    return raw
+
+
+def _read_csv(spark: SparkSession, uri: str, config: JobConfig) -> RawInput:
+    header_line = _header_line(spark, uri)
+    try:
+        names = [name.strip() for name in next(csv.reader([header_line], delimiter=config.csv_delimiter))]
+    except csv.Error as exc:
+        raise PreprocessError(f"{uri}: line 1 (the header) is not valid CSV: {exc}") from exc
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise PreprocessError(f"{uri}: line 1 (the header) has no name for column {position}")
+    _check_unique(uri, names, "line 1 (the header)")
+
+    # Read as text first: Spark's CSV reader silently skips blank lines and replaces bad bytes,
+    # which would make the line numbers in messages wrong and hide encoding problems. Then
+    # parse the data lines with Spark's CSV parser under positional names and take the header's.
+    text = F.col("value")
+    raw_bytes = text.cast("binary")
+    numbered = spark.read.text(_literal(uri)).select(
+        text,
+        F.monotonically_increasing_id().alias(ROW_ID),
+        (F.encode(F.decode(raw_bytes, "UTF-8"), "UTF-8") != raw_bytes).alias(BAD_UTF8),
+        (F.instr(text, "\u0000") > 0).alias(HAS_NUL),
+    )
+    positional = [f"_c{i}" for i in range(len(names))]
+    schema = ", ".join(f"{name} STRING" for name in [*positional, "_corrupt"])
+    options = {
+        "sep": config.csv_delimiter,
+        "quote": '"',
+        "escape": '"',
+        "mode": "PERMISSIVE",
+        "columnNameOfCorruptRecord": "_corrupt",
+    }
+    records = numbered.where((F.col(ROW_ID) != 0) & (F.trim(text) != "")).select(
+        F.col(ROW_ID),
+        F.col(BAD_UTF8),
+        F.col(HAS_NUL),
+        F.from_csv(text, schema, options).alias("record"),
+    )
+    frame = records.select(
+        *[_blank_to_null(F.col(f"record.{p}")).alias(name) for p, name in zip(positional, names, strict=True)],
+        F.col(ROW_ID),
+        F.col("record._corrupt").alias(CORRUPT),
+        F.col(BAD_UTF8),
+        F.col(HAS_NUL),
+    )
+    return RawInput(uri, "csv", names, frame, numbered.select(ROW_ID))
+
+
+def _header_line(spark: SparkSession, uri: str) -> str:
+    """The first line, read directly (no Spark job); binary files are recognised here."""
+    head = _leading_bytes(spark, uri, HEAD_BYTES)
+    for magic, kind in _BINARY_SIGNATURES.items():
+        if head.startswith(magic):
+            raise PreprocessError(f"{uri}: the file is binary, not CSV text: it starts like {kind}")
+    if b"\x00" in head:
+        line = len(_LINE_BREAK.findall(head[: head.index(b"\x00")])) + 1
+        raise PreprocessError(f"{uri}: the file is binary, not CSV text: line {line} contains NUL bytes")
+    found = _LINE_BREAK.search(head)
+    if found is None and len(head) == HEAD_BYTES:
+        raise PreprocessError(f"{uri}: line 1 is longer than {HEAD_BYTES} bytes; the first line must be the header")
+    first = head[: found.start()] if found else head
+    try:
+        header_line = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PreprocessError(
+            f"{uri}: line 1 (the header) is not UTF-8 text (byte {first[exc.start]:#04x} at position "
+            f"{exc.start + 1}); save the file as UTF-8 CSV"
+        ) from exc
+    if not header_line.strip():
+        raise PreprocessError(f"{uri}: line 1 is empty; the first line must be the header")
+    return header_line
+
+
+def _blank_to_null(value: Column) -> Column:
+    return F.when(F.trim(value) != "", value)
+
+
+def _read_parquet(spark: SparkSession, uri: str) -> RawInput:
+    if _leading_bytes(spark, uri, 4) != b"PAR1":
+        raise PreprocessError(f"{uri}: not a Parquet file (it does not start with the PAR1 magic bytes)")
+    try:
+        source = spark.read.parquet(_literal(uri))
+        columns = list(source.columns)
+    except (Py4JJavaError, PySparkException) as exc:  # an unreadable footer or schema
+        raise PreprocessError(f"{uri}: cannot read the Parquet file: {_java_message(exc)}") from exc
+    _check_unique(uri, columns, "the Parquet schema")
+    types = dict(source.dtypes)
+
+    def as_text(name: str) -> Column:
+        value = _col(name)
+        if types[name] in ("float", "double"):
+            value = F.when(~F.isnan(value), value)  # NaN is how pandas and Spark write a missing number
+        return _blank_to_null(value.cast("string")).alias(name)
+
+    numbered = source.select(*[_col(c) for c in columns], F.monotonically_increasing_id().alias(ROW_ID))
+    frame = numbered.select(
+        *[as_text(c) for c in columns],
+        F.col(ROW_ID),
+        F.lit(None).cast("string").alias(CORRUPT),
+        F.lit(False).alias(BAD_UTF8),
+        F.lit(False).alias(HAS_NUL),
+    )
+    return RawInput(uri, "parquet", columns, frame, numbered.select(ROW_ID))
+
+
+def _check_unique(uri: str, names: Sequence[str], where: str) -> None:
+    # Spark resolves column names ignoring case, so 'Age' and 'age' would be ambiguous too.
+    seen: dict[str, str] = {}
+    duplicates = []
+    for name in names:
+        if name.lower() in seen:
+            duplicates.append(name if seen[name.lower()] == name else f"{seen[name.lower()]}/{name}")
+        seen.setdefault(name.lower(), name)
+    if duplicates:
+        raise PreprocessError(f"{uri}: {where} has duplicate column names: {_quote_list(sorted(set(duplicates)))}")
+
+
+def _check_columns(raw: RawInput, config: JobConfig) -> None:
+    present = set(raw.columns)
+    where = "the header (line 1)" if raw.file_format == "csv" else "the Parquet columns"
+    problems = []
+    if config.label not in present:
+        problems.append(f"label column {config.label!r}")
+    missing_features = [name for name in config.feature_names if name not in present]
+    if missing_features:
+        noun = "feature column" if len(missing_features) == 1 else "feature columns"
+        problems.append(f"{noun} {_quote_list(missing_features)}")
+    if config.row_key and config.row_key not in present:
+        problems.append(f"row_key column {config.row_key!r}")
+    if not problems:
+        return
+    message = f"{' and '.join(problems)} missing from {where}, which has {len(raw.columns)} column(s): "
+    message += _quote_list(raw.columns)
+    by_case = {name.lower(): name for name in raw.columns}
+    wanted = [config.label, *missing_features, *([config.row_key] if config.row_key else [])]
+    near = [
+        f"{by_case[name.lower()]!r} for {name!r}" for name in wanted if name not in present and name.lower() in by_case
+    ]
+    if near:
+        message += f"; column names are case-sensitive (found {', '.join(near)})"
+    if raw.file_format == "csv":
+        header = raw.columns[0] if len(raw.columns) == 1 else ""
+        others = [d for d in _CANDIDATE_DELIMITERS if d != config.csv_delimiter and d in header]
+        if others:
+            message += (
+                f"; the header looks delimited by {others[0]!r} but the dataset config's csv_delimiter is "
+                f"{config.csv_delimiter!r} (wrong delimiter?)"
+            )
+    raise raw.fail(message)
+
+
+# --- profiling and validation ---------------------------------------------------------------
+
+
+def _number(value: Column) -> Column:
+    """The value as a double, or null when it is missing or not a finite decimal number."""
+    trimmed = F.trim(value)
+    parsed = trimmed.cast("double")
+    return F.when(trimmed.rlike(NUMBER_PATTERN) & (F.abs(parsed) <= F.lit(_LARGEST_DOUBLE)), parsed)
+
+
+def _is_bad_number(value: Column) -> Column:
+    return value.isNotNull() & _number(value).isNull()
+
+
+def _label_text(config: JobConfig) -> Column:
+    return F.trim(_col(config.label))
+
+
+def _first(condition: Column, value: Column) -> Column:
+    """The earliest row (by ROW_ID) where ``condition`` holds, with ``value``, as a struct."""
+    return F.min(F.when(condition, F.struct(F.col(ROW_ID).alias("row"), value.cast("string").alias("value"))))
+
+
+@dataclass
+class Profile:
+    """What one pass over the data established: counts, numeric statistics, medians."""
+
+    rows: int
+    labeled: int
+    numeric: dict[str, dict[str, Any]]
+    medians: dict[str, float]
+    label_numeric: dict[str, Any] | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)
+    category_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    split_counts: dict[str, int] = field(default_factory=dict)
+
+
+def profile_input(raw: RawInput, config: JobConfig) -> Profile:
+    """Validate every row and gather statistics in one aggregation, then count values in another.
+
+    Raises ``PreprocessError`` for: no data rows, binary or non-UTF-8 lines, records with the
+    wrong number of fields, too few rows, no labels, non-numeric values in numeric features
+    (or a regression label), labels outside ``classes`` and a binary label without exactly
+    two classes. Statistics cover labeled rows, the rows that are kept.
+    """
+    frame = raw.frame
+    label = _label_text(config)
+    labeled = label.isNotNull() & (label != "")
+    aggregations: dict[str, Column] = {
+        "rows": F.count(F.lit(1)),
+        "labeled": F.count(F.when(labeled, True)),
+        "nul": _first(F.col(HAS_NUL), F.lit("")),
+        "utf8": _first(F.col(BAD_UTF8), F.lit("")),
+        "corrupt": _first(F.col(CORRUPT).isNotNull(), F.col(CORRUPT)),
+    }
+    for position, name in enumerate(config.numeric):
+        value = _col(name)
+        number = F.when(labeled, _number(value))
+        aggregations[f"bad{position}"] = _first(_is_bad_number(value), F.trim(value))
+        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value), True))
+        aggregations[f"count{position}"] = F.count(number)
+        aggregations[f"mean{position}"] = F.mean(number)
+        aggregations[f"std{position}"] = F.stddev_samp(number)
+        aggregations[f"min{position}"] = F.min(number)
+        aggregations[f"max{position}"] = F.max(number)
+        aggregations[f"median{position}"] = F.median(number)
+    if config.problem_type == "regression":
+        number = _number(label)
+        aggregations["label_bad"] = _first(labeled & number.isNull(), label)
+        aggregations["label_mean"] = F.mean(number)
+        aggregations["label_std"] = F.stddev_samp(number)
+        aggregations["label_min"] = F.min(number)
+        aggregations["label_max"] = F.max(number)
+    elif config.classes:
+        aggregations["label_unknown"] = _first(labeled & ~label.isin(*config.classes), label)
+    names = list(aggregations)
+    result = frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
+
+    rows = result["rows"]
+    if rows == 0:
+        raise raw.fail("the file has a header but no data rows" if raw.file_format == "csv" else "the file has no rows")
+    if result["nul"]:
+        at = raw.locate(result["nul"]["row"])
+        raise raw.fail(f"{at} contains NUL bytes: the file is binary, not CSV text")
+    if result["utf8"]:
+        at = raw.locate(result["utf8"]["row"])
+        raise raw.fail(f"{at} has bytes that are not UTF-8 text; save the file as UTF-8 CSV")
+    if result["corrupt"]:
+        at = raw.locate(result["corrupt"]["row"])
+        line = result["corrupt"]["value"]
+        hint = (
+            "a quoted value seems to span lines, which is not supported"
+            if line.count('"') % 2
+            else f"delimiter {config.csv_delimiter!r}; quote values that contain it"
+        )
+        raise raw.fail(
+            f"{at} has {_field_count(line, config.csv_delimiter)} field(s) but the header has "
+            f"{len(raw.columns)} ({hint})"
+        )
+    if rows < config.min_rows:
+        noun = "data row" if rows == 1 else "data rows"
+        raise raw.fail(f"the file has {rows} {noun}; the dataset config needs at least {config.min_rows} (min_rows)")
+    if result["labeled"] == 0:
+        raise raw.fail(f"label column {config.label!r} is empty on all {rows} rows")
+
+    problems = []
+    for position, name in enumerate(config.numeric):
+        bad = result[f"bad{position}"]
+        if bad:
+            problems.append(
+                f"numeric feature {name!r} has a value that is not a number on {raw.locate(bad['row'])}: "
+                f"{bad['value']!r} ({result[f'badn{position}']} such row(s))"
+            )
+    if problems:
+        raise raw.fail("; ".join(problems))
+    if result.get("label_bad"):
+        bad = result["label_bad"]
+        raise raw.fail(
+            f"label column {config.label!r} must be numeric for a regression problem: "
+            f"{raw.locate(bad['row'])} has {bad['value']!r}"
+        )
+    if result.get("label_unknown"):
+        bad = result["label_unknown"]
+        raise raw.fail(
+            f"label column {config.label!r} has a value that is not one of the configured classes "
+            f"{list(config.classes or ())}: {raw.locate(bad['row'])} has {bad['value']!r}"
+        )
+    if result["labeled"] < config.min_rows:
+        raise raw.fail(
+            f"only {result['labeled']} of {rows} rows have a value in label column {config.label!r}; "
+            f"the dataset config needs at least {config.min_rows} (min_rows)"
+        )
+    numeric: dict[str, dict[str, Any]] = {}
+    medians: dict[str, float] = {}
+    for position, name in enumerate(config.numeric):
+        if result[f"median{position}"] is None:
+            raise raw.fail(f"numeric feature {name!r} is empty on every labeled row, so there is no median to impute")
+        medians[name] = float(result[f"median{position}"])
+        numeric[name] = {
+            "type": "numeric",
+            "count": result[f"count{position}"],
+            "missing": result["labeled"] - result[f"count{position}"],
+            "mean": result[f"mean{position}"],
+            "stddev": result[f"std{position}"],
+            "min": result[f"min{position}"],
+            "max": result[f"max{position}"],
+            "median": medians[name],
+        }
+    profile = Profile(rows=rows, labeled=result["labeled"], numeric=numeric, medians=medians)
+    if config.problem_type == "regression":
+        profile.label_numeric = {
+            "count": result["labeled"],
+            "mean": result["label_mean"],
+            "stddev": result["label_std"],
+            "min": result["label_min"],
+            "max": result["label_max"],
+        }
+    _count_values(raw, config, profile)
+    return profile
+
+
+def _field_count(line: str, delimiter: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=delimiter)))
+    except (csv.Error, StopIteration):
+        return line.count(delimiter) + 1
+
+
+def _count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
+    """Value counts of the split, a class label and each categorical feature on the kept rows, in one job."""
+    with_split = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
+    # Each counted column is numbered so that no column name can be mistaken for another.
+    counted_columns = [F.col(SPLIT), *[_col(name) for name in config.categorical]]
+    if config.problem_type != "regression":
+        counted_columns.append(_col(config.label))
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("k"), c.alias("v")) for i, c in enumerate(counted_columns)]))
+    counts: list[dict[str, int]] = [{} for _ in counted_columns]
+    for row in with_split.select(pairs.alias("pair")).groupBy("pair.k", "pair.v").count().collect():
+        counts[row["k"]][row["v"]] = row["count"]
+    profile.split_counts = {name: counts[0].get(name, 0) for name in SPLITS}
+    profile.category_counts = dict(zip(config.categorical, counts[1 : 1 + len(config.categorical)], strict=True))
+    if config.problem_type == "regression":
+        return _check_splits(raw, config, profile)
+    profile.label_counts = counts[-1]
+    labels = sorted(profile.label_counts)
+    if config.problem_type == "binary" and len(labels) != 2:
+        if len(labels) == 1:
+            raise raw.fail(
+                f"label column {config.label!r} has a single class {labels[0]!r} on all {profile.labeled} labeled "
+                "rows; a binary problem needs two"
+            )
+        raise raw.fail(
+            f"label column {config.label!r} has {len(labels)} distinct values ({_quote_list(labels)}); "
+            "a binary problem needs exactly two"
+        )
+    _check_splits(raw, config, profile)
+
+
+def _check_splits(raw: RawInput, config: JobConfig, profile: Profile) -> None:
+    empty = [name for name in SPLITS if profile.split_counts[name] == 0]
+    if empty:
+        raise raw.fail(
+            f"the {' and '.join(empty)} split(s) would be empty with {profile.labeled} labeled rows and split "
+            f"{dict(config.split)}; upload more rows"
+        )
+
+
+# --- cleaning, encoding, splitting ----------------------------------------------------------
+
+
+def clean(frame: DataFrame, config: JobConfig, medians: Mapping[str, float]) -> DataFrame:
+    """Keep labeled rows; numeric features become doubles with missing values set to the
+    column's median, categorical features trimmed strings with ``MISSING_CATEGORY`` for
+    missing ones, the label a trimmed string. Other columns are kept as they are."""
+    label = _label_text(config)
+    replaced: dict[str, Column] = {config.label: label}
+    for name in config.numeric:
+        replaced[name] = F.coalesce(_number(_col(name)), F.lit(float(medians[name])))
+    for name in config.categorical:
+        value = F.trim(_col(name))
+        replaced[name] = F.when(value.isNull() | (value == ""), F.lit(MISSING_CATEGORY)).otherwise(value)
+    kept = frame.where(label.isNotNull() & (label != ""))
+    return kept.select(*[(replaced[c].alias(c) if c in replaced else _col(c)) for c in frame.columns])
+
+
+def assign_split(frame: DataFrame, config: JobConfig, columns: Sequence[str]) -> DataFrame:
+    """Add ``SPLIT`` (train / validation / test) from a hash of the row key: ``config.row_key``
+    when set, else every input column in file order. The same values always land in the same split."""
+    key = [_col(config.row_key)] if config.row_key else [_col(name) for name in columns]
+    bucket = F.pmod(F.xxhash64(*key), F.lit(HASH_BUCKETS))
+    train_end = round(config.split["train"] * HASH_BUCKETS)
+    validation_end = round((config.split["train"] + config.split["validation"]) * HASH_BUCKETS)
+    split = F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
+    return frame.withColumn(SPLIT, split)
+
+
+def label_encoding(config: JobConfig, labels: Sequence[str]) -> dict[str, int] | None:
+    """Label value → class index: the ``classes`` order when configured, else sorted values.
+    ``None`` for regression (the label is used as a number)."""
+    if config.problem_type == "regression":
+        return None
+    ordered = list(config.classes) if config.classes else sorted(labels)
+    return {value: index for index, value in enumerate(ordered)}
+
+
+def categorical_encodings(category_counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Category → ordinal index by sorted distinct value, per categorical feature."""
+    return {name: {value: i for i, value in enumerate(sorted(counts))} for name, counts in category_counts.items()}
+
+
+def _lookup(mapping: Mapping[str, int], value: Column) -> Column:
+    pairs = [item for key, index in mapping.items() for item in (F.lit(key), F.lit(index))]
+    return F.create_map(*pairs)[value]
+
+
+def encode(
+    frame: DataFrame,
+    config: JobConfig,
+    labels: Mapping[str, int] | None,
+    categories: Mapping[str, Mapping[str, int]],
+    keep: Sequence[str] = (),
+) -> DataFrame:
+    """The model's columns from a cleaned frame: the label (class index, or a double for
+    regression), then the features in config order (numeric doubles, categorical indices),
+    then the ``keep`` columns unchanged."""
+    label = _col(config.label)
+    label = label.cast("double") if labels is None else _lookup(labels, label).cast("int")
+    features = []
+    for feature in config.features:
+        value = _col(feature.name)
+        if feature.type == "categorical":
+            value = _lookup(categories[feature.name], value).cast("int")
+        features.append(value.alias(feature.name))
+    return frame.select(label.alias(config.label), *features, *[_col(name) for name in keep])
+
+
+# --- the job --------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """The encoded rows (lazy) and everything the manifest and statistics report."""
+
+    raw: RawInput
+    profile: Profile
+    encoded: DataFrame
+    labels: dict[str, int] | None
+    categories: dict[str, dict[str, int]]
+
+
+def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
+    """Read, validate, clean, encode and split the upload (the writes are ``write_outputs``')."""
+    raw = read_input(spark, uri, config)
+    raw.frame = raw.frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        profile = profile_input(raw, config)
+    except BaseException:
+        raw.frame.unpersist()
+        raise
+    labels = label_encoding(config, list(profile.label_counts))
+    categories = categorical_encodings(profile.category_counts)
+    # The split hashes the raw values, so it is computed before cleaning changes them.
+    cleaned = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
+    encoded = encode(cleaned, config, labels, categories, keep=[SPLIT])
+    return Prepared(raw=raw, profile=profile, encoded=encoded, labels=labels, categories=categories)
+
+
+def statistics(prepared: Prepared, config: JobConfig) -> dict[str, Any]:
+    """statistics.json: the monitoring baseline of the kept (labeled) rows, before encoding."""
+    profile = prepared.profile
+    features: dict[str, Any] = {}
+    for feature in config.features:
+        if feature.type == "numeric":
+            features[feature.name] = profile.numeric[feature.name]
+            continue
+        counts = profile.category_counts[feature.name]
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_VALUES]
+        features[feature.name] = {
+            "type": "categorical",
+            "count": profile.labeled - counts.get(MISSING_CATEGORY, 0),
+            "missing": counts.get(MISSING_CATEGORY, 0),
+            "distinct": len(counts),
+            "top": [{"value": value, "count": count} for value, count in top],
+            "encoding": prepared.categories[feature.name],
+        }
+    label: dict[str, Any] = {"name": config.label, "problem_type": config.problem_type}
+    if prepared.labels is None:
+        label |= profile.label_numeric or {}
+    else:
+        label["distribution"] = {value: profile.label_counts.get(value, 0) for value in prepared.labels}
+        label["encoding"] = prepared.labels
+    return {
+        "rows": profile.labeled,
+        "label": label,
+        "feature_order": config.feature_names,
+        "features": features,
+    }
+
+
+def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> dict[str, str]:
+    """Write the three splits as CSV (label first; train and validation without a header)."""
+    # Each split re-reads the cached input (prepare persisted it): the encoding is a projection.
+    filesystem, _ = _hadoop_path(spark, output_uri)
+    filesystem.setWriteChecksum(False)  # no .crc files beside the parts on local runs
+    paths = {}
+    for name in SPLITS:
+        paths[name] = join_uri(output_uri, name + "/")
+        rows = prepared.encoded.where(F.col(SPLIT) == name).drop(SPLIT)
+        (
+            rows.write.mode("overwrite")
+            .option("header", "true" if name == "test" else "false")
+            .option(NO_SUCCESS_MARKER, "false")
+            .csv(paths[name])
+        )
+    return paths
+
+
+def build_manifest(
+    arguments: Mapping[str, str],
+    config: JobConfig,
+    prepared: Prepared,
+    *,
+    digest: str,
+    size: int,
+    paths: Mapping[str, str],
+) -> dict[str, Any]:
+    """manifest.json: what was read, what was produced and how (for lineage and for serving)."""
+    profile = prepared.profile
+    version_id = arguments.get("input_version_id") or None
+    return {
+        "run_id": arguments["run_id"],
+        "dataset": config.name,
+        "input": {
+            "uri": arguments["input_uri"],
+            "version_id": None if version_id == "null" else version_id,
+            "format": prepared.raw.file_format,
+            "bytes": size,
+        },
+        "fingerprint": f"sha256:{digest}",
+        "row_counts": {
+            "input": profile.rows,
+            "dropped_unlabeled": profile.rows - profile.labeled,
+            "kept": profile.labeled,
+            **{name: profile.split_counts[name] for name in SPLITS},
+        },
+        "columns": prepared.raw.columns,
+        "label": {"name": config.label, "problem_type": config.problem_type, "encoding": prepared.labels},
+        "feature_order": config.feature_names,
+        "features": [{"name": f.name, "type": f.type} for f in config.features],
+        "categorical_encodings": prepared.categories,
+        "missing_category": MISSING_CATEGORY,
+        "imputation": {"numeric": "median", "medians": profile.medians},
+        "split": {
+            "fractions": dict(config.split),
+            "key": config.row_key,
+            "method": f"pmod(xxhash64({config.row_key or 'all input columns in file order'}), {HASH_BUCKETS})",
+        },
+        "outputs": {
+            **dict(paths),
+            "layout": {
+                "train": "CSV, no header, label first",
+                "validation": "CSV, no header, label first",
+                "test": "CSV with header, label first",
+            },
+        },
+        "code_version": arguments.get("code_version"),
+        "pyspark_version": pyspark.__version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run(spark: SparkSession, arguments: Mapping[str, str]) -> dict[str, Any]:
+    """The whole job: returns the manifest it wrote."""
+    uri, output_uri = arguments["input_uri"], arguments["output_uri"]
+    config = parse_config(arguments["dataset_config"], uri)
+    file_format_of(uri)
+    size = input_size(spark, uri)
+    digest = fingerprint(spark, uri)
+    LOGGER.info("input %s: %d bytes, sha256 %s", uri, size, digest)
+    prepared = prepare(spark, uri, config)
+    try:
+        paths = write_outputs(spark, prepared, output_uri)
+        paths["statistics"] = join_uri(output_uri, "statistics.json")
+        paths["manifest"] = join_uri(output_uri, "manifest.json")
+        write_text(spark, paths["statistics"], _json(statistics(prepared, config)))
+        manifest = build_manifest(arguments, config, prepared, digest=digest, size=size, paths=paths)
+        write_text(spark, paths["manifest"], _json(manifest))
+    finally:
+        prepared.raw.frame.unpersist()
+    LOGGER.info("wrote %s: %s", output_uri, manifest["row_counts"])
+    return manifest
+
+
+def _json(document: Any) -> str:
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Entry point on Glue and locally. A ``PreprocessError`` is printed to stderr and
+    re-raised, so the job run fails with it as its error message."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    arguments = resolve_arguments(sys.argv if argv is None else argv)
+    spark = create_spark_session()
+    try:
+        return run(spark, arguments)
+    except PreprocessError as exc:
+        print(f"PreprocessError: {exc}", file=sys.stderr)
+        raise
+
+
+if __name__ == "__main__":
+    main()

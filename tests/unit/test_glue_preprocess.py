@@ -1,0 +1,536 @@
+"""The Glue preprocessing script on local PySpark: outputs, determinism, cleaning, encoding, errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import statistics as pystats
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyspark
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from stepml.config import parse_dataset_config
+from tests.helpers import load_handler
+
+pp = load_handler("glue_jobs/preprocess.py")
+
+pytestmark = pytest.mark.spark
+
+HEADER = ["id", "age", "income", "plan", "region", "churned"]
+FEATURES = [
+    {"name": "age", "type": "numeric"},
+    {"name": "income", "type": "numeric"},
+    {"name": "plan", "type": "categorical"},
+    {"name": "region", "type": "categorical"},
+]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # One core: on a 2-core CI machine a second task thread only adds scheduling overhead.
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("stepml-preprocess-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def dataset_config(**overrides: Any) -> dict[str, Any]:
+    """A dataset config as the Lambda side passes it: validated by stepml.config, then dumped."""
+    raw = {
+        "name": "churn",
+        "label": "churned",
+        "problem_type": "binary",
+        "classes": ["no", "yes"],
+        "features": FEATURES,
+        "row_key": "id",
+        "metric": "auc",
+        "threshold": 0.7,
+        "min_rows": 10,
+    }
+    raw.update(overrides)
+    raw = {key: value for key, value in raw.items() if value is not None}
+    return parse_dataset_config(raw, "test").model_dump(mode="json")
+
+
+def job_config(**overrides: Any):
+    return pp.parse_config(json.dumps(dataset_config(**overrides)), "test")
+
+
+def churn_rows(count: int, seed: int = 3) -> list[list[str]]:
+    """Rows with missing ages and plans, and every 15th row unlabeled."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        rows.append(
+            [
+                f"c{i:04d}",
+                str(rng.randint(18, 80)) if rng.random() > 0.1 else "",
+                f"{rng.uniform(1000, 9000):.2f}",
+                rng.choice(["basic", "pro", "team", ""]),
+                rng.choice(["north", "south"]),
+                "" if i % 15 == 7 else rng.choice(["no", "yes"]),
+            ]
+        )
+    return rows
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER, delimiter: str = ",") -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+def run_main(input_path: Path, output: Path, config: dict[str, Any], **extra: str) -> dict[str, Any]:
+    argv = [
+        "preprocess.py",
+        "--JOB_NAME",
+        "stepml-dev-preprocess",
+        "--run_id",
+        "churn-0123456789ab",
+        "--input_uri",
+        str(input_path),
+        "--output_uri",
+        f"{output}/",
+        "--dataset_config",
+        json.dumps(config),
+        "--enable-metrics",
+        "true",
+    ]
+    for name, value in extra.items():
+        argv += [f"--{name}", value]
+    return pp.main(argv)
+
+
+def read_split(folder: Path) -> list[str]:
+    """The lines of every part file, in part order."""
+    parts = sorted(folder.glob("part-*"))
+    assert parts, f"no part files in {folder}"
+    return [line for part in parts for line in part.read_text().splitlines()]
+
+
+# --- the happy path through main() ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def churn_run(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("churn")
+    rows = churn_rows(150)
+    source = write_csv(folder / "data.csv", rows)
+    manifest = run_main(source, folder / "out", dataset_config(), input_version_id="v-1", code_version="abc123")
+    return {"rows": rows, "source": source, "out": folder / "out", "manifest": manifest}
+
+
+def test_main_writes_headerless_train_and_validation_with_the_label_first(churn_run):
+    out = churn_run["out"]
+    for split in ("train", "validation"):
+        lines = read_split(out / split)
+        assert lines, split
+        for line in lines:
+            values = [float(value) for value in line.split(",")]  # no header line: every field is a number
+            assert len(values) == 1 + len(FEATURES)
+            label, age, income, plan, region = values
+            assert label in (0.0, 1.0)
+            assert 18 <= age <= 80 and 1000 <= income <= 9000
+            assert plan in (0, 1, 2, 3) and region in (0, 1)
+
+
+def test_main_writes_the_test_split_with_a_header_and_no_success_markers(churn_run):
+    out = churn_run["out"]
+    lines = read_split(out / "test")
+    assert lines[0] == "churned,age,income,plan,region"
+    assert all(float(line.split(",")[0]) in (0.0, 1.0) for line in lines[1:])
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not [name for name in written if "_SUCCESS" in name or name.endswith(".crc")]
+    assert {name.split("/")[0] for name in written} == {
+        "train",
+        "validation",
+        "test",
+        "manifest.json",
+        "statistics.json",
+    }
+
+
+def test_manifest_records_fingerprint_counts_and_encodings(churn_run):
+    rows, out, manifest = churn_run["rows"], churn_run["out"], churn_run["manifest"]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["fingerprint"] == "sha256:" + hashlib.sha256(churn_run["source"].read_bytes()).hexdigest()
+    assert manifest["input"] == {
+        "uri": str(churn_run["source"]),
+        "version_id": "v-1",
+        "format": "csv",
+        "bytes": churn_run["source"].stat().st_size,
+    }
+    assert manifest["run_id"] == "churn-0123456789ab" and manifest["code_version"] == "abc123"
+    assert manifest["pyspark_version"] == pyspark.__version__
+    unlabeled = sum(1 for row in rows if not row[-1])
+    counts = manifest["row_counts"]
+    assert counts["input"] == len(rows) and counts["dropped_unlabeled"] == unlabeled
+    assert counts["train"] + counts["validation"] + counts["test"] == len(rows) - unlabeled
+    for split in ("train", "validation"):
+        assert len(read_split(out / split)) == counts[split]
+    assert len(read_split(out / "test")) == counts["test"] + 1
+    assert manifest["columns"] == HEADER
+    assert manifest["feature_order"] == ["age", "income", "plan", "region"]
+    assert manifest["label"]["encoding"] == {"no": 0, "yes": 1}
+    assert manifest["categorical_encodings"] == {
+        "plan": {"__missing__": 0, "basic": 1, "pro": 2, "team": 3},
+        "region": {"north": 0, "south": 1},
+    }
+    assert manifest["split"]["key"] == "id"
+
+
+def test_output_rows_carry_the_input_values_in_feature_order(churn_run):
+    """Per column sums and the label distribution survive encoding: nothing is shifted or lost."""
+    rows, out = churn_run["rows"], churn_run["out"]
+    labeled = [row for row in rows if row[-1]]
+    written = read_split(out / "train") + read_split(out / "validation") + read_split(out / "test")[1:]
+    columns = list(zip(*[[float(v) for v in line.split(",")] for line in written], strict=True))
+    assert Counter(columns[0]) == Counter(1.0 if row[-1] == "yes" else 0.0 for row in labeled)
+    assert sum(columns[2]) == pytest.approx(sum(float(row[2]) for row in labeled))
+    region_codes = {"north": 0, "south": 1}
+    assert Counter(columns[4]) == Counter(region_codes[row[4]] for row in labeled)
+
+
+def test_statistics_describe_the_kept_rows(churn_run):
+    rows, out = churn_run["rows"], churn_run["out"]
+    labeled = [row for row in rows if row[-1]]
+    stats = json.loads((out / "statistics.json").read_text())
+    ages = [float(row[1]) for row in labeled if row[1]]
+    age = stats["features"]["age"]
+    assert age["count"] == len(ages) and age["missing"] == len(labeled) - len(ages)
+    assert age["mean"] == pytest.approx(pystats.mean(ages))
+    assert age["stddev"] == pytest.approx(pystats.stdev(ages))
+    assert (age["min"], age["max"]) == (min(ages), max(ages))
+    assert age["median"] == pytest.approx(pystats.median(ages))
+    plan = stats["features"]["plan"]
+    plans = Counter(row[3] or "__missing__" for row in labeled)
+    assert plan["distinct"] == 4 and plan["missing"] == plans["__missing__"]
+    assert plan["top"][0] == {"value": plans.most_common(1)[0][0], "count": plans.most_common(1)[0][1]}
+    assert stats["label"]["distribution"] == {
+        "no": sum(r[-1] == "no" for r in labeled),
+        "yes": sum(r[-1] == "yes" for r in labeled),
+    }
+    assert stats["rows"] == len(labeled)
+
+
+def test_same_input_gives_identical_splits(churn_run, tmp_path):
+    manifest = run_main(churn_run["source"], tmp_path / "again", dataset_config())
+    for split in ("train", "validation", "test"):
+        assert read_split(tmp_path / "again" / split) == read_split(churn_run["out"] / split)
+    assert manifest["row_counts"] == churn_run["manifest"]["row_counts"]
+    assert manifest["fingerprint"] == churn_run["manifest"]["fingerprint"]
+
+
+# --- pure functions ---------------------------------------------------------------------------
+
+
+def test_split_fractions_follow_the_config_and_hash_the_whole_row(spark):
+    frame = spark.range(1000).select(
+        F.concat(F.lit("r"), F.col("id").cast("string")).alias("id"),
+        (F.col("id") % 7).cast("string").alias("x"),
+        F.when(F.col("id") % 3 == 0, "a").otherwise("b").alias("y"),
+    )
+    config = job_config(row_key=None, split={"train": 0.6, "validation": 0.25, "test": 0.15})
+    first = dict(pp.assign_split(frame, config, ["id", "x", "y"]).select("id", pp.SPLIT).collect())
+    counts = Counter(first.values())
+    assert abs(counts["train"] - 600) < 50 and abs(counts["validation"] - 250) < 40 and abs(counts["test"] - 150) < 35
+    assert dict(pp.assign_split(frame, config, ["id", "x", "y"]).select("id", pp.SPLIT).collect()) == first
+    # Another column order is another raw row: the hash, and so the split, changes for many rows.
+    reordered = dict(pp.assign_split(frame, config, ["x", "id", "y"]).select("id", pp.SPLIT).collect())
+    assert sum(first[key] != reordered[key] for key in first) > 100
+
+
+def test_rows_with_the_same_row_key_share_a_split(spark):
+    frame = spark.range(400).select(
+        F.concat(F.lit("k"), (F.col("id") % 50).cast("string")).alias("customer"), F.col("id").cast("string").alias("x")
+    )
+    config = job_config(features=[{"name": "x", "type": "numeric"}], row_key="customer")
+    pairs = pp.assign_split(frame, config, ["customer", "x"]).select("customer", pp.SPLIT).distinct().collect()
+    assert len(pairs) == 50
+
+
+IMPUTE_FEATURES = [{"name": "age", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+
+
+@pytest.fixture(scope="module")
+def imputation_case(spark, tmp_path_factory):
+    """Labeled ages 1, 2, 10, 4, 2, 4, 10, 1 and two missing; the unlabeled row's 1000 must not count."""
+    values = [
+        ("a", "1", "pro", "no"),
+        ("b", "", "basic", "yes"),
+        ("c", "2", "", "no"),
+        ("d", "10", "team, large", "yes"),
+        ("e", "1000", "pro", ""),
+        ("f", "4", "  ", "no"),
+        ("g", " ", "pro", "yes"),
+        ("h", "2", "basic", "no"),
+        ("i", "4", "team, large", "yes"),
+        ("j", "10", "pro", "no"),
+        ("k", "1", "pro", "yes"),
+    ]
+    folder = tmp_path_factory.mktemp("impute")
+    # Windows line endings, a byte order mark and a quoted delimiter, as spreadsheet exports have.
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([["id", "age", "plan", "churned"], *values])
+    path = folder / "small.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8-sig")
+    config = job_config(features=IMPUTE_FEATURES, classes=None, split={"train": 0.4, "validation": 0.3, "test": 0.3})
+    prepared = pp.prepare(spark, str(path), config)
+    try:
+        cleaned = pp.clean(prepared.raw.frame, config, prepared.profile.medians)
+        encoded = pp.encode(cleaned, config, prepared.labels, prepared.categories, keep=["id"]).collect()
+    finally:
+        prepared.raw.frame.unpersist()
+    return prepared, {row["id"]: row for row in encoded}
+
+
+def test_missing_numbers_get_the_median_of_the_labeled_rows(imputation_case):
+    prepared, encoded = imputation_case
+    assert prepared.profile.medians == {"age": 3.0}  # the even count interpolates: (2 + 4) / 2
+    assert prepared.profile.rows == 11 and prepared.profile.labeled == 10
+    assert prepared.profile.numeric["age"]["missing"] == 2
+    assert encoded["b"]["age"] == 3.0 and encoded["g"]["age"] == 3.0 and encoded["d"]["age"] == 10.0
+    assert "e" not in encoded
+
+
+def test_categories_are_indexed_by_sorted_value_and_missing_is_a_category(imputation_case):
+    prepared, encoded = imputation_case
+    assert prepared.categories == {"plan": {"__missing__": 0, "basic": 1, "pro": 2, "team, large": 3}}
+    assert encoded["c"]["plan"] == 0 and encoded["f"]["plan"] == 0
+    assert encoded["a"]["plan"] == 2 and encoded["d"]["plan"] == 3
+    # Without configured classes the binary label is indexed by sorted value.
+    assert prepared.labels == {"no": 0, "yes": 1}
+    assert encoded["d"]["churned"] == 1 and encoded["a"]["churned"] == 0
+
+
+def test_label_encoding_follows_the_configured_class_order():
+    assert pp.label_encoding(job_config(classes=["yes", "no"]), ["no", "yes"]) == {"yes": 0, "no": 1}
+    assert pp.label_encoding(job_config(classes=None), ["true", "false"]) == {"false": 0, "true": 1}
+    multiclass = job_config(problem_type="multiclass", classes=["gold", "silver", "bronze"], metric="accuracy")
+    assert pp.label_encoding(multiclass, ["bronze", "gold"]) == {"gold": 0, "silver": 1, "bronze": 2}
+    assert pp.label_encoding(job_config(problem_type="regression", classes=None, metric="rmse"), []) is None
+
+
+# --- validation errors ------------------------------------------------------------------------
+
+
+def csv_text(rows: list[list[str]], header: list[str] = HEADER, delimiter: str = ",") -> str:
+    return "\n".join(delimiter.join(row) for row in [header, *rows]) + "\n"
+
+
+def good_rows(count: int = 12) -> list[list[str]]:
+    return [[f"c{i}", str(20 + i), f"{1000 + i}.5", "pro", "north", "yes" if i % 2 else "no"] for i in range(count)]
+
+
+def with_value(rows: list[list[str]], row: int, column: str, value: str) -> list[list[str]]:
+    changed = [list(r) for r in rows]
+    changed[row][HEADER.index(column)] = value
+    return changed
+
+
+ERROR_CASES = {
+    "empty file": ("data.csv", b"", {}, ["the file is empty"]),
+    "header only": ("data.csv", csv_text([]).encode(), {}, ["header but no data rows"]),
+    "binary garbage": ("data.csv", bytes(range(7, 256)) + bytes(range(256)), {}, ["binary", "line 3 contains NUL"]),
+    "a zip archive named .csv": ("data.csv", b"PK\x03\x04\x14\x00\x06\x00", {}, ["binary", "zip archive"]),
+    "latin-1 bytes": (
+        "data.csv",
+        csv_text(with_value(good_rows(), 2, "plan", "caf\u00e9")).encode("latin-1"),
+        {},
+        ["line 4", "not UTF-8"],
+    ),
+    "wrong delimiter": (
+        "data.csv",
+        csv_text(good_rows(), delimiter=";").encode(),
+        {},
+        ["label column 'churned'", "missing from the header (line 1)", "';'", "csv_delimiter is ','"],
+    ),
+    "duplicate columns": (
+        "data.csv",
+        csv_text(good_rows(), header=["id", "age", "income", "plan", "age", "churned"]).encode(),
+        {},
+        ["line 1", "duplicate column names", "'age'"],
+    ),
+    "fewer than min_rows": ("data.csv", csv_text(good_rows(5)).encode(), {}, ["5 data rows", "at least 10 (min_rows)"]),
+    "one row": ("data.csv", csv_text(good_rows(1)).encode(), {"min_rows": 2}, ["1 data row;", "at least 2"]),
+    "missing feature": (
+        "data.csv",
+        csv_text([r[:3] + r[4:] for r in good_rows()], header=[h for h in HEADER if h != "plan"]).encode(),
+        {},
+        ["feature column 'plan' missing from the header (line 1)"],
+    ),
+    "text in a numeric feature after a blank line": (
+        "data.csv",
+        csv_text(with_value(good_rows(), 5, "age", "forty")).replace("\nc1,", "\n\nc1,").encode(),
+        {},
+        ["numeric feature 'age'", "line 8", "'forty'"],
+    ),
+    "wrong field count": (
+        "data.csv",
+        (csv_text(good_rows()) + "c99,30,1.5,pro\n").encode(),
+        {},
+        ["line 14 has 4 field(s)", "the header has 6"],
+    ),
+    "no labels at all": (
+        "data.csv",
+        csv_text([[*r[:-1], ""] for r in good_rows()]).encode(),
+        {},
+        ["label column 'churned' is empty on all 12 rows"],
+    ),
+    "single class": (
+        "data.csv",
+        csv_text([[*r[:-1], "no"] for r in good_rows()]).encode(),
+        {},
+        ["label column 'churned'", "single class 'no'"],
+    ),
+    "label outside the binary classes": (
+        "data.csv",
+        csv_text(with_value(good_rows(), 8, "churned", "maybe")).encode(),
+        {},
+        ["label column 'churned'", "line 10", "'maybe'", "['no', 'yes']"],
+    ),
+    "three values for a binary label": (
+        "data.csv",
+        csv_text(with_value(good_rows(), 3, "churned", "maybe")).encode(),
+        {"classes": None},
+        ["label column 'churned'", "3 distinct values", "'maybe'"],
+    ),
+    "label outside the multiclass classes": (
+        "data.csv",
+        csv_text(with_value(good_rows(), 0, "churned", "platinum")).encode(),
+        {"problem_type": "multiclass", "classes": ["no", "yes", "unsure"], "metric": "accuracy"},
+        ["label column 'churned'", "line 2", "'platinum'"],
+    ),
+    "text label for regression": (
+        "data.csv",
+        csv_text([[*r[:-1], str(i)] for i, r in enumerate(with_value(good_rows(), 6, "churned", "high"))])
+        .replace(",6\n", ",high\n")
+        .encode(),
+        {"problem_type": "regression", "classes": None, "metric": "rmse"},
+        ["label column 'churned' must be numeric", "line 8", "'high'"],
+    ),
+    "missing row key": (
+        "data.csv",
+        csv_text([r[1:] for r in good_rows()], header=HEADER[1:]).encode(),
+        {},
+        ["row_key column 'id' missing"],
+    ),
+    "garbage parquet": ("data.parquet", b"not parquet at all", {}, ["not a Parquet file"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES), ids=list(ERROR_CASES))
+def test_bad_uploads_fail_with_the_problem_the_column_and_the_line(spark, tmp_path, case):
+    file_name, content, overrides, fragments = ERROR_CASES[case]
+    path = tmp_path / file_name
+    path.write_bytes(content)
+    with pytest.raises(pp.PreprocessError) as caught:
+        pp.prepare(spark, str(path), job_config(**overrides))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    for fragment in fragments:
+        assert fragment in message
+    assert "\n" not in message  # one line: the local Glue engine reports the last error line
+
+
+def test_unsupported_extension_is_named_with_the_file(spark, tmp_path):
+    path = tmp_path / "data.xlsx"
+    path.write_bytes(b"PK\x03\x04")
+    with pytest.raises(
+        pp.PreprocessError, match=r"data\.xlsx: unsupported file type: 'data\.xlsx' has extension '\.xlsx'"
+    ):
+        pp.prepare(spark, str(path), job_config())
+
+
+def test_line_numbers_stay_exact_when_the_file_is_read_in_several_partitions(spark, tmp_path):
+    rows = with_value(good_rows(120), 100, "income", "n/a")
+    path = write_csv(tmp_path / "data.csv", rows)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "512")
+    try:
+        raw = pp.read_input(spark, str(path), job_config())
+        assert raw.frame.rdd.getNumPartitions() > 3
+        with pytest.raises(pp.PreprocessError, match=r"numeric feature 'income' .* on line 102: 'n/a'"):
+            pp.profile_input(raw, job_config())
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def test_main_fails_the_job_with_the_error_on_stderr(spark, tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text(csv_text([]))
+    with pytest.raises(pp.PreprocessError):
+        run_main(path, tmp_path / "out", dataset_config())
+    assert f"PreprocessError: {path}: the file has a header but no data rows" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_parquet_uploads_are_read_with_their_types_for_a_regression(spark, tmp_path):
+    pandas = pytest.importorskip("pandas")
+    rows = churn_rows(40, seed=5)
+    frame = pandas.DataFrame(rows, columns=HEADER).replace("", None)
+    frame["age"] = pandas.to_numeric(frame["age"])  # float64 with NaN for the missing ages
+    frame["income"] = frame["income"].astype(float)
+    frame.to_parquet(tmp_path / "data.parquet")
+    features = [{"name": "age", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+    config = job_config(label="income", problem_type="regression", classes=None, metric="rmse", features=features)
+    prepared = pp.prepare(spark, str(tmp_path / "data.parquet"), config)
+    try:
+        encoded = prepared.encoded.collect()
+    finally:
+        prepared.raw.frame.unpersist()
+    ages = [float(row[1]) for row in rows if row[1]]
+    assert prepared.raw.file_format == "parquet" and prepared.raw.columns == HEADER
+    assert prepared.profile.labeled == len(rows) and prepared.labels is None
+    assert prepared.profile.medians["age"] == pytest.approx(pystats.median(ages))
+    assert prepared.profile.label_numeric["mean"] == pytest.approx(pystats.mean(float(row[2]) for row in rows))
+    assert sorted(row["income"] for row in encoded) == sorted(float(row[2]) for row in rows)
+    assert encoded[0].__fields__[:3] == ["income", "age", "plan"]
+
+
+# --- arguments and config ------------------------------------------------------------------------
+
+
+def test_arguments_resolve_like_glue_does():
+    argv = ["preprocess.py", "--JOB_NAME", "job", "--run_id", "r1", "--input_uri", "s3://u/incoming/churn/a.csv"]
+    argv += ["--output_uri", "s3://a/processed/churn/r1/", "--dataset_config", "{}", "--job-bookmark-option", "x"]
+    assert pp.resolve_arguments(argv) == {
+        "run_id": "r1",
+        "input_uri": "s3://u/incoming/churn/a.csv",
+        "output_uri": "s3://a/processed/churn/r1/",
+        "dataset_config": "{}",
+    }
+    assert pp.resolve_arguments([*argv, "--input_version_id", "v7"])["input_version_id"] == "v7"
+    with pytest.raises(SystemExit):
+        pp.resolve_arguments(argv[:5])
+
+
+def test_config_is_checked_again_and_errors_name_the_file_and_field():
+    config = pp.parse_config(json.dumps(dataset_config()), "s3://u/a.csv")
+    assert config.numeric == ["age", "income"] and config.categorical == ["plan", "region"]
+    assert config.split == {"train": 0.7, "validation": 0.15, "test": 0.15}
+    with pytest.raises(pp.PreprocessError, match=r"^s3://u/a\.csv: dataset config .*not valid JSON"):
+        pp.parse_config("{", "s3://u/a.csv")
+    broken = dataset_config() | {"features": [{"name": "age", "type": "text"}]}
+    with pytest.raises(pp.PreprocessError, match=r"field 'features.0.type' must be numeric or categorical"):
+        pp.parse_config(json.dumps(broken), "s3://u/a.csv")
