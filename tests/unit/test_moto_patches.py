@@ -1018,3 +1018,50 @@ def test_server_mode_runs_glue_and_sagemaker_sync_tasks_and_describe_execution_a
     assert isinstance(execution.output["preprocess"]["completed_on"], int)
     assert execution.output["train"]["status"] == "Completed"
     assert isinstance(execution.output["train"]["completed_on"], int)
+
+
+def test_concurrent_conditional_writes_have_exactly_one_winner(aws_credentials):
+    """Without the lock moto lets two of twenty racing conditional updates both succeed."""
+    import threading
+
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for round_number in range(15):
+            key = {"k": {"S": f"r{round_number}"}}
+            client.put_item(TableName="t", Item={**key, "status": {"S": "PENDING"}})
+            winners = []
+            barrier = threading.Barrier(20)
+
+            def decide(who: int, key=key, winners=winners, barrier=barrier) -> None:
+                barrier.wait()
+                try:
+                    client.update_item(
+                        TableName="t",
+                        Key=key,
+                        UpdateExpression="SET #s = :done, who = :who",
+                        ConditionExpression="#s = :pending",
+                        ExpressionAttributeNames={"#s": "status"},
+                        ExpressionAttributeValues={
+                            ":done": {"S": "DONE"},
+                            ":pending": {"S": "PENDING"},
+                            ":who": {"N": str(who)},
+                        },
+                    )
+                    winners.append(who)
+                except client.exceptions.ConditionalCheckFailedException:
+                    pass
+
+            threads = [threading.Thread(target=decide, args=(i,)) for i in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(winners) == 1, f"round {round_number}: {len(winners)} winners"

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -345,7 +346,32 @@ def _task_token_calls_skip_starting_executions() -> None:
     StepFunctionsParserBackend._get_executions = _get_executions
 
 
+_DYNAMODB_WRITE_LOCK = threading.RLock()
+
+
+def _dynamodb_writes_are_atomic() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            with _DYNAMODB_WRITE_LOCK:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+
+
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="dynamodb-writes-atomic",
+        why=(
+            "moto checks a ConditionExpression and then writes without a lock, so under the threaded "
+            "server two concurrent conditional writes can both succeed. DynamoDB makes each conditional "
+            "write atomic; the approval API's exactly-once decision and ResolveRun's claim rely on it."
+        ),
+        apply=_dynamodb_writes_are_atomic,
+    ),
     Patch(
         name="bool-condition-secure-transport",
         why=(
