@@ -589,12 +589,12 @@ class Profile:
 
 
 def profile_input(raw: RawInput, config: JobConfig) -> Profile:
-    """Validate every row and gather statistics in one aggregation, then count values in another.
+    """Validate every row and gather numeric statistics and medians in one aggregation.
 
     Raises ``PreprocessError`` for: no data rows, binary or non-UTF-8 lines, records with the
     wrong number of fields, too few rows, no labels, non-numeric values in numeric features
-    (or a regression label), labels outside ``classes`` and a binary label without exactly
-    two classes. Statistics cover labeled rows, the rows that are kept.
+    (or a regression label) and labels outside ``classes``. Statistics cover labeled rows,
+    the rows that are kept.
     """
     frame = raw.frame
     label = _label_text(config)
@@ -708,7 +708,6 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
             "min": result["label_min"],
             "max": result["label_max"],
         }
-    _count_values(raw, config, profile)
     return profile
 
 
@@ -719,8 +718,10 @@ def _field_count(line: str, delimiter: str) -> int:
         return line.count(delimiter) + 1
 
 
-def _count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
-    """Value counts of the split, a class label and each categorical feature on the kept rows, in one job."""
+def count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
+    """Count the values of the split, a class label and each categorical feature on the kept
+    rows, in one job, into ``profile``. Raises ``PreprocessError`` when a binary label does
+    not have exactly two classes or a split would be empty."""
     with_split = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
     # Each counted column is numbered so that no column name can be mistaken for another.
     counted_columns = [F.col(SPLIT), *[_col(name) for name in config.categorical]]
@@ -844,9 +845,11 @@ class Prepared:
 def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
     """Read, validate, clean, encode and split the upload (the writes are ``write_outputs``')."""
     raw = read_input(spark, uri, config)
+    profile = profile_input(raw, config)
+    # The validation pass reads the file; the value counts and the three writes reuse this cache.
     raw.frame = raw.frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        profile = profile_input(raw, config)
+        count_values(raw, config, profile)
     except BaseException:
         raw.frame.unpersist()
         raise
