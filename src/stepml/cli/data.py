@@ -33,7 +33,7 @@ def datasets_put(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if config.name != args.name:
         raise CliError(f"{path}: the config is for dataset {config.name!r}, not {args.name!r}")
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     bucket = target.output("ArtifactBucketName")
     target.client("s3").put_object(
         Bucket=bucket,
@@ -47,7 +47,7 @@ def datasets_put(args: argparse.Namespace) -> int:
 
 
 def datasets_list(args: argparse.Namespace) -> int:
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     bucket = target.output("ArtifactBucketName")
     s3 = target.client("s3")
     rows = []
@@ -86,7 +86,7 @@ def upload(args: argparse.Namespace) -> int:
             f"warning: {path.name}: the pipeline reads {' and '.join(SUPPORTED_UPLOADS)} files; "
             "this upload will fail validation and be reported"
         )
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     bucket = target.output("UploadBucketName")
     key = f"incoming/{args.dataset}/{path.name}"
     s3 = target.client("s3")

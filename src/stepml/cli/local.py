@@ -15,6 +15,8 @@ from pathlib import Path
 
 from stepml.cli.context import CliError, state_dir
 from stepml.local.cloud import DEFAULT_API_PORT, DEFAULT_PORT, LocalCloud, LocalCloudError, port_is_free
+from stepml.local.provision import ProvisionError
+from stepml.local.template import TemplateError
 
 
 def find_repository(start: Path | None = None) -> Path:
@@ -41,9 +43,9 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
     )
     try:
         return cloud.start()
-    except LocalCloudError as exc:
+    except (LocalCloudError, ProvisionError, TemplateError) as exc:
         cloud.stop()
-        raise CliError(str(exc)) from exc
+        raise CliError(f"{exc}. Fix the template (or the port) and run the command again.") from exc
 
 
 def _running_pid(folder: Path) -> int | None:

@@ -64,7 +64,7 @@ def runs(args: argparse.Namespace) -> int:
             "started": r.get("started_at"),
             "ended": r.get("ended_at"),
         }
-        for r in list_runs(connect(args.stack_name))
+        for r in list_runs(connect(args.stack_name, args.state_dir))
     ]
     if args.json:
         print_json(rows)
@@ -74,7 +74,7 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def runs_show(args: argparse.Namespace) -> int:
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     run, steps = run_steps(target, args.run_id)
     skipped = {
         s["step"] for s in steps if s.get("attempt", 1) < run.get("attempt", 1) and s.get("status") == "SUCCEEDED"
@@ -102,7 +102,7 @@ def runs_show(args: argparse.Namespace) -> int:
 
 
 def runs_resume(args: argparse.Namespace) -> int:
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     run, _ = run_steps(target, args.run_id)
     if run.get("status") not in ("FAILED", "RUNNING"):
         raise CliError(f"run {args.run_id} is {run.get('status')}; only a failed run can be resumed")
@@ -225,7 +225,7 @@ def predict(args: argparse.Namespace) -> int:
 
     rows = read_feature_rows(Path(args.file))
     serializer, deserializer = CSVSerializer(), CSVDeserializer()
-    target = connect(args.stack_name)
+    target = connect(args.stack_name, args.state_dir)
     runtime = target.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint(
