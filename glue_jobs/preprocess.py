@@ -17,6 +17,10 @@ same script runs locally on pyspark 3.5 with local paths instead of ``s3://`` UR
 
 A problem with the upload raises ``PreprocessError``; its message starts with the input URI
 and names the problem, the column and the line, and fails the Glue job run with it.
+
+CSV input: UTF-8, a header line, one record per line (RFC 4180 quoting, but no line breaks
+inside quoted values, so that large files split across workers and every message can name
+the exact line). Empty or blank values are missing values.
 """
 
 from __future__ import annotations
@@ -994,7 +998,6 @@ def _json(document: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Entry point on Glue and locally. A ``PreprocessError`` is printed to stderr and
     re-raised, so the job run fails with it as its error message."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arguments = resolve_arguments(sys.argv if argv is None else argv)
     spark = create_spark_session()
     try:
@@ -1005,4 +1008,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     main()

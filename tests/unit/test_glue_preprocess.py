@@ -45,6 +45,7 @@ def spark():
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
+        .config("spark.driver.extraJavaOptions", os.environ.get("XJ", ""))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -486,7 +487,8 @@ def test_main_fails_the_job_with_the_error_on_stderr(spark, tmp_path, capsys):
 
 
 def test_parquet_uploads_are_read_with_their_types_for_a_regression(spark, tmp_path):
-    pandas = pytest.importorskip("pandas")
+    import pandas
+
     rows = churn_rows(40, seed=5)
     frame = pandas.DataFrame(rows, columns=HEADER).replace("", None)
     frame["age"] = pandas.to_numeric(frame["age"])  # float64 with NaN for the missing ages

@@ -32,8 +32,13 @@ class RecordingRuntime:
 def test_every_resource_of_the_template_is_created(aws_credentials):
     runtime = RecordingRuntime()
     with mock_aws():
-        stack = provision(TEMPLATE, boto3.Session(region_name="us-east-1"), stack_name="stepml-test",
-                          parameter_overrides={"ApprovalBaseUrl": "http://127.0.0.1:9999"}, runtime=runtime)
+        stack = provision(
+            TEMPLATE,
+            boto3.Session(region_name="us-east-1"),
+            stack_name="stepml-test",
+            parameter_overrides={"ApprovalBaseUrl": "http://127.0.0.1:9999"},
+            runtime=runtime,
+        )
         template = load_template(TEMPLATE)
         assert set(stack.created) == set(template["Resources"])
         sfn = boto3.client("stepfunctions")
@@ -46,12 +51,15 @@ def test_every_resource_of_the_template_is_created(aws_credentials):
         assert targets["Targets"][0]["Arn"] == stack.physical_id("PipelineStateMachine")
         alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
         assert {"stepml-test-production-model-latency", "stepml-test-production-invocation-5xx"} <= {
-            a["AlarmName"] for a in alarms}
+            a["AlarmName"] for a in alarms
+        }
     approval = runtime.functions[stack.resolved.physical_ids["RequestApprovalFunction"]]
     assert approval.environment["STEPML_APPROVAL_BASE_URL"] == "http://127.0.0.1:9999"
     assert approval.layer_dirs and approval.layer_dirs[0].name == "src"
-    assert [r.route_key for r in runtime.routes["ApprovalHttpApi"]] == ["GET /approvals/{approval_id}",
-                                                                         "POST /approvals/{approval_id}"]
+    assert [r.route_key for r in runtime.routes["ApprovalHttpApi"]] == [
+        "GET /approvals/{approval_id}",
+        "POST /approvals/{approval_id}",
+    ]
     assert runtime.glue_jobs["stepml-test-preprocess"].name == "preprocess.py"
 
 
