@@ -207,3 +207,44 @@ def test_a_bad_upload_fails_in_glue_alerts_and_leaves_no_endpoint(pipeline):
     head = pipeline.client("s3").head_object(Bucket=upload["bucket"], Key=upload["key"])
     assert head["ETag"] == upload["etag"] and head["VersionId"] == upload["version"]
     assert pipeline.wait_for_execution_end(upload["key"]) == "FAILED"
+
+
+def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
+    """`aws --endpoint-url ... s3 cp` starts a run like any other upload (the machine's AWS CLI)."""
+    import os
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws")
+    assert aws, "the AWS CLI (awscli on PATH) is needed for this test"
+    pipeline.onboard("churn-cli", promote_only_if_better=False)
+    data = tmp_path / "from-cli.csv"
+    data.write_bytes(churn_csv(400, seed=15))
+    destination = f"s3://{pipeline.outputs['UploadBucketName']}/incoming/churn-cli/from-cli.csv"
+    environment = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    environment.pop("AWS_PROFILE", None)
+    copied = subprocess.run(
+        [aws, "--endpoint-url", pipeline.cloud.endpoint_url, "s3", "cp", str(data), destination],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    head = pipeline.client("s3").head_object(
+        Bucket=pipeline.outputs["UploadBucketName"], Key="incoming/churn-cli/from-cli.csv"
+    )
+    run_id = make_run_id(pipeline.outputs["UploadBucketName"], "incoming/churn-cli/from-cli.csv", head["VersionId"])
+    email = pipeline.wait_for_email(run_id)
+    status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="cli run checked")
+    assert status == 200
+    records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
+    assert records["RUN"]["status"] == "REJECTED"
+    assert records["RUN"]["input"]["uri"] == destination
+    assert records["STEP#train"]["status"] == "SUCCEEDED"

@@ -253,6 +253,8 @@ class LocalCloud:
             self.lambda_engine.close()
         if self.sagemaker_engine is not None:
             self.sagemaker_engine.shutdown()
+        if self.glue_engine is not None:
+            self.glue_engine.close()
         while self._undo:
             self._undo.pop()()
         if self._moto is not None:

@@ -91,6 +91,8 @@ class GlueEngine:
         self.runs: dict[str, JobRunRecord] = {}
         self._slots = threading.Semaphore(max_concurrent)
         self._lock = threading.Lock()
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._closed = False
 
     def register_job(self, name: str, script: Path) -> None:
         self.scripts[name] = Path(script)
@@ -183,16 +185,29 @@ class GlueEngine:
                 }
                 record.log_file.parent.mkdir(parents=True, exist_ok=True)
                 with open(record.log_file, "wb") as log:
-                    completed = subprocess.run(
+                    process = subprocess.Popen(
                         command,
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env=environment,
                         cwd=run_dir,
-                        timeout=(timeout_minutes or 2880) * 60,
-                        check=False,
+                        start_new_session=True,
                     )
-                if completed.returncode != 0:
+                    with self._lock:
+                        self._processes[record.run_id] = process
+                    try:
+                        returncode = process.wait(timeout=(timeout_minutes or 2880) * 60)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        raise
+                    finally:
+                        with self._lock:
+                            self._processes.pop(record.run_id, None)
+                if self._closed:
+                    record.state = "STOPPED"
+                    record.error_message = "The local cloud stopped during the run"
+                    return
+                if returncode != 0:
                     record.error_message = error_message_from_log(record.log_file.read_text(errors="replace"))
                     record.state = "FAILED"
                     return
@@ -208,6 +223,20 @@ class GlueEngine:
         finally:
             record.completed_on = datetime.now(UTC)
             shutil.rmtree(mirror, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop every running job script (the local cloud is shutting down)."""
+        self._closed = True
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     def wait(self, run_id: str, timeout: float = 300) -> JobRunRecord:
         """Block until a run ends (for tests and the CLI)."""
