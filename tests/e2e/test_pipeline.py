@@ -97,6 +97,19 @@ class Pipeline:
             time.sleep(0.5)
         raise AssertionError(f"no email with {needle!r} in its subject")
 
+    def wait_for_approval_email(self, run_id: str) -> Any:
+        """The approval request of a run; fails at once with the lineage if the run failed instead."""
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            for message in self.cloud.outbox.messages():
+                if f"model {run_id}?" in message.subject:
+                    return message
+            run = self.run_record(run_id).get("RUN", {})
+            if run.get("status") not in (None, "RUNNING"):
+                raise AssertionError(f"run {run_id} ended {run.get('status')} before asking for approval: {run}")
+            time.sleep(0.5)
+        raise AssertionError(f"no approval email for {run_id}")
+
     def wait_for_execution_end(self, key: str, timeout: float = 60) -> str:
         """The final status of the execution an upload under ``key`` started."""
         sfn = self.client("stepfunctions")
@@ -128,7 +141,7 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     pipeline.onboard("churn")
     upload = pipeline.upload("churn", "approve.csv", churn_csv(ROWS, seed=11))
     run_id = upload["run_id"]
-    email = pipeline.wait_for_email(run_id)
+    email = pipeline.wait_for_approval_email(run_id)
     assert email.to == "approver@example.com" and "auc" in email.subject
     status, title = approve_link(email.links[0], decision="approve", approver="e2e", comment="ship it")
     assert status == 200 and title.startswith("Approved")
@@ -165,7 +178,7 @@ def test_reject_path_leaves_production_untouched(pipeline):
     pipeline.onboard("churn-b", promote_only_if_better=False)
     upload = pipeline.upload("churn-b", "reject.csv", churn_csv(ROWS, seed=12))
     run_id = upload["run_id"]
-    email = pipeline.wait_for_email(run_id)
+    email = pipeline.wait_for_approval_email(run_id)
     status, title = approve_link(email.links[0], decision="reject", approver="e2e", comment="not this one")
     assert status == 200 and title.startswith("Rejected")
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
@@ -219,7 +232,7 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
     assert aws, "the AWS CLI (awscli on PATH) is needed for this test"
     pipeline.onboard("churn-cli", promote_only_if_better=False)
     data = tmp_path / "from-cli.csv"
-    data.write_bytes(churn_csv(400, seed=15))
+    data.write_bytes(churn_csv(ROWS, seed=15))
     destination = f"s3://{pipeline.outputs['UploadBucketName']}/incoming/churn-cli/from-cli.csv"
     environment = {
         **os.environ,
@@ -241,7 +254,7 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
         Bucket=pipeline.outputs["UploadBucketName"], Key="incoming/churn-cli/from-cli.csv"
     )
     run_id = make_run_id(pipeline.outputs["UploadBucketName"], "incoming/churn-cli/from-cli.csv", head["VersionId"])
-    email = pipeline.wait_for_email(run_id)
+    email = pipeline.wait_for_approval_email(run_id)
     status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="cli run checked")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
