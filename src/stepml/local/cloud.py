@@ -17,6 +17,7 @@ import shlex
 import socket
 import sys
 import tomllib
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,9 @@ class LocalCloud:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._moto.start()
+        # moto's backends live in this process: a cloud starts empty even after another one.
+        reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our own loopback endpoint
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lambda_engine = LambdaEngine(
