@@ -40,7 +40,7 @@ lint: install
 
 test: install java lint
 	@echo "==> pytest"
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests/unit tests/local tests/e2e
 
 test-unit: install java
 	$(BIN)/python -m pytest tests/unit -q

@@ -95,6 +95,7 @@ class LocalCloud:
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
     _undo: list[Callable[[], None]] = field(default_factory=list)
+    _saved_environment: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def endpoint_url(self) -> str:
@@ -154,9 +155,14 @@ class LocalCloud:
         # The interpreter logs every failed path lookup, including IsPresent checks that are
         # normal flow; failures that matter reach the execution history.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-        os.environ.update(self.environment_for_clients())
-        os.environ["MOTO_PORT"] = str(self.port)
+        # moto's interpreter calls the services through MOTO_PORT; in-process clients need the
+        # local endpoint and credentials. stop() puts the previous values back.
+        process_environment = {**self.environment_for_clients(), "MOTO_PORT": str(self.port)}
+        self._saved_environment = {name: os.environ.get(name) for name in process_environment}
+        os.environ.update(process_environment)
+        previous_execution = default_user_config["stepfunctions"]["execute_state_machine"]
         default_user_config["stepfunctions"]["execute_state_machine"] = True
+        self._undo.append(lambda: default_user_config["stepfunctions"].update(execute_state_machine=previous_execution))
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._moto.start()
         # moto's backends live in this process: a cloud starts empty even after another one.
@@ -261,6 +267,12 @@ class LocalCloud:
             self.glue_engine.close()
         while self._undo:
             self._undo.pop()()
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment = {}
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
