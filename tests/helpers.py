@@ -41,32 +41,10 @@ class FakeLambdaContext:
 
 
 def s3_object_created_event(bucket: str, key: str, version_id: str, etag: str, size: int) -> dict[str, Any]:
-    """The EventBridge event S3 sends for a new object (the shape the rule delivers)."""
-    return {
-        "version": "0",
-        "id": "17793124-05d4-b198-2fde-7ededc63b103",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": "2026-11-22T12:00:00Z",
-        "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {
-                "key": key,
-                "size": size,
-                "etag": etag.strip('"'),
-                "version-id": version_id,
-                "sequencer": "00617F08299329D189",
-            },
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "123456789012",
-            "source-ip-address": "1.2.3.4",
-            "reason": "PutObject",
-        },
-    }
+    """The EventBridge event S3 sends for a new object: the local cloud's own builder."""
+    from stepml.local.events import s3_object_created_event as build
+
+    return build("123456789012", "us-east-1", bucket, key, size, etag, version_id)
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from stepml.lineage import resolve_run
 logger = Logger()
 tracer = Tracer()
 
-_REQUIRED = (
+REQUIRED_SETTINGS = (
     config.LINEAGE_TABLE,
     config.ARTIFACT_BUCKET,
     config.PRODUCTION_ENDPOINT_NAME,
@@ -30,7 +30,7 @@ _REQUIRED = (
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Payload ``{"event": <execution input>, "execution_arn"}``; see docs/architecture.md."""
-    settings = config.load_settings(_REQUIRED)
+    settings = config.load_settings(REQUIRED_SETTINGS)
     session = boto3.Session()
     result = resolve_run(
         event["event"],

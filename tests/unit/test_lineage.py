@@ -60,18 +60,7 @@ class FakeSageMaker:
 @pytest.fixture
 def env(stack, monkeypatch):
     environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
-    settings = config.load_settings(
-        [
-            config.LINEAGE_TABLE,
-            config.ARTIFACT_BUCKET,
-            config.PRODUCTION_ENDPOINT_NAME,
-            config.DEFAULT_TRAINING_INSTANCE_TYPE,
-            config.DEFAULT_HOSTING_INSTANCE_TYPE,
-            config.ENDPOINT_POLL_SECONDS,
-            config.APPROVAL_TIMEOUT_SECONDS,
-            config.LINEAGE_RETENTION_DAYS,
-        ]
-    )
+    settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
     s3 = boto3.client("s3")
     s3.put_object(
         Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
