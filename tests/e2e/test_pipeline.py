@@ -7,134 +7,15 @@ leave untouched.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-from typing import Any
-
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from stepml.cli.runs import approve_link
-from stepml.config import dataset_config_key
 from stepml.evaluation import parse_predictions
-from stepml.lineage import from_dynamo, make_run_id
-from stepml.local.cloud import LocalCloud
+from stepml.lineage import make_run_id
 from stepml.sample_data import churn_csv
-from tests.helpers import CHURN_CONFIG, REPO_ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 ROWS = 1500
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    local = LocalCloud(root=REPO_ROOT, state_dir=tmp_path_factory.mktemp("e2e"), port=free_port(), api_port=free_port())
-    local.start()
-    yield local
-    local.stop()
-
-
-class Pipeline:
-    def __init__(self, cloud: LocalCloud):
-        self.cloud = cloud
-        self.outputs = cloud.outputs()
-
-    def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.cloud.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-
-    def onboard(self, dataset: str, **changes: Any) -> None:
-        config = {**CHURN_CONFIG, "name": dataset, **changes}
-        self.client("s3").put_object(
-            Bucket=self.outputs["ArtifactBucketName"], Key=dataset_config_key(dataset), Body=json.dumps(config).encode()
-        )
-
-    def upload(self, dataset: str, name: str, body: bytes) -> dict[str, str]:
-        bucket = self.outputs["UploadBucketName"]
-        key = f"incoming/{dataset}/{name}"
-        put = self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-        return {
-            "bucket": bucket,
-            "key": key,
-            "version": put["VersionId"],
-            "etag": put["ETag"],
-            "run_id": make_run_id(bucket, key, put["VersionId"]),
-        }
-
-    def run_record(self, run_id: str) -> dict[str, Any]:
-        table = self.outputs["LineageTableName"]
-        items = self.client("dynamodb").query(
-            TableName=table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}},
-        )["Items"]
-        deserialize = boto3.dynamodb.types.TypeDeserializer().deserialize
-        records = [from_dynamo({k: deserialize(v) for k, v in item.items()}) for item in items]
-        return {record["sk"]: record for record in records}
-
-    def wait_for_status(self, run_id: str, statuses: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run_record(run_id).get("RUN", {})
-            if run.get("status") in statuses:
-                return self.run_record(run_id)
-            time.sleep(0.5)
-        raise AssertionError(f"run {run_id} did not reach {statuses}; last: {self.run_record(run_id).get('RUN')}")
-
-    def wait_for_email(self, needle: str, timeout: float = 240) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.cloud.outbox.messages():
-                if needle in message.subject:
-                    return message
-            time.sleep(0.5)
-        raise AssertionError(f"no email with {needle!r} in its subject")
-
-    def wait_for_approval_email(self, run_id: str) -> Any:
-        """The approval request of a run; fails at once with the lineage if the run failed instead."""
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            for message in self.cloud.outbox.messages():
-                if f"model {run_id}?" in message.subject:
-                    return message
-            run = self.run_record(run_id).get("RUN", {})
-            if run.get("status") not in (None, "RUNNING"):
-                raise AssertionError(f"run {run_id} ended {run.get('status')} before asking for approval: {run}")
-            time.sleep(0.5)
-        raise AssertionError(f"no approval email for {run_id}")
-
-    def wait_for_execution_end(self, key: str, timeout: float = 60) -> str:
-        """The final status of the execution an upload under ``key`` started."""
-        sfn = self.client("stepfunctions")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            statuses = []
-            for execution in sfn.list_executions(stateMachineArn=self.outputs["StateMachineArn"])["executions"]:
-                described = sfn.describe_execution(executionArn=execution["executionArn"])
-                if json.loads(described["input"]).get("detail", {}).get("object", {}).get("key") == key:
-                    statuses.append(described["status"])
-            if statuses and "RUNNING" not in statuses:
-                return statuses[-1]
-            time.sleep(0.5)
-        raise AssertionError(f"the execution for {key} did not end")
-
-    def endpoint_config(self, name: str) -> str | None:
-        try:
-            return self.client("sagemaker").describe_endpoint(EndpointName=name)["EndpointConfigName"]
-        except ClientError:
-            return None
-
-
-@pytest.fixture(scope="module")
-def pipeline(cloud: LocalCloud) -> Pipeline:
-    return Pipeline(cloud)
 
 
 def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
