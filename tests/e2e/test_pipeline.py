@@ -135,10 +135,19 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
         Bucket=pipeline.outputs["UploadBucketName"], Key="incoming/churn-cli/from-cli.csv"
     )
     run_id = make_run_id(pipeline.outputs["UploadBucketName"], "incoming/churn-cli/from-cli.csv", head["VersionId"])
+    production = pipeline.outputs["ProductionEndpointName"]
+    before = pipeline.endpoint_config(production)
+    assert before is not None, "runs after the approve path"
     email = pipeline.wait_for_approval_email(run_id)
-    status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="cli run checked")
+    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="cli run checked")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
-    assert records["RUN"]["status"] == "REJECTED"
+    assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
     assert records["RUN"]["input"]["uri"] == destination
-    assert records["STEP#train"]["status"] == "SUCCEEDED"
+    # The production endpoint existed: the run updated it (blue/green) to its own config.
+    after = pipeline.endpoint_config(production)
+    assert after == records["RUN"]["names"]["production_endpoint_config"] and after != before
+    answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1"
+    )
+    assert 0.0 <= parse_predictions(answer["Body"].read().decode(), rows=1, width=1, source=production)[0] <= 1.0

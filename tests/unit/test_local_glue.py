@@ -18,6 +18,12 @@ SCRIPT = textwrap.dedent(
         parser.add_argument(name)
     args = parser.parse_args()
     text = pathlib.Path(args.input_uri).read_text()
+    if args.mode == "exit":
+        print("exiting on purpose")
+        sys.exit(3)
+    if args.mode == "crash":
+        import os
+        os._exit(9)
     if args.mode == "fail":
         class PreprocessError(Exception):
             pass
@@ -26,6 +32,8 @@ SCRIPT = textwrap.dedent(
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / "train" / "part-0.csv").write_text(text.upper())
     (out / "manifest.json").write_text('{"rows": 1}')
+    import os
+    (out / "pid.txt").write_text(str(os.getpid()))
     pathlib.Path(args.input_uri).write_text("the script must not be able to change the upload")
     """
 )
@@ -48,6 +56,7 @@ def glue(stack, tmp_path):
     )
     yield engine, client
     restore()
+    engine.close()
 
 
 def _wait(client, run_id):
@@ -106,3 +115,57 @@ def test_error_message_is_the_last_exception_line():
     log = "INFO starting\nTraceback (most recent call last):\n  File x\n__main__.PreprocessError: bad label\n"
     assert error_message_from_log(log) == "PreprocessError: bad label"
     assert error_message_from_log("just died") == "just died"
+
+
+def _start(client, stack, mode: str, output: str) -> str:
+    upload = stack.physical_id("UploadBucket")
+    boto3.client("s3").put_object(Bucket=upload, Key="incoming/churn/in.csv", Body=b"a\n")
+    return client.start_job_run(
+        JobName="prep",
+        Arguments={
+            "--input_uri": f"s3://{upload}/incoming/churn/in.csv",
+            "--output_uri": f"s3://{stack.physical_id('ArtifactBucket')}/{output}/",
+            "--mode": mode,
+        },
+    )["JobRunId"]
+
+
+def _pid_of(stack, output: str) -> str:
+    body = boto3.client("s3").get_object(Bucket=stack.physical_id("ArtifactBucket"), Key=f"{output}/pid.txt")["Body"]
+    return body.read().decode()
+
+
+def test_runs_one_after_another_reuse_a_warm_worker(stack, glue):
+    _, client = glue
+    first, second = _start(client, stack, "ok", "first"), None
+    assert _wait(client, first)["JobRunState"] == "SUCCEEDED"
+    second = _start(client, stack, "ok", "second")
+    assert _wait(client, second)["JobRunState"] == "SUCCEEDED"
+    assert _pid_of(stack, "first") == _pid_of(stack, "second"), "the second run reuses the first run's process"
+
+
+def test_a_script_that_exits_non_zero_fails_and_the_worker_serves_the_next_run(stack, glue):
+    _, client = glue
+    failed = _wait(client, _start(client, stack, "exit", "exit"))
+    assert failed["JobRunState"] == "FAILED" and failed["ErrorMessage"] == "exiting on purpose"
+    assert _wait(client, _start(client, stack, "ok", "after-exit"))["JobRunState"] == "SUCCEEDED"
+
+
+def test_a_driver_that_dies_fails_its_run_and_a_new_worker_takes_the_next(stack, glue):
+    _, client = glue
+    crashed = _wait(client, _start(client, stack, "crash", "crash"))
+    assert crashed["JobRunState"] == "FAILED"
+    assert crashed["ErrorMessage"] == "RuntimeError: the job's driver process exited with code 9"
+    assert _wait(client, _start(client, stack, "ok", "after-crash"))["JobRunState"] == "SUCCEEDED"
+
+
+def test_warm_up_runs_the_script_without_recording_a_job_run(stack, glue, tmp_path):
+    engine, client = glue
+    sample = tmp_path / "sample.csv"
+    sample.write_text("a\n")
+    engine.warm_up("prep", {"input_uri": str(sample), "output_uri": f"{tmp_path}/warm-{{n}}/"}, workers=1).join(60)
+    assert (tmp_path / "warm-0" / "train" / "part-0.csv").read_text() == "A\n"
+    assert client.get_job_runs(JobName="prep")["JobRuns"] == []
+    run_id = _start(client, stack, "ok", "after-warm-up")
+    assert _wait(client, run_id)["JobRunState"] == "SUCCEEDED"
+    assert _pid_of(stack, "after-warm-up") == (tmp_path / "warm-0" / "pid.txt").read_text()

@@ -163,6 +163,10 @@ def _run(args: argparse.Namespace, target: Target, started: float) -> int:
         .get("run", {})
         .get("run_id")
     )
+    if "Model deployed" not in follower.entered:
+        print(f"the model was not promoted (rejected, or below the gate) after {elapsed:.0f}s; production is untouched")
+        print(f"see `stepml runs show {run_id}`")
+        return 1
     endpoint = target.output("ProductionEndpointName")
     print(f"[6/6] production endpoint {endpoint} answering:", flush=True)
     rows = _test_rows(target, run_id) if run_id else []

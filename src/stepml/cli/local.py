@@ -39,7 +39,11 @@ def check_java() -> None:
 def start_cloud(args: argparse.Namespace) -> LocalCloud:
     check_java()
     cloud = LocalCloud(
-        root=find_repository(), state_dir=state_dir(args.state_dir), port=args.port, api_port=args.api_port
+        root=find_repository(),
+        state_dir=state_dir(args.state_dir),
+        port=args.port,
+        api_port=args.api_port,
+        glue_warm_workers=getattr(args, "glue_warm_workers", 1),
     )
     try:
         return cloud.start()
@@ -107,6 +111,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.port),
         "--api-port",
         str(args.api_port),
+        "--glue-warm-workers",
+        str(args.glue_warm_workers),
     ]
     with open(log, "ab") as output:
         process = subprocess.Popen(
@@ -161,6 +167,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--api-port", type=int, default=DEFAULT_API_PORT, help=f"approval API port (default {DEFAULT_API_PORT})"
     )
     start.add_argument("--timeout", type=int, default=120, help="seconds --detach waits for the cloud")
+    start.add_argument(
+        "--glue-warm-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Spark drivers warmed up at start so the first Glue run is fast (default 1; 0 starts cold)",
+    )
     start.set_defaults(handler=up)
     stop = sub.add_parser("down", parents=[common], help="stop the local cloud")
     stop.set_defaults(handler=down)

@@ -8,13 +8,21 @@ downloaded to a local mirror before the run, and files the script wrote under an
 prefix argument are uploaded after it. An argument naming a single object is never uploaded
 back, so the input object stays unchanged. GetJobRun reports the real state, error message
 and timing; a failing script gives FAILED with its error.
+
+Scripts run in long-lived worker processes (``glue_worker``), one run at a time each, so a
+run after the first reuses a warm Spark driver: Spark's start-up and JIT warm-up are paid
+once per worker, not once per run. ``warm_up`` pays them before the first upload.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -73,8 +81,69 @@ def error_message_from_log(text: str) -> str:
     return lines[-1] if lines else "the job script failed without output"
 
 
+class _ScriptWorker:
+    """A ``glue_worker`` process: runs one script at a time, keeps its Spark driver warm."""
+
+    def __init__(self, environment: Mapping[str, str], log_file: Path):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        # The JVM's own output (Spark's log4j lines) goes here; each run's output goes to its log.
+        self._jvm_log = open(log_file, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stepml.local.glue_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._jvm_log,
+            env=dict(environment),
+            cwd=log_file.parent,
+            start_new_session=True,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def run(self, script: Path, argv: list[str], cwd: Path, log: Path, timeout_seconds: float) -> int:
+        """Run ``script`` with ``argv``; its exit code. Raises TimeoutExpired (and stops) on timeout."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"script": str(script), "argv": argv, "cwd": str(cwd), "log": str(log)}
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except OSError:
+            return self._exit_code_of_dead_worker(log)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_seconds)
+        if not ready:
+            self.stop()
+            raise subprocess.TimeoutExpired(str(script), timeout_seconds)
+        line = self.process.stdout.readline()
+        if not line:
+            return self._exit_code_of_dead_worker(log)
+        return int(json.loads(line)["exit_code"])
+
+    def _exit_code_of_dead_worker(self, log: Path) -> int:
+        code = self.process.wait()
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"\nRuntimeError: the job's driver process exited with code {code}\n")
+        return code or 1
+
+    def stop(self) -> None:
+        if self.alive:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        self._jvm_log.close()
+
+
 class GlueEngine:
-    """Runs registered jobs' scripts for real; at most ``max_concurrent`` Spark runs at once."""
+    """Runs registered jobs' scripts for real; at most ``max_concurrent`` runs at once, each in
+    one of up to ``max_concurrent`` long-lived worker processes."""
 
     def __init__(
         self,
@@ -91,7 +160,9 @@ class GlueEngine:
         self.runs: dict[str, JobRunRecord] = {}
         self._slots = threading.Semaphore(max_concurrent)
         self._lock = threading.Lock()
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._idle: list[_ScriptWorker] = []
+        self._busy: set[_ScriptWorker] = set()
+        self._workers_started = 0
         self._closed = False
 
     def register_job(self, name: str, script: Path) -> None:
@@ -167,48 +238,21 @@ class GlueEngine:
                             outputs.append((local, value, _snapshot(local)))
                     else:
                         local_arguments[name] = value
-                command = [
-                    sys.executable,
-                    str(self.scripts[record.job_name]),
-                    "--JOB_NAME",
-                    record.job_name,
-                    "--JOB_RUN_ID",
-                    record.run_id,
-                ]
+                argv = ["--JOB_NAME", record.job_name, "--JOB_RUN_ID", record.run_id]
                 for name, value in local_arguments.items():
-                    command += [name if name.startswith("--") else f"--{name}", value]
-                environment = {
-                    **os.environ,
-                    **self.environment,
-                    "PYSPARK_PYTHON": sys.executable,
-                    "SPARK_LOCAL_IP": "127.0.0.1",
-                }
+                    argv += [name if name.startswith("--") else f"--{name}", value]
                 record.log_file.parent.mkdir(parents=True, exist_ok=True)
-                with open(record.log_file, "wb") as log:
-                    process = subprocess.Popen(
-                        command,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=environment,
-                        cwd=run_dir,
-                        start_new_session=True,
-                    )
-                    with self._lock:
-                        self._processes[record.run_id] = process
-                    try:
-                        returncode = process.wait(timeout=(timeout_minutes or 2880) * 60)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        raise
-                    finally:
-                        with self._lock:
-                            self._processes.pop(record.run_id, None)
+                returncode = self._run_script(
+                    self.scripts[record.job_name], argv, run_dir, record.log_file, (timeout_minutes or 2880) * 60
+                )
                 if self._closed:
                     record.state = "STOPPED"
                     record.error_message = "The local cloud stopped during the run"
                     return
                 if returncode != 0:
-                    record.error_message = error_message_from_log(record.log_file.read_text(errors="replace"))
+                    message = error_message_from_log(record.log_file.read_text(errors="replace"))
+                    # The script saw staged copies; its error names the objects as on AWS.
+                    record.error_message = message.replace(f"{mirror}/", "s3://")
                     record.state = "FAILED"
                     return
                 for local, uri, before in outputs:
@@ -218,25 +262,88 @@ class GlueEngine:
             record.state = "TIMEOUT"
             record.error_message = f"Job run timed out after {timeout_minutes} minutes"
         except Exception as exc:
-            record.state = "FAILED"
+            record.state = "STOPPED" if self._closed else "FAILED"
             record.error_message = f"{type(exc).__name__}: {exc}"
         finally:
             record.completed_on = datetime.now(UTC)
             shutil.rmtree(mirror, ignore_errors=True)
 
-    def close(self) -> None:
-        """Stop every running job script (the local cloud is shutting down)."""
-        self._closed = True
+    # -- workers -----------------------------------------------------------------------
+
+    def _worker_environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.environment,
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
+
+    def _take_worker(self) -> _ScriptWorker:
         with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            if self._closed:
+                raise GlueEngineError("the local Glue engine is stopped")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive:
+                    self._busy.add(worker)
+                    return worker
+                worker.stop()
+            self._workers_started += 1
+            number = self._workers_started
+            worker = _ScriptWorker(self._worker_environment(), self.work_dir / "workers" / f"driver-{number}.log")
+            self._busy.add(worker)
+            return worker
+
+    def _return_worker(self, worker: _ScriptWorker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if worker.alive and not self._closed:
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def _run_script(self, script: Path, argv: list[str], cwd: Path, log: Path, timeout_seconds: float) -> int:
+        worker = self._take_worker()
+        try:
+            return worker.run(script, argv, cwd, log, timeout_seconds)
+        finally:
+            self._return_worker(worker)
+
+    def warm_up(self, job_name: str, arguments: Mapping[str, str], workers: int = 1) -> threading.Thread:
+        """In the background, run ``job_name`` once on local ``arguments`` in ``workers`` workers,
+        so the first real run finds a warm Spark driver. Runs hold their slot while warming, so a
+        real run waits for a warm worker instead of starting a cold one beside it."""
+
+        def warm(number: int) -> None:
+            folder = self.work_dir / "warm-up" / str(number)
+            folder.mkdir(parents=True, exist_ok=True)
+            argv = ["--JOB_NAME", job_name, "--JOB_RUN_ID", f"warm-up-{number}"]
+            for name, value in arguments.items():
+                argv += [name if name.startswith("--") else f"--{name}", value.replace("{n}", str(number))]
+            with self._slots:
+                if self._closed:
+                    return
+                self._run_script(self.scripts[job_name], argv, folder, folder / "run.log", 600)
+
+        def warm_all() -> None:
+            threads = [threading.Thread(target=warm, args=(n,), daemon=True) for n in range(workers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        thread = threading.Thread(target=warm_all, name="glue-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop every worker, running or idle (the local cloud is shutting down)."""
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
 
     def wait(self, run_id: str, timeout: float = 300) -> JobRunRecord:
         """Block until a run ends (for tests and the CLI)."""

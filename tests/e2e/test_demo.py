@@ -1,0 +1,69 @@
+"""`stepml demo` as `make demo` runs it: it prints the approval link and waits for a person.
+
+The person is played by this test: it reads the link from the demo's output and approves it
+over HTTP, as a browser's form post would. The demo must then show the production endpoint
+answering and exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from stepml.cli.runs import approve_link
+from tests.helpers import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_waits_for_a_person_then_serves_predictions(tmp_path):
+    command = [
+        sys.executable, "-m", "stepml.cli.main", "demo", "--rows", "1000",
+        "--state-dir", str(tmp_path / "state"), "--port", str(free_port()), "--api-port", str(free_port()),
+    ]  # fmt: skip
+    demo = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in demo.stdout], daemon=True).start()
+    output: list[str] = []
+    link = None
+    try:
+        deadline = time.monotonic() + 300
+        while link is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                assert demo.poll() is None, "".join(output)
+                continue
+            output.append(line)
+            if "Open this link in a browser" in line:
+                link = lines.get(timeout=10).strip()
+                output.append(link)
+        assert link and link.startswith("http://127.0.0.1:"), "".join(output)
+        time.sleep(2)
+        assert demo.poll() is None, "the demo waits for the person"
+        status, title = approve_link(link, decision="approve", approver="a person", comment="looks good")
+        assert status == 200 and title.startswith("Approved"), title
+        code = demo.wait(timeout=240)
+    finally:
+        if demo.poll() is None:
+            demo.terminate()
+            demo.wait(timeout=60)
+    time.sleep(0.5)
+    while not lines.empty():
+        output.append(lines.get())
+    text = "".join(output)
+    assert code == 0, text
+    assert "[6/6] production endpoint" in text
+    predictions = re.findall(r"-> churn probability (\d\.\d{3})", text)
+    assert len(predictions) == 5 and all(0.0 <= float(p) <= 1.0 for p in predictions), text
+    for state in ("Preprocess data", "Train model", "Evaluate model", "Request approval"):
+        assert re.search(rf"ok   {state}\s+\d+\.\ds", text), state
