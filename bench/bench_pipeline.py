@@ -41,6 +41,7 @@ def _client(cloud: LocalCloud, service: str):
 
 
 def _state_seconds(history: list[dict], names: tuple[str, ...]) -> float:
+    """Seconds spent in the named states (entered to exited), summed."""
     entered: dict[str, float] = {}
     total = 0.0
     for event in history:
@@ -51,6 +52,38 @@ def _state_seconds(history: list[dict], names: tuple[str, ...]) -> float:
             if name in names and name in entered:
                 total += event["timestamp"].timestamp() - entered[name]
     return total
+
+
+def _compute_seconds(cloud: LocalCloud, outputs: dict, history: list[dict], until: float) -> dict[str, float]:
+    """The steps' own work up to the approval email, as the services report it: the Glue job
+    run, the training job and the Lambda tasks. What is left of the wall time is orchestration
+    (rules, state transitions, polling, waits) and the test endpoint's start-up, which this
+    benchmark counts against the pipeline rather than as compute."""
+    glue = _client(cloud, "glue")
+    run = glue.get_job_runs(JobName=outputs["PreprocessJobName"])["JobRuns"][0]
+    sagemaker = _client(cloud, "sagemaker")
+    training_job = next(
+        json.loads(event["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
+        for event in history
+        if event.get("taskScheduledEventDetails", {}).get("resource", "").startswith("createTrainingJob")
+    )
+    job = sagemaker.describe_training_job(TrainingJobName=training_job)
+    # Lambda tasks up to the approval email (Request approval then waits for the person).
+    lambda_states: set[str] = set()
+    state = ""
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            state = event["stateEnteredEventDetails"]["name"]
+        elif event.get("taskScheduledEventDetails", {}).get("resourceType") == "lambda":
+            lambda_states.add(state)
+    lambda_states.discard("Request approval")
+    return {
+        "Glue job run": (run["CompletedOn"] - run["StartedOn"]).total_seconds(),
+        "training job": (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds(),
+        "Lambda tasks (resolve, record, evaluate)": _state_seconds(
+            [e for e in history if e["timestamp"].timestamp() <= until], tuple(lambda_states)
+        ),
+    }
 
 
 def main() -> int:
@@ -86,6 +119,7 @@ def main() -> int:
             print("no approval email within 900 s")
             return 1
         to_email = time.monotonic() - uploaded_at
+        email_wall_time = time.time()
         approved_at = time.monotonic()
         approve_link(email.links[0], decision="approve", approver="bench", comment="")
         sagemaker = _client(cloud, "sagemaker")
@@ -102,18 +136,18 @@ def main() -> int:
         sfn = _client(cloud, "stepfunctions")
         execution = sfn.list_executions(stateMachineArn=outputs["StateMachineArn"])["executions"][0]
         history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
-        compute = _state_seconds(history, ("Preprocess data", "Train model", "Evaluate model"))
-        overhead = max(0.0, to_email - compute)
-        print(f"rows:                                 {args.rows}")
-        print(f"upload -> approval email:             {to_email:.1f}s   (goal 30 s)")
-        print(f"approval -> production InService:     {to_in_service:.1f}s   (goal 5 s)")
-        print(f"steps' compute (Glue, training, Eval): {compute:.1f}s")
+        compute = _compute_seconds(cloud, outputs, history, email_wall_time)
+        overhead = max(0.0, to_email - sum(compute.values()))
+        print(f"rows:                                  {args.rows}")
+        print(f"upload -> approval email:              {to_email:.1f}s   (goal 30 s)")
+        print(f"approval -> production InService:      {to_in_service:.1f}s   (goal 5 s)")
+        print(f"steps' own compute before the email:   {sum(compute.values()):.1f}s")
+        for name, seconds in compute.items():
+            print(f"  {name:<36} {seconds:.1f}s")
         print(
-            f"orchestration overhead:               {overhead:.1f}s = {100 * overhead / to_email:.0f}% of the wall "
+            f"orchestration overhead:                {overhead:.1f}s = {100 * overhead / to_email:.0f}% of the wall "
             "time (goal < 15%)"
         )
-        for name in ("Preprocess data", "Train model", "Evaluate model"):
-            print(f"  {name:<20} {_state_seconds(history, (name,)):.1f}s")
     finally:
         cloud.stop()
     return 0
