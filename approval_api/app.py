@@ -96,6 +96,7 @@ def review(approval_id: str) -> Response:
         app.current_event.query_string_parameters.get("sig"),
         table=deps.table,
         kms_client=deps.kms_client,
+        sfn_client=deps.sfn_client,
         settings=deps.settings,
         now=_now(),
     )
