@@ -349,11 +349,18 @@ def check_same_origin(*, sec_fetch_site: str | None, origin: str | None, host: s
 
     ``Sec-Fetch-Site: cross-site`` is refused; so is an ``Origin`` whose host differs from the
     request's own host (an absent ``Origin`` is allowed: older browsers omit it on forms).
+    ``Origin: null`` (an opaque origin: a sandboxed frame, a ``data:`` page, or a page whose
+    referrer policy is no-referrer) passes only when ``Sec-Fetch-Site`` says same-origin.
     """
-    if (sec_fetch_site or "").strip().lower() == "cross-site":
+    fetch_site = (sec_fetch_site or "").strip().lower()
+    if fetch_site == "cross-site":
         raise CrossSiteRequestError("refused a cross-site submission (header 'Sec-Fetch-Site: cross-site')")
     if origin is None:
         return
+    if origin.strip() == "null":
+        if fetch_site == "same-origin":
+            return
+        raise CrossSiteRequestError("refused a submission from an opaque origin (header 'Origin: null')")
     origin_host = urlsplit(origin.strip()).netloc.lower() if "://" in origin else ""
     if not host or origin_host != host.strip().lower():
         raise CrossSiteRequestError("refused a submission from another origin (header 'Origin')")
@@ -514,8 +521,9 @@ def email_html(record: ApprovalRecord, link: str) -> str:
         ("Link expires", utc_text(record.link_expires_at)),
     ]
     cell = "padding:4px 12px 4px 0;vertical-align:top;text-align:left"
+    label_cell = f"{cell};color:#57606a;white-space:nowrap"
     table = "".join(
-        f'<tr><th style="{cell};color:#57606a">{escape(label)}</th><td style="{cell}">{escape(value)}</td></tr>'
+        f'<tr><th style="{label_cell}">{escape(label)}</th><td style="{cell}">{escape(value)}</td></tr>'
         for label, value in rows
     )
     button = (

@@ -730,6 +730,7 @@ def test_concurrent_decisions_exactly_one_wins(env: ApprovalEnv, atomic_moto_upd
         ("same-origin", "https://abc.execute-api.us-east-1.amazonaws.com"),
         ("none", None),
         (None, "https://ABC.execute-api.us-east-1.amazonaws.com"),
+        ("same-origin", "null"),  # a page served with Referrer-Policy: no-referrer
     ],
 )
 def test_same_origin_submissions_pass(sec_fetch_site: str | None, origin: str | None) -> None:
@@ -744,6 +745,7 @@ def test_same_origin_submissions_pass(sec_fetch_site: str | None, origin: str | 
         (None, "https://evil.example", "Origin"),
         ("same-site", "https://abc.execute-api.us-east-1.amazonaws.com.evil.example", "Origin"),
         (None, "null", "Origin"),
+        ("same-site", "null", "Origin"),
     ],
 )
 def test_cross_site_submissions_are_refused(sec_fetch_site: str | None, origin: str | None, header: str) -> None:
