@@ -9,7 +9,7 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lint test test-unit demo build deploy validate clean java
+.PHONY: install lint test test-unit demo build deploy validate clean java chromium
 
 install: $(STAMP)
 
@@ -29,6 +29,16 @@ java:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
 	  else echo "error: install a Java 17 runtime (e.g. sudo apt-get install openjdk-17-jre-headless) and retry" >&2; exit 1; fi; }
 
+# The browser tests (tests/e2e/test_approval_browser.py) drive Debian's headless Chromium with
+# Playwright; Playwright's own browser download is never used (`playwright install` is not run).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "==> $(CHROMIUM) not found: installing Debian's chromium package (the approval browser tests need it)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "error: install Chromium (e.g. sudo apt-get install chromium) so that $(CHROMIUM) exists, and retry" >&2; exit 1; fi; }
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is still missing after installing chromium" >&2; exit 1; }
+
 lint: install
 	@echo "==> ruff"
 	$(BIN)/ruff check .
@@ -38,7 +48,7 @@ lint: install
 	@echo "==> sam validate --lint"
 	$(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
 
-test: install java lint
+test: install java chromium lint
 	@echo "==> pytest"
 	$(BIN)/python -m pytest tests/unit tests/local tests/e2e
 

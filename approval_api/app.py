@@ -49,7 +49,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send "Origin: null" with the form's POST. same-origin
+    # sends nothing to other sites (the link's signature never leaves) and names our origin.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -96,6 +98,7 @@ def review(approval_id: str) -> Response:
         app.current_event.query_string_parameters.get("sig"),
         table=deps.table,
         kms_client=deps.kms_client,
+        sfn_client=deps.sfn_client,
         settings=deps.settings,
         now=_now(),
     )

@@ -10,6 +10,8 @@ import pytest
 from moto import mock_aws
 
 from stepml.local import moto_patches
+from stepml.local.mail import Outbox
+from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +45,12 @@ def stack(aws_credentials: None) -> Iterator[ProvisionedStack]:
     """The template's buckets, tables, topics, keys, queues and roles, in moto in-process."""
     with mock_aws():
         yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=DATA_RESOURCE_TYPES)
+
+
+@pytest.fixture
+def mail_outbox(tmp_path: Path) -> Iterator[Outbox]:
+    """moto's SES and SNS email delivered to an outbox folder, as the local cloud delivers it."""
+    outbox = Outbox(tmp_path / "outbox")
+    restore = install_mail_hooks(outbox)
+    yield outbox
+    restore()

@@ -1,5 +1,8 @@
 """RequestApproval: store an approval for the waiting task and email its signed review link.
 
+The email goes out through SES v2 with a plain-text and an HTML part, from the stack's
+ApprovalSenderEmail (a verified SES identity) to ApproverEmail.
+
 Invoked with ``.waitForTaskToken``; the approval API completes the task later. The event
 holds the task token, so it is never logged (``log_event=False`` whatever the environment).
 """
@@ -23,9 +26,10 @@ tracer = Tracer(service="stepml-request-approval")
 
 _REQUIRED = (
     config.APPROVAL_TABLE,
-    config.APPROVAL_TOPIC_ARN,
     config.APPROVAL_SIGNING_KEY_ID,
     config.APPROVAL_BASE_URL,
+    config.APPROVAL_SENDER,
+    config.APPROVER_EMAIL,
 )
 
 
@@ -64,7 +68,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         payload.execution_arn,
         table=session.resource("dynamodb").Table(settings.approval_table),
         kms_client=session.client("kms"),
-        sns_client=session.client("sns"),
+        ses_client=session.client("sesv2"),
         settings=settings,
         now=datetime.now(UTC),
     )

@@ -26,9 +26,11 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:46rem;margin:2rem auto;
 padding:0 1rem;color:#1b1f24;line-height:1.45}
 h1{font-size:1.4rem}
+h2{font-size:1.1rem;margin-top:1.6rem}
 table{border-collapse:collapse;width:100%;margin:1rem 0}
 th,td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #d8dee4}
 th{width:11rem;color:#57606a;font-weight:600}
+.metrics th{width:auto}
 code{word-break:break-all}
 label{display:block;margin-top:1rem;font-weight:600}
 input[type=text],textarea{width:100%;box-sizing:border-box;padding:.4rem;font:inherit}
@@ -61,14 +63,32 @@ def _row(label: str, value_html: str) -> str:
     return f'<tr><th scope="row">{_e(label)}</th><td>{value_html}</td></tr>'
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    if not metrics:
-        return ""
+def _report_section(record: ApprovalRecord) -> str:
+    """The evaluation report in short: the gate's verdict, the test rows, every test metric of
+    this model beside the production model's, and where the full report lies."""
+    production_metrics = (record.production or {}).get("metrics") or {}
+    with_production = bool(production_metrics)
+    header = "<tr><th>metric</th><th>this model</th>" + ("<th>production</th>" if with_production else "") + "</tr>"
     rows = "".join(
-        f"<tr><td>{_e(name)}</td><td>{_e(format_number(value) if _is_number(value) else value)}</td></tr>"
-        for name, value in sorted(metrics.items())
+        f"<tr><td>{_e(name)}</td><td>{_e(_metric_text(value))}</td>"
+        + (f"<td>{_e(_metric_text(production_metrics.get(name)))}</td>" if with_production else "")
+        + "</tr>"
+        for name, value in sorted(record.metrics.items())
     )
-    return f"<h2>All test metrics</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+    facts = []
+    if record.reason:
+        facts.append(f"<p>{_e(record.reason)}</p>")
+    if record.rows:
+        facts.append(f"<p>Scored on {_e(record.rows)} held-out test rows through the test endpoint.</p>")
+    table = f'<table class="metrics">{header}{rows}</table>' if rows else ""
+    location = f'<p class="note">Full report: <code>{_e(record.report_uri)}</code></p>' if record.report_uri else ""
+    return f"<h2>Evaluation report</h2>{''.join(facts)}{table}{location}"
+
+
+def _metric_text(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return format_number(value) if _is_number(value) else str(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -89,12 +109,11 @@ def _summary(record: ApprovalRecord) -> str:
         _row("Training job", f"<code>{_e(record.training_job or 'unknown')}</code>"),
         _row("Gate metric", _e(gate_summary(record))),
         _row("Production", _e(production_comparison(record))),
-        _row("Report", f"<code>{_e(record.report_uri or 'not available')}</code>"),
         _row("Execution", f"<code>{_e(record.execution_arn)}</code>"),
         _row("Requested", _e(record.created_at)),
         _row("Link expires", _e(utc_text(record.link_expires_at))),
     ]
-    return f"<table>{''.join(rows)}</table>{_metrics_table(record.metrics)}"
+    return f"<table>{''.join(rows)}</table>{_report_section(record)}"
 
 
 def review_page(record: ApprovalRecord, *, sig: str, form_token: str) -> str:
@@ -167,6 +186,19 @@ def expired_page(record: ApprovalRecord | None = None) -> str:
     )
 
 
+#: Why the pipeline stopped waiting, by the code an approval was closed with.
+CLOSED_REASONS = {
+    "ABORTED": "the pipeline run was stopped",
+    "FAILED": "the pipeline run failed",
+    "TIMED_OUT": "the pipeline run timed out",
+    "SUCCEEDED": "the pipeline run has already ended",
+    "ExecutionDoesNotExist": "the pipeline run no longer exists",
+    "TaskTimedOut": "the approval step timed out",
+    "TaskDoesNotExist": "the pipeline run has moved on",
+    "InvalidToken": "the pipeline run was stopped or has ended",
+}
+
+
 def closed_page(record: ApprovalRecord | None = None, *, just_now: bool = False) -> str:
     """The pipeline no longer waits for this approval (stopped, timed out or retried)."""
     first = (
@@ -174,10 +206,13 @@ def closed_page(record: ApprovalRecord | None = None, *, just_now: bool = False)
         if just_now
         else "The pipeline is no longer waiting for this approval."
     )
-    reason = f" ({_e(record.closed_reason)})" if record and record.closed_reason else ""
+    reason = ""
+    if record and record.closed_reason:
+        reason = f" Reason: {CLOSED_REASONS.get(record.closed_reason, record.closed_reason)}."
+    run = f" (run {record.run_id})" if record else ""
     return _layout(
         "This approval is closed",
-        f"<p>{_e(first)}{reason} Nothing was decided and the model was not deployed.</p>",
+        f"<p>{_e(first)}{_e(reason)} Nothing was decided and the model{_e(run)} was not deployed.</p>",
     )
 
 

@@ -6,8 +6,10 @@ leaves it except in the one ``SendTaskSuccess`` call. What the approver receives
 ``{base_url}/approvals/{approval_id}?sig={mac}``: the id is random and the MAC comes from a
 KMS HMAC key that never leaves KMS, so a link can be neither guessed nor altered.
 
-Mail scanners open every link in corporate mailboxes, so opening a link (``load_for_review``)
-never changes anything; only the review form's POST (``decide``) does. That POST carries the
+The email goes out with SES v2 as plain text and HTML (SNS email subscriptions can carry
+plain text only, so SNS keeps the deployment notices and alerts). Mail scanners open every
+link in corporate mailboxes, so opening a link (``load_for_review``) never changes anything;
+only the review form's POST (``decide``) does. That POST carries the
 link MAC plus a second MAC with a different purpose (the form token), which a page on another
 site cannot read, and ``decide`` records the decision with one conditional write so that it
 happens exactly once however many times the form is submitted.
@@ -28,9 +30,10 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,7 +77,7 @@ class ApprovalRequestError(ApprovalError):
 
 
 class ApprovalServiceError(ApprovalError):
-    """An AWS call (DynamoDB, KMS, SNS, Step Functions) failed; the message names the call."""
+    """An AWS call (DynamoDB, KMS, SES, Step Functions) failed; the message names the call."""
 
 
 class DecisionNotDeliveredError(ApprovalServiceError):
@@ -146,6 +149,8 @@ class ApprovalRecord:
     created_at: str
     link_expires_at: int
     expires_at: int
+    reason: str | None = None
+    rows: int | None = None
     decision: str | None = None
     decided_by: str | None = None
     decided_at: str | None = None
@@ -176,6 +181,8 @@ class ApprovalRecord:
             metrics=data.get("metrics") or {},
             report_uri=data.get("report_uri"),
             created_at=data.get("created_at", ""),
+            reason=data.get("reason"),
+            rows=data.get("rows"),
             link_expires_at=int(data["link_expires_at"]),
             expires_at=int(data.get("expires_at", 0)),
             decision=data.get("decision"),
@@ -342,11 +349,18 @@ def check_same_origin(*, sec_fetch_site: str | None, origin: str | None, host: s
 
     ``Sec-Fetch-Site: cross-site`` is refused; so is an ``Origin`` whose host differs from the
     request's own host (an absent ``Origin`` is allowed: older browsers omit it on forms).
+    ``Origin: null`` (an opaque origin: a sandboxed frame, a ``data:`` page, or a page whose
+    referrer policy is no-referrer) passes only when ``Sec-Fetch-Site`` says same-origin.
     """
-    if (sec_fetch_site or "").strip().lower() == "cross-site":
+    fetch_site = (sec_fetch_site or "").strip().lower()
+    if fetch_site == "cross-site":
         raise CrossSiteRequestError("refused a cross-site submission (header 'Sec-Fetch-Site: cross-site')")
     if origin is None:
         return
+    if origin.strip() == "null":
+        if fetch_site == "same-origin":
+            return
+        raise CrossSiteRequestError("refused a submission from an opaque origin (header 'Origin: null')")
     origin_host = urlsplit(origin.strip()).netloc.lower() if "://" in origin else ""
     if not host or origin_host != host.strip().lower():
         raise CrossSiteRequestError("refused a submission from another origin (header 'Origin')")
@@ -395,6 +409,8 @@ def _new_item(
         "production": dict(production) if production else None,
         "metrics": dict(metrics),
         "report_uri": evaluation.get("report_uri"),
+        "reason": evaluation.get("reason"),
+        "rows": evaluation.get("rows"),
         "created_at": _iso(now),
         "link_expires_at": link_expires_at,
         "expires_at": link_expires_at + RECORD_RETENTION_SECONDS,
@@ -464,15 +480,18 @@ def gate_summary(record: ApprovalRecord) -> str:
     )
 
 
+def _version_text(record: ApprovalRecord) -> str:
+    return record.input_version_id or "unversioned"
+
+
 def email_body(record: ApprovalRecord, link: str) -> str:
-    """The plain-text email: what was trained on what, how it scored, and the one link."""
-    version = record.input_version_id or "unversioned"
+    """The plain-text part: what was trained on what, how it scored, and the one link."""
     lines = [
         f"A new {record.dataset} model is waiting for your approval before it goes to production.",
         "",
         f"Run:           {record.run_id}" + (f" (attempt {record.attempt})" if record.attempt else ""),
-        f"Trained on:    {record.input_uri} (version {version})",
-        f"Training job:  {record.training_job or 'unknown'}",
+        f"Trained on:    {record.input_uri} (version {_version_text(record)})",
+        f"Training job:  {record.training_job or 'unknown'} (SageMaker built-in XGBoost)",
         f"Gate metric:   {gate_summary(record)}",
         f"Production:    {production_comparison(record)}",
         f"Report:        {record.report_uri or 'not available'}",
@@ -487,6 +506,69 @@ def email_body(record: ApprovalRecord, link: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def email_html(record: ApprovalRecord, link: str) -> str:
+    """The HTML part: the same facts as ``email_body`` and one button-like link to the review
+    page. Styles are inline because mail clients drop ``<style>`` blocks; no images, no scripts."""
+    run = record.run_id + (f" (attempt {record.attempt})" if record.attempt else "")
+    rows = [
+        ("Dataset", record.dataset),
+        ("Run", run),
+        ("Trained on", f"{record.input_uri} (version {_version_text(record)})"),
+        ("Training job", f"{record.training_job or 'unknown'} (SageMaker built-in XGBoost)"),
+        ("Gate metric", gate_summary(record)),
+        ("Production", production_comparison(record)),
+        ("Report", record.report_uri or "not available"),
+        ("Link expires", utc_text(record.link_expires_at)),
+    ]
+    cell = "padding:4px 12px 4px 0;vertical-align:top;text-align:left"
+    label_cell = f"{cell};color:#57606a;white-space:nowrap"
+    table = "".join(
+        f'<tr><th style="{label_cell}">{escape(label)}</th><td style="{cell}">{escape(value)}</td></tr>'
+        for label, value in rows
+    )
+    button = (
+        "display:inline-block;padding:10px 20px;background:#0969da;color:#ffffff;"
+        "text-decoration:none;border-radius:6px;font-weight:600"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(email_subject(record))}</title></head>"
+        '<body style="font-family:Arial,Helvetica,sans-serif;color:#1b1f24;line-height:1.45">'
+        f"<p>A new <strong>{escape(record.dataset)}</strong> model is waiting for your approval before it goes "
+        "to production.</p>"
+        f'<table style="border-collapse:collapse">{table}</table>'
+        f'<p style="margin:20px 0"><a href="{escape(link, quote=True)}" style="{button}">Review and decide</a></p>'
+        f"<p>The link expires {escape(utc_text(record.link_expires_at))}. Opening it changes nothing; the "
+        "decision is taken only with the buttons on the page.</p>"
+        '<p style="color:#57606a;font-size:13px">Do not forward this email: anyone with the link can decide.</p>'
+        "</body></html>\n"
+    )
+
+
+def send_approval_email(ses_client: Any, settings: Settings, record: ApprovalRecord, link: str) -> str:
+    """Email the approver with SES v2 (plain text and HTML); returns SES's message id."""
+    content = {
+        "Simple": {
+            "Subject": {"Data": email_subject(record), "Charset": "UTF-8"},
+            "Body": {
+                "Text": {"Data": email_body(record, link), "Charset": "UTF-8"},
+                "Html": {"Data": email_html(record, link), "Charset": "UTF-8"},
+            },
+        }
+    }
+    try:
+        response = ses_client.send_email(
+            FromEmailAddress=settings.approval_sender,
+            Destination={"ToAddresses": [settings.approver_email]},
+            Content=content,
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise ApprovalServiceError(
+            f"SES SendEmail from {settings.approval_sender} to {settings.approver_email} failed: {exc}"
+        ) from exc
+    return str(response.get("MessageId", ""))
+
+
 def request_approval(
     run: Mapping[str, Any],
     evaluation: Mapping[str, Any],
@@ -495,15 +577,15 @@ def request_approval(
     *,
     table: Any,
     kms_client: Any,
-    sns_client: Any,
+    ses_client: Any,
     settings: Settings,
     now: datetime,
 ) -> dict[str, Any]:
     """Store a PENDING approval for the waiting task and email its signed review link.
 
-    ``table`` is the approval table (boto3 resource); ``settings`` needs the topic ARN,
-    signing key id and base URL. Returns ``{"approval_id", "expires_at"}`` where
-    ``expires_at`` is when the link expires (ISO-8601 UTC).
+    ``table`` is the approval table (boto3 resource); ``ses_client`` an SES v2 client;
+    ``settings`` needs the signing key id, base URL, sender and approver addresses. Returns
+    ``{"approval_id", "expires_at"}`` where ``expires_at`` is when the link expires (ISO-8601 UTC).
     """
     if not task_token:
         raise ApprovalRequestError("RequestApproval payload: field 'task_token' is missing or empty")
@@ -519,16 +601,7 @@ def request_approval(
     except (ClientError, BotoCoreError) as exc:
         raise ApprovalServiceError(f"DynamoDB PutItem into the approval table {table.name} failed: {exc}") from exc
     record = ApprovalRecord.from_item(item)
-    try:
-        sns_client.publish(
-            TopicArn=settings.approval_topic_arn,
-            Subject=email_subject(record),
-            Message=email_body(record, approval_link(settings.approval_base_url, approval_id, sig)),
-        )
-    except (ClientError, BotoCoreError) as exc:
-        raise ApprovalServiceError(
-            f"SNS Publish to the approval topic {settings.approval_topic_arn} failed: {exc}"
-        ) from exc
+    send_approval_email(ses_client, settings, record, approval_link(settings.approval_base_url, approval_id, sig))
     return {"approval_id": approval_id, "expires_at": _iso(datetime.fromtimestamp(link_expires_at, UTC))}
 
 
@@ -564,13 +637,38 @@ def _undecidable(record: ApprovalRecord, now: datetime) -> _RecordStateError | N
     return None
 
 
+def _execution_stopped(sfn_client: Any, record: ApprovalRecord) -> str | None:
+    """The status of the record's execution when it no longer runs (``ABORTED``, ``FAILED``,
+    ``TIMED_OUT``, ``SUCCEEDED``, ``ExecutionDoesNotExist``), or None while it runs."""
+    if not record.execution_arn:
+        return None
+    try:
+        status = sfn_client.describe_execution(executionArn=record.execution_arn)["status"]
+    except ClientError as exc:
+        if _error_code(exc) == "ExecutionDoesNotExist":
+            return "ExecutionDoesNotExist"
+        raise ApprovalServiceError(f"Step Functions DescribeExecution failed: {_error_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise ApprovalServiceError("Step Functions DescribeExecution could not be reached") from exc
+    return None if status == "RUNNING" else str(status)
+
+
 def load_for_review(
-    approval_id: str, sig: str | None, *, table: Any, kms_client: Any, settings: Settings, now: datetime
+    approval_id: str,
+    sig: str | None,
+    *,
+    table: Any,
+    kms_client: Any,
+    sfn_client: Any,
+    settings: Settings,
+    now: datetime,
 ) -> Review:
     """Check the link and load what the review page shows. Reads only, never writes.
 
     A decided record is returned (the page shows the decision); a CLOSED or expired one
-    raises. The form token is issued only while the approval is PENDING.
+    raises, and so does a PENDING one whose execution no longer runs (stopped, failed), so
+    nobody fills in a form that can no longer count. The form token is issued only while the
+    approval is PENDING and its execution waits.
     """
     key_id = settings.approval_signing_key_id
     verify_link(kms_client, key_id, approval_id, sig)
@@ -580,6 +678,13 @@ def load_for_review(
     problem = _undecidable(record, now)
     if problem is not None:
         raise problem
+    stopped = _execution_stopped(sfn_client, record)
+    if stopped is not None:
+        # Shown as closed, but not written: opening a link never changes anything.
+        raise ClosedApprovalError(
+            f"approval {approval_id}: its execution is {stopped}",
+            replace(record, status=CLOSED, closed_reason=stopped),
+        )
     return Review(record, form_token(kms_client, key_id, approval_id))
 
 

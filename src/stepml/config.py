@@ -27,9 +27,10 @@ LINEAGE_TABLE = "STEPML_LINEAGE_TABLE"
 APPROVAL_TABLE = "STEPML_APPROVAL_TABLE"
 ARTIFACT_BUCKET = "STEPML_ARTIFACT_BUCKET"
 UPLOAD_BUCKET = "STEPML_UPLOAD_BUCKET"
-APPROVAL_TOPIC_ARN = "STEPML_APPROVAL_TOPIC_ARN"
 APPROVAL_SIGNING_KEY_ID = "STEPML_APPROVAL_SIGNING_KEY_ID"
 APPROVAL_BASE_URL = "STEPML_APPROVAL_BASE_URL"
+APPROVAL_SENDER = "STEPML_APPROVAL_SENDER"
+APPROVER_EMAIL = "STEPML_APPROVER_EMAIL"
 APPROVAL_TIMEOUT_SECONDS = "STEPML_APPROVAL_TIMEOUT_SECONDS"
 PRODUCTION_ENDPOINT_NAME = "STEPML_PRODUCTION_ENDPOINT_NAME"
 STATE_MACHINE_NAME = "STEPML_STATE_MACHINE_NAME"
@@ -43,8 +44,8 @@ DATASET_CONFIG_PREFIX = "datasets/"
 #: Uploads that start a run: ``incoming/<dataset>/<file>`` in the upload bucket.
 INCOMING_PREFIX = "incoming/"
 
-_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DATASET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 
 
@@ -89,16 +90,21 @@ class Settings:
         return self.get(UPLOAD_BUCKET)
 
     @property
-    def approval_topic_arn(self) -> str:
-        return self.get(APPROVAL_TOPIC_ARN)
-
-    @property
     def approval_signing_key_id(self) -> str:
         return self.get(APPROVAL_SIGNING_KEY_ID)
 
     @property
     def approval_base_url(self) -> str:
         return self.get(APPROVAL_BASE_URL).rstrip("/")
+
+    @property
+    def approval_sender(self) -> str:
+        """The From address of approval emails (an SES-verified identity)."""
+        return self.get(APPROVAL_SENDER)
+
+    @property
+    def approver_email(self) -> str:
+        return self.get(APPROVER_EMAIL)
 
     @property
     def approval_timeout_seconds(self) -> int:
@@ -135,12 +141,13 @@ def _check_positive_int(name: str, value: str) -> None:
 
 
 _VALIDATORS: dict[str, Any] = {
-    APPROVAL_TOPIC_ARN: lambda n, v: None if _ARN.match(v) else _bad(n, v, "an SNS topic ARN"),
     APPROVAL_BASE_URL: lambda n, v: (
         None
         if v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
         else _bad(n, v, "an https:// URL (plain http only on localhost)")
     ),
+    APPROVAL_SENDER: lambda n, v: None if _EMAIL.match(v) else _bad(n, v, "an email address"),
+    APPROVER_EMAIL: lambda n, v: None if _EMAIL.match(v) else _bad(n, v, "an email address"),
     APPROVAL_TIMEOUT_SECONDS: _check_positive_int,
     ENDPOINT_POLL_SECONDS: _check_positive_int,
     LINEAGE_RETENTION_DAYS: lambda n, v: None if v.isdigit() else _bad(n, v, "a whole number of days"),
@@ -265,6 +272,9 @@ class DatasetConfig(_Strict):
     promote_only_if_better: bool = True
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     min_rows: Annotated[int, Field(ge=2)] = 10
+    #: How long this dataset's approval link stays valid; ``None`` takes the stack's
+    #: ApprovalTimeoutSeconds. The run ends as not promoted when it passes undecided.
+    approval_timeout_seconds: Annotated[int | None, Field(ge=10, le=31536000)] = None
 
     @field_validator("features")
     @classmethod

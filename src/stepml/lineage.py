@@ -339,7 +339,7 @@ def resolve_run(
         "names": resource_names(run_id, attempt, settings.production_endpoint_name),
         "paths": artifact_paths(settings.artifact_bucket, dataset, run_id),
         "endpoint_poll_seconds": settings.endpoint_poll_seconds,
-        "approval_timeout_seconds": settings.approval_timeout_seconds,
+        "approval_timeout_seconds": config.get("approval_timeout_seconds") or settings.approval_timeout_seconds,
         "code_version": code_version(),
     }
     steps = {} if action == "duplicate" else completed_steps(table, run_id)

@@ -118,6 +118,40 @@ class Pipeline:
             time.sleep(0.5)
         raise AssertionError(f"the execution for {key} did not end")
 
+    def approval_item(self, run_id: str) -> dict[str, Any]:
+        """The run's approval record as stored (task token included: tests look for leaks)."""
+        items = self.client("dynamodb").scan(
+            TableName=self.outputs["ApprovalTableName"],
+            FilterExpression="run_id = :run_id",
+            ExpressionAttributeValues={":run_id": {"S": run_id}},
+            ConsistentRead=True,
+        )["Items"]
+        assert len(items) == 1, f"{len(items)} approval records for {run_id}"
+        deserialize = boto3.dynamodb.types.TypeDeserializer().deserialize
+        return from_dynamo({k: deserialize(v) for k, v in items[0].items()})
+
+    def approval_outcomes(self, execution_arn: str) -> list[dict[str, Any]]:
+        """What reached the execution's 'Request approval' task: the output of each TaskSucceeded
+        (a decision) and the type of each TaskFailed / TaskTimedOut event."""
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            events += page["events"]
+        outcomes: list[dict[str, Any]] = []
+        state = None
+        for event in events:
+            if event["type"].endswith("StateEntered"):
+                state = event["stateEnteredEventDetails"]["name"]
+            elif state == "Request approval" and event["type"] == "TaskSucceeded":
+                outcomes.append(json.loads(event["taskSucceededEventDetails"]["output"]))
+            elif state == "Request approval" and event["type"] in ("TaskFailed", "TaskTimedOut"):
+                outcomes.append({"event": event["type"]})
+        return outcomes
+
+    def lambda_logs(self) -> str:
+        """Everything the local cloud's Lambda functions wrote (state_dir/logs)."""
+        return "".join(path.read_text(errors="replace") for path in sorted((self.cloud.state_dir / "logs").glob("*")))
+
     def endpoint_config(self, name: str) -> str | None:
         try:
             return self.client("sagemaker").describe_endpoint(EndpointName=name)["EndpointConfigName"]

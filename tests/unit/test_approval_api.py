@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 
 from stepml import config
 from stepml.approvals import APPROVED, CLOSED, PENDING, REJECTED, form_token, link_signature, new_approval_id
+from stepml.local.mail import Outbox
 from tests.helpers import FakeLambdaContext, load_handler
 from tests.unit.test_approvals import (
     TASK_TOKEN,
@@ -30,7 +32,7 @@ EXPECTED_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -131,13 +133,13 @@ class Api:
 
 
 @pytest.fixture
-def api(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+def api(stack: Any, monkeypatch: pytest.MonkeyPatch, mail_outbox: Outbox) -> Api:
     stack.apply_environment(monkeypatch, "ApprovalApiFunction")
     # Both would put secrets into logs if the handler obeyed them.
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
     monkeypatch.setenv("POWERTOOLS_DEV", "true")
     module = load_handler("approval_api/app.py")
-    env = approval_env(stack)
+    env = approval_env(stack, mail_outbox)
     dependencies = module.Dependencies(
         settings=config.load_settings([config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID]),
         table=env.table,
@@ -169,12 +171,25 @@ def hidden_value(page: str, name: str) -> str:
 # --- GET ------------------------------------------------------------------------------------
 
 
-def test_get_shows_the_review_page_and_changes_nothing(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def running_execution() -> str:
+    """The ARN of an execution that waits (moto in-process), as the approval's pipeline does."""
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="stepml-local-pipeline",
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/pipeline",
+    )
+    return sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="waiting")["executionArn"]
+
+
+def test_get_shows_the_review_page_and_changes_nothing(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, mail_outbox: Outbox
+) -> None:
     # The handler's own dependencies, built from the function's environment in template.yaml.
     stack.apply_environment(monkeypatch, "ApprovalApiFunction")
     module = load_handler("approval_api/app.py")
-    real = Api(module, approval_env(stack))
-    approval_id, sig = real.new_approval()
+    real = Api(module, approval_env(stack, mail_outbox))
+    approval_id, sig = create_approval(real.env, now=datetime.now(UTC), execution_arn=running_execution())
     before = real.env.item(approval_id)
 
     page = assert_html(real.get(approval_id, sig), 200)
@@ -185,6 +200,9 @@ def test_get_shows_the_review_page_and_changes_nothing(stack: Any, monkeypatch: 
     assert "auc 0.9123; the gate requires at least 0.8: passed" in page
     assert "against production 0.9 (+0.0123): better than production." in page
     assert "s3://artifacts/evaluation/churn/churn-3f2a9c1b7d4e/report.json" in page
+    assert "<h2>Evaluation report</h2>" in page and "Scored on 600 held-out test rows" in page
+    assert "<tr><td>auc</td><td>0.9123</td><td>0.9</td></tr>" in page
+    assert "<tr><td>accuracy</td><td>0.87</td><td>0.85</td></tr>" in page
     assert "Link expires" in page and " UTC" in page
     assert f'<form method="post" action="{approval_id}">' in page
     assert re.search(r'<input type="text" id="approver" name="approver" required', page)
@@ -226,6 +244,30 @@ def test_get_refuses_forged_unknown_expired_and_closed_links(api: Api) -> None:
     assert "no longer waiting" in page
 
     page = assert_html(api.call(http_event("GET", "x/../../admin")), 404)
+    assert api.env.sfn.calls == []
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("ABORTED", "the pipeline run was stopped"),
+        ("FAILED", "the pipeline run failed"),
+        ("ExecutionDoesNotExist", "the pipeline run no longer exists"),
+    ],
+)
+def test_get_of_a_link_whose_execution_stopped_is_closed_and_writes_nothing(api: Api, status: str, reason: str) -> None:
+    approval_id, sig = api.new_approval()
+    before = api.env.item(approval_id)
+    api.env.sfn.execution_status = status
+
+    for method in ("GET", "HEAD"):
+        response = api.get(approval_id, sig, method=method)
+        page = assert_html(response, 410)
+    page = api.get(approval_id, sig)["body"]
+
+    assert "This approval is closed" in page and f"Reason: {reason}." in page
+    assert "<form" not in page and 'name="csrf"' not in page
+    assert api.env.item(approval_id) == before
     assert api.env.sfn.calls == []
 
 

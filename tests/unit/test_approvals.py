@@ -17,9 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import DynamoDBBackend
-from moto.sns.models import sns_backends
 
 from stepml import config
 from stepml.approvals import (
@@ -49,6 +47,7 @@ from stepml.approvals import (
     request_approval,
     verify_link,
 )
+from stepml.local.mail import Outbox
 
 REGION = "us-east-1"
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -93,7 +92,12 @@ def make_evaluation(**overrides: Any) -> dict[str, Any]:
         "higher_is_better": True,
         "metrics": {"auc": 0.9123, "accuracy": 0.87, "f1": 0.71},
         "rows": 600,
-        "production": {"endpoint_name": "stepml-prod", "value": 0.9},
+        "reason": "auc 0.9123 meets the threshold 0.8 (higher is better)",
+        "production": {
+            "endpoint_name": "stepml-prod",
+            "value": 0.9,
+            "metrics": {"auc": 0.9, "accuracy": 0.85, "f1": 0.7},
+        },
         "report_uri": "s3://artifacts/evaluation/churn/churn-3f2a9c1b7d4e/report.json",
     }
     evaluation.update(overrides)
@@ -101,12 +105,21 @@ def make_evaluation(**overrides: Any) -> dict[str, Any]:
 
 
 class SfnRecorder:
-    """Stands in for the Step Functions client: records SendTaskSuccess, or fails with a code."""
+    """Stands in for the Step Functions client: records SendTaskSuccess, or fails with a code;
+    DescribeExecution reports ``execution_status``."""
 
-    def __init__(self, fail_with: str | None = None):
+    def __init__(self, fail_with: str | None = None, execution_status: str = "RUNNING"):
         self.fail_with = fail_with
+        self.execution_status = execution_status
         self.calls: list[dict[str, Any]] = []
+        self.described: list[str] = []
         self._lock = threading.Lock()
+
+    def describe_execution(self, *, executionArn: str) -> dict[str, Any]:
+        self.described.append(executionArn)
+        if self.execution_status == "ExecutionDoesNotExist":
+            raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "gone"}}, "DescribeExecution")
+        return {"executionArn": executionArn, "status": self.execution_status}
 
     def send_task_success(self, *, taskToken: str, output: str) -> dict[str, Any]:
         with self._lock:
@@ -122,53 +135,59 @@ class ApprovalEnv:
 
     table: Any
     kms: Any
-    sns: Any
+    ses: Any
     settings: config.Settings
-    topic_arn: str
     key_id: str
+    outbox: Outbox
     sfn: SfnRecorder = field(default_factory=SfnRecorder)
 
     def published(self) -> list[tuple[str, str]]:
-        """(subject, message) of everything published to the approval topic."""
-        topic = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[self.topic_arn]
-        return [(subject, message) for _id, message, subject, *_ in topic.sent_notifications]
+        """(subject, plain-text part) of every email sent, through moto's SES into the outbox."""
+        return [(message.subject, message.body) for message in self.outbox.messages()]
 
     def item(self, approval_id: str) -> dict[str, Any] | None:
         return self.table.get_item(Key={"approval_id": approval_id}, ConsistentRead=True).get("Item")
 
 
-def approval_env(stack: Any) -> ApprovalEnv:
+def approval_env(stack: Any, outbox: Outbox) -> ApprovalEnv:
+    """The RequestApproval function's settings and clients, its sender verified in SES (as an
+    operator does before deploying); ``outbox`` is the ``mail_outbox`` fixture's."""
     environ = stack.function_environment("RequestApprovalFunction")
     settings = config.load_settings(
         [
             config.APPROVAL_TABLE,
-            config.APPROVAL_TOPIC_ARN,
             config.APPROVAL_SIGNING_KEY_ID,
             config.APPROVAL_BASE_URL,
+            config.APPROVAL_SENDER,
+            config.APPROVER_EMAIL,
         ],
         environ,
     )
     session = boto3.Session(region_name=REGION)
+    ses = session.client("sesv2")
+    ses.create_email_identity(EmailIdentity=settings.approval_sender)
     return ApprovalEnv(
         table=session.resource("dynamodb").Table(settings.approval_table),
         kms=session.client("kms"),
-        sns=session.client("sns"),
+        ses=ses,
         settings=settings,
-        topic_arn=settings.approval_topic_arn,
         key_id=settings.approval_signing_key_id,
+        outbox=outbox,
     )
 
 
-def create_approval(env: ApprovalEnv, *, now: datetime = NOW, **evaluation: Any) -> tuple[str, str]:
+def create_approval(
+    env: ApprovalEnv, *, now: datetime = NOW, execution_arn: str = EXECUTION_ARN, **evaluation: Any
+) -> tuple[str, str]:
     """Request an approval and return (approval_id, sig) taken from the emailed link."""
     result = request_approval(
         make_run(),
         make_evaluation(**evaluation),
         TASK_TOKEN,
-        EXECUTION_ARN,
+        execution_arn,
         table=env.table,
         kms_client=env.kms,
-        sns_client=env.sns,
+        ses_client=env.ses,
         settings=env.settings,
         now=now,
     )
@@ -204,8 +223,8 @@ def tampered(text: str) -> str:
 
 
 @pytest.fixture
-def env(stack: Any) -> ApprovalEnv:
-    return approval_env(stack)
+def env(stack: Any, mail_outbox: Outbox) -> ApprovalEnv:
+    return approval_env(stack, mail_outbox)
 
 
 @pytest.fixture
@@ -243,7 +262,7 @@ def test_request_approval_stores_the_record(env: ApprovalEnv) -> None:
         EXECUTION_ARN,
         table=env.table,
         kms_client=env.kms,
-        sns_client=env.sns,
+        ses_client=env.ses,
         settings=env.settings,
         now=NOW,
     )
@@ -271,7 +290,8 @@ def test_request_approval_stores_the_record(env: ApprovalEnv) -> None:
     assert (record.metric, record.value, record.threshold) == ("auc", 0.9123, 0.8)
     assert isinstance(record.value, float)
     assert isinstance(record.link_expires_at, int)
-    assert record.production == {"endpoint_name": "stepml-prod", "value": 0.9}
+    assert record.production == make_evaluation()["production"]
+    assert (record.rows, record.reason) == (600, "auc 0.9123 meets the threshold 0.8 (higher is better)")
     assert record.metrics["accuracy"] == 0.87
     assert record.created_at == "2026-11-22T12:00:00Z"
     assert record.decision is None
@@ -298,6 +318,30 @@ def test_the_email_names_the_model_and_carries_only_the_signed_link(env: Approva
         assert env.key_id not in text
 
 
+def test_the_email_has_an_html_part_with_the_same_facts_and_one_link(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env, reason="<b>gate</b>")
+
+    [message] = env.outbox.messages()
+    assert (message.sender, message.to) == (env.settings.approval_sender, env.settings.approver_email)
+    html = message.html
+    assert html is not None and html.startswith("<!DOCTYPE html>")
+    link = f"{env.settings.approval_base_url}/approvals/{approval_id}?sig={sig}"
+    assert re.findall(r'href="([^"]*)"', html) == [link]
+    assert html.count("<a ") == 1 and "<script" not in html and "<img" not in html
+    for fact in (
+        "churn-3f2a9c1b7d4e (attempt 1)",
+        "s3://uploads/incoming/churn/data.csv (version v-7Hq2)",
+        "stepml-churn-3f2a9c1b7d4e-a1",
+        "auc 0.9123; the gate requires at least 0.8: passed",
+        "against production 0.9 (+0.0123): better than production",
+        "2026-11-25 12:00 UTC",
+        "Opening it changes nothing",
+    ):
+        assert fact in html, fact
+    assert TASK_TOKEN not in html and TASK_TOKEN[:40] not in html and env.key_id not in html
+    assert "Traceback" not in html and "Traceback" not in message.body
+
+
 def test_the_email_says_when_there_is_no_production_model(env: ApprovalEnv) -> None:
     create_approval(env, production=None)
     [(_subject, message)] = env.published()
@@ -321,7 +365,7 @@ def test_the_subject_stays_within_100_ascii_characters(env: ApprovalEnv) -> None
         EXECUTION_ARN,
         table=env.table,
         kms_client=env.kms,
-        sns_client=env.sns,
+        ses_client=env.ses,
         settings=env.settings,
         now=NOW,
     )
@@ -350,7 +394,7 @@ def test_a_request_missing_a_field_names_it_and_stores_nothing(env: ApprovalEnv)
                 EXECUTION_ARN,
                 table=env.table,
                 kms_client=env.kms,
-                sns_client=env.sns,
+                ses_client=env.ses,
                 settings=env.settings,
                 now=NOW,
             )
@@ -365,10 +409,26 @@ def test_a_request_missing_a_field_names_it_and_stores_nothing(env: ApprovalEnv)
 def test_a_changed_missing_or_malformed_signature_is_forged(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
     with pytest.raises(ForgedLinkError, match="signature does not match"):
-        load_for_review(approval_id, tampered(sig), table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+        load_for_review(
+            approval_id,
+            tampered(sig),
+            table=env.table,
+            kms_client=env.kms,
+            sfn_client=env.sfn,
+            settings=env.settings,
+            now=NOW,
+        )
     for bad in (None, "", "short", "!" * 43, "A" * 44, "A" * 43, sig + "A", sig[:-1]):
         with pytest.raises(ForgedLinkError):
-            load_for_review(approval_id, bad, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+            load_for_review(
+                approval_id,
+                bad,
+                table=env.table,
+                kms_client=env.kms,
+                sfn_client=env.sfn,
+                settings=env.settings,
+                now=NOW,
+            )
 
 
 def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -> None:
@@ -376,7 +436,15 @@ def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -
     second_id, _second_sig = create_approval(env)
     assert first_id != second_id
     with pytest.raises(ForgedLinkError):
-        load_for_review(second_id, first_sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+        load_for_review(
+            second_id,
+            first_sig,
+            table=env.table,
+            kms_client=env.kms,
+            sfn_client=env.sfn,
+            settings=env.settings,
+            now=NOW,
+        )
     # The form token is a MAC of the same key over the same id, but for another purpose.
     with pytest.raises(ForgedLinkError):
         load_for_review(
@@ -384,6 +452,7 @@ def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -
             form_token(env.kms, env.key_id, first_id),
             table=env.table,
             kms_client=env.kms,
+            sfn_client=env.sfn,
             settings=env.settings,
             now=NOW,
         )
@@ -393,7 +462,9 @@ def test_an_unknown_id_with_its_own_valid_signature_is_unknown(env: ApprovalEnv)
     missing_id = new_approval_id()
     sig = link_signature(env.kms, env.key_id, missing_id)
     with pytest.raises(UnknownApprovalError, match=missing_id):
-        load_for_review(missing_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+        load_for_review(
+            missing_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
+        )
 
 
 # --- review ---------------------------------------------------------------------------------
@@ -403,8 +474,12 @@ def test_review_of_a_pending_approval_issues_a_form_token_and_changes_nothing(en
     approval_id, sig = create_approval(env)
     before = env.item(approval_id)
 
-    review = load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
-    load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+    review = load_for_review(
+        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
+    )
+    load_for_review(
+        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
+    )
 
     assert review.record.status == PENDING
     assert review.form_token == form_token(env.kms, env.key_id, approval_id)
@@ -413,11 +488,33 @@ def test_review_of_a_pending_approval_issues_a_form_token_and_changes_nothing(en
     assert env.sfn.calls == []
 
 
+def test_review_of_an_approval_whose_execution_no_longer_runs_is_closed_but_not_written(env: ApprovalEnv) -> None:
+    approval_id, sig = create_approval(env)
+    before = env.item(approval_id)
+    env.sfn.execution_status = "ABORTED"
+
+    with pytest.raises(ClosedApprovalError, match="its execution is ABORTED") as raised:
+        load_for_review(
+            approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
+        )
+
+    assert (raised.value.record.status, raised.value.record.closed_reason) == (CLOSED, "ABORTED")
+    assert env.item(approval_id) == before
+    assert env.sfn.described == [EXECUTION_ARN]
+    env.sfn.execution_status = "RUNNING"
+    review = load_for_review(
+        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
+    )
+    assert review.form_token is not None
+
+
 def test_review_after_the_link_expired_is_refused(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
     later = NOW + timedelta(seconds=TIMEOUT_SECONDS)
     with pytest.raises(ExpiredApprovalError, match="expired at 2026-11-25 12:00 UTC"):
-        load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=later)
+        load_for_review(
+            approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=later
+        )
 
 
 def test_review_of_a_decided_approval_shows_the_decision_without_a_form(env: ApprovalEnv) -> None:
@@ -425,7 +522,13 @@ def test_review_of_a_decided_approval_shows_the_decision_without_a_form(env: App
     decide_with(env, approval_id, sig, decision="reject", approver="bo@example.com", comment="too slow")
 
     review = load_for_review(
-        approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW + timedelta(days=10)
+        approval_id,
+        sig,
+        table=env.table,
+        kms_client=env.kms,
+        sfn_client=env.sfn,
+        settings=env.settings,
+        now=NOW + timedelta(days=10),
     )
 
     assert review.form_token is None
@@ -545,7 +648,15 @@ def test_a_stopped_execution_closes_the_approval_and_decides_nothing(env: Approv
         assert (item["status"], item["closed_reason"]) == (CLOSED, code)
         assert not {"decision", "decided_by", "decided_at", "comment"} & set(item)
         with pytest.raises(ClosedApprovalError):
-            load_for_review(approval_id, sig, table=env.table, kms_client=env.kms, settings=env.settings, now=NOW)
+            load_for_review(
+                approval_id,
+                sig,
+                table=env.table,
+                kms_client=env.kms,
+                sfn_client=env.sfn,
+                settings=env.settings,
+                now=NOW,
+            )
         env.sfn.fail_with = None
         with pytest.raises(ClosedApprovalError):
             decide_with(env, approval_id, sig)
@@ -619,6 +730,7 @@ def test_concurrent_decisions_exactly_one_wins(env: ApprovalEnv, atomic_moto_upd
         ("same-origin", "https://abc.execute-api.us-east-1.amazonaws.com"),
         ("none", None),
         (None, "https://ABC.execute-api.us-east-1.amazonaws.com"),
+        ("same-origin", "null"),  # a page served with Referrer-Policy: no-referrer
     ],
 )
 def test_same_origin_submissions_pass(sec_fetch_site: str | None, origin: str | None) -> None:
@@ -633,6 +745,7 @@ def test_same_origin_submissions_pass(sec_fetch_site: str | None, origin: str | 
         (None, "https://evil.example", "Origin"),
         ("same-site", "https://abc.execute-api.us-east-1.amazonaws.com.evil.example", "Origin"),
         (None, "null", "Origin"),
+        ("same-site", "null", "Origin"),
     ],
 )
 def test_cross_site_submissions_are_refused(sec_fetch_site: str | None, origin: str | None, header: str) -> None:

@@ -45,6 +45,8 @@ def test_the_shipped_example_config_is_valid():
         ),
         ({"name": "Churn_Data"}, "field 'name'"),
         ({"surprise": 1}, "field 'surprise': Extra inputs are not permitted"),
+        ({"approval_timeout_seconds": 5}, "field 'approval_timeout_seconds'"),
+        ({"approval_timeout_seconds": "soon"}, "field 'approval_timeout_seconds'"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_field(change, message):

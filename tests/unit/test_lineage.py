@@ -126,6 +126,19 @@ def test_new_upload_starts_a_run_with_names_paths_and_defaults(env):
     assert item["expires_at"] == int(NOW.timestamp()) + 1095 * 86400
 
 
+def test_the_approval_timeout_is_the_stacks_unless_the_dataset_sets_its_own(env):
+    run = _resolve(env, _upload(env))["run"]
+    assert run["approval_timeout_seconds"] == env["settings"].approval_timeout_seconds
+    assert run["config"]["approval_timeout_seconds"] is None
+    env["s3"].put_object(
+        Bucket=env["settings"].artifact_bucket,
+        Key=config.dataset_config_key("churn"),
+        Body=json.dumps({**CHURN_CONFIG, "approval_timeout_seconds": 45}).encode(),
+    )
+    run = _resolve(env, _upload(env, key="incoming/churn/other.csv"), execution=EXECUTION_1 + "-b")["run"]
+    assert run["approval_timeout_seconds"] == 45
+
+
 def test_duplicate_event_while_the_owner_runs_is_a_duplicate(env):
     event = _upload(env)
     _resolve(env, event, EXECUTION_1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -52,7 +54,7 @@ def server_factory():
 
 def _request(server, method, path, body=None, headers=None):
     host, port = server.url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     return response.status, dict(response.getheaders()), response.read()
@@ -104,6 +106,38 @@ def test_a_function_error_is_an_internal_server_error_without_details(server_fac
     server, _ = server_factory("error")
     status, _, body = _request(server, "GET", "/approvals/abc")
     assert status == 500 and json.loads(body) == {"message": "Internal Server Error"}
+
+
+def test_a_burst_of_concurrent_connections_is_answered_without_resets(server_factory):
+    server, engine = server_factory({"statusCode": 200, "body": "ok"})
+    slow = engine.invoke
+
+    def invoke(name, payload):
+        time.sleep(0.2)  # requests pile up in the listen backlog while the first ones run
+        return slow(name, payload)
+
+    engine.invoke = invoke
+    start = threading.Barrier(40)
+    statuses = []
+
+    def call():
+        start.wait()
+        statuses.append(_request(server, "POST", "/approvals/abc", body=b"decision=reject")[0])
+
+    threads = [threading.Thread(target=call) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert statuses == [200] * 40
+
+
+def test_a_head_route_answers_head_without_a_body(server_factory):
+    server, engine = server_factory({"statusCode": 200, "body": ""})
+    server.routes.append(Route("HEAD", "/approvals/{approval_id}", "ApprovalApi"))
+    status, headers, body = _request(server, "HEAD", "/approvals/abc?sig=s1")
+    assert (status, body) == (200, b"") and headers["Content-Length"] == "0"
+    assert engine.events[0][1]["requestContext"]["http"]["method"] == "HEAD"
 
 
 def test_response_mapping_covers_plain_values_cookies_and_base64():

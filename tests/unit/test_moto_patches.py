@@ -196,6 +196,45 @@ def test_a_task_token_call_while_another_execution_is_starting_is_answered(
     assert wait_for(sfn, execution_arn).status == "SUCCEEDED"
 
 
+def test_stopping_an_execution_that_waits_for_a_task_token_aborts_it_at_once(sfn_moto: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="approvals")["QueueUrl"]
+    definition = {
+        "StartAt": "Wait for approval",
+        "States": {
+            "Wait for approval": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSeconds": 3600,
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    sfn, execution_arn = start(definition)
+    messages: list[dict[str, Any]] = []
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while not messages and time.monotonic() < give_up:
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", [])
+    [message] = messages
+    token = json.loads(message["Body"])["token"]
+
+    started = time.monotonic()
+    sfn.stop_execution(executionArn=execution_arn, error="Operator", cause="no longer needed")
+    execution = wait_for(sfn, execution_arn, deadline=10)
+
+    assert execution.status == "ABORTED" and time.monotonic() - started < 10
+    types = [event["type"] for event in execution.events]
+    assert types[-1] == "ExecutionAborted" and types.count("ExecutionAborted") == 1
+    assert not {"TaskTimedOut", "TaskFailed", "TaskSucceeded", "TaskStateExited"} & set(types), types
+    assert "Caught" not in execution.entered_states
+    with pytest.raises(ClientError) as raised:
+        sfn.send_task_success(taskToken=token, output="{}")
+    assert raised.value.response["Error"]["Code"] in ("InvalidToken", "TaskDoesNotExist")
+
+
 # -- .sync without a callback endpoint (glue) --------------------------------------------
 
 

@@ -58,6 +58,7 @@ def test_every_resource_of_the_template_is_created(aws_credentials):
     assert approval.layer_dirs and approval.layer_dirs[0].name == "src"
     assert [r.route_key for r in runtime.routes["ApprovalHttpApi"]] == [
         "GET /approvals/{approval_id}",
+        "HEAD /approvals/{approval_id}",
         "POST /approvals/{approval_id}",
     ]
     assert runtime.glue_jobs["stepml-test-preprocess"].name == "preprocess.py"

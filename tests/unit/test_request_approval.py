@@ -9,6 +9,7 @@ import pytest
 
 from stepml.approvals import PENDING, ApprovalRequestError, verify_link
 from stepml.config import ConfigError
+from stepml.local.mail import Outbox
 from tests.helpers import FakeLambdaContext, load_handler
 from tests.unit.test_approvals import (
     EXECUTION_ARN,
@@ -45,9 +46,10 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
     request_approval_module: Any,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    mail_outbox: Outbox,
 ) -> None:
     environment = stack.apply_environment(monkeypatch, "RequestApprovalFunction")
-    env = approval_env(stack)
+    env = approval_env(stack, mail_outbox)
 
     result = request_approval_module.handler(payload(), FakeLambdaContext(function_name="request-approval"))
 
@@ -69,10 +71,10 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
 
 
 def test_a_payload_without_a_task_token_is_refused_without_echoing_it(
-    stack: Any, monkeypatch: pytest.MonkeyPatch, request_approval_module: Any
+    stack: Any, monkeypatch: pytest.MonkeyPatch, request_approval_module: Any, mail_outbox: Outbox
 ) -> None:
     stack.apply_environment(monkeypatch, "RequestApprovalFunction")
-    env = approval_env(stack)
+    env = approval_env(stack, mail_outbox)
     context = FakeLambdaContext()
 
     with pytest.raises(ApprovalRequestError, match="task_token"):
@@ -91,7 +93,8 @@ def test_a_missing_setting_is_named(
     aws_credentials: None, monkeypatch: pytest.MonkeyPatch, request_approval_module: Any
 ) -> None:
     monkeypatch.setenv("STEPML_APPROVAL_TABLE", "approvals")
-    monkeypatch.setenv("STEPML_APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:approvals")
+    monkeypatch.setenv("STEPML_APPROVAL_SENDER", "stepml@example.com")
+    monkeypatch.setenv("STEPML_APPROVER_EMAIL", "approver@example.com")
     monkeypatch.setenv("STEPML_APPROVAL_BASE_URL", "https://approvals.example.com")
     monkeypatch.delenv("STEPML_APPROVAL_SIGNING_KEY_ID", raising=False)
 

@@ -399,3 +399,32 @@ def test_xgboost_image_registry_matches_the_sagemaker_sdk(resolved):
     for region, entry in mapping.items():
         expected = image_uris.retrieve("xgboost", region, "1.7-1")
         assert expected.startswith(f"{entry['Account']}.dkr.ecr.{region}."), (region, expected)
+
+
+def test_the_approval_email_goes_through_ses_from_the_sender_identity_only(resolved):
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "RequestApprovalFunction"]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "sns:Publish" not in actions and not any(a.startswith("kms:Decrypt") for a in actions)
+    [send] = [s for s in statements if s["Action"] == "ses:SendEmail"]
+    identity = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/"
+    assert sorted(send["Resource"]) == sorted(
+        [identity + "stepml-approvals@example.com", identity + "example.com", identity + "approver@example.com"]
+    )
+    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "stepml-approvals@example.com"}}
+    environment = resolved.function_environment("RequestApprovalFunction")
+    assert environment["STEPML_APPROVAL_SENDER"] == "stepml-approvals@example.com"
+    assert environment["STEPML_APPROVER_EMAIL"] == "approver@example.com"
+
+
+def test_the_review_page_answers_head_and_checks_the_execution_read_only(resolved):
+    events = resolved.resolved_properties("ApprovalApiFunction")["Events"]
+    routes = sorted((e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values())
+    assert routes == [
+        ("GET", "/approvals/{approval_id}"),
+        ("HEAD", "/approvals/{approval_id}"),
+        ("POST", "/approvals/{approval_id}"),
+    ]
+    statements = {s["Sid"]: s for logical, s in _all_policy_statements(resolved) if logical == "ApprovalApiFunction"}
+    check = statements["CheckExecutionStillWaits"]
+    assert check["Action"] == "states:DescribeExecution"
+    assert check["Resource"] == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:stepml-dev-pipeline:*"

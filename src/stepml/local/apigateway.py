@@ -124,6 +124,12 @@ def response_from_result(payload: Any) -> tuple[int, list[tuple[str, str]], byte
     return int(payload["statusCode"]), headers, raw
 
 
+class _Server(ThreadingHTTPServer):
+    # API Gateway takes bursts of connections; socketserver's default listen backlog of 5
+    # reset the connections of a burst of 20 decisions on one approval link.
+    request_queue_size = 128
+
+
 class HttpApiServer:
     """A threaded HTTP server for a set of routes; ``url`` is where it listens."""
 
@@ -146,7 +152,7 @@ class HttpApiServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _Server((host, port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"http-api-{api_id}", daemon=True)
 

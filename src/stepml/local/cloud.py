@@ -39,6 +39,9 @@ REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
 LOCAL_PARAMETERS = {"EndpointPollSeconds": "1"}
+#: Template parameters that name SES sender identities. In AWS an operator verifies them once
+#: before deploying (README, Deploy); the local cloud verifies them when it starts.
+SES_SENDER_PARAMETERS = ("ApprovalSenderEmail",)
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -220,6 +223,9 @@ class LocalCloud:
             parameter_overrides=parameters,
             runtime=self,
         )
+        sesv2 = _EndpointSession(session, self.endpoint_url).client("sesv2")
+        for name in SES_SENDER_PARAMETERS:
+            sesv2.create_email_identity(EmailIdentity=str(self.stack.resolved.parameters[name]))
         for api_logical_id, routes in self._routes.items():
             server = HttpApiServer(
                 routes,

@@ -1,12 +1,17 @@
-"""SNS email subscriptions for the local cloud: every message lands in an outbox folder.
+"""Email for the local cloud: SNS email subscriptions and SES v2 SendEmail land in an outbox.
 
-moto accepts email subscriptions but delivers nothing. Here each SNS message to an ``email``
-or ``email-json`` subscription becomes one ``.eml`` file (RFC 5322, as SNS would mail it),
-which ``stepml outbox`` lists and a browser-like test can follow.
+moto accepts email subscriptions and SES sends but delivers nothing. Here each SNS message to
+an ``email`` or ``email-json`` subscription becomes one plain-text ``.eml`` file (RFC 5322, as
+SNS would mail it), and each SES v2 ``SendEmail`` becomes one ``.eml`` file as SES would mail
+it: ``multipart/alternative`` with the text and HTML parts for Simple content, the message
+itself for Raw content. moto still checks the request first (a sender that is not a verified
+identity is refused with MessageRejected, as in SES). ``stepml outbox`` lists the files and a
+browser test follows their links.
 """
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -40,6 +45,8 @@ class OutboxMessage:
     body: str
     sent_at: str
     topic_arn: str
+    sender: str = ""
+    html: str | None = None
 
     @property
     def links(self) -> list[str]:
@@ -53,7 +60,9 @@ class OutboxMessage:
             "subject": self.subject,
             "sent_at": self.sent_at,
             "topic_arn": self.topic_arn,
+            "from": self.sender,
             "body": self.body,
+            "html": self.html,
             "links": self.links,
         }
 
@@ -80,12 +89,45 @@ class Outbox:
             f"below to unsubscribe:\nhttps://sns.local/unsubscribe.html?SubscriptionArn={topic_arn}&Action=Unsubscribe\n"
         )
         message.set_content(body + footer)
+        return self._write(message.as_bytes(policy=email.policy.SMTP))
+
+    def deliver_ses(
+        self,
+        *,
+        sender: str,
+        to: list[str],
+        subject: str,
+        text: str | None,
+        html: str | None,
+        message_id: str,
+    ) -> Path:
+        """Write one SES Simple-content message: text and HTML as ``multipart/alternative``."""
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = f"<{message_id}@email.amazonses.com>"
+        message["MIME-Version"] = "1.0"
+        if text is not None:
+            message.set_content(text)
+            if html is not None:
+                message.add_alternative(html, subtype="html")
+        elif html is not None:
+            message.set_content(html, subtype="html")
+        return self._write(message.as_bytes(policy=email.policy.SMTP))
+
+    def deliver_raw(self, raw: bytes) -> Path:
+        """Write an SES Raw-content message as it was sent."""
+        return self._write(raw)
+
+    def _write(self, data: bytes) -> Path:
         with self._lock:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.eml"
                 path = self.folder / name
-                path.write_bytes(message.as_bytes(policy=email.policy.SMTP))
+                path.write_bytes(data)
             except OSError as exc:
                 raise OutboxError(f"{self.folder}: cannot write the outbox: {exc}") from exc
         return path
@@ -98,21 +140,76 @@ class Outbox:
         for path in sorted(self.folder.glob("*.eml")):
             parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             body = parsed.get_body(preferencelist=("plain",))
+            html = parsed.get_body(preferencelist=("html",))
             out.append(
                 OutboxMessage(
                     path=path,
                     to=str(parsed["To"]).strip(),
                     subject=str(parsed["Subject"]).strip(),
-                    body=body.get_content() if body is not None else "",
+                    body=_text(body.get_content()) if body is not None else "",
                     sent_at=str(parsed["Date"]),
-                    topic_arn=str(parsed["X-Amz-Sns-Topic-Arn"]).strip(),
+                    topic_arn=str(parsed["X-Amz-Sns-Topic-Arn"] or "").strip(),
+                    sender=str(parsed["From"] or "").strip(),
+                    html=_text(html.get_content()) if html is not None else None,
                 )
             )
         return out
 
 
+def _text(content: str) -> str:
+    """A part's text with the SMTP line endings (CRLF) of the file turned back into newlines."""
+    return content.replace("\r\n", "\n")
+
+
 def install_moto_hooks(outbox: Outbox) -> Callable[[], None]:
-    """Deliver moto's SNS email and email-json subscriptions to ``outbox``; returns the undo."""
+    """Deliver moto's SNS email and email-json subscriptions and SES v2 SendEmail to ``outbox``;
+    returns the undo."""
+    undo_sns = _install_sns_hook(outbox)
+    undo_ses = _install_ses_hook(outbox)
+
+    def restore() -> None:
+        undo_ses()
+        undo_sns()
+
+    return restore
+
+
+def _install_ses_hook(outbox: Outbox) -> Callable[[], None]:
+    from moto.sesv2.responses import SESV2Response
+
+    original = SESV2Response.send_email
+
+    def send_email(self: Any) -> str:
+        # moto first: it refuses unverified senders and bad addresses, and returns the id.
+        answer = original(self)
+        message_id = json.loads(answer)["MessageId"]
+        params = json.loads(self.body)
+        content = params.get("Content") or {}
+        if "Raw" in content:
+            outbox.deliver_raw(base64.b64decode(content["Raw"]["Data"]))
+            return answer
+        simple = content.get("Simple") or {}
+        body = simple.get("Body") or {}
+        destination = params.get("Destination") or {}
+        outbox.deliver_ses(
+            sender=params.get("FromEmailAddress", ""),
+            to=[*destination.get("ToAddresses", []), *destination.get("CcAddresses", [])],
+            subject=(simple.get("Subject") or {}).get("Data", ""),
+            text=(body.get("Text") or {}).get("Data"),
+            html=(body.get("Html") or {}).get("Data"),
+            message_id=message_id,
+        )
+        return answer
+
+    SESV2Response.send_email = send_email
+
+    def restore() -> None:
+        SESV2Response.send_email = original
+
+    return restore
+
+
+def _install_sns_hook(outbox: Outbox) -> Callable[[], None]:
     from moto.sns.models import Subscription
 
     original = Subscription.publish

@@ -346,6 +346,38 @@ def _task_token_calls_skip_starting_executions() -> None:
     StepFunctionsParserBackend._get_executions = _get_executions
 
 
+def _stop_ends_waiting_tasks() -> None:
+    from moto.stepfunctions.parser.api import HistoryEventType
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original = ExecutionWorker.stop
+
+    @functools.wraps(original)
+    def stop(self, stop_date, error, cause):  # type: ignore[no-untyped-def]
+        env = self.env
+        original(self, stop_date=stop_date, error=error, cause=cause)
+        if env is None:
+            return
+        # Step Functions records nothing after StopExecution but ExecutionAborted.
+        manager = env.event_manager
+        add_event = manager.add_event
+
+        def add_event_until_aborted(context, event_type, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if event_type != HistoryEventType.ExecutionAborted:
+                return None
+            return add_event(context, event_type, *args, **kwargs)
+
+        manager.add_event = add_event_until_aborted
+        # ...and an aborted execution stays ABORTED: the unwinding task's error must not fail it.
+        env.set_error = lambda error: None
+        env.set_timed_out = lambda: None
+        # Wake the tasks that wait for a task token; they unwind and the execution ends ABORTED.
+        for endpoint in list(env.callback_pool_manager._pool.values()):
+            endpoint.interrupt_all()
+
+    ExecutionWorker.stop = stop
+
+
 _DYNAMODB_WRITE_LOCK = threading.RLock()
 
 
@@ -411,6 +443,18 @@ PATCHES: tuple[Patch, ...] = (
             "The patch skips executions that have no environment yet (they hold no token)."
         ),
         apply=_task_token_calls_skip_starting_executions,
+    ),
+    Patch(
+        name="stop-ends-waiting-tasks",
+        why=(
+            "StopExecution only flagged moto's interpreter: a task waiting for a task token "
+            "(.waitForTaskToken) went on waiting until its TimeoutSeconds, so the execution stayed RUNNING "
+            "(an approval's for days) and then recorded the task as timed out. In AWS the execution is ABORTED "
+            "at once and its history ends with ExecutionAborted. The patch wakes the waiting tasks, drops "
+            "every event but ExecutionAborted once the execution is stopped, and keeps the unwinding task's "
+            "error from turning ABORTED into FAILED."
+        ),
+        apply=_stop_ends_waiting_tasks,
     ),
     Patch(
         name="sync-without-callback-endpoint",
