@@ -75,6 +75,13 @@ _BINARY_SIGNATURES = {
     b"%PDF": "a PDF document",
     b"\x89PNG": "a PNG image",
 }
+#: Byte order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_OTHER_UNICODE_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
 
 # Helper columns; the prefix keeps them apart from the upload's own columns.
 ROW_ID = "__stepml_row_id"
@@ -458,6 +465,9 @@ def _header_line(spark: SparkSession, uri: str) -> str:
     for magic, kind in _BINARY_SIGNATURES.items():
         if head.startswith(magic):
             raise PreprocessError(f"{uri}: the file is binary, not CSV text: it starts like {kind}")
+    for mark, encoding in _OTHER_UNICODE_BOMS.items():
+        if head.startswith(mark):
+            raise PreprocessError(f"{uri}: the file is {encoding} text, not UTF-8; save the file as UTF-8 CSV")
     if b"\x00" in head:
         line = len(_LINE_BREAK.findall(head[: head.index(b"\x00")])) + 1
         raise PreprocessError(f"{uri}: the file is binary, not CSV text: line {line} contains NUL bytes")
