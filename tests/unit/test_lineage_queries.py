@@ -97,9 +97,11 @@ def _train_job(env, run) -> dict[str, Any]:
     }
 
 
-def complete_run(env, name: str, body: bytes, *, approver: str = "ana", deploy: bool = True) -> dict[str, Any]:
-    """One upload through every recorded step, as the state machine records it."""
-    clock = Clock()
+def complete_run(
+    env, name: str, body: bytes, *, approver: str = "ana", deploy: bool = True, day: int = 0
+) -> dict[str, Any]:
+    """One upload through every recorded step, as the state machine records it, ``day`` days after START."""
+    clock = Clock(START + timedelta(days=day))
     event = _upload(env, name, body)
     run = resolve_run(
         event,
@@ -243,7 +245,7 @@ def test_model_lineage_of_a_model_created_by_a_resumed_attempt(env):
 
 def test_model_lineage_by_endpoint_follows_what_it_serves_now(env):
     first = complete_run(env, "e1.csv", b"1\n", approver="ana")["run"]
-    second = complete_run(env, "e2.csv", b"2\n", approver="ben")["run"]
+    second = complete_run(env, "e2.csv", b"2\n", approver="ben", day=1)["run"]
     sagemaker = env["sagemaker"]
     # The endpoint serves the first run's model (the second deployment rolled back, say).
     sagemaker.create_model(
@@ -280,7 +282,7 @@ def test_unknown_model_or_endpoint_is_named(env):
 
 def test_dataset_lineage_lists_every_run_of_an_object_and_filters_a_version(env):
     first = complete_run(env, "f.csv", b"version one\n", approver="ana")
-    second = complete_run(env, "f.csv", b"version two\n", approver="ben", deploy=False)
+    second = complete_run(env, "f.csv", b"version two\n", approver="ben", deploy=False, day=1)
     complete_run(env, "other.csv", b"another object\n")
     uri = first["run"]["input"]["uri"]
     everything = dataset_lineage(env["table"], uri)
