@@ -198,15 +198,17 @@ def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dic
     approver. For an endpoint, the model it serves now (asked of SageMaker when the endpoint
     exists) else the last one lineage deployed to it, and every deployment to it."""
     endpoint = None
+    model: str | None = name
     run_id = _run_of_model(table, name)
     if run_id is None:
         deployments = sorted(_by_subject(table, f"ENDPOINT#{name}"), key=lambda item: item.get("recorded_at", ""))
-        serving = _serving_model(sagemaker_client, name)
+        model = serving = _serving_model(sagemaker_client, name)
         if serving is not None:
             run_id = _run_of_model(table, serving)
         source = "sagemaker"
         if run_id is None and deployments:
             run_id, source = str(deployments[-1]["run_id"]), "lineage"
+            model = (deployments[-1].get("inputs") or {}).get("model")
         if run_id is None:
             raise NotInLineageError(
                 f"no model or endpoint named {name!r} in lineage table {table.name}"
@@ -232,7 +234,7 @@ def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dic
     evaluate = steps.get("evaluate") or {}
     deploy = steps.get("deploy") or {}
     upload = run.get("input") or {}
-    model = names.get("model")
+    model = model or names.get("model")
     if endpoint is not None:
         endpoint["model"] = model
     training = train.get("parameters") or {}

@@ -240,7 +240,9 @@ def test_model_lineage_of_a_model_created_by_a_resumed_attempt(env):
     """A resumed run's model is named after the new attempt but trained in the first."""
     run = complete_run(env, "d.csv", b"d\n")["run"]
     later_model = run["names"]["model"].replace("-a1", "-a2")
-    assert model_lineage(env["table"], later_model)["run_id"] == run["run_id"]
+    found = model_lineage(env["table"], later_model)
+    assert found["run_id"] == run["run_id"] and found["model"] == later_model
+    assert found["training"]["job"]["name"] == run["names"]["training_job"]
 
 
 def test_model_lineage_by_endpoint_follows_what_it_serves_now(env):
@@ -273,6 +275,7 @@ def test_model_lineage_by_endpoint_follows_what_it_serves_now(env):
     sagemaker.delete_endpoint(EndpointName=PRODUCTION)
     found = model_lineage(env["table"], PRODUCTION, sagemaker_client=sagemaker)
     assert found["run_id"] == second["run_id"] and found["endpoint"]["source"] == "lineage"
+    assert found["model"] == second["names"]["model"]
 
 
 def test_unknown_model_or_endpoint_is_named(env):
