@@ -75,6 +75,13 @@ _BINARY_SIGNATURES = {
     b"%PDF": "a PDF document",
     b"\x89PNG": "a PNG image",
 }
+#: Byte order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_OTHER_UNICODE_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
 
 # Helper columns; the prefix keeps them apart from the upload's own columns.
 ROW_ID = "__stepml_row_id"
@@ -87,6 +94,17 @@ SPLITS = ("train", "validation", "test")
 # monotonically_increasing_id() puts the partition index above bit 33 of the row id.
 _PARTITION_SHIFT = 33
 _ROW_IN_PARTITION = (1 << _PARTITION_SHIFT) - 1
+
+#: Spark settings of a local run (not on Glue): a short-lived job on a small shared machine
+#: starts and fails or finishes about twice as fast with one task thread, a few shuffle
+#: partitions, no web UI, the JVM's quick C1 compiler alone and its serial collector.
+LOCAL_SPARK_CONFIG = {
+    "spark.master": "local[1]",
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
 
 # Commit without a _SUCCESS object: SageMaker's S3Prefix channels read every object under a prefix.
 NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
@@ -248,6 +266,8 @@ def create_spark_session() -> SparkSession:
     except ImportError:
         # No progress bars: they share lines with the error message in the job's log.
         builder = SparkSession.builder.appName("stepml-preprocess").config("spark.ui.showConsoleProgress", "false")
+        for key, value in LOCAL_SPARK_CONFIG.items():
+            builder = builder.config(key, value)
         spark = builder.getOrCreate()
     else:
         from pyspark.context import SparkContext
@@ -458,6 +478,9 @@ def _header_line(spark: SparkSession, uri: str) -> str:
     for magic, kind in _BINARY_SIGNATURES.items():
         if head.startswith(magic):
             raise PreprocessError(f"{uri}: the file is binary, not CSV text: it starts like {kind}")
+    for mark, encoding in _OTHER_UNICODE_BOMS.items():
+        if head.startswith(mark):
+            raise PreprocessError(f"{uri}: the file is {encoding} text, not UTF-8; save the file as UTF-8 CSV")
     if b"\x00" in head:
         line = len(_LINE_BREAK.findall(head[: head.index(b"\x00")])) + 1
         raise PreprocessError(f"{uri}: the file is binary, not CSV text: line {line} contains NUL bytes")

@@ -32,6 +32,7 @@ from stepml.config import (
     dataset_config_key,
     parse_dataset_config,
 )
+from stepml.uploads import check_upload
 from stepml.version import code_version
 
 #: Steps in pipeline order; the first one without a result in ``$.steps`` is where a run failed.
@@ -308,8 +309,9 @@ def resolve_run(
     """Claim the run an execution input stands for and build its context.
 
     Returns ``{"action": "start"|"resume"|"duplicate", "run": {...}, "steps": {...}}``
-    (see docs/architecture.md). Raises ``UploadEventError``, ``UnknownRunError`` or
-    ``DatasetConfigError`` with a message naming the object or file.
+    (see docs/architecture.md). Raises ``UploadEventError``, ``UnknownRunError``,
+    ``BadUploadError`` or ``DatasetConfigError`` with a message naming the object or file;
+    a run claimed before the error is marked FAILED by ``record_failure``.
     """
     moment = now()
     if "resume_run_id" in event:
@@ -323,6 +325,8 @@ def resolve_run(
         run_id = make_run_id(upload["bucket"], upload["key"], upload["version_id"])
     dataset = dataset_of_key(upload["key"])
     action, attempt = _claim(table, run_id, upload, dataset, execution_arn, sfn_client, settings, moment)
+    if action != "duplicate":
+        check_upload(upload)  # a file type Glue cannot read, or an empty object, fails here
 
     config = load_dataset_config(s3_client, settings.artifact_bucket, dataset)
     config["training"]["instance_type"] = config["training"]["instance_type"] or settings.default_training_instance_type
@@ -677,6 +681,9 @@ def record_failure(
         run_id = _run_id_from_input(state)
         test_endpoint = test_endpoint_config = None
         where = _input_uri(state) or "(unknown input)"
+        claimed = _fail_claimed_run(table, run_id, execution_arn, step, error_record, settings, moment)
+        if claimed:
+            where = f"{claimed.get('uri')} (version {claimed.get('version_id')})"
     title = STEP_TITLES.get(step, step)
     subject = _subject(f"[stepml] Run {run_id} failed at {title}: {error.get('Error')}")
     message = "\n".join(
@@ -702,6 +709,28 @@ def record_failure(
         "test_endpoint": test_endpoint,
         "test_endpoint_config": test_endpoint_config,
     }
+
+
+def _fail_claimed_run(
+    table: Any,
+    run_id: str,
+    execution_arn: str,
+    step: str,
+    error_record: Mapping[str, Any],
+    settings: Settings,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Mark FAILED a run this execution claimed before ResolveRun failed (a bad upload, a
+    dataset that is not onboarded); returns the run's input, or None when it has no claim."""
+    if run_id == "unknown":
+        return None
+    existing = from_dynamo(table.get_item(Key=_run_key(run_id), ConsistentRead=True).get("Item") or {})
+    if existing.get("execution_arn") != execution_arn or existing.get("status") != "RUNNING":
+        return None  # not this execution's run: a duplicate must not fail its owner
+    run = {key: existing.get(key) for key in ("run_id", "attempt", "execution_arn", "code_version")}
+    _write_step(table, run, step, "FAILED", {"ended_at": _iso(now)}, settings, now, error=error_record)
+    _finish_run(table, run_id, "FAILED", now, {"failed_step": step, "error": dict(error_record)})
+    return existing.get("input") or {}
 
 
 def _input_uri(state: Mapping[str, Any]) -> str | None:

@@ -7,8 +7,11 @@ leave untouched.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from stepml.cli.main import main
 from stepml.cli.runs import approve_link
 from stepml.evaluation import parse_predictions
 from stepml.lineage import make_run_id
@@ -50,6 +53,32 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     assert pipeline.wait_for_email(f"model {run_id} deployed")
     head = pipeline.client("s3").head_object(Bucket=upload["bucket"], Key=upload["key"])
     assert head["ETag"] == upload["etag"] and head["VersionId"] == upload["version"]
+
+
+def test_lineage_cli_traces_the_production_model_to_its_upload_and_approver(pipeline, capsys):
+    """`stepml lineage` on the run the approve path deployed (production serves its model)."""
+
+    def lineage(*args: str) -> dict:
+        code = main(["lineage", *args, "--json", "--state-dir", str(pipeline.cloud.state_dir)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return json.loads(captured.out)
+
+    model = lineage("model", pipeline.outputs["ProductionEndpointName"])
+    assert model["endpoint"]["source"] == "sagemaker" and model["data"]["uri"].endswith("/incoming/churn/approve.csv")
+    assert model["data"]["fingerprint"].startswith("sha256:") and model["code_version"]
+    assert model["hyperparameters"]["max_depth"] == "4" and model["training"]["job"]["arn"]
+    assert model["evaluation"]["metrics"]["auc"] > 0.7
+    assert model["approval"]["approver"] == "e2e" and model["approval"]["comment"] == "ship it"
+    tree = lineage("show", model["run_id"])
+    assert [s["step"] for s in tree["steps"]] == ["preprocess", "train", "evaluate", "approval", "deploy"]
+    assert all(s["status"] == "SUCCEEDED" for s in tree["steps"])
+    assert tree["steps"][0]["job"]["arn"].endswith(":job/" + tree["steps"][0]["job"]["name"])
+    assert tree["steps"][0]["seconds"] > 0 and tree["steps"][1]["seconds"] >= 0
+    produced = lineage("dataset", model["data"]["uri"])
+    assert [(r["run_id"], r["model"]) for r in produced["runs"]] == [(model["run_id"], model["model"])]
+    assert main(["lineage", "show", model["run_id"], "--state-dir", str(pipeline.cloud.state_dir)]) == 0
+    assert "`-- Deploy to production  SUCCEEDED" in capsys.readouterr().out
 
 
 def test_reject_path_leaves_production_untouched(pipeline):

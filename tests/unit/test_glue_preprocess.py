@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from stepml.config import parse_dataset_config
-from tests.helpers import load_handler
+from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler
 
 pp = load_handler("glue_jobs/preprocess.py")
 
@@ -454,6 +454,32 @@ def test_bad_uploads_fail_with_the_problem_the_column_and_the_line(spark, tmp_pa
     for fragment in fragments:
         assert fragment in message
     assert "\n" not in message  # one line: the local Glue engine reports the last error line
+
+
+BAD_CORPUS = REPO_ROOT / "tests/data/bad"
+BAD_EXPECTED = json.loads((BAD_CORPUS / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EXPECTED))
+def test_every_file_of_the_bad_input_corpus_fails_with_its_message(spark, name):
+    """The churn config against tests/data/bad: the job refuses every file on its own, even
+    those ResolveRun refuses first (an unsupported type, an empty object)."""
+    path = BAD_CORPUS / name
+    with pytest.raises(pp.PreprocessError) as caught:
+        pp.prepare(spark, str(path), pp.parse_config(json.dumps(dataset_config(**CHURN_CONFIG)), "test"))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for fragment in BAD_EXPECTED[name]["message"]:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("utf-16", "UTF-16"), ("utf-16-be", None), ("utf-32", "UTF-32")])
+def test_text_in_another_unicode_encoding_is_named(spark, tmp_path, encoding, name):
+    path = tmp_path / "data.csv"
+    text = csv_text(good_rows())
+    path.write_bytes(("\ufeff" + text).encode(encoding) if name is None else text.encode(encoding))
+    with pytest.raises(pp.PreprocessError, match=f"the file is {name or 'UTF-16'} text, not UTF-8"):
+        pp.prepare(spark, str(path), job_config())
 
 
 def test_unsupported_extension_is_named_with_the_file(spark, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import data, demo, local, runs
+from stepml.cli import data, demo, lineage, local, runs
 from stepml.cli.context import CliError
 from stepml.config import DatasetConfigError, parse_dataset_config
 
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config", help="path to the dataset config JSON")
     validate.set_defaults(handler=_validate_config)
     runs.register(commands, common)
+    lineage.register(commands, common)
     demo.register(commands, common)
     return parser
 
