@@ -15,6 +15,9 @@ from pathlib import Path
 
 from stepml.cli.context import CliError, state_dir
 from stepml.local.cloud import DEFAULT_API_PORT, DEFAULT_PORT, LocalCloud, LocalCloudError, port_is_free
+from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
+from stepml.local.faults import OPERATIONS as FAULT_OPERATIONS
+from stepml.local.faults import FaultSpecError
 from stepml.local.provision import ProvisionError
 from stepml.local.template import TemplateError
 
@@ -42,7 +45,14 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         root=find_repository(), state_dir=state_dir(args.state_dir), port=args.port, api_port=args.api_port
     )
     try:
+        cloud.faults.load(getattr(args, "fault", None) or [])
+    except FaultSpecError as exc:
+        raise CliError(str(exc)) from exc
+    try:
         return cloud.start()
+    except FaultSpecError as exc:
+        cloud.stop()
+        raise CliError(f"${FAULTS_VARIABLE}: {exc}") from exc
     except (LocalCloudError, ProvisionError, TemplateError) as exc:
         cloud.stop()
         raise CliError(f"{exc}. Fix the template (or the port) and run the command again.") from exc
@@ -108,6 +118,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         "--api-port",
         str(args.api_port),
     ]
+    for fault in args.fault or []:
+        command += ["--fault", fault]
     with open(log, "ab") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=find_repository()
@@ -151,6 +163,19 @@ def down(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_fault_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fault OPERATION[@MATCH]=N`` (repeatable), as ``$STEPML_LOCAL_FAULTS`` takes them."""
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar="OPERATION[@MATCH]=N",
+        help=(
+            f"make an operation of the local cloud fail its next N calls (whose subject contains MATCH); "
+            f"repeatable, added to ${FAULTS_VARIABLE}. Operations: {', '.join(FAULT_OPERATIONS)}"
+        ),
+    )
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     local = commands.add_parser("local", help="the local cloud")
     sub = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
@@ -161,6 +186,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--api-port", type=int, default=DEFAULT_API_PORT, help=f"approval API port (default {DEFAULT_API_PORT})"
     )
     start.add_argument("--timeout", type=int, default=120, help="seconds --detach waits for the cloud")
+    add_fault_argument(start)
     start.set_defaults(handler=up)
     stop = sub.add_parser("down", parents=[common], help="stop the local cloud")
     stop.set_defaults(handler=down)
