@@ -76,7 +76,8 @@ def test_the_same_event_three_times_and_an_unchanged_reupload_are_one_run(pipeli
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("REJECTED", "FAILED", "SUCCEEDED"))
     assert records["RUN"]["status"] == "REJECTED"
-    assert len(records["RUN"]["duplicate_executions"]) == 2, records["RUN"]
+    # The two repeated events and the re-upload's execution each found the run already claimed.
+    assert len(records["RUN"]["duplicate_executions"]) == 3, records["RUN"]
     assert records["RUN"]["duplicates"] == [copy["run_id"]]
 
     duplicate = pipeline.run_record(copy["run_id"])["RUN"]
@@ -98,7 +99,8 @@ def test_the_same_event_three_times_and_an_unchanged_reupload_are_one_run(pipeli
     assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"]
     assert pipeline.training_jobs(copy["run_id"]) == pipeline.training_jobs(late["run_id"]) == []
     assert len([m for m in pipeline.cloud.outbox.messages() if f"Approve {DUPLICATED} model" in m.subject]) == 1
-    assert pipeline.run_record(run_id)["RUN"]["duplicates"] == [copy["run_id"], late["run_id"]]
+    final = pipeline.run_record(run_id)["RUN"]
+    assert final["duplicates"] == [copy["run_id"], late["run_id"]] and len(final["duplicate_executions"]) == 4
 
 
 def test_eight_uploads_at_once_are_eight_runs_that_share_nothing(pipeline, uploads):

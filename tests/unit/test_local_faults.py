@@ -166,3 +166,19 @@ def test_every_transient_fault_is_retried_by_the_task_it_hits():
             assert "SNS.ThrottledException" in retried(name), name
     for name in ("Preprocess data", "Train model", "Evaluate model"):
         assert states[name]["ResultSelector"]["retries.$"] == "$$.State.RetryCount", name
+
+
+def test_the_cli_takes_repeatable_faults_and_refuses_a_bad_one_before_starting_anything(monkeypatch):
+    from stepml.cli.context import CliError
+    from stepml.cli.local import start_cloud
+    from stepml.cli.main import build_parser
+
+    monkeypatch.chdir(REPO_ROOT)
+    args = build_parser().parse_args(["local", "up", "--fault", "glue:StartJobRun=2", "--fault", "sns:Publish@x=1"])
+    assert args.fault == ["glue:StartJobRun=2", "sns:Publish@x=1"]
+    assert build_parser().parse_args(["demo", "--fault", "lambda:Evaluate.timeout=1"]).fault == [
+        "lambda:Evaluate.timeout=1"
+    ]
+    bad = build_parser().parse_args(["local", "up", "--fault", "glue:Start=1"])
+    with pytest.raises(CliError, match="unknown fault operation 'glue:Start'"):
+        start_cloud(bad)

@@ -263,16 +263,20 @@ def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
     original = LambdaFunction.invoke
 
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
-        if fault := faults.trigger_lambda(self.function_name, body if isinstance(body, str) else body.decode()):
+        asynchronous = request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type"))
+        payload = body.decode() if isinstance(body, bytes) else str(body or "")
+        if fault := faults.trigger_lambda(self.function_name, payload):
             kind, message = fault
             if kind == "throttle":
                 throttled = LambdaClientError("TooManyRequestsException", message)
                 throttled.code = 429
                 raise throttled
+            if asynchronous == "Event":
+                return b""  # accepted; the function's failure is not the caller's answer
             answer = engine.fault_answer(self.function_name, kind, message)
             response_headers["x-amz-function-error"] = answer.function_error
             return answer.payload
-        if request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type")) == "Event":
+        if asynchronous == "Event":
             threading.Thread(target=engine.invoke, args=(self.function_name, body), daemon=True).start()
             return b""
         result = engine.invoke(self.function_name, body)
