@@ -13,7 +13,6 @@ numbers, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -22,30 +21,17 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stepml.cli.runs import approve_link  # noqa: E402
-from stepml.config import dataset_config_key  # noqa: E402
-from stepml.lineage import from_dynamo, make_run_id  # noqa: E402
 from stepml.local.cloud import LocalCloud  # noqa: E402
 from stepml.sample_data import churn_csv  # noqa: E402
+from tests.e2e.conftest import Pipeline  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 DATASET = "load"
 FINAL = ("SUCCEEDED", "REJECTED", "REJECTED_BY_GATE", "APPROVAL_TIMED_OUT", "FAILED")
-
-
-def _client(cloud: LocalCloud, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=cloud.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -71,14 +57,8 @@ def main() -> int:
     cloud.start()
     print(f"local cloud started in {time.monotonic() - started:.1f}s")
     try:
-        outputs = cloud.outputs()
-        s3 = _client(cloud, "s3")
-        config = json.loads((ROOT / "examples/datasets/churn.json").read_text())
-        s3.put_object(
-            Bucket=outputs["ArtifactBucketName"],
-            Key=dataset_config_key(DATASET),
-            Body=json.dumps({**config, "name": DATASET, "promote_only_if_better": False}).encode(),
-        )
+        pipeline = Pipeline(cloud)
+        pipeline.onboard(DATASET, promote_only_if_better=False)
         bodies = [churn_csv(args.rows, seed=500 + index) for index in range(args.uploads)]
         uploaded_at: dict[str, float] = {}
 
@@ -87,21 +67,12 @@ def main() -> int:
             first = time.monotonic()
             for index, body in enumerate(bodies):
                 time.sleep(max(0.0, first + index * gap - time.monotonic()))
-                key = f"incoming/{DATASET}/part-{index:02d}.csv"
-                put = s3.put_object(Bucket=outputs["UploadBucketName"], Key=key, Body=body)
-                uploaded_at[make_run_id(outputs["UploadBucketName"], key, put["VersionId"])] = time.monotonic()
+                uploaded_at[pipeline.upload(DATASET, f"part-{index:02d}.csv", body)["run_id"]] = time.monotonic()
 
         uploader = threading.Thread(target=upload_all, daemon=True)
         load_started = time.monotonic()
         uploader.start()
 
-        table = boto3.resource(
-            "dynamodb",
-            endpoint_url=cloud.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        ).Table(outputs["LineageTableName"])
         to_email: dict[str, float] = {}
         status: dict[str, str] = {}
         deadline = load_started + args.timeout
@@ -114,9 +85,9 @@ def main() -> int:
             for run_id in list(uploaded_at):
                 if run_id in status:
                     continue
-                item = from_dynamo(table.get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"}).get("Item") or {})
-                if item.get("status") in FINAL:
-                    status[run_id] = item["status"]
+                run = pipeline.run_record(run_id).get("RUN", {})
+                if run.get("status") in FINAL:
+                    status[run_id] = run["status"]
             time.sleep(0.5)
         wall = time.monotonic() - load_started
 
@@ -135,8 +106,8 @@ def main() -> int:
         if waits:
             print(f"mean {statistics.mean(waits):.1f}s")
         for run_id in failed:
-            item = from_dynamo(table.get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"}).get("Item") or {})
-            print(f"  FAILED {run_id} at {item.get('failed_step')}: {(item.get('error') or {}).get('cause')}")
+            run = pipeline.run_record(run_id)["RUN"]
+            print(f"  FAILED {run_id} at {run.get('failed_step')}: {(run.get('error') or {}).get('cause')}")
     finally:
         cloud.stop()
     return 0

@@ -252,29 +252,18 @@ def test_an_unchanged_reupload_of_a_failed_run_resumes_it(env):
 def test_step_records_carry_the_retries_step_functions_made(env):
     run = _resolve(env, _upload(env))["run"]
     result = {"job_name": run["names"]["training_job"], "job_arn": "arn:x", "model_data": "s3://b/m", "retries": 2}
-    record_step(
-        run,
-        "train",
-        "SUCCEEDED",
-        result,
-        table=env["table"],
-        s3_client=env["s3"],
-        sagemaker_client=FakeSageMaker(),
-        settings=env["settings"],
-        now=lambda: NOW,
-    )
-    evaluation = {"metric": "auc", "passed": True, "retries": 1, "endpoint_retries": 3}
-    record_step(
-        run,
-        "evaluate",
-        "SUCCEEDED",
-        evaluation,
-        table=env["table"],
-        s3_client=env["s3"],
-        sagemaker_client=FakeSageMaker(),
-        settings=env["settings"],
-        now=lambda: NOW,
-    )
+    for step, outcome in (("train", result), ("evaluate", {"metric": "auc", "retries": 1, "endpoint_retries": 3})):
+        record_step(
+            run,
+            step,
+            "SUCCEEDED",
+            outcome,
+            table=env["table"],
+            s3_client=env["s3"],
+            sagemaker_client=FakeSageMaker(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
     key = {"pk": f"RUN#{run['run_id']}"}
     train = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#train"})["Item"])
     assert train["retries"] == 2 and train["attempts"][0]["retries"] == 2
