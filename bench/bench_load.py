@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,13 +99,14 @@ def main() -> int:
         print(f"uploads:                       {len(uploaded_at)} over {args.seconds:.0f}s ({args.rows} rows each)")
         print(f"completed runs:                {len(completed)}")
         print(f"failed runs:                   {len(failed)}")
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(Counter(status.values()).items()))
+        print(f"outcomes:                      {outcomes or '-'} (approval emails: {len(to_email)})")
         print(f"unfinished after {args.timeout:.0f}s:        {len(unfinished)}")
         print(f"upload -> approval email p50:  {_percentile(waits, 0.50):.1f}s")
         print(f"upload -> approval email p95:  {_percentile(waits, 0.95):.1f}s")
-        print(f"upload -> approval email max:  {max(waits, default=float('nan')):.1f}s (n={len(waits)})")
+        mean = statistics.mean(waits) if waits else float("nan")
+        print(f"upload -> approval email mean/max: {mean:.1f}s / {max(waits, default=float('nan')):.1f}s")
         print(f"wall time, first upload to last run ended: {wall:.1f}s")
-        if waits:
-            print(f"mean {statistics.mean(waits):.1f}s")
         for run_id in failed:
             run = pipeline.run_record(run_id)["RUN"]
             print(f"  FAILED {run_id} at {run.get('failed_step')}: {(run.get('error') or {}).get('cause')}")

@@ -101,7 +101,7 @@ def _assert_endpoint_gone(pipeline, name: str) -> None:
     assert missing.value.response["Error"]["Code"] == "ValidationException"
 
 
-def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, uploads):
+def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, uploads, capsys):
     run_id = uploads[TRANSIENT]["run_id"]
     email = pipeline.wait_for_approval_email(run_id)
     # Two throttles of the deployment notice, which the state machine's SNS task retries.
@@ -125,6 +125,11 @@ def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, u
     assert faults.hit_count("sns:Publish", f"{run_id} deployed") == 2
     assert len(pipeline.glue_runs(run_id)) == 1, "a throttled StartJobRun starts no job run"
     assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"]
+    assert main(["runs", "show", run_id, "--state-dir", str(pipeline.cloud.state_dir)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()[2:]
+    column = header.index("RETRIES")
+    retries = {row.split("  ")[0]: row[column : column + len("RETRIES")].strip() for row in rows}
+    assert retries["Preprocess data (Glue)"] == "2" and retries["Evaluate model"] == "2", retries
 
 
 def test_a_failed_training_job_fails_the_run_and_resume_reuses_the_glue_output(pipeline, uploads, capsys):

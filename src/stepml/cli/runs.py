@@ -87,6 +87,7 @@ def runs_show(args: argparse.Namespace) -> int:
             "start": s.get("started_at"),
             "end": s.get("ended_at") or s.get("recorded_at"),
             "skipped": "yes" if s["step"] in skipped else "",
+            "retries": s.get("retries") or "",
             "error": (s.get("error") or {}).get("cause", ""),
         }
         for s in steps
@@ -98,7 +99,7 @@ def runs_show(args: argparse.Namespace) -> int:
         f"run {run['run_id']}  dataset {run.get('dataset')}  status {run.get('status')}  attempt {run.get('attempt')}"
     )
     print(f"input {run['input']['uri']} (version {run['input'].get('version_id')})")
-    print_table(rows, ["step", "status", "start", "end", "skipped", "error"])
+    print_table(rows, ["step", "status", "start", "end", "skipped", "retries", "error"])
     return 0
 
 
