@@ -2,11 +2,14 @@
 
 One upload (bucket, key, version) is one run. ``resolve_run`` claims it for an execution
 (so duplicate events end quietly and a failed run resumes), and reports the steps that
-already succeeded so the state machine skips them. ``record_step`` and ``record_failure``
+already succeeded so the state machine skips them. The same bytes uploaded again to the same
+key (a new version with the same ETag) are the same content: the re-upload is recorded as a
+``DUPLICATE`` run pointing at the original run, which answers for it. ``record_step`` and ``record_failure``
 write what each step read, produced and was configured with.
 
 Item layout (single table, see docs/architecture.md):
-``pk=RUN#<run_id>, sk=RUN`` for the run and ``sk=STEP#<step>`` for each step; ``gsi1pk``
+``pk=RUN#<run_id>, sk=RUN`` for the run and ``sk=STEP#<step>`` for each step;
+``pk=CONTENT#s3://bucket/key#<etag>, sk=CONTENT`` names the first run of that content; ``gsi1pk``
 indexes the input object (``INPUT#s3://bucket/key``) on run items and the model name
 (``MODEL#<name>``) on training records.
 """
@@ -234,9 +237,11 @@ def _claim(
     if existing.get("execution_arn") == execution_arn:
         # The same execution asking again (a retried Lambda): same answer.
         return ("start" if attempt == 1 else "resume"), attempt
-    if existing.get("status") in FINISHED_STATUSES:
-        return "duplicate", attempt
-    if existing.get("status") == "RUNNING" and _owner_still_running(sfn_client, existing.get("execution_arn")):
+    if existing.get("status") in FINISHED_STATUSES or (
+        existing.get("status") == "RUNNING" and _owner_still_running(sfn_client, existing.get("execution_arn"))
+    ):
+        if execution_arn not in existing.get("duplicate_executions", []):
+            _update_fields(table, key, {}, append={"duplicate_executions": [execution_arn]})
         return "duplicate", attempt
     try:
         table.update_item(
@@ -263,6 +268,64 @@ def _claim(
             return "duplicate", attempt  # another execution resumed it first
         raise LineageError(f"cannot resume run {run_id}: {exc}") from exc
     return "resume", attempt + 1
+
+
+def _content_key(upload: Mapping[str, Any]) -> dict[str, str] | None:
+    etag = str(upload.get("etag") or "").strip('"')
+    return {"pk": f"CONTENT#{upload['uri']}#{etag}", "sk": "CONTENT"} if etag else None
+
+
+def _content_owner(table: Any, upload: Mapping[str, Any], run_id: str, settings: Settings, now: datetime) -> str:
+    """The run of the first upload of these bytes to this key (``run_id`` when this is the first)."""
+    key = _content_key(upload)
+    if key is None:
+        return run_id
+    item = {**key, "run_id": run_id, "version_id": upload["version_id"], "created_at": _iso(now)}
+    try:
+        table.put_item(
+            Item=_to_dynamo({**item, **_expiry(settings, now)}), ConditionExpression="attribute_not_exists(pk)"
+        )
+        return run_id
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise LineageError(f"cannot record the content of {upload['uri']}: {exc}") from exc
+    owner = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+    return str(owner.get("run_id") or run_id)
+
+
+def _record_duplicate(
+    table: Any,
+    run_id: str,
+    original: str,
+    upload: dict[str, Any],
+    execution_arn: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """A re-upload of unchanged content: a ``DUPLICATE`` run that points at the original run."""
+    item = {
+        **_run_key(run_id),
+        "run_id": run_id,
+        "dataset": dataset_of_key(upload["key"]),
+        "status": "DUPLICATE",
+        "duplicate_of": original,
+        "execution_arn": execution_arn,
+        "input": upload,
+        "started_at": _iso(now),
+        "ended_at": _iso(now),
+        "updated_at": _iso(now),
+        "outcome_reason": f"the same content (ETag {upload['etag']}) as run {original}; that run answers for it",
+        "gsi1pk": f"INPUT#{upload['uri']}",
+        "gsi1sk": f"RUN#{_iso(now)}#{run_id}",
+        **_expiry(settings, now),
+    }
+    try:
+        table.put_item(Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # this duplicate was already recorded (the same event delivered again)
+        raise LineageError(f"cannot record duplicate run {run_id}: {exc}") from exc
+    _update_fields(table, _run_key(original), {}, append={"duplicates": [run_id]}, must_exist=True)
 
 
 def load_dataset_config(s3_client: Any, bucket: str, dataset: str) -> dict[str, Any]:
@@ -323,6 +386,12 @@ def resolve_run(
     else:
         upload = parse_upload(event)
         run_id = make_run_id(upload["bucket"], upload["key"], upload["version_id"])
+        original = _content_owner(table, upload, run_id, settings, moment)
+        if original != run_id:
+            # Unchanged content: the original run answers (a duplicate when it ran, a resume when it failed).
+            _record_duplicate(table, run_id, original, upload, execution_arn, settings, moment)
+            owner = from_dynamo(table.get_item(Key=_run_key(original), ConsistentRead=True).get("Item") or {})
+            run_id, upload = original, owner.get("input") or upload
     dataset = dataset_of_key(upload["key"])
     action, attempt = _claim(table, run_id, upload, dataset, execution_arn, sfn_client, settings, moment)
     if action != "duplicate":
@@ -414,6 +483,7 @@ def _step_record(
                 "row_counts": manifest.get("row_counts") or manifest.get("rows"),
             },
             "job": {"type": "glue", "name": result.get("job_name"), "run_id": result.get("job_run_id")},
+            "retries": result.get("retries", 0),
             "started_at": _epoch_or_iso(result.get("started_on")),
             "ended_at": _epoch_or_iso(result.get("completed_on")),
         }
@@ -432,6 +502,7 @@ def _step_record(
                 "name": result.get("job_name"),
                 "arn": result.get("job_arn"),
             },
+            "retries": result.get("retries", 0),
             "started_at": _epoch_or_iso(result.get("started_on")),
             "ended_at": _epoch_or_iso(result.get("completed_on")),
             "gsi1pk": f"MODEL#{names['model']}",
@@ -448,6 +519,8 @@ def _step_record(
                 "production": result.get("production"),
                 "report": result.get("report_uri"),
             },
+            "retries": result.get("retries", 0),
+            "endpoint_retries": result.get("endpoint_retries", 0),
             "started_at": result.get("started_at"),
             "ended_at": result.get("ended_at"),
         }
@@ -478,8 +551,12 @@ def _update_fields(
     fields: Mapping[str, Any],
     *,
     append: Mapping[str, list[Any]] | None = None,
+    must_exist: bool = False,
 ) -> None:
-    """SET each non-None field of an item (and append to list fields) in one update."""
+    """SET each non-None field of an item (and append to list fields) in one update.
+
+    With ``must_exist`` an item that is not there is left alone instead of being created.
+    """
     sets, names, values = [], {}, {}
     for index, (name, value) in enumerate(fields.items()):
         if value is None:
@@ -492,12 +569,18 @@ def _update_fields(
         names[f"#a{index}"] = name
         values[f":a{index}"] = items
         values[":empty"] = []
-    table.update_item(
-        Key=dict(key),
-        UpdateExpression="SET " + ", ".join(sets),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=_to_dynamo(values),
-    )
+    condition = {"ConditionExpression": "attribute_exists(pk)"} if must_exist else {}
+    try:
+        table.update_item(
+            Key=dict(key),
+            UpdateExpression="SET " + ", ".join(sets),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_dynamo(values),
+            **condition,
+        )
+    except ClientError as exc:
+        if not (must_exist and exc.response["Error"]["Code"] == "ConditionalCheckFailedException"):
+            raise
 
 
 def _write_step(
@@ -520,6 +603,8 @@ def _write_step(
     }
     if error:
         attempt["error"] = dict(error)
+    if "retries" in record:
+        attempt["retries"] = record["retries"]
     fields = {
         "run_id": run["run_id"],
         "step": step,

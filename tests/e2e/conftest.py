@@ -152,6 +152,34 @@ class Pipeline:
         """Everything the local cloud's Lambda functions wrote (state_dir/logs)."""
         return "".join(path.read_text(errors="replace") for path in sorted((self.cloud.state_dir / "logs").glob("*")))
 
+    def executions_for(self, key: str) -> list[dict[str, Any]]:
+        """Every execution whose input is an upload under ``key`` (DescribeExecution answers)."""
+        sfn = self.client("stepfunctions")
+        found = []
+        for execution in sfn.list_executions(stateMachineArn=self.outputs["StateMachineArn"])["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described["input"]).get("detail", {}).get("object", {}).get("key") == key:
+                found.append(described)
+        return found
+
+    def glue_runs(self, run_id: str) -> list[dict[str, Any]]:
+        """The Glue job runs (GetJobRuns) started for a run, whatever their state."""
+        glue = self.client("glue")
+        return [
+            job_run
+            for job in glue.list_jobs()["JobNames"]
+            for job_run in glue.get_job_runs(JobName=job)["JobRuns"]
+            if job_run.get("Arguments", {}).get("--run_id") == run_id
+        ]
+
+    def training_jobs(self, run_id: str) -> list[str]:
+        """Names of the SageMaker training jobs (ListTrainingJobs) of a run, oldest first."""
+        summaries = self.client("sagemaker").list_training_jobs(NameContains=f"stepml-{run_id}-", MaxResults=100)
+        return sorted(s["TrainingJobName"] for s in summaries["TrainingJobSummaries"])
+
+    def approval_emails(self, run_id: str) -> list[Any]:
+        return [m for m in self.cloud.outbox.messages() if f"model {run_id}?" in m.subject]
+
     def endpoint_config(self, name: str) -> str | None:
         try:
             return self.client("sagemaker").describe_endpoint(EndpointName=name)["EndpointConfigName"]

@@ -216,6 +216,74 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     assert step["started_at"] == "2025-11-22T12:00:00.000Z"
 
 
+def _run_item(env, run_id: str) -> dict[str, Any]:
+    return from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"})["Item"])
+
+
+def test_duplicate_events_are_listed_on_the_run(env):
+    event = _upload(env)
+    run_id = _resolve(env, event, EXECUTION_1)["run"]["run_id"]
+    sfn = FakeStepFunctions({EXECUTION_1: "RUNNING"})
+    assert _resolve(env, event, EXECUTION_2, sfn=sfn)["action"] == "duplicate"
+    assert _resolve(env, event, EXECUTION_2, sfn=sfn)["action"] == "duplicate"
+    assert _run_item(env, run_id)["duplicate_executions"] == [EXECUTION_2]
+
+
+def test_an_unchanged_reupload_is_a_duplicate_that_points_at_the_original(env):
+    first = _upload(env, body=b"x,y\n1,2\n")
+    original = _resolve(env, first, EXECUTION_1)["run"]["run_id"]
+    again = _upload(env, body=b"x,y\n1,2\n")
+    assert again["detail"]["object"]["version-id"] != first["detail"]["object"]["version-id"]
+    result = _resolve(env, again, EXECUTION_2, sfn=FakeStepFunctions({EXECUTION_1: "RUNNING"}))
+    assert result["action"] == "duplicate" and result["run"]["run_id"] == original
+    copy_id = make_run_id(env["upload_bucket"], "incoming/churn/data.csv", again["detail"]["object"]["version-id"])
+    duplicate = _run_item(env, copy_id)
+    assert duplicate["status"] == "DUPLICATE" and duplicate["duplicate_of"] == original
+    assert duplicate["input"]["version_id"] == again["detail"]["object"]["version-id"]
+    assert f"as run {original}" in duplicate["outcome_reason"]
+    assert _run_item(env, original)["duplicates"] == [copy_id]
+    changed = _upload(env, body=b"x,y\n1,3\n")
+    assert _resolve(env, changed, EXECUTION_2)["action"] == "start", "new bytes are a new run"
+
+
+def test_an_unchanged_reupload_of_a_failed_run_resumes_it(env):
+    first = _upload(env)
+    run = _resolve(env, first, EXECUTION_1)["run"]
+    record_failure(
+        {"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "boom"}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    result = _resolve(env, _upload(env), EXECUTION_2)
+    assert result["action"] == "resume" and result["run"]["run_id"] == run["run_id"]
+    assert result["run"]["attempt"] == 2 and result["run"]["input"] == run["input"]
+
+
+def test_step_records_carry_the_retries_step_functions_made(env):
+    run = _resolve(env, _upload(env))["run"]
+    result = {"job_name": run["names"]["training_job"], "job_arn": "arn:x", "model_data": "s3://b/m", "retries": 2}
+    for step, outcome in (("train", result), ("evaluate", {"metric": "auc", "retries": 1, "endpoint_retries": 3})):
+        record_step(
+            run,
+            step,
+            "SUCCEEDED",
+            outcome,
+            table=env["table"],
+            s3_client=env["s3"],
+            sagemaker_client=FakeSageMaker(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
+    key = {"pk": f"RUN#{run['run_id']}"}
+    train = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#train"})["Item"])
+    assert train["retries"] == 2 and train["attempts"][0]["retries"] == 2
+    evaluate = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#evaluate"})["Item"])
+    assert (evaluate["retries"], evaluate["endpoint_retries"]) == (1, 3)
+
+
 def test_resume_of_an_unknown_run_names_it(env):
     with pytest.raises(UnknownRunError, match="run 'churn-000000000000' is not in lineage table"):
         _resolve(env, {"resume_run_id": "churn-000000000000"})

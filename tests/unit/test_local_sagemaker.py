@@ -23,6 +23,7 @@ from scipy.stats import rankdata
 
 from stepml.config import parse_dataset_config
 from stepml.lineage import artifact_paths, resource_names
+from stepml.local import faults
 from stepml.local.provision import provision
 from stepml.local.sagemaker import (
     LocalSageMaker,
@@ -31,6 +32,7 @@ from stepml.local.sagemaker import (
     parse_xgboost_hyperparameters,
     validate_request,
 )
+from stepml.local.sfn_sagemaker import error_name
 from tests.conftest import TEMPLATE
 from tests.helpers import CHURN_CONFIG, REPO_ROOT
 
@@ -854,3 +856,48 @@ def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path):
         engine.shutdown()
         undo()
         server.stop()
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+@pytest.fixture
+def fault_switch():
+    switch = faults.FaultSwitch()
+    faults.install(switch)
+    yield switch
+    faults.uninstall(switch)
+
+
+def test_training_faults_throttle_create_then_fail_the_job_with_a_reason(engine, bucket, fault_switch):
+    # One attempt per call, as the state machine's client makes (the SDK would retry throttling itself).
+    sagemaker = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    fault_switch.load("sagemaker:CreateTrainingJob@fault-job=1,sagemaker:TrainingJob@fault-job=1")
+    request = training_request("fault-job", bucket, "nothing", BINARY_HYPERPARAMETERS)
+    with pytest.raises(ClientError) as throttled:
+        sagemaker.create_training_job(**request)
+    assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+    assert error_name("ThrottlingException") == "SageMaker.AmazonSageMakerException", "what the ASL retries"
+    assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    sagemaker.create_training_job(**request)
+    described = wait_for_training(sagemaker, "fault-job")
+    assert described["TrainingJobStatus"] == "Failed"
+    assert described["FailureReason"].startswith("InternalServerError: We encountered an internal error.")
+    assert described["FailureReason"].endswith("(local fault sagemaker:TrainingJob)")
+
+
+def test_endpoint_faults_throttle_create_then_fail_the_endpoint(engine, s3, bucket, fault_switch):
+    sagemaker = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    tarball, _ = model_tarball(*make_rows(3, 100))
+    deploy(sagemaker, s3, bucket, "stepml-test-fault", tarball)
+    fault_switch.load("sagemaker:CreateEndpoint=1,sagemaker:Endpoint@stepml-test-fault=1")
+    with pytest.raises(ClientError) as throttled:
+        sagemaker.create_endpoint(EndpointName="stepml-test-fault", EndpointConfigName="stepml-test-fault")
+    assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+    sagemaker.create_endpoint(EndpointName="stepml-test-fault", EndpointConfigName="stepml-test-fault")
+    described = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-test-fault"),
+        lambda d: d["EndpointStatus"] != "Creating",
+    )
+    assert described["EndpointStatus"] == "Failed"
+    assert described["FailureReason"].endswith("(local fault sagemaker:Endpoint)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stepml.cli.context import CliError, Target, connect, state_dir
-from stepml.cli.local import find_repository, start_cloud
+from stepml.cli.local import add_fault_argument, find_repository, start_cloud
 from stepml.cli.runs import approve_link
 from stepml.config import dataset_config_key
 from stepml.evaluation import parse_predictions
@@ -99,6 +99,11 @@ def demo(args: argparse.Namespace) -> int:
     if not (folder / "cloud.json").exists():
         print("[1/6] starting the local cloud...", flush=True)
         cloud = start_cloud(args)
+    elif args.fault:
+        raise CliError(
+            f"--fault applies to a local cloud the demo starts, and one is running ({folder}); "
+            "stop it with `stepml local down` or start it with `stepml local up --fault ...`"
+        )
     else:
         print(f"[1/6] using the running local cloud ({folder})", flush=True)
     try:
@@ -187,4 +192,5 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--port", type=int, default=4566)
     run.add_argument("--api-port", type=int, default=4567)
+    add_fault_argument(run)
     run.set_defaults(handler=demo)

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from stepml.cli.context import CliError, state_dir
 from stepml.local.cloud import DEFAULT_API_PORT, DEFAULT_PORT, LocalCloud, LocalCloudError, port_is_free
+from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
+from stepml.local.faults import OPERATIONS as FAULT_OPERATIONS
+from stepml.local.faults import FaultSpecError
 from stepml.local.provision import ProvisionError
 from stepml.local.template import TemplateError
 
@@ -46,7 +49,14 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
     )
     try:
+        cloud.faults.load(getattr(args, "fault", None) or [])
+    except FaultSpecError as exc:
+        raise CliError(str(exc)) from exc
+    try:
         return cloud.start()
+    except FaultSpecError as exc:
+        cloud.stop()
+        raise CliError(f"${FAULTS_VARIABLE}: {exc}") from exc
     except (LocalCloudError, ProvisionError, TemplateError) as exc:
         cloud.stop()
         raise CliError(f"{exc}. Fix the template (or the port) and run the command again.") from exc
@@ -114,6 +124,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         "--glue-warm-workers",
         str(args.glue_warm_workers),
     ]
+    for fault in args.fault or []:
+        command += ["--fault", fault]
     with open(log, "ab") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=find_repository()
@@ -157,6 +169,19 @@ def down(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_fault_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fault OPERATION[@MATCH]=N`` (repeatable), as ``$STEPML_LOCAL_FAULTS`` takes them."""
+    parser.add_argument(
+        "--fault",
+        action="append",
+        metavar="OPERATION[@MATCH]=N",
+        help=(
+            f"make an operation of the local cloud fail its next N calls (whose subject contains MATCH); "
+            f"repeatable, added to ${FAULTS_VARIABLE}. Operations: {', '.join(FAULT_OPERATIONS)}"
+        ),
+    )
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     local = commands.add_parser("local", help="the local cloud")
     sub = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
@@ -174,6 +199,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         metavar="N",
         help="Spark drivers warmed up at start so the first Glue run is fast (default 1; 0 starts cold)",
     )
+    add_fault_argument(start)
     start.set_defaults(handler=up)
     stop = sub.add_parser("down", parents=[common], help="stop the local cloud")
     stop.set_defaults(handler=down)

@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def runs_show(args: argparse.Namespace) -> int:
             "start": s.get("started_at"),
             "end": s.get("ended_at") or s.get("recorded_at"),
             "skipped": "yes" if s["step"] in skipped else "",
+            "retries": s.get("retries") or "",
             "error": (s.get("error") or {}).get("cause", ""),
         }
         for s in steps
@@ -97,7 +99,7 @@ def runs_show(args: argparse.Namespace) -> int:
         f"run {run['run_id']}  dataset {run.get('dataset')}  status {run.get('status')}  attempt {run.get('attempt')}"
     )
     print(f"input {run['input']['uri']} (version {run['input'].get('version_id')})")
-    print_table(rows, ["step", "status", "start", "end", "skipped", "error"])
+    print_table(rows, ["step", "status", "start", "end", "skipped", "retries", "error"])
     return 0
 
 
@@ -107,7 +109,10 @@ def runs_resume(args: argparse.Namespace) -> int:
     if run.get("status") not in ("FAILED", "RUNNING"):
         raise CliError(f"run {args.run_id} is {run.get('status')}; only a failed run can be resumed")
     execution = target.client("stepfunctions").start_execution(
-        stateMachineArn=target.output("StateMachineArn"), input=json.dumps({"resume_run_id": args.run_id})
+        stateMachineArn=target.output("StateMachineArn"),
+        # Named after the run (at most 80 characters); moto would otherwise give every unnamed execution one name.
+        name=f"resume-{args.run_id}-{uuid.uuid4().hex[:12]}",
+        input=json.dumps({"resume_run_id": args.run_id}),
     )
     print(f"resuming run {args.run_id}: {execution['executionArn']}")
     return 0

@@ -27,6 +27,10 @@ import boto3
 
 from stepml.local import events, glue, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
+from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
+from stepml.local.faults import FaultSwitch
+from stepml.local.faults import install as install_faults
+from stepml.local.faults import uninstall as uninstall_faults
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
 from stepml.local.provision import ProvisionedStack, provision
@@ -80,7 +84,11 @@ def port_is_free(host: str, port: int) -> bool:
 
 @dataclass
 class LocalCloud:
-    """Start with ``start()``; ``endpoint_url`` is the AWS endpoint, ``api_url`` the approval API."""
+    """Start with ``start()``; ``endpoint_url`` is the AWS endpoint, ``api_url`` the approval API.
+
+    ``faults`` is the fault switch the engines consult (``cloud.faults.add("glue:StartJobRun", 2)``,
+    ``cloud.faults.clear()``); ``start()`` adds the faults of ``$STEPML_LOCAL_FAULTS`` to it.
+    """
 
     root: Path
     state_dir: Path
@@ -96,6 +104,7 @@ class LocalCloud:
     outbox: mail.Outbox | None = None
     glue_engine: glue.GlueEngine | None = None
     sagemaker_engine: LocalSageMaker | None = None
+    faults: FaultSwitch = field(default_factory=FaultSwitch)
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
@@ -155,6 +164,9 @@ class LocalCloud:
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
         moto_patches.apply()
+        self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
+        install_faults(self.faults)
+        self._undo.append(lambda: uninstall_faults(self.faults))
         # One line per AWS call would drown the progress output; errors still surface.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The interpreter logs every failed path lookup, including IsPresent checks that are

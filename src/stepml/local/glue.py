@@ -35,6 +35,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stepml.local import faults
+
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 #: Arguments that are scratch space, not data: staged locally, never uploaded.
 SCRATCH_ARGUMENTS = frozenset({"--TempDir"})
@@ -69,6 +71,11 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def _fault_subject(job_name: str, arguments: Mapping[str, str]) -> str:
+    """What a glue fault's MATCH is looked up in: the job name and its run's arguments."""
+    return " ".join([job_name, *(f"{name}={value}" for name, value in arguments.items())])
 
 
 def error_message_from_log(text: str) -> str:
@@ -215,6 +222,10 @@ class GlueEngine:
         record = JobRunRecord(run_id=run_id, job_name=job_name)
         with self._lock:
             self.runs[run_id] = record
+        failure = faults.trigger("glue:JobRun", _fault_subject(job_name, arguments))
+        if failure:  # the run ends FAILED before its script starts
+            record.error_message, record.completed_on, record.state = failure, datetime.now(UTC), "FAILED"
+            return record
         thread = threading.Thread(
             target=self._run, args=(record, dict(arguments), timeout_minutes), name=f"glue-{run_id[:12]}", daemon=True
         )
@@ -356,6 +367,7 @@ class GlueEngine:
 
 def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
     """Make moto's job runs real: StartJobRun starts the engine, GetJobRun reports its record."""
+    from moto.glue.exceptions import ConcurrentRunsExceededException
     from moto.glue.models import FakeJob, FakeJobRun
 
     original_start = FakeJob.start_job_run
@@ -363,6 +375,9 @@ def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
     original_status = FakeJobRun.status
 
     def start_job_run(self: Any, *args: Any, **kwargs: Any) -> str:
+        throttled = faults.trigger("glue:StartJobRun", _fault_subject(self.name, kwargs.get("arguments") or {}))
+        if throttled:
+            raise ConcurrentRunsExceededException(throttled)
         run_id = original_start(self, *args, **kwargs)
         run = next(r for r in self.job_runs if r.job_run_id == run_id)
         record = engine.start(self.name, run_id, run.arguments or {}, run.timeout)

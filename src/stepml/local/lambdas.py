@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from stepml.local import faults
+
 
 class LambdaEngineError(RuntimeError):
     """A function is unknown or its worker could not start."""
@@ -219,6 +221,19 @@ class LambdaEngine:
         error = "Unhandled" if reply["error"] else None
         return InvocationResult(json.dumps(reply["payload"]).encode(), error, elapsed * 1000)
 
+    def fault_answer(self, name: str, kind: str, message: str) -> InvocationResult:
+        """What Invoke returns when a fault makes the function fail (``error``) or time out (``timeout``)."""
+        if kind == "timeout":
+            timeout = self._pool(name).spec.timeout_seconds
+            after = f"Task timed out after {timeout:.2f} seconds"
+            body = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"RequestId: {uuid.uuid4()} Error: {after}; {message}",
+            }
+        else:
+            body = {"errorType": "stepml.FaultInjected", "errorMessage": message}
+        return InvocationResult(json.dumps(body).encode(), "Unhandled", 0.0)
+
     def workers_started(self, name: str) -> int:
         """How many worker processes a function has started (cold starts)."""
         return self._pool(name).started
@@ -242,12 +257,26 @@ class LambdaEngine:
 
 def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
     """Route moto's Lambda Invoke (RequestResponse and Event) to ``engine``; returns the undo."""
+    from moto.awslambda.exceptions import LambdaClientError
     from moto.awslambda.models import LambdaFunction
 
     original = LambdaFunction.invoke
 
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
-        if request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type")) == "Event":
+        asynchronous = request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type"))
+        payload = body.decode() if isinstance(body, bytes) else str(body or "")
+        if fault := faults.trigger_lambda(self.function_name, payload):
+            kind, message = fault
+            if kind == "throttle":
+                throttled = LambdaClientError("TooManyRequestsException", message)
+                throttled.code = 429
+                raise throttled
+            if asynchronous == "Event":
+                return b""  # accepted; the function's failure is not the caller's answer
+            answer = engine.fault_answer(self.function_name, kind, message)
+            response_headers["x-amz-function-error"] = answer.function_error
+            return answer.payload
+        if asynchronous == "Event":
             threading.Thread(target=engine.invoke, args=(self.function_name, body), daemon=True).start()
             return b""
         result = engine.invoke(self.function_name, body)

@@ -27,6 +27,8 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
+from stepml.local import faults
+
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 SENDER = "no-reply@sns.amazonaws.com"
 
@@ -210,9 +212,20 @@ def _install_ses_hook(outbox: Outbox) -> Callable[[], None]:
 
 
 def _install_sns_hook(outbox: Outbox) -> Callable[[], None]:
-    from moto.sns.models import Subscription
+    """Publish honours the ``sns:Publish`` fault (Throttled, before anything is delivered)."""
+    from moto.sns.exceptions import SNSException
+    from moto.sns.models import SNSBackend, Subscription
+
+    class Throttled(SNSException):
+        code = "Throttled"
 
     original = Subscription.publish
+    original_backend_publish = SNSBackend.publish
+
+    def backend_publish(self: Any, message: str, arn: str | None, *args: Any, **kwargs: Any) -> str:
+        if throttled := faults.trigger("sns:Publish", f"{arn} {kwargs.get('subject')} {message}"):
+            raise Throttled(throttled)
+        return original_backend_publish(self, message, arn, *args, **kwargs)
 
     def publish(
         self: Any, message: str, message_id: str, subject: str | None = None, *args: Any, **kwargs: Any
@@ -235,8 +248,10 @@ def _install_sns_hook(outbox: Outbox) -> Callable[[], None]:
         return original(self, message, message_id, subject, *args, **kwargs)
 
     Subscription.publish = publish
+    SNSBackend.publish = backend_publish
 
     def restore() -> None:
         Subscription.publish = original
+        SNSBackend.publish = original_backend_publish
 
     return restore

@@ -69,6 +69,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stepml.local import faults
 from stepml.local.model_server import ModelServer, ModelServerError
 
 LOGGER = logging.getLogger(__name__)
@@ -1146,6 +1147,8 @@ class LocalSageMaker:
             if not script_mode:
                 self._check_builtin_image(request)
             job.phase("Downloading")
+            if failure := faults.trigger("sagemaker:TrainingJob", job.name):
+                raise _TrainingFailure(failure)
             self._download_channels(job, layout)
             job.phase("Training")
             if script_mode:
@@ -1669,6 +1672,8 @@ class LocalSageMaker:
         self, endpoint: _Endpoint, generation: int, config: dict[str, Any], models: dict[str, dict[str, Any]]
     ) -> _Deployment:
         name = endpoint.name
+        if failure := faults.trigger("sagemaker:Endpoint", name):
+            raise _DeploymentFailure(failure)
         work_dir = Path(tempfile.mkdtemp(prefix=f"endpoint-{name[:40]}-", dir=self._work_dir))
         capture = _CaptureSettings.from_config(config.get("DataCaptureConfig"))
         variants: list[_Variant] = []
@@ -2187,7 +2192,7 @@ def _as_moto_errors() -> Iterator[None]:
 
 
 def _patch_moto() -> None:
-    from moto.core.exceptions import ServiceException
+    from moto.core.exceptions import JsonRESTError, ServiceException
     from moto.core.responses import ActionResult, EmptyResult
     from moto.sagemaker.exceptions import ValidationError as MotoValidationError
     from moto.sagemaker.models import SageMakerModelBackend
@@ -2195,6 +2200,10 @@ def _patch_moto() -> None:
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
     backend_cls = SageMakerModelBackend
+
+    def throttled(message: str) -> Exception:
+        # Not an error shape of SageMaker's model: Step Functions names it SageMaker.AmazonSageMakerException.
+        return JsonRESTError("ThrottlingException", message)
 
     def wrap(name: str, replacement: Callable[..., Any]) -> None:
         original = getattr(backend_cls, name)
@@ -2211,6 +2220,8 @@ def _patch_moto() -> None:
     def create_training_job(engine: LocalSageMaker, original: Any, backend: Any, **kwargs: Any) -> Any:
         request = _request_from_kwargs("CreateTrainingJob", kwargs)
         name = request.get("TrainingJobName")
+        if message := faults.trigger("sagemaker:CreateTrainingJob", str(name)):
+            raise throttled(message)
         if name in backend.training_jobs:
             with _as_moto_errors():
                 raise ResourceInUseError(
@@ -2262,6 +2273,8 @@ def _patch_moto() -> None:
     def create_endpoint(engine: LocalSageMaker, original: Any, backend: Any, **kwargs: Any) -> Any:
         request = _request_from_kwargs("CreateEndpoint", kwargs)
         name = request.get("EndpointName")
+        if message := faults.trigger("sagemaker:CreateEndpoint", str(name)):
+            raise throttled(message)
         if name in backend.endpoints:
             raise MotoValidationError(
                 message=f'Cannot create already existing endpoint "{backend.endpoints[name].arn}".'

@@ -1,0 +1,195 @@
+"""Faults on the local cloud: transient ones are retried away, permanent ones fail, alert and resume.
+
+One local cloud serves the module. Every run is its own dataset, and each fault names its
+run's dataset (``OPERATION@DATASET=N``), so the runs overlap: the module uploads them all at
+once and each test follows its own. Resumes go through ``stepml runs resume``; the proof that
+finished steps are skipped comes from Glue's GetJobRuns and SageMaker's ListTrainingJobs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from stepml.cli.main import main
+from stepml.cli.runs import approve_link
+from stepml.lineage import STEP_TITLES
+from stepml.sample_data import churn_csv
+
+pytestmark = pytest.mark.e2e
+ROWS = 800
+TRANSIENT = "flt-ok"
+FAILS_TRAINING = "flt-train"
+FAILS_ENDPOINT = "flt-endpoint"
+FAILS_EVALUATION = "flt-evaluate"
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def uploads(pipeline):
+    """Set the faults, then upload one file per scenario at once; returns each dataset's upload."""
+    faults = pipeline.cloud.faults
+    faults.load(
+        [
+            # transient: within the Retry of the task they hit
+            f"glue:StartJobRun@{TRANSIENT}=2",
+            f"sagemaker:CreateTrainingJob@{TRANSIENT}=2",
+            f"sagemaker:CreateEndpoint@{TRANSIENT}=1",
+            f"lambda:Evaluate@{TRANSIENT}=2",
+            # permanent: not retried, the run fails at that step
+            f"sagemaker:TrainingJob@{FAILS_TRAINING}=1",
+            f"sagemaker:Endpoint@{FAILS_ENDPOINT}-=1",
+            f"lambda:Evaluate.error@{FAILS_EVALUATION}=1",
+        ]
+    )
+    uploaded = {}
+    for seed, dataset in enumerate((TRANSIENT, FAILS_TRAINING, FAILS_ENDPOINT, FAILS_EVALUATION), start=31):
+        pipeline.onboard(dataset, promote_only_if_better=False)
+        uploaded[dataset] = pipeline.upload(dataset, "data.csv", churn_csv(ROWS, seed=seed))
+    yield uploaded
+    faults.clear()
+
+
+def _wait_for_attempt(pipeline, run_id: str, attempt: int, statuses: tuple[str, ...] | None = None) -> dict:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        records = pipeline.run_record(run_id)
+        if records["RUN"].get("attempt") == attempt and (statuses is None or records["RUN"].get("status") in statuses):
+            return records
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} attempt {attempt} did not reach {statuses}: {pipeline.run_record(run_id)}")
+
+
+def _resume(pipeline, run_id: str, capsys) -> None:
+    """``stepml runs resume``; returns once the new execution has claimed the run's next attempt."""
+    attempt = pipeline.run_record(run_id)["RUN"]["attempt"]
+    code = main(["runs", "resume", run_id, "--state-dir", str(pipeline.cloud.state_dir)])
+    captured = capsys.readouterr()
+    assert code == 0 and f"resuming run {run_id}" in captured.out, captured.err
+    _wait_for_attempt(pipeline, run_id, attempt + 1)
+
+
+def _reject(pipeline, run_id: str) -> dict:
+    email = pipeline.wait_for_approval_email(run_id)
+    status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="fault test")
+    assert status == 200
+    return pipeline.wait_for_status(run_id, ("REJECTED", "FAILED", "SUCCEEDED"))
+
+
+def _assert_failed_with_alert(pipeline, run_id: str, step: str, error: str) -> dict:
+    title = STEP_TITLES[step]
+    records = pipeline.wait_for_status(run_id, ("FAILED", "SUCCEEDED", "REJECTED"))
+    run = records["RUN"]
+    assert run["status"] == "FAILED" and run["failed_step"] == step, run
+    assert run["error"]["error"] == error
+    assert records[f"STEP#{step}"]["status"] == "FAILED"
+    assert records[f"STEP#{step}"]["error"]["error"] == error
+    alert = pipeline.wait_for_email(f"Run {run_id} failed")
+    assert alert.to == "alerts@example.com"
+    assert f"Run {run_id} failed at {title}: {error}" in alert.subject
+    assert f"Run:       {run_id}" in alert.body and f"Step:      {title}" in alert.body
+    assert f"Error:     {error}" in alert.body and "(local fault " in alert.body
+    assert f"stepml runs resume {run_id}" in alert.body
+    return records
+
+
+def _assert_endpoint_gone(pipeline, name: str) -> None:
+    with pytest.raises(ClientError) as missing:
+        pipeline.client("sagemaker").describe_endpoint(EndpointName=name)
+    assert missing.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, uploads, capsys):
+    run_id = uploads[TRANSIENT]["run_id"]
+    email = pipeline.wait_for_approval_email(run_id)
+    # Two throttles of the deployment notice, which the state machine's SNS task retries.
+    pipeline.cloud.faults.add("sns:Publish", 2, match=f"{run_id} deployed")
+    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="despite the faults")
+    assert status == 200
+    records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED"))
+    assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
+    assert records["STEP#preprocess"]["retries"] == 2
+    assert records["STEP#train"]["retries"] == 2
+    assert records["STEP#evaluate"]["retries"] == 2 and records["STEP#evaluate"]["endpoint_retries"] == 1
+    assert records["STEP#train"]["attempts"] == [
+        {**records["STEP#train"]["attempts"][0], "attempt": 1, "status": "SUCCEEDED", "retries": 2}
+    ]
+    faults = pipeline.cloud.faults
+    assert faults.hit_count("glue:StartJobRun", TRANSIENT) == 2
+    assert faults.hit_count("sagemaker:CreateTrainingJob", TRANSIENT) == 2
+    assert faults.hit_count("sagemaker:CreateEndpoint", TRANSIENT) == 1
+    assert faults.hit_count("lambda:Evaluate", TRANSIENT) == 2
+    assert pipeline.wait_for_email(f"model {run_id} deployed")
+    assert faults.hit_count("sns:Publish", f"{run_id} deployed") == 2
+    assert len(pipeline.glue_runs(run_id)) == 1, "a throttled StartJobRun starts no job run"
+    assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"]
+    assert main(["runs", "show", run_id, "--state-dir", str(pipeline.cloud.state_dir)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()[2:]
+    column = header.index("RETRIES")
+    retries = {row.split("  ")[0]: row[column : column + len("RETRIES")].strip() for row in rows}
+    assert retries["Preprocess data (Glue)"] == "2" and retries["Evaluate model"] == "2", retries
+
+
+def test_a_failed_training_job_fails_the_run_and_resume_reuses_the_glue_output(pipeline, uploads, capsys):
+    run_id = uploads[FAILS_TRAINING]["run_id"]
+    records = _assert_failed_with_alert(pipeline, run_id, "train", "States.TaskFailed")
+    assert "InternalServerError: We encountered an internal error" in records["STEP#train"]["error"]["cause"]
+    _assert_endpoint_gone(pipeline, records["RUN"]["names"]["test_endpoint"])
+
+    _resume(pipeline, run_id, capsys)
+    records = _reject(pipeline, run_id)
+    assert records["RUN"]["status"] == "REJECTED" and records["RUN"]["attempt"] == 2
+    assert len(pipeline.glue_runs(run_id)) == 1, "preprocessing is not redone"
+    assert [a["attempt"] for a in records["STEP#preprocess"]["attempts"]] == [1]
+    assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1", f"stepml-{run_id}-a2"]
+    assert [(a["attempt"], a["status"]) for a in records["STEP#train"]["attempts"]] == [
+        (1, "FAILED"),
+        (2, "SUCCEEDED"),
+    ]
+    engine = pipeline.cloud.sagemaker_engine
+    jobs = [engine.describe_training_job(f"stepml-{run_id}-a{n}", account_id=ACCOUNT, region=REGION) for n in (1, 2)]
+    assert [job.status for job in jobs] == ["Failed", "Completed"]
+
+
+def test_a_failed_test_endpoint_is_deleted_and_resume_skips_preprocess_and_training(pipeline, uploads, capsys):
+    run_id = uploads[FAILS_ENDPOINT]["run_id"]
+    records = _assert_failed_with_alert(pipeline, run_id, "test_endpoint", "stepml.EndpointFailed")
+    assert "(local fault sagemaker:Endpoint)" in records["STEP#test_endpoint"]["error"]["cause"]
+    _assert_endpoint_gone(pipeline, records["RUN"]["names"]["test_endpoint"])
+
+    _resume(pipeline, run_id, capsys)
+    records = _reject(pipeline, run_id)
+    assert records["RUN"]["status"] == "REJECTED" and records["RUN"]["attempt"] == 2
+    assert len(pipeline.glue_runs(run_id)) == 1
+    assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"], "training is not redone"
+    assert [a["attempt"] for a in records["STEP#train"]["attempts"]] == [1]
+    _assert_endpoint_gone(pipeline, records["RUN"]["names"]["test_endpoint"])
+
+
+def test_evaluate_errors_and_timeouts_fail_the_run_and_each_resume_picks_up_there(pipeline, uploads, capsys):
+    run_id = uploads[FAILS_EVALUATION]["run_id"]
+    records = _assert_failed_with_alert(pipeline, run_id, "evaluate", "stepml.FaultInjected")
+    first_endpoint = records["RUN"]["names"]["test_endpoint"]
+    _assert_endpoint_gone(pipeline, first_endpoint)
+
+    pipeline.cloud.faults.add("lambda:Evaluate.timeout", 1, match=FAILS_EVALUATION)
+    _resume(pipeline, run_id, capsys)
+    records = _wait_for_attempt(pipeline, run_id, 2, ("FAILED", "REJECTED"))
+    assert records["RUN"]["error"]["error"] == "Sandbox.Timedout"
+    assert "Task timed out after 900.00 seconds" in records["STEP#evaluate"]["error"]["cause"]
+    assert pipeline.wait_for_email(f"Run {run_id} failed at Evaluate model: Sandbox.Timedout")
+    _assert_endpoint_gone(pipeline, records["RUN"]["names"]["test_endpoint"])
+
+    _resume(pipeline, run_id, capsys)
+    records = _reject(pipeline, run_id)
+    assert records["RUN"]["status"] == "REJECTED" and records["RUN"]["attempt"] == 3
+    assert [(a["attempt"], a["status"]) for a in records["STEP#evaluate"]["attempts"]] == [
+        (1, "FAILED"),
+        (2, "FAILED"),
+        (3, "SUCCEEDED"),
+    ]
+    assert len(pipeline.glue_runs(run_id)) == 1
+    assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"]
+    assert len(pipeline.approval_emails(run_id)) == 1
