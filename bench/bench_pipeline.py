@@ -60,7 +60,11 @@ def _compute_seconds(cloud: LocalCloud, outputs: dict, history: list[dict], unti
     (rules, state transitions, polling, waits) and the test endpoint's start-up, which this
     benchmark counts against the pipeline rather than as compute."""
     glue = _client(cloud, "glue")
-    run = glue.get_job_runs(JobName=outputs["PreprocessJobName"])["JobRuns"][0]
+    run = next(
+        job_run
+        for job_name in glue.list_jobs()["JobNames"]
+        for job_run in glue.get_job_runs(JobName=job_name)["JobRuns"]
+    )
     sagemaker = _client(cloud, "sagemaker")
     training_job = next(
         json.loads(event["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
@@ -77,7 +81,16 @@ def _compute_seconds(cloud: LocalCloud, outputs: dict, history: list[dict], unti
         elif event.get("taskScheduledEventDetails", {}).get("resourceType") == "lambda":
             lambda_states.add(state)
     lambda_states.discard("Request approval")
+    asked = next(
+        (
+            event["timestamp"].timestamp()
+            for event in history
+            if event["type"] == "TaskStateEntered" and event["stateEnteredEventDetails"]["name"] == "Request approval"
+        ),
+        until,
+    )
     return {
+        "Request approval Lambda (until the email)": max(0.0, until - asked),
         "Glue job run": (run["CompletedOn"] - run["StartedOn"]).total_seconds(),
         "training job": (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds(),
         "Lambda tasks (resolve, record, evaluate)": _state_seconds(

@@ -25,7 +25,7 @@ PINNED_MOTO_VERSION = "5.2.5"
 
 #: Seconds between two polls of a ``.sync`` job (Glue job run, SageMaker job) locally.
 SYNC_POLL_SECONDS_ENV = "STEPML_LOCAL_SYNC_POLL_SECONDS"
-DEFAULT_SYNC_POLL_SECONDS = 0.5
+DEFAULT_SYNC_POLL_SECONDS = 0.2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -76,7 +76,7 @@ def _statements_whose_condition_fails_do_not_apply() -> None:
 
 
 def sync_poll_seconds() -> float:
-    """The ``.sync`` poll interval from ``STEPML_LOCAL_SYNC_POLL_SECONDS`` (default 0.5 s)."""
+    """The ``.sync`` poll interval from ``STEPML_LOCAL_SYNC_POLL_SECONDS`` (default 0.2 s)."""
     raw = os.environ.get(SYNC_POLL_SECONDS_ENV)
     if raw is None or not raw.strip():
         return DEFAULT_SYNC_POLL_SECONDS
@@ -462,7 +462,7 @@ PATCHES: tuple[Patch, ...] = (
             "Every `.sync` task of an integration that cannot wait for a task token (glue:startJobRun.sync) "
             "ended in States.Runtime: moto's StateTaskServiceCallback._eval_integration_pattern calls "
             "`callback_endpoint.interrupt_all()` in a finally block although no callback endpoint exists for "
-            "it. The patch polls the job without one, every STEPML_LOCAL_SYNC_POLL_SECONDS (default 0.5 s)."
+            "it. The patch polls the job without one, every STEPML_LOCAL_SYNC_POLL_SECONDS (default 0.2 s)."
         ),
         apply=_sync_without_callback_endpoint,
     ),
