@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from stepml import config
 from stepml.local import moto_patches
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
+from tests.helpers import CHURN_CONFIG, load_handler, s3_object_created_event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -54,3 +58,31 @@ def mail_outbox(tmp_path: Path) -> Iterator[Outbox]:
     restore = install_mail_hooks(outbox)
     yield outbox
     restore()
+
+
+class ResolveRunEnv(dict):
+    """ResolveRun's settings applied to the process, the churn dataset onboarded, and clients:
+    ``settings``, ``s3``, ``sagemaker``, ``table`` (lineage), ``upload_bucket``."""
+
+    def upload(self, key: str, body: bytes) -> dict[str, Any]:
+        """Put ``body`` at ``key`` of the upload bucket; the S3 "Object Created" event for it."""
+        put = self["s3"].put_object(Bucket=self["upload_bucket"], Key=key, Body=body)
+        return s3_object_created_event(self["upload_bucket"], key, put["VersionId"], put["ETag"], len(body))
+
+
+@pytest.fixture
+def resolve_run_env(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> ResolveRunEnv:
+    """What the lineage tests need: ResolveRun's environment and an onboarded churn dataset."""
+    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
+    settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
+    )
+    return ResolveRunEnv(
+        settings=settings,
+        s3=s3,
+        sagemaker=boto3.client("sagemaker"),
+        table=boto3.resource("dynamodb").Table(settings.lineage_table),
+        upload_bucket=environment[config.UPLOAD_BUCKET],
+    )

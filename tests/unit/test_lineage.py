@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -23,7 +22,7 @@ from stepml.lineage import (
     record_step,
     resolve_run,
 )
-from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, s3_object_created_event
+from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler
 
 EXECUTION_1 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:one"
 EXECUTION_2 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:two"
@@ -58,20 +57,12 @@ class FakeSageMaker:
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
-    settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
-    s3 = boto3.client("s3")
-    s3.put_object(
-        Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
-    )
-    table = boto3.resource("dynamodb").Table(settings.lineage_table)
-    return {"settings": settings, "s3": s3, "table": table, "upload_bucket": environment[config.UPLOAD_BUCKET]}
+def env(resolve_run_env):
+    return resolve_run_env
 
 
 def _upload(env, key="incoming/churn/data.csv", body=b"a,b\n1,2\n") -> dict[str, Any]:
-    response = env["s3"].put_object(Bucket=env["upload_bucket"], Key=key, Body=body)
-    return s3_object_created_event(env["upload_bucket"], key, response["VersionId"], response["ETag"], len(body))
+    return env.upload(key, body)
 
 
 def _resolve(env, event, execution=EXECUTION_1, sfn=None):

@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import pytest
 
-from stepml import config
 from stepml.cli.main import main
 from stepml.lineage import record_failure, record_step, resolve_run
 from stepml.lineage_queries import (
@@ -21,7 +20,6 @@ from stepml.lineage_queries import (
     parse_object_uri,
     run_tree,
 )
-from tests.helpers import CHURN_CONFIG, load_handler, s3_object_created_event
 
 ACCOUNT_EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -29,20 +27,8 @@ PRODUCTION = "stepml-production"
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
-    settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
-    s3 = boto3.client("s3")
-    s3.put_object(
-        Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
-    )
-    return {
-        "settings": settings,
-        "s3": s3,
-        "sagemaker": boto3.client("sagemaker"),
-        "table": boto3.resource("dynamodb").Table(settings.lineage_table),
-        "upload_bucket": environment[config.UPLOAD_BUCKET],
-    }
+def env(resolve_run_env):
+    return resolve_run_env
 
 
 class Clock:
@@ -57,9 +43,7 @@ class Clock:
 
 
 def _upload(env, name: str, body: bytes) -> dict[str, Any]:
-    key = f"incoming/churn/{name}"
-    put = env["s3"].put_object(Bucket=env["upload_bucket"], Key=key, Body=body)
-    return s3_object_created_event(env["upload_bucket"], key, put["VersionId"], put["ETag"], len(body))
+    return env.upload(f"incoming/churn/{name}", body)
 
 
 def _record(env, run, step, result, clock, status="SUCCEEDED"):

@@ -8,10 +8,9 @@ import json
 import boto3
 import pytest
 
-from stepml import config
 from stepml.lineage import from_dynamo, record_failure, resolve_run
 from stepml.uploads import SUPPORTED_EXTENSIONS, BadUploadError, check_upload
-from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler, s3_object_created_event
+from tests.helpers import REPO_ROOT, load_handler
 
 CORPUS = REPO_ROOT / "tests/data/bad"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -61,26 +60,12 @@ def test_the_corpus_is_documented_file_by_file():
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
-    settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
-    s3 = boto3.client("s3")
-    s3.put_object(
-        Bucket=settings.artifact_bucket, Key=config.dataset_config_key("churn"), Body=json.dumps(CHURN_CONFIG).encode()
-    )
-    return {
-        "settings": settings,
-        "s3": s3,
-        "table": boto3.resource("dynamodb").Table(settings.lineage_table),
-        "bucket": environment[config.UPLOAD_BUCKET],
-    }
+def env(resolve_run_env):
+    return resolve_run_env
 
 
 def _event(env, name: str) -> dict[str, object]:
-    body = (CORPUS / name).read_bytes()
-    key = f"incoming/churn/{name}"
-    put = env["s3"].put_object(Bucket=env["bucket"], Key=key, Body=body)
-    return s3_object_created_event(env["bucket"], key, put["VersionId"], put["ETag"], len(body))
+    return env.upload(f"incoming/churn/{name}", (CORPUS / name).read_bytes())
 
 
 def _resolve(env, event, execution):
