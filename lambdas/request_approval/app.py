@@ -34,7 +34,8 @@ _REQUIRED = (
 
 
 class RequestApprovalPayload(BaseModel):
-    """``{"task_token", "run", "evaluation", "execution_arn"}`` from the state machine."""
+    """``{"task_token", "run", "evaluation", "execution_arn", "waiting_since"}`` from the state
+    machine; ``waiting_since`` is when the task started waiting (``$$.State.EnteredTime``)."""
 
     # Validation errors must not echo the input: it holds the task token.
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
@@ -43,6 +44,7 @@ class RequestApprovalPayload(BaseModel):
     run: dict[str, Any]
     evaluation: dict[str, Any]
     execution_arn: str = Field(min_length=1)
+    waiting_since: datetime | None = None
 
 
 def _parse(event: dict[str, Any]) -> RequestApprovalPayload:
@@ -71,6 +73,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ses_client=session.client("sesv2"),
         settings=settings,
         now=datetime.now(UTC),
+        waiting_since=payload.waiting_since,
     )
     logger.info(
         "approval requested",

@@ -580,8 +580,13 @@ def request_approval(
     ses_client: Any,
     settings: Settings,
     now: datetime,
+    waiting_since: datetime | None = None,
 ) -> dict[str, Any]:
     """Store a PENDING approval for the waiting task and email its signed review link.
+
+    The link expires when Step Functions stops waiting: ``waiting_since`` (the task's entered
+    time) plus the run's approval timeout, so that a link opened after the timeout says
+    "expired", never "closed". Without ``waiting_since`` the clock starts at ``now``.
 
     ``table`` is the approval table (boto3 resource); ``ses_client`` an SES v2 client;
     ``settings`` needs the signing key id, base URL, sender and approver addresses. Returns
@@ -591,7 +596,7 @@ def request_approval(
         raise ApprovalRequestError("RequestApproval payload: field 'task_token' is missing or empty")
     if not execution_arn:
         raise ApprovalRequestError("RequestApproval payload: field 'execution_arn' is missing or empty")
-    link_expires_at = int(now.timestamp()) + _timeout_seconds(run)
+    link_expires_at = int((waiting_since or now).timestamp()) + _timeout_seconds(run)
     approval_id = new_approval_id()
     item = _new_item(approval_id, run, evaluation, task_token, execution_arn, now, link_expires_at)
     # Sign before storing so that a KMS failure leaves no record behind.

@@ -297,6 +297,28 @@ def test_request_approval_stores_the_record(env: ApprovalEnv) -> None:
     assert record.decision is None
 
 
+def test_the_link_expires_when_step_functions_stops_waiting(env: ApprovalEnv) -> None:
+    """The clock starts when the task started waiting, not when the Lambda ran: a link opened
+    after the task timed out is expired, never still open."""
+    waiting_since = NOW - timedelta(seconds=2, milliseconds=400)
+    result = request_approval(
+        make_run(),
+        make_evaluation(),
+        TASK_TOKEN,
+        EXECUTION_ARN,
+        table=env.table,
+        kms_client=env.kms,
+        ses_client=env.ses,
+        settings=env.settings,
+        now=NOW,
+        waiting_since=waiting_since,
+    )
+    item = env.item(result["approval_id"])
+    assert item is not None
+    assert item["link_expires_at"] == int(waiting_since.timestamp()) + TIMEOUT_SECONDS
+    assert item["link_expires_at"] < int(NOW.timestamp()) + TIMEOUT_SECONDS
+
+
 def test_the_email_names_the_model_and_carries_only_the_signed_link(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -51,12 +52,17 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
     environment = stack.apply_environment(monkeypatch, "RequestApprovalFunction")
     env = approval_env(stack, mail_outbox)
 
-    result = request_approval_module.handler(payload(), FakeLambdaContext(function_name="request-approval"))
+    entered = "2026-11-22T11:59:58.600Z"
+    result = request_approval_module.handler(
+        payload(waiting_since=entered), FakeLambdaContext(function_name="request-approval")
+    )
 
     assert set(result) == {"approval_id", "expires_at"}
     item = env.item(result["approval_id"])
     assert item is not None
     assert (item["status"], item["task_token"], item["run_id"]) == (PENDING, TASK_TOKEN, "churn-3f2a9c1b7d4e")
+    waiting_since = datetime.fromisoformat(entered.replace("Z", "+00:00"))
+    assert item["link_expires_at"] == int(waiting_since.timestamp()) + int(make_run()["approval_timeout_seconds"])
     [(subject, message)] = env.published()
     assert subject.startswith("[stepml] Approve churn model churn-3f2a9c1b7d4e?")
     [(base_url, approval_id, sig)] = LINK.findall(message)
