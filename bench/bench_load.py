@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stepml.cli.runs import approve_link  # noqa: E402
-from stepml.local.cloud import LocalCloud  # noqa: E402
 from stepml.sample_data import churn_csv  # noqa: E402
 from tests.e2e.conftest import Pipeline  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import local_cloud  # noqa: E402
 
 DATASET = "load"
 FINAL = ("SUCCEEDED", "REJECTED", "REJECTED_BY_GATE", "APPROVAL_TIMED_OUT", "FAILED")
@@ -51,9 +50,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up on runs after this many seconds")
     args = parser.parse_args()
 
-    cloud = LocalCloud(
-        root=ROOT, state_dir=Path(tempfile.mkdtemp(prefix="stepml-bench-")), port=free_port(), api_port=free_port()
-    )
+    cloud = local_cloud(Path(tempfile.mkdtemp(prefix="stepml-bench-")))
     started = time.monotonic()
     cloud.start()
     print(f"local cloud started in {time.monotonic() - started:.1f}s")

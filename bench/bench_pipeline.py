@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -27,17 +25,11 @@ from stepml.config import dataset_config_key  # noqa: E402
 from stepml.lineage import make_run_id  # noqa: E402
 from stepml.local.cloud import LocalCloud  # noqa: E402
 from stepml.sample_data import churn_csv  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import local_cloud  # noqa: E402
 
 
 def _client(cloud: LocalCloud, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=cloud.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return cloud.client_factory(service)()
 
 
 def _state_seconds(history: list[dict], names: tuple[str, ...]) -> float:
@@ -104,9 +96,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
 
-    cloud = LocalCloud(
-        root=ROOT, state_dir=Path(tempfile.mkdtemp(prefix="stepml-bench-")), port=free_port(), api_port=free_port()
-    )
+    cloud = local_cloud(Path(tempfile.mkdtemp(prefix="stepml-bench-")))
     started = time.monotonic()
     cloud.start()
     print(f"local cloud started in {time.monotonic() - started:.1f}s")

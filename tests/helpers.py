@@ -47,6 +47,13 @@ def s3_object_created_event(bucket: str, key: str, version_id: str, etag: str, s
     return build("123456789012", "us-east-1", bucket, key, size, etag, version_id)
 
 
+def local_cloud(state_dir: Path) -> Any:
+    """A LocalCloud of this repository on free ports, not started (tests and benchmarks)."""
+    from stepml.local.cloud import LocalCloud
+
+    return LocalCloud(root=REPO_ROOT, state_dir=state_dir, port=free_port(), api_port=free_port())
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

@@ -18,12 +18,12 @@ from botocore.exceptions import ClientError
 from stepml.config import dataset_config_key
 from stepml.lineage import from_dynamo, make_run_id
 from stepml.local.cloud import LocalCloud
-from tests.helpers import CHURN_CONFIG, REPO_ROOT, free_port
+from tests.helpers import CHURN_CONFIG, local_cloud
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    local = LocalCloud(root=REPO_ROOT, state_dir=tmp_path_factory.mktemp("e2e"), port=free_port(), api_port=free_port())
+    local = local_cloud(tmp_path_factory.mktemp("e2e"))
     local.start()
     yield local
     local.stop()

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from stepml.local.cloud import LocalCloud
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import local_cloud
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    local = LocalCloud(
-        root=REPO_ROOT, state_dir=tmp_path_factory.mktemp("cloud"), port=free_port(), api_port=free_port()
-    )
+    local = local_cloud(tmp_path_factory.mktemp("cloud"))
     local.start()
     yield local
     local.stop()
