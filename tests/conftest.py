@@ -13,10 +13,11 @@ from moto import mock_aws
 
 from stepml import config
 from stepml.local import moto_patches
+from stepml.local.cloud import LocalCloud
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
-from tests.helpers import CHURN_CONFIG, load_handler, s3_object_created_event
+from tests.helpers import CHURN_CONFIG, load_handler, local_cloud, s3_object_created_event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -49,6 +50,15 @@ def stack(aws_credentials: None) -> Iterator[ProvisionedStack]:
     """The template's buckets, tables, topics, keys, queues and roles, in moto in-process."""
     with mock_aws():
         yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=DATA_RESOURCE_TYPES)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    """One local cloud per test module (tests/local and tests/e2e), started from template.yaml."""
+    local = local_cloud(tmp_path_factory.mktemp("cloud"))
+    local.start()
+    yield local
+    local.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""What every end-to-end module shares: a local cloud per module and a ``Pipeline`` driver.
+"""What every end-to-end module shares: a ``Pipeline`` driver over the module's local cloud
+(the ``cloud`` fixture of tests/conftest.py).
 
 ``Pipeline`` onboards datasets, uploads files and waits on lineage, the outbox and the state
 machine the way a user would watch them, with the plain AWS APIs of the local cloud.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,15 +18,7 @@ from botocore.exceptions import ClientError
 from stepml.config import dataset_config_key
 from stepml.lineage import from_dynamo, make_run_id
 from stepml.local.cloud import LocalCloud
-from tests.helpers import CHURN_CONFIG, local_cloud
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    local = local_cloud(tmp_path_factory.mktemp("e2e"))
-    local.start()
-    yield local
-    local.stop()
+from tests.helpers import CHURN_CONFIG
 
 
 class Pipeline:

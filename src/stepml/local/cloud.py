@@ -227,15 +227,16 @@ class LocalCloud:
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
+        local_session = _EndpointSession(session, self.endpoint_url)
         self.stack = provision(
             self.root / "template.yaml",
-            _EndpointSession(session, self.endpoint_url),
+            local_session,
             stack_name=self.stack_name,
             region=REGION,
             parameter_overrides=parameters,
             runtime=self,
         )
-        sesv2 = _EndpointSession(session, self.endpoint_url).client("sesv2")
+        sesv2 = local_session.client("sesv2")
         for name in SES_SENDER_PARAMETERS:
             sesv2.create_email_identity(EmailIdentity=str(self.stack.resolved.parameters[name]))
         for api_logical_id, routes in self._routes.items():

@@ -1,7 +1,7 @@
 """Glue for the local cloud: StartJobRun runs the job's script on local PySpark.
 
 moto records job runs and reports them SUCCEEDED without running anything. Here a run
-executes the job's script in a subprocess with the job's default arguments merged with the
+executes the job's script in a worker process with the job's default arguments merged with the
 run's (moto already merges them), as Glue passes them (``--name value``). Spark's s3a
 connector cannot be installed here, so every ``s3://`` argument is staged: objects are
 downloaded to a local mirror before the run, and files the script wrote under an ``s3://``
