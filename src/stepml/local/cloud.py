@@ -31,6 +31,8 @@ from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
 from stepml.local.faults import install as install_faults
 from stepml.local.faults import uninstall as uninstall_faults
+from stepml.local.iam import gate as iam_gate
+from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
 from stepml.local.provision import ProvisionedStack, provision
@@ -105,6 +107,8 @@ class LocalCloud:
     glue_engine: glue.GlueEngine | None = None
     sagemaker_engine: LocalSageMaker | None = None
     faults: FaultSwitch = field(default_factory=FaultSwitch)
+    #: Checks every call a role makes (see stepml.local.iam); ``start()`` creates it.
+    authorizer: iam_gate.Authorizer | None = None
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
@@ -141,13 +145,19 @@ class LocalCloud:
     def client_factory(self, service: str) -> Callable[[], Any]:
         """A function that makes a boto3 client for this cloud (one per caller thread)."""
 
-        def make() -> Any:
+        def make(**credentials: str) -> Any:
+            """``credentials`` (aws_access_key_id, ...) sign as a role instead of the local user."""
             return boto3.client(
                 service,
                 endpoint_url=self.endpoint_url,
                 region_name=REGION,
-                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                **(
+                    credentials
+                    or {
+                        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    }
+                ),
             )
 
         return make
@@ -161,7 +171,6 @@ class LocalCloud:
                     "with --port/--api-port"
                 )
         from moto.core.config import default_user_config
-        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
         moto_patches.apply()
         self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
@@ -174,13 +183,21 @@ class LocalCloud:
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         # moto's interpreter calls the services through MOTO_PORT; in-process clients need the
         # local endpoint and credentials. stop() puts the previous values back.
-        process_environment = {**self.environment_for_clients(), "MOTO_PORT": str(self.port)}
+        # AWS managed policies (AWSLambdaBasicExecutionRole ...) exist in IAM, so SAM's function
+        # roles can attach them and the IAM gate evaluates them.
+        process_environment = {
+            **self.environment_for_clients(),
+            "MOTO_PORT": str(self.port),
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+        }
         self._saved_environment = {name: os.environ.get(name) for name in process_environment}
         os.environ.update(process_environment)
         previous_execution = default_user_config["stepfunctions"]["execute_state_machine"]
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         self._undo.append(lambda: default_user_config["stepfunctions"].update(execute_state_machine=previous_execution))
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self.authorizer = iam_gate.Authorizer(iam_gate.Principals(), iam_gate.MotoPolicies(region=REGION))
+        self._undo.append(iam_hooks.install(self.authorizer))
+        self._moto = iam_gate.GatedMotoServer(self.authorizer, REGION, ip_address=self.host, port=self.port)
         self._moto.start()
         # moto's backends live in this process: a cloud starts empty even after another one.
         reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
@@ -195,6 +212,7 @@ class LocalCloud:
                 "PYTHONDONTWRITEBYTECODE": "1",
             },
             log_dir=self.state_dir / "logs",
+            principals=self.authorizer.principals,
         )
         self.outbox = mail.Outbox(self.state_dir / "outbox")
         self.sagemaker_engine = LocalSageMaker(
@@ -207,7 +225,10 @@ class LocalCloud:
             work_dir=self.state_dir / "sagemaker",
         )
         self.glue_engine = glue.GlueEngine(
-            self.client_factory("s3"), self.state_dir / "glue", environment=self.environment_for_clients()
+            self.client_factory("s3"),
+            self.state_dir / "glue",
+            environment=self.environment_for_clients(),
+            principals=self.authorizer.principals,
         )
         self._undo += [
             glue.install_moto_hooks(self.glue_engine),

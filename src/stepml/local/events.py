@@ -80,14 +80,79 @@ def deliver_to_rules(account_id: str, region: str, event: dict[str, Any]) -> lis
                 continue
             for target in rule.targets:
                 arn = target["Arn"]
+                entry = {"rule": rule.name, "target": arn, "event_id": event["id"]}
                 if ":states:" in arn and ":stateMachine:" in arn:
-                    _start_execution(account_id, region, arn, event)
+                    denial = _target_role_denial(target, "states:StartExecution", arn)
+                    if denial is None:
+                        _start_execution(account_id, region, arn, event)
+                    else:
+                        # EventBridge cannot invoke the target: after its retries the event goes
+                        # to the target's dead-letter queue, if it has one.
+                        entry["error"] = denial
+                        _send_to_dead_letter_queue(account_id, region, rule.arn, target, event, denial)
                 else:
                     rule.send_to_targets(event, transform_input=True)
                 reached.append(arn)
                 with _DELIVERY_LOCK:
-                    DELIVERY_LOG.append({"rule": rule.name, "target": arn, "event_id": event["id"]})
+                    DELIVERY_LOG.append(entry)
     return reached
+
+
+#: The session name of EventBridge's calls under a target's role.
+EVENTS_SESSION = "EventBridge"
+
+
+def _target_role_denial(target: dict[str, Any], action: str, resource: str) -> str | None:
+    """AWS's denial message when the target's role may not invoke the target, else None."""
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam.gate import AccessDeniedError
+    from stepml.local.iam.model import AuthorizationRequest
+
+    authorizer = iam_hooks.active()
+    if authorizer is None:
+        return None
+    role_arn = target.get("RoleArn")
+    if not role_arn:
+        return f"the target {resource} has no RoleArn: EventBridge needs a role to call {action}"
+    try:
+        authorizer.require_role(role_arn, EVENTS_SESSION, [AuthorizationRequest(action, resource)], service="events")
+    except AccessDeniedError as denied:
+        return denied.message
+    return None
+
+
+def _send_to_dead_letter_queue(
+    account_id: str, region: str, rule_arn: str, target: dict[str, Any], event: dict[str, Any], error: str
+) -> None:
+    """Put an undeliverable event on the target's DLQ, as EventBridge (its service principal,
+    with the rule as aws:SourceArn) does, if the queue's policy lets it."""
+    queue_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not queue_arn:
+        return
+    from moto.sqs.models import sqs_backends
+
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam.model import AuthorizationRequest, Principal
+
+    authorizer = iam_hooks.active()
+    if authorizer is not None:
+        service = Principal(arn="events.amazonaws.com", account=account_id, service="events.amazonaws.com")
+        request = AuthorizationRequest(
+            "sqs:SendMessage", queue_arn, {"aws:SourceArn": rule_arn, "aws:SourceAccount": account_id}
+        )
+        if not authorizer.check(service, request, service="sqs").allowed:
+            return
+    queue_name = queue_arn.rsplit(":", 1)[-1]
+    backend = sqs_backends[account_id][region]
+    backend.send_message(
+        queue_name,
+        json.dumps(event),
+        message_attributes={
+            "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:1000]},
+            "RULE_ARN": {"DataType": "String", "StringValue": rule_arn},
+            "TARGET_ARN": {"DataType": "String", "StringValue": target["Arn"]},
+        },
+    )
 
 
 def install_moto_hooks() -> Callable[[], None]:

@@ -42,6 +42,8 @@ class FunctionSpec:
     timeout_seconds: float = 3.0
     memory_mb: int = 128
     arn: str = ""
+    #: The function's execution role: its workers sign their calls with its credentials.
+    role_arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,13 @@ class InvocationResult:
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str], log: IO[bytes] | int):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        base_environment: Mapping[str, str],
+        log: IO[bytes] | int,
+        credentials: Mapping[str, str] | None = None,
+    ):
         python_path = [str(spec.code_dir), *(str(d) for d in spec.layer_dirs)]
         inherited = os.environ.get("PYTHONPATH")
         if inherited:
@@ -65,6 +73,8 @@ class _Worker:
         environment = {
             **base_environment,
             **spec.environment,
+            # As in Lambda: the role's temporary credentials, set by the service, not the template.
+            **(credentials or {}),
             "PYTHONPATH": os.pathsep.join(python_path),
             "_HANDLER": spec.handler,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -125,9 +135,16 @@ class LambdaEngine:
     """Runs registered functions in warm worker processes, several at once per function."""
 
     def __init__(
-        self, base_environment: Mapping[str, str], *, max_workers_per_function: int = 4, log_dir: Path | None = None
+        self,
+        base_environment: Mapping[str, str],
+        *,
+        max_workers_per_function: int = 4,
+        log_dir: Path | None = None,
+        principals: Any = None,
     ):
         self.base_environment = dict(base_environment)
+        #: ``stepml.local.iam.gate.Principals``: gives each function's workers its role's keys.
+        self.principals = principals
         self.max_workers_per_function = max_workers_per_function
         self.log_dir = log_dir
         self._pools: dict[str, _Pool] = {}
@@ -160,6 +177,11 @@ class LambdaEngine:
             self._logs[name] = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for workers
         return self._logs[name]
 
+    def _credentials(self, spec: FunctionSpec) -> dict[str, str] | None:
+        if self.principals is None or not spec.role_arn:
+            return None
+        return self.principals.credentials(spec.role_arn, spec.name).environment()
+
     def _acquire(self, pool: _Pool) -> _Worker:
         with pool.condition:
             while True:
@@ -173,7 +195,9 @@ class LambdaEngine:
                     break
                 pool.condition.wait()
         try:
-            worker = _Worker(pool.spec, self.base_environment, self._log_target(pool.spec.name))
+            worker = _Worker(
+                pool.spec, self.base_environment, self._log_target(pool.spec.name), self._credentials(pool.spec)
+            )
         except OSError as exc:
             with pool.condition:
                 pool.busy -= 1

@@ -307,22 +307,7 @@ class _Provisioner:
             # Layers from other accounts (AWS SDK for pandas) are provided by the local venv.
         name = self.resolved.physical_ids[logical_id]
         environment = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
-        iam = self.client("iam")
-        role = iam.create_role(
-            RoleName=f"{name}-role"[:64],
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
+        role = self.function_role(logical_id, props)
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as bundle:
             for file in sorted(code_dir.rglob("*.py")):
@@ -348,6 +333,7 @@ class _Provisioner:
                 timeout_seconds=float(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
                 arn=created["FunctionArn"],
+                role_arn=role,
             )
         )
         routes: dict[str, list[Route]] = {}
@@ -363,6 +349,56 @@ class _Provisioner:
             )
         for api, api_routes in routes.items():
             runtime.register_routes(api, api_routes)
+
+    def function_role(self, logical_id: str, props: dict[str, Any]) -> str:
+        """The function's execution role, as SAM makes it: ``Role`` if given, else a role
+        ``<LogicalId>Role`` with AWSLambdaBasicExecutionRole (and AWSXrayWriteOnlyAccess under
+        active tracing), each ``Policies`` document inline as ``<LogicalId>RolePolicy<N>`` and each
+        policy named by ARN or AWS managed name attached."""
+        if props.get("Role"):
+            return str(props["Role"])
+        iam = self.client("iam")
+        name = self.resolved.physical_ids[logical_id]
+        role_name = f"{name}-role"[:64]
+        arn = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        managed = ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+        if props.get("Tracing") == "Active":
+            managed.append("arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess")
+        policies = props.get("Policies", [])
+        if isinstance(policies, (str, dict)):
+            policies = [policies]
+        for index, policy in enumerate(policies):
+            if isinstance(policy, str):
+                managed.append(policy if policy.startswith("arn:") else f"arn:aws:iam::aws:policy/{policy}")
+            elif isinstance(policy, dict) and "Statement" in policy:
+                iam.put_role_policy(
+                    RoleName=role_name, PolicyName=f"{logical_id}RolePolicy{index}", PolicyDocument=json.dumps(policy)
+                )
+            else:
+                raise ProvisionError(
+                    f"{logical_id}.Policies[{index}]: SAM policy templates ({', '.join(map(str, policy))}) are not "
+                    "supported by the local cloud; write the statements out as a policy document"
+                )
+        for policy_arn in managed:
+            try:
+                iam.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
+            except iam.exceptions.NoSuchEntityException as exc:
+                raise ProvisionError(f"{logical_id}: managed policy {policy_arn} does not exist") from exc
+        return arn
 
     def _api_logical_id(self, api_ref: Any, logical_id: str) -> str:
         for lid, spec in self.resolved.resources.items():
