@@ -621,6 +621,11 @@ def _key_holds(
     if base.name == "Null":
         missing = not request_values
         return any(_bool_value(v, where) == missing for v in policy_values)
+    # Variables first: one the context cannot fill voids the statement, whatever the key holds.
+    tests = []
+    for value in policy_values:
+        text = _expand(value, context, variables) if base.variables and isinstance(value, str) else value
+        tests.append(base.compile(text, f"{where} {operator.base.name} {key}"))
     if not request_values:
         if operator.if_exists:
             return True
@@ -629,10 +634,6 @@ def _key_holds(
         if operator.qualifier == "ForAnyValue":
             return False
         return base.negated
-    tests = []
-    for value in policy_values:
-        text = _expand(value, context, variables) if base.variables and isinstance(value, str) else value
-        tests.append(base.compile(text, f"{where} {operator.base.name} {key}"))
 
     def matches(request_value: Any) -> bool:
         return any(test(request_value) for test in tests)
