@@ -192,7 +192,7 @@ def _check_statement(statement: Mapping[str, Any], where: str, resource_based: b
         raise PolicyError(f"{where}: Effect must be Allow or Deny, got {effect!r}")
     _exactly_one(statement, "Action", "NotAction", where)
     for action in _strings(statement.get("Action", statement.get("NotAction")), f"{where} Action"):
-        if action != "*" and not re.fullmatch(r"[A-Za-z0-9*?-]+:[A-Za-z0-9*?]+", action):
+        if action != "*" and not re.fullmatch(r"[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+", action):
             raise PolicyError(f"{where}: action {action!r} must be prefixed by its service (service:Action)")
     _exactly_one(statement, "Resource", "NotResource", where)
     for resource in _strings(statement.get("Resource", statement.get("NotResource")), f"{where} Resource"):
