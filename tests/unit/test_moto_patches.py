@@ -545,7 +545,11 @@ def test_sync_is_refused_for_sagemaker_apis_without_a_job(sfn_moto: None) -> Non
             name="sync-model", definition=json.dumps(definition), roleArn=ROLE_ARN
         )
     assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
-    assert "supports .sync only for" in raised.value.response["Error"]["Message"]
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The resource provided "
+        "arn:aws:states:::sagemaker:createModel.sync is not recognized. The value is not a valid resource ARN, "
+        "or the resource is not available in this region. at /States/Task/Resource'"
+    )
 
 
 def test_sagemaker_error_names_follow_the_api_model() -> None:
