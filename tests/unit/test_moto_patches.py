@@ -545,7 +545,127 @@ def test_sync_is_refused_for_sagemaker_apis_without_a_job(sfn_moto: None) -> Non
             name="sync-model", definition=json.dumps(definition), roleArn=ROLE_ARN
         )
     assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
-    assert "supports .sync only for" in raised.value.response["Error"]["Message"]
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The resource provided "
+        "arn:aws:states:::sagemaker:createModel.sync is not recognized. The value is not a valid resource ARN, "
+        "or the resource is not available in this region. at /States/Task/Resource'"
+    )
+
+
+UPDATE_WITH_DEPLOYMENT_CONFIG = {
+    "EndpointName": "prod",
+    "EndpointConfigName": "c",
+    "DeploymentConfig": {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "latency"}]}},
+}
+
+
+def test_create_state_machine_refuses_a_field_the_optimized_integration_does_not_support(sfn_moto: None) -> None:
+    definition = one_task(
+        {"Resource": "arn:aws:states:::sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    with pytest.raises(ClientError) as raised:
+        boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="update", definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert raised.value.response["Error"]["Message"] == (
+        'Invalid State Machine Definition: \'SCHEMA_VALIDATION_FAILED: The field "DeploymentConfig" is not '
+        "supported by Step Functions at /States/Task/Parameters'"
+    )
+
+
+def test_the_aws_sdk_integration_takes_the_full_api(sfn_moto: None) -> None:
+    definition = one_task(
+        {"Resource": "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(name="update", definition=json.dumps(definition), roleArn=ROLE_ARN)
+    assert arn["stateMachineArn"].endswith(":stateMachine:update")
+
+
+def test_update_state_machine_refuses_a_pattern_the_integration_does_not_offer(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    publish = {"Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "arn:t", "Message": "m"}}
+    arn = sfn.create_state_machine(name="notify", definition=json.dumps(one_task(publish)), roleArn=ROLE_ARN)
+    with pytest.raises(ClientError) as raised:
+        sfn.update_state_machine(
+            stateMachineArn=arn["stateMachineArn"],
+            definition=json.dumps(one_task({**publish, "Resource": "arn:aws:states:::sns:publish.sync"})),
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The resource provided "
+        "arn:aws:states:::sns:publish.sync is not recognized. The value is not a valid resource ARN, or the resource "
+        "is not available in this region. at /States/Task/Resource'"
+    )
+
+
+def test_create_state_machine_refuses_an_error_name_the_task_never_raises_inside_a_map(sfn_moto: None) -> None:
+    publish = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": "arn:t", "Message": "m"},
+        "Retry": [{"ErrorEquals": ["SNS.KmsThrottlingException"]}],
+        "End": True,
+    }
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "Publish", "States": {"Publish": publish}},
+                "End": True,
+            }
+        },
+    }
+    with pytest.raises(ClientError) as raised:
+        boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="lint", definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    message = raised.value.response["Error"]["Message"]
+    assert message.startswith(
+        'Invalid State Machine Definition: \'ERROR_NAME_NEVER_RAISED: State "Publish" Retry[0] names the error '
+        '"SNS.KmsThrottlingException", which arn:aws:states:::sns:publish never raises (did you mean '
+        '"SNS.KMSThrottlingException"?). AWS accepts any error name'
+    )
+    assert message.endswith("at /States/Each/ItemProcessor/States/Publish/Retry/0/ErrorEquals/0'")
+
+
+def test_validate_state_machine_definition_answers_with_diagnostics(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    bad = one_task(
+        {"Resource": "arn:aws:states:::sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(bad))
+    assert answer["result"] == "FAIL"
+    assert answer["diagnostics"] == [
+        {
+            "severity": "ERROR",
+            "code": "SCHEMA_VALIDATION_FAILED",
+            "message": 'The field "DeploymentConfig" is not supported by Step Functions',
+            "location": "/States/Task/Parameters",
+        }
+    ]
+    good = one_task(
+        {"Resource": "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(good))
+    assert (answer["result"], answer["diagnostics"]) == ("OK", [])
+    answer = sfn.validate_state_machine_definition(definition='{"StartAt": "Missing", "States": {}}')
+    assert answer["result"] == "FAIL" and answer["diagnostics"][0]["code"] == "SCHEMA_VALIDATION_FAILED"
+
+
+def test_aws_sdk_errors_are_named_as_step_functions_names_them(sfn_moto: None) -> None:
+    # DescribeEndpoint of a missing endpoint answers ValidationException, which SageMaker's model does not declare.
+    task = {"Resource": "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint", "Parameters": {"EndpointName": "none"}}
+    execution = run(caught({"Type": "Task", **task}, ["SageMaker.SageMakerException"]))
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    assert execution.output["error"]["Error"] == "SageMaker.SageMakerException"
+    [failure] = execution.task_failures()
+    assert failure["error"] == "SageMaker.SageMakerException"
+    assert "(Service: SageMaker, Status Code: 400, Request ID: " in failure["cause"]
 
 
 def test_sagemaker_error_names_follow_the_api_model() -> None:

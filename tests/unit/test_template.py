@@ -10,6 +10,13 @@ from typing import Any
 import pytest
 
 from stepml.lineage import resource_names
+from stepml.local.sfn_integrations import (
+    definition_problems,
+    error_name_problems,
+    optimized_error_name,
+    parse_resource,
+    sdk_error_name,
+)
 from stepml.local.template import ResolvedTemplate, load_template
 from tests.helpers import REPO_ROOT
 
@@ -98,15 +105,35 @@ LAMBDA_TRANSIENT = {
 }
 
 
+def _throttling_error_names(resource: str) -> set[str]:
+    """The names a throttled call of this Task's integration fails with (modeled, or the generic name)."""
+    parsed = parse_resource(resource)
+    assert parsed is not None, resource
+    codes = ("ThrottlingException", "Throttled", "Throttling")
+    if parsed.is_sdk:
+        return {sdk_error_name(parsed.sdk_service, code) for code in codes}
+    return {optimized_error_name(parsed.service, code) for code in codes}
+
+
 def test_lambda_tasks_retry_lambdas_transient_errors_and_sdk_tasks_retry_throttling(asl):
     for name, state in _tasks(asl).items():
         retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
         if state["Resource"].startswith("arn:aws:states:::lambda:invoke"):
             assert retried >= LAMBDA_TRANSIENT, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
         else:
-            assert any("Throttl" in error or "AmazonSageMakerException" in error for error in retried), (
-                f"{name} does not retry throttling"
-            )
+            assert retried & _throttling_error_names(state["Resource"]), f"{name} does not retry throttling"
+
+
+def test_the_pipeline_passes_every_integration_check_and_the_error_name_lint(definition):
+    assert [str(problem) for problem in definition_problems(definition)] == []
+    assert [str(problem) for problem in error_name_problems(definition)] == []
+
+
+def test_the_production_update_uses_the_aws_sdk_integration_for_its_deployment_config(definition):
+    state = definition["States"]["Update production endpoint"]
+    assert state["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
+    assert set(state["Parameters"]) == {"EndpointName", "EndpointConfigName.$", "DeploymentConfig"}
+    assert {e for r in state["Retry"] for e in r["ErrorEquals"]} == {"SageMaker.SageMakerException"}
 
 
 def test_every_failure_prone_step_is_caught_into_the_failure_path(asl):
@@ -188,7 +215,8 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
             for a in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
         ]
         needed += [(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
-        needed += [("iam:PassRole", params["RoleArn"])]
+        # "IAM policies for calling SageMaker": createTrainingJob (both patterns) also lists the job's tags.
+        needed += [("sagemaker:ListTags", job), ("iam:PassRole", params["RoleArn"])]
         return needed + ([("sagemaker:AddTags", job)] if tagged else [])
     optimized = {
         "createModel": ("model", "ModelName"),
@@ -207,6 +235,7 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
         return needed
     match = re.fullmatch(r"arn:aws:states:::aws-sdk:sagemaker:(\w+)", resource)
     if match:
+        # aws-sdk:SERVICE:apiName calls the API itself: the IAM action is SERVICE:ApiName.
         api = match.group(1)
         action = "sagemaker:" + api[0].upper() + api[1:]
         if api == "listEndpoints":
@@ -246,6 +275,27 @@ def test_the_state_machine_role_grants_what_every_task_needs(resolved, definitio
             if not _allows(statements, action, resource):
                 missing.append(f"{name}: {action} on {resource}")
     assert missing == []
+
+
+def test_iam_actions_are_derived_for_aws_sdk_tasks_and_sync_extras(definition):
+    names = resource_names(SAMPLE_RUN_ID, 1, "stepml-production")
+    update = required_permissions(definition["States"]["Update production endpoint"], names)
+    assert update == [
+        ("sagemaker:UpdateEndpoint", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/stepml-production"),
+    ]
+    train = dict(required_permissions(definition["States"]["Train model"], names))
+    assert train["sagemaker:ListTags"].startswith(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/")
+    assert train["events:PutRule"].endswith(":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+
+
+def test_the_sagemaker_execution_role_can_read_exactly_the_rollback_alarms(resolved, definition):
+    statements = _role_statements(resolved, "SageMakerExecutionRole")
+    rollback = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
+    for alarm in rollback["AutoRollbackConfiguration"]["Alarms"]:
+        arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm['AlarmName']}"
+        assert _allows(statements, "cloudwatch:DescribeAlarms", arn), arn
+    assert not _allows(statements, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:other")
+    assert not _allows(_role_statements(resolved, "PipelineStateMachineRole"), "cloudwatch:DescribeAlarms", "*")
 
 
 def test_the_iam_rule_table_would_catch_a_missing_grant(resolved, definition):

@@ -174,22 +174,93 @@ def _sagemaker_service_integration() -> None:
     state_task_service_factory.state_task_service_for = state_task_service_for
 
 
-def _sagemaker_parameters_checked_at_definition() -> None:
+def _integrations_checked_at_definition() -> None:
     from moto.stepfunctions.parser.api import InvalidDefinition
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-    from stepml.local.sfn_sagemaker import definition_problems
+    from stepml.local.sfn_integrations import definition_problems, error_name_problems, problems_message
 
     original = StepFunctionsParserBackend._validate_definition
 
     @functools.wraps(original)
     def _validate_definition(definition: str) -> None:
+        try:
+            parsed = json.loads(definition)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            # Before moto's parser, whose own (differently worded) refusal of an unknown resource would win.
+            problems = definition_problems(parsed) or error_name_problems(parsed)
+            if problems:
+                raise InvalidDefinition(message=problems_message(problems))
         original(definition=definition)
-        problems = definition_problems(json.loads(definition))
-        if problems:
-            raise InvalidDefinition(message=f"Invalid State Machine Definition: '{', '.join(problems)}'")
 
     StepFunctionsParserBackend._validate_definition = staticmethod(_validate_definition)
+
+
+def _validate_state_machine_definition_answers() -> None:
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.api import InvalidDefinition
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from stepml.local.sfn_integrations import SCHEMA_VALIDATION_FAILED, definition_problems, error_name_problems
+
+    def validate_state_machine_definition(self):  # type: ignore[no-untyped-def]
+        definition = self._get_param("definition") or ""
+        diagnostics: list[dict[str, str]] = []
+        try:
+            parsed = json.loads(definition)
+        except ValueError as exc:
+            parsed = None
+            diagnostics.append({"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc)})
+        if isinstance(parsed, dict):
+            for problem in definition_problems(parsed) + error_name_problems(parsed):
+                diagnostics.append(
+                    {
+                        "severity": "ERROR",
+                        "code": problem.code,
+                        "message": problem.message,
+                        "location": problem.location,
+                    }
+                )
+            if not diagnostics:
+                try:
+                    StepFunctionsParserBackend._validate_definition(definition=definition)
+                except InvalidDefinition as exc:
+                    diagnostics.append({"severity": "ERROR", "code": SCHEMA_VALIDATION_FAILED, "message": exc.message})
+        result = "FAIL" if diagnostics else "OK"
+        return ActionResult({"result": result, "diagnostics": diagnostics, "truncated": False})
+
+    StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
+
+
+def _aws_sdk_error_names() -> None:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    from stepml.local.sfn_integrations import sdk_error_name, sdk_error_prefix
+
+    original = StateTaskServiceAwsSdk._from_error
+
+    @functools.wraps(original)
+    def _from_error(self, env, ex):  # type: ignore[no-untyped-def]
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        service = self.resource.api_name
+        error = ex.response.get("Error", {})
+        metadata = ex.response.get("ResponseMetadata", {})
+        details = [
+            f"Service: {sdk_error_prefix(service)}",
+            f"Status Code: {metadata.get('HTTPStatusCode', 400)}",
+            f"Request ID: {metadata.get('RequestId', '')}",
+        ]
+        cause = f"{error.get('Message', '')} ({', '.join(details)})"
+        return self._get_task_failure_event(env=env, error=sdk_error_name(service, error.get("Code", "")), cause=cause)
+
+    StateTaskServiceAwsSdk._from_error = _from_error
 
 
 def _jsonata_evaluator() -> None:
@@ -481,14 +552,38 @@ PATCHES: tuple[Patch, ...] = (
         apply=_sagemaker_service_integration,
     ),
     Patch(
-        name="sagemaker-parameters-checked-at-definition",
+        name="integrations-checked-at-definition",
         why=(
-            "Step Functions rejects CreateStateMachine/UpdateStateMachine when a SageMaker task's Parameters "
-            "(or Arguments) name a field the API does not have or give a literal of the wrong type "
-            "(SCHEMA_VALIDATION_FAILED); moto accepted any field, so a typo made in Workflow Studio only "
-            "showed up after deployment. The patch checks static fields against botocore's SageMaker model."
+            "Step Functions rejects CreateStateMachine/UpdateStateMachine (InvalidDefinition, "
+            "SCHEMA_VALIDATION_FAILED) when a Task names an optimized API or pattern AWS does not offer "
+            "(sns:publish.sync) or a Parameters/Arguments field outside the integration's documented subset "
+            "(DeploymentConfig on sagemaker:updateEndpoint); aws-sdk tasks take their API's fields. moto accepted"
+            " any field, and refused an unknown resource in its own words, so such a definition only failed once "
+            "deployed. The patch checks every Task, in Parallel branches and Map processors too, against "
+            "stepml.local.sfn_integrations (and SageMaker literals against botocore's types). It also refuses a "
+            "Retry/Catch error name the Task can never raise (ERROR_NAME_NEVER_RAISED): AWS accepts any name "
+            "there, the local cloud is stricter on purpose."
         ),
-        apply=_sagemaker_parameters_checked_at_definition,
+        apply=_integrations_checked_at_definition,
+    ),
+    Patch(
+        name="validate-state-machine-definition-answers",
+        why=(
+            "moto routes no ValidateStateMachineDefinition, so the call answered HTTP 500. The patch answers as AWS "
+            "does, {result: OK|FAIL, diagnostics: [{severity, code, message, location}], truncated}, with the same "
+            "findings CreateStateMachine refuses."
+        ),
+        apply=_validate_state_machine_definition_answers,
+    ),
+    Patch(
+        name="aws-sdk-error-names",
+        why=(
+            "moto named an aws-sdk task's failure after the lower-case service (`sagemaker.sagemakerException`, "
+            "`sagemaker.ResourceNotFoundException`), so no Retry or Catch written for AWS matched. Step Functions "
+            "names it `ServiceName.ErrorName` in PascalCase: the modeled error with an Exception suffix "
+            "(`SageMaker.ResourceNotFoundException`), any other code the SDK's generic `SageMaker.SageMakerException`."
+        ),
+        apply=_aws_sdk_error_names,
     ),
     Patch(
         name="jsonata-evaluator",
