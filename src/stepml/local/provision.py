@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
+from botocore.exceptions import ClientError
 
 from stepml.local.apigateway import Route
 from stepml.local.lambdas import FunctionSpec
@@ -420,12 +421,30 @@ class _Provisioner:
                 f"{logical_id}: Events on the state machine are not supported locally; use an AWS::Events::Rule"
             )
         definition = self.resolved.state_machine_definition(logical_id, self.root)
-        arn = self.client("stepfunctions").create_state_machine(
-            name=self.resolved.physical_ids[logical_id],
-            definition=json.dumps(definition),
-            roleArn=props["Role"],
-            type="STANDARD",
-        )["stateMachineArn"]
+        options: dict[str, Any] = {}
+        if "Logging" in props:
+            logging = props["Logging"]
+            options["loggingConfiguration"] = {
+                "level": logging.get("Level", "OFF"),
+                "includeExecutionData": bool(logging.get("IncludeExecutionData", False)),
+                "destinations": [
+                    {"cloudWatchLogsLogGroup": {"logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+                    for d in logging.get("Destinations", [])
+                ],
+            }
+        if "Tracing" in props:
+            options["tracingConfiguration"] = {"enabled": bool(props["Tracing"].get("Enabled", False))}
+        try:
+            arn = self.client("stepfunctions").create_state_machine(
+                name=self.resolved.physical_ids[logical_id],
+                definition=json.dumps(definition),
+                roleArn=props["Role"],
+                type="STANDARD",
+                **options,
+            )["stateMachineArn"]
+        except ClientError as exc:
+            error = exc.response["Error"]
+            raise ProvisionError(f"{logical_id}: CreateStateMachine failed: {error['Code']}: {error['Message']}") from exc
         self.resolved.runtime_refs[logical_id] = arn
 
     def glue_security_configuration(self, logical_id: str, props: dict[str, Any]) -> None:

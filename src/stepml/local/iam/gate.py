@@ -273,15 +273,18 @@ class MotoPolicies:
         return f"arn:aws:kms:{region}:{self.account}:key/{resolved}"
 
     def state_machine_of_task_token(self, token: str) -> str | None:
-        from moto.stepfunctions.models import stepfunction_backends
+        """The state machine whose running execution waits for ``token`` (SendTask* authorize
+        on it), or None for a token no execution holds."""
+        from moto.stepfunctions.responses import get_backend
 
-        backend = stepfunction_backends[self.account][self.region]
-        for machine in backend.state_machines:
-            for execution in getattr(machine, "executions", []):
-                environment = getattr(execution, "exec_worker", None)
-                environment = getattr(environment, "env", None)
-                endpoint = getattr(environment, "callback_pool_manager", None)
-                if endpoint is not None and _holds_token(endpoint, token):
+        # The backend that runs executions (moto's interpreter when execution is on).
+        backend = get_backend(self.account, self.region)
+        for machine in list(backend.state_machines):
+            for execution in list(getattr(machine, "executions", [])):
+                worker = getattr(execution, "exec_worker", None)
+                environment = getattr(worker, "env", None)
+                manager = getattr(environment, "callback_pool_manager", None)
+                if manager is not None and manager.get(token) is not None:
                     return machine.arn
         return None
 
@@ -289,16 +292,6 @@ class MotoPolicies:
         if name_or_arn.startswith("arn:"):
             return name_or_arn
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{name_or_arn}"
-
-
-def _holds_token(manager: Any, token: str) -> bool:
-    pool = getattr(manager, "_pool", None)
-    if isinstance(pool, dict):
-        return token in pool
-    try:
-        return manager.get(token) is not None
-    except Exception:
-        return False
 
 
 class Authorizer:

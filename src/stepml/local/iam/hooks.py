@@ -125,6 +125,7 @@ def install(authorizer: Authorizer) -> Callable[[], None]:
         return original_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials)
 
     callback_class._eval_integration_pattern = _eval_integration_pattern
+    undo_definitions = _check_roles_of_new_state_machines(authorizer)
     _active = authorizer
 
     def undo() -> None:
@@ -132,7 +133,95 @@ def install(authorizer: Authorizer) -> Callable[[], None]:
         for module, factory in replaced:
             module.boto_client_for = factory
         callback_class._eval_integration_pattern = original_pattern
+        undo_definitions()
         _active = None
+
+    return undo
+
+
+#: What Step Functions needs of the state machine role to deliver logs to CloudWatch Logs
+#: (AWS's documented policy for logging; these actions have no resource-level permissions).
+LOG_DELIVERY_ACTIONS = (
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+)
+#: What X-Ray tracing needs of the state machine role.
+TRACING_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets")
+
+
+def _logging_on(configuration: Any) -> bool:
+    return bool(configuration) and configuration.get("level", "OFF") != "OFF" and bool(configuration.get("destinations"))
+
+
+def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], None]:
+    """CreateStateMachine/UpdateStateMachine with logging refuse a role that cannot deliver logs
+    (AWS: AccessDeniedException, "The state machine IAM Role is not authorized to access the Log
+    Destination"). Tracing is checked and recorded too, but, as in AWS, a role without X-Ray
+    rights does not stop the state machine; its traces are lost."""
+    from moto.stepfunctions.models import StepFunctionBackend
+
+    original_create = StepFunctionBackend.create_state_machine
+    original_update = StepFunctionBackend.update_state_machine
+
+    def check(role_arn: str | None, logging_configuration: Any, tracing_configuration: Any) -> None:
+        if not role_arn:
+            return
+        principal_session = STATES_SESSION
+        if _logging_on(logging_configuration):
+            try:
+                authorizer.require_role(
+                    role_arn,
+                    principal_session,
+                    [AuthorizationRequest(action, "*") for action in LOG_DELIVERY_ACTIONS],
+                    service="stepfunctions",
+                )
+            except AccessDeniedError as denied:
+                from moto.core.exceptions import AWSError
+
+                raise AWSError(
+                    f"The state machine IAM Role is not authorized to access the Log Destination ({denied.message})",
+                    "AccessDeniedException",
+                ) from denied
+        if tracing_configuration and tracing_configuration.get("enabled"):
+            from stepml.local.iam.gate import role_name
+            from stepml.local.iam.model import Principal
+
+            principal = Principal(
+                arn=f"arn:aws:sts::{authorizer.policies.account}:assumed-role/{role_name(role_arn)}/{principal_session}",
+                account=authorizer.policies.account,
+                role_arn=role_arn,
+            )
+            for action in TRACING_ACTIONS:
+                authorizer.check(principal, AuthorizationRequest(action, "*"), service="xray")
+
+    @functools.wraps(original_create)
+    def create_state_machine(self, name, definition, roleArn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check(roleArn, kwargs.get("loggingConfiguration"), kwargs.get("tracingConfiguration"))
+        return original_create(self, name, definition, roleArn, *args, **kwargs)
+
+    @functools.wraps(original_update)
+    def update_state_machine(self, arn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        role_arn = kwargs.get("role_arn")
+        if role_arn is None:
+            try:
+                role_arn = self.describe_state_machine(arn).roleArn
+            except Exception:  # noqa: BLE001 - moto answers the missing state machine itself
+                role_arn = None
+        check(role_arn, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
+        return original_update(self, arn, *args, **kwargs)
+
+    StepFunctionBackend.create_state_machine = create_state_machine
+    StepFunctionBackend.update_state_machine = update_state_machine
+
+    def undo() -> None:
+        StepFunctionBackend.create_state_machine = original_create
+        StepFunctionBackend.update_state_machine = original_update
 
     return undo
 
