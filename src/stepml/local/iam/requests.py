@@ -30,7 +30,9 @@ import email.parser
 import email.policy
 import email.utils
 import functools
+import gzip
 import json
+import os
 import re
 import struct
 import xml.etree.ElementTree as ElementTree
@@ -164,18 +166,44 @@ _SIGNING_NAME_SERVICES: dict[str, tuple[str, ...]] = {
     "elasticloadbalancing": ("elbv2", "elb"),
     "elasticfilesystem": ("efs",),
     "access-analyzer": ("accessanalyzer",),
+    # S3 directory buckets and Object Lambda sign with their own names but are S3 operations.
+    "s3express": ("s3", "s3control"),
+    "s3-object-lambda": ("s3",),
 }
+
+#: Query-protocol services an unsigned ``Action=...&Version=...`` call may be for
+#: (sts:AssumeRoleWithWebIdentity and AssumeRoleWithSAML are unsigned).
+_UNSIGNED_QUERY_SERVICES = ("sts", "sns", "sqs", "iam", "cloudformation", "ses", "cloudwatch", "ec2", "autoscaling")
+
+
+_METADATA_NAME = re.compile(r'"(signingName|endpointPrefix)"\s*:\s*"([^"]+)"')
+
+
+def _metadata_head(service: str) -> str:
+    """The start of a service model's file, which holds its metadata block."""
+    loader = _loader()
+    version = loader.list_api_versions(service, "service-2")[-1]
+    for base in loader.search_paths:
+        path = os.path.join(base, service, version, "service-2.json")
+        for candidate in (path, path + ".gz"):
+            if os.path.exists(candidate):
+                opener = gzip.open if candidate.endswith(".gz") else open
+                with opener(candidate, "rt", encoding="utf-8") as handle:
+                    return handle.read(4000).split('"operations"', 1)[0]
+    return ""
 
 
 @functools.lru_cache(maxsize=1)
 def _signing_name_index() -> dict[str, tuple[str, ...]]:
-    """Every botocore service by signing name. Loads every model (seconds), so it is the last
-    resort, for signing names neither the table above nor a service name covers."""
+    """Every botocore service by signing name, read from the metadata at the head of each model
+    file (loading every model would take seconds): the last resort, for signing names neither
+    the table above nor a service name covers."""
     index: dict[str, list[str]] = {}
     for name in sorted(_available_services()):
-        metadata = _loader().load_service_model(name, "service-2")["metadata"]
-        signing = metadata.get("signingName") or metadata.get("endpointPrefix")
-        index.setdefault(signing, []).append(name)
+        names = dict(_METADATA_NAME.findall(_metadata_head(name)))
+        signing = names.get("signingName") or names.get("endpointPrefix")
+        if signing:
+            index.setdefault(signing, []).append(name)
     return {key: tuple(value) for key, value in index.items()}
 
 
@@ -412,8 +440,7 @@ def _decode_json(shape: Shape | None, value: Any) -> Any:
         return value
     if isinstance(shape, StructureShape) and isinstance(value, dict):
         return {
-            key: _decode_json(shape.members[key], item) if key in shape.members else item
-            for key, item in value.items()
+            key: _decode_json(shape.members[key], item) if key in shape.members else item for key, item in value.items()
         }
     if isinstance(shape, ListShape) and isinstance(value, list):
         return [_decode_json(shape.member, item) for item in value]
@@ -799,6 +826,18 @@ def parse_call(
                 return result(service, operation_name, _decode_json(input_shape, _parse_json(body)))
         raise UnknownCallError(f"no operation {target!r} in {', '.join(pool) or 'any known service'}")
 
+    form: dict[str, str] = {}
+    content_type = lowered.get("content-type", "")
+    if method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        form = {key: values[-1] for key, values in _query_dict(body.decode("utf-8", "replace")).items()}
+    action = form.get("Action") or query.get("Action", [None])[0]
+    if not services and action:
+        version = form.get("Version") or query.get("Version", [None])[0]
+        services = tuple(
+            service
+            for service in _UNSIGNED_QUERY_SERVICES
+            if service in _available_services() and _service_model(service).api_version == version
+        )
     if not services:
         raise UnknownCallError(
             f"cannot tell the service of {method} {path}: no SigV4 credential scope and no AWS host ({host!r})"
@@ -816,11 +855,6 @@ def parse_call(
                     decoded = {}
                 return result(service, operation_name, decoded if isinstance(decoded, dict) else {})
 
-    form: dict[str, str] = {}
-    content_type = lowered.get("content-type", "")
-    if method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
-        form = {key: values[-1] for key, values in _query_dict(body.decode("utf-8", "replace")).items()}
-    action = form.get("Action") or query.get("Action", [None])[0]
     if action:
         flat = {key: values[-1] for key, values in query.items()} | form
         for service in services:
@@ -851,6 +885,9 @@ def parse_call(
     if best is None:
         raise UnknownCallError(f"no operation of {', '.join(services)} matches {method} {path}")
     _score, service, rest_operation, raw_labels = best
+    if signature.service == "s3express" and rest_operation.name == "ListBuckets":
+        # Same method and path; the directory-bucket signing name tells them apart.
+        rest_operation = next(op for op in _rest_operations("s3") if op.name == "ListDirectoryBuckets")
     operation_model = _service_model(service).operation_model(rest_operation.name)
     params = _rest_params(service, operation_model, raw_labels, query, lowered, body)
     return result(service, rest_operation.name, params)
@@ -1630,6 +1667,8 @@ def _first(value: Any, *path: str) -> Any:
 def _sagemaker_context(params: Mapping[str, Any]) -> dict[str, Any]:
     instance_types = sorted({item for key, item in _walk(params) if key == "InstanceType" and isinstance(item, str)})
     volume_key = next((item for key, item in _walk(params) if key == "VolumeKmsKeyId"), None)
+    if volume_key is None and "ProductionVariants" in params:
+        volume_key = params.get("KmsKeyId")  # CreateEndpointConfig: the ML storage volume key
     output_key = (
         _first(params, "OutputDataConfig", "KmsKeyId")
         or _first(params, "ProcessingOutputConfig", "KmsKeyId")
