@@ -19,6 +19,7 @@ import botocore.loaders
 import pytest
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.model import ListShape, MapShape, StructureShape
+from werkzeug.test import EnvironBuilder
 
 from stepml.local.iam.model import AuthorizationRequest
 from stepml.local.iam.requests import (
@@ -28,6 +29,7 @@ from stepml.local.iam.requests import (
     authorization_requests,
     iam_prefix,
     parse_call,
+    parse_environ,
 )
 
 ACCOUNT = "123456789012"
@@ -177,6 +179,25 @@ def test_path_style_s3_keys_with_slashes_and_encoded_characters_are_decoded_once
     call = parse_request(request)
     assert (call.operation, call.params["Bucket"], call.params["Key"]) == ("GetObject", "stepml-data", key)
     assert only(call).resource == f"arn:aws:s3:::stepml-data/{key}"
+
+
+def test_a_wsgi_environ_is_read_from_its_raw_request_target():
+    request = send("s3", "get_object", Bucket="stepml-data", Key="a%2Fb/c d", VersionId="v1")
+    url = urlsplit(request.url)
+    headers = {key: value.decode() if isinstance(value, bytes) else value for key, value in request.headers.items()}
+    environ = EnvironBuilder(
+        method="GET", path=url.path, query_string=url.query, headers=headers, base_url=ENDPOINT
+    ).get_environ()
+    # PATH_INFO is decoded once already; decoding it again (as a path must be) would read a/b.
+    assert environ["PATH_INFO"] == "/stepml-data/a%2Fb/c d"
+    assert environ["RAW_URI"] == "/stepml-data/a%252Fb/c%20d"
+    call = parse_environ(environ, b"")
+    assert (call.operation, call.params["Key"], call.params["VersionId"], call.access_key_id) == (
+        "GetObject",
+        "a%2Fb/c d",
+        "v1",
+        AKID,
+    )
 
 
 def test_a_key_with_a_double_slash_keeps_it():
@@ -459,6 +480,24 @@ def test_unsigned_query_calls_are_found_by_action_and_version():
     )
     assert (call.service, call.operation, call.access_key_id) == ("sts", "AssumeRoleWithWebIdentity", None)
     assert pairs(call) == [("sts:AssumeRoleWithWebIdentity", ROLE)]
+
+
+def test_an_action_form_to_a_service_that_moved_to_json_is_still_read():
+    # Older SDKs send SQS and CloudWatch the query protocol.
+    call = parse_call(
+        "POST",
+        "/",
+        "",
+        {
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={AKID}/20260101/us-east-1/monitoring/aws4_request",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        b"Action=PutMetricData&Version=2010-08-01&Namespace=stepml&MetricData.member.1.MetricName=m",
+        "127.0.0.1:5000",
+    )
+    assert (call.service, call.operation, call.params["Namespace"]) == ("cloudwatch", "PutMetricData", "stepml")
+    assert call.params["MetricData"] == [{"MetricName": "m"}]
+    assert pairs(call) == [("cloudwatch:PutMetricData", "*")]
 
 
 def test_the_signing_name_table_agrees_with_botocore():

@@ -39,7 +39,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import botocore.exceptions
 import botocore.loaders
@@ -54,6 +54,7 @@ __all__ = [
     "authorization_requests",
     "iam_prefix",
     "parse_call",
+    "parse_environ",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +133,13 @@ def _loader() -> botocore.loaders.Loader:
 @functools.cache
 def _service_model(name: str) -> ServiceModel:
     return ServiceModel(_loader().load_service_model(name, "service-2"), service_name=name)
+
+
+@functools.cache
+def _protocols(service: str) -> frozenset[str]:
+    """The wire protocols a service model declares (``protocols``, else ``protocol``)."""
+    metadata = _service_model(service).metadata
+    return frozenset(metadata.get("protocols") or [metadata.get("protocol", "")])
 
 
 @functools.lru_cache(maxsize=1)
@@ -857,9 +865,12 @@ def parse_call(
 
     if action:
         flat = {key: values[-1] for key, values in query.items()} | form
-        for service in services:
+        # A service that speaks the query protocol first; then one that used to (SQS and
+        # CloudWatch still take Action= forms from older SDKs), decoded by the same shapes.
+        ranked = sorted(services, key=lambda service: not ({"query", "ec2"} & _protocols(service)))
+        for service in ranked:
             model = _service_model(service)
-            if model.protocol in ("query", "ec2") and action in model.operation_names:
+            if action in model.operation_names:
                 input_shape = model.operation_model(action).input_shape
                 params = _decode_query(input_shape, flat, "") if input_shape is not None else None
                 return result(service, action, params or {})
@@ -868,8 +879,7 @@ def parse_call(
     request_path = path or "/"
     best: tuple[tuple[Any, ...], str, _RestOperation, dict[str, str]] | None = None
     for rank, service in enumerate(services):
-        model = _service_model(service)
-        if model.protocol not in ("rest-json", "rest-xml"):
+        if not {"rest-json", "rest-xml"} & _protocols(service):
             continue
         service_path = request_path
         if service == "s3":
@@ -891,6 +901,37 @@ def parse_call(
     operation_model = _service_model(service).operation_model(rest_operation.name)
     params = _rest_params(service, operation_model, raw_labels, query, lowered, body)
     return result(service, rest_operation.name, params)
+
+
+def parse_environ(environ: Mapping[str, Any], body: bytes) -> ParsedCall:
+    """:func:`parse_call` for a WSGI request (``body`` is the request body the gate has read).
+
+    The path is the raw request target (``RAW_URI``/``REQUEST_URI``, as werkzeug's server sets
+    them) so that an S3 key's ``%2F`` stays a character of the key; only without them is the
+    decoded ``PATH_INFO`` quoted back (``/`` and ``%2F`` then read alike).
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        raw = raw.encode("latin-1", "replace").decode("utf-8", "replace")  # PEP 3333 strings
+        if "://" in raw.split("?", 1)[0]:
+            raw = "/" + raw.split("://", 1)[1].partition("/")[2]  # absolute-form target
+        path = raw.partition("?")[0] or "/"
+    else:
+        path_info = str(environ.get("PATH_INFO", "/")).encode("latin-1", "replace").decode("utf-8", "replace")
+        path = quote(path_info, safe="/~!$&'()*+,;=:@")
+    headers = {key[5:].replace("_", "-"): str(value) for key, value in environ.items() if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-")] = str(environ[key])
+    host = headers.get("HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    return parse_call(
+        str(environ.get("REQUEST_METHOD", "GET")),
+        path,
+        str(environ.get("QUERY_STRING", "")),
+        headers,
+        body,
+        host,
+    )
 
 
 @functools.lru_cache(maxsize=1)
