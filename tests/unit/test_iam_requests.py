@@ -607,6 +607,23 @@ def test_a_bucket_default_kms_key_from_the_resolver_is_asked_for_too():
     ]
 
 
+def test_reading_an_sse_kms_object_decrypts_with_its_key_as_the_caller():
+    resolver = Resolver(s3_object_kms_key=lambda bucket, key, version: KEY_ARN if key == "secret" else None)
+    assert pairs(call_of("s3", "get_object", Bucket="b", Key="secret"), resolver) == [
+        ("s3:GetObject", "arn:aws:s3:::b/secret"),
+        ("kms:Decrypt", KEY_ARN),
+    ]
+    assert pairs(call_of("s3", "head_object", Bucket="b", Key="secret"), resolver) == [
+        ("s3:GetObject", "arn:aws:s3:::b/secret")
+    ]
+    copy = call_of("s3", "copy_object", Bucket="b", Key="copy", CopySource={"Bucket": "b", "Key": "secret"})
+    assert pairs(copy, resolver) == [
+        ("s3:GetObject", "arn:aws:s3:::b/secret"),
+        ("kms:Decrypt", KEY_ARN),
+        ("s3:PutObject", "arn:aws:s3:::b/copy"),
+    ]
+
+
 def test_delete_object_with_a_version_is_delete_object_version():
     assert pairs(call_of("s3", "delete_object", Bucket="b", Key="k")) == [("s3:DeleteObject", "arn:aws:s3:::b/k")]
     request = only(call_of("s3", "delete_object", Bucket="b", Key="k", VersionId="v9"))

@@ -1334,6 +1334,16 @@ def _s3_kms_for_write(env: _Env, bucket: str, object_arn: str) -> list[Authoriza
     return requests
 
 
+def _s3_kms_for_read(env: _Env, bucket: str, key: str, version: str | None) -> list[AuthorizationRequest]:
+    """kms:Decrypt via S3 for a stored SSE-KMS object, when the resolver knows its key."""
+    kms_key = env.optional("s3_object_kms_key", bucket, key, version)
+    if not kms_key:
+        return []
+    object_arn = f"arn:aws:s3:::{bucket}/{key}"
+    extra = {"kms:EncryptionContext:aws:s3:arn": object_arn, "kms:EncryptionContextKeys": ["aws:s3:arn"]}
+    return [_kms_via_service(env, "kms:Decrypt", kms_key, "s3", extra)]
+
+
 def _s3_copy_source(value: str) -> tuple[str, str | None]:
     """(source ARN, version id) of ``x-amz-copy-source`` (``bucket/key[?versionId=v]``, URL-encoded,
     or an access point ARN)."""
@@ -1367,9 +1377,11 @@ def _s3(env: _Env) -> list[AuthorizationRequest] | None:
                 read = _request("s3:GetObjectVersion", source_arn, {**common, "s3:versionid": source_version})
             else:
                 read = _request("s3:GetObject", source_arn, common)
+            source_bucket, _, source_key = source_arn.removeprefix("arn:aws:s3:::").partition("/")
+            source_kms = _s3_kms_for_read(env, source_bucket, source_key, source_version)
             if operation == "UploadPartCopy":
-                return [read, _request("s3:PutObject", object_arn, common)]
-            return [read, *_s3_write(env, bucket, key, copy=True)]
+                return [read, *source_kms, _request("s3:PutObject", object_arn, common)]
+            return [read, *source_kms, *_s3_write(env, bucket, key, copy=True)]
         if operation == "GetObjectAttributes":
             if version:
                 version_context = {**common, "s3:versionid": version}
@@ -1390,21 +1402,9 @@ def _s3(env: _Env) -> list[AuthorizationRequest] | None:
             if operation == "PutObjectTagging":
                 context.update(_s3_object_tag_context(_s3_tag_set(params.get("Tagging"))))
             requests = [_request(action, object_arn, context)]
-            if operation in ("GetObject", "HeadObject"):
-                kms_key = env.optional("s3_object_kms_key", bucket, key, version)
-                if kms_key:
-                    requests.append(
-                        _kms_via_service(
-                            env,
-                            "kms:Decrypt",
-                            kms_key,
-                            "s3",
-                            {
-                                "kms:EncryptionContext:aws:s3:arn": object_arn,
-                                "kms:EncryptionContextKeys": ["aws:s3:arn"],
-                            },
-                        )
-                    )
+            if operation in ("GetObject", "SelectObjectContent"):
+                # Reading an SSE-KMS object decrypts its data key as the caller (HEAD does not).
+                requests += _s3_kms_for_read(env, bucket, key, version)
             return requests
         return None
     if operation == "DeleteObjects":
