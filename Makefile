@@ -9,7 +9,7 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lint test test-unit demo build deploy validate clean java chromium
+.PHONY: install lint test test-unit demo build deploy validate preflight clean java chromium
 
 install: $(STAMP)
 
@@ -68,6 +68,12 @@ validate: lint
 
 deploy: build
 	$(BIN)/sam deploy --config-env $(ENV)
+
+# Before a deploy: ask the account your AWS credentials name what only it can answer (the
+# definition through AWS's validator, the SES sender, the pandas layer, the XGBoost image,
+# SageMaker quotas, Glue). Exits non-zero on any FAIL. `make preflight ENV=prod ARGS=--json`.
+preflight: install
+	$(BIN)/stepml preflight --config-env $(ENV) $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache src/stepml/_build_info.json

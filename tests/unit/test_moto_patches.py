@@ -1224,3 +1224,161 @@ def test_concurrent_conditional_writes_have_exactly_one_winner(aws_credentials):
             for thread in threads:
                 thread.join()
             assert len(winners) == 1, f"round {round_number}: {len(winners)} winners"
+
+
+# -- what stepml preflight asks (ValidateStateMachineDefinition, SES, quotas, layers, ECR) ----
+
+
+def _validate(definition: Any, **kwargs: Any) -> dict[str, Any]:
+    text = definition if isinstance(definition, str) else json.dumps(definition)
+    return boto3.client("stepfunctions", region_name=REGION).validate_state_machine_definition(
+        definition=text, **kwargs
+    )
+
+
+def test_validate_state_machine_definition_reports_what_create_refuses_as_diagnostics(sfn_moto: None) -> None:
+    parameters = training_job_parameters()
+    parameters["Tag"] = []
+    typo = {"StartAt": "Train model", "States": {"Train model": training_task(parameters, End=True)}}
+    unknown_field = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True, "Bogus": 1}}}
+
+    for definition in (typo, unknown_field):
+        with pytest.raises(ClientError) as refused:
+            boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+                name="refused", definition=json.dumps(definition), roleArn=ROLE_ARN
+            )
+        assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+        assert _validate(definition)["result"] == "FAIL"
+
+    [diagnostic] = _validate(typo)["diagnostics"]
+    assert diagnostic == {
+        "severity": "ERROR",
+        "code": "SCHEMA_VALIDATION_FAILED",
+        "message": 'The field "Tag" is not supported by Step Functions',
+        "location": "/States/Train model/Parameters",
+    }
+    [parser_error] = _validate(unknown_field)["diagnostics"]
+    assert parser_error["code"] == "SCHEMA_VALIDATION_FAILED"
+    assert 'at "Bogus"' in parser_error["message"]
+
+
+def test_validate_state_machine_definition_names_json_errors_and_truncates(sfn_moto: None) -> None:
+    [diagnostic] = _validate("{not json")["diagnostics"]
+    assert diagnostic["code"] == "INVALID_JSON_DESCRIPTION"
+
+    parameters = training_job_parameters()
+    parameters.update({"Tag": [], "Tags2": [], "Extra": 1})
+    answer = _validate({"StartAt": "T", "States": {"T": training_task(parameters, End=True)}}, maxResults=2)
+    assert answer["result"] == "FAIL"
+    assert len(answer["diagnostics"]) == 2
+    assert answer["truncated"] is True
+
+
+def test_the_template_pipeline_definition_validates_ok(pipeline: dict[str, Any]) -> None:
+    answer = _validate(pipeline["definition"], type="STANDARD", severity="WARNING")
+    assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
+
+
+def test_ses_get_account_answers_and_the_sandbox_refuses_unverified_recipients(aws_credentials: None) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sesv2.models import sesv2_backends
+
+    from stepml.local.account_defaults import ses_account
+
+    with mock_aws():
+        sesv2 = boto3.client("sesv2", region_name=REGION)
+        account = sesv2.get_account()
+        assert account["ProductionAccessEnabled"] is True
+        assert account["SendingEnabled"] is True
+        sesv2.create_email_identity(EmailIdentity="sender@example.com")
+        message = {
+            "FromEmailAddress": "sender@example.com",
+            "Destination": {"ToAddresses": ["approver@example.org"]},
+            "Content": {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+        }
+        sesv2.send_email(**message)  # production access: any recipient
+
+        ses_account(sesv2_backends[DEFAULT_ACCOUNT_ID][REGION]).production_access_enabled = False
+        assert sesv2.get_account()["ProductionAccessEnabled"] is False
+        assert sesv2.get_account()["SendQuota"]["Max24HourSend"] == 200.0
+        with pytest.raises(ClientError) as refused:
+            sesv2.send_email(**message)
+        assert refused.value.response["Error"]["Code"] == "MessageRejected"
+        message_text = refused.value.response["Error"]["Message"]
+        assert "failed the check in region US-EAST-1: approver@example.org" in message_text
+        sesv2.create_email_identity(EmailIdentity="example.org")
+        sesv2.send_email(**message)
+
+
+def test_ses_get_account_answers_in_server_mode(moto_server: str) -> None:
+    sesv2 = boto3.client("sesv2", region_name=REGION, endpoint_url=moto_server)
+    assert sesv2.get_account()["EnforcementStatus"] == "HEALTHY"
+
+
+def test_an_identity_moto_lets_send_is_verified_for_sending(aws_credentials: None) -> None:
+    with mock_aws():
+        sesv2 = boto3.client("sesv2", region_name=REGION)
+        sesv2.create_email_identity(EmailIdentity="example.com")
+        identity = sesv2.get_email_identity(EmailIdentity="example.com")
+        assert identity["VerificationStatus"] == "SUCCESS"
+        assert identity["VerifiedForSendingStatus"] is True
+
+
+def test_sagemaker_service_quotas_are_listed_and_read_by_code(aws_credentials: None) -> None:
+    from stepml.local.account_defaults import SAGEMAKER_QUOTAS
+
+    with mock_aws():
+        quotas = boto3.client("service-quotas", region_name=REGION)
+        applied = [
+            quota
+            for page in quotas.get_paginator("list_service_quotas").paginate(
+                ServiceCode="sagemaker", PaginationConfig={"PageSize": 4}
+            )
+            for quota in page["Quotas"]
+        ]
+        assert len(applied) == len(SAGEMAKER_QUOTAS)
+        [training] = [q for q in applied if q["QuotaName"] == "ml.m5.xlarge for training job usage"]
+        assert training["QuotaArn"] == f"arn:aws:servicequotas:{REGION}:123456789012:sagemaker/{training['QuotaCode']}"
+        assert quotas.get_service_quota(ServiceCode="sagemaker", QuotaCode=training["QuotaCode"])["Quota"] == training
+        default = quotas.get_aws_default_service_quota(ServiceCode="sagemaker", QuotaCode=training["QuotaCode"])
+        assert default["Quota"]["Value"] == training["Value"]
+        defaults = quotas.list_aws_default_service_quotas(ServiceCode="sagemaker")["Quotas"]
+        assert {q["QuotaName"] for q in defaults} == {q.name for q in SAGEMAKER_QUOTAS}
+        with pytest.raises(ClientError) as missing:
+            quotas.get_service_quota(ServiceCode="sagemaker", QuotaCode="L-00000000")
+        assert missing.value.response["Error"]["Code"] == "NoSuchResourceException"
+
+
+def test_get_layer_version_by_arn_finds_a_layer_of_another_account(aws_credentials: None) -> None:
+    from moto.awslambda.models import lambda_backends
+
+    with mock_aws():
+        publisher = lambda_backends["336392948345"][REGION]
+        published = publisher.publish_layer_version(
+            {"LayerName": "Shared", "Content": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}
+        )
+        client = boto3.client("lambda", region_name=REGION)
+        answer = client.get_layer_version_by_arn(Arn=published.arn)
+        assert answer["LayerVersionArn"] == published.arn
+        assert answer["Version"] == 1
+        with pytest.raises(ClientError) as missing:
+            client.get_layer_version_by_arn(Arn=published.arn.rsplit(":", 1)[0] + ":7")
+        assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_ecr_describe_images_reads_the_registry_that_registry_id_names(aws_credentials: None) -> None:
+    from stepml.local import account_defaults
+
+    with mock_aws():
+        account_defaults.seed(REGION, "123456789012")
+        ecr = boto3.client("ecr", region_name=REGION)
+        [image] = ecr.describe_images(
+            registryId="683313688378", repositoryName="sagemaker-xgboost", imageIds=[{"imageTag": "1.7-1"}]
+        )["imageDetails"]
+        assert image["registryId"] == "683313688378"
+        assert image["imageTags"] == ["1.7-1"]
+        assert ecr.describe_repositories()["repositories"] == []  # not the caller's own registry
+        with pytest.raises(ClientError) as missing:
+            ecr.describe_images(registryId="683313688378", repositoryName="sagemaker-nope")
+        assert missing.value.response["Error"]["Code"] == "RepositoryNotFoundException"

@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from stepml.local import events, glue, mail, moto_patches
+from stepml.local import account_defaults, events, glue, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
@@ -202,6 +202,11 @@ class LocalCloud:
         # moto's backends live in this process: a cloud starts empty even after another one.
         reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our own loopback endpoint
+        # What AWS has in every account (public SSM parameters, the SDK for pandas layer, SageMaker's
+        # XGBoost image), so that `stepml preflight` gets AWS's answers here.
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        account_defaults.seed(REGION, DEFAULT_ACCOUNT_ID)
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lambda_engine = LambdaEngine(

@@ -230,7 +230,11 @@ def _validate_state_machine_definition_answers() -> None:
                 except InvalidDefinition as exc:
                     diagnostics.append({"severity": "ERROR", "code": SCHEMA_VALIDATION_FAILED, "message": exc.message})
         result = "FAIL" if diagnostics else "OK"
-        return ActionResult({"result": result, "diagnostics": diagnostics, "truncated": False})
+        # maxResults: default and maximum 100, as AWS documents; truncated says some were left out.
+        limit = min(int(self._get_param("maxResults") or 100), 100) or 100
+        return ActionResult(
+            {"result": result, "diagnostics": diagnostics[:limit], "truncated": len(diagnostics) > limit}
+        )
 
     StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
 
@@ -261,6 +265,190 @@ def _aws_sdk_error_names() -> None:
         return self._get_task_failure_event(env=env, error=sdk_error_name(service, error.get("Code", "")), cause=cause)
 
     StateTaskServiceAwsSdk._from_error = _from_error
+
+
+def _ses_account_and_sandbox() -> None:
+    from moto.ses.exceptions import MessageRejectedError
+    from moto.sesv2 import urls as sesv2_urls
+    from moto.sesv2.models import SESV2Backend
+    from moto.sesv2.responses import SESV2Response
+
+    from stepml.local.account_defaults import ses_account
+
+    def get_account(self):  # type: ignore[no-untyped-def]
+        return json.dumps(ses_account(self.sesv2_backend).response())
+
+    def refuse_unverified_recipients(backend: Any, recipients: list[str]) -> None:
+        if ses_account(backend).production_access_enabled:
+            return
+        unverified = [r for r in recipients if not backend.core_backend._is_verified_address(r)]
+        if unverified:
+            raise MessageRejectedError(
+                "Email address is not verified. The following identities failed the check in region "
+                f"{backend.region_name.upper()}: {', '.join(unverified)}"
+            )
+
+    original_send_email = SESV2Backend.send_email
+    original_send_raw_email = SESV2Backend.send_raw_email
+
+    @functools.wraps(original_send_email)
+    def send_email(self, source, destinations, subject, body):  # type: ignore[no-untyped-def]
+        recipients = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destinations.get(key, [])]
+        refuse_unverified_recipients(self, recipients)
+        return original_send_email(self, source, destinations, subject, body)
+
+    @functools.wraps(original_send_raw_email)
+    def send_raw_email(self, source, destinations, raw_data):  # type: ignore[no-untyped-def]
+        refuse_unverified_recipients(self, list(destinations))
+        return original_send_raw_email(self, source, destinations, raw_data)
+
+    SESV2Response.get_account = get_account
+    # moto's catch-all "/v2/.*" is not a pattern in server mode (Flask takes it literally), so
+    # GetAccount (GET /v2/email/account) needs its own route.
+    sesv2_urls.url_paths.setdefault("{0}/v2/email/account$", SESV2Response.dispatch)
+    SESV2Backend.send_email = send_email
+    SESV2Backend.send_raw_email = send_raw_email
+
+
+def _ses_identities_verified_for_sending() -> None:
+    from moto.ses.models import EmailIdentity
+
+    original = EmailIdentity.get_response_object
+
+    def get_response_object(self):  # type: ignore[no-untyped-def]
+        answer = dict(original.fget(self))
+        # moto lets every identity it holds send (VerificationStatus SUCCESS): say so.
+        answer["VerifiedForSendingStatus"] = answer.get("VerificationStatus") == "SUCCESS"
+        return answer
+
+    EmailIdentity.get_response_object = property(get_response_object)
+
+
+def _service_quotas_for_sagemaker() -> None:
+    from moto.core.exceptions import JsonRESTError
+    from moto.servicequotas.models import ServiceQuotasBackend
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    from stepml.local.account_defaults import SAGEMAKER_QUOTAS, service_quota
+
+    def quotas(backend: Any, applied: bool) -> list[dict[str, Any]]:
+        values = backend.__dict__.setdefault("stepml_sagemaker_applied", {})
+        account = backend.account_id if applied else ""
+        return [
+            service_quota(backend.region_name, account, q, values.get(q.code) if applied else None)
+            for q in SAGEMAKER_QUOTAS
+        ]
+
+    def find(backend: Any, quota_code: str, applied: bool) -> dict[str, Any]:
+        for quota in quotas(backend, applied):
+            if quota["QuotaCode"] == quota_code:
+                return quota
+        raise JsonRESTError(
+            "NoSuchResourceException", f"The request failed because the specified quota {quota_code} does not exist."
+        )
+
+    original_defaults = ServiceQuotasBackend.list_aws_default_service_quotas
+    original_get = ServiceQuotasBackend.get_service_quota
+
+    def list_aws_default_service_quotas(self, service_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return quotas(self, applied=False)
+        return original_defaults(self, service_code)
+
+    def get_service_quota(self, service_code, quota_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return find(self, quota_code, applied=True)
+        return original_get(self, service_code, quota_code)
+
+    def get_aws_default_service_quota(self, service_code, quota_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return find(self, quota_code, applied=False)
+        return original_get(self, service_code, quota_code)
+
+    def list_service_quotas(self, service_code, quota_code=None):  # type: ignore[no-untyped-def]
+        if service_code != "sagemaker":
+            return original_defaults(self, service_code)
+        return [q for q in quotas(self, applied=True) if quota_code is None or q["QuotaCode"] == quota_code]
+
+    def page(self, items: list[dict[str, Any]]) -> str:
+        params = json.loads(self.body or "{}")
+        start = int(params.get("NextToken") or 0)
+        size = int(params.get("MaxResults") or 100)
+        answer: dict[str, Any] = {"Quotas": items[start : start + size]}
+        if start + size < len(items):
+            answer["NextToken"] = str(start + size)
+        return json.dumps(answer)
+
+    def respond_list_defaults(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        return page(self, self.backend.list_aws_default_service_quotas(str(params.get("ServiceCode"))))
+
+    def respond_list(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        return page(self, self.backend.list_service_quotas(str(params.get("ServiceCode")), params.get("QuotaCode")))
+
+    def respond_get_default(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        quota = self.backend.get_aws_default_service_quota(str(params.get("ServiceCode")), str(params.get("QuotaCode")))
+        return json.dumps({"Quota": quota})
+
+    ServiceQuotasBackend.list_aws_default_service_quotas = list_aws_default_service_quotas
+    ServiceQuotasBackend.get_service_quota = get_service_quota
+    ServiceQuotasBackend.get_aws_default_service_quota = get_aws_default_service_quota
+    ServiceQuotasBackend.list_service_quotas = list_service_quotas
+    ServiceQuotasResponse.list_aws_default_service_quotas = respond_list_defaults
+    ServiceQuotasResponse.list_service_quotas = respond_list
+    ServiceQuotasResponse.get_aws_default_service_quota = respond_get_default
+
+
+def _lambda_layer_version_by_arn() -> None:
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.models import lambda_backends
+    from moto.awslambda.responses import LambdaResponse
+
+    arn_pattern = re.compile(
+        r"^arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:(?P<name>[A-Za-z0-9_-]+):(?P<version>\d+)$"
+    )
+
+    def get_layer_version_by_arn(self):  # type: ignore[no-untyped-def]
+        arn = self._get_param("Arn") or ""
+        match = arn_pattern.match(arn)
+        if match is None:
+            raise LambdaClientError(
+                "ValidationException",
+                f"1 validation error detected: Value '{arn}' at 'arn' failed to satisfy constraint: "
+                "Member must satisfy regular expression pattern: "
+                "(arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)",
+            )
+        # The layer lives in the account that published it (an AWS-owned one for public layers).
+        backend = lambda_backends[match["account"]][match["region"]]
+        for version in backend.list_layer_versions(match["name"]):
+            if version.version == int(match["version"]):
+                return 200, {}, json.dumps(version.get_layer_version())
+        error = LambdaClientError("ResourceNotFoundException", "The resource you requested does not exist.")
+        error.code = 404
+        raise error
+
+    LambdaResponse.get_layer_version_by_arn = get_layer_version_by_arn
+
+
+def _ecr_registries_of_other_accounts() -> None:
+    from moto.ecr.exceptions import RepositoryNotFoundException
+    from moto.ecr.models import ECRBackend, ecr_backends
+
+    original = ECRBackend._get_repository
+
+    @functools.wraps(original)
+    def _get_repository(self, name, registry_id=None):  # type: ignore[no-untyped-def]
+        if registry_id and registry_id != self.account_id:
+            other = ecr_backends[registry_id][self.region_name]
+            repository = other.repositories.get(name)
+            if repository is None or repository.registry_id != registry_id:
+                raise RepositoryNotFoundException(name, registry_id)
+            return repository
+        return original(self, name, registry_id)
+
+    ECRBackend._get_repository = _get_repository
 
 
 def _jsonata_evaluator() -> None:
@@ -584,6 +772,56 @@ PATCHES: tuple[Patch, ...] = (
             "(`SageMaker.ResourceNotFoundException`), any other code the SDK's generic `SageMaker.SageMakerException`."
         ),
         apply=_aws_sdk_error_names,
+    ),
+    Patch(
+        name="ses-account-and-sandbox",
+        why=(
+            "moto has no SES v2 GetAccount (NotImplementedError, HTTP 500), so nothing could ask whether the "
+            "account is in the SES sandbox. The patch answers GetAccount from the local account's status "
+            "(account_defaults.ses_account: production access on by default, since the local cloud delivers to "
+            "any address), and when a test turns production access off, SendEmail refuses unverified recipients "
+            "with MessageRejected as the SES sandbox does."
+        ),
+        apply=_ses_account_and_sandbox,
+    ),
+    Patch(
+        name="ses-identity-verified-for-sending",
+        why=(
+            "moto lets every email identity it holds send (VerificationStatus SUCCESS) but answers "
+            "GetEmailIdentity with VerifiedForSendingStatus false, so a sender the local cloud verified looked "
+            "unverified to anyone who asked (stepml preflight). The patch reports VerifiedForSendingStatus true "
+            "exactly when moto would let the identity send."
+        ),
+        apply=_ses_identities_verified_for_sending,
+    ),
+    Patch(
+        name="service-quotas-sagemaker",
+        why=(
+            "moto's Service Quotas knows only the vpc service's defaults and has no ListServiceQuotas or "
+            'GetAWSDefaultServiceQuota, so SageMaker\'s instance quotas ("ml.m5.xlarge for training job usage", '
+            '"ml.m5.large for endpoint usage") could not be asked. The patch answers them for sagemaker from the '
+            "documented table account_defaults.SAGEMAKER_QUOTAS, with NextToken pagination."
+        ),
+        apply=_service_quotas_for_sagemaker,
+    ),
+    Patch(
+        name="lambda-get-layer-version-by-arn",
+        why=(
+            "moto does not implement GetLayerVersionByArn (HTTP 500). The patch answers it from the layers of "
+            "the account and region the ARN names (public layers such as the AWS SDK for pandas live in their "
+            "publisher's account), and ResourceNotFoundException for a version that does not exist."
+        ),
+        apply=_lambda_layer_version_by_arn,
+    ),
+    Patch(
+        name="ecr-registries-of-other-accounts",
+        why=(
+            "moto's ECR looks only in the caller's own registry even when registryId names another account, so "
+            "DescribeImages on SageMaker's XGBoost registry always answered RepositoryNotFoundException. The patch "
+            "looks in that account's registry (the local cloud seeds SageMaker's image there); repository policies "
+            "are not evaluated for these cross-account reads."
+        ),
+        apply=_ecr_registries_of_other_accounts,
     ),
     Patch(
         name="jsonata-evaluator",
