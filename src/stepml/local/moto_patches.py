@@ -759,7 +759,7 @@ PATCHES: tuple[Patch, ...] = (
         why=(
             "moto routes no ValidateStateMachineDefinition, so the call answered HTTP 500. The patch answers as AWS "
             "does, {result: OK|FAIL, diagnostics: [{severity, code, message, location}], truncated}, with the same "
-            "findings CreateStateMachine refuses."
+            "findings CreateStateMachine refuses (at most maxResults of them, default and maximum 100)."
         ),
         apply=_validate_state_machine_definition_answers,
     ),
