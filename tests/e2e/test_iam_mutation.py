@@ -110,7 +110,7 @@ def _replay(records: list[CallRecord], mutation: Mutation) -> set[str]:
 def test_an_approved_run_is_in_the_record(pipeline):
     """The replay needs at least one whole approved run, even when this module runs alone."""
     pipeline.onboard("churn")
-    upload = pipeline.upload("churn", "iam.csv", churn_csv(800, seed=5))
+    upload = pipeline.upload("churn", "iam.csv", churn_csv(1500, seed=11))
     email = pipeline.wait_for_approval_email(upload["run_id"])
     status, _ = approve_link(email.links[0], decision="approve", approver="iam", comment="replay")
     assert status == 200

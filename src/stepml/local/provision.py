@@ -444,7 +444,9 @@ class _Provisioner:
             )["stateMachineArn"]
         except ClientError as exc:
             error = exc.response["Error"]
-            raise ProvisionError(f"{logical_id}: CreateStateMachine failed: {error['Code']}: {error['Message']}") from exc
+            raise ProvisionError(
+                f"{logical_id}: CreateStateMachine failed: {error['Code']}: {error['Message']}"
+            ) from exc
         self.resolved.runtime_refs[logical_id] = arn
 
     def glue_security_configuration(self, logical_id: str, props: dict[str, Any]) -> None:

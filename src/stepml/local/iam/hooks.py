@@ -113,7 +113,7 @@ def install(authorizer: Authorizer) -> Callable[[], None]:
         if role_arn and self.resource.condition == ResourceCondition.Sync:
             needed = _sync_requirements(
                 self.resource.service_name,
-                self.resource.api_name,
+                self.resource.api_action,
                 normalised_parameters,
                 resource_runtime_part.account,
                 resource_runtime_part.region,
@@ -152,11 +152,18 @@ LOG_DELIVERY_ACTIONS = (
     "logs:DescribeLogGroups",
 )
 #: What X-Ray tracing needs of the state machine role.
-TRACING_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets")
+TRACING_ACTIONS = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
 
 
 def _logging_on(configuration: Any) -> bool:
-    return bool(configuration) and configuration.get("level", "OFF") != "OFF" and bool(configuration.get("destinations"))
+    return (
+        bool(configuration) and configuration.get("level", "OFF") != "OFF" and bool(configuration.get("destinations"))
+    )
 
 
 def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], None]:
@@ -211,7 +218,7 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
         if role_arn is None:
             try:
                 role_arn = self.describe_state_machine(arn).roleArn
-            except Exception:  # noqa: BLE001 - moto answers the missing state machine itself
+            except Exception:
                 role_arn = None
         check(role_arn, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
         return original_update(self, arn, *args, **kwargs)
