@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
 from stepml.local.glue import GlueEngine, error_message_from_log, install_moto_hooks
+from stepml.local.provision import package_artifact
 
 SCRIPT = textwrap.dedent(
     """
@@ -16,7 +18,7 @@ SCRIPT = textwrap.dedent(
     parser = argparse.ArgumentParser()
     for name in ("--JOB_NAME", "--JOB_RUN_ID", "--input_uri", "--output_uri", "--TempDir", "--mode"):
         parser.add_argument(name)
-    args = parser.parse_args()
+    args = parser.parse_known_args()[0]  # Glue passes its own arguments too
     text = pathlib.Path(args.input_uri).read_text()
     if args.mode == "exit":
         print("exiting on purpose")
@@ -50,7 +52,7 @@ def glue(stack, tmp_path):
     client.create_job(
         Name="prep",
         Role="arn:aws:iam::123456789012:role/glue",
-        Command={"Name": "glueetl", "ScriptLocation": str(script)},
+        Command={"Name": "glueetl", "ScriptLocation": package_artifact(boto3.client("s3"), script, "stepml-test")},
         DefaultArguments={"--TempDir": f"s3://{stack.physical_id('ArtifactBucket')}/glue-temp/", "--mode": "ok"},
         ExecutionProperty={"MaxConcurrentRuns": 5},
     )
@@ -169,3 +171,209 @@ def test_warm_up_runs_the_script_without_recording_a_job_run(stack, glue, tmp_pa
     run_id = _start(client, stack, "ok", "after-warm-up")
     assert _wait(client, run_id)["JobRunState"] == "SUCCEEDED"
     assert _pid_of(stack, "after-warm-up") == (tmp_path / "warm-0" / "pid.txt").read_text()
+
+
+# ----------------------------------------------------------------------------- as Glue runs it: script, logs, metrics
+
+
+def log_messages(group: str, stream: str) -> list[str]:
+    events = boto3.client("logs").get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)
+    return [event["message"] for event in events["events"]]
+
+
+def _job(client, engine, script, name: str, **options) -> None:
+    engine.register_job(name, script)
+    client.create_job(
+        Name=name,
+        Role="arn:aws:iam::123456789012:role/glue",
+        Command={"Name": "glueetl", "ScriptLocation": package_artifact(boto3.client("s3"), script, "stepml-test")},
+        ExecutionProperty={"MaxConcurrentRuns": 5},
+        **options,
+    )
+
+
+def test_a_run_reads_its_script_from_the_jobs_script_location_in_s3(stack, glue, tmp_path):
+    _, client = glue
+    s3 = boto3.client("s3")
+    location = client.get_job(JobName="prep")["Job"]["Command"]["ScriptLocation"]
+    bucket, key = location.removeprefix("s3://").split("/", 1)
+    assert bucket == "aws-sam-cli-managed-default-samclisourcebucket-local" and key.startswith("stepml-test/")
+    # What S3 holds is what runs, not the file registered for warm-up.
+    s3.put_object(Bucket=bucket, Key=key, Body=SCRIPT.replace("text.upper()", "'from s3: ' + text"))
+    run_id = _start(client, stack, "ok", "from-s3")
+    assert _wait(client, run_id)["JobRunState"] == "SUCCEEDED"
+    part = s3.get_object(Bucket=stack.physical_id("ArtifactBucket"), Key="from-s3/train/part-0.csv")["Body"].read()
+    assert part == b"from s3: a\n"
+
+    s3.delete_object(Bucket=bucket, Key=key)
+    missing = _wait(client, _start(client, stack, "ok", "no-script"))
+    assert missing["JobRunState"] == "FAILED"
+    assert missing["ErrorMessage"] == (
+        "Error downloading script: fatal error: An error occurred (404) when calling the GetObject operation: "
+        "The specified key does not exist."
+    )
+
+
+def test_a_script_location_that_is_not_in_s3_fails_the_run(stack, glue, tmp_path):
+    engine, client = glue
+    script = tmp_path / "local.py"
+    script.write_text(SCRIPT)
+    engine.register_job("local-path", script)
+    client.create_job(
+        Name="local-path",
+        Role="arn:aws:iam::123456789012:role/glue",
+        Command={"Name": "glueetl", "ScriptLocation": str(script)},
+    )
+    run_id = client.start_job_run(JobName="local-path")["JobRunId"]
+    run = client.get_job_run(JobName="local-path", RunId=run_id)["JobRun"]
+    deadline = time.monotonic() + 30
+    while run["JobRunState"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run = client.get_job_run(JobName="local-path", RunId=run_id)["JobRun"]
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == (
+        f"Error downloading script: ScriptLocation {str(script)!r} is not an Amazon S3 path (s3://bucket/key)"
+    )
+
+
+def _run_job(client, stack, name: str, output: str, mode: str = "ok") -> tuple[str, dict]:
+    upload = stack.physical_id("UploadBucket")
+    boto3.client("s3").put_object(Bucket=upload, Key="incoming/churn/in.csv", Body=b"a,b\n1,2\n")
+    run_id = client.start_job_run(
+        JobName=name,
+        Arguments={
+            "--input_uri": f"s3://{upload}/incoming/churn/in.csv",
+            "--output_uri": f"s3://{stack.physical_id('ArtifactBucket')}/{output}/",
+            "--mode": mode,
+        },
+    )["JobRunId"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run = client.get_job_run(JobName=name, RunId=run_id)["JobRun"]
+        if run["JobRunState"] not in ("STARTING", "RUNNING"):
+            return run_id, run
+        time.sleep(0.1)
+    raise AssertionError("job run did not finish")
+
+
+def test_glue_5_writes_the_scripts_output_and_its_own_messages_to_cloudwatch_logs(stack, glue, tmp_path):
+    engine, client = glue
+    script = tmp_path / "job5.py"
+    script.write_text(SCRIPT.replace("text = pathlib", "print('hello from the driver')\ntext = pathlib"))
+    _job(
+        client,
+        engine,
+        script,
+        "prep5",
+        GlueVersion="5.0",
+        DefaultArguments={"--enable-continuous-cloudwatch-log": "true"},
+    )
+    run_id, run = _run_job(client, stack, "prep5", "logs5")
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+
+    assert "hello from the driver" in log_messages("/aws-glue/jobs/output", run_id)
+    system = log_messages("/aws-glue/jobs/error", run_id)
+    assert any(f"Job run {run_id} of job prep5 started" in line for line in system)
+    assert system[-1].endswith("INFO GlueJobRunner: Job run ended: SUCCEEDED")
+    groups = {g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]}
+    assert "/aws-glue/jobs/logs-v2" not in groups, "Glue 5.0 has no continuous-logging group"
+
+    failed_id, failed = _run_job(client, stack, "prep5", "logs5-failed", mode="fail")
+    assert failed["JobRunState"] == "FAILED"
+    errors = log_messages("/aws-glue/jobs/error", failed_id)
+    assert any(" ERROR GlueJobRunner: PreprocessError: " in line for line in errors)
+    assert any("PreprocessError" in line for line in log_messages("/aws-glue/jobs/output", failed_id))
+
+
+def test_glue_4_continuous_logging_streams_the_driver_log_to_logs_v2(stack, glue, tmp_path):
+    engine, client = glue
+    script = tmp_path / "job4.py"
+    script.write_text(SCRIPT.replace("text = pathlib", "print('driver line')\ntext = pathlib"))
+    _job(
+        client,
+        engine,
+        script,
+        "prep4",
+        GlueVersion="4.0",
+        DefaultArguments={"--enable-continuous-cloudwatch-log": "true", "--continuous-log-logStreamPrefix": "prep-"},
+    )
+    run_id, run = _run_job(client, stack, "prep4", "logs4")
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    assert "driver line" in log_messages("/aws-glue/jobs/logs-v2", f"prep-{run_id}")
+    assert "driver line" in log_messages("/aws-glue/jobs/output", run_id)
+
+
+def test_enable_metrics_publishes_the_runs_glue_metrics(stack, glue, tmp_path):
+    engine, client = glue
+    script = tmp_path / "metrics.py"
+    script.write_text(SCRIPT)
+    _job(client, engine, script, "measured", GlueVersion="5.0", DefaultArguments={"--enable-metrics": "true"})
+    run_id, run = _run_job(client, stack, "measured", "metrics")
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+
+    cloudwatch = boto3.client("cloudwatch")
+    metrics = cloudwatch.list_metrics(Namespace="Glue")["Metrics"]
+    published = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in metrics}
+    for run_dimension in (run_id, "ALL"):
+        job = (("JobName", "measured"), ("JobRunId", run_dimension))
+        assert ("glue.driver.aggregate.elapsedTime", (*job, ("Type", "count"))) in published
+        assert ("glue.ALL.s3.filesystem.read_bytes", (*job, ("Type", "gauge"))) in published
+        assert ("glue.ALL.s3.filesystem.write_bytes", (*job, ("Type", "gauge"))) in published
+    written = sum(
+        item["Size"]
+        for item in boto3.client("s3").list_objects_v2(Bucket=stack.physical_id("ArtifactBucket"), Prefix="metrics/")[
+            "Contents"
+        ]
+    )
+    statistics = cloudwatch.get_metric_statistics(
+        Namespace="Glue",
+        MetricName="glue.ALL.s3.filesystem.write_bytes",
+        Dimensions=[
+            {"Name": "JobName", "Value": "measured"},
+            {"Name": "JobRunId", "Value": run_id},
+            {"Name": "Type", "Value": "gauge"},
+        ],
+        StartTime=run["StartedOn"] - timedelta(minutes=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert [point["Sum"] for point in statistics] == [float(written)]
+    # The default job (no --enable-metrics) publishes nothing.
+    _run_job(client, stack, "prep", "quiet")
+    assert not [
+        m
+        for m in cloudwatch.list_metrics(Namespace="Glue")["Metrics"]
+        if ("JobName", "prep") in {(d["Name"], d["Value"]) for d in m["Dimensions"]}
+    ]
+
+
+OVERWRITE = """
+if args.mode == "overwrite":
+    import shutil
+    shutil.rmtree(out / "train", ignore_errors=True)
+"""
+
+
+def test_what_an_overwrite_replaced_is_deleted_from_s3_and_nothing_else(stack, glue, tmp_path):
+    engine, client = glue
+    script = tmp_path / "overwrite.py"
+    # Spark's mode("overwrite") deletes the path's contents before it writes the path.
+    marker = "out = pathlib.Path(args.output_uri)\n"
+    script.write_text(SCRIPT.replace(marker, marker + textwrap.dedent(OVERWRITE)))
+    _job(client, engine, script, "rewrite")
+    s3 = boto3.client("s3")
+    artifacts = stack.physical_id("ArtifactBucket")
+    for key in ("again/train/part-old.csv", "again/keep.json"):
+        s3.put_object(Bucket=artifacts, Key=key, Body=b"stale")
+
+    _, appended = _run_job(client, stack, "rewrite", "again", mode="ok")
+    assert appended["JobRunState"] == "SUCCEEDED", appended.get("ErrorMessage")
+    listed = {item["Key"] for item in s3.list_objects_v2(Bucket=artifacts, Prefix="again/")["Contents"]}
+    assert {"again/train/part-old.csv", "again/train/part-0.csv", "again/keep.json"} <= listed
+
+    _, replaced = _run_job(client, stack, "rewrite", "again", mode="overwrite")
+    assert replaced["JobRunState"] == "SUCCEEDED", replaced.get("ErrorMessage")
+    listed = {item["Key"] for item in s3.list_objects_v2(Bucket=artifacts, Prefix="again/")["Contents"]}
+    assert "again/train/part-old.csv" not in listed, "the overwrite replaced train/"
+    assert {"again/train/part-0.csv", "again/keep.json", "again/manifest.json"} <= listed

@@ -234,6 +234,7 @@ class LocalCloud:
             self.state_dir / "glue",
             environment=self.environment_for_clients(),
             principals=self.authorizer.principals,
+            client_factory=lambda service, **credentials: self.client_factory(service)(**credentials),
         )
         self._undo += [
             glue.install_moto_hooks(self.glue_engine),

@@ -9,6 +9,12 @@ prefix argument are uploaded after it. An argument naming a single object is nev
 back, so the input object stays unchanged. GetJobRun reports the real state, error message
 and timing; a failing script gives FAILED with its error.
 
+As in Glue, a run acts under the job's role: it reads its script from the job's
+``ScriptLocation`` in S3 (where ``sam package`` put it), stages data, writes its logs to
+CloudWatch Logs (``_RunLogs``) and, with ``--enable-metrics``, publishes job metrics in the
+``Glue`` namespace. Files under an output prefix that the script deleted (Spark's
+``mode("overwrite")`` replaces a path's contents) are deleted from S3 too.
+
 Scripts run in long-lived worker processes (``glue_worker``), one run at a time each, so a
 run after the first reuses a warm Spark driver: Spark's start-up and JIT warm-up are paid
 once per worker, not once per run. ``warm_up`` pays them before the first upload.
@@ -30,22 +36,118 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
 
-from stepml.local import faults
+from stepml.local import faults, telemetry
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 #: Arguments that are scratch space, not data: staged locally, never uploaded.
 SCRATCH_ARGUMENTS = frozenset({"--TempDir"})
 #: The session name of a job run's calls under the job role.
 GLUE_SESSION = "GlueJobRunnerSession"
+#: Where Glue writes a run's logs (Glue 5.0: "Logging for AWS Glue jobs"; earlier versions: the
+#: same two groups when the run ends, plus continuous logging's group while it runs).
+LOG_GROUP_ROOT = "/aws-glue/jobs"
+CONTINUOUS_LOG_GROUP = "/aws-glue/jobs/logs-v2"
+#: The first Glue version whose runs log in real time without continuous logging.
+REAL_TIME_LOGGING_VERSION = (5, 0)
+#: The namespace of Glue's job metrics.
+METRICS_NAMESPACE = "Glue"
 
 
 class GlueEngineError(RuntimeError):
     """A job is unknown to the local Glue engine."""
+
+
+class _RunFailure(Exception):
+    """The run fails with this message as its ErrorMessage."""
+
+
+def _enabled(value: str | None) -> bool:
+    """A Glue flag argument (``--enable-metrics``, ...): on unless absent or ``false``."""
+    return value is not None and value.strip().lower() != "false"
+
+
+def _version(glue_version: str | None) -> tuple[int, ...]:
+    # CreateJob without GlueVersion gives Glue 0.9.
+    try:
+        return tuple(int(part) for part in (glue_version or "0.9").split("."))
+    except ValueError:
+        return (0, 9)
+
+
+def _log4j_line(level: str, message: str) -> str:
+    """A system log line in Glue's default conversion pattern (``%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m``)."""
+    return f"{datetime.now(UTC):%y/%m/%d %H:%M:%S} {level} GlueJobRunner: {message}"
+
+
+class _RunLogs:
+    """Where a run's logs go in CloudWatch Logs, as Glue writes them for the job's version.
+
+    Glue 5.0 sends the script's standard output and error (the run's log file here) to
+    ``/aws-glue/jobs/output`` and its own messages to ``/aws-glue/jobs/error`` while the run runs,
+    in streams named after the run id; ``--custom-logGroup-prefix`` replaces ``/aws-glue/jobs``.
+    Earlier versions write those two when the run ends and, with
+    ``--enable-continuous-cloudwatch-log`` true, stream the driver's log as it runs to
+    ``/aws-glue/jobs/logs-v2`` (``--continuous-log-logGroup``), in a stream named after the run id
+    (after ``--continuous-log-logStreamPrefix``). Calls are signed as the job role; a role that may
+    not write a stream loses its logs, and the run goes on.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        run_id: str,
+        log_file: Path,
+        arguments: Mapping[str, str],
+        glue_version: str | None,
+        interval: float,
+    ):
+        real_time = _version(glue_version) >= REAL_TIME_LOGGING_VERSION
+        prefix = (arguments.get("--custom-logGroup-prefix") or "").rstrip("/") if real_time else ""
+        root = prefix or LOG_GROUP_ROOT
+        self.output = telemetry.LogStream(client, f"{root}/output", run_id)
+        self.error = telemetry.LogStream(client, f"{root}/error", run_id)
+        self.streams = [self.output, self.error]
+        live = list(self.streams) if real_time else []
+        driver = [self.output]
+        if not real_time and _enabled(arguments.get("--enable-continuous-cloudwatch-log")):
+            group = arguments.get("--continuous-log-logGroup") or CONTINUOUS_LOG_GROUP
+            stream = (arguments.get("--continuous-log-logStreamPrefix") or "") + run_id
+            continuous = telemetry.LogStream(client, group, stream)
+            self.streams.append(continuous)
+            live.append(continuous)
+            driver.append(continuous)
+        self._shipper = telemetry.Shipper(
+            self.streams,
+            [telemetry.FileFollower(log_file, driver)],
+            live=live,
+            interval=interval,
+            name=f"glue-logs-{run_id[:12]}",
+        ).start()
+
+    def system(self, message: str, level: str = "INFO") -> None:
+        self.error.add(_log4j_line(level, message))
+
+    def close(self, state: str, error: str | None) -> None:
+        """The run's last system lines, then everything still pending."""
+        if error:
+            self.system(error, "ERROR")
+        self.system(f"Job run ended: {state}")
+        self._shipper.close()
+
+
+@dataclass
+class _RunMeasures:
+    """What a run's job metrics report."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+    script_seconds: float | None = None
 
 
 @dataclass
@@ -90,6 +192,19 @@ def error_message_from_log(text: str) -> str:
         if found and not line.startswith(("py4j", "at ")):
             return f"{found.group(1)}: {found.group(2)}"
     return lines[-1] if lines else "the job script failed without output"
+
+
+def _default_client(service: str, **credentials: str) -> Any:
+    return boto3.client(service, **credentials)
+
+
+def _head_output_path(s3: Any, bucket: str, key: str) -> None:
+    """Look an output path up as Hadoop's getFileStatus does; absent is fine, refused is not."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if telemetry.error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            raise
 
 
 class _ScriptWorker:
@@ -179,8 +294,14 @@ class GlueEngine:
         environment: Mapping[str, str] | None = None,
         max_concurrent: int = 2,
         principals: Any = None,
+        client_factory: Callable[..., Any] | None = None,
+        log_flush_seconds: float = 2.0,
     ):
         self.s3_client_factory = s3_client_factory
+        #: ``client_factory(service, **credentials)``: the clients of a run's logs and metrics.
+        self.client_factory = client_factory or _default_client
+        #: How often a running job's new log lines go to CloudWatch Logs.
+        self.log_flush_seconds = log_flush_seconds
         #: ``stepml.local.iam.gate.Principals``: runs act under their job's role, as in Glue.
         self.principals = principals
         self.work_dir = Path(work_dir)
@@ -199,39 +320,77 @@ class GlueEngine:
 
     # -- staging -----------------------------------------------------------------------
 
-    def _stage_in(self, s3: Any, uri: str, mirror: Path) -> tuple[Path, bool]:
-        """Download an object or a prefix; returns (local path, is_prefix)."""
+    def _stage_in(self, s3: Any, uri: str, mirror: Path) -> tuple[Path, bool, int]:
+        """Download an object or a prefix; returns (local path, is_prefix, bytes read)."""
         bucket, key = _split_s3(uri)
         local = mirror / bucket / key
         if key and not key.endswith("/"):
             try:
                 local.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, key, str(local))
-                return local, False
+                return local, False, local.stat().st_size
             except ClientError as exc:
                 if exc.response["Error"]["Code"] not in ("404", "NoSuchKey"):
                     raise
         local.mkdir(parents=True, exist_ok=True)
         prefix = key if key.endswith("/") or not key else key + "/"
+        read = 0
         paginator = s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 target = mirror / bucket / item["Key"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))
-        return local, True
+                read += int(item.get("Size", 0))
+        return local, True, read
 
     def _stage_out(self, s3: Any, local: Path, uri: str, before: dict[Path, tuple[int, int]]) -> int:
+        """Make the prefix hold what the script left in its local copy; returns bytes written.
+
+        Objects that were staged in and are gone now were deleted by the script (Spark's
+        ``mode("overwrite")`` deletes a path's contents before writing it), so they are deleted
+        from S3 too. Before writing a path, Hadoop's S3 file systems look it up (getFileStatus:
+        HEAD, which needs s3:GetObject); so does the stage-out, for each top-level path written.
+        """
         bucket, key = _split_s3(uri)
         prefix = key if key.endswith("/") or not key else key + "/"
-        uploaded = 0
-        for path, signature in sorted(_snapshot(local).items()):
-            if before.get(path) == signature or path.name.startswith(".") or path.name.endswith(".crc"):
-                continue
+        current = _snapshot(local)
+        for path in sorted(set(before) - set(current)):
+            s3.delete_object(Bucket=bucket, Key=prefix + path.relative_to(local).as_posix())
+        written = [
+            path
+            for path, signature in sorted(current.items())
+            if before.get(path) != signature and not path.name.startswith(".") and not path.name.endswith(".crc")
+        ]
+        for top in sorted({path.relative_to(local).parts[0] for path in written}):
+            _head_output_path(s3, bucket, prefix + top)
+        size = 0
+        for path in written:
             relative = path.relative_to(local).as_posix()
             s3.upload_file(str(path), bucket, prefix + relative, ExtraArgs={"ServerSideEncryption": "AES256"})
-            uploaded += 1
-        return uploaded
+            size += current[path][0]
+        return size
+
+    def _fetch_script(self, s3: Any, location: str | None, folder: Path) -> Path:
+        """The job's script, read from its ScriptLocation in S3 under the job role, as Glue does."""
+        if not location or not location.startswith("s3://"):
+            raise _RunFailure(
+                f"Error downloading script: ScriptLocation {location!r} is not an Amazon S3 path (s3://bucket/key)"
+            )
+        bucket, key = _split_s3(location)
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", error.get("Code"))
+            raise _RunFailure(
+                f"Error downloading script: fatal error: An error occurred ({status}) when calling the GetObject "
+                f"operation: {error.get('Message') or error.get('Code')}"
+            ) from exc
+        folder.mkdir(parents=True, exist_ok=True)
+        script = folder / (PurePosixPath(key).name or "script.py")
+        script.write_bytes(body)
+        return script
 
     # -- running -----------------------------------------------------------------------
 
@@ -242,8 +401,11 @@ class GlueEngine:
         arguments: Mapping[str, str],
         timeout_minutes: int | None,
         role_arn: str | None = None,
+        *,
+        script_location: str | None = None,
+        glue_version: str | None = None,
     ) -> JobRunRecord:
-        """Start a run in the background and return its record."""
+        """Start a run of the script at ``script_location`` in the background and return its record."""
         if job_name not in self.scripts:
             raise GlueEngineError(f"job {job_name!r} has no script registered with the local Glue engine")
         record = JobRunRecord(run_id=run_id, job_name=job_name, role_arn=role_arn)
@@ -254,63 +416,140 @@ class GlueEngine:
             record.error_message, record.completed_on, record.state = failure, datetime.now(UTC), "FAILED"
             return record
         thread = threading.Thread(
-            target=self._run, args=(record, dict(arguments), timeout_minutes), name=f"glue-{run_id[:12]}", daemon=True
+            target=self._run,
+            args=(record, dict(arguments), timeout_minutes, script_location, glue_version),
+            name=f"glue-{run_id[:12]}",
+            daemon=True,
         )
         thread.start()
         return record
 
-    def _run(self, record: JobRunRecord, arguments: dict[str, str], timeout_minutes: int | None) -> None:
+    def _run(
+        self,
+        record: JobRunRecord,
+        arguments: dict[str, str],
+        timeout_minutes: int | None,
+        script_location: str | None,
+        glue_version: str | None,
+    ) -> None:
         run_dir = self.work_dir / record.run_id
         mirror = run_dir / "s3"
         record.log_file = run_dir / "run.log"
+        record.log_file.parent.mkdir(parents=True, exist_ok=True)
+        state, error = "FAILED", None
+        client_kwargs: dict[str, str] = {}
+        logs: _RunLogs | None = None
+        measures = _RunMeasures()
         try:
             with self._slots:
                 credentials = self._role_credentials(record.role_arn)
-                s3 = self.s3_client_factory(**(credentials.client_kwargs() if credentials else {}))
-                local_arguments: dict[str, str] = {}
-                outputs: list[tuple[Path, str, dict[Path, tuple[int, int]]]] = []
-                for name, value in arguments.items():
-                    if isinstance(value, str) and value.startswith("s3://"):
-                        local, is_prefix = self._stage_in(s3, value, mirror)
-                        local_arguments[name] = str(local) + ("/" if is_prefix else "")
-                        if is_prefix and name not in SCRATCH_ARGUMENTS:
-                            outputs.append((local, value, _snapshot(local)))
-                    else:
-                        local_arguments[name] = value
-                argv = ["--JOB_NAME", record.job_name, "--JOB_RUN_ID", record.run_id]
-                for name, value in local_arguments.items():
-                    argv += [name if name.startswith("--") else f"--{name}", value]
-                record.log_file.parent.mkdir(parents=True, exist_ok=True)
-                returncode = self._run_script(
-                    self.scripts[record.job_name],
-                    argv,
-                    run_dir,
+                client_kwargs = credentials.client_kwargs() if credentials else {}
+                s3 = self.s3_client_factory(**client_kwargs)
+                logs = _RunLogs(
+                    self.client_factory("logs", **client_kwargs),
+                    record.run_id,
                     record.log_file,
-                    (timeout_minutes or 2880) * 60,
-                    credentials.environment() if credentials else None,
+                    arguments,
+                    glue_version,
+                    self.log_flush_seconds,
                 )
-                if self._closed:
-                    record.state = "STOPPED"
-                    record.error_message = "The local cloud stopped during the run"
-                    return
-                if returncode != 0:
-                    message = error_message_from_log(record.log_file.read_text(errors="replace"))
-                    # The script saw staged copies; its error names the objects as on AWS.
-                    record.error_message = message.replace(f"{mirror}/", "s3://")
-                    record.state = "FAILED"
-                    return
-                for local, uri, before in outputs:
-                    self._stage_out(s3, local, uri, before)
-                record.state = "SUCCEEDED"
-        except subprocess.TimeoutExpired:
-            record.state = "TIMEOUT"
-            record.error_message = f"Job run timed out after {timeout_minutes} minutes"
+                state, error = self._execute(
+                    record, arguments, timeout_minutes, script_location, s3, mirror, logs, measures, credentials
+                )
+        except _RunFailure as exc:
+            state, error = "FAILED", str(exc)
         except Exception as exc:
-            record.state = "STOPPED" if self._closed else "FAILED"
-            record.error_message = f"{type(exc).__name__}: {exc}"
+            state = "STOPPED" if self._closed else "FAILED"
+            error = f"{type(exc).__name__}: {exc}"
         finally:
-            record.completed_on = datetime.now(UTC)
             shutil.rmtree(mirror, ignore_errors=True)
+            # Logs and metrics are written before the run ends: whoever sees it end can read them.
+            if logs is not None:
+                logs.close(state, error)
+            if measures.script_seconds is not None and _enabled(arguments.get("--enable-metrics")):
+                self._publish_metrics(record, measures, client_kwargs)
+            record.error_message = error
+            record.completed_on = datetime.now(UTC)
+            record.state = state
+
+    def _execute(
+        self,
+        record: JobRunRecord,
+        arguments: dict[str, str],
+        timeout_minutes: int | None,
+        script_location: str | None,
+        s3: Any,
+        mirror: Path,
+        logs: _RunLogs,
+        measures: _RunMeasures,
+        credentials: Any,
+    ) -> tuple[str, str | None]:
+        """Fetch the script, stage in, run, stage out: the run's final state and error message."""
+        run_dir = mirror.parent
+        logs.system(f"Job run {record.run_id} of job {record.job_name} started; script {script_location}")
+        script = self._fetch_script(s3, script_location, run_dir / "script")
+        local_arguments: dict[str, str] = {}
+        outputs: list[tuple[Path, str, dict[Path, tuple[int, int]]]] = []
+        for name, value in arguments.items():
+            if isinstance(value, str) and value.startswith("s3://"):
+                local, is_prefix, read = self._stage_in(s3, value, mirror)
+                measures.bytes_read += read
+                local_arguments[name] = str(local) + ("/" if is_prefix else "")
+                if is_prefix and name not in SCRATCH_ARGUMENTS:
+                    outputs.append((local, value, _snapshot(local)))
+            else:
+                local_arguments[name] = value
+        argv = ["--JOB_NAME", record.job_name, "--JOB_RUN_ID", record.run_id]
+        for name, value in local_arguments.items():
+            argv += [name if name.startswith("--") else f"--{name}", value]
+        started = time.monotonic()
+        try:
+            returncode = self._run_script(
+                script,
+                argv,
+                run_dir,
+                record.log_file,
+                (timeout_minutes or 2880) * 60,
+                credentials.environment() if credentials else None,
+            )
+        except subprocess.TimeoutExpired:
+            return "TIMEOUT", f"Job run timed out after {timeout_minutes} minutes"
+        finally:
+            measures.script_seconds = time.monotonic() - started
+        if self._closed:
+            return "STOPPED", "The local cloud stopped during the run"
+        if returncode != 0:
+            message = error_message_from_log(record.log_file.read_text(errors="replace"))
+            # The script saw staged copies; its error names the objects as on AWS.
+            return "FAILED", message.replace(f"{mirror}/", "s3://")
+        for local, uri, before in outputs:
+            measures.bytes_written += self._stage_out(s3, local, uri, before)
+        return "SUCCEEDED", None
+
+    def _publish_metrics(self, record: JobRunRecord, measures: _RunMeasures, client_kwargs: Mapping[str, str]) -> None:
+        """A few of Glue's job metrics (``--enable-metrics``), for the run and for ALL runs of the job."""
+        now = datetime.now(UTC)
+        values = [
+            ("glue.driver.aggregate.elapsedTime", "count", (measures.script_seconds or 0) * 1000, "Milliseconds"),
+            ("glue.ALL.s3.filesystem.read_bytes", "gauge", measures.bytes_read, "Bytes"),
+            ("glue.ALL.s3.filesystem.write_bytes", "gauge", measures.bytes_written, "Bytes"),
+        ]
+        data = [
+            {
+                "MetricName": name,
+                "Dimensions": [
+                    {"Name": "JobName", "Value": record.job_name},
+                    {"Name": "JobRunId", "Value": run},
+                    {"Name": "Type", "Value": kind},
+                ],
+                "Timestamp": now,
+                "Value": float(value),
+                "Unit": unit,
+            }
+            for run in (record.run_id, "ALL")
+            for name, kind, value, unit in values
+        ]
+        telemetry.put_metrics(self.client_factory("cloudwatch", **client_kwargs), METRICS_NAMESPACE, data)
 
     # -- workers -----------------------------------------------------------------------
 
@@ -427,7 +666,15 @@ def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
             raise ConcurrentRunsExceededException(throttled)
         run_id = original_start(self, *args, **kwargs)
         run = next(r for r in self.job_runs if r.job_run_id == run_id)
-        record = engine.start(self.name, run_id, run.arguments or {}, run.timeout, role_arn=self.role)
+        record = engine.start(
+            self.name,
+            run_id,
+            run.arguments or {},
+            run.timeout,
+            role_arn=self.role,
+            script_location=(self.command or {}).get("ScriptLocation"),
+            glue_version=self.glue_version,
+        )
         run._stepml_record = record
         return run_id
 
