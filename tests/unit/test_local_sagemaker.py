@@ -10,7 +10,7 @@ import tarfile
 import textwrap
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import boto3
 import numpy as np
@@ -292,6 +292,54 @@ def test_builtin_xgboost_trains_on_s3_csv_and_writes_the_containers_model(engine
     predictions = booster.predict(xgb.DMatrix(np.round(validation_x, 6).astype(np.float32)))
     assert metrics["validation:auc"] == pytest.approx(auc(validation_y, predictions), abs=1e-3)
     assert metrics["validation:auc"] > 0.85
+
+
+def log_messages(group: str, stream: str) -> list[str]:
+    events = boto3.client("logs", region_name=REGION).get_log_events(
+        logGroupName=group, logStreamName=stream, startFromHead=True
+    )
+    return [event["message"] for event in events["events"]]
+
+
+def log_streams(group: str) -> list[str]:
+    answer = boto3.client("logs", region_name=REGION).describe_log_streams(logGroupName=group)
+    return [stream["logStreamName"] for stream in answer["logStreams"]]
+
+
+def test_a_training_job_writes_its_log_and_final_metrics_to_cloudwatch(engine, sagemaker, s3, bucket):
+    put_training_data(s3, bucket, "processed/test/telemetry")
+    sagemaker.create_training_job(
+        **training_request("stepml-test-logs", bucket, "processed/test/telemetry", BINARY_HYPERPARAMETERS)
+    )
+    job = wait_for_training(sagemaker, "stepml-test-logs")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+
+    stream = f"stepml-test-logs/algo-1-{int(job['TrainingStartTime'].timestamp())}"
+    assert log_streams("/aws/sagemaker/TrainingJobs") == [stream]
+    messages = log_messages("/aws/sagemaker/TrainingJobs", stream)
+    rounds = [m for m in messages if re.match(r"\[\d+\]#011", m)]
+    assert len(rounds) == 10 and rounds[0].startswith("[0]#011train-auc:")
+    final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    # The last round's line is what the built-in algorithm's metric regex reads.
+    found = re.search(r"#011validation-auc:([-+]?[0-9]*\.?[0-9]+)", rounds[-1])
+    assert found and float(found.group(1)) == pytest.approx(final["validation:auc"], abs=1e-5)
+    assert messages[-1] == "Training job stepml-test-logs completed"
+
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    listed = cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs")["Metrics"]
+    assert {(m["MetricName"], tuple((d["Name"], d["Value"]) for d in m["Dimensions"])) for m in listed} == {
+        (name, (("Host", "stepml-test-logs/algo-1"),)) for name in ("train:auc", "validation:auc")
+    }
+    points = cloudwatch.get_metric_statistics(
+        Namespace="/aws/sagemaker/TrainingJobs",
+        MetricName="validation:auc",
+        Dimensions=[{"Name": "Host", "Value": "stepml-test-logs/algo-1"}],
+        StartTime=job["TrainingStartTime"] - timedelta(minutes=1),
+        EndTime=job["TrainingEndTime"] + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert [p["Maximum"] for p in points] == [pytest.approx(final["validation:auc"])]
 
 
 BAD_INPUTS = {
@@ -594,6 +642,8 @@ def test_script_mode_runs_the_entry_point_with_the_sm_contract(engine, sagemaker
         assert tar.extractfile("report.txt").read() == b"done"
     assert job["FinalMetricDataList"][0]["MetricName"] == "validation:accuracy"
     assert job["FinalMetricDataList"][0]["Value"] == pytest.approx(0.8)
+    (stream,) = log_streams("/aws/sagemaker/TrainingJobs")
+    assert "validation-accuracy=0.8" in log_messages("/aws/sagemaker/TrainingJobs", stream)
 
 
 def test_a_failing_script_fails_the_job_with_the_tail_of_stderr(engine, sagemaker, s3, bucket):
@@ -609,6 +659,10 @@ def test_a_failing_script_fails_the_job_with_the_tail_of_stderr(engine, sagemake
     assert "ExitCode 3" in reason
     assert "ValueError: the tag asked for a failure" in reason
     assert "about to fail" not in reason, "stdout is not the error message"
+    (stream,) = log_streams("/aws/sagemaker/TrainingJobs")
+    messages = log_messages("/aws/sagemaker/TrainingJobs", stream)
+    assert "about to fail" in messages and "ValueError: the tag asked for a failure" in messages
+    assert messages[-1] == "Training job stepml-script-bad failed"
 
 
 # ----------------------------------------------------------------------------- hosting
@@ -694,6 +748,14 @@ def test_invocation_errors_come_back_as_aws_errors(engine, sagemaker, s3, runtim
     assert error.value.response["OriginalStatusCode"] == 415
     assert "Received client error (415) from primary" in error.value.response["Error"]["Message"]
     assert "'abc' is not a number" in error.value.response["OriginalMessage"]
+    # The error names the endpoint instance's log stream, which has the error.
+    stream_arn = error.value.response["LogStreamArn"]
+    group, stream = stream_arn.split(":log-group:", 1)[1].split(":log-stream:")
+    assert group == "/aws/sagemaker/Endpoints/stepml-test-err" and re.fullmatch(r"AllTraffic/i-[0-9a-f]{17}", stream)
+    assert log_streams(group) == [stream]
+    messages = wait_for(lambda: log_messages(group, stream), lambda found: any("answered 415" in m for m in found))
+    assert messages[0].startswith("Starting the model server of model stepml-test-err")
+    assert "Model loaded: the container answers GET /ping with 200" in messages
 
     with pytest.raises(ClientError) as error:
         runtime.invoke_endpoint(EndpointName="stepml-nowhere", Body="1,2,3,4\n", ContentType="text/csv")
@@ -776,6 +838,109 @@ def test_update_endpoint_switches_models_with_no_failed_request(engine, sagemake
     assert any(body == answer_a for _, body in results), "the blue model served before the switch"
     assert all(body == answer_b for issued, body in results if issued > switched), "only green after the switch"
     wait_for(lambda: refused(blue_url), bool, timeout=10)
+
+
+def rollback_config(alarms: list[str], baking_seconds: int = 0) -> dict:
+    """The state machine's DeploymentConfig: blue/green, all at once, auto-rollback alarms."""
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": baking_seconds},
+            "TerminationWaitInSeconds": 0,
+            "MaximumExecutionTimeoutInSeconds": 600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]},
+    }
+
+
+def put_alarms(*names: str) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for name in names:
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+
+
+def blue_and_green(sagemaker, s3, bucket, name: str) -> tuple[str, str, np.ndarray]:
+    """An endpoint ``name`` InService on config ``<name>-blue``; ``<name>-green`` ready to update to;
+    the answers of both models to the returned probe rows."""
+    features, labels = make_rows(8, 120)
+    tarball_blue, booster_blue = model_tarball(features, labels)
+    tarball_green, booster_green = model_tarball(features, 1 - labels)
+    deploy(sagemaker, s3, bucket, f"{name}-blue", tarball_blue)
+    deploy(sagemaker, s3, bucket, f"{name}-green", tarball_green)
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-blue")
+    wait_for(lambda: sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"], lambda s: s == "InService")
+    probe = features[:3]
+    return expected_csv(booster_blue, probe), expected_csv(booster_green, probe), probe
+
+
+def answer_of(runtime, name: str, probe: np.ndarray) -> str:
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=to_csv(probe), ContentType="text/csv", Accept="text/csv")
+    return answer["Body"].read().decode()
+
+
+def test_an_alarm_in_alarm_rolls_a_blue_green_update_back(engine, sagemaker, s3, runtime, bucket):
+    blue, green, probe = blue_and_green(sagemaker, s3, bucket, "stepml-rb")
+    put_alarms("stepml-rb-latency", "stepml-rb-5xx")
+    boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
+        AlarmName="stepml-rb-5xx", StateValue="ALARM", StateReason="5XX errors on the new fleet"
+    )
+    config = rollback_config(["stepml-rb-latency", "stepml-rb-5xx"])
+
+    sagemaker.update_endpoint(EndpointName="stepml-rb", EndpointConfigName="stepml-rb-green", DeploymentConfig=config)
+    rolled_back = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-rb"), lambda d: d["EndpointStatus"] != "Updating"
+    )
+
+    assert (rolled_back["EndpointStatus"], rolled_back["EndpointConfigName"]) == ("InService", "stepml-rb-blue")
+    assert rolled_back["FailureReason"] == (
+        "Endpoint update rolled back: the auto-rollback alarm(s) stepml-rb-5xx went into ALARM state during the "
+        "deployment; all traffic was shifted back to the previous endpoint configuration."
+    )
+    assert answer_of(runtime, "stepml-rb", probe) == blue
+
+    boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
+        AlarmName="stepml-rb-5xx", StateValue="OK", StateReason="recovered"
+    )
+    sagemaker.update_endpoint(EndpointName="stepml-rb", EndpointConfigName="stepml-rb-green", DeploymentConfig=config)
+    updated = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-rb"), lambda d: d["EndpointStatus"] != "Updating"
+    )
+    assert (updated["EndpointStatus"], updated["EndpointConfigName"]) == ("InService", "stepml-rb-green")
+    assert "FailureReason" not in updated
+    assert answer_of(runtime, "stepml-rb", probe) == green
+
+
+def test_the_alarms_are_watched_for_the_whole_baking_period(make_engine, sagemaker, s3, runtime, bucket):
+    make_engine(alarm_poll_seconds=0.1)
+    blue, green, probe = blue_and_green(sagemaker, s3, bucket, "stepml-bake")
+    put_alarms("stepml-bake-5xx")
+    config = rollback_config(["stepml-bake-5xx"], baking_seconds=600)
+
+    sagemaker.update_endpoint(
+        EndpointName="stepml-bake", EndpointConfigName="stepml-bake-green", DeploymentConfig=config
+    )
+    # While baking, the new fleet takes all the traffic and the update is not done.
+    wait_for(lambda: answer_of(runtime, "stepml-bake", probe), lambda answer: answer == green)
+    baking = sagemaker.describe_endpoint(EndpointName="stepml-bake")
+    assert (baking["EndpointStatus"], baking["EndpointConfigName"]) == ("Updating", "stepml-bake-blue")
+
+    boto3.client("cloudwatch", region_name=REGION).set_alarm_state(
+        AlarmName="stepml-bake-5xx", StateValue="ALARM", StateReason="5XX errors on the new fleet"
+    )
+    rolled_back = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName="stepml-bake"), lambda d: d["EndpointStatus"] != "Updating"
+    )
+    assert (rolled_back["EndpointStatus"], rolled_back["EndpointConfigName"]) == ("InService", "stepml-bake-blue")
+    assert "stepml-bake-5xx went into ALARM state" in rolled_back["FailureReason"]
+    assert answer_of(runtime, "stepml-bake", probe) == blue
 
 
 def test_delete_endpoint_stops_the_server_and_flushes_captured_data(make_engine, sagemaker, s3, runtime, bucket):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import boto3
@@ -46,7 +47,18 @@ def test_every_resource_of_the_template_is_created(aws_credentials):
         definition = json.loads(machine["definition"])
         resolve = definition["States"]["Resolve run"]["Parameters"]["FunctionName"]
         assert resolve == runtime.functions[stack.resolved.physical_ids["ResolveRunFunction"]].arn
-        assert boto3.client("glue").get_job(JobName="stepml-test-preprocess")["Job"]["GlueVersion"] == "5.0"
+        job = boto3.client("glue").get_job(JobName="stepml-test-preprocess")["Job"]
+        assert job["GlueVersion"] == "5.0"
+        # As after `sam package`: the script is in SAM's managed bucket, <s3_prefix>/<MD5 of the file>.
+        script = (TEMPLATE.parent / "glue_jobs" / "preprocess.py").read_bytes()
+        bucket = "aws-sam-cli-managed-default-samclisourcebucket-local"
+        key = f"stepml-test/{hashlib.md5(script).hexdigest()}"
+        assert job["Command"]["ScriptLocation"] == f"s3://{bucket}/{key}"
+        s3 = boto3.client("s3")
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == script
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
         targets = boto3.client("events").list_targets_by_rule(Rule=stack.resolved.physical_ids["UploadRule"])
         assert targets["Targets"][0]["Arn"] == stack.physical_id("PipelineStateMachine")
         alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]

@@ -32,6 +32,15 @@ and get AWS's behaviour:
 * Every request is checked against botocore's SageMaker service model (required members,
   types, lengths and ranges, enums, patterns), so a typo in the state machine fails as it
   would in AWS.
+* Telemetry under the execution role, as SageMaker writes it: a training job's log in
+  ``/aws/sagemaker/TrainingJobs`` (stream ``<job>/algo-1-<epoch>``) and its final metrics in the
+  CloudWatch namespace ``/aws/sagemaker/TrainingJobs`` (dimension ``Host=<job>/algo-1``); each
+  endpoint instance's log in ``/aws/sagemaker/Endpoints/<endpoint>`` (stream
+  ``<variant>/<instance id>``). A role that may not write them loses them.
+* A blue/green UpdateEndpoint with ``DeploymentConfig.AutoRollbackConfiguration.Alarms`` reads
+  the alarms (DescribeAlarms, under the model's execution role) during the baking period after
+  traffic moved to the new fleet, and rolls back to the old fleet when one is in ALARM or
+  cannot be read.
 
 The engine knows nothing about moto: it takes API-shaped request dicts and a boto3 session
 for S3 (pointing at the local cloud's endpoint), so it can be driven directly too.
@@ -69,7 +78,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.local import faults
+from stepml.local import faults, telemetry
 from stepml.local.iam import hooks as iam_hooks
 from stepml.local.iam.gate import AccessDeniedError
 from stepml.local.iam.model import AuthorizationRequest
@@ -93,6 +102,12 @@ MAX_INVOCATION_BYTES = 6 * 1024 * 1024
 INVOCATION_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RUNTIME_SECONDS = 86400
 TERMINAL_TRAINING_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+#: Where SageMaker writes training jobs' logs and metrics, and endpoints' logs.
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+#: The host name of a single-instance training job.
+TRAINING_HOST = "algo-1"
 
 
 # --------------------------------------------------------------------------- errors
@@ -756,6 +771,8 @@ class _TrainingJob:
     thread: threading.Thread | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     deadline: float = math.inf
+    #: The job's log stream (``telemetry.LogStream``) while it runs.
+    log: Any = None
 
     @property
     def name(self) -> str:
@@ -935,6 +952,14 @@ class _Variant:
     weight: float
     server: ModelServer
     capture: _CaptureBuffer | None
+    #: The instance's id and its log stream in /aws/sagemaker/Endpoints/<endpoint>.
+    instance_id: str = ""
+    log: telemetry.LogStream | None = None
+
+
+def _instance_id() -> str:
+    """An instance id shaped like EC2's (``i-`` and 17 hex digits), for an endpoint's log stream."""
+    return "i-" + uuid.uuid4().hex[:17]
 
 
 class _Deployment:
@@ -1029,7 +1054,10 @@ class LocalSageMaker:
     ``capture_flush_seconds`` bounds how long a captured request waits before it is written to
     S3; ``health_check_interval`` is the gap between ``/ping`` health checks of a starting
     model server (the first check comes one interval after the server starts, as SageMaker's do).
-    Call ``shutdown`` to stop every job, server and thread.
+    ``log_flush_seconds`` is how often a running training job's new log lines are sent (endpoint
+    logs go with the capture flush); ``alarm_poll_seconds`` the gap between reads of the
+    auto-rollback alarms during a baking period. Call ``shutdown`` to stop every job, server and
+    thread.
     """
 
     def __init__(
@@ -1043,6 +1071,8 @@ class LocalSageMaker:
         health_check_timeout: float = 120.0,
         drain_timeout: float = 30.0,
         python_executable: str = sys.executable,
+        log_flush_seconds: float = 2.0,
+        alarm_poll_seconds: float = 5.0,
     ):
         self._session = session
         self._endpoint_url = endpoint_url
@@ -1054,6 +1084,8 @@ class LocalSageMaker:
         self._health_check_timeout = health_check_timeout
         self._drain_timeout = drain_timeout
         self._python = python_executable
+        self._log_flush_seconds = log_flush_seconds
+        self._alarm_poll_seconds = alarm_poll_seconds
         self._lock = threading.RLock()
         self._s3_client: Any = None
         self._role_clients: dict[tuple[str, str], Any] = {}
@@ -1061,6 +1093,7 @@ class LocalSageMaker:
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._workers: list[threading.Thread] = []
         self._capture_buffers: set[_CaptureBuffer] = set()
+        self._endpoint_logs: set[telemetry.LogStream] = set()
         self._flusher: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -1164,8 +1197,10 @@ class LocalSageMaker:
         with job.lock:
             job.start_time = _now()
         job.deadline = time.monotonic() + max_runtime
+        script_mode = "sagemaker_program" in (request.get("HyperParameters") or {})
+        shipper = self._start_job_log(job, layout, script_mode)
+        outcome: tuple[str, str, str | None] = ("Failed", "Failed", "InternalServerError: the job did not finish")
         try:
-            script_mode = "sagemaker_program" in (request.get("HyperParameters") or {})
             if not script_mode:
                 self._check_builtin_image(request)
             image = (request.get("AlgorithmSpecification") or {}).get("TrainingImage")
@@ -1187,16 +1222,65 @@ class LocalSageMaker:
             job.check()
             job.phase("Uploading")
             self._upload_outputs(job, layout)
-            self._finish(job, "Completed", "Completed")
+            outcome = ("Completed", "Completed", None)
         except _TrainingInterrupted as exc:
-            self._finish(job, "Stopped", str(exc))
+            outcome = ("Stopped", str(exc), None)
         except _TrainingFailure as exc:
-            self._finish(job, "Failed", "Failed", _truncate_reason(str(exc)))
+            outcome = ("Failed", "Failed", _truncate_reason(str(exc)))
         except Exception as exc:  # the job must end Failed, never hang InProgress
             LOGGER.exception("local training job %s crashed", job.name)
-            self._finish(job, "Failed", "Failed", _truncate_reason(f"InternalServerError: {type(exc).__name__}: {exc}"))
+            outcome = ("Failed", "Failed", _truncate_reason(f"InternalServerError: {type(exc).__name__}: {exc}"))
         finally:
+            # The job's logs and metrics are written before it ends: whoever sees it end can read them.
+            self._finish_job_telemetry(job, shipper, outcome)
+            self._finish(job, *outcome)
             shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _start_job_log(self, job: _TrainingJob, layout: _Layout, script_mode: bool) -> telemetry.Shipper:
+        """The job's log stream, ``<job>/algo-1-<epoch of the start>``, sent while the job runs."""
+        assert job.start_time is not None
+        stream = f"{job.name}/{TRAINING_HOST}-{int(job.start_time.timestamp())}"
+        log = telemetry.LogStream(
+            self._client_as("logs", job.request.get("RoleArn")), TRAINING_LOG_GROUP, stream, describe_first=True
+        )
+        job.log = log
+        # Script mode: the container's log is the entry point's standard output and error.
+        followers = (
+            [telemetry.FileFollower(layout.root.parent / name, [log]) for name in ("stdout.log", "stderr.log")]
+            if script_mode
+            else []
+        )
+        return telemetry.Shipper(
+            [log], followers, interval=self._log_flush_seconds, name=f"stepml-sm-logs-{job.name}"
+        ).start()
+
+    def _finish_job_telemetry(
+        self, job: _TrainingJob, shipper: telemetry.Shipper, outcome: tuple[str, str, str | None]
+    ) -> None:
+        status, _, reason = outcome
+        shipper.close()  # the script's last lines first
+        if reason:
+            job.log.add(reason)
+        job.log.add(f"Training job {job.name} {status.lower()}")
+        job.log.flush()
+        with job.lock:
+            metrics = list(job.final_metrics)
+        if metrics:
+            host = [{"Name": "Host", "Value": f"{job.name}/{TRAINING_HOST}"}]
+            telemetry.put_metrics(
+                self._client_as("cloudwatch", job.request.get("RoleArn")),
+                TRAINING_METRICS_NAMESPACE,
+                [
+                    {
+                        "MetricName": metric["MetricName"],
+                        "Dimensions": host,
+                        "Timestamp": metric["Timestamp"],
+                        "Value": metric["Value"],
+                        "Unit": "None",
+                    }
+                    for metric in metrics
+                ],
+            )
 
     def _finish(self, job: _TrainingJob, status: str, secondary: str, reason: str | None = None) -> None:
         # One step under the lock: a poller never sees a terminal status without TrainingEndTime.
@@ -1313,6 +1397,10 @@ class LocalSageMaker:
                 f"ClientError: Feature shape mismatch: the train channel has {train.columns} feature columns, the "
                 f"validation channel {validation.columns}"
             )
+        job.log.add(_container_line("Single node training."))
+        job.log.add(_container_line(f"Train matrix has {train.rows} rows and {train.columns} columns"))
+        if validation is not None:
+            job.log.add(_container_line(f"Validation matrix has {validation.rows} rows"))
         dtrain = xgb.DMatrix(train.features, label=train.labels, weight=train.weights)
         watchlist = [(dtrain, "train")]
         if validation is not None:
@@ -1327,7 +1415,7 @@ class LocalSageMaker:
                 evals=watchlist,
                 evals_result=results,
                 early_stopping_rounds=config.early_stopping_rounds if validation is not None else None,
-                callbacks=[_stop_check(job)],
+                callbacks=[_stop_check(job), _round_logger(job)],
                 verbose_eval=False,
             )
         except _TrainingInterrupted:
@@ -1603,6 +1691,7 @@ class LocalSageMaker:
             copy.deepcopy(dict(endpoint_config)),
             copy.deepcopy(dict(models)),
             True,
+            copy.deepcopy(request.get("DeploymentConfig")),
         )
         return self._view(endpoint)
 
@@ -1675,6 +1764,7 @@ class LocalSageMaker:
         config: dict[str, Any],
         models: dict[str, dict[str, Any]],
         is_update: bool,
+        deployment_config: Mapping[str, Any] | None = None,
     ) -> None:
         try:
             deployment = self._start_deployment(endpoint, generation, config, models)
@@ -1685,20 +1775,82 @@ class LocalSageMaker:
                     endpoint.status = "InService" if is_update else "Failed"
                     endpoint.modified = _now()
             return
+        alarms = _rollback_alarms(deployment_config) if is_update else []
         with self._lock:
             current = self._is_current(endpoint, generation)
             previous = None
             if current:
+                # Traffic moves to the new fleet at once; with alarms to watch the update is
+                # done only when the baking period passes without one in ALARM.
                 previous, endpoint.deployment = endpoint.deployment, deployment
-                endpoint.config_name = config["EndpointConfigName"]
-                endpoint.config = config
-                endpoint.status = "InService"
-                endpoint.failure_reason = None
-                endpoint.modified = _now()
+                if not alarms:
+                    self._complete_update(endpoint, config)
         if not current:
             self._retire(deployment)
-        elif previous is not None:
+            return
+        if alarms:
+            variants = config.get("ProductionVariants") or [{}]
+            role_arn = (models.get(variants[0].get("ModelName", "")) or {}).get("ExecutionRoleArn")
+            reason = self._watch_alarms(endpoint, generation, alarms, role_arn, _baking_seconds(deployment_config))
+            with self._lock:
+                current = self._is_current(endpoint, generation)
+                if current and reason is None:
+                    self._complete_update(endpoint, config)
+                elif current:  # roll back: the old fleet takes the traffic again
+                    endpoint.deployment = previous
+                    endpoint.status = "InService"
+                    endpoint.failure_reason = _truncate_reason(reason)
+                    endpoint.modified = _now()
+            if not current:
+                # Deleted while baking: the delete retired the new fleet; the old one is this thread's.
+                if previous is not None:
+                    self._retire(previous)
+                return
+            if reason is not None:
+                self._retire(deployment)
+                return
+        if previous is not None:
             self._retire(previous)
+
+    def _complete_update(self, endpoint: _Endpoint, config: dict[str, Any]) -> None:
+        """The endpoint is InService on ``config`` (under ``self._lock``)."""
+        endpoint.config_name = config["EndpointConfigName"]
+        endpoint.config = config
+        endpoint.status = "InService"
+        endpoint.failure_reason = None
+        endpoint.modified = _now()
+
+    def _watch_alarms(
+        self, endpoint: _Endpoint, generation: int, names: list[str], role_arn: str | None, seconds: float
+    ) -> str | None:
+        """Read the auto-rollback alarms (under the model's execution role) until the baking period
+        ends; None when none was in ALARM, else why the update rolls back."""
+        cloudwatch = self._client_as("cloudwatch", role_arn)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                answer = cloudwatch.describe_alarms(AlarmNames=names)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                return (
+                    f"Endpoint update failed: the auto-rollback alarms {', '.join(names)} could not be read with the "
+                    f"execution role {role_arn}, which needs cloudwatch:DescribeAlarms on them "
+                    f"({error.get('Code')}: {error.get('Message')})"
+                )
+            except BotoCoreError as exc:
+                return f"Endpoint update failed: the auto-rollback alarms could not be read: {exc}"
+            found = [*answer.get("MetricAlarms", []), *answer.get("CompositeAlarms", [])]
+            firing = sorted(alarm["AlarmName"] for alarm in found if alarm.get("StateValue") == "ALARM")
+            if firing:
+                return (
+                    f"Endpoint update rolled back: the auto-rollback alarm(s) {', '.join(firing)} went into ALARM "
+                    "state during the deployment; all traffic was shifted back to the previous endpoint configuration."
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._is_current(endpoint, generation):
+                return None
+            if self._closing.wait(min(self._alarm_poll_seconds, remaining)):
+                return None
 
     def _start_deployment(
         self, endpoint: _Endpoint, generation: int, config: dict[str, Any], models: dict[str, dict[str, Any]]
@@ -1709,20 +1861,31 @@ class LocalSageMaker:
         work_dir = Path(tempfile.mkdtemp(prefix=f"endpoint-{name[:40]}-", dir=self._work_dir))
         capture = _CaptureSettings.from_config(config.get("DataCaptureConfig"))
         variants: list[_Variant] = []
+        logs: list[telemetry.LogStream] = []
         try:
             for production_variant in config.get("ProductionVariants") or []:
                 variant_name = production_variant["VariantName"]
                 model_name = production_variant["ModelName"]
                 model_dir = work_dir / variant_name
                 environment = self._prepare_model(models.get(model_name), model_name, variant_name, model_dir)
+                role_arn = (models.get(model_name) or {}).get("ExecutionRoleArn")
+                instance_id = _instance_id()
+                log = telemetry.LogStream(
+                    self._client_as("logs", role_arn),
+                    ENDPOINT_LOG_GROUP_PREFIX + name,
+                    f"{variant_name}/{instance_id}",
+                    describe_first=True,
+                )
+                logs.append(log)
+                log.add(f"Starting the model server of model {model_name} (sagemaker-xgboost 1.7-1) on {instance_id}")
                 server = ModelServer(model_dir, environment=environment, name=f"{name}-{variant_name}")
                 try:
                     server.start()
                 except ModelServerError as exc:
+                    log.add(f"The model server could not start: {exc}")
                     raise _DeploymentFailure(
                         f"The model server for production variant {variant_name} could not start: {exc}"
                     ) from exc
-                role_arn = (models.get(model_name) or {}).get("ExecutionRoleArn")
                 buffer = _CaptureBuffer(name, variant_name, capture, role_arn) if capture else None
                 variants.append(
                     _Variant(
@@ -1731,6 +1894,8 @@ class LocalSageMaker:
                         float(production_variant.get("InitialVariantWeight", 1.0)),
                         server,
                         buffer,
+                        instance_id,
+                        log,
                     )
                 )
             if not variants:
@@ -1739,13 +1904,17 @@ class LocalSageMaker:
         except BaseException:
             for variant in variants:
                 variant.server.stop()
+            for log in logs:
+                log.flush()
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
         deployment = _Deployment(config["EndpointConfigName"], variants, capture, work_dir)
-        if capture:
-            with self._lock:
-                self._capture_buffers.update(v.capture for v in variants if v.capture)
-            self._ensure_flusher()
+        for log in logs:
+            log.flush()
+        with self._lock:
+            self._capture_buffers.update(v.capture for v in variants if v.capture)
+            self._endpoint_logs.update(logs)
+        self._ensure_flusher()
         return deployment
 
     def _prepare_model(
@@ -1800,7 +1969,11 @@ class LocalSageMaker:
                     status = 0
                 if status == 200:
                     pending.remove(variant)
+                    if variant.log is not None:
+                        variant.log.add("Model loaded: the container answers GET /ping with 200")
                 elif variant.server.load_error is not None:
+                    if variant.log is not None:
+                        variant.log.add(f"Model loading failed: {variant.server.load_error}")
                     raise _DeploymentFailure(
                         f"The primary container for production variant {variant.name} did not pass the ping health "
                         f"check. Please check CloudWatch logs for this endpoint. (local model server: "
@@ -1816,6 +1989,11 @@ class LocalSageMaker:
         deployment.retire(self._drain_timeout)
         for variant in deployment.variants:
             variant.server.stop()
+            if variant.log is not None:
+                with self._lock:
+                    self._endpoint_logs.discard(variant.log)
+                variant.log.add("The model server stopped")
+                variant.log.flush()
             if variant.capture is not None:
                 with self._lock:
                     self._capture_buffers.discard(variant.capture)
@@ -1860,11 +2038,13 @@ class LocalSageMaker:
         finally:
             deployment.release()
         log_stream = (
-            f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/Endpoints/{name}:"
-            f"log-stream:{variant.name}/local"
+            f"arn:aws:logs:{region}:{account_id}:log-group:{ENDPOINT_LOG_GROUP_PREFIX}{name}:"
+            f"log-stream:{variant.name}/{variant.instance_id}"
         )
         if status >= 400 or status == 0:
             message = response_body.decode("utf-8", errors="replace")
+            if variant.log is not None:
+                variant.log.add(f"POST /invocations answered {status}: {message}")
             kind = "client" if 400 <= status < 500 else "server"
             raise ModelInvocationError(
                 f'Received {kind} error ({status}) from primary with message "{message}". See '
@@ -1911,8 +2091,11 @@ class LocalSageMaker:
         while not self._closing.wait(self._capture_flush_seconds):
             with self._lock:
                 buffers = list(self._capture_buffers)
+                logs = list(self._endpoint_logs)
             for buffer in buffers:
                 self._flush_capture(buffer)
+            for log in logs:
+                log.flush()
 
     def _flush_capture(self, buffer: _CaptureBuffer) -> None:
         events = buffer.drain()
@@ -2014,6 +2197,46 @@ def _authorize_image_pull(role_arn: str | None, image: str) -> None:
         ],
         service="sagemaker",
     )
+
+
+def _rollback_alarms(deployment_config: Mapping[str, Any] | None) -> list[str]:
+    """The names of an UpdateEndpoint's auto-rollback alarms."""
+    rollback = (deployment_config or {}).get("AutoRollbackConfiguration") or {}
+    return [alarm["AlarmName"] for alarm in rollback.get("Alarms") or [] if alarm.get("AlarmName")]
+
+
+def _baking_seconds(deployment_config: Mapping[str, Any] | None) -> float:
+    """The baking period after traffic moved: the blue/green policy's (or rolling policy's)
+    WaitIntervalInSeconds."""
+    config = deployment_config or {}
+    blue_green = (config.get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration") or {}
+    rolling = config.get("RollingUpdatePolicy") or {}
+    return float(blue_green.get("WaitIntervalInSeconds", rolling.get("WaitIntervalInSeconds", 0)) or 0)
+
+
+def _container_line(message: str, level: str = "INFO") -> str:
+    """A log line in the format of the XGBoost container's Python logging."""
+    return f"[{_now():%Y-%m-%d %H:%M:%S.%f}:{level}:root] {message}"
+
+
+def _round_logger(job: _TrainingJob) -> Any:
+    """An xgboost callback that logs each round's evaluation as the container does
+    (``[3]#011train-auc:0.91234#011validation-auc:0.88765``: rsyslog writes tabs as #011), the
+    lines the built-in algorithm's metric regexes read."""
+    import xgboost as xgb
+
+    class RoundLogger(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            parts = [
+                f"{data}-{metric}:{values[-1]:.5f}"
+                for data, per_metric in evals_log.items()
+                for metric, values in per_metric.items()
+                if values
+            ]
+            job.log.add("#011".join([f"[{epoch}]", *parts]))
+            return False
+
+    return RoundLogger()
 
 
 def _xgboost_message(exc: Exception) -> str:
@@ -2235,6 +2458,7 @@ def _model_requests(backend: Any, config: Mapping[str, Any]) -> dict[str, dict[s
             raise MotoValidationError(message=f'Could not find model "{arn}".')
         models[model_name] = {
             "ModelName": model_name,
+            "ExecutionRoleArn": model.execution_role_arn,
             "PrimaryContainer": copy.deepcopy(model.primary_container or {}),
             "Containers": copy.deepcopy(model.containers or []),
         }
