@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from stepml.local.cloud import LocalCloud
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
-from tests.helpers import CHURN_CONFIG, load_handler, local_cloud, s3_object_created_event
+from tests.helpers import CHURN_CONFIG, free_port, load_handler, local_cloud, s3_object_created_event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -50,6 +51,56 @@ def stack(aws_credentials: None) -> Iterator[ProvisionedStack]:
     """The template's buckets, tables, topics, keys, queues and roles, in moto in-process."""
     with mock_aws():
         yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=DATA_RESOURCE_TYPES)
+
+
+@dataclass
+class GatedMoto:
+    """moto in server mode behind the local cloud's IAM gate (see the ``gated_moto`` fixture)."""
+
+    url: str
+    authorizer: Any
+
+    def client(self, service: str, **credentials: str) -> Any:
+        """A client of the server: the local user's (unchecked), or a role's with ``credentials``."""
+        keys = credentials or {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION, **keys)
+
+    def role(self, name: str, service: str, statements: list[dict[str, Any]]) -> str:
+        """A role that ``service`` assumes, with one inline policy of ``statements``; its ARN."""
+        iam = self.client("iam")
+        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_role_policy(RoleName=name, PolicyName="test", PolicyDocument=json.dumps(policy))
+        return arn
+
+
+@pytest.fixture
+def gated_moto(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedMoto]:
+    """moto in server mode behind the IAM gate, its authorizer the active one as in a running local
+    cloud; the checks go to a recorder of their own, never into the session's (the mutation test's)."""
+    import urllib.request
+
+    from stepml.local.iam import gate
+    from stepml.local.iam import hooks as iam_hooks
+
+    authorizer = gate.Authorizer(gate.Principals(), gate.MotoPolicies(region=REGION), gate.Recorder())
+    port = free_port()
+    server = gate.GatedMotoServer(authorizer, REGION, "127.0.0.1", port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def reset() -> None:
+        request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - the loopback server above
+
+    reset()
+    monkeypatch.setattr(iam_hooks, "_active", authorizer)
+    try:
+        yield GatedMoto(url, authorizer)
+    finally:
+        reset()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

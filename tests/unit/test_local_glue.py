@@ -377,3 +377,59 @@ def test_what_an_overwrite_replaced_is_deleted_from_s3_and_nothing_else(stack, g
     listed = {item["Key"] for item in s3.list_objects_v2(Bucket=artifacts, Prefix="again/")["Contents"]}
     assert "again/train/part-old.csv" not in listed, "the overwrite replaced train/"
     assert {"again/train/part-0.csv", "again/keep.json", "again/manifest.json"} <= listed
+
+
+def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_moto, tmp_path):
+    """Under the IAM gate: the run acts as the job role, whose denied log calls are recorded."""
+    s3 = gated_moto.client("s3")
+    s3.create_bucket(Bucket="glue-gated")
+    s3.put_object(Bucket="glue-gated", Key="incoming/in.csv", Body=b"a\n")
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT.replace("text = pathlib", "print('a line for the output group')\ntext = pathlib"))
+    location = package_artifact(s3, script, "stepml-test")
+    role = gated_moto.role(
+        "glue-without-logs",
+        "glue.amazonaws.com",
+        [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::aws-sam-cli-managed-default-*/*"},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": "arn:aws:s3:::glue-gated/*",
+            },
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::glue-gated"},
+        ],
+    )
+    engine = GlueEngine(
+        lambda **credentials: gated_moto.client("s3", **credentials),
+        tmp_path / "runs",
+        principals=gated_moto.authorizer.principals,
+        client_factory=gated_moto.client,
+    )
+    engine.register_job("gated", script)
+    restore = install_moto_hooks(engine)
+    try:
+        glue = gated_moto.client("glue")
+        glue.create_job(
+            Name="gated", Role=role, GlueVersion="5.0", Command={"Name": "glueetl", "ScriptLocation": location}
+        )
+        run_id = glue.start_job_run(
+            JobName="gated",
+            Arguments={"--input_uri": "s3://glue-gated/incoming/in.csv", "--output_uri": "s3://glue-gated/out/"},
+        )["JobRunId"]
+        run = engine.wait(run_id, timeout=60)
+    finally:
+        restore()
+        engine.close()
+
+    assert run.state == "SUCCEEDED", run.error_message
+    assert s3.get_object(Bucket="glue-gated", Key="out/train/part-0.csv")["Body"].read() == b"A\n"
+    assert gated_moto.client("logs").describe_log_groups(logGroupNamePrefix="/aws-glue")["logGroups"] == []
+    denied = [r for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
+    assert {(r.role_arn, r.action) for r in denied} == {(role, "logs:CreateLogStream")}
+    assert {r.resource for r in denied} == {
+        f"arn:aws:logs:us-east-1:123456789012:log-group:/aws-glue/jobs/{kind}:log-stream:{run_id}"
+        for kind in ("output", "error")
+    }
+    checked = {(r.action, r.resource) for r in gated_moto.authorizer.recorder.snapshot() if r.allowed}
+    assert ("s3:GetObject", f"arn:aws:s3:::{location.removeprefix('s3://')}") in checked, "the script, as the role"

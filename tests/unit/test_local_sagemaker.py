@@ -943,6 +943,107 @@ def test_the_alarms_are_watched_for_the_whole_baking_period(make_engine, sagemak
     assert answer_of(runtime, "stepml-bake", probe) == blue
 
 
+def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, tmp_path):
+    """Under the IAM gate: SageMaker reads the alarms as the model's execution role."""
+    s3 = gated_moto.client("s3")
+    s3.create_bucket(Bucket="stepml-gated")
+    repository = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    role = gated_moto.role(
+        "sagemaker-without-alarms",
+        "sagemaker.amazonaws.com",
+        [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/models/*"},
+            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": repository,
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
+            },
+        ],
+    )
+    session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+    engine = LocalSageMaker(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
+    undo = install_moto_hooks(engine)
+    try:
+        sagemaker = gated_moto.client("sagemaker")
+        features, labels = make_rows(9, 100)
+        for name, rows in (("stepml-gated-blue", labels), ("stepml-gated-green", 1 - labels)):
+            tarball, _ = model_tarball(features, rows)
+            s3.put_object(Bucket="stepml-gated", Key=f"models/{name}/model.tar.gz", Body=tarball)
+            sagemaker.create_model(
+                ModelName=name,
+                ExecutionRoleArn=role,
+                PrimaryContainer={
+                    "Image": XGBOOST_IMAGE,
+                    "ModelDataUrl": f"s3://stepml-gated/models/{name}/model.tar.gz",
+                },
+            )
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=name,
+                ProductionVariants=[
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": name,
+                        "InstanceType": "ml.m5.large",
+                        "InitialInstanceCount": 1,
+                    }
+                ],
+            )
+        sagemaker.create_endpoint(EndpointName="stepml-gated", EndpointConfigName="stepml-gated-blue")
+        wait_for(
+            lambda: sagemaker.describe_endpoint(EndpointName="stepml-gated")["EndpointStatus"],
+            lambda s: s == "InService",
+        )
+        gated_moto.client("cloudwatch").put_metric_alarm(
+            AlarmName="stepml-gated-5xx",
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+
+        sagemaker.update_endpoint(
+            EndpointName="stepml-gated",
+            EndpointConfigName="stepml-gated-green",
+            DeploymentConfig=rollback_config(["stepml-gated-5xx"]),
+        )
+        failed = wait_for(
+            lambda: sagemaker.describe_endpoint(EndpointName="stepml-gated"),
+            lambda d: d["EndpointStatus"] != "Updating",
+        )
+    finally:
+        engine.shutdown()
+        undo()
+
+    assert (failed["EndpointStatus"], failed["EndpointConfigName"]) == ("InService", "stepml-gated-blue")
+    alarm = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:stepml-gated-5xx"
+    assert failed["FailureReason"].startswith(
+        f"Endpoint update failed: the auto-rollback alarms stepml-gated-5xx could not be read with the execution "
+        f"role {role}, which needs cloudwatch:DescribeAlarms on them (AccessDenied"
+    )
+    assert f"not authorized to perform: cloudwatch:DescribeAlarms on resource: {alarm}" in failed["FailureReason"]
+    records = gated_moto.authorizer.recorder.snapshot()
+    assert [(r.action, r.resource) for r in records if not r.allowed] == [("cloudwatch:DescribeAlarms", alarm)]
+    # The endpoint instances' logs, written as the execution role.
+    allowed = {r.action for r in records if r.allowed and r.role_arn == role}
+    assert {"logs:DescribeLogStreams", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"} <= allowed
+    groups = gated_moto.client("logs").describe_log_groups(logGroupNamePrefix="/aws/sagemaker/Endpoints/")
+    assert [g["logGroupName"] for g in groups["logGroups"]] == ["/aws/sagemaker/Endpoints/stepml-gated"]
+
+
 def test_delete_endpoint_stops_the_server_and_flushes_captured_data(make_engine, sagemaker, s3, runtime, bucket):
     engine = make_engine(capture_flush_seconds=3600)  # only the delete can have written the capture file
     features, labels = make_rows(6, 100)
