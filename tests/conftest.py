@@ -92,7 +92,7 @@ def gated_moto(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
     def reset() -> None:
         request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - the loopback server above
+        urllib.request.urlopen(request, timeout=30).close()
 
     reset()
     monkeypatch.setattr(iam_hooks, "_active", authorizer)

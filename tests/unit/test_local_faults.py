@@ -17,6 +17,7 @@ from stepml.local.glue import install_moto_hooks as install_glue_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
+from stepml.local.provision import package_artifact
 from stepml.local.sfn_sagemaker import error_name
 from tests.helpers import REPO_ROOT
 
@@ -110,8 +111,9 @@ def glue(stack, tmp_path):
     engine.register_job("prep", script)
     restore = install_glue_hooks(engine)
     client = boto3.client("glue")
+    location = package_artifact(boto3.client("s3"), script, "stepml-test")
     client.create_job(
-        Name="prep", Role="arn:aws:iam::123456789012:role/glue", Command={"Name": "glueetl", "ScriptLocation": "x"}
+        Name="prep", Role="arn:aws:iam::123456789012:role/glue", Command={"Name": "glueetl", "ScriptLocation": location}
     )
     yield engine, client
     restore()
