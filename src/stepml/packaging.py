@@ -100,7 +100,8 @@ class FunctionPackage:
                 f"its code is {self.code.zipped_bytes} bytes zipped; a direct upload takes at most "
                 f"{DIRECT_UPLOAD_ZIPPED_LIMIT_BYTES}",
             )
-        if self.code.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
+        # "must be smaller than": the limit itself is already too big; "more than": it still fits.
+        if self.code.unzipped_bytes >= UNZIPPED_LIMIT_BYTES:
             raise PackageLimitError(
                 self.function,
                 "InvalidParameterValueException",
@@ -170,9 +171,13 @@ def measure_code(name: str, path: Path, *, source: bool = True, zip_always: bool
     """A function's own code folder: unzipped size, and zipped size when it could matter.
 
     Zipping a big folder only to find it small is wasted work: below the bound the zipped size
-    cannot exceed the direct-upload limit, so it stays ``None`` unless ``zip_always``.
+    cannot exceed the direct-upload limit, so it stays ``None`` unless ``zip_always``. Nor is a
+    folder over the unzipped limit zipped: it is refused whatever it zips to (Lambda would name
+    the request size first when both are exceeded).
     """
     unzipped = unzipped_size(path, source=source)
+    if unzipped >= UNZIPPED_LIMIT_BYTES and not zip_always:
+        return Part(name, unzipped, None)
     needed = zip_always or zipped_size_bound(path, source=source) > DIRECT_UPLOAD_ZIPPED_LIMIT_BYTES
     return Part(name, unzipped, zipped_size(path, source=source) if needed else None)
 
