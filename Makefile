@@ -63,13 +63,15 @@ demo: install java
 	$(BIN)/stepml demo $(ARGS)
 
 # Bakes the git commit into the layer (lineage records it as the code version), then builds.
+# --no-cached: sam build's cache keys the layer on src/ alone, but its contents also follow from the
+# handlers' imports and requirements/constraints.txt.
 build: install
 	$(BIN)/python scripts/write_build_info.py
-	$(BIN)/sam build --config-env $(ENV)
+	$(BIN)/sam build --config-env $(ENV) --no-cached
 
 # sam build's target for the layer (template.yaml: BuildMethod makefile). sam build runs it from a
 # copy of the layer's ContentUri (src/) with ARTIFACTS_DIR set; the layer's modules go to python/.
-LAYER_PYTHON ?= $(ROOT)$(BIN)/python
+LAYER_PYTHON ?= $(if $(filter /%,$(BIN)),$(BIN),$(ROOT)$(BIN))/python
 build-StepmlLibraryLayer:
 	$(LAYER_PYTHON) $(ROOT)scripts/build_layer.py --source . --out "$(ARTIFACTS_DIR)/python"
 
