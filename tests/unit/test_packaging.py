@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import zipfile
@@ -166,3 +167,54 @@ def test_staging_links_or_copies_exactly_the_files_and_replaces_what_was_there(t
     packaging.stage_layer(source, [packaging.Path("pkg/__init__.py")], target, link=False)
     assert not (target / "pkg" / "__init__.py").is_symlink()
     assert (target / "pkg" / "__init__.py").read_text() == "VALUE = 1\n"
+
+
+# --- the scripts: the size check after sam build, the SAM transform for checkov -------------------
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _built(tmp_path, layer_bytes: int):
+    """A build folder as sam build leaves it: the built template, a function folder and a layer folder."""
+    (tmp_path / "Fn").mkdir(parents=True)
+    (tmp_path / "Fn" / "app.py").write_text("def handler(e, c):\n    return 1\n")
+    (tmp_path / "Lib" / "python").mkdir(parents=True)
+    with open(tmp_path / "Lib" / "python" / "blob.bin", "wb") as handle:
+        handle.truncate(layer_bytes)
+    (tmp_path / "template.yaml").write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n"
+        "  Lib:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: Lib\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.11\n"
+        "      Handler: app.handler\n      CodeUri: Fn\n      Layers:\n        - !Ref Lib\n"
+        "        - '{{resolve:ssm:/aws/service/aws-sdk-pandas/3.17.1/us-east-1/py3.11/x86_64/layer-arn}}'\n"
+    )
+    return tmp_path
+
+
+def test_the_size_check_prints_each_part_and_fails_over_the_limit_with_lambdas_error(tmp_path, capsys):
+    check = _script("check_package_sizes")
+    spare = LIMIT - packaging.AWS_SDK_PANDAS_UNZIPPED_BYTES
+    assert check.main(["--build-dir", str(_built(tmp_path / "fits", spare - 1_000))]) == 0
+    table = capsys.readouterr().out
+    assert "layer Lib" in table and "layer AWS SDK for pandas 3.17.1" in table and "262,144,000" in table
+    assert check.main(["--build-dir", str(_built(tmp_path / "over", spare))]) == 1
+    assert "FAILED: Fn: InvalidParameterValueException: Layers consume more than the available size" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_transformed_template_is_plain_cloudformation_that_keeps_the_checkov_suppressions():
+    transformed = _script("transform_template").transformed(TEMPLATE)
+    types = {spec["Type"] for spec in transformed["Resources"].values()}
+    assert not {t for t in types if t.startswith("AWS::Serverless::")}
+    functions = {k: v for k, v in transformed["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
+    assert len(functions) == 5
+    for logical, spec in functions.items():
+        skipped = {s["id"] for s in spec["Metadata"]["checkov"]["skip"]}
+        assert {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"} <= skipped, logical
+    assert functions["ApprovalApiFunction"]["Properties"]["ReservedConcurrentExecutions"] == 20
