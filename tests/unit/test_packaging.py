@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from stepml import packaging
+from stepml.local import account_defaults
 from stepml.local.template import ResolvedTemplate, load_template
 from tests.helpers import REPO_ROOT
 
@@ -105,6 +106,7 @@ def test_the_pandas_layer_of_the_template_is_known_at_the_pinned_version():
     assert pandas is not None and pandas.unzipped_bytes == packaging.AWS_SDK_PANDAS_UNZIPPED_BYTES
     pinned = re.search(r"^awswrangler==(.+)$", (REPO_ROOT / "requirements/constraints.txt").read_text(), re.M)
     assert pinned and pinned[1] == packaging.AWS_SDK_PANDAS_VERSION, "the local stand-in is the layer's version"
+    assert account_defaults.AWS_SDK_PANDAS_VERSION == packaging.AWS_SDK_PANDAS_VERSION, "the seeded layer too"
     explicit = ResolvedTemplate(
         load_template(TEMPLATE),
         parameter_overrides={

@@ -38,7 +38,9 @@ class RecordingRuntime:
 
 def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
     runtime = RecordingRuntime(tmp_path)
-    with mock_aws():
+    # SAM's function roles attach AWS managed policies (AWSLambdaBasicExecutionRole), which moto
+    # in-process knows only when asked to load them.
+    with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         stack = provision(
             TEMPLATE,
             boto3.Session(region_name="us-east-1"),
