@@ -58,7 +58,8 @@ def test_s3_refuses_a_write_the_role_has_no_statement_for_with_access_denied(clo
     assert error["Code"] == "AccessDenied"
     assert error["Message"] == (
         f"User: {_session_arn(cloud, 'ResolveRunFunction')} is not authorized to perform: s3:PutObject on resource: "
-        f"arn:aws:s3:::{bucket}/incoming/churn/forged.csv because no identity-based policy allows the s3:PutObject action"
+        f"arn:aws:s3:::{bucket}/incoming/churn/forged.csv "
+        "because no identity-based policy allows the s3:PutObject action"
     )
     with pytest.raises(ClientError):
         _local(cloud, "s3").head_object(Bucket=bucket, Key="incoming/churn/forged.csv")

@@ -697,6 +697,33 @@ def _lambda_service_error_names() -> None:
     task_class._from_error = _from_error
 
 
+def _log_delivery_policy_check_reads_every_statement() -> None:
+    from moto.s3.models import FakeBucket
+
+    logging_service = "logging.s3.amazonaws.com"
+
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    def log_permissions_enabled_policy(target_bucket: Any, target_prefix: str | None) -> bool:
+        if not target_bucket.policy:
+            return False
+        arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
+        accepted = {arn, f"{arn}/*", f"{arn}/{target_prefix or ''}*"}
+        for statement in as_list(json.loads(target_bucket.policy.decode()).get("Statement", [])):
+            principal = statement.get("Principal")
+            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+            if statement.get("Effect") != "Allow" or logging_service not in services:
+                continue
+            if "s3:PutObject" in as_list(statement.get("Action", [])) and accepted & set(
+                as_list(statement.get("Resource", []))
+            ):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         name="lambda-service-error-names",
@@ -709,6 +736,16 @@ PATCHES: tuple[Patch, ...] = (
             "...; Error Code: ...; Request ID: ...; Proxy: null)`."
         ),
         apply=_lambda_service_error_names,
+    ),
+    Patch(
+        name="s3-log-delivery-policy-any-statement",
+        why=(
+            "PutBucketLogging checks that the target bucket's policy lets logging.s3.amazonaws.com PutObject; "
+            'moto\'s check crashed (AttributeError, HTTP 500) on any statement whose Principal is "*", such as '
+            "the TLS-only Deny every bucket of the template has, and matched Action and Resource only as single "
+            "strings. The patch reads every statement, with Principal, Action and Resource as string or list."
+        ),
+        apply=_log_delivery_policy_check_reads_every_statement,
     ),
     Patch(
         name="dynamodb-writes-atomic",
