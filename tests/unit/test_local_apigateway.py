@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from stepml.local.apigateway import HttpApiServer, Route, build_event, response_from_result
+from stepml.local.lambdas import FunctionThrottledError
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RecordingEngine:
         self.events.append((name, event))
         if self.answer == "error":
             return Result(b'{"errorType":"KeyError","errorMessage":"x"}', "Unhandled")
+        if self.answer == "throttled":
+            raise FunctionThrottledError(name)
         return Result(json.dumps(self.answer).encode())
 
 
@@ -106,6 +109,12 @@ def test_a_function_error_is_an_internal_server_error_without_details(server_fac
     server, _ = server_factory("error")
     status, _, body = _request(server, "GET", "/approvals/abc")
     assert status == 500 and json.loads(body) == {"message": "Internal Server Error"}
+
+
+def test_a_throttled_function_is_an_internal_server_error_as_api_gateway_answers_it(server_factory):
+    server, _ = server_factory("throttled")
+    status, _, body = _request(server, "GET", "/approvals/abc")
+    assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
 
 
 def test_a_burst_of_concurrent_connections_is_answered_without_resets(server_factory):

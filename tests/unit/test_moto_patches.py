@@ -1382,3 +1382,35 @@ def test_ecr_describe_images_reads_the_registry_that_registry_id_names(aws_crede
         with pytest.raises(ClientError) as missing:
             ecr.describe_images(registryId="683313688378", repositoryName="sagemaker-nope")
         assert missing.value.response["Error"]["Code"] == "RepositoryNotFoundException"
+
+
+def test_bucket_logging_reads_a_target_policy_with_a_principal_star_statement(aws_credentials):
+    """Unpatched moto fails PutBucketLogging with HTTP 500 when the target's policy has a Principal "*"."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="log-target")
+        s3.create_bucket(Bucket="log-source")
+        deny_plain_http = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::log-target", "arn:aws:s3:::log-target/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+        logging_status = {"LoggingEnabled": {"TargetBucket": "log-target", "TargetPrefix": "log-source/"}}
+        s3.put_bucket_policy(
+            Bucket="log-target", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny_plain_http]})
+        )
+        with pytest.raises(ClientError) as refused:
+            s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
+        assert refused.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"
+        delivery = {
+            "Effect": "Allow",
+            "Principal": {"Service": ["logging.s3.amazonaws.com"]},
+            "Action": ["s3:PutObject"],
+            "Resource": "arn:aws:s3:::log-target/*",
+        }
+        policy = {"Version": "2012-10-17", "Statement": [deny_plain_http, delivery]}
+        s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
+        s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
+        assert s3.get_bucket_logging(Bucket="log-source")["LoggingEnabled"]["TargetBucket"] == "log-target"

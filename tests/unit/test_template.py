@@ -350,7 +350,7 @@ def test_functions_have_no_sam_managed_wildcard_policies(resolved):
                 assert isinstance(policy, dict) and "Statement" in policy, f"{logical} uses a managed policy {policy}"
 
 
-@pytest.mark.parametrize("bucket", ["UploadBucket", "ArtifactBucket"])
+@pytest.mark.parametrize("bucket", ["UploadBucket", "ArtifactBucket", "AccessLogBucket"])
 def test_buckets_are_encrypted_private_versioned_and_tls_only(resolved, bucket):
     props = resolved.resolved_properties(bucket)
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
@@ -478,3 +478,77 @@ def test_the_review_page_answers_head_and_checks_the_execution_read_only(resolve
     check = statements["CheckExecutionStillWaits"]
     assert check["Action"] == "states:DescribeExecution"
     assert check["Resource"] == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:stepml-dev-pipeline:*"
+
+
+# --- packaging and checkov's findings ------------------------------------------------------------
+
+
+def test_the_library_layer_is_built_by_the_makefile_and_named_per_stack():
+    template = load_template(REPO_ROOT / "template.yaml")
+    layer = template["Resources"]["StepmlLibraryLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO_ROOT / layer["Metadata"]["ContextPath"] / "Makefile").read_text()
+    assert re.search(r"^build-StepmlLibraryLayer:", makefile, re.M)
+    names = {
+        stack: ResolvedTemplate(template, stack_name=stack).resolved_properties("StepmlLibraryLayer")["LayerName"]
+        for stack in ("stepml-dev", "stepml-prod")
+    }
+    assert names == {"stepml-dev": "stepml-dev-stepml-library", "stepml-prod": "stepml-prod-stepml-library"}
+
+
+def test_the_upload_and_artifact_buckets_log_access_to_the_log_bucket_once_it_accepts_logs(resolved):
+    for bucket in ("UploadBucket", "ArtifactBucket"):
+        logging = resolved.resolved_properties(bucket)["LoggingConfiguration"]
+        assert logging["DestinationBucketName"] == resolved.ref("AccessLogBucket") and logging["LogFilePrefix"]
+        assert resolved.resource(bucket)["DependsOn"] == "AccessLogBucketPolicy"
+    assert "LoggingConfiguration" not in resolved.resolved_properties("AccessLogBucket")
+    policy = resolved.resolved_properties("AccessLogBucketPolicy")["PolicyDocument"]
+    (delivery,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"} and delivery["Action"] == "s3:PutObject"
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    sse = resolved.resolved_properties("AccessLogBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse[0]["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}, "a log target takes SSE-S3 only"
+
+
+def test_log_groups_are_encrypted_with_a_key_cloudwatch_logs_may_use_for_them_only(resolved):
+    key = resolved.resolved_properties("LogKey")
+    assert key["EnableKeyRotation"] is True
+    (logs,) = [s for s in key["KeyPolicy"]["Statement"] if s.get("Principal", {}).get("Service")]
+    assert logs["Principal"]["Service"] == f"logs.{REGION}.amazonaws.com"
+    (pattern,) = logs["Condition"]["ArnLike"].values()
+    assert list(logs["Condition"]["ArnLike"]) == ["kms:EncryptionContext:aws:logs:arn"]
+    for group in ("ApprovalApiAccessLogs", "PipelineLogGroup"):
+        assert resolved.resolved_properties(group)["KmsKeyId"] == resolved.get_att("LogKey", "Arn")
+        arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{resolved.ref(group)}"
+        assert fnmatch.fnmatchcase(arn, pattern)
+    assert not fnmatch.fnmatchcase(f"arn:aws:logs:{REGION}:999999999999:log-group:x", pattern)
+
+
+def test_the_glue_job_encrypts_its_logs_and_bookmarks_and_may_use_the_key(resolved):
+    encryption = resolved.resolved_properties("GlueSecurityConfiguration")["EncryptionConfiguration"]
+    key_arn = resolved.get_att("LogKey", "Arn")
+    assert encryption["CloudWatchEncryption"] == {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": key_arn}
+    assert encryption["JobBookmarksEncryption"] == {"JobBookmarksEncryptionMode": "CSE-KMS", "KmsKeyArn": key_arn}
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    glue_logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/jobs/stepml-dev-preprocess-role/x/output"
+    assert _allows(statements, "logs:AssociateKmsKey", glue_logs)
+    assert all(_allows(statements, a, key_arn) for a in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"))
+
+
+def test_the_public_approval_function_has_reserved_concurrency_no_lower_than_the_apis_burst(resolved):
+    reserved = int(resolved.resolved_properties("ApprovalApiFunction")["ReservedConcurrentExecutions"])
+    burst = int(resolved.resolved_properties("ApprovalHttpApi")["DefaultRouteSettings"]["ThrottlingBurstLimit"])
+    assert reserved > 0 and reserved >= burst, "the API throttles a burst before Lambda does"
+
+
+def test_every_checkov_suppression_names_a_check_and_gives_its_reason():
+    template = load_template(REPO_ROOT / "template.yaml")
+    skips = [
+        (logical, skip)
+        for logical, spec in template["Resources"].items()
+        for skip in spec.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips, "the template suppresses the findings it does not fix"
+    for logical, skip in skips:
+        assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (logical, skip)
+        assert len(skip.get("comment", "")) >= 40, f"{logical} {skip['id']}: say why"

@@ -4,7 +4,8 @@ Each ``HttpApi`` event of a function in the template becomes a route (method and
 ``{parameters}``). A request is turned into the API Gateway HTTP API payload format 2.0 event,
 the function runs in the local Lambda engine, and its response (``statusCode``, ``headers``,
 ``cookies``, ``body``, ``isBase64Encoded``) is written back. A request no route matches gets
-API Gateway's ``{"message":"Not Found"}``; a function error gets its ``Internal Server Error``.
+API Gateway's ``{"message":"Not Found"}``; a function error gets its ``Internal Server Error``,
+and so does a throttled invocation (API Gateway answers 500 when Lambda answers 429).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+from stepml.local.lambdas import FunctionThrottledError
 
 
 class InvokesFunctions(Protocol):
@@ -193,8 +196,11 @@ class HttpApiServer:
             api_id=self.api_id,
             source_ip=request.client_address[0],
         )
-        result = self.engine.invoke(route.function_name, json.dumps(event))
-        if result.function_error:
+        try:
+            result = self.engine.invoke(route.function_name, json.dumps(event))
+        except FunctionThrottledError:
+            result = None
+        if result is None or result.function_error:
             status, headers, raw = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
         else:
             status, headers, raw = response_from_result(json.loads(result.payload))

@@ -136,6 +136,9 @@ class LocalCloud:
         assert self.glue_engine is not None
         self.glue_engine.register_job(name, script_path)
 
+    def layer_dir(self, logical_id: str) -> Path:
+        return self.state_dir / "layers" / logical_id
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def environment_for_clients(self) -> dict[str, str]:

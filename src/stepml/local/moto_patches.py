@@ -653,7 +653,100 @@ def _dynamodb_writes_are_atomic() -> None:
         setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
 
 
+def lambda_error_name(code: str) -> str:
+    """Step Functions' name for a Lambda service error: ``Lambda.<Code>`` for an error Invoke
+    declares (TooManyRequestsException, ResourceNotFoundException ...), else
+    ``Lambda.AWSLambdaException`` (AccessDeniedException and other undeclared codes)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("lambda")
+    declared = {shape.name for shape in model.operation_model("Invoke").error_shapes}
+    return f"Lambda.{code}" if code in declared else "Lambda.AWSLambdaException"
+
+
+def _lambda_service_error_names() -> None:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+        StateTaskServiceLambda,
+    )
+
+    original_cause = StateTaskServiceLambda._error_cause_from_client_error
+
+    def _error_cause_from_client_error(client_error: ClientError) -> tuple[str, str]:
+        _, cause = original_cause(client_error)
+        return lambda_error_name(client_error.response["Error"]["Code"]), cause
+
+    StateTaskServiceLambda._error_cause_from_client_error = staticmethod(_error_cause_from_client_error)
+
+    task_class = state_task_lambda.StateTaskLambda
+    original_from_error = task_class._from_error
+
+    @functools.wraps(original_from_error)
+    def _from_error(self, env, ex):  # type: ignore[no-untyped-def]
+        event = original_from_error(self, env, ex)
+        if isinstance(ex, ClientError):
+            error, cause = _error_cause_from_client_error(ex)
+            details = event.event_details["lambdaFunctionFailedEventDetails"]
+            details["error"], details["cause"] = error, cause
+            event.error_name = CustomErrorName(error)
+        return event
+
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+
+    task_class._from_error = _from_error
+
+
+def _log_delivery_policy_check_reads_every_statement() -> None:
+    from moto.s3.models import FakeBucket
+
+    logging_service = "logging.s3.amazonaws.com"
+
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    def log_permissions_enabled_policy(target_bucket: Any, target_prefix: str | None) -> bool:
+        if not target_bucket.policy:
+            return False
+        arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
+        accepted = {arn, f"{arn}/*", f"{arn}/{target_prefix or ''}*"}
+        for statement in as_list(json.loads(target_bucket.policy.decode()).get("Statement", [])):
+            principal = statement.get("Principal")
+            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+            if statement.get("Effect") != "Allow" or logging_service not in services:
+                continue
+            if "s3:PutObject" in as_list(statement.get("Action", [])) and accepted & set(
+                as_list(statement.get("Resource", []))
+            ):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
+
+
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="lambda-service-error-names",
+        why=(
+            "moto names every Lambda service error of a `lambda:invoke` Task `Lambda.<Code>` and of a Task "
+            "whose Resource is the function ARN plain `Exception`, so an AccessDeniedException (the state "
+            "machine role without lambda:InvokeFunction) matched no Retry or Catch that AWS's names match. "
+            "Step Functions names an error Invoke declares `Lambda.<Code>` (Lambda.TooManyRequestsException) and "
+            "any other `Lambda.AWSLambdaException`, with the cause `<message> (Service: AWSLambda; Status Code: "
+            "...; Error Code: ...; Request ID: ...; Proxy: null)`."
+        ),
+        apply=_lambda_service_error_names,
+    ),
+    Patch(
+        name="s3-log-delivery-policy-any-statement",
+        why=(
+            "PutBucketLogging checks that the target bucket's policy lets logging.s3.amazonaws.com PutObject; "
+            'moto\'s check crashed (AttributeError, HTTP 500) on any statement whose Principal is "*", such as '
+            "the TLS-only Deny every bucket of the template has, and matched Action and Resource only as single "
+            "strings. The patch reads every statement, with Principal, Action and Resource as string or list."
+        ),
+        apply=_log_delivery_policy_check_reads_every_statement,
+    ),
     Patch(
         name="dynamodb-writes-atomic",
         why=(
