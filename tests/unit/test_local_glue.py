@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import pytest
 
 from stepml.local.glue import GlueEngine, error_message_from_log, install_moto_hooks
 from stepml.local.provision import package_artifact
+from tests.helpers import logs_key_policy
 
 SCRIPT = textwrap.dedent(
     """
@@ -283,6 +285,25 @@ def test_glue_5_writes_the_scripts_output_and_its_own_messages_to_cloudwatch_log
     errors = log_messages("/aws-glue/jobs/error", failed_id)
     assert any(" ERROR GlueJobRunner: PreprocessError: " in line for line in errors)
     assert any("PreprocessError" in line for line in log_messages("/aws-glue/jobs/output", failed_id))
+
+
+def test_a_security_configuration_that_encrypts_logs_gives_the_job_its_own_encrypted_groups(stack, glue, tmp_path):
+    engine, client = glue
+    key = boto3.client("kms").create_key(Policy=json.dumps(logs_key_policy()))["KeyMetadata"]["Arn"]
+    client.create_security_configuration(
+        Name="prep-secure",
+        EncryptionConfiguration={"CloudWatchEncryption": {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": key}},
+    )
+    script = tmp_path / "secure.py"
+    script.write_text(SCRIPT.replace("text = pathlib", "print('encrypted line')\ntext = pathlib"))
+    _job(client, engine, script, "secure", GlueVersion="5.0", SecurityConfiguration="prep-secure")
+    run_id, run = _run_job(client, stack, "secure", "secure")
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+
+    root = "/aws-glue/jobs/prep-secure-role/glue"  # the configuration, then the job role's name
+    assert "encrypted line" in log_messages(f"{root}/output", run_id)
+    groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws-glue/jobs")["logGroups"]
+    assert {(g["logGroupName"], g.get("kmsKeyId")) for g in groups} == {(f"{root}/output", key), (f"{root}/error", key)}
 
 
 def test_glue_4_continuous_logging_streams_the_driver_log_to_logs_v2(stack, glue, tmp_path):

@@ -37,6 +37,7 @@ from stepml.local.moto_patches import (
     sync_poll_seconds,
 )
 from stepml.local.sfn_sagemaker import error_name
+from tests.helpers import logs_key_policy
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/stepml-test-states"
@@ -1414,3 +1415,29 @@ def test_bucket_logging_reads_a_target_policy_with_a_principal_star_statement(aw
         s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
         s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
         assert s3.get_bucket_logging(Bucket="log-source")["LoggingEnabled"]["TargetBucket"] == "log-target"
+
+
+def test_associate_kms_key_checks_the_key_policy_as_cloudwatch_logs_does(aws_credentials):
+    """moto 5.2.5 has no AssociateKmsKey."""
+    with mock_aws():
+        logs = boto3.client("logs", region_name="us-east-1")
+        kms = boto3.client("kms", region_name="us-east-1")
+        usable = kms.create_key(Policy=json.dumps(logs_key_policy()))["KeyMetadata"]["Arn"]
+        account_only = {"Version": "2012-10-17", "Statement": [logs_key_policy()["Statement"][0]]}
+        unusable = kms.create_key(Policy=json.dumps(account_only))["KeyMetadata"]["Arn"]
+        logs.create_log_group(logGroupName="/aws-glue/jobs/sc-role/r/output")
+
+        logs.associate_kms_key(logGroupName="/aws-glue/jobs/sc-role/r/output", kmsKeyId=usable)
+        (group,) = logs.describe_log_groups(logGroupNamePrefix="/aws-glue/jobs/sc-role/r/output")["logGroups"]
+        assert group["kmsKeyId"] == usable
+
+        with pytest.raises(ClientError) as refused:
+            logs.associate_kms_key(logGroupName="/aws-glue/jobs/sc-role/r/output", kmsKeyId=unusable)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert refused.value.response["Error"]["Message"] == (
+            "The specified KMS key does not exist or is not allowed to be used with Arn "
+            "'arn:aws:logs:us-east-1:123456789012:log-group:/aws-glue/jobs/sc-role/r/output'"
+        )
+        with pytest.raises(ClientError) as missing:
+            logs.associate_kms_key(logGroupName="/nowhere", kmsKeyId=usable)
+        assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"

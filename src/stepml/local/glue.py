@@ -85,6 +85,14 @@ def _log4j_line(level: str, message: str) -> str:
     return f"{datetime.now(UTC):%y/%m/%d %H:%M:%S} {level} GlueJobRunner: {message}"
 
 
+@dataclass(frozen=True)
+class LogEncryption:
+    """A job's security configuration that encrypts its CloudWatch Logs (SSE-KMS)."""
+
+    security_configuration: str
+    kms_key_arn: str
+
+
 class _RunLogs:
     """Where a run's logs go in CloudWatch Logs, as Glue writes them for the job's version.
 
@@ -94,8 +102,11 @@ class _RunLogs:
     Earlier versions write those two when the run ends and, with
     ``--enable-continuous-cloudwatch-log`` true, stream the driver's log as it runs to
     ``/aws-glue/jobs/logs-v2`` (``--continuous-log-logGroup``), in a stream named after the run id
-    (after ``--continuous-log-logStreamPrefix``). Calls are signed as the job role; a role that may
-    not write a stream loses its logs, and the run goes on.
+    (after ``--continuous-log-logStreamPrefix``). A security configuration that encrypts CloudWatch
+    Logs gives the job groups of its own, ``/aws-glue/jobs/<configuration>-role/<role name>/output``
+    (and ``/error``, ``/aws-glue/jobs/logs-v2-<configuration>``), which Glue associates with the
+    configuration's key when it creates them. Calls are signed as the job role; a role that may not
+    write a stream loses its logs, and the run goes on.
     """
 
     def __init__(
@@ -106,19 +117,30 @@ class _RunLogs:
         arguments: Mapping[str, str],
         glue_version: str | None,
         interval: float,
+        *,
+        role_arn: str | None = None,
+        encryption: LogEncryption | None = None,
     ):
         real_time = _version(glue_version) >= REAL_TIME_LOGGING_VERSION
         prefix = (arguments.get("--custom-logGroup-prefix") or "").rstrip("/") if real_time else ""
-        root = prefix or LOG_GROUP_ROOT
-        self.output = telemetry.LogStream(client, f"{root}/output", run_id)
-        self.error = telemetry.LogStream(client, f"{root}/error", run_id)
+        root = LOG_GROUP_ROOT
+        continuous_group = CONTINUOUS_LOG_GROUP
+        key = None
+        if encryption is not None:
+            role_name = (role_arn or "").rsplit("/", 1)[-1]
+            root = f"{LOG_GROUP_ROOT}/{encryption.security_configuration}-role/{role_name}"
+            continuous_group = f"{CONTINUOUS_LOG_GROUP}-{encryption.security_configuration}"
+            key = encryption.kms_key_arn
+        root = prefix or root
+        self.output = telemetry.LogStream(client, f"{root}/output", run_id, kms_key_id=key)
+        self.error = telemetry.LogStream(client, f"{root}/error", run_id, kms_key_id=key)
         self.streams = [self.output, self.error]
         live = list(self.streams) if real_time else []
         driver = [self.output]
         if not real_time and _enabled(arguments.get("--enable-continuous-cloudwatch-log")):
-            group = arguments.get("--continuous-log-logGroup") or CONTINUOUS_LOG_GROUP
+            group = arguments.get("--continuous-log-logGroup") or continuous_group
             stream = (arguments.get("--continuous-log-logStreamPrefix") or "") + run_id
-            continuous = telemetry.LogStream(client, group, stream)
+            continuous = telemetry.LogStream(client, group, stream, kms_key_id=key)
             self.streams.append(continuous)
             live.append(continuous)
             driver.append(continuous)
@@ -404,6 +426,7 @@ class GlueEngine:
         *,
         script_location: str | None = None,
         glue_version: str | None = None,
+        log_encryption: LogEncryption | None = None,
     ) -> JobRunRecord:
         """Start a run of the script at ``script_location`` in the background and return its record."""
         if job_name not in self.scripts:
@@ -417,7 +440,7 @@ class GlueEngine:
             return record
         thread = threading.Thread(
             target=self._run,
-            args=(record, dict(arguments), timeout_minutes, script_location, glue_version),
+            args=(record, dict(arguments), timeout_minutes, script_location, glue_version, log_encryption),
             name=f"glue-{run_id[:12]}",
             daemon=True,
         )
@@ -431,6 +454,7 @@ class GlueEngine:
         timeout_minutes: int | None,
         script_location: str | None,
         glue_version: str | None,
+        log_encryption: LogEncryption | None = None,
     ) -> None:
         run_dir = self.work_dir / record.run_id
         mirror = run_dir / "s3"
@@ -452,6 +476,8 @@ class GlueEngine:
                     arguments,
                     glue_version,
                     self.log_flush_seconds,
+                    role_arn=record.role_arn,
+                    encryption=log_encryption,
                 )
                 state, error = self._execute(
                     record, arguments, timeout_minutes, script_location, s3, mirror, logs, measures, credentials
@@ -651,6 +677,18 @@ class GlueEngine:
         return record
 
 
+def _log_encryption(job: Any) -> LogEncryption | None:
+    """The CloudWatch Logs encryption of a moto job's security configuration, if it has one."""
+    name = getattr(job, "security_configuration", None)
+    if not name:
+        return None
+    configuration = job.backend.security_configurations.get(name)
+    settings = (configuration.configuration if configuration else {}).get("CloudWatchEncryption") or {}
+    if settings.get("CloudWatchEncryptionMode") != "SSE-KMS" or not settings.get("KmsKeyArn"):
+        return None
+    return LogEncryption(name, settings["KmsKeyArn"])
+
+
 def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
     """Make moto's job runs real: StartJobRun starts the engine, GetJobRun reports its record."""
     from moto.glue.exceptions import ConcurrentRunsExceededException
@@ -674,6 +712,7 @@ def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
             role_arn=self.role,
             script_location=(self.command or {}).get("ScriptLocation"),
             glue_version=self.glue_version,
+            log_encryption=_log_encryption(self),
         )
         run._stepml_record = record
         return run_id

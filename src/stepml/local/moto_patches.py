@@ -724,7 +724,67 @@ def _log_delivery_policy_check_reads_every_statement() -> None:
     FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
 
 
+def _logs_associate_kms_key() -> None:
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms.models import kms_backends
+    from moto.logs.exceptions import ResourceNotFoundException
+    from moto.logs.responses import LogsResponse
+
+    from stepml.local.iam import policy
+    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+
+    def service_may_use_key(account: str, region: str, group: str, key_id: str) -> bool:
+        backend = kms_backends[account][region]
+        try:
+            key = backend.keys[backend.any_id_to_key_id(key_id)]
+        except Exception:  # an unknown id, alias or ARN
+            return False
+        service = f"logs.{region}.amazonaws.com"
+        principal = Principal(arn=service, account=account, service=service)
+        document = PolicyDocument(f"key policy of key/{key.id}", json.loads(key.policy))
+        context = {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:{group}"}
+        return all(
+            policy.evaluate(
+                principal,
+                AuthorizationRequest(action, key.arn, context),
+                [],
+                document,
+                resource_account=account,
+                key_policy=True,
+            ).allowed
+            for action in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+        )
+
+    def associate_kms_key(self: Any) -> str:
+        group = self._get_param("logGroupName")
+        key_id = self._get_param("kmsKeyId")
+        backend = self.logs_backend
+        if group not in backend.groups:
+            raise ResourceNotFoundException("The specified log group does not exist.")
+        if not service_may_use_key(self.current_account, self.region, group, key_id):
+            arn = f"arn:aws:logs:{self.region}:{self.current_account}:log-group:{group}"
+            raise JsonRESTError(
+                "AccessDeniedException",
+                f"The specified KMS key does not exist or is not allowed to be used with Arn '{arn}'",
+            )
+        backend.groups[group].kms_key_id = key_id
+        return ""
+
+    LogsResponse.associate_kms_key = associate_kms_key
+
+
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="logs-associate-kms-key",
+        why=(
+            "moto 5.2.5 has no CloudWatch Logs AssociateKmsKey. Glue calls it, as the job role, for the log "
+            "groups of a job whose security configuration encrypts CloudWatch Logs (SSE-KMS). The patch "
+            "associates the key after checking, as CloudWatch Logs does, that the key policy lets "
+            "logs.<region>.amazonaws.com use it for that group (else AccessDeniedException 'The specified KMS "
+            "key does not exist or is not allowed to be used with Arn ...')."
+        ),
+        apply=_logs_associate_kms_key,
+    ),
     Patch(
         name="lambda-service-error-names",
         why=(

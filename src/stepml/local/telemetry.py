@@ -99,15 +99,20 @@ class LogStream:
 
     The stream is created on the first flush that has events (and its log group when CloudWatch
     Logs says it does not exist). With ``describe_first`` the stream is looked up with
-    DescribeLogStreams first, as SageMaker's agent does; Glue's creates it directly. A call the
-    role may not make loses the stream's logs from then on (``lost``), as in AWS.
+    DescribeLogStreams first, as SageMaker's agent does; Glue's creates it directly. A group this
+    stream creates is associated with ``kms_key_id`` (AssociateKmsKey), as Glue does for a job whose
+    security configuration encrypts its logs. A call the role may not make loses the stream's logs
+    from then on (``lost``), as in AWS.
     """
 
-    def __init__(self, client: Any, group: str, stream: str, *, describe_first: bool = False):
+    def __init__(
+        self, client: Any, group: str, stream: str, *, describe_first: bool = False, kms_key_id: str | None = None
+    ):
         self.client = client
         self.group = group
         self.stream = stream
         self.describe_first = describe_first
+        self.kms_key_id = kms_key_id
         #: The role may not write this stream: its events are dropped.
         self.lost = False
         #: How many events reached CloudWatch Logs.
@@ -188,6 +193,9 @@ class LogStream:
         except ClientError as exc:
             if error_code(exc) != "ResourceAlreadyExistsException":  # another stream created it first
                 raise
+            return
+        if self.kms_key_id:
+            self.client.associate_kms_key(logGroupName=self.group, kmsKeyId=self.kms_key_id)
 
     def _create_stream(self) -> None:
         try:
