@@ -8,6 +8,7 @@ leave untouched.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -184,3 +185,31 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
         EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1"
     )
     assert 0.0 <= parse_predictions(answer["Body"].read().decode(), rows=1, width=1, source=production)[0] <= 1.0
+
+
+def test_rerunning_the_glue_job_over_a_runs_output_replaces_its_splits(pipeline):
+    """An operator's re-run of a finished job run (same arguments) writes the splits again with
+    Spark's mode("overwrite"): the part files of the first run are deleted, as the job role, and the
+    prefix holds exactly what the re-run wrote."""
+    glue, s3 = pipeline.client("glue"), pipeline.client("s3")
+    (job,) = glue.list_jobs()["JobNames"]
+    first = next(r for r in glue.get_job_runs(JobName=job)["JobRuns"] if r["JobRunState"] == "SUCCEEDED")
+    bucket, _, prefix = first["Arguments"]["--output_uri"].removeprefix("s3://").partition("/")
+
+    def parts() -> set[str]:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}train/").get("Contents", [])
+        return {item["Key"] for item in listed}
+
+    before = parts()
+    assert before, "the first run wrote its train split"
+    rerun = glue.start_job_run(JobName=job, Arguments=first["Arguments"])["JobRunId"]
+    deadline = time.monotonic() + 180
+    state = "RUNNING"
+    while state in ("STARTING", "RUNNING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = glue.get_job_run(JobName=job, RunId=rerun)["JobRun"]["JobRunState"]
+    assert state == "SUCCEEDED", glue.get_job_run(JobName=job, RunId=rerun)["JobRun"].get("ErrorMessage")
+    after = parts()
+    assert after and not before & after, "Spark names each write's part files anew; the old ones are gone"
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}manifest.json")["Body"].read())
+    assert manifest["run_id"] == first["Arguments"]["--run_id"]
