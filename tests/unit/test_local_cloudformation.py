@@ -49,9 +49,9 @@ def test_stack_resources_name_each_logical_id_with_its_physical_id(stack, regist
     (table,) = described["StackResources"]
     assert table["PhysicalResourceId"] == stack.physical_id("LineageTable")
     assert table["ResourceType"] == "AWS::DynamoDB::Table"
-    assert "Transform: AWS::Serverless-2016-10-31" in cloudformation.get_template(StackName="stepml-local")[
-        "TemplateBody"
-    ]
+    assert (
+        "Transform: AWS::Serverless-2016-10-31" in cloudformation.get_template(StackName="stepml-local")["TemplateBody"]
+    )
 
 
 def test_deleting_or_updating_the_local_stack_is_refused_and_leaves_it_in_place(stack, registered):
