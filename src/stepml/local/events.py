@@ -215,7 +215,7 @@ def _dead_letter(
 
 
 def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: str = "default") -> list[str]:
-    """Send ``event`` to every matching rule's targets on ``bus``; returns the target ARNs reached.
+    """Send ``event`` to every matching rule's targets on ``bus``; returns those targets' ARNs.
 
     A target that cannot take the event is logged (``error``) and its event dead-lettered, as
     EventBridge does after its retries; it never fails the delivery to the other targets.
@@ -231,9 +231,9 @@ def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: s
         for target in list(rule.targets):
             arn = target["Arn"]
             record: dict[str, Any] = {"rule": rule.name, "target": arn, "event_id": event["id"]}
+            reached.append(arn)
             try:
                 _send_to_target(account_id, region, rule, target, event)
-                reached.append(arn)
             except EventDeliveryError as error:
                 record["error"] = str(error)
                 record["dead_lettered"] = _dead_letter(account_id, region, rule, target, event, error)
