@@ -27,6 +27,7 @@ import boto3
 
 from stepml.local import account_defaults, events, glue, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
+from stepml.local.cloudformation import register_stack
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
 from stepml.local.faults import install as install_faults
@@ -72,6 +73,13 @@ def samconfig_parameters(root: Path, environment: str = "dev") -> dict[str, str]
     except KeyError:
         raise LocalCloudError(f"{path}: no [{environment}.deploy.parameters] section") from None
     return dict(pair.split("=", 1) for pair in shlex.split(overrides))
+
+
+def samconfig_tags(root: Path, environment: str = "dev") -> dict[str, str]:
+    """The ``tags`` of a samconfig environment's deploy parameters, as a dict (empty if none)."""
+    config = tomllib.loads((root / "samconfig.toml").read_text(encoding="utf-8"))
+    tags = config.get(environment, {}).get("deploy", {}).get("parameters", {}).get("tags", "")
+    return dict(pair.split("=", 1) for pair in shlex.split(tags))
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -278,6 +286,13 @@ class LocalCloud:
                 port=self.api_port,
             )
             self._api_servers[api_logical_id] = server.start()
+        # `aws cloudformation describe-stacks` (and `stepml ... --stack-name`) find the stack and its Outputs.
+        register_stack(
+            self.stack,
+            self.outputs(),
+            (self.root / "template.yaml").read_text(encoding="utf-8"),
+            tags=samconfig_tags(self.root, self.environment),
+        )
         self._warm_up_glue()
         self.write_state()
         return self
