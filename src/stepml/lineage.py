@@ -71,6 +71,14 @@ class UnknownRunError(LineageError):
     """A run id that lineage does not know."""
 
 
+class DatasetNotOnboardedError(DatasetConfigError):
+    """The upload's dataset has no config in the artifact bucket."""
+
+
+class DatasetConfigDeniedError(LineageError):
+    """S3 refused to show the dataset config (403): missing permissions, or a key policy."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -335,12 +343,21 @@ def load_dataset_config(s3_client: Any, bucket: str, dataset: str) -> dict[str, 
     try:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            raise DatasetConfigError(
-                f"{source}: dataset {dataset!r} is not onboarded; put its config there "
-                f"(stepml datasets put {dataset} CONFIG.json)"
+        code = exc.response["Error"]["Code"]
+        if code in ("NoSuchKey", "404"):
+            raise DatasetNotOnboardedError(
+                f"dataset {dataset!r} is not onboarded: its config {source} does not exist; "
+                f"onboard it with `stepml datasets put {dataset} CONFIG.json`, then upload the file again"
             ) from exc
-        raise LineageError(f"{source}: cannot read the dataset config: {exc}") from exc
+        if code in ("AccessDenied", "403", "Forbidden"):
+            # S3 answers 403 both for a key the caller may not read and, without s3:ListBucket,
+            # for a key that does not exist; the template grants the listing, so this is access.
+            raise DatasetConfigDeniedError(
+                f"dataset {dataset!r}: permission denied reading its config {source} (S3 {code}): ResolveRun "
+                "needs s3:GetObject on it, and s3:ListBucket on the bucket to tell a missing config from a "
+                "denied one"
+            ) from exc
+        raise LineageError(f"{source}: cannot read the dataset config: {code}: {exc}") from exc
     return parse_dataset_config(body, source).model_dump(mode="json")
 
 

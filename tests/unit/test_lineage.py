@@ -12,6 +12,9 @@ from botocore.exceptions import ClientError
 from stepml import config
 from stepml.config import DatasetConfigError
 from stepml.lineage import (
+    STEP_TITLES,
+    DatasetConfigDeniedError,
+    DatasetNotOnboardedError,
     UnknownRunError,
     UploadEventError,
     failed_step,
@@ -282,8 +285,84 @@ def test_resume_of_an_unknown_run_names_it(env):
 
 def test_dataset_without_config_says_how_to_onboard_it(env):
     event = _upload(env, key="incoming/fraud/data.csv")
-    with pytest.raises(DatasetConfigError, match=r"datasets/fraud/config.json: dataset 'fraud' is not onboarded"):
+    bucket = env["settings"].artifact_bucket
+    with pytest.raises(DatasetNotOnboardedError) as raised:
         _resolve(env, event)
+    assert isinstance(raised.value, DatasetConfigError)
+    assert str(raised.value) == (
+        f"dataset 'fraud' is not onboarded: its config s3://{bucket}/datasets/fraud/config.json does not exist; "
+        "onboard it with `stepml datasets put fraud CONFIG.json`, then upload the file again"
+    )
+
+
+class DeniedConfigs:
+    """An S3 client that answers GetObject of a dataset config as S3 does for a caller without access."""
+
+    def __init__(self, s3: Any):
+        self.s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        if kwargs["Key"].startswith(config.DATASET_CONFIG_PREFIX):
+            error = {"Code": "AccessDenied", "Message": "Access Denied"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+        return self.s3.get_object(**kwargs)
+
+
+def test_a_denied_dataset_config_is_a_permission_error_naming_the_key(env):
+    """S3 answers 403 for a config it will not show (or, without s3:ListBucket, one that is missing)."""
+    event = _upload(env)
+    bucket = env["settings"].artifact_bucket
+    with pytest.raises(DatasetConfigDeniedError) as raised:
+        resolve_run(
+            event,
+            EXECUTION_1,
+            table=env["table"],
+            s3_client=DeniedConfigs(env["s3"]),
+            sfn_client=FakeStepFunctions(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
+    assert str(raised.value) == (
+        f"dataset 'churn': permission denied reading its config s3://{bucket}/datasets/churn/config.json "
+        "(S3 AccessDenied): ResolveRun needs s3:GetObject on it, and s3:ListBucket on the bucket to tell a "
+        "missing config from a denied one"
+    )
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("step_error", ["DatasetNotOnboardedError", "DatasetConfigDeniedError"])
+def test_a_config_resolve_failure_is_recorded_on_the_claimed_run_and_alerted(env, step_error):
+    """As Step Functions hands it to Record failure: the Lambda's errorType and errorMessage."""
+    missing = step_error == "DatasetNotOnboardedError"
+    event = _upload(env, key="incoming/fraud/data.csv" if missing else "incoming/churn/data.csv")
+    client = env["s3"] if missing else DeniedConfigs(env["s3"])
+    with pytest.raises((DatasetNotOnboardedError, DatasetConfigDeniedError)) as raised:
+        resolve_run(
+            event,
+            EXECUTION_1,
+            table=env["table"],
+            s3_client=client,
+            sfn_client=FakeStepFunctions(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
+    cause = json.dumps({"errorMessage": str(raised.value), "errorType": type(raised.value).__name__})
+    failure = record_failure(
+        {**event, "error": {"Error": type(raised.value).__name__, "Cause": cause}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    assert failure["step"] == "resolve" and failure["error"] == step_error
+    assert "datasets/" in failure["message"] and f"Step:      {STEP_TITLES['resolve']}" in failure["message"]
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{failure['run_id']}", "sk": "RUN"})["Item"])
+    assert item["status"] == "FAILED" and item["failed_step"] == "resolve"
+    assert item["error"] == {"error": step_error, "cause": f"{step_error}: {raised.value}"}
 
 
 def test_bad_dataset_config_names_the_file_and_field(env):

@@ -428,3 +428,46 @@ def test_the_review_page_answers_head_and_checks_the_execution_read_only(resolve
     check = statements["CheckExecutionStillWaits"]
     assert check["Action"] == "states:DescribeExecution"
     assert check["Resource"] == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:stepml-dev-pipeline:*"
+
+
+# --- the job script, the dataset configs, evaluation traffic -------------------------------
+
+
+def _samconfig() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+
+
+def test_the_glue_role_reads_only_this_stacks_job_script(resolved):
+    """`sam deploy` puts the script under `<managed bucket>/<s3_prefix>/`; s3_prefix is the stack name."""
+    samconfig = _samconfig()
+    for environment in ("dev", "prod"):
+        stack_name = samconfig[environment]["global"]["parameters"]["stack_name"]
+        assert samconfig[environment]["deploy"]["parameters"]["s3_prefix"] == stack_name, environment
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    [script] = [s for s in statements if s.get("Sid") == "ReadJobScript"]
+    assert script["Resource"] == "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-*/stepml-dev/*"
+    bucket = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1a2b3c4d5e6f"
+    assert _allows(statements, "s3:GetObject", f"{bucket}/stepml-dev/0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    for elsewhere in (f"{bucket}/stepml-prod/0f1e2d3c", f"{bucket}/other-app/x.py", "arn:aws:s3:::someone-else/x.py"):
+        assert not _allows(statements, "s3:GetObject", elsewhere), elsewhere
+
+
+def _bucket_grants(statements: list[dict[str, Any]], action: str, bucket_arn: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in statements
+        if s["Effect"] == "Allow"
+        and action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        and bucket_arn in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    ]
+
+
+def test_resolve_run_may_list_dataset_configs_so_a_missing_one_is_not_found_not_denied(resolved):
+    """Without s3:ListBucket, S3 answers GetObject of a missing key with 403 AccessDenied, not 404."""
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "ResolveRunFunction"]
+    [listing] = _bucket_grants(statements, "s3:ListBucket", resolved.get_att("ArtifactBucket", "Arn"))
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+    upload_bucket = resolved.get_att("UploadBucket", "Arn")
+    assert _bucket_grants(statements, "s3:ListBucket", upload_bucket) == []
