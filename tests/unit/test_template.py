@@ -471,3 +471,33 @@ def test_resolve_run_may_list_dataset_configs_so_a_missing_one_is_not_found_not_
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
     upload_bucket = resolved.get_att("UploadBucket", "Arn")
     assert _bucket_grants(statements, "s3:ListBucket", upload_bucket) == []
+
+
+def test_evaluate_scores_only_test_endpoints_never_production(resolved):
+    """Evaluation traffic stays out of production's data capture: Evaluate cannot invoke production."""
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "EvaluateFunction"]
+    endpoint = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/"
+    names = resource_names(SAMPLE_RUN_ID, 2, resolved.parameters["ProductionEndpointName"])
+    assert _allows(statements, "sagemaker:InvokeEndpoint", endpoint + names["test_endpoint"])
+    samconfig = _samconfig()
+    overrides = [samconfig[env]["deploy"]["parameters"]["parameter_overrides"] for env in ("dev", "prod")]
+    productions = {resolved.parameters["ProductionEndpointName"]} | {
+        re.search(r'ProductionEndpointName="([^"]+)"', text)[1] for text in overrides
+    }
+    assert productions >= {"stepml-production", "stepml-dev-production"}
+    for production in productions:
+        for action in ("sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"):
+            assert not _allows(statements, action, endpoint + production), (action, production)
+
+
+def test_the_glue_role_can_pin_the_recorded_upload_version(resolved):
+    """glue_jobs/preprocess.py copies the recorded version under --TempDir, reads it and deletes it."""
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    artifacts, uploads = resolved.get_att("ArtifactBucket", "Arn"), resolved.get_att("UploadBucket", "Arn")
+    temp_dir = resolved.resolved_properties("PreprocessJob")["DefaultArguments"]["--TempDir"]
+    assert temp_dir == f"s3://{resolved.ref('ArtifactBucket')}/glue-temp/"
+    copy = f"{artifacts}/glue-temp/stepml-input/{SAMPLE_RUN_ID}/data.csv"
+    assert _allows(statements, "s3:GetObjectVersion", f"{uploads}/incoming/churn/data.csv")
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObjectVersion"):
+        assert _allows(statements, action, copy), action
+    assert not _allows(statements, "s3:DeleteObjectVersion", f"{artifacts}/processed/churn/{SAMPLE_RUN_ID}/x")
