@@ -526,8 +526,15 @@ def _step_record(
             "gsi1sk": f"RUN#{run['run_id']}",
         }
     if step == "evaluate":
+        champion = result.get("production") if isinstance(result.get("production"), Mapping) else {}
         return {
-            "inputs": {"test": paths["test"], "endpoint": names["test_endpoint"], "model": names["model"]},
+            "inputs": {
+                "test": paths["test"],
+                "endpoint": names["test_endpoint"],
+                "model": names["model"],
+                # Scored on the same rows, as a variant of the test endpoint (never through production).
+                "champion_model": champion.get("model"),
+            },
             "parameters": {"metric": result.get("metric"), "threshold": result.get("threshold")},
             "outputs": {
                 "metrics": result.get("metrics"),

@@ -276,6 +276,29 @@ def test_step_records_carry_the_retries_step_functions_made(env):
     assert train["retries"] == 2 and train["attempts"][0]["retries"] == 2
     evaluate = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#evaluate"})["Item"])
     assert (evaluate["retries"], evaluate["endpoint_retries"]) == (1, 3)
+    assert evaluate["inputs"]["endpoint"] == run["names"]["test_endpoint"]
+    assert evaluate["inputs"].get("champion_model") is None, "no champion: nothing else was scored"
+
+
+def test_the_evaluation_record_names_the_champion_scored_beside_the_challenger(env):
+    run = _resolve(env, _upload(env))["run"]
+    production = {"endpoint": "stepml-production", "model": "stepml-churn-00aa11bb22cc-a1", "variant": "Champion"}
+    record_step(
+        run,
+        "evaluate",
+        "SUCCEEDED",
+        {"metric": "auc", "production": {**production, "value": 0.8, "metrics": {"auc": 0.8}}},
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    item = env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#evaluate"})["Item"]
+    evaluate = from_dynamo(item)
+    assert evaluate["inputs"]["endpoint"] == run["names"]["test_endpoint"]
+    assert evaluate["inputs"]["champion_model"] == "stepml-churn-00aa11bb22cc-a1"
+    assert evaluate["outputs"]["production"]["variant"] == "Champion"
 
 
 def test_resume_of_an_unknown_run_names_it(env):

@@ -159,6 +159,8 @@ def _sample_value(value: Any, run_names: dict[str, str]) -> Any:
         return run_names[value.removeprefix("$.run.names.")]
     if isinstance(value, str) and value.startswith("$.failure.test_endpoint"):
         return run_names[value.removeprefix("$.failure.")]
+    if value == "$.champion.endpoint_config":  # the production endpoint's config, made by an earlier run
+        return resource_names("churn-00aa11bb22cc", 1, run_names["production_endpoint"])["production_endpoint_config"]
     return value
 
 
@@ -501,3 +503,28 @@ def test_the_glue_role_can_pin_the_recorded_upload_version(resolved):
     for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObjectVersion"):
         assert _allows(statements, action, copy), action
     assert not _allows(statements, "s3:DeleteObjectVersion", f"{artifacts}/processed/churn/{SAMPLE_RUN_ID}/x")
+
+
+def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(asl):
+    from stepml.evaluation import CHALLENGER_VARIANT, CHAMPION_VARIANT
+
+    states = asl["States"]
+    configs = {
+        name: state["Parameters"]
+        for name, state in _tasks(asl).items()
+        if state["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
+    }
+    tests = {name: p for name, p in configs.items() if p["EndpointConfigName.$"] == "$.run.names.test_endpoint_config"}
+    assert sorted(tests) == ["Create test endpoint config", "Create test endpoint config with champion"]
+    for name, parameters in tests.items():
+        assert "DataCaptureConfig" not in parameters, f"{name}: evaluation traffic would land in monitoring data"
+    variants = {name: [v["VariantName"] for v in p["ProductionVariants"]] for name, p in tests.items()}
+    assert variants == {
+        "Create test endpoint config": [CHALLENGER_VARIANT],
+        "Create test endpoint config with champion": [CHALLENGER_VARIANT, CHAMPION_VARIANT],
+    }
+    champion = tests["Create test endpoint config with champion"]["ProductionVariants"][1]
+    assert champion["ModelName.$"] == "$.champion.model" and champion["InitialVariantWeight"] == 0
+    assert configs["Create production endpoint config"]["DataCaptureConfig"]["EnableCapture"] is True
+    assert states["Evaluate model"]["Parameters"]["Payload"]["champion.$"] == "$.champion"
+    assert states["Create model"]["Next"] == "Find champion"
