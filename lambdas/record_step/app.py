@@ -14,7 +14,7 @@ from stepml.lineage import record_failure, record_step
 logger = Logger()
 tracer = Tracer()
 
-_REQUIRED = (config.LINEAGE_TABLE, config.ARTIFACT_BUCKET, config.LINEAGE_RETENTION_DAYS)
+_REQUIRED = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
 
 
 @logger.inject_lambda_context
