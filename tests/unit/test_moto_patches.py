@@ -302,6 +302,20 @@ def test_aws_sdk_task_timestamps_are_iso8601_text(sfn_moto: None) -> None:
 # -- SageMaker ---------------------------------------------------------------------------
 
 
+def test_aws_sdk_sagemaker_errors_are_named_in_pascal_case_and_retried(sfn_moto: None) -> None:
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint",
+        "Parameters": {"EndpointName": "stepml-missing"},
+        "Retry": [{"ErrorEquals": ["SageMaker.SageMakerException"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+    }
+    execution = run(caught(task, ["SageMaker.SageMakerException"]))
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    assert execution.output["error"]["Error"] == "SageMaker.SageMakerException"
+    assert [f["error"] for f in execution.task_failures()] == ["SageMaker.SageMakerException"] * 2, "retried once"
+
+
 def training_job_parameters(name: str = "stepml-churn-a1") -> dict[str, Any]:
     return {
         "TrainingJobName": name,

@@ -306,6 +306,21 @@ def _jsonpath_filters_yield_arrays() -> None:
     json_path._contains_slice_or_wildcard_array = _contains_slice_or_wildcard_array
 
 
+#: aws-sdk integrations this app calls, by the lower-case name in the Resource, and the PascalCase
+#: service name Step Functions puts in front of their errors (``SageMaker.ResourceNotFoundException``).
+AWS_SDK_ERROR_SERVICE_NAMES = {"sagemaker": "SageMaker"}
+
+
+def _aws_sdk_error_service_names() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+
+    names = state_task_service_aws_sdk._SERVICE_ERROR_NAMES
+    for lower, pascal in AWS_SDK_ERROR_SERVICE_NAMES.items():
+        if names.get(lower, pascal) != pascal:
+            raise MotoPatchError(f"moto names aws-sdk {lower} errors {names[lower]!r}, expected {pascal!r}")
+        names[lower] = pascal
+
+
 def _interpreter_errors_have_codes() -> None:
     from moto.core.exceptions import AWSError
     from moto.stepfunctions.parser import api
@@ -519,6 +534,18 @@ PATCHES: tuple[Patch, ...] = (
             "get ISO-8601 UTC text instead (not verified against AWS; this app selects no aws-sdk timestamps)."
         ),
         apply=_service_task_timestamps,
+    ),
+    Patch(
+        name="aws-sdk-error-service-names",
+        why=(
+            "An aws-sdk task's error is named `ServiceName.ErrorName`, both PascalCase "
+            "(`SageMaker.SageMakerException` for an error the API model does not declare). moto knows the "
+            "PascalCase name of DynamoDB and Step Functions only and used the Resource's lower-case name for "
+            "the rest, so `arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint` failed with "
+            "`sagemaker.sagemakerException`, which no Retry or Catch naming `SageMaker.` errors matched: the "
+            "local cloud never retried a throttled aws-sdk SageMaker call. The patch adds SageMaker's name."
+        ),
+        apply=_aws_sdk_error_service_names,
     ),
     Patch(
         name="jsonpath-filter-results-are-arrays",
