@@ -53,7 +53,16 @@ STEP_TITLES = {
     "evaluate": "Evaluate model",
     "approval": "Approval",
     "deploy": "Deploy to production",
+    "cleanup": "Delete test endpoint",
+    "notify": "Notify",
 }
+#: What each notification of a run is, by the part of the state that composed it.
+NOTIFICATIONS = (
+    ("failure", "failure alert"),
+    ("outcome", "not-promoted notice"),
+    ("notice", "deployment"),
+    ("cleanup", "cleanup alert"),
+)
 
 _RUN_ID_HASH_CHARS = 12
 _MAX_SUBJECT = 100
@@ -713,12 +722,85 @@ def record_step(
             extra["approval"] = result["approval"]
         _finish_run(table, run["run_id"], status, moment, extra)
         return _outcome_notice(run, status, result if isinstance(result, Mapping) else {})
+    if step == "cleanup":
+        return _record_cleanup_failure(table, run, result if isinstance(result, Mapping) else {}, settings, moment)
     record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
     resumable_result = result if step in RESUMABLE_STEPS else None
     _write_step(table, run, step, status, record, settings, moment, result=resumable_result)
     if step == "approval":
         _update_fields(table, _run_key(run["run_id"]), {"approval": record["outputs"]})
     return {"recorded": step, "status": status}
+
+
+def _record_cleanup_failure(
+    table: Any, run: Mapping[str, Any], error: Mapping[str, Any], settings: Settings, now: datetime
+) -> dict[str, str]:
+    """The test endpoint could not be deleted after production was deployed: the run still
+    succeeds (production changed), with a warning in lineage and an alert naming what is left."""
+    names = run["names"]
+    endpoint, endpoint_config = names["test_endpoint"], names["test_endpoint_config"]
+    error_record = {"error": error.get("Error") or "stepml.Unknown", "cause": readable_cause(error.get("Cause"))}
+    outputs = {"endpoint": endpoint, "endpoint_config": endpoint_config}
+    _write_step(
+        table, run, "cleanup", "FAILED", {"outputs": outputs, "ended_at": _iso(now)}, settings, now, error=error_record
+    )
+    warning = {"step": "cleanup", **error_record, **outputs, "at": _iso(now)}
+    _update_fields(table, _run_key(run["run_id"]), {"updated_at": _iso(now)}, append={"warnings": [warning]})
+    lines = [
+        f"Run:       {run['run_id']} (attempt {run.get('attempt', 1)})",
+        f"Dataset:   {run['dataset']}",
+        f"Endpoint:  {endpoint} (config {endpoint_config})",
+        f"Error:     {error_record['error']}: {error_record['cause']}",
+        f"Execution: {run.get('execution_arn')}",
+        "",
+        f"Production: {names['production_endpoint']} serves the new model (config "
+        f"{names['production_endpoint_config']}); the run succeeded.",
+        "The test endpoint and its config may still exist and cost money until deleted:",
+        f"  aws sagemaker delete-endpoint --endpoint-name {endpoint}",
+        f"  aws sagemaker delete-endpoint-config --endpoint-config-name {endpoint_config}",
+    ]
+    subject = _subject(f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy")
+    return {"subject": subject, "message": "\n".join(lines) + "\n"}
+
+
+def record_notification_failure(
+    state: Mapping[str, Any],
+    execution_arn: str,
+    *,
+    table: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """An SNS notice or alert was not delivered after Step Functions' retries (``$.notify_error``).
+
+    The run keeps the outcome it had (a deployed run still SUCCEEDED, a failed one FAILED);
+    lineage notes which notification was lost, so ``stepml runs show`` tells what nobody was told.
+    """
+    moment = now()
+    kind, part = next(
+        ((label, state[key]) for key, label in NOTIFICATIONS if isinstance(state.get(key), Mapping)),
+        ("notification", {}),
+    )
+    run = state.get("run") if isinstance(state.get("run"), Mapping) else None
+    run_id = str(run["run_id"]) if run else str((state.get("failure") or {}).get("run_id") or "unknown")
+    error = dict(state.get("notify_error") or {})
+    error_record = {"error": error.get("Error") or "stepml.Unknown", "cause": readable_cause(error.get("Cause"))}
+    result = {"recorded": False, "run_id": run_id, "notification": kind}
+    existing = from_dynamo(table.get_item(Key=_run_key(run_id), ConsistentRead=True).get("Item") or {})
+    if run_id == "unknown" or not existing:
+        return result  # no run to note it on: the execution history keeps the error
+    owner = run or {key: existing.get(key) for key in ("run_id", "attempt", "execution_arn", "code_version")}
+    record = {"outputs": {"notification": kind, "subject": part.get("subject")}, "ended_at": _iso(moment)}
+    _write_step(table, owner, "notify", "FAILED", record, settings, moment, error=error_record)
+    warning = {
+        "step": "notify",
+        "notification": kind,
+        "subject": part.get("subject"),
+        **error_record,
+        "at": _iso(moment),
+    }
+    _update_fields(table, _run_key(run_id), {"updated_at": _iso(moment)}, append={"warnings": [warning]})
+    return {**result, "recorded": True}
 
 
 # --- failures -------------------------------------------------------------------------

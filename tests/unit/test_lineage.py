@@ -22,6 +22,7 @@ from stepml.lineage import (
     make_run_id,
     readable_cause,
     record_failure,
+    record_notification_failure,
     record_step,
     resolve_run,
 )
@@ -545,3 +546,107 @@ def test_handler_names_a_missing_setting(stack, monkeypatch):
     resolve = load_handler("lambdas/resolve_run/app.py")
     with pytest.raises(config.ConfigError, match="STEPML_LINEAGE_TABLE is missing or empty"):
         resolve.handler({"event": {}, "execution_arn": EXECUTION_1}, FakeLambdaContext())
+
+
+# --- after production changed: cleanup and notification failures are warnings ------------------
+
+
+def _run_item(env, run_id: str) -> dict[str, Any]:
+    return from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"})["Item"])
+
+
+def _record(env, run, step, status, result):
+    return record_step(
+        run,
+        step,
+        status,
+        result,
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+
+
+def test_a_cleanup_that_fails_after_the_deploy_is_a_warning_naming_the_leftover_endpoint(env):
+    run = _resolve(env, _upload(env))["run"]
+    names = run["names"]
+    error = {"Error": "SageMaker.SageMakerException", "Cause": "Rate exceeded (Service: SageMaker, Status Code: 400)"}
+
+    alert = _record(env, run, "cleanup", "FAILED", error)
+
+    assert set(alert) == {"subject", "message"} and len(alert["subject"]) <= 100
+    assert alert["subject"] == f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy"
+    message = alert["message"]
+    assert f"Endpoint:  {names['test_endpoint']} (config {names['test_endpoint_config']})" in message
+    assert f"aws sagemaker delete-endpoint --endpoint-name {names['test_endpoint']}" in message
+    assert f"aws sagemaker delete-endpoint-config --endpoint-config-name {names['test_endpoint_config']}" in message
+    assert f"Production: {names['production_endpoint']} serves the new model" in message
+    assert "SageMaker.SageMakerException: Rate exceeded" in message
+    step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#cleanup"})["Item"])
+    assert step["status"] == "FAILED"
+    assert step["error"] == {"error": "SageMaker.SageMakerException", "cause": error["Cause"]}
+    assert step["outputs"] == {"endpoint": names["test_endpoint"], "endpoint_config": names["test_endpoint_config"]}
+
+    _record(env, run, "run", "SUCCEEDED", {})
+    item = _run_item(env, run["run_id"])
+    assert item["status"] == "SUCCEEDED", "production changed: the run succeeded"
+    [warning] = item["warnings"]
+    assert warning["step"] == "cleanup" and warning["error"] == "SageMaker.SageMakerException"
+    assert warning["endpoint"] == names["test_endpoint"] and warning["at"] == "2026-11-22T12:00:00.000Z"
+
+
+def _notify_failure(env, state):
+    return record_notification_failure(
+        state, EXECUTION_1, table=env["table"], settings=env["settings"], now=lambda: NOW
+    )
+
+
+THROTTLED = {"Error": "SNS.ThrottledException", "Cause": "Rate exceeded (Service: Sns, Status Code: 400)"}
+
+
+def test_an_undelivered_deployment_notice_is_noted_on_the_succeeded_run(env):
+    run = _resolve(env, _upload(env))["run"]
+    notice = _record(env, run, "run", "SUCCEEDED", {})
+    state = {"run": run, "steps": {}, "notice": notice, "notify_error": THROTTLED}
+
+    assert _notify_failure(env, state) == {"recorded": True, "run_id": run["run_id"], "notification": "deployment"}
+
+    item = _run_item(env, run["run_id"])
+    assert item["status"] == "SUCCEEDED"
+    [warning] = item["warnings"]
+    assert warning == {
+        "step": "notify",
+        "notification": "deployment",
+        "subject": notice["subject"],
+        "error": "SNS.ThrottledException",
+        "cause": THROTTLED["Cause"],
+        "at": "2026-11-22T12:00:00.000Z",
+    }
+    step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#notify"})["Item"])
+    assert step["status"] == "FAILED" and step["error"]["error"] == "SNS.ThrottledException"
+
+
+def test_an_undelivered_alert_is_noted_on_the_failed_run_and_an_unknown_run_is_left_alone(env):
+    event = _upload(env, key="incoming/fraud/data.csv")
+    with pytest.raises(DatasetNotOnboardedError) as raised:
+        _resolve(env, event)
+    failure = record_failure(
+        {**event, "error": {"Error": "DatasetNotOnboardedError", "Cause": str(raised.value)}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    state = {**event, "error": {"Error": "DatasetNotOnboardedError"}, "failure": failure, "notify_error": THROTTLED}
+
+    assert _notify_failure(env, state)["notification"] == "failure alert"
+
+    item = _run_item(env, failure["run_id"])
+    assert item["status"] == "FAILED" and item["failed_step"] == "resolve"
+    assert [(w["notification"], w["subject"]) for w in item["warnings"]] == [("failure alert", failure["subject"])]
+
+    unknown = {"hello": "world", "failure": {**failure, "run_id": "unknown"}, "notify_error": THROTTLED}
+    assert _notify_failure(env, unknown) == {"recorded": False, "run_id": "unknown", "notification": "failure alert"}
