@@ -449,6 +449,13 @@ def test_the_state_machines_sagemaker_requests_pass_the_service_model():
         "run": run,
         "steps": {"train": {"model_data": f"s3://stepml-artifacts/models/churn/{run_id}/m.tar.gz"}},
         "failure": dict(run["names"]),  # the failure path cleans up by the run's names
+        # what production serves, served again by the test endpoint's champion variant
+        "champion": {
+            "in_service": True,
+            "endpoint": "stepml-prod",
+            "endpoint_config": "stepml-churn-00aa11bb22cc-prod-a1",
+            "model": "stepml-churn-00aa11bb22cc-a1",
+        },
     }
 
     checked = []
