@@ -1,6 +1,8 @@
 # stepml — the two commands a new machine needs are `make demo` and `make test`;
 # each installs what it needs into .venv first.
 
+# The repository's root, also when sam build runs a target from a copy of a ContentUri.
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +11,8 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lint test test-unit demo build deploy validate clean java chromium
+.PHONY: install lint test test-unit demo build deploy validate preflight clean java chromium package-check \
+	checkov build-StepmlLibraryLayer
 
 install: $(STAMP)
 
@@ -48,7 +51,7 @@ lint: install
 	@echo "==> sam validate --lint"
 	$(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
 
-test: install java chromium lint
+test: install java chromium lint package-check checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest tests/unit tests/local tests/e2e
 
@@ -60,14 +63,54 @@ demo: install java
 	$(BIN)/stepml demo $(ARGS)
 
 # Bakes the git commit into the layer (lineage records it as the code version), then builds.
+# --no-cached: sam build's cache keys the layer on src/ alone, but its contents also follow from the
+# handlers' imports and requirements/constraints.txt.
 build: install
 	$(BIN)/python scripts/write_build_info.py
-	$(BIN)/sam build --config-env $(ENV)
+	$(BIN)/sam build --config-env $(ENV) --no-cached
+
+# sam build's target for the layer (template.yaml: BuildMethod makefile). sam build runs it from a
+# copy of the layer's ContentUri (src/) with ARTIFACTS_DIR set; the layer's modules go to python/.
+LAYER_PYTHON ?= $(if $(filter /%,$(BIN)),$(BIN),$(ROOT)$(BIN))/python
+build-StepmlLibraryLayer:
+	$(LAYER_PYTHON) $(ROOT)scripts/build_layer.py --source . --out "$(ARTIFACTS_DIR)/python"
+
+# A fresh sam build (no cache: the layer depends on files outside its ContentUri), then every
+# function's code and layers against Lambda's size limits.
+package-check: install
+	@echo "==> sam build and package sizes"
+	$(BIN)/sam build --template-file template.yaml --build-dir .aws-sam/build
+	$(BIN)/python scripts/check_package_sizes.py --build-dir .aws-sam/build
+
+# checkov pins boto3 against requirements/constraints.txt, so it lives in its own venv.
+CHECKOV_VENV ?= $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_ARGS := --framework cloudformation --compact --quiet --skip-download
+
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@echo "==> installing checkov into $(CHECKOV_VENV)"
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --progress-bar off -r requirements/checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+# Both the template as written and as CloudFormation runs it (SAM-generated roles, stage, layer);
+# every finding is fixed or suppressed in template.yaml (Metadata: checkov: skip) with its reason.
+checkov: install $(CHECKOV_STAMP)
+	@echo "==> checkov"
+	$(BIN)/python scripts/transform_template.py --out .aws-sam/transformed.json
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml $(CHECKOV_ARGS)
+	$(CHECKOV_VENV)/bin/checkov -f .aws-sam/transformed.json $(CHECKOV_ARGS)
 
 validate: lint
 
 deploy: build
 	$(BIN)/sam deploy --config-env $(ENV)
+
+# Before a deploy: ask the account your AWS credentials name what only it can answer (the
+# definition through AWS's validator, the SES sender, the pandas layer, the XGBoost image,
+# SageMaker quotas, Glue). Exits non-zero on any FAIL. `make preflight ENV=prod ARGS=--json`.
+preflight: install
+	$(BIN)/stepml preflight --config-env $(ENV) $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache src/stepml/_build_info.json

@@ -7,6 +7,8 @@ here logs the event, the query string, the form or the record's task token.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +45,14 @@ app = APIGatewayHttpResolver(debug=False)
 
 _REQUIRED = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
 ROUTE = "/approvals/<approval_id>"
-MAX_FORM_BYTES = 16 * 1024
+#: The largest form body read. The review form's longest legitimate post is a 200-character
+#: approver and a 2000-character comment of four-byte characters, percent-encoded (12 bytes
+#: each), plus the signature and form token: under 27 KB. API Gateway would pass up to 10 MB,
+#: which this function never needs to parse.
+MAX_FORM_BYTES = 32 * 1024
+#: More fields than the form has (5) is not the form; parse_qs stops counting here.
+MAX_FORM_FIELDS = 20
+FORM_TYPE = "application/x-www-form-urlencoded"
 HTML = "text/html; charset=utf-8"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -54,6 +63,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+class PayloadTooLargeError(InvalidDecisionError):
+    """The request body is larger than any review form sends (HTTP 413)."""
+
+
+class UnsupportedMediaTypeError(InvalidDecisionError):
+    """The body is not a UTF-8 urlencoded form (HTTP 415)."""
 
 
 @dataclass(frozen=True)
@@ -110,19 +127,44 @@ def review(approval_id: str) -> Response:
 
 
 def _form_fields() -> dict[str, str]:
-    """The urlencoded form body (the HTTP API may deliver it base64-encoded)."""
+    """The urlencoded form body, refused unless it is a UTF-8 form of a sane size.
+
+    API Gateway HTTP APIs deliver a form post base64-encoded (``isBase64Encoded``); the bytes
+    are checked in this order: size (413), content type and charset (415), UTF-8 and the
+    urlencoding itself (400). Nothing is decided for a refused body.
+    """
     event = app.current_event
-    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise InvalidDecisionError("the decision must be sent by the review form (Content-Type)")
+    raw_body = event.body or ""
+    if event.is_base64_encoded:
+        if len(raw_body) > (MAX_FORM_BYTES + 2) // 3 * 4:
+            raise PayloadTooLargeError(f"the form body is larger than {MAX_FORM_BYTES} bytes")
+        try:
+            data = base64.b64decode(raw_body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidDecisionError("the form body is not valid base64") from exc
+    else:
+        data = raw_body.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_FORM_BYTES:
+        raise PayloadTooLargeError(f"the form body is larger than {MAX_FORM_BYTES} bytes")
+    media_type, _, parameters = (event.headers.get("content-type") or "").partition(";")
+    if media_type.strip().lower() != FORM_TYPE:
+        raise UnsupportedMediaTypeError(f"the decision must be sent by the review form as {FORM_TYPE}")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            # Only the name, never other request text: it is reflected into the page.
+            shown = charset if charset.replace("-", "").replace("_", "").isalnum() and len(charset) <= 40 else "?"
+            raise UnsupportedMediaTypeError(f"the form must be UTF-8, not charset={shown}")
     try:
-        body = event.decoded_body or ""
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidDecisionError("the form body is not valid base64 or UTF-8") from exc
-    if len(body) > MAX_FORM_BYTES:
-        raise InvalidDecisionError(f"the form body is larger than {MAX_FORM_BYTES} bytes")
+        text = data.decode("utf-8")
+        pairs = parse_qs(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError as exc:
+        raise InvalidDecisionError("the form body is not valid UTF-8") from exc
+    except ValueError as exc:  # parse_qs: more fields than max_num_fields
+        raise InvalidDecisionError("the form body has too many fields") from exc
     # The first value counts if a field repeats; nothing in the form legitimately repeats.
-    return {name: values[0] for name, values in parse_qs(body, keep_blank_values=True).items()}
+    return {name: values[0] for name, values in pairs.items()}
 
 
 @app.post(ROUTE)
@@ -187,7 +229,24 @@ def _cross_site(exc: CrossSiteRequestError) -> Response:
 @app.exception_handler(InvalidDecisionError)
 def _invalid(exc: InvalidDecisionError) -> Response:
     # The library's message names the field and holds no submitted value.
-    return _refused(exc, HTTPStatus.BAD_REQUEST, "The form is incomplete", f"{exc}. Go back and try again.")
+    return _refused(
+        exc, HTTPStatus.BAD_REQUEST, "The form is incomplete", f"{exc}. Nothing was decided; go back and try again."
+    )
+
+
+@app.exception_handler(PayloadTooLargeError)
+def _too_large(exc: PayloadTooLargeError) -> Response:
+    return _refused(exc, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The form is too large", f"{exc}. Nothing was decided.")
+
+
+@app.exception_handler(UnsupportedMediaTypeError)
+def _unsupported(exc: UnsupportedMediaTypeError) -> Response:
+    return _refused(
+        exc,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "The form cannot be read",
+        f"{exc}. Nothing was decided; use the buttons of the review page.",
+    )
 
 
 @app.exception_handler(UnknownApprovalError)

@@ -94,6 +94,9 @@ BAD_UTF8 = "__stepml_bad_utf8"
 HAS_NUL = "__stepml_has_nul"
 SPLIT = "__stepml_split"
 SPLITS = ("train", "validation", "test")
+#: The labels of a binary dataset whose config names no ``classes``, as written in the file
+#: (CSV text, or a Parquet integer column): 0 negative, 1 positive. Others need ``classes``.
+BINARY_LABELS = ("0", "1")
 
 # monotonically_increasing_id() puts the partition index above bit 33 of the row id.
 _PARTITION_SHIFT = 33
@@ -835,6 +838,13 @@ def count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
             f"label column {config.label!r} has {len(labels)} distinct values ({_quote_list(labels)}); "
             "a binary problem needs exactly two"
         )
+    if config.problem_type == "binary" and not config.classes and labels != list(BINARY_LABELS):
+        # Sorted order would decide which label is positive (it flips precision and recall).
+        raise raw.fail(
+            f"label column {config.label!r} has the labels {_quote_list(labels)}; without 'classes' a binary "
+            "label must be 0 or 1 (1 the positive class): name both in 'classes', negative first, "
+            f'e.g. "classes": [{", ".join(json.dumps(label) for label in labels)}]'
+        )
     _check_splits(raw, config, profile)
 
 
@@ -877,7 +887,8 @@ def assign_split(frame: DataFrame, config: JobConfig, columns: Sequence[str]) ->
 
 
 def label_encoding(config: JobConfig, labels: Sequence[str]) -> dict[str, int] | None:
-    """Label value → class index: the ``classes`` order when configured, else sorted values.
+    """Label value → class index: the ``classes`` order when configured, else sorted values
+    (``0`` then ``1`` for a binary label, the only labels allowed without ``classes``).
     ``None`` for regression (the label is used as a number)."""
     if config.problem_type == "regression":
         return None

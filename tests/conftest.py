@@ -61,6 +61,22 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     local.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The IAM mutation test replays every check the session recorded: it runs last."""
+    items.sort(key=lambda item: item.get_closest_marker("iam_mutation") is not None)
+
+
+@pytest.fixture(autouse=True)
+def label_iam_checks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Label the local cloud's IAM checks with the running test (tests/e2e/test_iam_mutation.py
+    replays them to find which test fails when a statement is removed)."""
+    from stepml.local.iam.gate import RECORDER
+
+    RECORDER.label = request.node.nodeid
+    yield
+    RECORDER.label = ""
+
+
 @pytest.fixture
 def mail_outbox(tmp_path: Path) -> Iterator[Outbox]:
     """moto's SES and SNS email delivered to an outbox folder, as the local cloud delivers it."""

@@ -65,13 +65,28 @@ class Pipeline:
         return {record["sk"]: record for record in records}
 
     def wait_for_status(self, run_id: str, statuses: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
+        """The run's records once lineage says one of ``statuses`` and, for a final status, once
+        the executions that record the run have ended too: lineage is written before the state
+        machine's last states (deleting the test endpoint, the notice), and a test that asserts on
+        what those states do must not race them on a busy machine."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.run_record(run_id).get("RUN", {})
             if run.get("status") in statuses:
+                if run.get("status") != "RUNNING":
+                    self.wait_for_executions(run.get("executions") or [], deadline)
                 return self.run_record(run_id)
             time.sleep(0.5)
         raise AssertionError(f"run {run_id} did not reach {statuses}; last: {self.run_record(run_id).get('RUN')}")
+
+    def wait_for_executions(self, execution_arns: list[str], deadline: float) -> None:
+        """Wait until none of ``execution_arns`` is RUNNING."""
+        sfn = self.client("stepfunctions")
+        while time.monotonic() < deadline:
+            if all(sfn.describe_execution(executionArn=arn)["status"] != "RUNNING" for arn in execution_arns):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"executions still running: {execution_arns}")
 
     def wait_for_email(self, needle: str, timeout: float = 240) -> Any:
         deadline = time.monotonic() + timeout

@@ -491,11 +491,12 @@ def test_an_approval_nobody_decides_times_out_into_the_rejection_path(pipeline, 
 
     records = pipeline.wait_for_status(run_id, ("APPROVAL_TIMED_OUT", "SUCCEEDED", "REJECTED", "FAILED"))
     assert records["RUN"]["status"] == "APPROVAL_TIMED_OUT", records["RUN"]
+    # Lineage says timed out before the state machine deletes the test endpoint: wait for its end.
+    assert pipeline.wait_for_execution_end(runs["timeout"]["key"]) == "SUCCEEDED"
     assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
     notice = pipeline.wait_for_email(f"model {run_id} not promoted")
     assert notice.to == "approver@example.com" and "not approved in time" in notice.subject
     assert "before the approval link expired" in notice.body
-    assert pipeline.wait_for_execution_end(runs["timeout"]["key"]) == "SUCCEEDED"
 
     status, page = fetch("GET", link)
     assert status == 410 and title(page) == "This approval link has expired"

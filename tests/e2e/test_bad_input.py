@@ -21,16 +21,23 @@ pytestmark = pytest.mark.e2e
 CORPUS = REPO_ROOT / "tests/data/bad"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())
 FILES = sorted(EXPECTED)
-DATASET = "churn"
-#: Twelve of the files need a Glue run each; the local Glue engine runs two at a time.
+
+
+def dataset_of(name: str) -> str:
+    """``churn``, or for a file with config changes its own dataset (``churn-`` and the file's stem)."""
+    return f"churn-{name.rsplit('.', 1)[0].lower()}" if "config" in EXPECTED[name] else "churn"
+
+
+#: Thirteen of the files need a Glue run each; the local Glue engine runs two at a time.
 WAIT_SECONDS = 420
 
 
 @pytest.fixture(scope="module")
 def outcomes(pipeline) -> dict[str, dict[str, Any]]:
     """Upload every file at once, then wait until every run has ended."""
-    pipeline.onboard(DATASET)
-    uploads = {name: pipeline.upload(DATASET, name, (CORPUS / name).read_bytes()) for name in FILES}
+    for name in FILES:
+        pipeline.onboard(dataset_of(name), **EXPECTED[name].get("config", {}))
+    uploads = {name: pipeline.upload(dataset_of(name), name, (CORPUS / name).read_bytes()) for name in FILES}
     deadline = time.monotonic() + WAIT_SECONDS
     records: dict[str, dict[str, Any]] = {}
     while len(records) < len(uploads) and time.monotonic() < deadline:
@@ -59,7 +66,7 @@ def test_lineage_says_failed_at_the_step_with_the_message(outcomes, name):
     assert records[f"STEP#{step}"]["status"] == "FAILED"
     cause = records[f"STEP#{step}"]["error"]["cause"]
     assert cause == run["error"]["cause"]
-    assert f"incoming/{DATASET}/{name}" in cause
+    assert f"incoming/{dataset_of(name)}/{name}" in cause
     for fragment in EXPECTED[name]["message"]:
         assert fragment in cause
     assert not {"STEP#train", "STEP#evaluate", "STEP#deploy"} & set(records), "nothing after preprocessing ran"

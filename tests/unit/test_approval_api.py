@@ -331,7 +331,7 @@ def test_post_refuses_requests_that_did_not_come_from_the_review_form(api: Api) 
         (api.post(approval_id, tampered(sig)), 403),
         (api.post(approval_id, sig, headers={"origin": "https://evil.example"}), 403),
         (api.post(approval_id, sig, headers={"sec-fetch-site": "cross-site"}), 403),
-        (api.post(approval_id, sig, headers={"content-type": "text/plain"}), 400),
+        (api.post(approval_id, sig, headers={"content-type": "text/plain"}), 415),
         (api.post(approval_id, sig, decision="ship"), 400),
         (api.post(approval_id, sig, approver=""), 400),
         (api.call(not_base64), 400),
@@ -362,6 +362,52 @@ def test_post_after_the_link_expired_is_gone(api: Api) -> None:
     item = api.env.item(approval_id)
     assert item is not None and item["status"] == PENDING
     assert api.env.sfn.calls == []
+
+
+def _raw_post(api: Api, approval_id: str, body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A POST whose body is ``body`` as API Gateway delivers a non-text body (base64)."""
+    event = http_event("POST", approval_id)
+    if content_type is not None:
+        event["headers"]["content-type"] = content_type
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    return api.call(event)
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (bytes(range(256)) * 4096, FORM, 413, "larger than 32768 bytes"),  # 1 MiB of every byte value
+        (bytes(range(256)) * 4096, None, 413, "larger than 32768 bytes"),
+        (b"decision=approve&approver=ana\xff\xfe&comment=", FORM, 400, "not valid UTF-8"),
+        (b"decision=approve&comment=%FF%FE", FORM, 400, "not valid UTF-8"),
+        ("decision=approve&approver=ana".encode("utf-16"), f"{FORM}; charset=utf-16", 415, "charset=utf-16"),
+        (b"decision=approve", "application/json", 415, "application/x-www-form-urlencoded"),
+        (b"decision=approve", None, 415, "application/x-www-form-urlencoded"),
+        (b"&".join([b"a=1"] * 100), FORM, 400, "too many fields"),
+    ],
+    ids=["1MiB-form", "1MiB-untyped", "bad-utf8", "bad-utf8-escape", "utf16", "json", "untyped", "many-fields"],
+)
+def test_post_refuses_a_body_it_cannot_read_and_decides_nothing(
+    api: Api, body: bytes, content_type: str | None, status: int, says: str
+) -> None:
+    approval_id, _sig = api.new_approval()
+    before = api.env.item(approval_id)
+    page = assert_html(_raw_post(api, approval_id, body, content_type), status)
+    assert says in page.replace("&#x27;", "'") and "Nothing was decided" in page
+    assert api.env.item(approval_id) == before
+    assert api.env.sfn.calls == []
+
+
+def test_a_form_of_the_longest_fields_in_any_script_is_within_the_limit(api: Api) -> None:
+    """The limit leaves room for a 200-character approver and a 2000-character comment of
+    four-byte characters, percent-encoded (12 bytes each), as a browser sends them."""
+    approval_id, sig = api.new_approval()
+    page = assert_html(api.post(approval_id, sig, approver="\U0001f600" * 200, comment="\U0001f600" * 2000), 200)
+    assert "Approved by" in page
 
 
 def test_submitted_text_is_escaped(api: Api) -> None:

@@ -279,17 +279,17 @@ IMPUTE_FEATURES = [{"name": "age", "type": "numeric"}, {"name": "plan", "type": 
 def imputation_case(spark, tmp_path_factory):
     """Labeled ages 1, 2, 10, 4, 2, 4, 10, 1 and two missing; the unlabeled row's 1000 must not count."""
     values = [
-        ("a", "1", "pro", "no"),
-        ("b", "", "basic", "yes"),
-        ("c", "2", "", "no"),
-        ("d", "10", "team, large", "yes"),
+        ("a", "1", "pro", "0"),
+        ("b", "", "basic", "1"),
+        ("c", "2", "", "0"),
+        ("d", "10", "team, large", "1"),
         ("e", "1000", "pro", ""),
-        ("f", "4", "  ", "no"),
-        ("g", " ", "pro", "yes"),
-        ("h", "2", "basic", "no"),
-        ("i", "4", "team, large", "yes"),
-        ("j", "10", "pro", "no"),
-        ("k", "1", "pro", "yes"),
+        ("f", "4", "  ", "0"),
+        ("g", " ", "pro", "1"),
+        ("h", "2", "basic", "0"),
+        ("i", "4", "team, large", "1"),
+        ("j", "10", "pro", "0"),
+        ("k", "1", "pro", "1"),
     ]
     folder = tmp_path_factory.mktemp("impute")
     # Windows line endings, a byte order mark and a quoted delimiter, as spreadsheet exports have.
@@ -321,14 +321,14 @@ def test_categories_are_indexed_by_sorted_value_and_missing_is_a_category(imputa
     assert prepared.categories == {"plan": {"__missing__": 0, "basic": 1, "pro": 2, "team, large": 3}}
     assert encoded["c"]["plan"] == 0 and encoded["f"]["plan"] == 0
     assert encoded["a"]["plan"] == 2 and encoded["d"]["plan"] == 3
-    # Without configured classes the binary label is indexed by sorted value.
-    assert prepared.labels == {"no": 0, "yes": 1}
+    # Without configured classes a binary label is 0 or 1, and 1 is the positive class.
+    assert prepared.labels == {"0": 0, "1": 1}
     assert encoded["d"]["churned"] == 1 and encoded["a"]["churned"] == 0
 
 
 def test_label_encoding_follows_the_configured_class_order():
     assert pp.label_encoding(job_config(classes=["yes", "no"]), ["no", "yes"]) == {"yes": 0, "no": 1}
-    assert pp.label_encoding(job_config(classes=None), ["true", "false"]) == {"false": 0, "true": 1}
+    assert pp.label_encoding(job_config(classes=None), ["1", "0"]) == {"0": 0, "1": 1}
     multiclass = job_config(problem_type="multiclass", classes=["gold", "silver", "bronze"], metric="accuracy")
     assert pp.label_encoding(multiclass, ["bronze", "gold"]) == {"gold": 0, "silver": 1, "bronze": 2}
     assert pp.label_encoding(job_config(problem_type="regression", classes=None, metric="rmse"), []) is None
@@ -418,6 +418,23 @@ ERROR_CASES = {
         {"classes": None},
         ["label column 'churned'", "3 distinct values", "'maybe'"],
     ),
+    # Sorting would make 'yes' positive here by luck, and 'active' over 'churned' by accident.
+    "binary labels other than 0/1 without classes": (
+        "data.csv",
+        csv_text(good_rows()).encode(),
+        {"classes": None},
+        [
+            "label column 'churned' has the labels 'no', 'yes'",
+            "without 'classes' a binary label must be 0 or 1",
+            "name both in 'classes', negative first",
+        ],
+    ),
+    "binary labels 0.0/1.0 without classes": (
+        "data.csv",
+        csv_text([[*r[:-1], "1.0" if r[-1] == "yes" else "0.0"] for r in good_rows()]).encode(),
+        {"classes": None},
+        ["the labels '0.0', '1.0'", "must be 0 or 1"],
+    ),
     "label outside the multiclass classes": (
         "data.csv",
         csv_text(with_value(good_rows(), 0, "churned", "platinum")).encode(),
@@ -465,8 +482,9 @@ def test_every_file_of_the_bad_input_corpus_fails_with_its_message(spark, name):
     """The churn config against tests/data/bad: the job refuses every file on its own, even
     those ResolveRun refuses first (an unsupported type, an empty object)."""
     path = BAD_CORPUS / name
+    config = dataset_config(**{**CHURN_CONFIG, **BAD_EXPECTED[name].get("config", {})})
     with pytest.raises(pp.PreprocessError) as caught:
-        pp.prepare(spark, str(path), pp.parse_config(json.dumps(dataset_config(**CHURN_CONFIG)), "test"))
+        pp.prepare(spark, str(path), pp.parse_config(json.dumps(config), "test"))
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     for fragment in BAD_EXPECTED[name]["message"]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from stepml.local.apigateway import HttpApiServer, Route, build_event, response_from_result
+from stepml.local.lambdas import FunctionThrottledError
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RecordingEngine:
         self.events.append((name, event))
         if self.answer == "error":
             return Result(b'{"errorType":"KeyError","errorMessage":"x"}', "Unhandled")
+        if self.answer == "throttled":
+            raise FunctionThrottledError(name)
         return Result(json.dumps(self.answer).encode())
 
 
@@ -79,19 +82,91 @@ def test_routes_from_the_template_reach_the_function_with_a_2_0_event(server_fac
     assert event["headers"]["user-agent"] == "Scanner/1"
 
 
-def test_form_posts_arrive_as_text_and_binary_bodies_as_base64(server_factory):
+@pytest.mark.parametrize(
+    ("content_type", "as_text"),
+    [
+        ("text/plain; charset=utf-8", True),
+        ("application/json", True),
+        ("application/xml", True),
+        ("application/javascript", True),
+        # HTTP APIs base64-encode everything else, form posts and untyped bodies included.
+        ("application/x-www-form-urlencoded", False),
+        ("application/octet-stream", False),
+        (None, False),
+    ],
+)
+def test_bodies_arrive_as_text_only_for_text_content_types_as_in_http_apis(server_factory, content_type, as_text):
     server, engine = server_factory({"statusCode": 303, "headers": {"Location": "/x"}})
-    status, headers, _ = _request(
-        server,
-        "POST",
-        "/approvals/abc",
-        body=b"decision=approve",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, answered, _ = _request(server, "POST", "/approvals/abc", body=b"decision=approve", headers=headers)
+    assert status == 303 and answered["Location"] == "/x"
+    event = engine.events[0][1]
+    assert event["isBase64Encoded"] is (not as_text)
+    assert (event["body"] if as_text else base64.b64decode(event["body"])) in ("decision=approve", b"decision=approve")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (bytes(range(256)) * 4096, "application/x-www-form-urlencoded"),
+        (b"decision=\xff\xfe", "text/plain"),
+        ("decision=approve".encode("utf-16"), "text/plain; charset=utf-16"),
+    ],
+    ids=["1MiB-random-form", "bad-utf8-text", "utf16-text"],
+)
+def test_a_body_that_is_not_utf8_reaches_the_function_base64_encoded_and_is_answered(
+    server_factory, body, content_type
+):
+    server, engine = server_factory({"statusCode": 400, "body": "refused"})
+    status, _, answer = _request(server, "POST", "/approvals/abc", body=body, headers={"Content-Type": content_type})
+    assert (status, answer) == (400, b"refused")
+    event = engine.events[0][1]
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == body
+
+
+def test_a_body_over_api_gateways_10_mb_is_413_and_never_reaches_the_function(server_factory):
+    server, engine = server_factory({"statusCode": 200})
+    status, _, answer = _request(server, "POST", "/approvals/abc", body=b"a" * (10 * 1024 * 1024 + 1))
+    assert status == 413 and answer == b"HTTP content length exceeded 10485760 bytes."
+    assert engine.events == []
+
+
+def test_an_event_over_lambdas_6_mb_invoke_limit_is_413_request_too_long(server_factory):
+    server, engine = server_factory({"statusCode": 200})
+    # 5 MB of binary is 6.7 MB of base64 in the event: within API Gateway's 10 MB, over Lambda's 6 MB.
+    status, _, answer = _request(server, "POST", "/approvals/abc", body=b"\x00" * (5 * 1024 * 1024))
+    assert status == 413 and json.loads(answer) == {"message": "Request Too Long"}
+    assert engine.events == []
+
+
+def test_a_chunked_body_is_read_whole(server_factory):
+    server, engine = server_factory({"statusCode": 200})
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request(
+        "POST", "/approvals/abc", body=iter([b"decision=", b"reject"]), headers={"Content-Type": "text/plain"}
     )
-    assert status == 303 and headers["Location"] == "/x"
-    assert engine.events[0][1]["body"] == "decision=approve" and engine.events[0][1]["isBase64Encoded"] is False
-    _request(server, "POST", "/approvals/abc", body=b"\x00\x01", headers={"Content-Type": "application/octet-stream"})
-    assert base64.b64decode(engine.events[1][1]["body"]) == b"\x00\x01"
+    assert connection.getresponse().status == 200
+    assert engine.events[0][1]["body"] == "decision=reject"
+
+
+@pytest.mark.parametrize("length", ["-1", "ten", "1, 2"])
+def test_a_malformed_content_length_is_400_bad_request(server_factory, length):
+    server, engine = server_factory({"statusCode": 200})
+    status, _, answer = _request(server, "POST", "/approvals/abc", body=b"x", headers={"Content-Length": length})
+    assert status == 400 and json.loads(answer) == {"message": "Bad Request"}
+    assert engine.events == []
+
+
+def test_an_engine_that_raises_is_still_answered_as_api_gateway_does(server_factory):
+    server, engine = server_factory({"statusCode": 200})
+
+    def broken(name, payload):
+        raise RuntimeError("worker pipe closed")
+
+    engine.invoke = broken
+    status, _, answer = _request(server, "GET", "/approvals/abc")
+    assert status == 500 and json.loads(answer) == {"message": "Internal Server Error"}
 
 
 def test_unknown_routes_and_methods_get_api_gateways_not_found(server_factory):
@@ -106,6 +181,12 @@ def test_a_function_error_is_an_internal_server_error_without_details(server_fac
     server, _ = server_factory("error")
     status, _, body = _request(server, "GET", "/approvals/abc")
     assert status == 500 and json.loads(body) == {"message": "Internal Server Error"}
+
+
+def test_a_throttled_function_is_an_internal_server_error_as_api_gateway_answers_it(server_factory):
+    server, _ = server_factory("throttled")
+    status, _, body = _request(server, "GET", "/approvals/abc")
+    assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
 
 
 def test_a_burst_of_concurrent_connections_is_answered_without_resets(server_factory):

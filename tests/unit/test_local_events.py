@@ -75,3 +75,89 @@ def test_uploads_elsewhere_and_artifact_writes_start_nothing(stack, hooks):
     executions = _wait_for_executions(sfn, arn, 1)
     time.sleep(0.3)
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == len(executions) == 1
+
+
+def _probe_machine(sfn, name="probe"):
+    return sfn.create_state_machine(
+        name=name,
+        roleArn="arn:aws:iam::123456789012:role/x",
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+    )["stateMachineArn"]
+
+
+def _s3_shaped_entry(bucket, source="aws.s3"):
+    detail = {"bucket": {"name": bucket}, "object": {"key": "incoming/churn/forged.csv", "size": 3, "etag": "x"}}
+    return {"Source": source, "DetailType": "Object Created", "Detail": json.dumps(detail)}
+
+
+def test_put_events_with_a_reserved_aws_source_is_a_failed_entry_and_reaches_no_rule(stack, hooks):
+    sfn = boto3.client("stepfunctions")
+    pipeline = _probe_machine(sfn, "pipeline")
+    _rule_from_template(stack, pipeline)
+    witness = _probe_machine(sfn, "witness")
+    client = boto3.client("events")
+    client.put_rule(Name="witness", EventPattern=json.dumps({"detail-type": ["Object Created"]}))
+    client.put_targets(
+        Rule="witness", Targets=[{"Id": "w", "Arn": witness, "RoleArn": "arn:aws:iam::123456789012:role/x"}]
+    )
+    bucket = stack.physical_id("UploadBucket")
+    answer = client.put_events(Entries=[_s3_shaped_entry(bucket), _s3_shaped_entry(bucket, "aws.events")])
+    assert answer["FailedEntryCount"] == 2
+    assert (
+        answer["Entries"]
+        == [{"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."}] * 2
+    )
+    # A refused entry is never queued for delivery: a later accepted one is the only execution.
+    accepted = client.put_events(Entries=[_s3_shaped_entry(bucket, "com.example.uploads")])
+    assert accepted["FailedEntryCount"] == 0 and accepted["Entries"][0]["EventId"]
+    executions = _wait_for_executions(sfn, witness, 1)
+    assert len(executions) == 1
+    assert sfn.list_executions(stateMachineArn=pipeline)["executions"] == []
+
+
+def test_put_events_delivers_a_custom_event_to_a_state_machine_target_in_the_aws_shape(stack, hooks):
+    sfn = boto3.client("stepfunctions")
+    machine = _probe_machine(sfn)
+    client = boto3.client("events")
+    client.put_rule(Name="custom", EventPattern=json.dumps({"source": ["com.example.uploads"]}))
+    client.put_targets(
+        Rule="custom", Targets=[{"Id": "m", "Arn": machine, "RoleArn": "arn:aws:iam::123456789012:role/x"}]
+    )
+    answer = client.put_events(
+        Entries=[
+            {**_s3_shaped_entry("b", "com.example.uploads"), "Resources": ["arn:aws:s3:::b"]},
+            {"Source": "com.example.other", "DetailType": "Object Created", "Detail": "{}"},
+            {"Source": "com.example.uploads", "DetailType": "Object Created", "Detail": "not json"},
+        ]
+    )
+    assert answer["FailedEntryCount"] == 1
+    assert answer["Entries"][2] == {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+    execution = _wait_for_executions(sfn, machine, 1)[0]
+    event = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert event["id"] == answer["Entries"][0]["EventId"]
+    assert event["source"] == "com.example.uploads" and event["detail-type"] == "Object Created"
+    assert event["detail"]["object"]["key"] == "incoming/churn/forged.csv"
+    assert event["resources"] == ["arn:aws:s3:::b"] and event["account"] == "123456789012"
+    assert event["time"].endswith("Z") and event["version"] == "0" and event["region"] == "us-east-1"
+
+
+def test_a_target_the_local_cloud_cannot_reach_goes_to_its_dead_letter_queue_not_to_the_caller(stack, hooks):
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client = boto3.client("events")
+    client.put_rule(Name="gone", EventPattern=json.dumps({"source": ["com.example.uploads"]}))
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:deleted"
+    client.put_targets(
+        Rule="gone",
+        Targets=[
+            {"Id": "m", "Arn": missing, "RoleArn": "arn:aws:iam::x:role/x", "DeadLetterConfig": {"Arn": queue_arn}}
+        ],
+    )
+    answer = client.put_events(Entries=[_s3_shaped_entry("b", "com.example.uploads")])
+    assert answer["FailedEntryCount"] == 0
+    messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10, MessageAttributeNames=["All"])["Messages"]
+    attributes = {name: value["StringValue"] for name, value in messages[0]["MessageAttributes"].items()}
+    assert json.loads(messages[0]["Body"])["id"] == answer["Entries"][0]["EventId"]
+    assert attributes["TARGET_ARN"] == missing and attributes["RULE_ARN"].endswith(":rule/gone")
+    assert attributes["ERROR_CODE"] == "StateMachineDoesNotExist" and "deleted" in attributes["ERROR_MESSAGE"]

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import textwrap
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from stepml.local.lambdas import FunctionSpec, LambdaEngine, LambdaEngineError, install_moto_hooks
+from stepml import packaging
+from stepml.local.lambdas import (
+    FunctionSpec,
+    FunctionThrottledError,
+    LambdaEngine,
+    LambdaEngineError,
+    install_moto_hooks,
+)
+from stepml.local.template import load_template
+from tests.helpers import REPO_ROOT
 
 HANDLER = textwrap.dedent(
     """
@@ -135,3 +148,136 @@ def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch):
             assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
     finally:
         restore()
+
+
+WAIT_FOR_RELEASE = textwrap.dedent(
+    """
+    import os, pathlib, time
+
+    def handler(event, context):
+        pathlib.Path(event["started"]).touch()
+        while not os.path.exists(event["release"]):  # the test creates it once it has checked
+            time.sleep(0.01)
+        return event["n"]
+    """
+)
+
+
+def _wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_reserved_concurrency_throttles_a_call_over_it_as_lambda_does(engine, tmp_path, monkeypatch):
+    code = tmp_path / "capped"
+    code.mkdir()
+    (code / "app.py").write_text(WAIT_FOR_RELEASE)
+    engine.register(
+        FunctionSpec(name="capped", handler="app.handler", code_dir=code, timeout_seconds=30, reserved_concurrency=1)
+    )
+    started, release = tmp_path / "started", tmp_path / "release"
+    event = {"started": str(started), "release": str(release)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(engine.invoke, "capped", json.dumps({**event, "n": 1}))
+        _wait_for_file(started)
+        with pytest.raises(FunctionThrottledError) as throttled:
+            engine.invoke("capped", json.dumps({**event, "n": 2}))
+        assert (throttled.value.code, throttled.value.message) == ("TooManyRequestsException", "Rate Exceeded.")
+        assert throttled.value.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
+
+        for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+            monkeypatch.setenv(name, value)
+        restore = install_moto_hooks(engine)
+        try:
+            with mock_aws():
+                client = _moto_function(boto3.client("lambda", region_name="us-east-1"), "capped")
+                with pytest.raises(ClientError) as refused:
+                    client.invoke(FunctionName="capped", Payload=json.dumps({**event, "n": 3}))
+                assert refused.value.response["Error"] == {
+                    "Code": "TooManyRequestsException",
+                    "Message": "Rate Exceeded.",
+                }
+                assert refused.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+                assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        finally:
+            restore()
+        # An asynchronous invocation is queued, as Lambda queues a throttled event, not dropped.
+        queued = pool.submit(engine.invoke, "capped", json.dumps({**event, "n": 4}), queue=True)
+        release.touch()
+        assert first.result(timeout=30).json() == 1
+        assert queued.result(timeout=30).json() == 4
+    assert engine.invoke("capped", json.dumps({**event, "n": 5})).json() == 5, "the slot is free again"
+
+
+def _moto_function(client, name):
+    role = boto3.client("iam", region_name="us-east-1").create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("app.py", "def handler(e, c): return 1\n")
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role["Role"]["Arn"],
+        Handler="app.handler",
+        Code={"ZipFile": archive.getvalue()},
+    )
+    return client
+
+
+LIBRARY_PROBE = textwrap.dedent(
+    """
+    import importlib
+
+    def handler(event, context):
+        found = {}
+        for name in event["modules"]:
+            try:
+                importlib.import_module(name)
+                found[name] = "imported"
+            except ImportError as exc:
+                found[name] = type(exc).__name__
+        return {"found": found, "stepml": list(importlib.import_module("stepml").__path__)}
+    """
+)
+
+
+def test_a_worker_with_the_library_layer_imports_its_modules_but_not_the_local_cloud(engine, tmp_path, monkeypatch):
+    source = REPO_ROOT / "src"
+    entries = packaging.layer_entry_files(REPO_ROOT, load_template(REPO_ROOT / "template.yaml"), "StepmlLibraryLayer")
+    layer = tmp_path / "layer"
+    packaging.stage_layer(
+        source, packaging.layer_files(source, packaging.runtime_modules(entries, source)), layer, link=True
+    )
+    code = tmp_path / "probe"
+    code.mkdir()
+    (code / "app.py").write_text(LIBRARY_PROBE)
+    # The caller's PYTHONPATH holds the whole library; the worker must not inherit it.
+    monkeypatch.setenv("PYTHONPATH", f"{source}{os.pathsep}{REPO_ROOT}")
+    engine.register(
+        FunctionSpec(name="probe", handler="app.handler", code_dir=code, layer_dirs=(layer,), timeout_seconds=30)
+    )
+    modules = [
+        "stepml.approvals",
+        "stepml.lineage",
+        "stepml.local",
+        "stepml.local.lambdas",
+        "stepml.cli",
+        "stepml.sample_data",
+        "stepml.packaging",
+        "lambdas",
+    ]
+    result = engine.invoke("probe", json.dumps({"modules": modules}))
+    assert result.function_error is None, result.json()
+    assert result.json()["stepml"] == [str(layer / "stepml")]
+    assert result.json()["found"] == {
+        "stepml.approvals": "imported",
+        "stepml.lineage": "imported",
+        "stepml.local": "ModuleNotFoundError",
+        "stepml.local.lambdas": "ModuleNotFoundError",
+        "stepml.cli": "ModuleNotFoundError",
+        "stepml.sample_data": "ModuleNotFoundError",
+        "stepml.packaging": "ModuleNotFoundError",
+        "lambdas": "ModuleNotFoundError",
+    }

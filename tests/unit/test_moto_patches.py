@@ -302,20 +302,6 @@ def test_aws_sdk_task_timestamps_are_iso8601_text(sfn_moto: None) -> None:
 # -- SageMaker ---------------------------------------------------------------------------
 
 
-def test_aws_sdk_sagemaker_errors_are_named_in_pascal_case_and_retried(sfn_moto: None) -> None:
-    task = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint",
-        "Parameters": {"EndpointName": "stepml-missing"},
-        "Retry": [{"ErrorEquals": ["SageMaker.SageMakerException"], "IntervalSeconds": 1, "MaxAttempts": 1}],
-    }
-    execution = run(caught(task, ["SageMaker.SageMakerException"]))
-
-    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
-    assert execution.output["error"]["Error"] == "SageMaker.SageMakerException"
-    assert [f["error"] for f in execution.task_failures()] == ["SageMaker.SageMakerException"] * 2, "retried once"
-
-
 def training_job_parameters(name: str = "stepml-churn-a1") -> dict[str, Any]:
     return {
         "TrainingJobName": name,
@@ -559,7 +545,127 @@ def test_sync_is_refused_for_sagemaker_apis_without_a_job(sfn_moto: None) -> Non
             name="sync-model", definition=json.dumps(definition), roleArn=ROLE_ARN
         )
     assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
-    assert "supports .sync only for" in raised.value.response["Error"]["Message"]
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The resource provided "
+        "arn:aws:states:::sagemaker:createModel.sync is not recognized. The value is not a valid resource ARN, "
+        "or the resource is not available in this region. at /States/Task/Resource'"
+    )
+
+
+UPDATE_WITH_DEPLOYMENT_CONFIG = {
+    "EndpointName": "prod",
+    "EndpointConfigName": "c",
+    "DeploymentConfig": {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "latency"}]}},
+}
+
+
+def test_create_state_machine_refuses_a_field_the_optimized_integration_does_not_support(sfn_moto: None) -> None:
+    definition = one_task(
+        {"Resource": "arn:aws:states:::sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    with pytest.raises(ClientError) as raised:
+        boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="update", definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert raised.value.response["Error"]["Message"] == (
+        'Invalid State Machine Definition: \'SCHEMA_VALIDATION_FAILED: The field "DeploymentConfig" is not '
+        "supported by Step Functions at /States/Task/Parameters'"
+    )
+
+
+def test_the_aws_sdk_integration_takes_the_full_api(sfn_moto: None) -> None:
+    definition = one_task(
+        {"Resource": "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(name="update", definition=json.dumps(definition), roleArn=ROLE_ARN)
+    assert arn["stateMachineArn"].endswith(":stateMachine:update")
+
+
+def test_update_state_machine_refuses_a_pattern_the_integration_does_not_offer(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    publish = {"Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "arn:t", "Message": "m"}}
+    arn = sfn.create_state_machine(name="notify", definition=json.dumps(one_task(publish)), roleArn=ROLE_ARN)
+    with pytest.raises(ClientError) as raised:
+        sfn.update_state_machine(
+            stateMachineArn=arn["stateMachineArn"],
+            definition=json.dumps(one_task({**publish, "Resource": "arn:aws:states:::sns:publish.sync"})),
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The resource provided "
+        "arn:aws:states:::sns:publish.sync is not recognized. The value is not a valid resource ARN, or the resource "
+        "is not available in this region. at /States/Task/Resource'"
+    )
+
+
+def test_create_state_machine_refuses_an_error_name_the_task_never_raises_inside_a_map(sfn_moto: None) -> None:
+    publish = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": "arn:t", "Message": "m"},
+        "Retry": [{"ErrorEquals": ["SNS.KmsThrottlingException"]}],
+        "End": True,
+    }
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "Publish", "States": {"Publish": publish}},
+                "End": True,
+            }
+        },
+    }
+    with pytest.raises(ClientError) as raised:
+        boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="lint", definition=json.dumps(definition), roleArn=ROLE_ARN
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    message = raised.value.response["Error"]["Message"]
+    assert message.startswith(
+        'Invalid State Machine Definition: \'ERROR_NAME_NEVER_RAISED: State "Publish" Retry[0] names the error '
+        '"SNS.KmsThrottlingException", which arn:aws:states:::sns:publish never raises (did you mean '
+        '"SNS.KMSThrottlingException"?). AWS accepts any error name'
+    )
+    assert message.endswith("at /States/Each/ItemProcessor/States/Publish/Retry/0/ErrorEquals/0'")
+
+
+def test_validate_state_machine_definition_answers_with_diagnostics(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    bad = one_task(
+        {"Resource": "arn:aws:states:::sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(bad))
+    assert answer["result"] == "FAIL"
+    assert answer["diagnostics"] == [
+        {
+            "severity": "ERROR",
+            "code": "SCHEMA_VALIDATION_FAILED",
+            "message": 'The field "DeploymentConfig" is not supported by Step Functions',
+            "location": "/States/Task/Parameters",
+        }
+    ]
+    good = one_task(
+        {"Resource": "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint", "Parameters": UPDATE_WITH_DEPLOYMENT_CONFIG}
+    )
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(good))
+    assert (answer["result"], answer["diagnostics"]) == ("OK", [])
+    answer = sfn.validate_state_machine_definition(definition='{"StartAt": "Missing", "States": {}}')
+    assert answer["result"] == "FAIL" and answer["diagnostics"][0]["code"] == "SCHEMA_VALIDATION_FAILED"
+
+
+def test_aws_sdk_errors_are_named_as_step_functions_names_them(sfn_moto: None) -> None:
+    # DescribeEndpoint of a missing endpoint answers ValidationException, which SageMaker's model does not declare.
+    task = {"Resource": "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint", "Parameters": {"EndpointName": "none"}}
+    execution = run(caught({"Type": "Task", **task}, ["SageMaker.SageMakerException"]))
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    assert execution.output["error"]["Error"] == "SageMaker.SageMakerException"
+    [failure] = execution.task_failures()
+    assert failure["error"] == "SageMaker.SageMakerException"
+    assert "(Service: SageMaker, Status Code: 400, Request ID: " in failure["cause"]
 
 
 def test_sagemaker_error_names_follow_the_api_model() -> None:
@@ -1120,3 +1226,193 @@ def test_concurrent_conditional_writes_have_exactly_one_winner(aws_credentials):
             for thread in threads:
                 thread.join()
             assert len(winners) == 1, f"round {round_number}: {len(winners)} winners"
+
+
+# -- what stepml preflight asks (ValidateStateMachineDefinition, SES, quotas, layers, ECR) ----
+
+
+def _validate(definition: Any, **kwargs: Any) -> dict[str, Any]:
+    text = definition if isinstance(definition, str) else json.dumps(definition)
+    return boto3.client("stepfunctions", region_name=REGION).validate_state_machine_definition(
+        definition=text, **kwargs
+    )
+
+
+def test_validate_state_machine_definition_reports_what_create_refuses_as_diagnostics(sfn_moto: None) -> None:
+    parameters = training_job_parameters()
+    parameters["Tag"] = []
+    typo = {"StartAt": "Train model", "States": {"Train model": training_task(parameters, End=True)}}
+    unknown_field = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True, "Bogus": 1}}}
+
+    for definition in (typo, unknown_field):
+        with pytest.raises(ClientError) as refused:
+            boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+                name="refused", definition=json.dumps(definition), roleArn=ROLE_ARN
+            )
+        assert refused.value.response["Error"]["Code"] == "InvalidDefinition"
+        assert _validate(definition)["result"] == "FAIL"
+
+    [diagnostic] = _validate(typo)["diagnostics"]
+    assert diagnostic == {
+        "severity": "ERROR",
+        "code": "SCHEMA_VALIDATION_FAILED",
+        "message": 'The field "Tag" is not supported by Step Functions',
+        "location": "/States/Train model/Parameters",
+    }
+    [parser_error] = _validate(unknown_field)["diagnostics"]
+    assert parser_error["code"] == "SCHEMA_VALIDATION_FAILED"
+    assert 'at "Bogus"' in parser_error["message"]
+
+
+def test_validate_state_machine_definition_names_json_errors_and_truncates(sfn_moto: None) -> None:
+    [diagnostic] = _validate("{not json")["diagnostics"]
+    assert diagnostic["code"] == "INVALID_JSON_DESCRIPTION"
+
+    parameters = training_job_parameters()
+    parameters.update({"Tag": [], "Tags2": [], "Extra": 1})
+    answer = _validate({"StartAt": "T", "States": {"T": training_task(parameters, End=True)}}, maxResults=2)
+    assert answer["result"] == "FAIL"
+    assert len(answer["diagnostics"]) == 2
+    assert answer["truncated"] is True
+
+
+def test_the_template_pipeline_definition_validates_ok(pipeline: dict[str, Any]) -> None:
+    answer = _validate(pipeline["definition"], type="STANDARD", severity="WARNING")
+    assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
+
+
+def test_ses_get_account_answers_and_the_sandbox_refuses_unverified_recipients(aws_credentials: None) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sesv2.models import sesv2_backends
+
+    from stepml.local.account_defaults import ses_account
+
+    with mock_aws():
+        sesv2 = boto3.client("sesv2", region_name=REGION)
+        account = sesv2.get_account()
+        assert account["ProductionAccessEnabled"] is True
+        assert account["SendingEnabled"] is True
+        sesv2.create_email_identity(EmailIdentity="sender@example.com")
+        message = {
+            "FromEmailAddress": "sender@example.com",
+            "Destination": {"ToAddresses": ["approver@example.org"]},
+            "Content": {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}},
+        }
+        sesv2.send_email(**message)  # production access: any recipient
+
+        ses_account(sesv2_backends[DEFAULT_ACCOUNT_ID][REGION]).production_access_enabled = False
+        assert sesv2.get_account()["ProductionAccessEnabled"] is False
+        assert sesv2.get_account()["SendQuota"]["Max24HourSend"] == 200.0
+        with pytest.raises(ClientError) as refused:
+            sesv2.send_email(**message)
+        assert refused.value.response["Error"]["Code"] == "MessageRejected"
+        message_text = refused.value.response["Error"]["Message"]
+        assert "failed the check in region US-EAST-1: approver@example.org" in message_text
+        sesv2.create_email_identity(EmailIdentity="example.org")
+        sesv2.send_email(**message)
+
+
+def test_ses_get_account_answers_in_server_mode(moto_server: str) -> None:
+    sesv2 = boto3.client("sesv2", region_name=REGION, endpoint_url=moto_server)
+    assert sesv2.get_account()["EnforcementStatus"] == "HEALTHY"
+
+
+def test_an_identity_moto_lets_send_is_verified_for_sending(aws_credentials: None) -> None:
+    with mock_aws():
+        sesv2 = boto3.client("sesv2", region_name=REGION)
+        sesv2.create_email_identity(EmailIdentity="example.com")
+        identity = sesv2.get_email_identity(EmailIdentity="example.com")
+        assert identity["VerificationStatus"] == "SUCCESS"
+        assert identity["VerifiedForSendingStatus"] is True
+
+
+def test_sagemaker_service_quotas_are_listed_and_read_by_code(aws_credentials: None) -> None:
+    from stepml.local.account_defaults import SAGEMAKER_QUOTAS
+
+    with mock_aws():
+        quotas = boto3.client("service-quotas", region_name=REGION)
+        applied = [
+            quota
+            for page in quotas.get_paginator("list_service_quotas").paginate(
+                ServiceCode="sagemaker", PaginationConfig={"PageSize": 4}
+            )
+            for quota in page["Quotas"]
+        ]
+        assert len(applied) == len(SAGEMAKER_QUOTAS)
+        [training] = [q for q in applied if q["QuotaName"] == "ml.m5.xlarge for training job usage"]
+        assert training["QuotaArn"] == f"arn:aws:servicequotas:{REGION}:123456789012:sagemaker/{training['QuotaCode']}"
+        assert quotas.get_service_quota(ServiceCode="sagemaker", QuotaCode=training["QuotaCode"])["Quota"] == training
+        default = quotas.get_aws_default_service_quota(ServiceCode="sagemaker", QuotaCode=training["QuotaCode"])
+        assert default["Quota"]["Value"] == training["Value"]
+        defaults = quotas.list_aws_default_service_quotas(ServiceCode="sagemaker")["Quotas"]
+        assert {q["QuotaName"] for q in defaults} == {q.name for q in SAGEMAKER_QUOTAS}
+        with pytest.raises(ClientError) as missing:
+            quotas.get_service_quota(ServiceCode="sagemaker", QuotaCode="L-00000000")
+        assert missing.value.response["Error"]["Code"] == "NoSuchResourceException"
+
+
+def test_get_layer_version_by_arn_finds_a_layer_of_another_account(aws_credentials: None) -> None:
+    from moto.awslambda.models import lambda_backends
+
+    with mock_aws():
+        publisher = lambda_backends["336392948345"][REGION]
+        published = publisher.publish_layer_version(
+            {"LayerName": "Shared", "Content": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}
+        )
+        client = boto3.client("lambda", region_name=REGION)
+        answer = client.get_layer_version_by_arn(Arn=published.arn)
+        assert answer["LayerVersionArn"] == published.arn
+        assert answer["Version"] == 1
+        with pytest.raises(ClientError) as missing:
+            client.get_layer_version_by_arn(Arn=published.arn.rsplit(":", 1)[0] + ":7")
+        assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_ecr_describe_images_reads_the_registry_that_registry_id_names(aws_credentials: None) -> None:
+    from stepml.local import account_defaults
+
+    with mock_aws():
+        account_defaults.seed(REGION, "123456789012")
+        ecr = boto3.client("ecr", region_name=REGION)
+        [image] = ecr.describe_images(
+            registryId="683313688378", repositoryName="sagemaker-xgboost", imageIds=[{"imageTag": "1.7-1"}]
+        )["imageDetails"]
+        assert image["registryId"] == "683313688378"
+        assert image["imageTags"] == ["1.7-1"]
+        assert ecr.describe_repositories()["repositories"] == []  # not the caller's own registry
+        with pytest.raises(ClientError) as missing:
+            ecr.describe_images(registryId="683313688378", repositoryName="sagemaker-nope")
+        assert missing.value.response["Error"]["Code"] == "RepositoryNotFoundException"
+
+
+def test_bucket_logging_reads_a_target_policy_with_a_principal_star_statement(aws_credentials):
+    """Unpatched moto fails PutBucketLogging with HTTP 500 when the target's policy has a Principal "*"."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="log-target")
+        s3.create_bucket(Bucket="log-source")
+        deny_plain_http = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::log-target", "arn:aws:s3:::log-target/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+        logging_status = {"LoggingEnabled": {"TargetBucket": "log-target", "TargetPrefix": "log-source/"}}
+        s3.put_bucket_policy(
+            Bucket="log-target", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny_plain_http]})
+        )
+        with pytest.raises(ClientError) as refused:
+            s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
+        assert refused.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"
+        delivery = {
+            "Effect": "Allow",
+            "Principal": {"Service": ["logging.s3.amazonaws.com"]},
+            "Action": ["s3:PutObject"],
+            "Resource": "arn:aws:s3:::log-target/*",
+        }
+        policy = {"Version": "2012-10-17", "Statement": [deny_plain_http, delivery]}
+        s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
+        s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
+        assert s3.get_bucket_logging(Bucket="log-source")["LoggingEnabled"]["TargetBucket"] == "log-target"

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from stepml import packaging
 from stepml.local.provision import ProvisionError, provision
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
 from tests.conftest import TEMPLATE
+from tests.helpers import REPO_ROOT
 
 
 class RecordingRuntime:
-    def __init__(self):
+    def __init__(self, work_dir):
+        self.work_dir = work_dir
         self.functions = {}
         self.routes = {}
         self.glue_jobs = {}
@@ -28,10 +32,15 @@ class RecordingRuntime:
     def register_glue_job(self, name, script_path):
         self.glue_jobs[name] = script_path
 
+    def layer_dir(self, logical_id):
+        return self.work_dir / "layers" / logical_id
 
-def test_every_resource_of_the_template_is_created(aws_credentials):
-    runtime = RecordingRuntime()
-    with mock_aws():
+
+def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
+    runtime = RecordingRuntime(tmp_path)
+    # SAM's function roles attach AWS managed policies (AWSLambdaBasicExecutionRole), which moto
+    # in-process knows only when asked to load them.
+    with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         stack = provision(
             TEMPLATE,
             boto3.Session(region_name="us-east-1"),
@@ -53,9 +62,35 @@ def test_every_resource_of_the_template_is_created(aws_credentials):
         assert {"stepml-test-production-model-latency", "stepml-test-production-invocation-5xx"} <= {
             a["AlarmName"] for a in alarms
         }
+        # The logging, key and concurrency settings the template asks for are in force.
+        s3 = boto3.client("s3")
+        logging = s3.get_bucket_logging(Bucket=stack.physical_id("UploadBucket"))["LoggingEnabled"]
+        assert logging == {"TargetBucket": stack.physical_id("AccessLogBucket"), "TargetPrefix": "upload-bucket/"}
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=stack.physical_id("AccessLogBucket"))["Rules"]
+        assert rules[0]["Expiration"] == {"Days": 90}
+        groups = boto3.client("logs").describe_log_groups()["logGroups"]
+        log_key = stack.resolved.get_att("LogKey", "Arn")
+        assert {g["logGroupName"]: g.get("kmsKeyId") for g in groups} == {
+            stack.physical_id("ApprovalApiAccessLogs"): log_key,
+            stack.physical_id("PipelineLogGroup"): log_key,
+        }
+        api_function = stack.resolved.physical_ids["ApprovalApiFunction"]
+        concurrency = boto3.client("lambda").get_function_concurrency(FunctionName=api_function)
+        assert concurrency["ReservedConcurrentExecutions"] == 20
+        glue_security = boto3.client("glue").get_security_configuration(Name="stepml-test-preprocess")
+        encryption = glue_security["SecurityConfiguration"]["EncryptionConfiguration"]
+        assert encryption["CloudWatchEncryption"] == {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": log_key}
+    assert runtime.functions[api_function].reserved_concurrency == 20
     approval = runtime.functions[stack.resolved.physical_ids["RequestApprovalFunction"]]
     assert approval.environment["STEPML_APPROVAL_BASE_URL"] == "http://127.0.0.1:9999"
-    assert approval.layer_dirs and approval.layer_dirs[0].name == "src"
+    # The library layer's workers get the runtime modules only, linked from src/stepml.
+    (layer,) = approval.layer_dirs
+    assert layer == tmp_path / "layers" / "StepmlLibraryLayer"
+    shipped = sorted(p.relative_to(layer).as_posix() for p in layer.rglob("*.py"))
+    assert "stepml/approvals.py" in shipped and "stepml/lineage.py" in shipped
+    assert not [p for p in shipped if p.startswith(("stepml/local/", "stepml/cli/"))]
+    assert "stepml/sample_data.py" not in shipped and "stepml/packaging.py" not in shipped
+    assert (layer / "stepml/approvals.py").resolve() == REPO_ROOT / "src/stepml/approvals.py"
     assert [r.route_key for r in runtime.routes["ApprovalHttpApi"]] == [
         "GET /approvals/{approval_id}",
         "HEAD /approvals/{approval_id}",
@@ -68,7 +103,7 @@ def test_an_unsupported_resource_type_is_named(aws_credentials, tmp_path):
     template = tmp_path / "template.yaml"
     template.write_text("Resources:\n  Cache:\n    Type: AWS::ElastiCache::CacheCluster\n    Properties: {}\n")
     with mock_aws(), pytest.raises(ProvisionError, match="resource Cache has type AWS::ElastiCache::CacheCluster"):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime())
+        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
 
 
 def test_an_unsupported_property_is_named(aws_credentials, tmp_path):
@@ -80,7 +115,7 @@ def test_an_unsupported_property_is_named(aws_credentials, tmp_path):
         "      FunctionUrlConfig: {AuthType: NONE}\n"
     )
     with mock_aws(), pytest.raises(ProvisionError, match="Fn: property FunctionUrlConfig is not supported"):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime())
+        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
 
 
 def test_unknown_parameters_and_bad_values_are_named():
@@ -89,3 +124,107 @@ def test_unknown_parameters_and_bad_values_are_named():
         ResolvedTemplate(template, parameter_overrides={"NoSuchParameter": "1"})
     with pytest.raises(TemplateError, match="parameter LogRetentionDays='2' is not one of"):
         ResolvedTemplate(template, parameter_overrides={"LogRetentionDays": "2"})
+
+
+def _function_template(tmp_path, *, layers="", extra="", resources=""):
+    """A template of one function (code in fn/) with the given Layers and extra properties."""
+    (tmp_path / "fn").mkdir(exist_ok=True)
+    (tmp_path / "fn" / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n"
+        + resources
+        + "  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties:\n      Runtime: python3.11\n      Handler: app.handler\n      CodeUri: fn/\n"
+        + (f"      Layers: {layers}\n" if layers else "")
+        + extra
+    )
+    return template
+
+
+def _sparse_file(path, size):
+    """A file of ``size`` bytes that takes no disk space (its size is all Lambda counts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+
+
+def test_a_function_whose_code_and_layers_exceed_lambdas_limit_is_refused(aws_credentials, tmp_path):
+    _sparse_file(tmp_path / "big" / "blob.bin", packaging.UNZIPPED_LIMIT_BYTES - 10)
+    template = _function_template(
+        tmp_path,
+        layers="[!Ref BigLayer]",
+        resources="  BigLayer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: big/\n",
+    )
+    message = (
+        "creating Fn failed: Fn: InvalidParameterValueException: "
+        "Layers consume more than the available size of 262144000 bytes"
+    )
+    with mock_aws(), pytest.raises(ProvisionError, match=message) as refused:
+        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+    assert "BigLayer 262143990" in str(refused.value)
+
+
+def test_a_function_whose_own_code_exceeds_lambdas_limit_is_refused(aws_credentials, tmp_path):
+    template = _function_template(tmp_path)
+    _sparse_file(tmp_path / "fn" / "model.bin", packaging.UNZIPPED_LIMIT_BYTES + 1)
+    message = "Fn: InvalidParameterValueException: Unzipped size must be smaller than 262144000 bytes"
+    runtime = RecordingRuntime(tmp_path)
+    with mock_aws(), pytest.raises(ProvisionError, match=message):
+        provision(template, boto3.Session(region_name="us-east-1"), runtime=runtime)
+    assert runtime.functions == {}
+
+
+def test_a_layer_of_another_account_is_counted_at_its_known_size_or_refused(aws_credentials, tmp_path):
+    pandas = "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python311:22"
+    _sparse_file(
+        tmp_path / "fn" / "weights.bin", packaging.UNZIPPED_LIMIT_BYTES - packaging.AWS_SDK_PANDAS_UNZIPPED_BYTES
+    )
+    with mock_aws(), pytest.raises(ProvisionError, match="Layers consume more than the available size"):
+        provision(
+            _function_template(tmp_path, layers=f"[{pandas}]"),
+            boto3.Session(region_name="us-east-1"),
+            runtime=RecordingRuntime(tmp_path),
+        )
+    other = "arn:aws:lambda:us-east-1:111122223333:layer:SomethingElse:3"
+    with mock_aws(), pytest.raises(ProvisionError, match=f"Fn: layer {other} is neither a layer of this template"):
+        provision(
+            _function_template(tmp_path, layers=f"[{other}]"),
+            boto3.Session(region_name="us-east-1"),
+            runtime=RecordingRuntime(tmp_path),
+        )
+
+
+def test_reserved_concurrency_must_be_lambdas_range(aws_credentials, tmp_path):
+    template = _function_template(tmp_path, extra="      ReservedConcurrentExecutions: -1\n")
+    with mock_aws(), pytest.raises(ProvisionError, match="Fn: ReservedConcurrentExecutions must be an integer"):
+        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+
+
+def test_a_log_group_key_that_cloudwatch_logs_may_not_use_is_refused(aws_credentials, tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Key:\n    Type: AWS::KMS::Key\n    Properties:\n      KeyPolicy:\n"
+        '        Version: "2012-10-17"\n        Statement:\n'
+        "          - Effect: Allow\n            Principal: {AWS: arn:aws:iam::123456789012:root}\n"
+        '            Action: kms:*\n            Resource: "*"\n'
+        "  Logs:\n    Type: AWS::Logs::LogGroup\n    Properties:\n"
+        "      LogGroupName: /stepml/test\n      KmsKeyId: !GetAtt Key.Arn\n"
+    )
+    message = (
+        "AccessDeniedException: The specified KMS key does not exist or is not allowed to be used with Arn "
+        "'arn:aws:logs:us-east-1:123456789012:log-group:/stepml/test'"
+    )
+    with mock_aws(), pytest.raises(ProvisionError, match=re.escape(message)):
+        provision(template, boto3.Session(region_name="us-east-1"))
+
+
+def test_an_unsupported_bucket_property_is_named(aws_credentials, tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n"
+        "      WebsiteConfiguration: {IndexDocument: index.html}\n"
+    )
+    with mock_aws(), pytest.raises(ProvisionError, match="B: property WebsiteConfiguration is not supported"):
+        provision(template, boto3.Session(region_name="us-east-1"))

@@ -10,6 +10,13 @@ from typing import Any
 import pytest
 
 from stepml.lineage import resource_names
+from stepml.local.sfn_integrations import (
+    definition_problems,
+    error_name_problems,
+    optimized_error_name,
+    parse_resource,
+    sdk_error_name,
+)
 from stepml.local.template import ResolvedTemplate, load_template
 from tests.helpers import REPO_ROOT
 
@@ -98,15 +105,35 @@ LAMBDA_TRANSIENT = {
 }
 
 
+def _throttling_error_names(resource: str) -> set[str]:
+    """The names a throttled call of this Task's integration fails with (modeled, or the generic name)."""
+    parsed = parse_resource(resource)
+    assert parsed is not None, resource
+    codes = ("ThrottlingException", "Throttled", "Throttling")
+    if parsed.is_sdk:
+        return {sdk_error_name(parsed.sdk_service, code) for code in codes}
+    return {optimized_error_name(parsed.service, code) for code in codes}
+
+
 def test_lambda_tasks_retry_lambdas_transient_errors_and_sdk_tasks_retry_throttling(asl):
     for name, state in _tasks(asl).items():
         retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
         if state["Resource"].startswith("arn:aws:states:::lambda:invoke"):
             assert retried >= LAMBDA_TRANSIENT, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
         else:
-            assert any("Throttl" in error or "AmazonSageMakerException" in error for error in retried), (
-                f"{name} does not retry throttling"
-            )
+            assert retried & _throttling_error_names(state["Resource"]), f"{name} does not retry throttling"
+
+
+def test_the_pipeline_passes_every_integration_check_and_the_error_name_lint(definition):
+    assert [str(problem) for problem in definition_problems(definition)] == []
+    assert [str(problem) for problem in error_name_problems(definition)] == []
+
+
+def test_the_production_update_uses_the_aws_sdk_integration_for_its_deployment_config(definition):
+    state = definition["States"]["Update production endpoint"]
+    assert state["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
+    assert set(state["Parameters"]) == {"EndpointName", "EndpointConfigName.$", "DeploymentConfig"}
+    assert {e for r in state["Retry"] for e in r["ErrorEquals"]} == {"SageMaker.SageMakerException"}
 
 
 def test_every_task_catches_every_error(asl):
@@ -255,7 +282,8 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
             for a in ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob")
         ]
         needed += [(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
-        needed += [("iam:PassRole", params["RoleArn"])]
+        # "IAM policies for calling SageMaker": createTrainingJob (both patterns) also lists the job's tags.
+        needed += [("sagemaker:ListTags", job), ("iam:PassRole", params["RoleArn"])]
         return needed + ([("sagemaker:AddTags", job)] if tagged else [])
     optimized = {
         "createModel": ("model", "ModelName"),
@@ -274,6 +302,7 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
         return needed
     match = re.fullmatch(r"arn:aws:states:::aws-sdk:sagemaker:(\w+)", resource)
     if match:
+        # aws-sdk:SERVICE:apiName calls the API itself: the IAM action is SERVICE:ApiName.
         api = match.group(1)
         action = "sagemaker:" + api[0].upper() + api[1:]
         if api == "listEndpoints":
@@ -313,6 +342,27 @@ def test_the_state_machine_role_grants_what_every_task_needs(resolved, definitio
             if not _allows(statements, action, resource):
                 missing.append(f"{name}: {action} on {resource}")
     assert missing == []
+
+
+def test_iam_actions_are_derived_for_aws_sdk_tasks_and_sync_extras(definition):
+    names = resource_names(SAMPLE_RUN_ID, 1, "stepml-production")
+    update = required_permissions(definition["States"]["Update production endpoint"], names)
+    assert update == [
+        ("sagemaker:UpdateEndpoint", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/stepml-production"),
+    ]
+    train = dict(required_permissions(definition["States"]["Train model"], names))
+    assert train["sagemaker:ListTags"].startswith(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/")
+    assert train["events:PutRule"].endswith(":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+
+
+def test_the_sagemaker_execution_role_can_read_exactly_the_rollback_alarms(resolved, definition):
+    statements = _role_statements(resolved, "SageMakerExecutionRole")
+    rollback = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
+    for alarm in rollback["AutoRollbackConfiguration"]["Alarms"]:
+        arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm['AlarmName']}"
+        assert _allows(statements, "cloudwatch:DescribeAlarms", arn), arn
+    assert not _allows(statements, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:other")
+    assert not _allows(_role_statements(resolved, "PipelineStateMachineRole"), "cloudwatch:DescribeAlarms", "*")
 
 
 def test_the_iam_rule_table_would_catch_a_missing_grant(resolved, definition):
@@ -367,7 +417,7 @@ def test_functions_have_no_sam_managed_wildcard_policies(resolved):
                 assert isinstance(policy, dict) and "Statement" in policy, f"{logical} uses a managed policy {policy}"
 
 
-@pytest.mark.parametrize("bucket", ["UploadBucket", "ArtifactBucket"])
+@pytest.mark.parametrize("bucket", ["UploadBucket", "ArtifactBucket", "AccessLogBucket"])
 def test_buckets_are_encrypted_private_versioned_and_tls_only(resolved, bucket):
     props = resolved.resolved_properties(bucket)
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
@@ -593,3 +643,77 @@ def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(a
     assert configs["Create production endpoint config"]["DataCaptureConfig"]["EnableCapture"] is True
     assert states["Evaluate model"]["Parameters"]["Payload"]["champion.$"] == "$.champion"
     assert states["Create model"]["Next"] == "Find champion"
+
+
+# --- packaging and checkov's findings ------------------------------------------------------------
+
+
+def test_the_library_layer_is_built_by_the_makefile_and_named_per_stack():
+    template = load_template(REPO_ROOT / "template.yaml")
+    layer = template["Resources"]["StepmlLibraryLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO_ROOT / layer["Metadata"]["ContextPath"] / "Makefile").read_text()
+    assert re.search(r"^build-StepmlLibraryLayer:", makefile, re.M)
+    names = {
+        stack: ResolvedTemplate(template, stack_name=stack).resolved_properties("StepmlLibraryLayer")["LayerName"]
+        for stack in ("stepml-dev", "stepml-prod")
+    }
+    assert names == {"stepml-dev": "stepml-dev-stepml-library", "stepml-prod": "stepml-prod-stepml-library"}
+
+
+def test_the_upload_and_artifact_buckets_log_access_to_the_log_bucket_once_it_accepts_logs(resolved):
+    for bucket in ("UploadBucket", "ArtifactBucket"):
+        logging = resolved.resolved_properties(bucket)["LoggingConfiguration"]
+        assert logging["DestinationBucketName"] == resolved.ref("AccessLogBucket") and logging["LogFilePrefix"]
+        assert resolved.resource(bucket)["DependsOn"] == "AccessLogBucketPolicy"
+    assert "LoggingConfiguration" not in resolved.resolved_properties("AccessLogBucket")
+    policy = resolved.resolved_properties("AccessLogBucketPolicy")["PolicyDocument"]
+    (delivery,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"} and delivery["Action"] == "s3:PutObject"
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    sse = resolved.resolved_properties("AccessLogBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse[0]["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}, "a log target takes SSE-S3 only"
+
+
+def test_log_groups_are_encrypted_with_a_key_cloudwatch_logs_may_use_for_them_only(resolved):
+    key = resolved.resolved_properties("LogKey")
+    assert key["EnableKeyRotation"] is True
+    (logs,) = [s for s in key["KeyPolicy"]["Statement"] if s.get("Principal", {}).get("Service")]
+    assert logs["Principal"]["Service"] == f"logs.{REGION}.amazonaws.com"
+    (pattern,) = logs["Condition"]["ArnLike"].values()
+    assert list(logs["Condition"]["ArnLike"]) == ["kms:EncryptionContext:aws:logs:arn"]
+    for group in ("ApprovalApiAccessLogs", "PipelineLogGroup"):
+        assert resolved.resolved_properties(group)["KmsKeyId"] == resolved.get_att("LogKey", "Arn")
+        arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{resolved.ref(group)}"
+        assert fnmatch.fnmatchcase(arn, pattern)
+    assert not fnmatch.fnmatchcase(f"arn:aws:logs:{REGION}:999999999999:log-group:x", pattern)
+
+
+def test_the_glue_job_encrypts_its_logs_and_bookmarks_and_may_use_the_key(resolved):
+    encryption = resolved.resolved_properties("GlueSecurityConfiguration")["EncryptionConfiguration"]
+    key_arn = resolved.get_att("LogKey", "Arn")
+    assert encryption["CloudWatchEncryption"] == {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": key_arn}
+    assert encryption["JobBookmarksEncryption"] == {"JobBookmarksEncryptionMode": "CSE-KMS", "KmsKeyArn": key_arn}
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    glue_logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws-glue/jobs/stepml-dev-preprocess-role/x/output"
+    assert _allows(statements, "logs:AssociateKmsKey", glue_logs)
+    assert all(_allows(statements, a, key_arn) for a in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"))
+
+
+def test_the_public_approval_function_has_reserved_concurrency_no_lower_than_the_apis_burst(resolved):
+    reserved = int(resolved.resolved_properties("ApprovalApiFunction")["ReservedConcurrentExecutions"])
+    burst = int(resolved.resolved_properties("ApprovalHttpApi")["DefaultRouteSettings"]["ThrottlingBurstLimit"])
+    assert reserved > 0 and reserved >= burst, "the API throttles a burst before Lambda does"
+
+
+def test_every_checkov_suppression_names_a_check_and_gives_its_reason():
+    template = load_template(REPO_ROOT / "template.yaml")
+    skips = [
+        (logical, skip)
+        for logical, spec in template["Resources"].items()
+        for skip in spec.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips, "the template suppresses the findings it does not fix"
+    for logical, skip in skips:
+        assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (logical, skip)
+        assert len(skip.get("comment", "")) >= 40, f"{logical} {skip['id']}: say why"

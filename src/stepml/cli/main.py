@@ -11,7 +11,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import data, demo, lineage, local, runs
+from stepml.cli import data, demo, lineage, local, preflight, runs
 from stepml.cli.context import CliError
 from stepml.config import DatasetConfigError, parse_dataset_config
 
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.register(commands, common)
     lineage.register(commands, common)
     demo.register(commands, common)
+    preflight.register(commands, common)
     return parser
 
 

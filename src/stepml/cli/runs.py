@@ -6,6 +6,8 @@ import argparse
 import csv
 import io
 import json
+import re
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -224,29 +226,98 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _served_model(target: Target, endpoint: str) -> dict[str, Any] | None:
+    """The model ``endpoint`` serves and its run's problem type and classes, from lineage; None
+    when lineage has no record of it (an endpoint stepml did not make)."""
+    from stepml.lineage_queries import LineageQueryError, NotInLineageError, model_lineage, run_records
+
+    table = _lineage_table(target)
+    try:
+        found = model_lineage(table, endpoint, sagemaker_client=target.client("sagemaker"))
+        run, _ = run_records(table, found["run_id"])
+    except NotInLineageError:
+        return None
+    except LineageQueryError as exc:
+        raise CliError(str(exc)) from exc
+    config = run.get("config") or {}
+    return {"model": found.get("model"), "problem_type": config.get("problem_type"), "classes": config.get("classes")}
+
+
+def _values_per_row(body: str, rows: int) -> int:
+    """How many values the endpoint answered per row, for a model lineage cannot describe."""
+    values = [token for token in re.split(r"[,\s\[\]]+", body) if token]
+    return max(1, len(values) // rows) if values and len(values) % rows == 0 else 1
+
+
+def prediction_entries(predictions: Any, problem_type: str | None, classes: list[Any] | None) -> list[dict[str, Any]]:
+    """One entry per input row: ``label`` and ``score`` (binary: the positive class's probability;
+    multiclass: the top class's, with every class's in ``scores``), ``prediction`` for regression,
+    the raw ``prediction``/``scores`` when the problem type is unknown."""
+    from stepml.metrics import predicted_classes
+
+    entries: list[dict[str, Any]] = []
+    if problem_type in ("binary", "multiclass"):
+        names = list(classes) if classes else [0, 1]
+        picked = predicted_classes(problem_type, predictions)
+        for number, (values, index) in enumerate(zip(predictions.tolist(), picked.tolist(), strict=True), start=1):
+            if problem_type == "binary":
+                entries.append({"row": number, "label": names[index], "score": values})
+            else:
+                scores = dict(zip(names, values, strict=True))
+                entries.append({"row": number, "label": names[index], "score": values[index], "scores": scores})
+        return entries
+    for number, values in enumerate(predictions.tolist(), start=1):
+        entries.append({"row": number, "scores" if isinstance(values, list) else "prediction": values})
+    return entries
+
+
+def _entry_line(entry: dict[str, Any]) -> str:
+    if "label" in entry:
+        scores = list(entry["scores"].values()) if "scores" in entry else [entry["score"]]
+        return ",".join(map(str, [entry["label"], *scores]))
+    values = entry.get("scores", [entry.get("prediction")])
+    return ",".join(map(str, values))
+
+
 def predict(args: argparse.Namespace) -> int:
-    from sagemaker.core.deserializers import CSVDeserializer
     from sagemaker.core.serializers import CSVSerializer
 
+    from stepml.evaluation import EvaluationError, parse_predictions
+
     rows = read_feature_rows(Path(args.file))
-    serializer, deserializer = CSVSerializer(), CSVDeserializer()
+    serializer = CSVSerializer()
     target = connect(args.stack_name, args.state_dir)
     runtime = target.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint(
             EndpointName=args.endpoint,
             ContentType=serializer.CONTENT_TYPE,
-            Accept=deserializer.ACCEPT[0],
+            Accept="text/csv",
             Body=serializer.serialize(rows),
         )
+        body = response["Body"].read().decode("utf-8")
     except ClientError as exc:
         raise CliError(f"endpoint {args.endpoint}: {exc.response['Error'].get('Message', exc)}") from exc
-    predictions = deserializer.deserialize(response["Body"], response.get("ContentType", "text/csv"))
+    except UnicodeDecodeError as exc:
+        raise CliError(f"endpoint {args.endpoint}: the answer is not UTF-8 text") from exc
+    served = _served_model(target, args.endpoint)
+    if served is None:
+        print(f"note: endpoint {args.endpoint} is not in lineage; values are unlabelled", file=sys.stderr)
+        served = {"model": None, "problem_type": None, "classes": None}
+    problem_type, classes = served["problem_type"], served["classes"]
+    width = len(classes) if problem_type == "multiclass" and classes else 1
+    if problem_type is None:
+        width = _values_per_row(body, len(rows))
+    try:
+        predictions = parse_predictions(body, len(rows), width, f"endpoint {args.endpoint}")
+    except EvaluationError as exc:
+        raise CliError(str(exc)) from exc
+    entries = prediction_entries(predictions, problem_type, classes)
     if args.json:
-        print_json({"endpoint": args.endpoint, "predictions": predictions})
+        print_json({"endpoint": args.endpoint, **served, "predictions": entries})
     else:
-        for row in predictions:
-            print(",".join(row))
+        for entry in entries:
+            print(_entry_line(entry))
     return 0
 
 

@@ -4,13 +4,22 @@ Each ``HttpApi`` event of a function in the template becomes a route (method and
 ``{parameters}``). A request is turned into the API Gateway HTTP API payload format 2.0 event,
 the function runs in the local Lambda engine, and its response (``statusCode``, ``headers``,
 ``cookies``, ``body``, ``isBase64Encoded``) is written back. A request no route matches gets
-API Gateway's ``{"message":"Not Found"}``; a function error gets its ``Internal Server Error``.
+API Gateway's ``{"message":"Not Found"}``; a function error gets its ``Internal Server Error``,
+and so does a throttled invocation (API Gateway answers 500 when Lambda answers 429).
+
+Like API Gateway, the server answers every request, whatever its body: a body passes as text
+only for the content types HTTP APIs pass as text (``text/*``, JSON, XML, JavaScript) and only
+when it is UTF-8, otherwise base64-encoded with ``isBase64Encoded`` (HTTP APIs base64-encode
+form posts too); a body over API Gateway's 10 MB payload limit is 413, an event over Lambda's
+6 MB synchronous invoke limit is 413 ``Request Too Long``, a malformed ``Content-Length`` is
+400, and anything that goes wrong inside is 500, never a closed connection.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 import time
@@ -20,6 +29,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+from stepml.local.lambdas import FunctionThrottledError
 
 
 class InvokesFunctions(Protocol):
@@ -46,7 +57,31 @@ class Route:
         return found.groupdict() if found else None
 
 
-_TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml")
+_LOG = logging.getLogger(__name__)
+#: Content types an HTTP API passes to Lambda as text; every other body arrives base64-encoded.
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+#: API Gateway's payload limit (10 MB) and Lambda's synchronous invoke payload limit (6 MB).
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
+_BODY_TOO_LARGE = f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.".encode()
+
+
+class BadRequestError(ValueError):
+    """The request cannot be read (its framing: Content-Length or chunked encoding)."""
+
+
+class RequestTooLargeError(ValueError):
+    """The request body is over API Gateway's payload limit."""
+
+
+def _as_text(body: bytes, content_type: str) -> str | None:
+    """The body as the event's text, or None when an HTTP API would base64-encode it."""
+    if not body or not content_type.strip().lower().startswith(_TEXT_TYPES):
+        return "" if not body else None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # bytes a text type promised but did not hold travel intact, base64-encoded
 
 
 def build_event(
@@ -70,8 +105,7 @@ def build_event(
     query: dict[str, str] = {}
     for key, value in parse_qsl(raw_query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
-    content_type = lowered.get("content-type", "")
-    is_text = not body or content_type.startswith(_TEXT_TYPES)
+    text = _as_text(body, lowered.get("content-type", ""))
     now = datetime.now(UTC)
     event: dict[str, Any] = {
         "version": "2.0",
@@ -97,7 +131,7 @@ def build_event(
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
-        "isBase64Encoded": not is_text,
+        "isBase64Encoded": text is None,
     }
     if cookies:
         event["cookies"] = cookies
@@ -106,7 +140,7 @@ def build_event(
     if path_parameters:
         event["pathParameters"] = path_parameters
     if body:
-        event["body"] = body.decode("utf-8") if is_text else base64.b64encode(body).decode()
+        event["body"] = text if text is not None else base64.b64encode(body).decode()
     return event
 
 
@@ -171,10 +205,62 @@ class HttpApiServer:
         self._thread.join(timeout=5)
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
+        """Answer one request; whatever happens, the client gets an HTTP answer."""
+        json_type = [("Content-Type", "application/json")]
+        try:
+            self._handle(request)
+        except BadRequestError:
+            request.close_connection = True  # the framing is lost: the next bytes are no request
+            self._send(request, 400, json_type, b'{"message":"Bad Request"}')
+        except RequestTooLargeError:
+            request.close_connection = True
+            self._send(request, 413, [("Content-Type", "text/plain; charset=utf-8")], _BODY_TOO_LARGE)
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True  # the client went away; nobody to answer
+        except Exception:  # API Gateway answers 500 for any failure behind it
+            _LOG.exception("the local HTTP API failed to serve %s %s", request.command, urlsplit(request.path).path)
+            request.close_connection = True
+            self._send(request, 500, json_type, b'{"message":"Internal Server Error"}')
+
+    @staticmethod
+    def _read_body(request: BaseHTTPRequestHandler) -> bytes:
+        """The request body, by Content-Length or chunked; refused past API Gateway's limit."""
+        if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():
+            body = bytearray()
+            while True:
+                size_line = request.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError:
+                    raise BadRequestError("bad chunk size") from None
+                if size == 0:
+                    while request.rfile.readline(1024).strip():  # trailers
+                        pass
+                    return bytes(body)
+                if len(body) + size > MAX_BODY_BYTES:
+                    raise RequestTooLargeError
+                body += request.rfile.read(size)
+                request.rfile.readline(1024)  # the CRLF after the chunk
+        raw = request.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        if not raw.strip().isdigit():
+            raise BadRequestError(f"bad Content-Length {raw!r}")
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            remaining = length
+            while remaining > 0 and remaining <= 2 * MAX_BODY_BYTES:  # drain, so the client reads the 413
+                chunk = request.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            raise RequestTooLargeError
+        return request.rfile.read(length) if length else b""
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
         started = time.monotonic()
         split = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
+        body = self._read_body(request)
         for route in self.routes:
             parameters = route.match(request.command, split.path)
             if parameters is not None:
@@ -193,8 +279,16 @@ class HttpApiServer:
             api_id=self.api_id,
             source_ip=request.client_address[0],
         )
-        result = self.engine.invoke(route.function_name, json.dumps(event))
-        if result.function_error:
+        payload = json.dumps(event)
+        if len(payload.encode()) > MAX_INVOKE_PAYLOAD_BYTES:
+            # Lambda refuses the invocation (RequestEntityTooLargeException); API Gateway answers so.
+            self._send(request, 413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
+            return
+        try:
+            result = self.engine.invoke(route.function_name, payload)
+        except FunctionThrottledError:
+            result = None
+        if result is None or result.function_error:
             status, headers, raw = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
         else:
             status, headers, raw = response_from_result(json.loads(result.payload))

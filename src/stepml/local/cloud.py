@@ -25,12 +25,15 @@ from typing import Any
 
 import boto3
 
-from stepml.local import events, glue, mail, moto_patches
+from stepml.local import account_defaults, events, glue, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
+from stepml.local.cloudformation import register_stack
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
 from stepml.local.faults import install as install_faults
 from stepml.local.faults import uninstall as uninstall_faults
+from stepml.local.iam import gate as iam_gate
+from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
 from stepml.local.provision import ProvisionedStack, provision
@@ -72,6 +75,13 @@ def samconfig_parameters(root: Path, environment: str = "dev") -> dict[str, str]
     return dict(pair.split("=", 1) for pair in shlex.split(overrides))
 
 
+def samconfig_tags(root: Path, environment: str = "dev") -> dict[str, str]:
+    """The ``tags`` of a samconfig environment's deploy parameters, as a dict (empty if none)."""
+    config = tomllib.loads((root / "samconfig.toml").read_text(encoding="utf-8"))
+    tags = config.get(environment, {}).get("deploy", {}).get("parameters", {}).get("tags", "")
+    return dict(pair.split("=", 1) for pair in shlex.split(tags))
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,6 +115,8 @@ class LocalCloud:
     glue_engine: glue.GlueEngine | None = None
     sagemaker_engine: LocalSageMaker | None = None
     faults: FaultSwitch = field(default_factory=FaultSwitch)
+    #: Checks every call a role makes (see stepml.local.iam); ``start()`` creates it.
+    authorizer: iam_gate.Authorizer | None = None
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _routes: dict[str, list[Route]] = field(default_factory=dict)
@@ -132,6 +144,9 @@ class LocalCloud:
         assert self.glue_engine is not None
         self.glue_engine.register_job(name, script_path)
 
+    def layer_dir(self, logical_id: str) -> Path:
+        return self.state_dir / "layers" / logical_id
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def environment_for_clients(self) -> dict[str, str]:
@@ -141,13 +156,19 @@ class LocalCloud:
     def client_factory(self, service: str) -> Callable[[], Any]:
         """A function that makes a boto3 client for this cloud (one per caller thread)."""
 
-        def make() -> Any:
+        def make(**credentials: str) -> Any:
+            """``credentials`` (aws_access_key_id, ...) sign as a role instead of the local user."""
             return boto3.client(
                 service,
                 endpoint_url=self.endpoint_url,
                 region_name=REGION,
-                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                **(
+                    credentials
+                    or {
+                        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    }
+                ),
             )
 
         return make
@@ -161,7 +182,6 @@ class LocalCloud:
                     "with --port/--api-port"
                 )
         from moto.core.config import default_user_config
-        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
         moto_patches.apply()
         self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
@@ -174,17 +194,30 @@ class LocalCloud:
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         # moto's interpreter calls the services through MOTO_PORT; in-process clients need the
         # local endpoint and credentials. stop() puts the previous values back.
-        process_environment = {**self.environment_for_clients(), "MOTO_PORT": str(self.port)}
+        # AWS managed policies (AWSLambdaBasicExecutionRole ...) exist in IAM, so SAM's function
+        # roles can attach them and the IAM gate evaluates them.
+        process_environment = {
+            **self.environment_for_clients(),
+            "MOTO_PORT": str(self.port),
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+        }
         self._saved_environment = {name: os.environ.get(name) for name in process_environment}
         os.environ.update(process_environment)
         previous_execution = default_user_config["stepfunctions"]["execute_state_machine"]
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         self._undo.append(lambda: default_user_config["stepfunctions"].update(execute_state_machine=previous_execution))
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self.authorizer = iam_gate.Authorizer(iam_gate.Principals(), iam_gate.MotoPolicies(region=REGION))
+        self._undo.append(iam_hooks.install(self.authorizer))
+        self._moto = iam_gate.GatedMotoServer(self.authorizer, REGION, ip_address=self.host, port=self.port)
         self._moto.start()
         # moto's backends live in this process: a cloud starts empty even after another one.
         reset = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our own loopback endpoint
+        # What AWS has in every account (public SSM parameters, the SDK for pandas layer, SageMaker's
+        # XGBoost image), so that `stepml preflight` gets AWS's answers here.
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        account_defaults.seed(REGION, DEFAULT_ACCOUNT_ID)
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lambda_engine = LambdaEngine(
@@ -195,6 +228,7 @@ class LocalCloud:
                 "PYTHONDONTWRITEBYTECODE": "1",
             },
             log_dir=self.state_dir / "logs",
+            principals=self.authorizer.principals,
         )
         self.outbox = mail.Outbox(self.state_dir / "outbox")
         self.sagemaker_engine = LocalSageMaker(
@@ -207,7 +241,10 @@ class LocalCloud:
             work_dir=self.state_dir / "sagemaker",
         )
         self.glue_engine = glue.GlueEngine(
-            self.client_factory("s3"), self.state_dir / "glue", environment=self.environment_for_clients()
+            self.client_factory("s3"),
+            self.state_dir / "glue",
+            environment=self.environment_for_clients(),
+            principals=self.authorizer.principals,
         )
         self._undo += [
             glue.install_moto_hooks(self.glue_engine),
@@ -248,6 +285,13 @@ class LocalCloud:
                 port=self.api_port,
             )
             self._api_servers[api_logical_id] = server.start()
+        # `aws cloudformation describe-stacks` (and `stepml ... --stack-name`) find the stack and its Outputs.
+        register_stack(
+            self.stack,
+            self.outputs(),
+            (self.root / "template.yaml").read_text(encoding="utf-8"),
+            tags=samconfig_tags(self.root, self.environment),
+        )
         self._warm_up_glue()
         self.write_state()
         return self

@@ -5,10 +5,18 @@ moto sends S3's EventBridge notifications to rules, but in a shape that differs 
 Functions target. Here an object created in a bucket with EventBridge notifications produces
 the AWS "Object Created" event, rules match it by their event pattern (moto's matcher), and a
 state machine target starts an execution with the event as input, asynchronously as in AWS.
+
+``PutEvents`` goes the same way. moto delivers a put event synchronously inside the call and
+raises ``NotImplementedError`` for a target it cannot send to (a state machine among them), so
+the caller got HTTP 500 for an event AWS would have accepted. AWS answers every entry: a
+reserved ``aws.*`` source is a failed entry (only AWS services publish those), an accepted
+entry is delivered after the call returns, and a target that cannot be reached never reaches
+the caller (its event goes to the target's dead-letter queue, when it has one).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import uuid
@@ -59,39 +67,255 @@ def s3_object_created_event(
     }
 
 
-def _start_execution(account_id: str, region: str, state_machine_arn: str, event: dict[str, Any]) -> None:
+#: What AWS answers, per entry, for a customer's PutEvents with a source AWS services reserve.
+RESERVED_SOURCE_ERROR = {
+    "ErrorCode": "NotAuthorizedForSourceException",
+    "ErrorMessage": "Not authorized for the source.",
+}
+RESERVED_SOURCE_PREFIX = "aws."
+
+
+class EventDeliveryError(RuntimeError):
+    """A rule's target could not take the event; ``code`` is the target service's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _service_error(call: Callable[[], Any]) -> Any:
+    """Run ``call``; a moto service error (either of moto's two kinds) becomes an EventDeliveryError."""
+    from moto.core.exceptions import ServiceException, _RESTError
+
+    try:
+        return call()
+    except _RESTError as exc:
+        raise EventDeliveryError(exc.error_type, exc.message) from exc
+    except ServiceException as exc:  # the Step Functions interpreter's backend raises these
+        raise EventDeliveryError(exc.code, exc.message) from exc
+
+
+def _start_execution(account_id: str, region: str, state_machine_arn: str, event: Any) -> None:
     from moto.stepfunctions.responses import get_backend
 
     backend = get_backend(account_id, region)
-    backend.start_execution(
-        state_machine_arn=state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
+    _service_error(
+        lambda: backend.start_execution(
+            state_machine_arn=state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
+        )
     )
 
 
-def deliver_to_rules(account_id: str, region: str, event: dict[str, Any]) -> list[str]:
-    """Send ``event`` to every matching rule's targets; returns the target ARNs reached."""
+def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What a target receives: the event, or its ``Input``, ``InputPath`` or ``InputTransformer``."""
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        from jsonpath_ng.ext import parse
+
+        found = [match.value for match in parse(target["InputPath"]).find(event)]
+        return found[0] if found else None
+    if "InputTransformer" in target:
+        from moto.events.utils import EventTemplateParser
+
+        transformer = target["InputTransformer"]
+        return EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,
+        )
+    return event
+
+
+#: The session name of EventBridge's calls under a target's role.
+EVENTS_SESSION = "EventBridge"
+
+
+def _target_role_denial(target: dict[str, Any], action: str, resource: str) -> str | None:
+    """AWS's denial message when the target's role may not invoke the target, else None."""
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam.gate import AccessDeniedError
+    from stepml.local.iam.model import AuthorizationRequest
+
+    authorizer = iam_hooks.active()
+    if authorizer is None:
+        return None
+    role_arn = target.get("RoleArn")
+    if not role_arn:
+        return f"the target {resource} has no RoleArn: EventBridge needs a role to call {action}"
+    try:
+        authorizer.require_role(role_arn, EVENTS_SESSION, [AuthorizationRequest(action, resource)], service="events")
+    except AccessDeniedError as denied:
+        return denied.message
+    return None
+
+
+def _send_to_target(account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+    arn = target["Arn"]
+    if ":states:" in arn and ":stateMachine:" in arn:
+        denial = _target_role_denial(target, "states:StartExecution", arn)
+        if denial is not None:
+            raise EventDeliveryError("AccessDeniedException", denial)
+        _start_execution(account_id, region, arn, _target_input(target, event))
+        return
+    # moto sends to log groups, SQS queues and event buses; one target at a time, so a rule
+    # with several targets sends each once.
+    single = copy.copy(rule)
+    single.targets = [target]
+    try:
+        _service_error(lambda: single.send_to_targets(event, transform_input=True))
+    except NotImplementedError as exc:
+        raise EventDeliveryError("NotSupportedLocally", f"the local cloud cannot deliver to {arn}") from exc
+
+
+def _dead_letter(
+    account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any], error: EventDeliveryError
+) -> bool:
+    """Put an undeliverable event on the target's dead-letter queue, with AWS's attributes, as
+    EventBridge (its service principal, with the rule as aws:SourceArn) does if the queue's
+    policy lets it."""
+    queue_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not queue_arn:
+        return False
+    from moto.sqs.models import sqs_backends
+
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam.model import AuthorizationRequest, Principal
+
+    authorizer = iam_hooks.active()
+    if authorizer is not None:
+        service = Principal(arn="events.amazonaws.com", account=account_id, service="events.amazonaws.com")
+        request = AuthorizationRequest(
+            "sqs:SendMessage", queue_arn, {"aws:SourceArn": rule.arn, "aws:SourceAccount": account_id}
+        )
+        if not authorizer.check(service, request, service="sqs").allowed:
+            return False
+    _, _, _, queue_region, queue_account, queue_name = queue_arn.split(":", 5)
+    attributes = {
+        "RULE_ARN": rule.arn,
+        "TARGET_ARN": target["Arn"],
+        "ERROR_CODE": error.code,
+        "ERROR_MESSAGE": error.message[:1000],
+        "RETRY_ATTEMPTS": "0",
+    }
+    try:
+        _service_error(
+            lambda: sqs_backends[queue_account][queue_region].send_message(
+                queue_name,
+                json.dumps(event),
+                message_attributes={
+                    name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+                },
+            )
+        )
+    except EventDeliveryError:
+        return False  # EventBridge drops an event whose dead-letter queue is gone too
+    return True
+
+
+def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: str = "default") -> list[str]:
+    """Send ``event`` to every matching rule's targets on ``bus``; returns those targets' ARNs.
+
+    A target that cannot take the event is logged (``error``) and its event dead-lettered, as
+    EventBridge does after its retries; it never fails the delivery to the other targets.
+    """
     from moto.events.models import events_backends
 
     reached = []
     backend = events_backends[account_id][region]
-    for bus in backend.event_buses.values():
-        for rule in bus.rules.values():
-            if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
-                continue
-            for target in rule.targets:
-                arn = target["Arn"]
-                if ":states:" in arn and ":stateMachine:" in arn:
-                    _start_execution(account_id, region, arn, event)
-                else:
-                    rule.send_to_targets(event, transform_input=True)
-                reached.append(arn)
-                with _DELIVERY_LOCK:
-                    DELIVERY_LOG.append({"rule": rule.name, "target": arn, "event_id": event["id"]})
+    event_bus = backend.event_buses.get(bus)
+    for rule in list(event_bus.rules.values()) if event_bus is not None else []:
+        if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+            continue
+        for target in list(rule.targets):
+            arn = target["Arn"]
+            record: dict[str, Any] = {"rule": rule.name, "target": arn, "event_id": event["id"]}
+            reached.append(arn)
+            try:
+                _send_to_target(account_id, region, rule, target, event)
+            except EventDeliveryError as error:
+                record["error"] = str(error)
+                record["dead_lettered"] = _dead_letter(account_id, region, rule, target, event, error)
+            with _DELIVERY_LOCK:
+                DELIVERY_LOG.append(record)
     return reached
 
 
+def _entry_error(entry: dict[str, Any]) -> dict[str, str] | None:
+    """The failed-entry answer AWS gives for ``entry``, or None when it is accepted."""
+    for field in ("Source", "DetailType", "Detail"):
+        if not entry.get(field):
+            return {
+                "ErrorCode": "InvalidArgument",
+                "ErrorMessage": f"Parameter {field} is not valid. Reason: {field} is a required argument.",
+            }
+    if entry["Source"].startswith(RESERVED_SOURCE_PREFIX):
+        return dict(RESERVED_SOURCE_ERROR)
+    try:
+        json.loads(entry["Detail"])
+    except ValueError:
+        return {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+    return None
+
+
+def _event_time(value: Any) -> str:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value, UTC)
+    else:
+        moment = datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PutEvents as AWS answers it: one result per entry, accepted events delivered afterwards.
+
+    The events of one call are delivered in order on one thread, so a test that waits for the
+    last accepted event's delivery knows the earlier ones have been delivered too.
+    """
+    from moto.events.exceptions import ValidationException
+
+    if len(entries) > 10:
+        raise ValidationException(
+            "1 validation error detected: Value '[PutEventsRequestEntry]' at 'entries' failed to satisfy "
+            "constraint: Member must have length less than or equal to 10"
+        )
+    results: list[dict[str, Any]] = []
+    accepted: list[tuple[str, dict[str, Any]]] = []
+    for entry in entries:
+        error = _entry_error(entry)
+        if error is not None:
+            results.append(error)
+            continue
+        bus = backend._normalize_event_bus_arn(entry.get("EventBusName"))
+        backend.describe_event_bus(bus)  # an unknown bus fails the call, as moto (and AWS) do
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": entry["DetailType"],
+            "source": entry["Source"],
+            "account": backend.account_id,
+            "time": _event_time(entry.get("Time")),
+            "region": backend.region_name,
+            "resources": entry.get("Resources", []),
+            "detail": json.loads(entry["Detail"]),
+        }
+        results.append({"EventId": event["id"]})
+        accepted.append((bus, event))
+
+    def deliver() -> None:
+        for bus, event in accepted:
+            deliver_to_rules(backend.account_id, backend.region_name, event, bus)
+
+    if accepted:
+        threading.Thread(target=deliver, name="put-events-delivery", daemon=True).start()
+    return results
+
+
 def install_moto_hooks() -> Callable[[], None]:
-    """Replace moto's S3 EventBridge notification with AWS-shaped, asynchronous delivery."""
+    """Replace moto's S3 EventBridge notification and PutEvents with AWS-shaped, asynchronous delivery."""
     import moto.s3.notifications as notifications
 
     original = notifications._send_event_bridge_message
@@ -114,7 +338,17 @@ def install_moto_hooks() -> Callable[[], None]:
 
     notifications._send_event_bridge_message = send
 
+    from moto.events.models import EventsBackend
+
+    original_put_events = EventsBackend.put_events
+
+    def put_events_hook(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return put_events(self, events)
+
+    EventsBackend.put_events = put_events_hook
+
     def restore() -> None:
         notifications._send_event_bridge_message = original
+        EventsBackend.put_events = original_put_events
 
     return restore

@@ -42,6 +42,8 @@ from stepml.local import faults
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 #: Arguments that are scratch space, not data: staged locally, never uploaded.
 SCRATCH_ARGUMENTS = frozenset({"--TempDir"})
+#: The session name of a job run's calls under the job role.
+GLUE_SESSION = "GlueJobRunnerSession"
 
 
 class GlueEngineError(RuntimeError):
@@ -59,6 +61,8 @@ class JobRunRecord:
     started_on: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_on: datetime | None = None
     log_file: Path | None = None
+    #: The job's role: the run stages data and its script calls AWS under it.
+    role_arn: str | None = None
 
     @property
     def execution_seconds(self) -> int:
@@ -119,10 +123,25 @@ class _ScriptWorker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, script: Path, argv: list[str], cwd: Path, log: Path, timeout_seconds: float) -> int:
-        """Run ``script`` with ``argv``; its exit code. Raises TimeoutExpired (and stops) on timeout."""
+    def run(
+        self,
+        script: Path,
+        argv: list[str],
+        cwd: Path,
+        log: Path,
+        timeout_seconds: float,
+        environment: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run ``script`` with ``argv`` (and ``environment`` set for this run only); its exit code.
+        Raises TimeoutExpired (and stops) on timeout."""
         assert self.process.stdin is not None and self.process.stdout is not None
-        request = {"script": str(script), "argv": argv, "cwd": str(cwd), "log": str(log)}
+        request = {
+            "script": str(script),
+            "argv": argv,
+            "cwd": str(cwd),
+            "log": str(log),
+            "environment": dict(environment or {}),
+        }
         try:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
@@ -169,8 +188,11 @@ class GlueEngine:
         *,
         environment: Mapping[str, str] | None = None,
         max_concurrent: int = 2,
+        principals: Any = None,
     ):
         self.s3_client_factory = s3_client_factory
+        #: ``stepml.local.iam.gate.Principals``: runs act under their job's role, as in Glue.
+        self.principals = principals
         self.work_dir = Path(work_dir)
         self.environment = dict(environment or {})
         self.scripts: dict[str, Path] = {}
@@ -234,12 +256,17 @@ class GlueEngine:
     # -- running -----------------------------------------------------------------------
 
     def start(
-        self, job_name: str, run_id: str, arguments: Mapping[str, str], timeout_minutes: int | None
+        self,
+        job_name: str,
+        run_id: str,
+        arguments: Mapping[str, str],
+        timeout_minutes: int | None,
+        role_arn: str | None = None,
     ) -> JobRunRecord:
         """Start a run in the background and return its record."""
         if job_name not in self.scripts:
             raise GlueEngineError(f"job {job_name!r} has no script registered with the local Glue engine")
-        record = JobRunRecord(run_id=run_id, job_name=job_name)
+        record = JobRunRecord(run_id=run_id, job_name=job_name, role_arn=role_arn)
         with self._lock:
             self.runs[run_id] = record
         failure = faults.trigger("glue:JobRun", _fault_subject(job_name, arguments))
@@ -258,7 +285,8 @@ class GlueEngine:
         record.log_file = run_dir / "run.log"
         try:
             with self._slots:
-                s3 = self.s3_client_factory()
+                credentials = self._role_credentials(record.role_arn)
+                s3 = self.s3_client_factory(**(credentials.client_kwargs() if credentials else {}))
                 local_arguments: dict[str, str] = {}
                 outputs: list[tuple[Path, str, dict[Path, tuple[int, int]]]] = []
                 for name, value in arguments.items():
@@ -274,7 +302,12 @@ class GlueEngine:
                     argv += [name if name.startswith("--") else f"--{name}", value]
                 record.log_file.parent.mkdir(parents=True, exist_ok=True)
                 returncode = self._run_script(
-                    self.scripts[record.job_name], argv, run_dir, record.log_file, (timeout_minutes or 2880) * 60
+                    self.scripts[record.job_name],
+                    argv,
+                    run_dir,
+                    record.log_file,
+                    (timeout_minutes or 2880) * 60,
+                    credentials.environment() if credentials else None,
                 )
                 if self._closed:
                     record.state = "STOPPED"
@@ -333,10 +366,24 @@ class GlueEngine:
                 return
         worker.stop()
 
-    def _run_script(self, script: Path, argv: list[str], cwd: Path, log: Path, timeout_seconds: float) -> int:
+    def _role_credentials(self, role_arn: str | None) -> Any:
+        """The job role's session credentials (Glue's session name), or None without local IAM."""
+        if self.principals is None or not role_arn:
+            return None
+        return self.principals.credentials(role_arn, GLUE_SESSION)
+
+    def _run_script(
+        self,
+        script: Path,
+        argv: list[str],
+        cwd: Path,
+        log: Path,
+        timeout_seconds: float,
+        environment: Mapping[str, str] | None = None,
+    ) -> int:
         worker = self._take_worker()
         try:
-            return worker.run(script, argv, cwd, log, timeout_seconds)
+            return worker.run(script, argv, cwd, log, timeout_seconds, environment)
         finally:
             self._return_worker(worker)
 
@@ -400,7 +447,7 @@ def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
             raise ConcurrentRunsExceededException(throttled)
         run_id = original_start(self, *args, **kwargs)
         run = next(r for r in self.job_runs if r.job_run_id == run_id)
-        record = engine.start(self.name, run_id, run.arguments or {}, run.timeout)
+        record = engine.start(self.name, run_id, run.arguments or {}, run.timeout, role_arn=self.role)
         run._stepml_record = record
         return run_id
 

@@ -24,6 +24,20 @@ from typing import Any
 
 
 def _run_script(request: dict[str, Any]) -> int:
+    # The run's own variables (its role's credentials) for this run only.
+    saved = {name: os.environ.get(name) for name in request.get("environment", {})}
+    os.environ.update(request.get("environment", {}))
+    try:
+        return _run_script_file(request)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_script_file(request: dict[str, Any]) -> int:
     script = request["script"]
     sys.argv = [script, *request["argv"]]
     os.chdir(request["cwd"])

@@ -1,8 +1,10 @@
 """One warm Lambda execution environment: imports a handler once and serves invocations.
 
-Started by ``stepml.local.lambdas`` as ``python -m stepml.local.lambda_worker`` with the
-function's environment. The protocol is one JSON object per line on the original stdout; the
-handler's own prints go to stderr (the function's log), as in Lambda.
+Started by ``stepml.local.lambdas`` as ``python -P .../lambda_worker.py`` with the function's
+environment: run as a script, not as a module of ``stepml``, and needing nothing beyond the
+standard library, so the handler imports ``stepml`` from its layer alone. The protocol is one
+JSON object per line on the original stdout; the handler's own prints go to stderr (the
+function's log), as in Lambda.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Lambda for the local cloud: the template's functions run in warm local worker processes.
 
 moto's Lambda Invoke needs Docker (or echoes the payload). Here each function gets a pool of
-worker processes (``stepml.local.lambda_worker``) started with the function's CodeUri and
-layers on ``PYTHONPATH``, its environment, and the local cloud's endpoint. Errors and timeouts
-come back as Lambda returns them (``X-Amz-Function-Error: Unhandled`` with ``errorType`` and
-``errorMessage``), so the state machine's Retry and Catch behave as in AWS.
+worker processes (``stepml/local/lambda_worker.py``, run as a script) started with the function's
+CodeUri and layers on ``PYTHONPATH``, its environment, and the local cloud's endpoint. Errors and
+timeouts come back as Lambda returns them (``X-Amz-Function-Error: Unhandled`` with ``errorType``
+and ``errorMessage``), so the state machine's Retry and Catch behave as in AWS. A function with
+reserved concurrency runs at most that many invocations at once; one more is throttled with
+Lambda's ``TooManyRequestsException``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ class LambdaEngineError(RuntimeError):
     """A function is unknown or its worker could not start."""
 
 
+class FunctionThrottledError(LambdaEngineError):
+    """Lambda refused the invocation: the function runs its reserved concurrency already."""
+
+    code = "TooManyRequestsException"
+    #: What Lambda answers (HTTP 429) when a function's reserved concurrency is in use.
+    message = "Rate Exceeded."
+    reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
+
+    def __init__(self, function: str):
+        super().__init__(f"{function}: {self.code}: {self.message} ({self.reason})")
+        self.function = function
+
+
+#: The worker runs as a script with ``-P`` (no script folder on ``sys.path``), so a handler sees its
+#: code, its layers and the runtime's packages, but not this package's local cloud.
+WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """What the local cloud needs to run one function of the template."""
@@ -42,6 +62,10 @@ class FunctionSpec:
     timeout_seconds: float = 3.0
     memory_mb: int = 128
     arn: str = ""
+    #: The function's execution role: its workers sign their calls with its credentials.
+    role_arn: str = ""
+    #: ReservedConcurrentExecutions: the most invocations that may run at once (None: no cap).
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,14 +81,21 @@ class InvocationResult:
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str], log: IO[bytes] | int):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        base_environment: Mapping[str, str],
+        log: IO[bytes] | int,
+        credentials: Mapping[str, str] | None = None,
+    ):
+        # Only the function's code and layers; the caller's PYTHONPATH (a checkout's src/ with the
+        # whole library) would hand the handler modules its package does not ship.
         python_path = [str(spec.code_dir), *(str(d) for d in spec.layer_dirs)]
-        inherited = os.environ.get("PYTHONPATH")
-        if inherited:
-            python_path.append(inherited)
         environment = {
             **base_environment,
             **spec.environment,
+            # As in Lambda: the role's temporary credentials, set by the service, not the template.
+            **(credentials or {}),
             "PYTHONPATH": os.pathsep.join(python_path),
             "_HANDLER": spec.handler,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -75,7 +106,7 @@ class _Worker:
             "STEPML_LOCAL_FUNCTION_ARN": spec.arn,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stepml.local.lambda_worker"],
+            [sys.executable, "-P", str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -118,6 +149,8 @@ class _Pool:
         self.idle: list[_Worker] = []
         self.busy = 0
         self.started = 0
+        #: Invocations accepted and not finished, including those waiting for a worker.
+        self.in_flight = 0
         self.condition = threading.Condition()
 
 
@@ -125,9 +158,16 @@ class LambdaEngine:
     """Runs registered functions in warm worker processes, several at once per function."""
 
     def __init__(
-        self, base_environment: Mapping[str, str], *, max_workers_per_function: int = 4, log_dir: Path | None = None
+        self,
+        base_environment: Mapping[str, str],
+        *,
+        max_workers_per_function: int = 4,
+        log_dir: Path | None = None,
+        principals: Any = None,
     ):
         self.base_environment = dict(base_environment)
+        #: ``stepml.local.iam.gate.Principals``: gives each function's workers its role's keys.
+        self.principals = principals
         self.max_workers_per_function = max_workers_per_function
         self.log_dir = log_dir
         self._pools: dict[str, _Pool] = {}
@@ -160,6 +200,11 @@ class LambdaEngine:
             self._logs[name] = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for workers
         return self._logs[name]
 
+    def _credentials(self, spec: FunctionSpec) -> dict[str, str] | None:
+        if self.principals is None or not spec.role_arn:
+            return None
+        return self.principals.credentials(spec.role_arn, spec.name).environment()
+
     def _acquire(self, pool: _Pool) -> _Worker:
         with pool.condition:
             while True:
@@ -173,11 +218,13 @@ class LambdaEngine:
                     break
                 pool.condition.wait()
         try:
-            worker = _Worker(pool.spec, self.base_environment, self._log_target(pool.spec.name))
+            worker = _Worker(
+                pool.spec, self.base_environment, self._log_target(pool.spec.name), self._credentials(pool.spec)
+            )
         except OSError as exc:
             with pool.condition:
                 pool.busy -= 1
-                pool.condition.notify()
+                pool.condition.notify_all()
             raise LambdaEngineError(f"cannot start a worker for {pool.spec.name}: {exc}") from exc
         pool.started += 1
         return worker
@@ -187,13 +234,33 @@ class LambdaEngine:
             pool.busy -= 1
             if keep and worker.alive():
                 pool.idle.append(worker)
-            pool.condition.notify()
+            pool.condition.notify_all()
         if not keep:
             worker.kill()
 
-    def invoke(self, name: str, payload: bytes | str | None) -> InvocationResult:
-        """Invoke a function synchronously (RequestResponse) and return Lambda's answer."""
+    def invoke(self, name: str, payload: bytes | str | None, *, queue: bool = False) -> InvocationResult:
+        """Invoke a function and return Lambda's answer.
+
+        Over the function's reserved concurrency a synchronous call (RequestResponse) raises
+        ``FunctionThrottledError``; with ``queue`` (an asynchronous Event invocation, which Lambda
+        queues and retries on throttling) it waits until an invocation finishes.
+        """
         pool = self._pool(name)
+        with pool.condition:
+            cap = pool.spec.reserved_concurrency
+            while cap is not None and pool.in_flight >= cap:
+                if not queue:
+                    raise FunctionThrottledError(pool.spec.name)
+                pool.condition.wait()
+            pool.in_flight += 1
+        try:
+            return self._invoke(pool, payload)
+        finally:
+            with pool.condition:
+                pool.in_flight -= 1
+                pool.condition.notify_all()
+
+    def _invoke(self, pool: _Pool, payload: bytes | str | None) -> InvocationResult:
         spec = pool.spec
         request_id = str(uuid.uuid4())
         started = time.monotonic()
@@ -277,9 +344,20 @@ def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
             response_headers["x-amz-function-error"] = answer.function_error
             return answer.payload
         if asynchronous == "Event":
-            threading.Thread(target=engine.invoke, args=(self.function_name, body), daemon=True).start()
+            threading.Thread(
+                target=engine.invoke, args=(self.function_name, body), kwargs={"queue": True}, daemon=True
+            ).start()
             return b""
-        result = engine.invoke(self.function_name, body)
+        try:
+            result = engine.invoke(self.function_name, body)
+        except FunctionThrottledError as exc:
+            throttled = LambdaClientError(exc.code, exc.message)
+            throttled.code = 429
+            # Lambda's body names why: {"Reason": ..., "Type": "User", "message": ...}.
+            throttled.description = json.dumps(
+                {"__type": exc.code, "message": exc.message, "Reason": exc.reason, "Type": "User"}
+            )
+            raise throttled from exc
         if result.function_error:
             response_headers["x-amz-function-error"] = result.function_error
         return result.payload

@@ -174,22 +174,281 @@ def _sagemaker_service_integration() -> None:
     state_task_service_factory.state_task_service_for = state_task_service_for
 
 
-def _sagemaker_parameters_checked_at_definition() -> None:
+def _integrations_checked_at_definition() -> None:
     from moto.stepfunctions.parser.api import InvalidDefinition
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-    from stepml.local.sfn_sagemaker import definition_problems
+    from stepml.local.sfn_integrations import definition_problems, error_name_problems, problems_message
 
     original = StepFunctionsParserBackend._validate_definition
 
     @functools.wraps(original)
     def _validate_definition(definition: str) -> None:
+        try:
+            parsed = json.loads(definition)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            # Before moto's parser, whose own (differently worded) refusal of an unknown resource would win.
+            problems = definition_problems(parsed) or error_name_problems(parsed)
+            if problems:
+                raise InvalidDefinition(message=problems_message(problems))
         original(definition=definition)
-        problems = definition_problems(json.loads(definition))
-        if problems:
-            raise InvalidDefinition(message=f"Invalid State Machine Definition: '{', '.join(problems)}'")
 
     StepFunctionsParserBackend._validate_definition = staticmethod(_validate_definition)
+
+
+def _validate_state_machine_definition_answers() -> None:
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.api import InvalidDefinition
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from stepml.local.sfn_integrations import SCHEMA_VALIDATION_FAILED, definition_problems, error_name_problems
+
+    def validate_state_machine_definition(self):  # type: ignore[no-untyped-def]
+        definition = self._get_param("definition") or ""
+        diagnostics: list[dict[str, str]] = []
+        try:
+            parsed = json.loads(definition)
+        except ValueError as exc:
+            parsed = None
+            diagnostics.append({"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc)})
+        if isinstance(parsed, dict):
+            for problem in definition_problems(parsed) + error_name_problems(parsed):
+                diagnostics.append(
+                    {
+                        "severity": "ERROR",
+                        "code": problem.code,
+                        "message": problem.message,
+                        "location": problem.location,
+                    }
+                )
+            if not diagnostics:
+                try:
+                    StepFunctionsParserBackend._validate_definition(definition=definition)
+                except InvalidDefinition as exc:
+                    diagnostics.append({"severity": "ERROR", "code": SCHEMA_VALIDATION_FAILED, "message": exc.message})
+        result = "FAIL" if diagnostics else "OK"
+        # maxResults: default and maximum 100, as AWS documents; truncated says some were left out.
+        limit = min(int(self._get_param("maxResults") or 100), 100) or 100
+        return ActionResult(
+            {"result": result, "diagnostics": diagnostics[:limit], "truncated": len(diagnostics) > limit}
+        )
+
+    StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
+
+
+def _aws_sdk_error_names() -> None:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    from stepml.local.sfn_integrations import sdk_error_name, sdk_error_prefix
+
+    original = StateTaskServiceAwsSdk._from_error
+
+    @functools.wraps(original)
+    def _from_error(self, env, ex):  # type: ignore[no-untyped-def]
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        service = self.resource.api_name
+        error = ex.response.get("Error", {})
+        metadata = ex.response.get("ResponseMetadata", {})
+        details = [
+            f"Service: {sdk_error_prefix(service)}",
+            f"Status Code: {metadata.get('HTTPStatusCode', 400)}",
+            f"Request ID: {metadata.get('RequestId', '')}",
+        ]
+        cause = f"{error.get('Message', '')} ({', '.join(details)})"
+        return self._get_task_failure_event(env=env, error=sdk_error_name(service, error.get("Code", "")), cause=cause)
+
+    StateTaskServiceAwsSdk._from_error = _from_error
+
+
+def _ses_account_and_sandbox() -> None:
+    from moto.ses.exceptions import MessageRejectedError
+    from moto.sesv2 import urls as sesv2_urls
+    from moto.sesv2.models import SESV2Backend
+    from moto.sesv2.responses import SESV2Response
+
+    from stepml.local.account_defaults import ses_account
+
+    def get_account(self):  # type: ignore[no-untyped-def]
+        return json.dumps(ses_account(self.sesv2_backend).response())
+
+    def refuse_unverified_recipients(backend: Any, recipients: list[str]) -> None:
+        if ses_account(backend).production_access_enabled:
+            return
+        unverified = [r for r in recipients if not backend.core_backend._is_verified_address(r)]
+        if unverified:
+            raise MessageRejectedError(
+                "Email address is not verified. The following identities failed the check in region "
+                f"{backend.region_name.upper()}: {', '.join(unverified)}"
+            )
+
+    original_send_email = SESV2Backend.send_email
+    original_send_raw_email = SESV2Backend.send_raw_email
+
+    @functools.wraps(original_send_email)
+    def send_email(self, source, destinations, subject, body):  # type: ignore[no-untyped-def]
+        recipients = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destinations.get(key, [])]
+        refuse_unverified_recipients(self, recipients)
+        return original_send_email(self, source, destinations, subject, body)
+
+    @functools.wraps(original_send_raw_email)
+    def send_raw_email(self, source, destinations, raw_data):  # type: ignore[no-untyped-def]
+        refuse_unverified_recipients(self, list(destinations))
+        return original_send_raw_email(self, source, destinations, raw_data)
+
+    SESV2Response.get_account = get_account
+    # moto's catch-all "/v2/.*" is not a pattern in server mode (Flask takes it literally), so
+    # GetAccount (GET /v2/email/account) needs its own route.
+    sesv2_urls.url_paths.setdefault("{0}/v2/email/account$", SESV2Response.dispatch)
+    SESV2Backend.send_email = send_email
+    SESV2Backend.send_raw_email = send_raw_email
+
+
+def _ses_identities_verified_for_sending() -> None:
+    from moto.ses.models import EmailIdentity
+
+    original = EmailIdentity.get_response_object
+
+    def get_response_object(self):  # type: ignore[no-untyped-def]
+        answer = dict(original.fget(self))
+        # moto lets every identity it holds send (VerificationStatus SUCCESS): say so.
+        answer["VerifiedForSendingStatus"] = answer.get("VerificationStatus") == "SUCCESS"
+        return answer
+
+    EmailIdentity.get_response_object = property(get_response_object)
+
+
+def _service_quotas_for_sagemaker() -> None:
+    from moto.core.exceptions import JsonRESTError
+    from moto.servicequotas.models import ServiceQuotasBackend
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    from stepml.local.account_defaults import SAGEMAKER_QUOTAS, service_quota
+
+    def quotas(backend: Any, applied: bool) -> list[dict[str, Any]]:
+        values = backend.__dict__.setdefault("stepml_sagemaker_applied", {})
+        account = backend.account_id if applied else ""
+        return [
+            service_quota(backend.region_name, account, q, values.get(q.code) if applied else None)
+            for q in SAGEMAKER_QUOTAS
+        ]
+
+    def find(backend: Any, quota_code: str, applied: bool) -> dict[str, Any]:
+        for quota in quotas(backend, applied):
+            if quota["QuotaCode"] == quota_code:
+                return quota
+        raise JsonRESTError(
+            "NoSuchResourceException", f"The request failed because the specified quota {quota_code} does not exist."
+        )
+
+    original_defaults = ServiceQuotasBackend.list_aws_default_service_quotas
+    original_get = ServiceQuotasBackend.get_service_quota
+
+    def list_aws_default_service_quotas(self, service_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return quotas(self, applied=False)
+        return original_defaults(self, service_code)
+
+    def get_service_quota(self, service_code, quota_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return find(self, quota_code, applied=True)
+        return original_get(self, service_code, quota_code)
+
+    def get_aws_default_service_quota(self, service_code, quota_code):  # type: ignore[no-untyped-def]
+        if service_code == "sagemaker":
+            return find(self, quota_code, applied=False)
+        return original_get(self, service_code, quota_code)
+
+    def list_service_quotas(self, service_code, quota_code=None):  # type: ignore[no-untyped-def]
+        if service_code != "sagemaker":
+            return original_defaults(self, service_code)
+        return [q for q in quotas(self, applied=True) if quota_code is None or q["QuotaCode"] == quota_code]
+
+    def page(self, items: list[dict[str, Any]]) -> str:
+        params = json.loads(self.body or "{}")
+        start = int(params.get("NextToken") or 0)
+        size = int(params.get("MaxResults") or 100)
+        answer: dict[str, Any] = {"Quotas": items[start : start + size]}
+        if start + size < len(items):
+            answer["NextToken"] = str(start + size)
+        return json.dumps(answer)
+
+    def respond_list_defaults(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        return page(self, self.backend.list_aws_default_service_quotas(str(params.get("ServiceCode"))))
+
+    def respond_list(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        return page(self, self.backend.list_service_quotas(str(params.get("ServiceCode")), params.get("QuotaCode")))
+
+    def respond_get_default(self):  # type: ignore[no-untyped-def]
+        params = json.loads(self.body or "{}")
+        quota = self.backend.get_aws_default_service_quota(str(params.get("ServiceCode")), str(params.get("QuotaCode")))
+        return json.dumps({"Quota": quota})
+
+    ServiceQuotasBackend.list_aws_default_service_quotas = list_aws_default_service_quotas
+    ServiceQuotasBackend.get_service_quota = get_service_quota
+    ServiceQuotasBackend.get_aws_default_service_quota = get_aws_default_service_quota
+    ServiceQuotasBackend.list_service_quotas = list_service_quotas
+    ServiceQuotasResponse.list_aws_default_service_quotas = respond_list_defaults
+    ServiceQuotasResponse.list_service_quotas = respond_list
+    ServiceQuotasResponse.get_aws_default_service_quota = respond_get_default
+
+
+def _lambda_layer_version_by_arn() -> None:
+    from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.models import lambda_backends
+    from moto.awslambda.responses import LambdaResponse
+
+    arn_pattern = re.compile(
+        r"^arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:(?P<name>[A-Za-z0-9_-]+):(?P<version>\d+)$"
+    )
+
+    def get_layer_version_by_arn(self):  # type: ignore[no-untyped-def]
+        arn = self._get_param("Arn") or ""
+        match = arn_pattern.match(arn)
+        if match is None:
+            raise LambdaClientError(
+                "ValidationException",
+                f"1 validation error detected: Value '{arn}' at 'arn' failed to satisfy constraint: "
+                "Member must satisfy regular expression pattern: "
+                "(arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)",
+            )
+        # The layer lives in the account that published it (an AWS-owned one for public layers).
+        backend = lambda_backends[match["account"]][match["region"]]
+        for version in backend.list_layer_versions(match["name"]):
+            if version.version == int(match["version"]):
+                return 200, {}, json.dumps(version.get_layer_version())
+        error = LambdaClientError("ResourceNotFoundException", "The resource you requested does not exist.")
+        error.code = 404
+        raise error
+
+    LambdaResponse.get_layer_version_by_arn = get_layer_version_by_arn
+
+
+def _ecr_registries_of_other_accounts() -> None:
+    from moto.ecr.exceptions import RepositoryNotFoundException
+    from moto.ecr.models import ECRBackend, ecr_backends
+
+    original = ECRBackend._get_repository
+
+    @functools.wraps(original)
+    def _get_repository(self, name, registry_id=None):  # type: ignore[no-untyped-def]
+        if registry_id and registry_id != self.account_id:
+            other = ecr_backends[registry_id][self.region_name]
+            repository = other.repositories.get(name)
+            if repository is None or repository.registry_id != registry_id:
+                raise RepositoryNotFoundException(name, registry_id)
+            return repository
+        return original(self, name, registry_id)
+
+    ECRBackend._get_repository = _get_repository
 
 
 def _jsonata_evaluator() -> None:
@@ -306,21 +565,6 @@ def _jsonpath_filters_yield_arrays() -> None:
     json_path._contains_slice_or_wildcard_array = _contains_slice_or_wildcard_array
 
 
-#: aws-sdk integrations this app calls, by the lower-case name in the Resource, and the PascalCase
-#: service name Step Functions puts in front of their errors (``SageMaker.ResourceNotFoundException``).
-AWS_SDK_ERROR_SERVICE_NAMES = {"sagemaker": "SageMaker"}
-
-
-def _aws_sdk_error_service_names() -> None:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
-
-    names = state_task_service_aws_sdk._SERVICE_ERROR_NAMES
-    for lower, pascal in AWS_SDK_ERROR_SERVICE_NAMES.items():
-        if names.get(lower, pascal) != pascal:
-            raise MotoPatchError(f"moto names aws-sdk {lower} errors {names[lower]!r}, expected {pascal!r}")
-        names[lower] = pascal
-
-
 def _interpreter_errors_have_codes() -> None:
     from moto.core.exceptions import AWSError
     from moto.stepfunctions.parser import api
@@ -409,7 +653,100 @@ def _dynamodb_writes_are_atomic() -> None:
         setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
 
 
+def lambda_error_name(code: str) -> str:
+    """Step Functions' name for a Lambda service error: ``Lambda.<Code>`` for an error Invoke
+    declares (TooManyRequestsException, ResourceNotFoundException ...), else
+    ``Lambda.AWSLambdaException`` (AccessDeniedException and other undeclared codes)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("lambda")
+    declared = {shape.name for shape in model.operation_model("Invoke").error_shapes}
+    return f"Lambda.{code}" if code in declared else "Lambda.AWSLambdaException"
+
+
+def _lambda_service_error_names() -> None:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+        StateTaskServiceLambda,
+    )
+
+    original_cause = StateTaskServiceLambda._error_cause_from_client_error
+
+    def _error_cause_from_client_error(client_error: ClientError) -> tuple[str, str]:
+        _, cause = original_cause(client_error)
+        return lambda_error_name(client_error.response["Error"]["Code"]), cause
+
+    StateTaskServiceLambda._error_cause_from_client_error = staticmethod(_error_cause_from_client_error)
+
+    task_class = state_task_lambda.StateTaskLambda
+    original_from_error = task_class._from_error
+
+    @functools.wraps(original_from_error)
+    def _from_error(self, env, ex):  # type: ignore[no-untyped-def]
+        event = original_from_error(self, env, ex)
+        if isinstance(ex, ClientError):
+            error, cause = _error_cause_from_client_error(ex)
+            details = event.event_details["lambdaFunctionFailedEventDetails"]
+            details["error"], details["cause"] = error, cause
+            event.error_name = CustomErrorName(error)
+        return event
+
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+
+    task_class._from_error = _from_error
+
+
+def _log_delivery_policy_check_reads_every_statement() -> None:
+    from moto.s3.models import FakeBucket
+
+    logging_service = "logging.s3.amazonaws.com"
+
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    def log_permissions_enabled_policy(target_bucket: Any, target_prefix: str | None) -> bool:
+        if not target_bucket.policy:
+            return False
+        arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
+        accepted = {arn, f"{arn}/*", f"{arn}/{target_prefix or ''}*"}
+        for statement in as_list(json.loads(target_bucket.policy.decode()).get("Statement", [])):
+            principal = statement.get("Principal")
+            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+            if statement.get("Effect") != "Allow" or logging_service not in services:
+                continue
+            if "s3:PutObject" in as_list(statement.get("Action", [])) and accepted & set(
+                as_list(statement.get("Resource", []))
+            ):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
+
+
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="lambda-service-error-names",
+        why=(
+            "moto names every Lambda service error of a `lambda:invoke` Task `Lambda.<Code>` and of a Task "
+            "whose Resource is the function ARN plain `Exception`, so an AccessDeniedException (the state "
+            "machine role without lambda:InvokeFunction) matched no Retry or Catch that AWS's names match. "
+            "Step Functions names an error Invoke declares `Lambda.<Code>` (Lambda.TooManyRequestsException) and "
+            "any other `Lambda.AWSLambdaException`, with the cause `<message> (Service: AWSLambda; Status Code: "
+            "...; Error Code: ...; Request ID: ...; Proxy: null)`."
+        ),
+        apply=_lambda_service_error_names,
+    ),
+    Patch(
+        name="s3-log-delivery-policy-any-statement",
+        why=(
+            "PutBucketLogging checks that the target bucket's policy lets logging.s3.amazonaws.com PutObject; "
+            'moto\'s check crashed (AttributeError, HTTP 500) on any statement whose Principal is "*", such as '
+            "the TLS-only Deny every bucket of the template has, and matched Action and Resource only as single "
+            "strings. The patch reads every statement, with Principal, Action and Resource as string or list."
+        ),
+        apply=_log_delivery_policy_check_reads_every_statement,
+    ),
     Patch(
         name="dynamodb-writes-atomic",
         why=(
@@ -496,14 +833,88 @@ PATCHES: tuple[Patch, ...] = (
         apply=_sagemaker_service_integration,
     ),
     Patch(
-        name="sagemaker-parameters-checked-at-definition",
+        name="integrations-checked-at-definition",
         why=(
-            "Step Functions rejects CreateStateMachine/UpdateStateMachine when a SageMaker task's Parameters "
-            "(or Arguments) name a field the API does not have or give a literal of the wrong type "
-            "(SCHEMA_VALIDATION_FAILED); moto accepted any field, so a typo made in Workflow Studio only "
-            "showed up after deployment. The patch checks static fields against botocore's SageMaker model."
+            "Step Functions rejects CreateStateMachine/UpdateStateMachine (InvalidDefinition, "
+            "SCHEMA_VALIDATION_FAILED) when a Task names an optimized API or pattern AWS does not offer "
+            "(sns:publish.sync) or a Parameters/Arguments field outside the integration's documented subset "
+            "(DeploymentConfig on sagemaker:updateEndpoint); aws-sdk tasks take their API's fields. moto accepted"
+            " any field, and refused an unknown resource in its own words, so such a definition only failed once "
+            "deployed. The patch checks every Task, in Parallel branches and Map processors too, against "
+            "stepml.local.sfn_integrations (and SageMaker literals against botocore's types). It also refuses a "
+            "Retry/Catch error name the Task can never raise (ERROR_NAME_NEVER_RAISED): AWS accepts any name "
+            "there, the local cloud is stricter on purpose."
         ),
-        apply=_sagemaker_parameters_checked_at_definition,
+        apply=_integrations_checked_at_definition,
+    ),
+    Patch(
+        name="validate-state-machine-definition-answers",
+        why=(
+            "moto routes no ValidateStateMachineDefinition, so the call answered HTTP 500. The patch answers as AWS "
+            "does, {result: OK|FAIL, diagnostics: [{severity, code, message, location}], truncated}, with the same "
+            "findings CreateStateMachine refuses (at most maxResults of them, default and maximum 100)."
+        ),
+        apply=_validate_state_machine_definition_answers,
+    ),
+    Patch(
+        name="aws-sdk-error-names",
+        why=(
+            "moto named an aws-sdk task's failure after the lower-case service (`sagemaker.sagemakerException`, "
+            "`sagemaker.ResourceNotFoundException`), so no Retry or Catch written for AWS matched. Step Functions "
+            "names it `ServiceName.ErrorName` in PascalCase: the modeled error with an Exception suffix "
+            "(`SageMaker.ResourceNotFoundException`), any other code the SDK's generic `SageMaker.SageMakerException`."
+        ),
+        apply=_aws_sdk_error_names,
+    ),
+    Patch(
+        name="ses-account-and-sandbox",
+        why=(
+            "moto has no SES v2 GetAccount (NotImplementedError, HTTP 500), so nothing could ask whether the "
+            "account is in the SES sandbox. The patch answers GetAccount from the local account's status "
+            "(account_defaults.ses_account: production access on by default, since the local cloud delivers to "
+            "any address), and when a test turns production access off, SendEmail refuses unverified recipients "
+            "with MessageRejected as the SES sandbox does."
+        ),
+        apply=_ses_account_and_sandbox,
+    ),
+    Patch(
+        name="ses-identity-verified-for-sending",
+        why=(
+            "moto lets every email identity it holds send (VerificationStatus SUCCESS) but answers "
+            "GetEmailIdentity with VerifiedForSendingStatus false, so a sender the local cloud verified looked "
+            "unverified to anyone who asked (stepml preflight). The patch reports VerifiedForSendingStatus true "
+            "exactly when moto would let the identity send."
+        ),
+        apply=_ses_identities_verified_for_sending,
+    ),
+    Patch(
+        name="service-quotas-sagemaker",
+        why=(
+            "moto's Service Quotas knows only the vpc service's defaults and has no ListServiceQuotas or "
+            'GetAWSDefaultServiceQuota, so SageMaker\'s instance quotas ("ml.m5.xlarge for training job usage", '
+            '"ml.m5.large for endpoint usage") could not be asked. The patch answers them for sagemaker from the '
+            "documented table account_defaults.SAGEMAKER_QUOTAS, with NextToken pagination."
+        ),
+        apply=_service_quotas_for_sagemaker,
+    ),
+    Patch(
+        name="lambda-get-layer-version-by-arn",
+        why=(
+            "moto does not implement GetLayerVersionByArn (HTTP 500). The patch answers it from the layers of "
+            "the account and region the ARN names (public layers such as the AWS SDK for pandas live in their "
+            "publisher's account), and ResourceNotFoundException for a version that does not exist."
+        ),
+        apply=_lambda_layer_version_by_arn,
+    ),
+    Patch(
+        name="ecr-registries-of-other-accounts",
+        why=(
+            "moto's ECR looks only in the caller's own registry even when registryId names another account, so "
+            "DescribeImages on SageMaker's XGBoost registry always answered RepositoryNotFoundException. The patch "
+            "looks in that account's registry (the local cloud seeds SageMaker's image there); repository policies "
+            "are not evaluated for these cross-account reads."
+        ),
+        apply=_ecr_registries_of_other_accounts,
     ),
     Patch(
         name="jsonata-evaluator",
@@ -534,18 +945,6 @@ PATCHES: tuple[Patch, ...] = (
             "get ISO-8601 UTC text instead (not verified against AWS; this app selects no aws-sdk timestamps)."
         ),
         apply=_service_task_timestamps,
-    ),
-    Patch(
-        name="aws-sdk-error-service-names",
-        why=(
-            "An aws-sdk task's error is named `ServiceName.ErrorName`, both PascalCase "
-            "(`SageMaker.SageMakerException` for an error the API model does not declare). moto knows the "
-            "PascalCase name of DynamoDB and Step Functions only and used the Resource's lower-case name for "
-            "the rest, so `arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint` failed with "
-            "`sagemaker.sagemakerException`, which no Retry or Catch naming `SageMaker.` errors matched: the "
-            "local cloud never retried a throttled aws-sdk SageMaker call. The patch adds SageMaker's name."
-        ),
-        apply=_aws_sdk_error_service_names,
     ),
     Patch(
         name="jsonpath-filter-results-are-arrays",

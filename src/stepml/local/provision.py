@@ -8,6 +8,7 @@ never a silent skip; callers that only need part of the stack (unit tests) pass 
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import zipfile
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
+from botocore.exceptions import ClientError
 
+from stepml import packaging
 from stepml.local.apigateway import Route
 from stepml.local.lambdas import FunctionSpec
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
@@ -35,6 +38,10 @@ class LocalRuntime(Protocol):
     def register_routes(self, api_logical_id: str, routes: list[Route]) -> None: ...
 
     def register_glue_job(self, name: str, script_path: Path) -> None: ...
+
+    def layer_dir(self, logical_id: str) -> Path:
+        """A folder for the contents of a layer built for the local workers (emptied by provisioning)."""
+        ...
 
 
 #: The resource types whose data-plane state the Lambdas use directly.
@@ -107,6 +114,41 @@ def _tags(props: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"Key": t["Key"], "Value": str(t["Value"])} for t in props.get("Tags", [])]
 
 
+def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the S3 API's shape (the subset the local cloud applies)."""
+    supported = {"Id", "Status", "Prefix", "ExpirationInDays", "NoncurrentVersionExpiration"}
+    unsupported = sorted(set(rule) - supported)
+    if unsupported:
+        raise ProvisionError(f"{logical_id}: lifecycle rule property {', '.join(unsupported)} is not supported locally")
+    converted: dict[str, Any] = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "Id" in rule:
+        converted["ID"] = rule["Id"]
+    if "ExpirationInDays" in rule:
+        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        converted["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(days)}
+    return converted
+
+
+def _logs_context_matches(condition: Mapping[str, Any], log_group_arn: str) -> bool:
+    """Whether a key policy statement's condition admits CloudWatch Logs' encryption context for the group."""
+    key = "kms:EncryptionContext:aws:logs:arn"
+    for operator, clauses in condition.items():
+        if key not in clauses:
+            return False  # a condition the local check cannot evaluate admits nothing
+        patterns = clauses[key] if isinstance(clauses[key], list) else [clauses[key]]
+        if operator in ("ArnLike", "StringLike"):
+            if not any(fnmatch.fnmatchcase(log_group_arn, p) for p in patterns):
+                return False
+        elif operator in ("ArnEquals", "StringEquals"):
+            if log_group_arn not in patterns:
+                return False
+        else:
+            return False
+    return True
+
+
 class _Provisioner:
     def __init__(
         self, resolved: ResolvedTemplate, session: boto3.Session, root: Path, runtime: LocalRuntime | None = None
@@ -116,6 +158,8 @@ class _Provisioner:
         self.root = root
         self.runtime = runtime
         self._clients: dict[str, Any] = {}
+        #: What each of the template's layers puts on a worker's path, by logical id.
+        self._layer_dirs: dict[str, Path] = {}
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -124,7 +168,23 @@ class _Provisioner:
 
     # -- creators --------------------------------------------------------------------------
 
+    #: The AWS::S3::Bucket properties the local cloud applies; any other is refused.
+    BUCKET_PROPERTIES = frozenset(
+        {
+            "BucketEncryption",
+            "VersioningConfiguration",
+            "PublicAccessBlockConfiguration",
+            "OwnershipControls",
+            "NotificationConfiguration",
+            "LoggingConfiguration",
+            "LifecycleConfiguration",
+        }
+    )
+
     def bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        unsupported = sorted(set(props) - self.BUCKET_PROPERTIES)
+        if unsupported:
+            raise ProvisionError(f"{logical_id}: property {', '.join(unsupported)} is not supported by the local cloud")
         s3 = self.client("s3")
         name = self.resolved.ref(logical_id)
         kwargs: dict[str, Any] = {"Bucket": name}
@@ -147,6 +207,23 @@ class _Provisioner:
             s3.put_public_access_block(
                 Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
             )
+        if "OwnershipControls" in props:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+        if "LoggingConfiguration" in props:
+            # S3 (and moto) check that the target bucket lets the logging service write to it.
+            log_config = props["LoggingConfiguration"]
+            unsupported = sorted(set(log_config) - {"DestinationBucketName", "LogFilePrefix"})
+            if unsupported:
+                names = ", ".join(unsupported)
+                raise ProvisionError(f"{logical_id}: LoggingConfiguration {names} is not supported locally")
+            enabled = {
+                "TargetBucket": log_config["DestinationBucketName"],
+                "TargetPrefix": log_config.get("LogFilePrefix", ""),
+            }
+            s3.put_bucket_logging(Bucket=name, BucketLoggingStatus={"LoggingEnabled": enabled})
+        if "LifecycleConfiguration" in props:
+            rules = [_lifecycle_rule(logical_id, rule) for rule in props["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
         notification = props.get("NotificationConfiguration")
         if notification:
             unsupported = sorted(set(notification) - {"EventBridgeConfiguration"})
@@ -243,9 +320,40 @@ class _Provisioner:
     def log_group(self, logical_id: str, props: dict[str, Any]) -> None:
         logs = self.client("logs")
         name = self.resolved.ref(logical_id)
-        logs.create_log_group(logGroupName=name)
+        kwargs: dict[str, Any] = {"logGroupName": name}
+        if "KmsKeyId" in props:
+            self._check_logs_can_use_key(name, str(props["KmsKeyId"]))
+            kwargs["kmsKeyId"] = str(props["KmsKeyId"])
+        logs.create_log_group(**kwargs)
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+
+    def _check_logs_can_use_key(self, log_group: str, key_arn: str) -> None:
+        """Refuse, as CloudWatch Logs does, a key whose policy does not let the service use it for the group."""
+        arn = f"arn:aws:logs:{self.resolved.region}:{self.resolved.account_id}:log-group:{log_group}"
+        refusal = ProvisionError(
+            f"AccessDeniedException: The specified KMS key does not exist or is not allowed to be used with Arn '{arn}'"
+        )
+        kms = self.client("kms")
+        try:
+            policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+        except kms.exceptions.NotFoundException as exc:
+            raise refusal from exc
+        service = f"logs.{self.resolved.region}.amazonaws.com"
+        needed = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+        for statement in policy.get("Statement", []):
+            principals = statement.get("Principal", {})
+            services = principals.get("Service", []) if isinstance(principals, dict) else []
+            services = [services] if isinstance(services, str) else services
+            actions = statement.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if statement.get("Effect") != "Allow" or service not in services:
+                continue
+            if not all(any(fnmatch.fnmatchcase(a, pattern) for pattern in actions) for a in needed):
+                continue
+            if _logs_context_matches(statement.get("Condition", {}), arn):
+                return
+        raise refusal
 
     def role(self, logical_id: str, props: dict[str, Any]) -> None:
         iam = self.client("iam")
@@ -278,7 +386,26 @@ class _Provisioner:
         return path
 
     def layer(self, logical_id: str, props: dict[str, Any]) -> None:
-        self._local_path(logical_id, "ContentUri", props["ContentUri"])
+        """A layer's contents for the local workers' path.
+
+        A ``makefile`` layer is this repository's library layer (scripts/build_layer.py): its
+        workers get what that build ships of the ContentUri, the stepml modules the layer's
+        functions import, decided by the same function (stepml.packaging); their third-party
+        packages come from the local venv. Any other layer puts its ContentUri on the path.
+        """
+        source = self._local_path(logical_id, "ContentUri", props["ContentUri"])
+        build = self.resolved.resource(logical_id).get("Metadata", {}).get("BuildMethod")
+        if build == "makefile":
+            runtime = self._require_runtime(logical_id)
+            entries = packaging.layer_entry_files(self.root, self.resolved.template, logical_id)
+            files = packaging.layer_files(source, packaging.runtime_modules(entries, source))
+            target = runtime.layer_dir(logical_id)
+            packaging.stage_layer(source, files, target, link=True)
+            self._layer_dirs[logical_id] = target
+        elif build in (None, "python3.11"):
+            self._layer_dirs[logical_id] = source
+        else:
+            raise ProvisionError(f"{logical_id}: BuildMethod {build} is not supported by the local cloud")
 
     def function(self, logical_id: str, props: dict[str, Any]) -> None:
         runtime = self._require_runtime(logical_id)
@@ -286,11 +413,15 @@ class _Provisioner:
             raise ProvisionError(
                 f"{logical_id}: Runtime {props.get('Runtime')!r} is not supported locally (python3.11)"
             )
-        for unsupported in ("FunctionUrlConfig", "ReservedConcurrentExecutions", "VpcConfig", "ImageUri"):
+        for unsupported in ("FunctionUrlConfig", "VpcConfig", "ImageUri"):
             if unsupported in props:
                 raise ProvisionError(f"{logical_id}: property {unsupported} is not supported by the local cloud")
+        reserved = props.get("ReservedConcurrentExecutions")
+        if reserved is not None and (not str(reserved).isdigit() or int(reserved) > 1000):
+            raise ProvisionError(f"{logical_id}: ReservedConcurrentExecutions must be an integer from 0 to 1000")
         code_dir = self._local_path(logical_id, "CodeUri", props["CodeUri"])
         layer_dirs = []
+        layer_parts = []
         for layer in props.get("Layers", []):
             local = next(
                 (
@@ -302,30 +433,27 @@ class _Provisioner:
                 None,
             )
             if local is not None:
-                content = self.resolved.resolved_properties(local)["ContentUri"]
-                layer_dirs.append(self._local_path(local, "ContentUri", content))
-            # Layers from other accounts (AWS SDK for pandas) are provided by the local venv.
+                layer_dirs.append(self._layer_dirs[local])
+                layer_parts.append(packaging.Part(local, packaging.unzipped_size(self._layer_dirs[local])))
+                continue
+            # A layer of another account: the local venv provides its packages; its size is known.
+            known = packaging.known_layer(str(layer))
+            if known is None:
+                raise ProvisionError(
+                    f"{logical_id}: layer {layer} is neither a layer of this template nor one the local cloud "
+                    f"provides (the AWS SDK for pandas {packaging.AWS_SDK_PANDAS_VERSION} layer)"
+                )
+            layer_parts.append(known)
+        try:
+            packaging.FunctionPackage(logical_id, packaging.measure_code("code", code_dir), tuple(layer_parts)).check()
+        except packaging.PackageLimitError as exc:
+            raise ProvisionError(str(exc)) from exc
         name = self.resolved.physical_ids[logical_id]
         environment = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
-        iam = self.client("iam")
-        role = iam.create_role(
-            RoleName=f"{name}-role"[:64],
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
+        role = self.function_role(logical_id, props)
         archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w") as bundle:
-            for file in sorted(code_dir.rglob("*.py")):
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            for file in packaging.package_files(code_dir):
                 bundle.write(file, file.relative_to(code_dir))
         created = self.client("lambda").create_function(
             FunctionName=name,
@@ -338,6 +466,10 @@ class _Provisioner:
             Environment={"Variables": environment},
         )
         self.resolved.runtime_attributes[(logical_id, "Arn")] = created["FunctionArn"]
+        if reserved is not None:
+            self.client("lambda").put_function_concurrency(
+                FunctionName=name, ReservedConcurrentExecutions=int(reserved)
+            )
         runtime.register_function(
             FunctionSpec(
                 name=name,
@@ -348,6 +480,8 @@ class _Provisioner:
                 timeout_seconds=float(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
                 arn=created["FunctionArn"],
+                role_arn=role,
+                reserved_concurrency=None if reserved is None else int(reserved),
             )
         )
         routes: dict[str, list[Route]] = {}
@@ -363,6 +497,56 @@ class _Provisioner:
             )
         for api, api_routes in routes.items():
             runtime.register_routes(api, api_routes)
+
+    def function_role(self, logical_id: str, props: dict[str, Any]) -> str:
+        """The function's execution role, as SAM makes it: ``Role`` if given, else a role
+        ``<LogicalId>Role`` with AWSLambdaBasicExecutionRole (and AWSXrayWriteOnlyAccess under
+        active tracing), each ``Policies`` document inline as ``<LogicalId>RolePolicy<N>`` and each
+        policy named by ARN or AWS managed name attached."""
+        if props.get("Role"):
+            return str(props["Role"])
+        iam = self.client("iam")
+        name = self.resolved.physical_ids[logical_id]
+        role_name = f"{name}-role"[:64]
+        arn = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        managed = ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+        if props.get("Tracing") == "Active":
+            managed.append("arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess")
+        policies = props.get("Policies", [])
+        if isinstance(policies, (str, dict)):
+            policies = [policies]
+        for index, policy in enumerate(policies):
+            if isinstance(policy, str):
+                managed.append(policy if policy.startswith("arn:") else f"arn:aws:iam::aws:policy/{policy}")
+            elif isinstance(policy, dict) and "Statement" in policy:
+                iam.put_role_policy(
+                    RoleName=role_name, PolicyName=f"{logical_id}RolePolicy{index}", PolicyDocument=json.dumps(policy)
+                )
+            else:
+                raise ProvisionError(
+                    f"{logical_id}.Policies[{index}]: SAM policy templates ({', '.join(map(str, policy))}) are not "
+                    "supported by the local cloud; write the statements out as a policy document"
+                )
+        for policy_arn in managed:
+            try:
+                iam.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
+            except iam.exceptions.NoSuchEntityException as exc:
+                raise ProvisionError(f"{logical_id}: managed policy {policy_arn} does not exist") from exc
+        return arn
 
     def _api_logical_id(self, api_ref: Any, logical_id: str) -> str:
         for lid, spec in self.resolved.resources.items():
@@ -384,12 +568,32 @@ class _Provisioner:
                 f"{logical_id}: Events on the state machine are not supported locally; use an AWS::Events::Rule"
             )
         definition = self.resolved.state_machine_definition(logical_id, self.root)
-        arn = self.client("stepfunctions").create_state_machine(
-            name=self.resolved.physical_ids[logical_id],
-            definition=json.dumps(definition),
-            roleArn=props["Role"],
-            type="STANDARD",
-        )["stateMachineArn"]
+        options: dict[str, Any] = {}
+        if "Logging" in props:
+            logging = props["Logging"]
+            options["loggingConfiguration"] = {
+                "level": logging.get("Level", "OFF"),
+                "includeExecutionData": bool(logging.get("IncludeExecutionData", False)),
+                "destinations": [
+                    {"cloudWatchLogsLogGroup": {"logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+                    for d in logging.get("Destinations", [])
+                ],
+            }
+        if "Tracing" in props:
+            options["tracingConfiguration"] = {"enabled": bool(props["Tracing"].get("Enabled", False))}
+        try:
+            arn = self.client("stepfunctions").create_state_machine(
+                name=self.resolved.physical_ids[logical_id],
+                definition=json.dumps(definition),
+                roleArn=props["Role"],
+                type="STANDARD",
+                **options,
+            )["stateMachineArn"]
+        except ClientError as exc:
+            error = exc.response["Error"]
+            raise ProvisionError(
+                f"{logical_id}: CreateStateMachine failed: {error['Code']}: {error['Message']}"
+            ) from exc
         self.resolved.runtime_refs[logical_id] = arn
 
     def glue_security_configuration(self, logical_id: str, props: dict[str, Any]) -> None:

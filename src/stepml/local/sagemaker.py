@@ -70,11 +70,16 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.local import faults
+from stepml.local.iam import hooks as iam_hooks
+from stepml.local.iam.gate import AccessDeniedError
+from stepml.local.iam.model import AuthorizationRequest
 from stepml.local.model_server import ModelServer, ModelServerError
 
 LOGGER = logging.getLogger(__name__)
 
 #: The built-in algorithm image this engine emulates; any registry account and region.
+#: The session name of SageMaker's calls under an execution role.
+SAGEMAKER_SESSION = "SageMaker"
 BUILTIN_XGBOOST_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
     r"/sagemaker-xgboost:(?P<tag>[^/]+)$"
@@ -904,10 +909,12 @@ class _CaptureSettings:
 class _CaptureBuffer:
     """Captured events of one endpoint variant, waiting for the next flush to S3."""
 
-    def __init__(self, endpoint_name: str, variant_name: str, settings: _CaptureSettings):
+    def __init__(self, endpoint_name: str, variant_name: str, settings: _CaptureSettings, role_arn: str | None = None):
         self.endpoint_name = endpoint_name
         self.variant_name = variant_name
         self.settings = settings
+        #: The model's execution role: SageMaker writes capture files under it.
+        self.role_arn = role_arn
         self._events: list[tuple[datetime, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
@@ -1049,6 +1056,7 @@ class LocalSageMaker:
         self._python = python_executable
         self._lock = threading.RLock()
         self._s3_client: Any = None
+        self._role_clients: dict[tuple[str, str], Any] = {}
         self._jobs: dict[tuple[str, str, str], _TrainingJob] = {}
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._workers: list[threading.Thread] = []
@@ -1065,6 +1073,20 @@ class LocalSageMaker:
                 self._s3_client = self._session.client("s3", endpoint_url=self._endpoint_url)
             return self._s3_client
 
+    def _client_as(self, service: str, role_arn: str | None) -> Any:
+        """A client signed with ``role_arn``'s credentials, as SageMaker acts under the execution
+        role in AWS; without a running local cloud's IAM (unit tests), the engine's own client."""
+        authorizer = iam_hooks.active()
+        if authorizer is None or not role_arn:
+            return self._s3 if service == "s3" else self._session.client(service, endpoint_url=self._endpoint_url)
+        with self._lock:
+            client = self._role_clients.get((service, role_arn))
+            if client is None:
+                credentials = authorizer.principals.credentials(role_arn, SAGEMAKER_SESSION)
+                client = self._session.client(service, endpoint_url=self._endpoint_url, **credentials.client_kwargs())
+                self._role_clients[(service, role_arn)] = client
+            return client
+
     def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
@@ -1073,10 +1095,10 @@ class LocalSageMaker:
         thread.start()
         return thread
 
-    def _download(self, uri: str, target: Path) -> None:
+    def _download(self, uri: str, target: Path, role_arn: str | None = None) -> None:
         bucket, key = split_s3_uri(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._s3.download_file(bucket, key, str(target))
+        self._client_as("s3", role_arn).download_file(bucket, key, str(target))
 
     # ------------------------------------------------------------------ training
 
@@ -1146,6 +1168,13 @@ class LocalSageMaker:
             script_mode = "sagemaker_program" in (request.get("HyperParameters") or {})
             if not script_mode:
                 self._check_builtin_image(request)
+            image = (request.get("AlgorithmSpecification") or {}).get("TrainingImage")
+            if image:
+                try:
+                    _authorize_image_pull(request.get("RoleArn"), image)
+                except AccessDeniedError as denied:
+                    reason = f"ClientError: Cannot pull algorithm container {image}: {denied}"
+                    raise _TrainingFailure(reason) from denied
             job.phase("Downloading")
             if failure := faults.trigger("sagemaker:TrainingJob", job.name):
                 raise _TrainingFailure(failure)
@@ -1222,8 +1251,9 @@ class LocalSageMaker:
         bucket, prefix = split_s3_uri(uri)
         root = destination.resolve()
         found = False
+        s3 = self._client_as("s3", job.request.get("RoleArn"))
         try:
-            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     found = True
                     key = item["Key"]
@@ -1236,7 +1266,7 @@ class LocalSageMaker:
                         raise _TrainingFailure(f"ClientError: channel {channel}: S3 key {key} escapes the channel")
                     job.check()
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    self._s3.download_file(bucket, key, str(target))
+                    s3.download_file(bucket, key, str(target))
         except ClientError as exc:
             raise _TrainingFailure(
                 f"ClientError: Data download failed for channel {channel} from {uri}: "
@@ -1331,7 +1361,7 @@ class LocalSageMaker:
             )
         archive = layout.root.parent / "sourcedir.tar.gz"
         try:
-            self._download(str(submit_directory), archive)
+            self._download(str(submit_directory), archive, job.request.get("RoleArn"))
             _safe_extract(archive, layout.code_dir)
         except (ClientError, BotoCoreError, LocalSageMakerError, tarfile.TarError, OSError) as exc:
             raise _TrainingFailure(
@@ -1489,7 +1519,9 @@ class LocalSageMaker:
             archive = layout.root.parent / PurePosixPath(key).name
             _tar_directory(directory, archive)
             try:
-                self._s3.upload_file(str(archive), bucket, key, ExtraArgs=extra)
+                self._client_as("s3", job.request.get("RoleArn")).upload_file(
+                    str(archive), bucket, key, ExtraArgs=extra
+                )
             except (ClientError, BotoCoreError) as exc:
                 raise _TrainingFailure(f"ClientError: could not upload s3://{bucket}/{key}: {exc}") from exc
 
@@ -1690,7 +1722,8 @@ class LocalSageMaker:
                     raise _DeploymentFailure(
                         f"The model server for production variant {variant_name} could not start: {exc}"
                     ) from exc
-                buffer = _CaptureBuffer(name, variant_name, capture) if capture else None
+                role_arn = (models.get(model_name) or {}).get("ExecutionRoleArn")
+                buffer = _CaptureBuffer(name, variant_name, capture, role_arn) if capture else None
                 variants.append(
                     _Variant(
                         variant_name,
@@ -1733,12 +1766,16 @@ class LocalSageMaker:
                 f"Model {model_name}: image {image or '(none)'} cannot be served locally: the local cloud serves "
                 "models of the sagemaker-xgboost:1.7-1 image"
             )
+        try:
+            _authorize_image_pull(model.get("ExecutionRoleArn"), image)
+        except AccessDeniedError as denied:
+            raise _DeploymentFailure(f"Model {model_name}: cannot pull image {image}: {denied}") from denied
         url = container.get("ModelDataUrl")
         if not url:
             raise _DeploymentFailure(f"Model {model_name} has no ModelDataUrl: there is no model to serve.")
         archive = model_dir.parent / f"{variant_name}.tar.gz"
         try:
-            self._download(url, archive)
+            self._download(url, archive, model.get("ExecutionRoleArn"))
             _safe_extract(archive, model_dir)
         except (ClientError, BotoCoreError, LocalSageMakerError, tarfile.TarError, OSError) as exc:
             raise _DeploymentFailure(
@@ -1905,7 +1942,7 @@ class LocalSageMaker:
             )
             body = "".join(json.dumps(record, separators=(",", ":")) + "\n" for _, record in hour_events)
             try:
-                self._s3.put_object(
+                self._client_as("s3", buffer.role_arn).put_object(
                     Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType="application/jsonlines", **extra
                 )
             except (ClientError, BotoCoreError) as exc:
@@ -1951,6 +1988,32 @@ class LocalSageMaker:
 
 
 _CUSTOMER_ERROR_HINTS = ("label must be", "Label must be", "num_class", "base_score", "feature", "Invalid Parameter")
+
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
+)
+
+
+def _authorize_image_pull(role_arn: str | None, image: str) -> None:
+    """SageMaker pulls a job's or model's image with the execution role: the role needs ECR's
+    pull actions on the repository (and GetAuthorizationToken, which has no resource)."""
+    authorizer = iam_hooks.active()
+    match = _ECR_IMAGE.match(image or "")
+    if authorizer is None or not role_arn or not match:
+        return
+    repository = f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+    authorizer.require_role(
+        role_arn,
+        SAGEMAKER_SESSION,
+        [
+            AuthorizationRequest("ecr:GetAuthorizationToken", "*"),
+            AuthorizationRequest("ecr:BatchCheckLayerAvailability", repository),
+            AuthorizationRequest("ecr:GetDownloadUrlForLayer", repository),
+            AuthorizationRequest("ecr:BatchGetImage", repository),
+        ],
+        service="sagemaker",
+    )
 
 
 def _xgboost_message(exc: Exception) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, Final
 import botocore.session
 from botocore import xform_name
 from botocore.exceptions import ClientError
-from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import OperationModel, ServiceModel
 from botocore.validate import ParamValidator
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -49,6 +48,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
 from stepml.local.moto_patches import datetimes_to_epoch_millis
+from stepml.local.sfn_integrations import OPTIMIZED, optimized_error_name
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,10 @@ class SyncJob:
     status_field: str
 
 
-#: The APIs of the optimized integration (AWS Step Functions developer guide, "Create and
-#: manage Amazon SageMaker AI jobs with Step Functions"), keyed by the ASL's action name.
+#: The APIs of the optimized integration, keyed by the ASL's action name (the table of
+#: ``stepml.local.sfn_integrations``).
 SUPPORTED_ACTIONS: Final[dict[str, str]] = {
-    "createEndpoint": "CreateEndpoint",
-    "createEndpointConfig": "CreateEndpointConfig",
-    "createHyperParameterTuningJob": "CreateHyperParameterTuningJob",
-    "createLabelingJob": "CreateLabelingJob",
-    "createModel": "CreateModel",
-    "createProcessingJob": "CreateProcessingJob",
-    "createTrainingJob": "CreateTrainingJob",
-    "createTransformJob": "CreateTransformJob",
-    "updateEndpoint": "UpdateEndpoint",
+    action: api.operation for action, api in OPTIMIZED["sagemaker"].apis.items()
 }
 
 SYNC_JOBS: Final[dict[str, SyncJob]] = {
@@ -90,7 +82,7 @@ FAILED_STATUSES: Final[frozenset[str]] = frozenset({"Failed", "Stopped"})
 _TRANSIENT_ERROR_CODES: Final[frozenset[str]] = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
-GENERIC_ERROR: Final[str] = "SageMaker.AmazonSageMakerException"
+GENERIC_ERROR: Final[str] = optimized_error_name("sagemaker", "ValidationException")
 
 
 @functools.cache
@@ -111,10 +103,7 @@ def error_name(code: str) -> str:
     declares (ResourceInUse, ResourceLimitExceeded, ResourceNotFound, ConflictException) get
     their own ``...Exception``; every other code is ``AmazonSageMakerException``.
     """
-    modeled = {shape.name for shape in _service_model().error_shapes}
-    if code not in modeled:
-        return GENERIC_ERROR
-    return f"SageMaker.{code}" if code.endswith("Exception") else f"SageMaker.{code}Exception"
+    return optimized_error_name("sagemaker", code)
 
 
 def error_cause(message: str, code: str, status_code: int, request_id: str) -> str:
@@ -153,22 +142,15 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
     # -- definition time ---------------------------------------------------------------
 
     def _get_supported_parameters(self) -> set[str] | None:
-        action = self.resource.api_action
-        if action not in SUPPORTED_ACTIONS:
-            return None
-        return set(operation_model(action).input_shape.members)
+        api = OPTIMIZED["sagemaker"].apis.get(self.resource.api_action)
+        return None if api is None else set(api.fields)
 
     def _validate_service_integration_is_supported(self) -> None:
+        # The moto_patches check refuses these first, in AWS's words; this keeps moto's parser consistent.
         super()._validate_service_integration_is_supported()
-        condition = self.resource.condition
-        if condition is None:
-            return
-        if condition == ResourceCondition.Sync and self.resource.api_action in SYNC_JOBS:
-            return
-        raise ValueError(
-            f"The resource provided {self.resource.resource_arn} not recognized: the SageMaker integration "
-            f"supports .sync only for {', '.join(sorted(SYNC_JOBS))}, and no .waitForTaskToken."
-        )
+        api = OPTIMIZED["sagemaker"].apis[self.resource.api_action]
+        if str(self.resource.condition or "") not in api.patterns:
+            raise ValueError(f"The resource provided {self.resource.resource_arn} is not recognized.")
 
     # -- run time ----------------------------------------------------------------------
 
@@ -265,102 +247,3 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
             cause = error_cause(ex.report, "ValidationException", 400, str(uuid.uuid4()))
             return self._task_failed_event(env, GENERIC_ERROR, cause)
         return super()._from_error(env=env, ex=ex)
-
-
-# -- definition-time validation (static parameters) ---------------------------------------
-
-_SCALAR_TYPES: Final[dict[str, tuple[str, tuple[type, ...]]]] = {
-    "string": ("STRING", (str,)),
-    "integer": ("INTEGER", (int,)),
-    "long": ("INTEGER", (int,)),
-    "float": ("NUMBER", (int, float)),
-    "double": ("NUMBER", (int, float)),
-    "boolean": ("BOOLEAN", (bool,)),
-}
-
-
-def static_parameter_problems(action: str, parameters: dict[str, Any]) -> list[str]:
-    """Problems Step Functions reports at CreateStateMachine for a SageMaker task's parameters.
-
-    Field names are checked at every depth; values are checked where they are literals (not
-    ``.$`` paths and not JSONata ``{% %}`` expressions). Each problem is phrased as AWS's
-    SCHEMA_VALIDATION_FAILED message without the location.
-    """
-    problems: list[str] = []
-    _check_structure(parameters, operation_model(action).input_shape, problems)
-    return problems
-
-
-def _is_expression(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().startswith("{%") and value.strip().endswith("%}")
-
-
-def _check_structure(value: dict[str, Any], shape: StructureShape, problems: list[str]) -> None:
-    for key, member_value in value.items():
-        name = key[:-2] if key.endswith(".$") else key
-        if name not in shape.members:
-            problems.append(f'The field "{name}" is not supported by Step Functions')
-            continue
-        if key.endswith(".$"):
-            continue
-        _check_value(name, member_value, shape.members[name], problems)
-
-
-def _check_value(name: str, value: Any, shape: Shape, problems: list[str]) -> None:
-    if _is_expression(value):
-        return
-    if isinstance(shape, StructureShape):
-        if isinstance(value, dict):
-            _check_structure(value, shape, problems)
-        else:
-            problems.append(f'The value for the field "{name}" must be an OBJECT')
-    elif isinstance(shape, ListShape):
-        if isinstance(value, list):
-            for item in value:
-                _check_value(name, item, shape.member, problems)
-        else:
-            problems.append(f'The value for the field "{name}" must be an ARRAY')
-    elif isinstance(shape, MapShape):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not key.endswith(".$"):
-                    _check_value(key, item, shape.value, problems)
-        else:
-            problems.append(f'The value for the field "{name}" must be an OBJECT')
-    elif shape.type_name in _SCALAR_TYPES:
-        label, python_types = _SCALAR_TYPES[shape.type_name]
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, python_types) or (is_bool and shape.type_name != "boolean"):
-            problems.append(f'The value for the field "{name}" must be a {label}')
-
-
-_SAGEMAKER_RESOURCE = re.compile(r"^arn:[^:]+:states:::sagemaker:(?P<action>[A-Za-z]+)(?:\.[A-Za-z0-9:]+)?$")
-
-
-def definition_problems(definition: dict[str, Any]) -> list[str]:
-    """SCHEMA_VALIDATION_FAILED messages for the SageMaker tasks of a state machine definition."""
-    problems: list[str] = []
-    _collect_problems(definition.get("States", {}), "/States", problems)
-    return problems
-
-
-def _collect_problems(states: dict[str, Any], location: str, problems: list[str]) -> None:
-    for name, state in states.items():
-        if not isinstance(state, dict):
-            continue
-        here = f"{location}/{name}"
-        for index, branch in enumerate(state.get("Branches", [])):
-            _collect_problems(branch.get("States", {}), f"{here}/Branches/{index}/States", problems)
-        for key in ("ItemProcessor", "Iterator"):
-            if isinstance(state.get(key), dict):
-                _collect_problems(state[key].get("States", {}), f"{here}/{key}/States", problems)
-        match = _SAGEMAKER_RESOURCE.match(str(state.get("Resource", "")))
-        if state.get("Type") != "Task" or match is None or match["action"] not in SUPPORTED_ACTIONS:
-            continue
-        field = "Parameters" if "Parameters" in state else "Arguments"
-        parameters = state.get(field)
-        if isinstance(parameters, dict):
-            problems.extend(
-                f"SCHEMA_VALIDATION_FAILED: {problem} at {here}/{field}"
-                for problem in static_parameter_problems(match["action"], parameters)
-            )

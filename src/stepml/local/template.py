@@ -231,6 +231,7 @@ class ResolvedTemplate:
             "AWS::Serverless::StateMachine": "Name",
             "AWS::CloudWatch::Alarm": "AlarmName",
             "AWS::Logs::LogGroup": "LogGroupName",
+            "AWS::Serverless::LayerVersion": "LayerName",
         }.get(spec["Type"])
         if explicit and explicit in props:
             return str(self.resolve(props[explicit], context=f"{logical_id}.{explicit}", allow_resources=False))

@@ -1,0 +1,259 @@
+"""Where the local cloud acts under a role: the hooks that make those calls signed and checked.
+
+- Step Functions: moto's interpreter signs every service call with fixed keys
+  (``boto_client_for``); here it signs with the state machine role's credentials (or the
+  Task's ``Credentials.RoleArn``), so the gate checks the role's policies as AWS does.
+- The ``.sync`` patterns: AWS calls more than the Task's API behind the scenes (the EventBridge
+  managed rule of SageMaker training, ``ListTags``, the Glue job-run listing and stopping); the
+  role needs the rights AWS documents for the pattern, checked when the Task starts.
+
+``install`` makes an ``Authorizer`` the active one (the engines ask ``active()``) and returns
+the function that undoes everything.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepml.local.iam.gate import AccessDeniedError, Authorizer
+from stepml.local.iam.model import AuthorizationRequest
+
+#: The session name the local cloud gives Step Functions' calls under the state machine role.
+STATES_SESSION = "StepFunctions"
+
+_active: Authorizer | None = None
+
+
+def active() -> Authorizer | None:
+    """The running local cloud's authorizer (None outside a local cloud: nothing is checked)."""
+    return _active
+
+
+def _sync_requirements(service: str, api: str, parameters: dict[str, Any], account: str, region: str) -> list:
+    """What AWS's documented policy for ``service:api.sync`` adds to the API call itself."""
+    if service == "sagemaker" and api == "createTrainingJob":
+        job = f"arn:aws:sagemaker:{region}:{account}:training-job/{str(parameters.get('TrainingJobName', '')).lower()}"
+        rule = f"arn:aws:events:{region}:{account}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+        return [
+            AuthorizationRequest("sagemaker:DescribeTrainingJob", job),
+            AuthorizationRequest("sagemaker:StopTrainingJob", job),
+            AuthorizationRequest("sagemaker:ListTags", job),
+            AuthorizationRequest("events:PutTargets", rule),
+            AuthorizationRequest("events:PutRule", rule),
+            AuthorizationRequest("events:DescribeRule", rule),
+        ]
+    if service == "glue" and api == "startJobRun":
+        job = f"arn:aws:glue:{region}:{account}:job/{parameters.get('JobName', '')}"
+        return [
+            AuthorizationRequest("glue:GetJobRun", job),
+            AuthorizationRequest("glue:GetJobRuns", job),
+            AuthorizationRequest("glue:BatchStopJobRun", job),
+        ]
+    return []
+
+
+def _access_denied(error: AccessDeniedError) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {
+            "Error": {"Code": "AccessDeniedException", "Message": error.message},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        error.request.action.split(":", 1)[1],
+    )
+
+
+def install(authorizer: Authorizer) -> Callable[[], None]:
+    """Make ``authorizer`` the active one and sign Step Functions' calls with role keys."""
+    global _active
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback_module,
+    )
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    original_factory = boto_client_module.boto_client_for
+
+    @functools.wraps(original_factory)
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = original_factory(region=region, service=service, state_credentials=state_credentials)
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if not role_arn:
+            return client
+        credentials = authorizer.principals.credentials(role_arn, STATES_SESSION)
+        return _signed_as(client, credentials.client_kwargs())
+
+    # Every interpreter module imports boto_client_for by name: import them all first, so
+    # none of them keeps the unsigned factory.
+    for module_name in _modules_using_client_factory():
+        importlib.import_module(module_name)
+    replaced: list[tuple[Any, Any]] = []
+    for name, module in list(sys.modules.items()):
+        if (name.startswith("moto.stepfunctions") or name.startswith("stepml.local")) and getattr(
+            module, "boto_client_for", None
+        ) is original_factory:
+            replaced.append((module, original_factory))
+            module.boto_client_for = boto_client_for
+
+    callback_class = callback_module.StateTaskServiceCallback
+    original_pattern = callback_class._eval_integration_pattern
+
+    @functools.wraps(original_pattern)
+    def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):  # type: ignore[no-untyped-def]
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+            ResourceCondition,
+        )
+
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if role_arn and self.resource.condition == ResourceCondition.Sync:
+            needed = _sync_requirements(
+                self.resource.service_name,
+                self.resource.api_action,
+                normalised_parameters,
+                resource_runtime_part.account,
+                resource_runtime_part.region,
+            )
+            try:
+                authorizer.require_role(role_arn, STATES_SESSION, needed, service=self.resource.service_name)
+            except AccessDeniedError as denied:
+                raise _access_denied(denied) from denied
+        return original_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+
+    callback_class._eval_integration_pattern = _eval_integration_pattern
+    undo_definitions = _check_roles_of_new_state_machines(authorizer)
+    _active = authorizer
+
+    def undo() -> None:
+        global _active
+        for module, factory in replaced:
+            module.boto_client_for = factory
+        callback_class._eval_integration_pattern = original_pattern
+        undo_definitions()
+        _active = None
+
+    return undo
+
+
+#: What Step Functions needs of the state machine role to deliver logs to CloudWatch Logs
+#: (AWS's documented policy for logging; these actions have no resource-level permissions).
+LOG_DELIVERY_ACTIONS = (
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+)
+#: What X-Ray tracing needs of the state machine role.
+TRACING_ACTIONS = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
+
+
+def _logging_on(configuration: Any) -> bool:
+    return (
+        bool(configuration) and configuration.get("level", "OFF") != "OFF" and bool(configuration.get("destinations"))
+    )
+
+
+def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], None]:
+    """CreateStateMachine/UpdateStateMachine with logging refuse a role that cannot deliver logs
+    (AWS: AccessDeniedException, "The state machine IAM Role is not authorized to access the Log
+    Destination"). Tracing is checked and recorded too, but, as in AWS, a role without X-Ray
+    rights does not stop the state machine; its traces are lost."""
+    from moto.stepfunctions.models import StepFunctionBackend
+
+    original_create = StepFunctionBackend.create_state_machine
+    original_update = StepFunctionBackend.update_state_machine
+
+    def check(role_arn: str | None, logging_configuration: Any, tracing_configuration: Any) -> None:
+        if not role_arn:
+            return
+        principal_session = STATES_SESSION
+        if _logging_on(logging_configuration):
+            try:
+                authorizer.require_role(
+                    role_arn,
+                    principal_session,
+                    [AuthorizationRequest(action, "*") for action in LOG_DELIVERY_ACTIONS],
+                    service="stepfunctions",
+                )
+            except AccessDeniedError as denied:
+                from moto.core.exceptions import AWSError
+
+                raise AWSError(
+                    f"The state machine IAM Role is not authorized to access the Log Destination ({denied.message})",
+                    "AccessDeniedException",
+                ) from denied
+        if tracing_configuration and tracing_configuration.get("enabled"):
+            from stepml.local.iam.gate import role_name
+            from stepml.local.iam.model import Principal
+
+            principal = Principal(
+                arn=f"arn:aws:sts::{authorizer.policies.account}:assumed-role/{role_name(role_arn)}/{principal_session}",
+                account=authorizer.policies.account,
+                role_arn=role_arn,
+            )
+            for action in TRACING_ACTIONS:
+                authorizer.check(principal, AuthorizationRequest(action, "*"), service="xray")
+
+    @functools.wraps(original_create)
+    def create_state_machine(self, name, definition, roleArn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check(roleArn, kwargs.get("loggingConfiguration"), kwargs.get("tracingConfiguration"))
+        return original_create(self, name, definition, roleArn, *args, **kwargs)
+
+    @functools.wraps(original_update)
+    def update_state_machine(self, arn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        role_arn = kwargs.get("role_arn")
+        if role_arn is None:
+            try:
+                role_arn = self.describe_state_machine(arn).roleArn
+            except Exception:
+                role_arn = None
+        check(role_arn, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
+        return original_update(self, arn, *args, **kwargs)
+
+    StepFunctionBackend.create_state_machine = create_state_machine
+    StepFunctionBackend.update_state_machine = update_state_machine
+
+    def undo() -> None:
+        StepFunctionBackend.create_state_machine = original_create
+        StepFunctionBackend.update_state_machine = original_update
+
+    return undo
+
+
+def _modules_using_client_factory() -> list[str]:
+    """The interpreter modules that call ``boto_client_for`` (found in moto's source)."""
+    import moto.stepfunctions.parser as parser_package
+
+    root = Path(parser_package.__file__).parent
+    names = []
+    for path in sorted(root.rglob("*.py")):
+        if "boto_client_for" in path.read_text(encoding="utf-8"):
+            relative = path.relative_to(root.parent.parent.parent).with_suffix("")
+            names.append(".".join(relative.parts))
+    return names
+
+
+def _signed_as(client: Any, credentials: dict[str, str]) -> Any:
+    """The same client (service, region, endpoint, config) signed with other credentials."""
+    import boto3
+
+    return boto3.client(
+        client.meta.service_model.service_name,
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=client.meta.config,
+        **credentials,
+    )
