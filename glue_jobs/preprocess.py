@@ -1,6 +1,7 @@
 """stepml preprocessing: the AWS Glue 5.0 (Spark 3.5) job of the pipeline's Preprocess step.
 
-It reads one uploaded file (CSV or Parquet), validates it against the dataset config,
+It reads one uploaded file (CSV or Parquet) at the version the run recorded
+(``--input_version_id``, see ``pinned_input``), validates it against the dataset config,
 cleans it (drops unlabeled rows, imputes numeric medians, marks missing categories),
 encodes it for SageMaker's built-in XGBoost, splits it deterministically by hashing a row
 key and writes, under ``--output_uri``::
@@ -26,12 +27,13 @@ the exact line). Empty or blank values are missing values.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +48,9 @@ from pyspark.sql import functions as F
 LOGGER = logging.getLogger("stepml.preprocess")
 
 REQUIRED_ARGUMENTS = ("run_id", "input_uri", "output_uri", "dataset_config")
-OPTIONAL_ARGUMENTS = ("input_version_id", "code_version")
+OPTIONAL_ARGUMENTS = ("input_version_id", "code_version", "TempDir")
+#: Under ``--TempDir``: the copy of the recorded upload version the job reads (see ``pinned_input``).
+PINNED_INPUT_FOLDER = "stepml-input"
 
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
@@ -278,6 +282,63 @@ def create_spark_session() -> SparkSession:
         spark = GlueContext(SparkContext.getOrCreate()).spark_session
     spark.sparkContext._jsc.hadoopConfiguration().set(NO_SUCCESS_MARKER, "false")
     return spark
+
+
+# --- the upload version the run recorded ---------------------------------------------------
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _client_error(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', str(exc))}"
+
+
+@contextlib.contextmanager
+def pinned_input(arguments: Mapping[str, str], *, s3_client: Any) -> Iterator[str]:
+    """The URI to read: exactly the upload version ResolveRun recorded (``--input_version_id``).
+
+    Spark's S3 connector reads only the newest version of a key, so an upload to the same key
+    between ResolveRun and this job would be processed under the earlier run's lineage. The
+    recorded version is copied server-side (CopyObject with the version id; boto3's managed copy
+    switches to multipart UploadPartCopy for large objects, so no byte passes through the driver
+    and objects above CopyObject's 5 GB limit work too) to a run-scoped key under ``--TempDir``;
+    Spark reads that copy, and the copy's version is deleted afterwards so the versioned artifact
+    bucket keeps nothing of it. A local path (the local Glue engine stages the version itself)
+    and the version ``null`` (an object written before versioning) are read as given.
+    """
+    uri, version = arguments["input_uri"], arguments.get("input_version_id") or "null"
+    if not uri.startswith("s3://") or version == "null":
+        yield uri
+        return
+    temp = arguments.get("TempDir") or ""
+    if not temp.startswith("s3://"):
+        raise PreprocessError(f"{uri}: --TempDir is needed to read version {version} of the upload, got {temp!r}")
+    bucket, key = _split_s3(uri)
+    temp_bucket, temp_prefix = _split_s3(temp.rstrip("/") + "/")
+    pinned_key = f"{temp_prefix}{PINNED_INPUT_FOLDER}/{arguments['run_id']}/{key.rsplit('/', 1)[-1]}"
+    try:
+        s3_client.copy(
+            {"Bucket": bucket, "Key": key, "VersionId": version},
+            temp_bucket,
+            pinned_key,
+            ExtraArgs={"ServerSideEncryption": "AES256"},
+        )
+        pinned_version = s3_client.head_object(Bucket=temp_bucket, Key=pinned_key).get("VersionId")
+    except Exception as exc:  # botocore's ClientError and the transfer manager's own errors
+        raise PreprocessError(f"{uri}: cannot read version {version} of the upload: {_client_error(exc)}") from exc
+    LOGGER.info("reading version %s of %s from its copy s3://%s/%s", version, uri, temp_bucket, pinned_key)
+    try:
+        yield f"s3://{temp_bucket}/{pinned_key}"
+    finally:
+        extra = {"VersionId": pinned_version} if pinned_version and pinned_version != "null" else {}
+        try:
+            s3_client.delete_object(Bucket=temp_bucket, Key=pinned_key, **extra)
+        except Exception as exc:  # the run's outcome stands; the copy lies under the scratch prefix
+            LOGGER.warning("could not delete the copy s3://%s/%s: %s", temp_bucket, pinned_key, _client_error(exc))
 
 
 # --- files through the Hadoop FileSystem API (s3:// on Glue, local paths locally) ----------
@@ -1003,10 +1064,25 @@ def build_manifest(
     }
 
 
-def run(spark: SparkSession, arguments: Mapping[str, str]) -> dict[str, Any]:
-    """The whole job: returns the manifest it wrote."""
-    uri, output_uri = arguments["input_uri"], arguments["output_uri"]
-    config = parse_config(arguments["dataset_config"], uri)
+def run(spark: SparkSession, arguments: Mapping[str, str], *, read_uri: str | None = None) -> dict[str, Any]:
+    """The whole job: returns the manifest it wrote.
+
+    ``read_uri`` is where the bytes are read from when that is not ``--input_uri`` (the pinned
+    copy of the recorded version); every message still names the upload.
+    """
+    source = arguments["input_uri"]
+    uri = read_uri or source
+    try:
+        return _run(spark, arguments, uri)
+    except PreprocessError as exc:
+        if uri == source:
+            raise
+        raise PreprocessError(str(exc).replace(uri, source)) from exc
+
+
+def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[str, Any]:
+    output_uri = arguments["output_uri"]
+    config = parse_config(arguments["dataset_config"], arguments["input_uri"])
     file_format_of(uri)
     size = input_size(spark, uri)
     digest = fingerprint(spark, uri)
@@ -1035,10 +1111,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     arguments = resolve_arguments(sys.argv if argv is None else argv)
     spark = create_spark_session()
     try:
-        return run(spark, arguments)
+        with pinned_input(arguments, s3_client=_s3_client(arguments)) as read_uri:
+            return run(spark, arguments, read_uri=read_uri)
     except PreprocessError as exc:
         print(f"PreprocessError: {exc}", file=sys.stderr)
         raise
+
+
+def _s3_client(arguments: Mapping[str, str]) -> Any:
+    """An S3 client when the input is in S3 (on Glue: the job role's credentials), else None."""
+    if not arguments["input_uri"].startswith("s3://"):
+        return None
+    import boto3
+
+    return boto3.client("s3")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ class ResolveRunEnv(dict):
 @pytest.fixture
 def resolve_run_env(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> ResolveRunEnv:
     """What the lineage tests need: ResolveRun's environment and an onboarded churn dataset."""
-    environment = stack.apply_environment(monkeypatch, "ResolveRunFunction")
+    stack.apply_environment(monkeypatch, "ResolveRunFunction")
     settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
     s3 = boto3.client("s3")
     s3.put_object(
@@ -161,5 +161,5 @@ def resolve_run_env(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) ->
         s3=s3,
         sagemaker=boto3.client("sagemaker"),
         table=boto3.resource("dynamodb").Table(settings.lineage_table),
-        upload_bucket=environment[config.UPLOAD_BUCKET],
+        upload_bucket=stack.physical_id("UploadBucket"),
     )

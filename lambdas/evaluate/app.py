@@ -1,7 +1,9 @@
-"""Evaluate: score the test split through the test endpoint (and production), then gate.
+"""Evaluate: score the test split through the test endpoint's variants, then gate.
 
-Payload ``{"run", "endpoint_name"}``; returns the gate result (see docs/architecture.md).
-Only the run id and endpoint names are logged, never the payload.
+Payload ``{"run", "endpoint_name", "champion"}``; returns the gate result (see
+docs/architecture.md). The challenger and, when production serves a model, the champion are
+variants of the test endpoint: evaluation traffic never reaches the production endpoint, whose
+data capture is monitoring data. Only the run id and endpoint names are logged, never the payload.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from stepml.evaluation import EvaluationError, evaluate_model
 logger = Logger(service="stepml-evaluate")
 tracer = Tracer(service="stepml-evaluate")
 
-_REQUIRED = (config.ARTIFACT_BUCKET, config.PRODUCTION_ENDPOINT_NAME)
+_REQUIRED = (config.ARTIFACT_BUCKET,)
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,6 @@ class AwsClients:
 
     session: Any
     runtime: Any
-    sagemaker: Any
     s3: Any
 
 
@@ -40,7 +41,6 @@ def aws_clients() -> AwsClients:
     return AwsClients(
         session=session,
         runtime=session.client("sagemaker-runtime"),
-        sagemaker=session.client("sagemaker"),
         s3=session.client("s3"),
     )
 
@@ -48,12 +48,15 @@ def aws_clients() -> AwsClients:
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"run", "endpoint_name"}``; returns ``{"passed", "reason", "metric", ...}``."""
+    """Payload ``{"run", "endpoint_name", "champion"}``; returns ``{"passed", "reason", "metric", ...}``."""
     settings = config.load_settings(_REQUIRED)
     run = event.get("run")
     endpoint_name = event.get("endpoint_name")
+    champion = event.get("champion")
     if not isinstance(run, dict) or not isinstance(endpoint_name, str) or not endpoint_name:
         raise EvaluationError("Evaluate payload: fields 'run' (object) and 'endpoint_name' (string) are required")
+    if champion is not None and not isinstance(champion, dict):
+        raise EvaluationError("Evaluate payload: field 'champion' must be an object")
     logger.append_keys(run_id=run.get("run_id"), endpoint=endpoint_name)
     # The report may only land under the stack's own evaluation prefix (the role can write
     # nowhere else); saying so here beats an AccessDenied after minutes of scoring.
@@ -69,10 +72,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             run,
             endpoint_name,
             runtime_client=clients.runtime,
-            sagemaker_client=clients.sagemaker,
             boto3_session=clients.session,
+            champion=champion,
             s3_client=clients.s3,
-            production_endpoint_name=settings.production_endpoint_name,
         )
     except EvaluationError as exc:
         logger.warning("evaluation failed", extra={"error": str(exc)})
@@ -84,7 +86,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "metric": result["metric"],
             "value": result["value"],
             "rows": result["rows"],
-            "production_endpoint": settings.production_endpoint_name,
+            "champion_model": (result["production"] or {}).get("model"),
             "report_uri": result["report_uri"],
         },
     )

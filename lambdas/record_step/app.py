@@ -9,18 +9,18 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.lineage import record_failure, record_step
+from stepml.lineage import record_failure, record_notification_failure, record_step
 
 logger = Logger()
 tracer = Tracer()
 
-_REQUIRED = (config.LINEAGE_TABLE, config.ARTIFACT_BUCKET, config.LINEAGE_RETENTION_DAYS)
+_REQUIRED = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"run", "step", "status", "result"}``, or ``{"state", "step": "failure", ...}``."""
+    """Payload ``{"run", "step", "status", "result"}``, or ``{"state", "step": "failure"|"notify", ...}``."""
     settings = config.load_settings(_REQUIRED)
     session = boto3.Session()
     table = session.resource("dynamodb").Table(settings.lineage_table)
@@ -36,6 +36,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "run failed", extra={"run_id": failure["run_id"], "step": failure["step"], "error": failure["error"]}
         )
         return failure
+    if event["step"] == "notify":
+        # An SNS notice or alert was not delivered; the run keeps its outcome.
+        noted = record_notification_failure(event["state"], event["execution_arn"], table=table, settings=settings)
+        logger.warning("notification not delivered", extra=noted)
+        return noted
     outcome = record_step(
         event["run"],
         event["step"],

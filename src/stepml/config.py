@@ -26,14 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 LINEAGE_TABLE = "STEPML_LINEAGE_TABLE"
 APPROVAL_TABLE = "STEPML_APPROVAL_TABLE"
 ARTIFACT_BUCKET = "STEPML_ARTIFACT_BUCKET"
-UPLOAD_BUCKET = "STEPML_UPLOAD_BUCKET"
 APPROVAL_SIGNING_KEY_ID = "STEPML_APPROVAL_SIGNING_KEY_ID"
 APPROVAL_BASE_URL = "STEPML_APPROVAL_BASE_URL"
 APPROVAL_SENDER = "STEPML_APPROVAL_SENDER"
 APPROVER_EMAIL = "STEPML_APPROVER_EMAIL"
 APPROVAL_TIMEOUT_SECONDS = "STEPML_APPROVAL_TIMEOUT_SECONDS"
 PRODUCTION_ENDPOINT_NAME = "STEPML_PRODUCTION_ENDPOINT_NAME"
-STATE_MACHINE_NAME = "STEPML_STATE_MACHINE_NAME"
 DEFAULT_TRAINING_INSTANCE_TYPE = "STEPML_DEFAULT_TRAINING_INSTANCE_TYPE"
 DEFAULT_HOSTING_INSTANCE_TYPE = "STEPML_DEFAULT_HOSTING_INSTANCE_TYPE"
 ENDPOINT_POLL_SECONDS = "STEPML_ENDPOINT_POLL_SECONDS"
@@ -86,10 +84,6 @@ class Settings:
         return self.get(ARTIFACT_BUCKET)
 
     @property
-    def upload_bucket(self) -> str:
-        return self.get(UPLOAD_BUCKET)
-
-    @property
     def approval_signing_key_id(self) -> str:
         return self.get(APPROVAL_SIGNING_KEY_ID)
 
@@ -113,10 +107,6 @@ class Settings:
     @property
     def production_endpoint_name(self) -> str:
         return self.get(PRODUCTION_ENDPOINT_NAME)
-
-    @property
-    def state_machine_name(self) -> str:
-        return self.get(STATE_MACHINE_NAME)
 
     @property
     def default_training_instance_type(self) -> str:

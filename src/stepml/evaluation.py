@@ -4,8 +4,10 @@
 It reads the run's test split (CSV with a header, label first, written by the Glue job),
 sends the features in batches to the test endpoint through ``InvokeEndpoint``, computes
 the metrics of the dataset's problem type, and gates on the configured metric and
-threshold. When the production endpoint is in service it scores the same rows there too
-(champion vs challenger); with ``promote_only_if_better`` a challenger worse than the
+threshold. When production serves a model (the *champion*), the state machine gives the
+test endpoint a second variant serving it, and the same rows are scored there too
+(``TargetVariant``): evaluation never sends traffic to the production endpoint, whose data
+capture is the monitoring data. With ``promote_only_if_better`` a challenger worse than the
 champion does not pass. The full report is written next to the run's other evaluation
 outputs, and the compact result goes back to the state machine.
 """
@@ -32,7 +34,9 @@ CSV = "text/csv"
 DEFAULT_BATCH_SIZE = 500
 #: The name of the report object under the run's evaluation prefix.
 REPORT_NAME = "report.json"
-IN_SERVICE = "InService"
+#: The test endpoint's variants (statemachine/pipeline.asl.json names them the same).
+CHALLENGER_VARIANT = "Challenger"
+CHAMPION_VARIANT = "Champion"
 
 # The XGBoost container answers text/csv with each prediction's str(): multiclass rows
 # arrive as "[0.1, 0.2, 0.7],[...]" (or one per line in batch mode).
@@ -215,18 +219,31 @@ def parse_predictions(body: str, rows: int, width: int, source: str) -> np.ndarr
 
 
 def score_endpoint(
-    runtime_client: Any, endpoint_name: str, feature_rows: Sequence[str], *, width: int, batch_size: int
+    runtime_client: Any,
+    endpoint_name: str,
+    feature_rows: Sequence[str],
+    *,
+    width: int,
+    batch_size: int,
+    variant: str | None = None,
 ) -> np.ndarray:
-    """Send ``feature_rows`` (headerless CSV lines) to an endpoint in batches; return its predictions."""
+    """Send ``feature_rows`` (headerless CSV lines) to an endpoint (one ``variant`` of it, when
+    given) in batches; return its predictions."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    target = {"TargetVariant": variant} if variant else {}
+    where = f"endpoint {endpoint_name}" + (f" variant {variant}" if variant else "")
     parts = []
     for start in range(0, len(feature_rows), batch_size):
         batch = feature_rows[start : start + batch_size]
-        source = f"endpoint {endpoint_name} (test rows {start + 1}-{start + len(batch)})"
+        source = f"{where} (test rows {start + 1}-{start + len(batch)})"
         try:
             response = runtime_client.invoke_endpoint(
-                EndpointName=endpoint_name, ContentType=CSV, Accept=CSV, Body="\n".join(batch).encode("utf-8")
+                EndpointName=endpoint_name,
+                ContentType=CSV,
+                Accept=CSV,
+                Body="\n".join(batch).encode("utf-8"),
+                **target,
             )
             body = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
@@ -239,21 +256,17 @@ def score_endpoint(
     return np.concatenate(parts)
 
 
-def endpoint_status(sagemaker_client: Any, endpoint_name: str) -> str | None:
-    """The endpoint's status, or ``None`` when it does not exist."""
-    try:
-        return str(sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"])
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if error.get("Code") == "ValidationException" and "could not find" in str(error.get("Message", "")).lower():
-            return None
-        raise EvaluationError(
-            f"production endpoint {endpoint_name}: DescribeEndpoint failed: {_client_error(exc)}"
-        ) from exc
-    except BotoCoreError as exc:
-        raise EvaluationError(
-            f"production endpoint {endpoint_name}: DescribeEndpoint failed: {_client_error(exc)}"
-        ) from exc
+def champion_of(payload: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The champion the state machine found (``$.champion``): ``None`` when production serves no model."""
+    if payload is None or not payload.get("in_service"):
+        return None
+    champion = {}
+    for key in ("endpoint", "endpoint_config", "model"):
+        value = payload.get(key)
+        if not isinstance(value, str) or not value:
+            raise EvaluationError(f"Evaluate payload: field 'champion.{key}' is missing")
+        champion[key] = value
+    return champion
 
 
 # --- metrics and the gate ---------------------------------------------------------------
@@ -355,21 +368,22 @@ def evaluate_model(
     endpoint_name: str,
     *,
     runtime_client: Any,
-    sagemaker_client: Any,
     boto3_session: Any,
-    production_endpoint_name: str,
+    champion: Mapping[str, Any] | None = None,
     s3_client: Any | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     now: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
-    """Score the run's test split on ``endpoint_name``, compare with production, and gate.
+    """Score the run's test split on the test endpoint ``endpoint_name``: the challenger variant,
+    and the champion variant when ``champion`` (``{"in_service", "endpoint", "endpoint_config",
+    "model"}``: what production serves) says production has a model; compare and gate.
 
     ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report
     (default: a client of ``boto3_session``). Returns ``{"passed", "reason", "metric",
     "value", "threshold", "higher_is_better", "metrics", "rows", "production",
-    "report_uri", "started_at", "ended_at"}``, where ``production`` is ``{"endpoint",
-    "metrics", "value", "challenger_better"}`` or ``None`` when no production endpoint is
-    in service. Raises ``EvaluationError`` naming the endpoint or file on any failure.
+    "report_uri", "started_at", "ended_at"}``, where ``production`` is ``{"endpoint", "model",
+    "variant", "metrics", "value", "challenger_better"}`` or ``None`` when production serves no
+    model. Raises ``EvaluationError`` naming the endpoint or file on any failure.
     """
     started_at = now()
     config = _field(run, "config")
@@ -383,27 +397,43 @@ def evaluate_model(
     threshold = float(_field(run, "config", "threshold"))
     width = _prediction_width(config)
     report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
+    serving = champion_of(champion)
 
     split = read_test_split(str(_field(run, "paths", "test")), config, boto3_session=boto3_session)
-    predictions = score_endpoint(runtime_client, endpoint_name, split.feature_rows, width=width, batch_size=batch_size)
+    predictions = score_endpoint(
+        runtime_client,
+        endpoint_name,
+        split.feature_rows,
+        width=width,
+        batch_size=batch_size,
+        variant=CHALLENGER_VARIANT,
+    )
     challenger_metrics = _score(problem_type, split.labels, predictions, endpoint_name, split.uri)
     value = challenger_metrics[metric]
 
     production: dict[str, Any] | None = None
     production_confusion = None
-    production_status = endpoint_status(sagemaker_client, production_endpoint_name)
-    if production_status == IN_SERVICE:
+    if serving is not None:
+        # The same rows through the champion variant of the test endpoint, never through production.
         champion_predictions = score_endpoint(
-            runtime_client, production_endpoint_name, split.feature_rows, width=width, batch_size=batch_size
+            runtime_client,
+            endpoint_name,
+            split.feature_rows,
+            width=width,
+            batch_size=batch_size,
+            variant=CHAMPION_VARIANT,
         )
-        champion_metrics = _score(problem_type, split.labels, champion_predictions, production_endpoint_name, split.uri)
+        where = f"{endpoint_name} variant {CHAMPION_VARIANT}"
+        champion_metrics = _score(problem_type, split.labels, champion_predictions, where, split.uri)
         production = {
-            "endpoint": production_endpoint_name,
+            "endpoint": serving["endpoint"],
+            "model": serving["model"],
+            "variant": CHAMPION_VARIANT,
             "metrics": champion_metrics,
             "value": champion_metrics[metric],
             "challenger_better": metric_functions.is_better(value, champion_metrics[metric], higher_is_better),
         }
-        production_confusion = _confusion(config, split.labels, champion_predictions, production_endpoint_name)
+        production_confusion = _confusion(config, split.labels, champion_predictions, where)
 
     passed, reason = _gate(
         metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
@@ -435,8 +465,10 @@ def evaluate_model(
         "label_column": split.label_column,
         "endpoint_name": endpoint_name,
         "model_name": names.get("model"),
-        "production_endpoint_name": production_endpoint_name,
-        "production_endpoint_status": production_status,
+        "challenger_variant": CHALLENGER_VARIANT,
+        "champion_variant": CHAMPION_VARIANT if serving else None,
+        "champion": serving and {"in_service": True, **serving},
+        "production_endpoint_name": serving["endpoint"] if serving else None,
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
         "production_confusion_matrix": production_confusion,
         "code_version": run.get("code_version"),

@@ -53,7 +53,16 @@ STEP_TITLES = {
     "evaluate": "Evaluate model",
     "approval": "Approval",
     "deploy": "Deploy to production",
+    "cleanup": "Delete test endpoint",
+    "notify": "Notify",
 }
+#: What each notification of a run is, by the part of the state that composed it.
+NOTIFICATIONS = (
+    ("failure", "failure alert"),
+    ("outcome", "not-promoted notice"),
+    ("notice", "deployment"),
+    ("cleanup", "cleanup alert"),
+)
 
 _RUN_ID_HASH_CHARS = 12
 _MAX_SUBJECT = 100
@@ -69,6 +78,14 @@ class UploadEventError(LineageError):
 
 class UnknownRunError(LineageError):
     """A run id that lineage does not know."""
+
+
+class DatasetNotOnboardedError(DatasetConfigError):
+    """The upload's dataset has no config in the artifact bucket."""
+
+
+class DatasetConfigDeniedError(LineageError):
+    """S3 refused to show the dataset config (403): missing permissions, or a key policy."""
 
 
 def _now() -> datetime:
@@ -335,12 +352,21 @@ def load_dataset_config(s3_client: Any, bucket: str, dataset: str) -> dict[str, 
     try:
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            raise DatasetConfigError(
-                f"{source}: dataset {dataset!r} is not onboarded; put its config there "
-                f"(stepml datasets put {dataset} CONFIG.json)"
+        code = exc.response["Error"]["Code"]
+        if code in ("NoSuchKey", "404"):
+            raise DatasetNotOnboardedError(
+                f"dataset {dataset!r} is not onboarded: its config {source} does not exist; "
+                f"onboard it with `stepml datasets put {dataset} CONFIG.json`, then upload the file again"
             ) from exc
-        raise LineageError(f"{source}: cannot read the dataset config: {exc}") from exc
+        if code in ("AccessDenied", "403", "Forbidden"):
+            # S3 answers 403 both for a key the caller may not read and, without s3:ListBucket,
+            # for a key that does not exist; the template grants the listing, so this is access.
+            raise DatasetConfigDeniedError(
+                f"dataset {dataset!r}: permission denied reading its config {source} (S3 {code}): ResolveRun "
+                "needs s3:GetObject on it, and s3:ListBucket on the bucket to tell a missing config from a "
+                "denied one"
+            ) from exc
+        raise LineageError(f"{source}: cannot read the dataset config: {code}: {exc}") from exc
     return parse_dataset_config(body, source).model_dump(mode="json")
 
 
@@ -509,8 +535,15 @@ def _step_record(
             "gsi1sk": f"RUN#{run['run_id']}",
         }
     if step == "evaluate":
+        champion = result.get("production") if isinstance(result.get("production"), Mapping) else {}
         return {
-            "inputs": {"test": paths["test"], "endpoint": names["test_endpoint"], "model": names["model"]},
+            "inputs": {
+                "test": paths["test"],
+                "endpoint": names["test_endpoint"],
+                "model": names["model"],
+                # Scored on the same rows, as a variant of the test endpoint (never through production).
+                "champion_model": champion.get("model"),
+            },
             "parameters": {"metric": result.get("metric"), "threshold": result.get("threshold")},
             "outputs": {
                 "metrics": result.get("metrics"),
@@ -689,12 +722,85 @@ def record_step(
             extra["approval"] = result["approval"]
         _finish_run(table, run["run_id"], status, moment, extra)
         return _outcome_notice(run, status, result if isinstance(result, Mapping) else {})
+    if step == "cleanup":
+        return _record_cleanup_failure(table, run, result if isinstance(result, Mapping) else {}, settings, moment)
     record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
     resumable_result = result if step in RESUMABLE_STEPS else None
     _write_step(table, run, step, status, record, settings, moment, result=resumable_result)
     if step == "approval":
         _update_fields(table, _run_key(run["run_id"]), {"approval": record["outputs"]})
     return {"recorded": step, "status": status}
+
+
+def _record_cleanup_failure(
+    table: Any, run: Mapping[str, Any], error: Mapping[str, Any], settings: Settings, now: datetime
+) -> dict[str, str]:
+    """The test endpoint could not be deleted after production was deployed: the run still
+    succeeds (production changed), with a warning in lineage and an alert naming what is left."""
+    names = run["names"]
+    endpoint, endpoint_config = names["test_endpoint"], names["test_endpoint_config"]
+    error_record = {"error": error.get("Error") or "stepml.Unknown", "cause": readable_cause(error.get("Cause"))}
+    outputs = {"endpoint": endpoint, "endpoint_config": endpoint_config}
+    _write_step(
+        table, run, "cleanup", "FAILED", {"outputs": outputs, "ended_at": _iso(now)}, settings, now, error=error_record
+    )
+    warning = {"step": "cleanup", **error_record, **outputs, "at": _iso(now)}
+    _update_fields(table, _run_key(run["run_id"]), {"updated_at": _iso(now)}, append={"warnings": [warning]})
+    lines = [
+        f"Run:       {run['run_id']} (attempt {run.get('attempt', 1)})",
+        f"Dataset:   {run['dataset']}",
+        f"Endpoint:  {endpoint} (config {endpoint_config})",
+        f"Error:     {error_record['error']}: {error_record['cause']}",
+        f"Execution: {run.get('execution_arn')}",
+        "",
+        f"Production: {names['production_endpoint']} serves the new model (config "
+        f"{names['production_endpoint_config']}); the run succeeded.",
+        "The test endpoint and its config may still exist and cost money until deleted:",
+        f"  aws sagemaker delete-endpoint --endpoint-name {endpoint}",
+        f"  aws sagemaker delete-endpoint-config --endpoint-config-name {endpoint_config}",
+    ]
+    subject = _subject(f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy")
+    return {"subject": subject, "message": "\n".join(lines) + "\n"}
+
+
+def record_notification_failure(
+    state: Mapping[str, Any],
+    execution_arn: str,
+    *,
+    table: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """An SNS notice or alert was not delivered after Step Functions' retries (``$.notify_error``).
+
+    The run keeps the outcome it had (a deployed run still SUCCEEDED, a failed one FAILED);
+    lineage notes which notification was lost, so ``stepml runs show`` tells what nobody was told.
+    """
+    moment = now()
+    kind, part = next(
+        ((label, state[key]) for key, label in NOTIFICATIONS if isinstance(state.get(key), Mapping)),
+        ("notification", {}),
+    )
+    run = state.get("run") if isinstance(state.get("run"), Mapping) else None
+    run_id = str(run["run_id"]) if run else str((state.get("failure") or {}).get("run_id") or "unknown")
+    error = dict(state.get("notify_error") or {})
+    error_record = {"error": error.get("Error") or "stepml.Unknown", "cause": readable_cause(error.get("Cause"))}
+    result = {"recorded": False, "run_id": run_id, "notification": kind}
+    existing = from_dynamo(table.get_item(Key=_run_key(run_id), ConsistentRead=True).get("Item") or {})
+    if run_id == "unknown" or not existing:
+        return result  # no run to note it on: the execution history keeps the error
+    owner = run or {key: existing.get(key) for key in ("run_id", "attempt", "execution_arn", "code_version")}
+    record = {"outputs": {"notification": kind, "subject": part.get("subject")}, "ended_at": _iso(moment)}
+    _write_step(table, owner, "notify", "FAILED", record, settings, moment, error=error_record)
+    warning = {
+        "step": "notify",
+        "notification": kind,
+        "subject": part.get("subject"),
+        **error_record,
+        "at": _iso(moment),
+    }
+    _update_fields(table, _run_key(run_id), {"updated_at": _iso(moment)}, append={"warnings": [warning]})
+    return {**result, "recorded": True}
 
 
 # --- failures -------------------------------------------------------------------------

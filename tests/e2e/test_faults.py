@@ -24,6 +24,8 @@ TRANSIENT = "flt-ok"
 FAILS_TRAINING = "flt-train"
 FAILS_ENDPOINT = "flt-endpoint"
 FAILS_EVALUATION = "flt-evaluate"
+FAILS_CLEANUP = "flt-cleanup"
+ALERT_LOST = "flt-alert"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
@@ -42,12 +44,18 @@ def uploads(pipeline):
             f"sagemaker:TrainingJob@{FAILS_TRAINING}=1",
             f"sagemaker:Endpoint@{FAILS_ENDPOINT}-=1",
             f"lambda:Evaluate.error@{FAILS_EVALUATION}=1",
+            # past the Retry (1 call + 5 retries): the run must end as it would have without them
+            f"sagemaker:DeleteEndpoint@{FAILS_CLEANUP}=6",
+            f"sns:Publish@{ALERT_LOST}=6",
         ]
     )
     uploaded = {}
-    for seed, dataset in enumerate((TRANSIENT, FAILS_TRAINING, FAILS_ENDPOINT, FAILS_EVALUATION), start=31):
+    datasets = (TRANSIENT, FAILS_TRAINING, FAILS_ENDPOINT, FAILS_EVALUATION, FAILS_CLEANUP)
+    for seed, dataset in enumerate(datasets, start=31):
         pipeline.onboard(dataset, promote_only_if_better=False)
         uploaded[dataset] = pipeline.upload(dataset, "data.csv", churn_csv(ROWS, seed=seed))
+    # Never onboarded: the run fails at once, and its alert cannot be sent.
+    uploaded[ALERT_LOST] = pipeline.upload(ALERT_LOST, "data.csv", churn_csv(50, seed=40))
     yield uploaded
     faults.clear()
 
@@ -130,6 +138,68 @@ def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, u
     column = header.index("RETRIES")
     retries = {row.split("  ")[0]: row[column : column + len("RETRIES")].strip() for row in rows}
     assert retries["Preprocess data (Glue)"] == "2" and retries["Evaluate model"] == "2", retries
+
+
+def test_after_a_deploy_a_failed_cleanup_and_a_lost_notice_leave_the_run_succeeded(pipeline, uploads):
+    """Production changed: DeleteEndpoint failing past its Retry is a warning and an alert, not a failed run,
+    and a deployment notice SNS refuses past its Retry is noted in lineage."""
+    upload = uploads[FAILS_CLEANUP]
+    run_id = upload["run_id"]
+    email = pipeline.wait_for_approval_email(run_id)
+    faults = pipeline.cloud.faults
+    faults.add("sns:Publish", 6, match=f"{run_id} deployed")
+    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="cleanup will fail")
+    assert status == 200
+    assert pipeline.wait_for_execution_end(upload["key"], timeout=240) == "SUCCEEDED"
+    records = pipeline.run_record(run_id)
+    run, names = records["RUN"], records["RUN"]["names"]
+    assert run["status"] == "SUCCEEDED", run
+    assert records["STEP#deploy"]["status"] == "SUCCEEDED"
+
+    production = pipeline.outputs["ProductionEndpointName"]
+    assert pipeline.endpoint_config(production) == names["production_endpoint_config"], "production serves it"
+    answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1"
+    )
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+
+    cleanup = records["STEP#cleanup"]
+    assert cleanup["status"] == "FAILED" and cleanup["error"]["error"].startswith("SageMaker.")
+    assert "(local fault sagemaker:DeleteEndpoint)" in cleanup["error"]["cause"]
+    assert faults.hit_count("sagemaker:DeleteEndpoint", FAILS_CLEANUP) == 6
+    cleanup_warning, notify_warning = run["warnings"]
+    assert (cleanup_warning["step"], cleanup_warning["endpoint"]) == ("cleanup", names["test_endpoint"])
+    assert cleanup_warning["error"] == cleanup["error"]["error"]
+    assert (notify_warning["step"], notify_warning["notification"]) == ("notify", "deployment")
+    assert notify_warning["error"] == "SNS.ThrottledException" and f"{run_id} deployed" in notify_warning["subject"]
+    assert faults.hit_count("sns:Publish", f"{run_id} deployed") == 6
+    assert records["STEP#notify"]["status"] == "FAILED"
+
+    alert = pipeline.wait_for_email(f"Run {run_id}: test endpoint not deleted after the deploy")
+    assert alert.to == "alerts@example.com" and f"Endpoint:  {names['test_endpoint']} (config " in alert.body
+    assert f"aws sagemaker delete-endpoint --endpoint-name {names['test_endpoint']}" in alert.body
+    assert f"Production: {production} serves the new model" in alert.body and "(local fault " in alert.body
+    assert not [m for m in pipeline.cloud.outbox.messages() if f"model {run_id} deployed" in m.subject]
+
+    sagemaker = pipeline.client("sagemaker")
+    assert sagemaker.describe_endpoint(EndpointName=names["test_endpoint"])["EndpointStatus"] == "InService"
+    sagemaker.delete_endpoint(EndpointName=names["test_endpoint"])  # the fault is used up: the leftover goes
+    _assert_endpoint_gone(pipeline, names["test_endpoint"])
+
+
+def test_an_alert_that_cannot_be_sent_still_fails_the_run_and_lineage_says_so(pipeline, uploads):
+    upload = uploads[ALERT_LOST]
+    run_id = upload["run_id"]
+    assert pipeline.wait_for_execution_end(upload["key"], timeout=120) == "FAILED"
+    [execution] = pipeline.executions_for(upload["key"])
+    assert execution["error"] == "stepml.PipelineFailed" and "is not onboarded" in execution["cause"]
+    run = pipeline.run_record(run_id)["RUN"]
+    assert run["status"] == "FAILED" and run["failed_step"] == "resolve"
+    [warning] = run["warnings"]
+    assert (warning["step"], warning["notification"]) == ("notify", "failure alert")
+    assert warning["error"] == "SNS.ThrottledException" and f"Run {run_id} failed" in warning["subject"]
+    assert pipeline.cloud.faults.hit_count("sns:Publish", ALERT_LOST) == 6
+    assert not [m for m in pipeline.cloud.outbox.messages() if f"Run {run_id} failed" in m.subject]
 
 
 def test_a_failed_training_job_fails_the_run_and_resume_reuses_the_glue_output(pipeline, uploads, capsys):

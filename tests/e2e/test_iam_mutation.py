@@ -25,9 +25,20 @@ from stepml.sample_data import churn_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.iam_mutation]
 
-#: Template statements that no local run can exercise, each with the reason. Keep it short:
-#: everything else must be needed by some test.
-NOT_EXERCISED_LOCALLY: dict[tuple[str, str], str] = {}
+#: Template statements that no local run can exercise, by (logical id of the role, Sid), each with
+#: the reason. Keep it short: everything else must be needed by some test.
+NOT_EXERCISED_LOCALLY: dict[tuple[str, str], str] = {
+    ("PreprocessJobRole", "DropPinnedInputCopy"): (
+        "on Glue the job script copies the recorded upload version under --TempDir and deletes that copy's "
+        "version; locally the Glue engine stages the recorded version itself, as Spark cannot read s3:// here "
+        "(the copy is covered by tests/unit/test_glue_preprocess.py)"
+    ),
+}
+
+
+def _not_exercised_locally(mutation: Mutation) -> bool:
+    role = mutation.source.split("/", 1)[0]
+    return any(logical in role and sid == mutation.sid for logical, sid in NOT_EXERCISED_LOCALLY)
 
 
 @dataclass(frozen=True)
@@ -126,9 +137,7 @@ def test_every_template_statement_and_action_is_needed_by_some_test(capsys):
     mutations = _mutations(_template_sources())
     assert mutations, "no template policy was used in the session"
     table: dict[Mutation, set[str]] = {mutation: _replay(records, mutation) for mutation in mutations}
-    unexercised = [
-        m for m, tests in table.items() if not tests and (m.source.split("/", 1)[0], m.sid) not in NOT_EXERCISED_LOCALLY
-    ]
+    unexercised = [m for m, tests in table.items() if not tests and not _not_exercised_locally(m)]
     by_statement: dict[tuple[str, int], list[Mutation]] = defaultdict(list)
     for mutation in mutations:
         by_statement[(mutation.source, mutation.index)].append(mutation)

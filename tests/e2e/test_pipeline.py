@@ -213,3 +213,89 @@ def test_rerunning_the_glue_job_over_a_runs_output_replaces_its_splits(pipeline)
     assert after and not before & after, "Spark names each write's part files anew; the old ones are gone"
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}manifest.json")["Body"].read())
     assert manifest["run_id"] == first["Arguments"]["--run_id"]
+
+
+def test_an_upload_for_a_dataset_never_onboarded_fails_at_resolve_saying_how_to_onboard(pipeline):
+    upload = pipeline.upload("churn-unknown", "data.csv", churn_csv(50, seed=16))
+    records = pipeline.wait_for_status(upload["run_id"], ("FAILED", "SUCCEEDED"))
+    run = records["RUN"]
+    key = f"s3://{pipeline.outputs['ArtifactBucketName']}/datasets/churn-unknown/config.json"
+    assert run["status"] == "FAILED" and run["failed_step"] == "resolve", run
+    assert run["error"]["error"] == "DatasetNotOnboardedError"
+    cause = records["STEP#resolve"]["error"]["cause"]
+    assert f"dataset 'churn-unknown' is not onboarded: its config {key} does not exist" in cause
+    assert "`stepml datasets put churn-unknown CONFIG.json`" in cause
+    alert = pipeline.wait_for_email(f"Run {upload['run_id']} failed at Resolve run: DatasetNotOnboardedError")
+    assert alert.to == "alerts@example.com" and key in alert.body and "stepml datasets put churn-unknown" in alert.body
+    assert pipeline.wait_for_execution_end(upload["key"]) == "FAILED"
+
+
+def _capture_records(pipeline, endpoint: str) -> list[dict]:
+    """Every data capture record SageMaker wrote for ``endpoint`` (any dataset's prefix)."""
+    import base64
+
+    s3, bucket = pipeline.client("s3"), pipeline.outputs["ArtifactBucketName"]
+    records = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="data-capture/"):
+        for item in page.get("Contents", []):
+            if f"/{endpoint}/" not in item["Key"]:
+                continue
+            for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines():
+                record = json.loads(line)
+                data = record["captureData"]["endpointInput"]
+                text = base64.b64decode(data["data"]).decode() if data["encoding"] == "BASE64" else data["data"]
+                records.append({**record, "input_rows": text.splitlines()})
+    return records
+
+
+def _wait_for_capture_of(pipeline, endpoint: str, row: str, timeout: float = 60) -> list[dict]:
+    """The endpoint's capture records once ``row`` is among them (capture is written in batches)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = _capture_records(pipeline, endpoint)
+        if any(row in record["input_rows"] for record in records):
+            return records
+        time.sleep(0.5)
+    raise AssertionError(f"{endpoint}: the capture of {row!r} never arrived")
+
+
+def test_evaluating_against_a_champion_sends_nothing_to_productions_data_capture(pipeline):
+    """The champion is scored as a variant of the test endpoint: production's capture holds no test rows."""
+    sagemaker, s3 = pipeline.client("sagemaker"), pipeline.client("s3")
+    production = pipeline.outputs["ProductionEndpointName"]
+    champion_config = pipeline.endpoint_config(production)
+    assert champion_config is not None, "runs after an approved run: production serves a champion"
+    champion_model = sagemaker.describe_endpoint_config(EndpointConfigName=champion_config)["ProductionVariants"][0]
+    pipeline.onboard("churn-capture", promote_only_if_better=False)
+    run_id = pipeline.upload("churn-capture", "second.csv", churn_csv(ROWS, seed=17))["run_id"]
+    email = pipeline.wait_for_approval_email(run_id)
+    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="second model")
+    assert status == 200
+    records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED", "REJECTED"))
+    assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
+
+    bucket, paths = pipeline.outputs["ArtifactBucketName"], records["RUN"]["paths"]
+    prefix = paths["test"].removeprefix(f"s3://{bucket}/")
+    test_rows = set()
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        lines = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+        test_rows |= {line.split(",", 1)[1] for line in lines[1:] if line}
+    assert len(test_rows) > 100
+    marker = "99,99.25,9999.0,1,1,1,1"
+    pipeline.client("sagemaker-runtime").invoke_endpoint(EndpointName=production, ContentType="text/csv", Body=marker)
+    captured = _wait_for_capture_of(pipeline, production, marker)
+    leaked = [row for record in captured for row in record["input_rows"] if row in test_rows]
+    assert leaked == [], f"{len(leaked)} evaluation rows in {production}'s data capture"
+
+    report_key = paths["evaluation"].removeprefix(f"s3://{bucket}/") + "report.json"
+    report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
+    assert report["endpoint_name"] == records["RUN"]["names"]["test_endpoint"]
+    assert report["production"]["model"] == champion_model["ModelName"] and report["champion_variant"] == "Champion"
+    assert report["champion"]["endpoint_config"] == champion_config
+    challenger_rows = sum(map(sum, report["confusion_matrix"]["matrix"]))
+    assert sum(map(sum, report["production_confusion_matrix"]["matrix"])) == challenger_rows == report["rows"]
+    assert report["rows"] >= len(test_rows)
+    assert records["STEP#evaluate"]["inputs"]["champion_model"] == champion_model["ModelName"]
+    assert pipeline.endpoint_config(production) == records["RUN"]["names"]["production_endpoint_config"]

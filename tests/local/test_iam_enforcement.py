@@ -257,3 +257,30 @@ def test_an_event_whose_target_role_cannot_start_the_pipeline_goes_to_the_dead_l
             PolicyName=policy_name,
             PolicyDocument=original if isinstance(original, str) else json.dumps(original),
         )
+
+
+def test_a_missing_object_is_not_found_only_for_a_role_that_may_list_its_bucket(cloud):
+    """S3 answers GetObject/HeadObject of a missing key with 404 only when the caller has s3:ListBucket
+    (for that key as s3:prefix); otherwise with 403, so a caller cannot probe which keys exist."""
+    bucket = cloud.outputs()["ArtifactBucketName"]
+    resolve = _as_role(cloud, "ResolveRunFunction", "s3")
+    for call in (resolve.get_object, resolve.head_object):
+        with pytest.raises(ClientError) as missing:
+            call(Bucket=bucket, Key="datasets/never-onboarded/config.json")
+        assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert missing.value.response["Error"]["Code"] in ("NoSuchKey", "404")
+
+    record = _as_role(cloud, "RecordStepFunction", "s3")  # may read processed/*, list nothing
+    with pytest.raises(ClientError) as denied:
+        record.get_object(Bucket=bucket, Key="processed/none/manifest.json")
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert denied.value.response["Error"]["Message"] == (
+        f"User: {_session_arn(cloud, 'RecordStepFunction')} is not authorized to perform: s3:ListBucket on "
+        f"resource: arn:aws:s3:::{bucket} because no identity-based policy allows the s3:ListBucket action"
+    )
+    with pytest.raises(ClientError) as head:
+        record.head_object(Bucket=bucket, Key="processed/none/manifest.json")
+    assert head.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    _local(cloud, "s3").put_object(Bucket=bucket, Key="processed/none/manifest.json", Body=b"{}")
+    assert record.get_object(Bucket=bucket, Key="processed/none/manifest.json")["Body"].read() == b"{}"

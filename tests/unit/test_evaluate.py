@@ -1,9 +1,10 @@
 """Evaluate: the test split through a (fake) endpoint, metrics, the gate, champion vs challenger.
 
-The buckets come from template.yaml (the ``stack`` fixture) and the production endpoint
-from moto's SageMaker control plane; moto's InvokeEndpoint only returns canned output, so
-scoring goes through ``FakeRuntime``, which applies a fixed rule to the features it is sent.
-Expected metric values are computed here, independently of stepml.metrics.
+The buckets come from template.yaml (the ``stack`` fixture). The test endpoint serves the
+challenger and, when production has a model, the champion as a second variant; moto's
+InvokeEndpoint only returns canned output, so scoring goes through ``FakeRuntime``, whose
+variants each apply a fixed rule to the features they are sent. Expected metric values are
+computed here, independently of stepml.metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from stepml.config import ConfigError, parse_dataset_config
-from stepml.evaluation import EvaluationError, evaluate_model, parse_predictions
+from stepml.evaluation import CHALLENGER_VARIANT, CHAMPION_VARIANT, EvaluationError, evaluate_model, parse_predictions
 from stepml.lineage import artifact_paths, resource_names
 from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler
 
@@ -73,27 +74,51 @@ def csv_text(header: list[str], labels: np.ndarray, features: np.ndarray) -> str
 
 
 class FakeRuntime:
-    """Stands in for sagemaker-runtime: each endpoint applies a rule to the CSV rows it gets.
+    """Stands in for sagemaker-runtime: one endpoint whose variants each apply a rule to the CSV rows.
 
     ``style`` is how the answer is written: ``container`` as the XGBoost container does
-    (``",".join(str(p))`` on one line), ``lines`` one prediction per line.
+    (``",".join(str(p))`` on one line), ``lines`` one prediction per line. Any other endpoint
+    (production) answers as one the caller may not invoke.
     """
 
-    def __init__(self, rules: dict[str, Rule], style: str = "container", short_calls: frozenset[int] = frozenset()):
-        self.rules = rules
+    def __init__(
+        self,
+        endpoint: str,
+        variants: dict[str, Rule],
+        style: str = "container",
+        short_calls: frozenset[int] = frozenset(),
+    ):
+        self.endpoint = endpoint
+        self.variants = variants
         self.style = style
         self.short_calls = short_calls  # these calls (0-based) answer one prediction short
         self.calls: list[dict[str, Any]] = []
 
-    def invoke_endpoint(self, *, EndpointName: str, ContentType: str, Accept: str, Body: bytes) -> dict[str, Any]:
-        self.calls.append({"EndpointName": EndpointName, "ContentType": ContentType, "Accept": Accept, "Body": Body})
-        if EndpointName not in self.rules:
+    def invoke_endpoint(
+        self, *, EndpointName: str, ContentType: str, Accept: str, Body: bytes, TargetVariant: str | None = None
+    ) -> dict[str, Any]:
+        self.calls.append(
+            {
+                "EndpointName": EndpointName,
+                "TargetVariant": TargetVariant,
+                "ContentType": ContentType,
+                "Accept": Accept,
+                "Body": Body,
+            }
+        )
+        if EndpointName != self.endpoint or not self.variants:
             raise ClientError(
                 {"Error": {"Code": "ValidationException", "Message": f"Endpoint {EndpointName} not found."}},
                 "InvokeEndpoint",
             )
+        variant = TargetVariant or next(iter(self.variants))
+        if variant not in self.variants:
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": f"Variant {variant} does not exist."}},
+                "InvokeEndpoint",
+            )
         rows = [[float(cell) for cell in line.split(",")] for line in Body.decode("utf-8").split("\n")]
-        predictions = self.rules[EndpointName](np.array(rows)).tolist()
+        predictions = self.variants[variant](np.array(rows)).tolist()
         if len(self.calls) - 1 in self.short_calls:
             predictions = predictions[:-1]
         if self.style == "container":
@@ -102,8 +127,8 @@ class FakeRuntime:
             text = "\n".join(",".join(map(str, p)) if isinstance(p, list) else str(p) for p in predictions) + "\n"
         return {"Body": io.BytesIO(text.encode("utf-8")), "ContentType": "text/csv"}
 
-    def rows_per_call(self, endpoint: str) -> list[int]:
-        return [len(call["Body"].decode().split("\n")) for call in self.calls if call["EndpointName"] == endpoint]
+    def rows_per_call(self, variant: str = CHALLENGER_VARIANT) -> list[int]:
+        return [len(call["Body"].decode().split("\n")) for call in self.calls if call["TargetVariant"] == variant]
 
 
 class Clock:
@@ -130,12 +155,10 @@ class Env:
     """The stack's artifact bucket and production endpoint name, and a run pointing into them."""
 
     def __init__(self, stack: Any):
-        environment = stack.function_environment("EvaluateFunction")
-        self.bucket = environment["STEPML_ARTIFACT_BUCKET"]
-        self.production = environment["STEPML_PRODUCTION_ENDPOINT_NAME"]
+        self.bucket = stack.function_environment("EvaluateFunction")["STEPML_ARTIFACT_BUCKET"]
+        self.production = stack.function_environment("ResolveRunFunction")["STEPML_PRODUCTION_ENDPOINT_NAME"]
         self.session = boto3.Session(region_name=REGION)
         self.s3 = self.session.client("s3")
-        self.sagemaker = self.session.client("sagemaker")
         self.names = resource_names(RUN_ID, 1, self.production)
         self.paths = artifact_paths(self.bucket, "churn", RUN_ID)
 
@@ -173,34 +196,33 @@ class Env:
         self.put_test_split(csv_text(header, labels[half:], features[half:]), "part-00001.csv")
         self.put_test_split("", "_SUCCESS")
 
-    def deploy_production(self) -> None:
-        """A production endpoint in moto (moto makes it InService at once)."""
-        self.sagemaker.create_model(
-            ModelName="stepml-prod-model",
-            ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-            PrimaryContainer={"Image": "123.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"},
-        )
-        self.sagemaker.create_endpoint_config(
-            EndpointConfigName="stepml-prod-config",
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": "stepml-prod-model",
-                    "InitialInstanceCount": 1,
-                    "InstanceType": "ml.m5.large",
-                }
-            ],
-        )
-        self.sagemaker.create_endpoint(EndpointName=self.production, EndpointConfigName="stepml-prod-config")
+    @property
+    def champion(self) -> dict[str, Any]:
+        """What the state machine found production serving (``$.champion``), served on the test endpoint."""
+        return {
+            "in_service": True,
+            "endpoint": self.production,
+            "endpoint_config": "stepml-churn-0a1b2c3d4e5f-prod-a1",
+            "model": "stepml-churn-0a1b2c3d4e5f-a1",
+        }
 
-    def evaluate(self, runtime: FakeRuntime, run: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def runtime(self, challenger: Rule, champion: Rule | None = None, **kwargs: Any) -> FakeRuntime:
+        variants = {CHALLENGER_VARIANT: challenger} | ({CHAMPION_VARIANT: champion} if champion else {})
+        return FakeRuntime(self.test_endpoint, variants, **kwargs)
+
+    def evaluate(
+        self,
+        runtime: FakeRuntime,
+        run: dict[str, Any] | None = None,
+        champion: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         return evaluate_model(
             run or self.run(),
             self.test_endpoint,
             runtime_client=runtime,
-            sagemaker_client=kwargs.pop("sagemaker_client", self.sagemaker),
             boto3_session=self.session,
-            production_endpoint_name=self.production,
+            champion=champion,
             now=kwargs.pop("now", Clock()),
             **kwargs,
         )
@@ -255,7 +277,7 @@ def test_a_good_model_without_production_passes(env: Env, data: tuple[np.ndarray
     expected_auc = pair_counting_auc(labels, strong_rule(features))
     assert expected_auc >= 0.7  # the data must let this model pass
 
-    result = env.evaluate(FakeRuntime({env.test_endpoint: strong_rule}))
+    result = env.evaluate(env.runtime(strong_rule))
 
     assert set(result) == OUTPUT_KEYS
     assert result["passed"] is True
@@ -284,9 +306,7 @@ def test_a_model_below_the_threshold_fails_with_a_reason(env: Env, data: tuple[n
         ),
     ]
     for metric, threshold, direction, expected in cases:
-        result = env.evaluate(
-            FakeRuntime({env.test_endpoint: weak_rule}), env.run(make_config(metric=metric, threshold=threshold))
-        )
+        result = env.evaluate(env.runtime(weak_rule), env.run(make_config(metric=metric, threshold=threshold)))
 
         assert result["passed"] is False
         assert (result["metric"], result["value"]) == (metric, pytest.approx(expected))
@@ -300,16 +320,16 @@ def test_a_challenger_worse_than_the_champion_does_not_pass(env: Env, data: tupl
     challenger = pair_counting_auc(labels, weak_rule(features))
     champion = pair_counting_auc(labels, strong_rule(features))
     assert champion > challenger >= 0.5  # above a 0.5 threshold, below production
-    env.deploy_production()
-    runtime = FakeRuntime({env.test_endpoint: weak_rule, env.production: strong_rule})
+    runtime = env.runtime(weak_rule, strong_rule)
 
-    result = env.evaluate(runtime, env.run(make_config(threshold=0.5)))
+    result = env.evaluate(runtime, env.run(make_config(threshold=0.5)), env.champion)
 
     assert result["passed"] is False
     assert result["value"] == pytest.approx(challenger)
     production = result["production"]
-    assert set(production) == {"endpoint", "metrics", "value", "challenger_better"}
+    assert set(production) == {"endpoint", "model", "variant", "metrics", "value", "challenger_better"}
     assert (production["endpoint"], production["challenger_better"]) == (env.production, False)
+    assert (production["model"], production["variant"]) == (env.champion["model"], CHAMPION_VARIANT)
     assert production["value"] == production["metrics"]["auc"] == pytest.approx(champion)
     assert production["metrics"]["accuracy"] == pytest.approx(np.mean((strong_rule(features) >= 0.5) == labels))
     assert re.fullmatch(
@@ -317,10 +337,10 @@ def test_a_challenger_worse_than_the_champion_does_not_pass(env: Env, data: tupl
         r"and promote_only_if_better is true",
         result["reason"],
     )
-    assert runtime.rows_per_call(env.production) == [23]
+    assert runtime.rows_per_call(CHAMPION_VARIANT) == [23]
 
     # The same models, with the dataset allowing a worse challenger through.
-    allowed = env.evaluate(runtime, env.run(make_config(threshold=0.5, promote_only_if_better=False)))
+    allowed = env.evaluate(runtime, env.run(make_config(threshold=0.5, promote_only_if_better=False)), env.champion)
 
     assert allowed["passed"] is True
     assert allowed["production"]["challenger_better"] is False
@@ -329,10 +349,9 @@ def test_a_challenger_worse_than_the_champion_does_not_pass(env: Env, data: tupl
 
 def test_a_challenger_better_than_the_champion_passes(env: Env, data: tuple[np.ndarray, np.ndarray]) -> None:
     features, labels = data
-    env.deploy_production()
-    runtime = FakeRuntime({env.test_endpoint: strong_rule, env.production: weak_rule})
+    runtime = env.runtime(strong_rule, weak_rule)
 
-    result = env.evaluate(runtime, env.run(make_config(threshold=0.5)))
+    result = env.evaluate(runtime, env.run(make_config(threshold=0.5)), env.champion)
 
     assert result["passed"] is True
     assert result["production"]["challenger_better"] is True
@@ -340,34 +359,39 @@ def test_a_challenger_better_than_the_champion_passes(env: Env, data: tuple[np.n
     assert f"better than production endpoint {env.production}" in result["reason"]
 
 
-class DescribeOnly:
-    """A SageMaker client whose DescribeEndpoint answers with a status or fails with a code."""
+def test_the_champion_is_scored_on_the_test_endpoint_never_on_production(
+    env: Env, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Production's data capture is monitoring data: evaluation rows go to the test endpoint's variants."""
+    runtime = env.runtime(strong_rule, weak_rule)
 
-    def __init__(self, status: str | None = None, error_code: str | None = None):
-        self.status, self.error_code = status, error_code
+    env.evaluate(runtime, champion=env.champion, batch_size=10)
 
-    def describe_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
-        if self.error_code:
-            raise ClientError({"Error": {"Code": self.error_code, "Message": "not allowed"}}, "DescribeEndpoint")
-        return {"EndpointName": EndpointName, "EndpointStatus": self.status}
-
-
-def test_only_an_in_service_production_endpoint_is_compared(env: Env, data: tuple[np.ndarray, np.ndarray]) -> None:
-    runtime = FakeRuntime({env.test_endpoint: strong_rule, env.production: weak_rule})
-
-    result = env.evaluate(runtime, sagemaker_client=DescribeOnly(status="Updating"))
-
-    assert result["production"] is None
-    assert runtime.rows_per_call(env.production) == []
+    assert {call["EndpointName"] for call in runtime.calls} == {env.test_endpoint}
+    assert [call["TargetVariant"] for call in runtime.calls] == [CHALLENGER_VARIANT] * 3 + [CHAMPION_VARIANT] * 3
+    challenger_rows = [c["Body"] for c in runtime.calls if c["TargetVariant"] == CHALLENGER_VARIANT]
+    champion_rows = [c["Body"] for c in runtime.calls if c["TargetVariant"] == CHAMPION_VARIANT]
+    assert challenger_rows == champion_rows, "both variants get the same rows, in the same batches"
     report, _ = env.report()
-    assert report["production_endpoint_status"] == "Updating"
+    assert report["champion"] == env.champion
+    assert (report["challenger_variant"], report["champion_variant"]) == (CHALLENGER_VARIANT, CHAMPION_VARIANT)
 
-    # A DescribeEndpoint that fails for another reason than "not found" must not pass for "no champion".
-    with pytest.raises(
-        EvaluationError,
-        match=rf"production endpoint {env.production}: DescribeEndpoint failed: AccessDeniedException: not allowed",
-    ):
-        env.evaluate(runtime, sagemaker_client=DescribeOnly(error_code="AccessDeniedException"))
+
+def test_without_a_champion_in_service_only_the_challenger_is_scored(
+    env: Env, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    runtime = env.runtime(strong_rule)
+
+    for champion in (None, {"in_service": False}):
+        result = env.evaluate(runtime, champion=champion)
+
+        assert result["production"] is None and "no production model" in result["reason"]
+        report, _ = env.report()
+        assert report["champion"] is None and report["production_endpoint_name"] is None
+    assert {call["TargetVariant"] for call in runtime.calls} == {CHALLENGER_VARIANT}
+
+    with pytest.raises(EvaluationError, match=r"Evaluate payload: field 'champion.model' is missing"):
+        env.evaluate(runtime, champion={**env.champion, "model": ""})
 
 
 # --- scoring ----------------------------------------------------------------------------
@@ -376,11 +400,11 @@ def test_only_an_in_service_production_endpoint_is_compared(env: Env, data: tupl
 def test_rows_go_in_batches_without_header_or_label(env: Env, data: tuple[np.ndarray, np.ndarray]) -> None:
     features, labels = data
     for style in ("container", "lines"):
-        runtime = FakeRuntime({env.test_endpoint: strong_rule}, style=style)
+        runtime = env.runtime(strong_rule, style=style)
 
         result = env.evaluate(runtime, batch_size=5)
 
-        assert runtime.rows_per_call(env.test_endpoint) == [5, 5, 5, 5, 3]
+        assert runtime.rows_per_call() == [5, 5, 5, 5, 3]
         first = runtime.calls[0]
         assert (first["ContentType"], first["Accept"]) == ("text/csv", "text/csv")
         assert first["Body"].decode().split("\n")[0] == f"{float(features[0][0])!r},{float(features[0][1])!r}"
@@ -409,10 +433,10 @@ def test_multiclass_probabilities_are_parsed_per_row(env: Env) -> None:
 
     # "container": "[p0, p1, p2],[...]" on one line, as the XGBoost container answers; "lines": one row per line.
     for style in ("container", "lines"):
-        runtime = FakeRuntime({env.test_endpoint: softmax_rule}, style=style)
+        runtime = env.runtime(softmax_rule, style=style)
         result = env.evaluate(runtime, env.run(config), batch_size=4)
 
-        assert runtime.rows_per_call(env.test_endpoint) == [4, 4, 4, 4, 1]
+        assert runtime.rows_per_call() == [4, 4, 4, 4, 1]
         assert set(result["metrics"]) == {"accuracy", "f1_macro", "logloss"}
         assert result["value"] == pytest.approx(np.mean(predicted == labels))
         assert result["metrics"]["logloss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(17), labels])))
@@ -430,7 +454,7 @@ def test_regression_has_no_confusion_matrix(env: Env) -> None:
     def rule(rows: np.ndarray) -> np.ndarray:
         return 3 * rows[:, 0] - rows[:, 1] + 0.25
 
-    result = env.evaluate(FakeRuntime({env.test_endpoint: rule}), env.run(config))
+    result = env.evaluate(env.runtime(rule), env.run(config))
 
     assert result["passed"] is True
     assert (result["value"], result["higher_is_better"]) == (pytest.approx(0.25), False)
@@ -444,7 +468,7 @@ def test_class_names_in_the_label_column_map_to_class_indices(env: Env) -> None:
     named = np.array(["no", "yes"])[labels]
     env.put_test_split(csv_text(["churned", "x1", "x2"], named, features))
 
-    result = env.evaluate(FakeRuntime({env.test_endpoint: strong_rule}))
+    result = env.evaluate(env.runtime(strong_rule))
 
     assert result["value"] == pytest.approx(pair_counting_auc(labels, strong_rule(features)))
 
@@ -456,10 +480,9 @@ def test_the_report_holds_the_result_lineage_and_confusion_matrix(
     env: Env, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     features, labels = data
-    env.deploy_production()
-    runtime = FakeRuntime({env.test_endpoint: strong_rule, env.production: weak_rule})
+    runtime = env.runtime(strong_rule, weak_rule)
 
-    result = env.evaluate(runtime)
+    result = env.evaluate(runtime, champion=env.champion)
     report, head = env.report()
 
     assert head["ServerSideEncryption"] == "AES256"
@@ -473,6 +496,7 @@ def test_the_report_holds_the_result_lineage_and_confusion_matrix(
     assert report["endpoint_name"] == env.test_endpoint == f"stepml-{RUN_ID}-test-a1"
     assert report["production_endpoint_name"] == env.production
     assert report["model_name"] == f"stepml-{RUN_ID}-a1"
+    assert report["champion"]["model"] == result["production"]["model"] == env.champion["model"]
 
     def counts(predicted: np.ndarray) -> list[list[int]]:
         return [[int(np.sum((labels == a) & (predicted == p))) for p in (0, 1)] for a in (0, 1)]
@@ -484,13 +508,14 @@ def test_the_report_holds_the_result_lineage_and_confusion_matrix(
         "matrix": counts((strong_rule(features) >= 0.5).astype(int)),
     }
     assert report["production_confusion_matrix"]["matrix"] == counts((weak_rule(features) >= 0.5).astype(int))
+    assert sum(map(sum, report["production_confusion_matrix"]["matrix"])) == report["rows"] == len(labels)
 
 
 # --- errors -----------------------------------------------------------------------------
 
 
 def test_an_unusable_test_split_is_an_error_naming_it(env: Env) -> None:
-    runtime = FakeRuntime({env.test_endpoint: strong_rule})
+    runtime = env.runtime(strong_rule)
     prefix = re.escape(env.paths["test"])
 
     with pytest.raises(EvaluationError, match=rf"test split {prefix}: no test rows, the prefix holds no files"):
@@ -522,19 +547,21 @@ def test_an_unusable_test_split_is_an_error_naming_it(env: Env) -> None:
 def test_an_endpoint_error_names_the_endpoint_and_rows(env: Env, data: tuple[np.ndarray, np.ndarray]) -> None:
     with pytest.raises(
         EvaluationError,
-        match=rf"endpoint {env.test_endpoint} \(test rows 1-10\): InvokeEndpoint failed: ValidationException",
+        match=rf"endpoint {env.test_endpoint} variant {CHALLENGER_VARIANT} \(test rows 1-10\): InvokeEndpoint "
+        r"failed: ValidationException",
     ) as raised:
-        env.evaluate(FakeRuntime({}), batch_size=10)
+        env.evaluate(FakeRuntime(env.test_endpoint, {}), batch_size=10)
     assert isinstance(raised.value.__cause__, ClientError)
 
 
 def test_a_short_response_is_a_row_count_mismatch(env: Env, data: tuple[np.ndarray, np.ndarray]) -> None:
     for style in ("container", "lines"):
-        runtime = FakeRuntime({env.test_endpoint: strong_rule}, style=style, short_calls=frozenset({1}))
+        runtime = env.runtime(strong_rule, style=style, short_calls=frozenset({1}))
 
         with pytest.raises(
             EvaluationError,
-            match=rf"endpoint {env.test_endpoint} \(test rows 11-20\): row count mismatch: sent 10 row\(s\) "
+            match=rf"endpoint {env.test_endpoint} variant {CHALLENGER_VARIANT} \(test rows 11-20\): row count "
+            r"mismatch: sent 10 row\(s\) "
             r"expecting 1 value\(s\) each, got (9 prediction line\(s\) of 1|1 prediction line\(s\) of 9) value",
         ):
             env.evaluate(runtime, batch_size=10)
@@ -590,22 +617,25 @@ def test_the_handler_wires_settings_and_clients(
     evaluate_module: Any,
 ) -> None:
     stack.apply_environment(monkeypatch, "EvaluateFunction")
-    env.deploy_production()
-    runtime = FakeRuntime({env.test_endpoint: strong_rule, env.production: weak_rule})
+    runtime = env.runtime(strong_rule, weak_rule)
     monkeypatch.setattr(
         evaluate_module,
         "aws_clients",
-        lambda: evaluate_module.AwsClients(session=env.session, runtime=runtime, sagemaker=env.sagemaker, s3=env.s3),
+        lambda: evaluate_module.AwsClients(session=env.session, runtime=runtime, s3=env.s3),
     )
     log = io.StringIO()
     monkeypatch.setattr(evaluate_module.logger.registered_handler, "stream", log)
     run = env.run()
 
-    result = evaluate_module.handler({"run": run, "endpoint_name": env.test_endpoint}, FakeLambdaContext())
+    payload = {"run": run, "endpoint_name": env.test_endpoint, "champion": env.champion}
+    result = evaluate_module.handler(payload, FakeLambdaContext())
 
     assert set(result) == OUTPUT_KEYS
-    assert result["production"]["endpoint"] == env.production  # from STEPML_PRODUCTION_ENDPOINT_NAME
-    assert {call["EndpointName"] for call in runtime.calls} == {env.test_endpoint, env.production}
+    assert result["production"]["endpoint"] == env.production  # from the payload's champion
+    assert {(call["EndpointName"], call["TargetVariant"]) for call in runtime.calls} == {
+        (env.test_endpoint, CHALLENGER_VARIANT),
+        (env.test_endpoint, CHAMPION_VARIANT),
+    }
     report, _ = env.report()
     assert report["value"] == result["value"]
     records = [json.loads(line) for line in log.getvalue().splitlines()]

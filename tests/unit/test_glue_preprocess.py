@@ -581,3 +581,76 @@ def test_config_is_checked_again_and_errors_name_the_file_and_field():
     broken = dataset_config() | {"features": [{"name": "age", "type": "text"}]}
     with pytest.raises(pp.PreprocessError, match=r"field 'features.0.type' must be numeric or categorical"):
         pp.parse_config(json.dumps(broken), "s3://u/a.csv")
+
+
+# --- reading the recorded version of the upload --------------------------------------------------
+
+
+def _two_versions(stack: Any) -> tuple[Any, dict[str, str], bytes]:
+    """The upload's v1 (recorded by the run) and a v2 uploaded to the same key before the job runs."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    upload, artifacts = stack.physical_id("UploadBucket"), stack.physical_id("ArtifactBucket")
+    first = csv_text(churn_rows(30, seed=1)).encode()
+    v1 = s3.put_object(Bucket=upload, Key="incoming/churn/data.csv", Body=first)["VersionId"]
+    s3.put_object(Bucket=upload, Key="incoming/churn/data.csv", Body=csv_text(churn_rows(30, seed=2)).encode())
+    arguments = {
+        "run_id": "churn-0123456789ab",
+        "input_uri": f"s3://{upload}/incoming/churn/data.csv",
+        "input_version_id": v1,
+        "TempDir": f"s3://{artifacts}/glue-temp/",
+    }
+    return s3, arguments, first
+
+
+def test_the_job_reads_the_version_the_run_recorded_not_the_newest(stack):
+    s3, arguments, first = _two_versions(stack)
+    artifacts = stack.physical_id("ArtifactBucket")
+    with pp.pinned_input(arguments, s3_client=s3) as read_uri:
+        assert read_uri == f"s3://{artifacts}/glue-temp/stepml-input/churn-0123456789ab/data.csv"
+        key = read_uri.removeprefix(f"s3://{artifacts}/")
+        assert s3.get_object(Bucket=artifacts, Key=key)["Body"].read() == first
+    # The copy is gone, with its version: the versioned artifact bucket keeps nothing of it.
+    listed = s3.list_object_versions(Bucket=artifacts, Prefix="glue-temp/")
+    assert listed.get("Versions", []) == [] and listed.get("DeleteMarkers", []) == []
+    upload = arguments["input_uri"].removeprefix("s3://").split("/", 1)
+    assert s3.get_object(Bucket=upload[0], Key=upload[1])["Body"].read() != first, "v2 is still the newest"
+
+
+def test_a_version_that_cannot_be_read_fails_naming_the_upload_and_version(stack):
+    s3, arguments, _ = _two_versions(stack)
+    arguments["input_version_id"] = "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"
+    with pytest.raises(pp.PreprocessError) as raised, pp.pinned_input(arguments, s3_client=s3):
+        pass
+    assert str(raised.value).startswith(
+        f"{arguments['input_uri']}: cannot read version 3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY of the upload: "
+    )
+    del arguments["TempDir"]
+    needs_temp_dir = pytest.raises(pp.PreprocessError, match=r"data.csv: --TempDir is needed to read version")
+    with needs_temp_dir, pp.pinned_input({**arguments, "input_version_id": "v1"}, s3_client=s3):
+        pass
+
+
+def test_local_paths_and_unversioned_objects_are_read_as_given(tmp_path):
+    local = {"run_id": "r1", "input_uri": str(tmp_path / "data.csv"), "input_version_id": "v1"}
+    with pp.pinned_input(local, s3_client=None) as read_uri:
+        assert read_uri == local["input_uri"], "the local Glue engine stages the version itself"
+    unversioned = {"run_id": "r1", "input_uri": "s3://u/incoming/churn/a.csv", "input_version_id": "null"}
+    with pp.pinned_input(unversioned, s3_client=None) as read_uri:
+        assert read_uri == unversioned["input_uri"]
+
+
+def test_errors_about_the_pinned_copy_name_the_upload(spark, tmp_path):
+    staged = tmp_path / "glue-temp" / "stepml-input" / "r1" / "data.csv"
+    staged.parent.mkdir(parents=True)
+    staged.write_text(csv_text([]))
+    arguments = {
+        "run_id": "r1",
+        "input_uri": "s3://uploads/incoming/churn/data.csv",
+        "output_uri": f"{tmp_path}/out/",
+        "dataset_config": json.dumps(dataset_config()),
+    }
+    with pytest.raises(pp.PreprocessError) as raised:
+        pp.run(spark, arguments, read_uri=str(staged))
+    assert str(raised.value) == "s3://uploads/incoming/churn/data.csv: the file has a header but no data rows"

@@ -12,6 +12,9 @@ from botocore.exceptions import ClientError
 from stepml import config
 from stepml.config import DatasetConfigError
 from stepml.lineage import (
+    STEP_TITLES,
+    DatasetConfigDeniedError,
+    DatasetNotOnboardedError,
     UnknownRunError,
     UploadEventError,
     failed_step,
@@ -19,6 +22,7 @@ from stepml.lineage import (
     make_run_id,
     readable_cause,
     record_failure,
+    record_notification_failure,
     record_step,
     resolve_run,
 )
@@ -273,6 +277,29 @@ def test_step_records_carry_the_retries_step_functions_made(env):
     assert train["retries"] == 2 and train["attempts"][0]["retries"] == 2
     evaluate = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#evaluate"})["Item"])
     assert (evaluate["retries"], evaluate["endpoint_retries"]) == (1, 3)
+    assert evaluate["inputs"]["endpoint"] == run["names"]["test_endpoint"]
+    assert evaluate["inputs"].get("champion_model") is None, "no champion: nothing else was scored"
+
+
+def test_the_evaluation_record_names_the_champion_scored_beside_the_challenger(env):
+    run = _resolve(env, _upload(env))["run"]
+    production = {"endpoint": "stepml-production", "model": "stepml-churn-00aa11bb22cc-a1", "variant": "Champion"}
+    record_step(
+        run,
+        "evaluate",
+        "SUCCEEDED",
+        {"metric": "auc", "production": {**production, "value": 0.8, "metrics": {"auc": 0.8}}},
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    item = env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#evaluate"})["Item"]
+    evaluate = from_dynamo(item)
+    assert evaluate["inputs"]["endpoint"] == run["names"]["test_endpoint"]
+    assert evaluate["inputs"]["champion_model"] == "stepml-churn-00aa11bb22cc-a1"
+    assert evaluate["outputs"]["production"]["variant"] == "Champion"
 
 
 def test_resume_of_an_unknown_run_names_it(env):
@@ -282,8 +309,84 @@ def test_resume_of_an_unknown_run_names_it(env):
 
 def test_dataset_without_config_says_how_to_onboard_it(env):
     event = _upload(env, key="incoming/fraud/data.csv")
-    with pytest.raises(DatasetConfigError, match=r"datasets/fraud/config.json: dataset 'fraud' is not onboarded"):
+    bucket = env["settings"].artifact_bucket
+    with pytest.raises(DatasetNotOnboardedError) as raised:
         _resolve(env, event)
+    assert isinstance(raised.value, DatasetConfigError)
+    assert str(raised.value) == (
+        f"dataset 'fraud' is not onboarded: its config s3://{bucket}/datasets/fraud/config.json does not exist; "
+        "onboard it with `stepml datasets put fraud CONFIG.json`, then upload the file again"
+    )
+
+
+class DeniedConfigs:
+    """An S3 client that answers GetObject of a dataset config as S3 does for a caller without access."""
+
+    def __init__(self, s3: Any):
+        self.s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        if kwargs["Key"].startswith(config.DATASET_CONFIG_PREFIX):
+            error = {"Code": "AccessDenied", "Message": "Access Denied"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+        return self.s3.get_object(**kwargs)
+
+
+def test_a_denied_dataset_config_is_a_permission_error_naming_the_key(env):
+    """S3 answers 403 for a config it will not show (or, without s3:ListBucket, one that is missing)."""
+    event = _upload(env)
+    bucket = env["settings"].artifact_bucket
+    with pytest.raises(DatasetConfigDeniedError) as raised:
+        resolve_run(
+            event,
+            EXECUTION_1,
+            table=env["table"],
+            s3_client=DeniedConfigs(env["s3"]),
+            sfn_client=FakeStepFunctions(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
+    assert str(raised.value) == (
+        f"dataset 'churn': permission denied reading its config s3://{bucket}/datasets/churn/config.json "
+        "(S3 AccessDenied): ResolveRun needs s3:GetObject on it, and s3:ListBucket on the bucket to tell a "
+        "missing config from a denied one"
+    )
+    assert isinstance(raised.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("step_error", ["DatasetNotOnboardedError", "DatasetConfigDeniedError"])
+def test_a_config_resolve_failure_is_recorded_on_the_claimed_run_and_alerted(env, step_error):
+    """As Step Functions hands it to Record failure: the Lambda's errorType and errorMessage."""
+    missing = step_error == "DatasetNotOnboardedError"
+    event = _upload(env, key="incoming/fraud/data.csv" if missing else "incoming/churn/data.csv")
+    client = env["s3"] if missing else DeniedConfigs(env["s3"])
+    with pytest.raises((DatasetNotOnboardedError, DatasetConfigDeniedError)) as raised:
+        resolve_run(
+            event,
+            EXECUTION_1,
+            table=env["table"],
+            s3_client=client,
+            sfn_client=FakeStepFunctions(),
+            settings=env["settings"],
+            now=lambda: NOW,
+        )
+    cause = json.dumps({"errorMessage": str(raised.value), "errorType": type(raised.value).__name__})
+    failure = record_failure(
+        {**event, "error": {"Error": type(raised.value).__name__, "Cause": cause}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    assert failure["step"] == "resolve" and failure["error"] == step_error
+    assert "datasets/" in failure["message"] and f"Step:      {STEP_TITLES['resolve']}" in failure["message"]
+    item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{failure['run_id']}", "sk": "RUN"})["Item"])
+    assert item["status"] == "FAILED" and item["failed_step"] == "resolve"
+    assert item["error"] == {"error": step_error, "cause": f"{step_error}: {raised.value}"}
 
 
 def test_bad_dataset_config_names_the_file_and_field(env):
@@ -443,3 +546,107 @@ def test_handler_names_a_missing_setting(stack, monkeypatch):
     resolve = load_handler("lambdas/resolve_run/app.py")
     with pytest.raises(config.ConfigError, match="STEPML_LINEAGE_TABLE is missing or empty"):
         resolve.handler({"event": {}, "execution_arn": EXECUTION_1}, FakeLambdaContext())
+
+
+# --- after production changed: cleanup and notification failures are warnings ------------------
+
+
+def _run_item(env, run_id: str) -> dict[str, Any]:
+    return from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"})["Item"])
+
+
+def _record(env, run, step, status, result):
+    return record_step(
+        run,
+        step,
+        status,
+        result,
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+
+
+def test_a_cleanup_that_fails_after_the_deploy_is_a_warning_naming_the_leftover_endpoint(env):
+    run = _resolve(env, _upload(env))["run"]
+    names = run["names"]
+    error = {"Error": "SageMaker.SageMakerException", "Cause": "Rate exceeded (Service: SageMaker, Status Code: 400)"}
+
+    alert = _record(env, run, "cleanup", "FAILED", error)
+
+    assert set(alert) == {"subject", "message"} and len(alert["subject"]) <= 100
+    assert alert["subject"] == f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy"
+    message = alert["message"]
+    assert f"Endpoint:  {names['test_endpoint']} (config {names['test_endpoint_config']})" in message
+    assert f"aws sagemaker delete-endpoint --endpoint-name {names['test_endpoint']}" in message
+    assert f"aws sagemaker delete-endpoint-config --endpoint-config-name {names['test_endpoint_config']}" in message
+    assert f"Production: {names['production_endpoint']} serves the new model" in message
+    assert "SageMaker.SageMakerException: Rate exceeded" in message
+    step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#cleanup"})["Item"])
+    assert step["status"] == "FAILED"
+    assert step["error"] == {"error": "SageMaker.SageMakerException", "cause": error["Cause"]}
+    assert step["outputs"] == {"endpoint": names["test_endpoint"], "endpoint_config": names["test_endpoint_config"]}
+
+    _record(env, run, "run", "SUCCEEDED", {})
+    item = _run_item(env, run["run_id"])
+    assert item["status"] == "SUCCEEDED", "production changed: the run succeeded"
+    [warning] = item["warnings"]
+    assert warning["step"] == "cleanup" and warning["error"] == "SageMaker.SageMakerException"
+    assert warning["endpoint"] == names["test_endpoint"] and warning["at"] == "2026-11-22T12:00:00.000Z"
+
+
+def _notify_failure(env, state):
+    return record_notification_failure(
+        state, EXECUTION_1, table=env["table"], settings=env["settings"], now=lambda: NOW
+    )
+
+
+THROTTLED = {"Error": "SNS.ThrottledException", "Cause": "Rate exceeded (Service: Sns, Status Code: 400)"}
+
+
+def test_an_undelivered_deployment_notice_is_noted_on_the_succeeded_run(env):
+    run = _resolve(env, _upload(env))["run"]
+    notice = _record(env, run, "run", "SUCCEEDED", {})
+    state = {"run": run, "steps": {}, "notice": notice, "notify_error": THROTTLED}
+
+    assert _notify_failure(env, state) == {"recorded": True, "run_id": run["run_id"], "notification": "deployment"}
+
+    item = _run_item(env, run["run_id"])
+    assert item["status"] == "SUCCEEDED"
+    [warning] = item["warnings"]
+    assert warning == {
+        "step": "notify",
+        "notification": "deployment",
+        "subject": notice["subject"],
+        "error": "SNS.ThrottledException",
+        "cause": THROTTLED["Cause"],
+        "at": "2026-11-22T12:00:00.000Z",
+    }
+    step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#notify"})["Item"])
+    assert step["status"] == "FAILED" and step["error"]["error"] == "SNS.ThrottledException"
+
+
+def test_an_undelivered_alert_is_noted_on_the_failed_run_and_an_unknown_run_is_left_alone(env):
+    event = _upload(env, key="incoming/fraud/data.csv")
+    with pytest.raises(DatasetNotOnboardedError) as raised:
+        _resolve(env, event)
+    failure = record_failure(
+        {**event, "error": {"Error": "DatasetNotOnboardedError", "Cause": str(raised.value)}},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    state = {**event, "error": {"Error": "DatasetNotOnboardedError"}, "failure": failure, "notify_error": THROTTLED}
+
+    assert _notify_failure(env, state)["notification"] == "failure alert"
+
+    item = _run_item(env, failure["run_id"])
+    assert item["status"] == "FAILED" and item["failed_step"] == "resolve"
+    assert [(w["notification"], w["subject"]) for w in item["warnings"]] == [("failure alert", failure["subject"])]
+
+    unknown = {"hello": "world", "failure": {**failure, "run_id": "unknown"}, "notify_error": THROTTLED}
+    assert _notify_failure(env, unknown) == {"recorded": False, "run_id": "unknown", "notification": "failure alert"}

@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent(
     parser = argparse.ArgumentParser()
     for name in ("--JOB_NAME", "--JOB_RUN_ID", "--input_uri", "--output_uri", "--TempDir", "--mode"):
         parser.add_argument(name)
+    parser.add_argument("--input_version_id")
     args = parser.parse_known_args()[0]  # Glue passes its own arguments too
     text = pathlib.Path(args.input_uri).read_text()
     if args.mode == "exit":
@@ -454,3 +455,38 @@ def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_mot
     }
     checked = {(r.action, r.resource) for r in gated_moto.authorizer.recorder.snapshot() if r.allowed}
     assert ("s3:GetObject", f"arn:aws:s3:::{location.removeprefix('s3://')}") in checked, "the script, as the role"
+
+
+def test_a_run_stages_the_version_it_was_given_not_the_newest(stack, glue):
+    """The run recorded v1; v2 landed on the same key before the job started: the job reads v1."""
+    _, client = glue
+    s3 = boto3.client("s3")
+    upload, artifacts = stack.physical_id("UploadBucket"), stack.physical_id("ArtifactBucket")
+    v1 = s3.put_object(Bucket=upload, Key="incoming/churn/data.csv", Body=b"first,version\n")["VersionId"]
+    s3.put_object(Bucket=upload, Key="incoming/churn/data.csv", Body=b"second,version\n")
+    run_id = client.start_job_run(
+        JobName="prep",
+        Arguments={
+            "--input_uri": f"s3://{upload}/incoming/churn/data.csv",
+            "--input_version_id": v1,
+            "--output_uri": f"s3://{artifacts}/processed/churn/v1/",
+        },
+    )["JobRunId"]
+    run = _wait(client, run_id)
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    body = s3.get_object(Bucket=artifacts, Key="processed/churn/v1/train/part-0.csv")["Body"].read()
+    assert body == b"FIRST,VERSION\n"
+
+    missing = client.start_job_run(
+        JobName="prep",
+        Arguments={
+            "--input_uri": f"s3://{upload}/incoming/churn/data.csv",
+            "--input_version_id": "no-such-version",
+            "--output_uri": f"s3://{artifacts}/processed/churn/none/",
+        },
+    )["JobRunId"]
+    run = _wait(client, missing)
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"].startswith(
+        f"GlueEngineError: s3://{upload}/incoming/churn/data.csv: version no-such-version cannot be read: "
+    )

@@ -497,6 +497,13 @@ def test_the_state_machines_sagemaker_requests_pass_the_service_model():
         "run": run,
         "steps": {"train": {"model_data": f"s3://stepml-artifacts/models/churn/{run_id}/m.tar.gz"}},
         "failure": dict(run["names"]),  # the failure path cleans up by the run's names
+        # what production serves, served again by the test endpoint's champion variant
+        "champion": {
+            "in_service": True,
+            "endpoint": "stepml-prod",
+            "endpoint_config": "stepml-churn-00aa11bb22cc-prod-a1",
+            "model": "stepml-churn-00aa11bb22cc-a1",
+        },
     }
 
     checked = []
@@ -1167,3 +1174,22 @@ def test_endpoint_faults_throttle_create_then_fail_the_endpoint(engine, s3, buck
     )
     assert described["EndpointStatus"] == "Failed"
     assert described["FailureReason"].endswith("(local fault sagemaker:Endpoint)")
+
+
+def test_a_delete_endpoint_fault_throttles_and_leaves_the_endpoint_serving(engine, s3, bucket, fault_switch):
+    sagemaker = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    features, labels = make_rows(3, 100)
+    tarball, _ = model_tarball(features, labels)
+    deploy(sagemaker, s3, bucket, "stepml-test-keep", tarball)
+    sagemaker.create_endpoint(EndpointName="stepml-test-keep", EndpointConfigName="stepml-test-keep")
+    url = engine.wait_for_endpoint("stepml-test-keep", account_id=ACCOUNT, region=REGION).addresses["AllTraffic"]
+    fault_switch.load("sagemaker:DeleteEndpoint@stepml-test-keep=2")
+    for _ in range(2):
+        with pytest.raises(ClientError) as throttled:
+            sagemaker.delete_endpoint(EndpointName="stepml-test-keep")
+        assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+        assert throttled.value.response["Error"]["Message"].endswith("(local fault sagemaker:DeleteEndpoint)")
+    assert sagemaker.describe_endpoint(EndpointName="stepml-test-keep")["EndpointStatus"] == "InService"
+    assert not refused(url), "a refused delete leaves the endpoint serving"
+    sagemaker.delete_endpoint(EndpointName="stepml-test-keep")
+    assert refused(url) and fault_switch.hit_count("sagemaker:DeleteEndpoint", "stepml-test-keep") == 2

@@ -1011,6 +1011,8 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Train model",
         "Record training",
         "Create model",
+        "Find champion",
+        "Champion in service?",
         "Create test endpoint config",
         "Create test endpoint",
         "Wait for test endpoint",

@@ -136,13 +136,78 @@ def test_the_production_update_uses_the_aws_sdk_integration_for_its_deployment_c
     assert {e for r in state["Retry"] for e in r["ErrorEquals"]} == {"SageMaker.SageMakerException"}
 
 
-def test_every_failure_prone_step_is_caught_into_the_failure_path(asl):
-    exempt = {"Record failure", "Alert on failure", "Alert without lineage", "Notify not promoted"}
+def test_every_task_catches_every_error(asl):
+    """Notifications too: an SNS error after the retries must not end the run with that error."""
     for name, state in _tasks(asl).items():
-        if name in exempt:
-            continue
         catchers = state.get("Catch", [])
         assert any("States.ALL" in c["ErrorEquals"] for c in catchers), f"{name} has no catch-all"
+
+
+def _path_from(states: dict[str, Any], start: str) -> list[str]:
+    """The states a run passes through from ``start`` when every Task succeeds and Choices take Default."""
+    path, current = [], start
+    while current not in path:
+        path.append(current)
+        state = states[current]
+        if state["Type"] in ("Succeed", "Fail"):
+            return path
+        current = state.get("Next") or state["Default"]
+    raise AssertionError(f"loop from {start}: {path}")
+
+
+def test_after_the_deploy_a_failed_cleanup_is_alerted_and_the_run_still_succeeds(asl):
+    states = asl["States"]
+    for name in ("Delete test endpoint", "Delete test endpoint config"):
+        [catch] = states[name]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "Record cleanup failure", name
+        assert catch["ResultPath"] == "$.cleanup_error"
+    assert _path_from(states, "Record cleanup failure") == [
+        "Record cleanup failure",
+        "Alert on cleanup failure",
+        "Record run succeeded",
+        "Notify deployment",
+        "Model deployed",
+    ]
+    record = states["Record cleanup failure"]
+    assert record["Parameters"]["Payload"] == {
+        "run.$": "$.run",
+        "step": "cleanup",
+        "status": "FAILED",
+        "result.$": "$.cleanup_error",
+    }
+    assert states["Alert on cleanup failure"]["Parameters"]["TopicArn"] == "${AlertTopicArn}"
+    assert record["Catch"][0]["Next"] == "Record run succeeded"
+
+
+@pytest.mark.parametrize(
+    ("notification", "state", "end"),
+    [
+        ("Notify deployment", {"notice": {}}, "Model deployed"),
+        ("Notify not promoted", {"outcome": {}, "notice": {}}, "Model not promoted"),
+        ("Alert on failure", {"failure": {}, "notice": {}, "outcome": {}}, "Pipeline failed"),
+        ("Alert on cleanup failure", {"cleanup": {}}, "Record run succeeded"),
+    ],
+)
+def test_a_notification_that_fails_is_recorded_and_the_run_ends_as_it_would_have(asl, notification, state, end):
+    states = asl["States"]
+    [catch] = states[notification]["Catch"]
+    assert catch == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.notify_error",
+        "Next": "Record notification failure",
+    }
+    record = states["Record notification failure"]
+    assert record["Parameters"]["Payload"]["step"] == "notify" and record["Parameters"]["Payload"]["state.$"] == "$"
+    assert record["Next"] == record["Catch"][0]["Next"] == "End as before the notification"
+    choice = states["End as before the notification"]
+    taken = next((c["Next"] for c in choice["Choices"] if c["Variable"].removeprefix("$.") in state), choice["Default"])
+    assert taken == end
+    assert states[notification]["Next"] == end or notification == "Alert on failure"
+
+
+def test_an_alert_that_fails_without_lineage_still_fails_the_run(asl):
+    [catch] = asl["States"]["Alert without lineage"]["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "Pipeline failed without lineage"
 
 
 def test_approval_waits_for_the_task_token_with_the_parameter_timeout(asl):
@@ -186,6 +251,8 @@ def _sample_value(value: Any, run_names: dict[str, str]) -> Any:
         return run_names[value.removeprefix("$.run.names.")]
     if isinstance(value, str) and value.startswith("$.failure.test_endpoint"):
         return run_names[value.removeprefix("$.failure.")]
+    if value == "$.champion.endpoint_config":  # the production endpoint's config, made by an earlier run
+        return resource_names("churn-00aa11bb22cc", 1, run_names["production_endpoint"])["production_endpoint_config"]
     return value
 
 
@@ -478,6 +545,104 @@ def test_the_review_page_answers_head_and_checks_the_execution_read_only(resolve
     check = statements["CheckExecutionStillWaits"]
     assert check["Action"] == "states:DescribeExecution"
     assert check["Resource"] == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:stepml-dev-pipeline:*"
+
+
+# --- the job script, the dataset configs, evaluation traffic -------------------------------
+
+
+def _samconfig() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+
+
+def test_the_glue_role_reads_only_this_stacks_job_script(resolved):
+    """`sam deploy` puts the script under `<managed bucket>/<s3_prefix>/`; s3_prefix is the stack name."""
+    samconfig = _samconfig()
+    for environment in ("dev", "prod"):
+        stack_name = samconfig[environment]["global"]["parameters"]["stack_name"]
+        assert samconfig[environment]["deploy"]["parameters"]["s3_prefix"] == stack_name, environment
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    [script] = [s for s in statements if s.get("Sid") == "ReadJobScript"]
+    assert script["Resource"] == "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-*/stepml-dev/*"
+    bucket = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1a2b3c4d5e6f"
+    assert _allows(statements, "s3:GetObject", f"{bucket}/stepml-dev/0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    for elsewhere in (f"{bucket}/stepml-prod/0f1e2d3c", f"{bucket}/other-app/x.py", "arn:aws:s3:::someone-else/x.py"):
+        assert not _allows(statements, "s3:GetObject", elsewhere), elsewhere
+
+
+def _bucket_grants(statements: list[dict[str, Any]], action: str, bucket_arn: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in statements
+        if s["Effect"] == "Allow"
+        and action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        and bucket_arn in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    ]
+
+
+def test_resolve_run_may_list_dataset_configs_so_a_missing_one_is_not_found_not_denied(resolved):
+    """Without s3:ListBucket, S3 answers GetObject of a missing key with 403 AccessDenied, not 404."""
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "ResolveRunFunction"]
+    [listing] = _bucket_grants(statements, "s3:ListBucket", resolved.get_att("ArtifactBucket", "Arn"))
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+    upload_bucket = resolved.get_att("UploadBucket", "Arn")
+    assert _bucket_grants(statements, "s3:ListBucket", upload_bucket) == []
+
+
+def test_evaluate_scores_only_test_endpoints_never_production(resolved):
+    """Evaluation traffic stays out of production's data capture: Evaluate cannot invoke production."""
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "EvaluateFunction"]
+    endpoint = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/"
+    names = resource_names(SAMPLE_RUN_ID, 2, resolved.parameters["ProductionEndpointName"])
+    assert _allows(statements, "sagemaker:InvokeEndpoint", endpoint + names["test_endpoint"])
+    samconfig = _samconfig()
+    overrides = [samconfig[env]["deploy"]["parameters"]["parameter_overrides"] for env in ("dev", "prod")]
+    productions = {resolved.parameters["ProductionEndpointName"]} | {
+        re.search(r'ProductionEndpointName="([^"]+)"', text)[1] for text in overrides
+    }
+    assert productions >= {"stepml-production", "stepml-dev-production"}
+    for production in productions:
+        for action in ("sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"):
+            assert not _allows(statements, action, endpoint + production), (action, production)
+
+
+def test_the_glue_role_can_pin_the_recorded_upload_version(resolved):
+    """glue_jobs/preprocess.py copies the recorded version under --TempDir, reads it and deletes it."""
+    statements = _role_statements(resolved, "PreprocessJobRole")
+    artifacts, uploads = resolved.get_att("ArtifactBucket", "Arn"), resolved.get_att("UploadBucket", "Arn")
+    temp_dir = resolved.resolved_properties("PreprocessJob")["DefaultArguments"]["--TempDir"]
+    assert temp_dir == f"s3://{resolved.ref('ArtifactBucket')}/glue-temp/"
+    copy = f"{artifacts}/glue-temp/stepml-input/{SAMPLE_RUN_ID}/data.csv"
+    assert _allows(statements, "s3:GetObjectVersion", f"{uploads}/incoming/churn/data.csv")
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObjectVersion"):
+        assert _allows(statements, action, copy), action
+    assert not _allows(statements, "s3:DeleteObjectVersion", f"{artifacts}/processed/churn/{SAMPLE_RUN_ID}/x")
+
+
+def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(asl):
+    from stepml.evaluation import CHALLENGER_VARIANT, CHAMPION_VARIANT
+
+    states = asl["States"]
+    configs = {
+        name: state["Parameters"]
+        for name, state in _tasks(asl).items()
+        if state["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
+    }
+    tests = {name: p for name, p in configs.items() if p["EndpointConfigName.$"] == "$.run.names.test_endpoint_config"}
+    assert sorted(tests) == ["Create test endpoint config", "Create test endpoint config with champion"]
+    for name, parameters in tests.items():
+        assert "DataCaptureConfig" not in parameters, f"{name}: evaluation traffic would land in monitoring data"
+    variants = {name: [v["VariantName"] for v in p["ProductionVariants"]] for name, p in tests.items()}
+    assert variants == {
+        "Create test endpoint config": [CHALLENGER_VARIANT],
+        "Create test endpoint config with champion": [CHALLENGER_VARIANT, CHAMPION_VARIANT],
+    }
+    champion = tests["Create test endpoint config with champion"]["ProductionVariants"][1]
+    assert champion["ModelName.$"] == "$.champion.model" and champion["InitialVariantWeight"] == 0
+    assert configs["Create production endpoint config"]["DataCaptureConfig"]["EnableCapture"] is True
+    assert states["Evaluate model"]["Parameters"]["Payload"]["champion.$"] == "$.champion"
+    assert states["Create model"]["Next"] == "Find champion"
 
 
 # --- packaging and checkov's findings ------------------------------------------------------------

@@ -64,6 +64,11 @@ OPERATIONS: dict[str, Operation] = {
         "the endpoint (created or updated) ends Failed with a FailureReason",
         "permanent: the run fails at the endpoint step; resume the run",
     ),
+    "sagemaker:DeleteEndpoint": Operation(
+        "DeleteEndpoint answers ThrottlingException; the endpoint stays and keeps serving",
+        "transient: the delete tasks retry up to 5 times; past that, after a deploy the run still succeeds with a "
+        "warning in lineage and an alert naming the endpoint, and on the other paths the run goes on",
+    ),
     "lambda:<Name>": Operation(
         "Invoke of a function whose name contains <Name> answers TooManyRequestsException (HTTP 429)",
         "transient: every Lambda task retries Lambda.TooManyRequestsException up to 3 times",
@@ -78,8 +83,8 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "sns:Publish": Operation(
         "Publish answers Throttled (HTTP 400); nothing is delivered",
-        "transient: the state machine's SNS tasks retry SNS.ThrottledException up to 5 times, and the SDK "
-        "inside a Lambda retries throttling itself",
+        "transient: the state machine's SNS tasks retry SNS.ThrottledException up to 5 times; past that, the run "
+        "ends as it would have and lineage notes the notification was not delivered",
     ),
 }
 
@@ -218,6 +223,7 @@ _MESSAGES = {
     "sagemaker:TrainingJob": "InternalServerError: We encountered an internal error. Please try again.",
     "sagemaker:CreateEndpoint": "Rate exceeded",
     "sagemaker:Endpoint": "The endpoint failed to start: the model server did not become healthy",
+    "sagemaker:DeleteEndpoint": "Rate exceeded",
     "sns:Publish": "Rate exceeded",
     "lambda:throttle": "Rate Exceeded.",
     "lambda:error": "the function failed",

@@ -6,8 +6,10 @@ run's (moto already merges them), as Glue passes them (``--name value``). Spark'
 connector cannot be installed here, so every ``s3://`` argument is staged: objects are
 downloaded to a local mirror before the run, and files the script wrote under an ``s3://``
 prefix argument are uploaded after it. An argument naming a single object is never uploaded
-back, so the input object stays unchanged. GetJobRun reports the real state, error message
-and timing; a failing script gives FAILED with its error.
+back, so the input object stays unchanged. An object argument ``--NAME_uri`` with a
+``--NAME_version_id`` beside it is staged at that version (GetObject with VersionId), as the
+script on Glue reads the recorded version of its input and not the newest one. GetJobRun
+reports the real state, error message and timing; a failing script gives FAILED with its error.
 
 As in Glue, a run acts under the job's role: it reads its script from the job's
 ``ScriptLocation`` in S3 (where ``sam package`` put it), stages data, writes its logs to
@@ -197,6 +199,14 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _version_of(name: str, arguments: Mapping[str, str]) -> str | None:
+    """The object version an ``--X_uri`` argument names in ``--X_version_id`` (None: the newest)."""
+    if not name.endswith("_uri"):
+        return None
+    version = arguments.get(name.removesuffix("_uri") + "_version_id")
+    return version if isinstance(version, str) and version not in ("", "null") else None
+
+
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
@@ -342,10 +352,21 @@ class GlueEngine:
 
     # -- staging -----------------------------------------------------------------------
 
-    def _stage_in(self, s3: Any, uri: str, mirror: Path) -> tuple[Path, bool, int]:
-        """Download an object or a prefix; returns (local path, is_prefix, bytes read)."""
+    def _stage_in(self, s3: Any, uri: str, mirror: Path, version_id: str | None = None) -> tuple[Path, bool, int]:
+        """Download an object (at ``version_id`` when given) or a prefix; returns (local path,
+        is_prefix, bytes read)."""
         bucket, key = _split_s3(uri)
         local = mirror / bucket / key
+        if version_id:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                s3.download_file(bucket, key, str(local), ExtraArgs={"VersionId": version_id})
+            except ClientError as exc:
+                error = exc.response["Error"]
+                raise GlueEngineError(
+                    f"{uri}: version {version_id} cannot be read: {error.get('Code')}: {error.get('Message')}"
+                ) from exc
+            return local, False, local.stat().st_size
         if key and not key.endswith("/"):
             try:
                 local.parent.mkdir(parents=True, exist_ok=True)
@@ -518,7 +539,7 @@ class GlueEngine:
         outputs: list[tuple[Path, str, dict[Path, tuple[int, int]]]] = []
         for name, value in arguments.items():
             if isinstance(value, str) and value.startswith("s3://"):
-                local, is_prefix, read = self._stage_in(s3, value, mirror)
+                local, is_prefix, read = self._stage_in(s3, value, mirror, _version_of(name, arguments))
                 measures.bytes_read += read
                 local_arguments[name] = str(local) + ("/" if is_prefix else "")
                 if is_prefix and name not in SCRATCH_ARGUMENTS:

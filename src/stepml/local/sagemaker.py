@@ -2592,6 +2592,8 @@ def _patch_moto() -> None:
         return original(backend, *args, **kwargs)
 
     def delete_endpoint(engine: LocalSageMaker, original: Any, backend: Any, endpoint_name: str) -> Any:
+        if message := faults.trigger("sagemaker:DeleteEndpoint", str(endpoint_name)):
+            raise throttled(message)
         if engine.describe_endpoint(endpoint_name, account_id=backend.account_id, region=backend.region_name):
             with _as_moto_errors():
                 engine.delete_endpoint(endpoint_name, account_id=backend.account_id, region=backend.region_name)

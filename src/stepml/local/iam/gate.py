@@ -44,6 +44,10 @@ from stepml.local.iam.model import (
     Principal,
 )
 
+#: S3 reads of one key whose "does not exist" answer depends on s3:ListBucket (S3 API Reference,
+#: GetObject and HeadObject, Permissions).
+_S3_READS_OF_ONE_KEY = frozenset({"GetObject", "HeadObject"})
+
 #: The prefix AWS gives temporary (STS) access key ids.
 _TEMPORARY_KEY_PREFIX = "ASIA"
 
@@ -468,7 +472,50 @@ class IamGate:
             status, response_headers, payload = _denied_response(call.service, denied.message)
             start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
             return [payload]
+        if call.service == "s3" and call.operation in _S3_READS_OF_ONE_KEY:
+            return self._missing_key_needs_list_bucket(environ, start_response, principal, call, needed)
         return self.app(environ, start_response)
+
+    def _missing_key_needs_list_bucket(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        principal: Principal,
+        call: Any,
+        needed: list[AuthorizationRequest],
+    ) -> Iterator[bytes] | list[bytes]:
+        """S3 answers a read of a key that does not exist with 404 only when the caller may list the
+        bucket (s3:ListBucket, the key as s3:prefix); otherwise with 403 AccessDenied, as it answers a
+        key the caller may not read, so that nobody learns which keys exist without list permission."""
+        captured: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured.update(status=status, headers=headers)
+            return written.append
+
+        answer = self.app(environ, capture)
+        status, headers = captured["status"], captured["headers"]
+        if not status.startswith("404") and not written:
+            start_response(status, headers)
+            return answer  # found (or another error): streamed as moto answers it
+        body = b"".join([*written, *answer])
+        if hasattr(answer, "close"):
+            answer.close()
+        missing = status.startswith("404") and (call.operation == "HeadObject" or b"<Code>NoSuchKey</Code>" in body)
+        if missing:
+            bucket, key = call.params.get("Bucket"), call.params.get("Key")
+            context = {**(needed[0].context if needed else {}), "s3:prefix": key}
+            listing = AuthorizationRequest("s3:ListBucket", f"arn:aws:s3:::{bucket}", context)
+            try:
+                self.authorizer.require(principal, [listing], call.service)
+            except AccessDeniedError as denied:
+                status, headers, body = _denied_response(call.service, denied.message)
+                if call.operation == "HeadObject":
+                    body = b""  # a HEAD answer has no body: the SDK sees only the 403
+                headers = [*headers, ("Content-Length", str(len(body)))]
+        start_response(status, headers)
+        return [body]
 
 
 def _access_key(authorization: str, query_string: str) -> str | None:
