@@ -33,6 +33,12 @@ NOT_EXERCISED_LOCALLY: dict[tuple[str, str], str] = {
         "version; locally the Glue engine stages the recorded version itself, as Spark cannot read s3:// here "
         "(the copy is covered by tests/unit/test_glue_preprocess.py)"
     ),
+    ("PreprocessJobRole", "EncryptedLogsAndBookmarks"): (
+        "the kms rights AWS Glue's encryption setup asks of a job role whose security configuration encrypts "
+        "job bookmarks (CSE-KMS); the job runs with --job-bookmark-option job-bookmark-disable, so no bookmark "
+        "is written here or in AWS, and CloudWatch Logs encrypts the logs with its own key-policy grant. Kept so "
+        "that turning bookmarks on does not break a deployed job; not exercised by any local run"
+    ),
 }
 
 
