@@ -40,6 +40,17 @@ def _session_arn(cloud, logical_id, session="test"):
     return f"arn:aws:sts::123456789012:assumed-role/{_role_arn(cloud, logical_id).rsplit('/', 1)[1]}/{session}"
 
 
+def _states_role_without_policies(cloud, name):
+    """A role Step Functions may assume that grants nothing."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    return _local(cloud, "iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
 def test_a_function_role_reads_what_its_policy_allows(cloud):
     outputs = cloud.outputs()
     _local(cloud, "s3").put_object(Bucket=outputs["ArtifactBucketName"], Key="datasets/x/config.json", Body=b"{}")
@@ -161,18 +172,7 @@ def test_the_local_user_is_not_checked(cloud):
 
 def test_a_state_machine_whose_role_cannot_invoke_its_lambda_fails_its_task_with_lambdas_error(cloud):
     """Under a role without lambda:InvokeFunction the Task fails as in AWS, with the denial."""
-    iam = _local(cloud, "iam")
-    role = iam.create_role(
-        RoleName="no-invoke",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = _states_role_without_policies(cloud, "no-invoke")
     function = next(
         f for f in _local(cloud, "lambda").list_functions()["Functions"] if "RecordStep" in f["FunctionName"]
     )
@@ -202,18 +202,7 @@ def test_a_state_machine_whose_role_cannot_invoke_its_lambda_fails_its_task_with
 
 
 def test_create_state_machine_with_logging_refuses_a_role_that_cannot_deliver_logs(cloud):
-    iam = _local(cloud, "iam")
-    role = iam.create_role(
-        RoleName="no-logs",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = _states_role_without_policies(cloud, "no-logs")
     group = f"arn:aws:logs:us-east-1:123456789012:log-group:{cloud.stack.physical_id('PipelineLogGroup')}:*"
     with pytest.raises(ClientError) as denied:
         _local(cloud, "stepfunctions").create_state_machine(

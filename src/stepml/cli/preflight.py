@@ -37,6 +37,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from stepml.config import DatasetConfig, DatasetConfigError, parse_dataset_config
+from stepml.local.provision import referenced_resources
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
 
 OK: Final = "OK"
@@ -300,33 +301,6 @@ _NAME_PROPERTY = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::StateMachine": "Name",
 }
-
-
-def referenced_resources(value: Any, resources: Mapping[str, Any]) -> set[str]:
-    """The logical ids of template resources that ``value`` (unresolved) refers to."""
-    found: set[str] = set()
-    if isinstance(value, list):
-        for item in value:
-            found |= referenced_resources(item, resources)
-    elif isinstance(value, dict):
-        for key, arg in value.items():
-            if key == "Ref" and isinstance(arg, str) and arg in resources:
-                found.add(arg)
-            elif key == "Fn::GetAtt":
-                logical = arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0]
-                if logical in resources:
-                    found.add(logical)
-            elif key == "Fn::Sub":
-                text = arg[0] if isinstance(arg, list) else arg
-                for name in re.findall(r"\$\{([^}!][^}]*)\}", str(text)):
-                    logical = name.split(".", 1)[0]
-                    if logical in resources:
-                        found.add(logical)
-                if isinstance(arg, list) and len(arg) > 1:
-                    found |= referenced_resources(arg[1], resources)
-            else:
-                found |= referenced_resources(arg, resources)
-    return found
 
 
 def named_at_deploy(resolved: ResolvedTemplate, logical_id: str) -> bool:

@@ -748,8 +748,9 @@ class _Provisioner:
         }
 
 
-def _dependencies(value: Any, resources: Iterable[str]) -> set[str]:
-    """Logical ids a property value refers to through Ref, GetAtt or Sub."""
+def referenced_resources(value: Any, resources: Iterable[str]) -> set[str]:
+    """Logical ids of ``resources`` that an unresolved value refers to through Ref, GetAtt or
+    Sub (``${!Literal}`` in a Sub is text, not a reference)."""
     names = set(resources)
     found: set[str] = set()
 
@@ -766,7 +767,7 @@ def _dependencies(value: Any, resources: Iterable[str]) -> set[str]:
                     text = arg[0] if isinstance(arg, list) else arg
                     for part in str(text).split("${")[1:]:
                         name = part.split("}", 1)[0].split(".", 1)[0]
-                        if name in names:
+                        if not name.startswith("!") and name in names:
                             found.add(name)
                     if isinstance(arg, list):
                         walk(arg[1])
@@ -794,7 +795,7 @@ def creation_order(resolved: ResolvedTemplate, logical_ids: Iterable[str]) -> li
             raise ProvisionError(f"circular reference: {' -> '.join((*path, logical))}")
         state[logical] = "visiting"
         spec = resources[logical]
-        deps = _dependencies(spec.get("Properties", {}), resources)
+        deps = referenced_resources(spec.get("Properties", {}), resources)
         depends_on = spec.get("DependsOn", [])
         deps |= set([depends_on] if isinstance(depends_on, str) else depends_on)
         for dep in sorted(deps):
