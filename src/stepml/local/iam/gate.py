@@ -106,14 +106,17 @@ class Principals:
         """
         digest = hashlib.sha256(f"{role_arn}\0{session_name}".encode()).hexdigest().upper()
         key = _TEMPORARY_KEY_PREFIX + digest[:16]
-        principal = Principal(
+        with self._lock:
+            self._by_key[key] = self.session(role_arn, session_name)
+        return Credentials(key, digest[16:56], "local-session-" + digest[:24].lower())
+
+    def session(self, role_arn: str, session_name: str) -> Principal:
+        """The principal of ``role_arn``'s session ``session_name`` (its assumed-role ARN)."""
+        return Principal(
             arn=f"arn:aws:sts::{self.account}:assumed-role/{role_name(role_arn)}/{session_name}",
             account=self.account,
             role_arn=role_arn,
         )
-        with self._lock:
-            self._by_key[key] = principal
-        return Credentials(key, digest[16:56], "local-session-" + digest[:24].lower())
 
     def principal_of(self, access_key_id: str | None) -> Principal | None:
         """The role session behind a key, or None for the local user's keys."""
@@ -249,10 +252,6 @@ class MotoPolicies:
                 return PolicyDocument(f"queue policy of {parts[5]}", _as_document(queue.policy)), False
         return None, False
 
-    def sns_topic_kms_key(self, topic_arn: str) -> str | None:
-        """requests.ResourceResolver: the key a topic encrypts with (publishers need kms rights)."""
-        return self.topic_key_arn(topic_arn)
-
     def ses_sending_identity(self, address: str) -> str | None:
         """The verified SES identity a From address sends as: the address, else its domain."""
         from moto.sesv2.models import sesv2_backends
@@ -272,8 +271,9 @@ class MotoPolicies:
         except Exception:
             return None
 
-    def topic_key_arn(self, topic_arn: str) -> str | None:
-        """The KMS key a topic encrypts with (SNS then needs the publisher's kms rights)."""
+    def sns_topic_kms_key(self, topic_arn: str) -> str | None:
+        """requests.ResourceResolver: the KMS key a topic encrypts with (SNS then needs the
+        publisher's kms rights)."""
         from moto.sns.models import sns_backends
 
         region = topic_arn.split(":")[3]
@@ -321,6 +321,12 @@ class MotoPolicies:
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{name_or_arn}"
 
 
+def _over_tls(request: AuthorizationRequest) -> AuthorizationRequest:
+    """The request with ``aws:SecureTransport`` true unless it says otherwise: the loopback
+    endpoint stands for AWS's TLS endpoint."""
+    return AuthorizationRequest(request.action, request.resource, {"aws:SecureTransport": "true", **request.context})
+
+
 class Authorizer:
     """Checks (and records) requests of a principal against moto's policies."""
 
@@ -332,8 +338,7 @@ class Authorizer:
     def check(self, principal: Principal, request: AuthorizationRequest, service: str | None = None) -> Decision:
         identity = self.policies.identity_policies(principal.role_arn) if principal.role_arn else []
         resource_policy, key_policy = self.policies.resource_policy(request.resource)
-        context = {"aws:SecureTransport": "true", **request.context}
-        checked = AuthorizationRequest(request.action, request.resource, context)
+        checked = _over_tls(request)
         decision = policy.evaluate(
             principal, checked, identity, resource_policy, resource_account=self.policies.account, key_policy=key_policy
         )
@@ -346,7 +351,7 @@ class Authorizer:
                 service=service,
                 action=request.action,
                 resource=request.resource,
-                context=dict(context),
+                context=dict(checked.context),
                 resource_policy=resource_policy.source if resource_policy else None,
                 key_policy=key_policy,
                 allowed=decision.allowed,
@@ -360,10 +365,9 @@ class Authorizer:
     ) -> None:
         """Raise ``AccessDeniedError`` for the first request the principal may not make."""
         for request in requests:
-            context = {"aws:SecureTransport": "true", **request.context}
             decision = self.check(principal, request, service)
             if not decision.allowed:
-                checked = AuthorizationRequest(request.action, request.resource, context)
+                checked = _over_tls(request)
                 raise AccessDeniedError(
                     policy.denial_message(principal, checked, decision), principal, checked, decision
                 )
@@ -372,13 +376,7 @@ class Authorizer:
         self, role_arn: str, session_name: str, requests: Iterable[AuthorizationRequest], service: str | None = None
     ) -> None:
         """``require`` for a role's session (engines acting for AWS under a role)."""
-        self.principals.credentials(role_arn, session_name)
-        principal = Principal(
-            arn=f"arn:aws:sts::{self.policies.account}:assumed-role/{role_name(role_arn)}/{session_name}",
-            account=self.policies.account,
-            role_arn=role_arn,
-        )
-        self.require(principal, requests, service)
+        self.require(self.principals.session(role_arn, session_name), requests, service)
 
 
 # -------------------------------------------------------------------------- the WSGI gate

@@ -196,14 +196,7 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
                     "AccessDeniedException",
                 ) from denied
         if tracing_configuration and tracing_configuration.get("enabled"):
-            from stepml.local.iam.gate import role_name
-            from stepml.local.iam.model import Principal
-
-            principal = Principal(
-                arn=f"arn:aws:sts::{authorizer.policies.account}:assumed-role/{role_name(role_arn)}/{principal_session}",
-                account=authorizer.policies.account,
-                role_arn=role_arn,
-            )
+            principal = authorizer.principals.session(role_arn, principal_session)
             for action in TRACING_ACTIONS:
                 authorizer.check(principal, AuthorizationRequest(action, "*"), service="xray")
 
