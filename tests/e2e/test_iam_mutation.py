@@ -158,4 +158,7 @@ def test_every_template_statement_and_action_is_needed_by_some_test(capsys):
     with capsys.disabled():
         print("\n".join(lines))
     assert not unexercised, "statements or actions that no test needs: " + "; ".join(m.label() for m in unexercised)
-    assert not denied_in_session or all(r.test for r in denied_in_session)
+    outside_tests = [r for r in denied_in_session if not r.test]
+    assert not outside_tests, "calls denied outside any test (a run left going after its test ended?): " + "; ".join(
+        f"{r.principal} {r.action} on {r.resource}" for r in outside_tests
+    )

@@ -72,3 +72,32 @@ def test_a_port_in_use_is_a_clear_error(cloud, tmp_path):
     other = LocalCloud(root=REPO_ROOT, state_dir=tmp_path, port=cloud.port, api_port=cloud.api_port)
     with pytest.raises(LocalCloudError, match=f"port {cloud.port} on 127.0.0.1 is in use"):
         other.start()
+
+
+def test_stopping_the_cloud_aborts_the_executions_still_running(cloud):
+    """An execution left running by a stopped cloud would go on calling the next cloud started in
+    the same process; stop() aborts it as StopExecution would and waits for its thread to end."""
+    from stepml.local.cloud import abort_running_executions
+
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role = _client(cloud, "iam").create_role(RoleName="waits-an-hour", AssumeRolePolicyDocument=json.dumps(trust))
+    sfn = _client(cloud, "stepfunctions")
+    machine = sfn.create_state_machine(
+        name="waits-an-hour",
+        roleArn=role["Role"]["Arn"],
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="left-running")["executionArn"]
+    assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
+
+    assert execution in abort_running_executions()
+
+    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    history = sfn.get_execution_history(executionArn=execution)["events"]
+    assert history[-1]["type"] == "ExecutionAborted"
+    assert abort_running_executions() == []

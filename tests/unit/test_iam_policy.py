@@ -1017,7 +1017,9 @@ def test_the_templates_tls_only_bucket_policies(template, bucket, key, secure, k
     principal = session(template, "PreprocessJobRole")
     policy_logical = f"{bucket}Policy"
     bucket_policy = PolicyDocument(policy_logical, template.resolved_properties(policy_logical)["PolicyDocument"])
-    req = request("s3:GetObject", f"arn:aws:s3:::{template.ref(bucket)}/{key}", **{"aws:SecureTransport": secure})
+    # The Glue job reads uploads only by version (the one the run recorded), its own outputs by key.
+    action = "s3:GetObjectVersion" if bucket == "UploadBucket" else "s3:GetObject"
+    req = request(action, f"arn:aws:s3:::{template.ref(bucket)}/{key}", **{"aws:SecureTransport": secure})
     decision = evaluate(principal, req, role_policies(template, "PreprocessJobRole"), bucket_policy)
     expect(
         decision,
@@ -1108,16 +1110,33 @@ def test_the_templates_pass_role_is_only_for_sagemaker(template, role, context, 
 @pytest.mark.parametrize(
     ("context", "kind"),
     [
-        ({"s3:prefix": "incoming/churn/"}, "allowed"),
+        ({"s3:prefix": "datasets/churn.json"}, "allowed"),
         ({"s3:prefix": "processed/"}, "implicit-deny"),
         ({}, "implicit-deny"),
     ],
 )
-def test_the_templates_upload_listing_needs_the_incoming_prefix(template, context, kind):
+def test_the_templates_config_listing_needs_the_datasets_prefix(template, context, kind):
+    resolve = function_session(template, "ResolveRunFunction")
+    req = request("s3:ListBucket", template.get_att("ArtifactBucket", "Arn"), **context)
+    decision = evaluate(resolve, req, role_policies(template, "ResolveRunFunction"))
+    expect(decision, kind, req, not_allowed(req, principal=resolve) if kind != "allowed" else None, resolve)
+    if kind == "allowed":
+        assert decision.statement.sid == "FindDatasetConfigs"
+
+
+def test_the_templates_glue_role_reads_uploads_only_by_version(template):
     glue = session(template, "PreprocessJobRole")
-    req = request("s3:ListBucket", template.get_att("UploadBucket", "Arn"), **context)
-    decision = evaluate(glue, req, role_policies(template, "PreprocessJobRole"))
-    expect(decision, kind, req, not_allowed(req, principal=glue) if kind != "allowed" else None, glue)
+    upload = f"arn:aws:s3:::{template.ref('UploadBucket')}"
+    for req in (request("s3:GetObject", f"{upload}/incoming/churn/a.csv"), request("s3:ListBucket", upload)):
+        expect(
+            evaluate(glue, req, role_policies(template, "PreprocessJobRole")),
+            "implicit-deny",
+            req,
+            not_allowed(req, principal=glue),
+            glue,
+        )
+    req = request("s3:GetObjectVersion", f"{upload}/incoming/churn/a.csv")
+    expect(evaluate(glue, req, role_policies(template, "PreprocessJobRole")), "allowed", req, principal=glue)
 
 
 @pytest.mark.parametrize(

@@ -345,7 +345,8 @@ class LocalCloud:
         return path
 
     def stop(self) -> None:
-        """Stop every server and worker; undo the hooks."""
+        """Abort the executions still running, then stop every server and worker; undo the hooks."""
+        abort_running_executions()
         for server in self._api_servers.values():
             server.stop()
         self._api_servers.clear()
@@ -369,6 +370,46 @@ class LocalCloud:
         state = self.state_dir / "cloud.json"
         if state.exists():
             state.unlink()
+
+
+#: How long ``stop()`` waits for aborted executions to unwind (a task in a Lambda call finishes it).
+ABORT_WAIT_SECONDS = 60.0
+
+
+def abort_running_executions(wait_seconds: float = ABORT_WAIT_SECONDS) -> list[str]:
+    """Stop every RUNNING execution as StopExecution would, and wait for their threads to end.
+
+    moto runs executions in threads of this process that outlive the server: left running, an
+    execution of a stopped cloud would go on calling the next cloud started in the same process
+    (tests start one per module), as a role that cloud has not provisioned yet. Returns the ARNs
+    of the executions it aborted.
+    """
+    import datetime
+    import threading
+    import time
+
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    aborted = []
+    for _account, _region, backend in list(stepfunctions_parser_backends.iter_backends()):
+        for machine in list(backend.state_machines):
+            for execution in list(machine.executions):
+                if execution.exec_status != ExecutionStatus.RUNNING:
+                    continue
+                execution.stop(
+                    stop_date=datetime.datetime.now(tz=datetime.UTC),
+                    error="States.Aborted",
+                    cause="the local cloud stopped",
+                )
+                aborted.append(execution.exec_arn)
+    deadline = time.monotonic() + wait_seconds
+    for thread in list(TMP_THREADS):
+        if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    TMP_THREADS[:] = [t for t in TMP_THREADS if isinstance(t, threading.Thread) and t.is_alive()]
+    return aborted
 
 
 class _EndpointSession:

@@ -284,11 +284,15 @@ class _ScriptWorker:
             self.process.stdin.flush()
         except OSError:
             return self._exit_code_of_dead_worker(log)
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_seconds)
-        if not ready:
-            self.stop()
-            raise subprocess.TimeoutExpired(str(script), timeout_seconds)
-        line = self.process.stdout.readline()
+        try:
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout_seconds)
+            if not ready:
+                self.stop()
+                raise subprocess.TimeoutExpired(str(script), timeout_seconds)
+            line = self.process.stdout.readline()
+        except (ValueError, OSError):
+            # The engine closed this worker (the cloud is stopping) while the run waited for it.
+            line = b""
         if not line:
             return self._exit_code_of_dead_worker(log)
         return int(json.loads(line)["exit_code"])
