@@ -53,7 +53,7 @@ lint: install
 
 test: install java chromium lint package-check checkov
 	@echo "==> pytest"
-	$(BIN)/python -m pytest tests/unit tests/local tests/e2e
+	$(BIN)/python -m pytest tests/unit tests/local tests/e2e --durations=15
 
 test-unit: install java
 	$(BIN)/python -m pytest tests/unit -q
