@@ -11,6 +11,8 @@ nothing is either unneeded (and goes) or untested (and gets a test), so the test
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from stepml.cli.runs import approve_link
+from stepml.local.cloud import STACK_NAME
 from stepml.local.iam import policy
 from stepml.local.iam.gate import RECORDER, CallRecord
 from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
@@ -25,9 +28,10 @@ from stepml.sample_data import churn_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.iam_mutation]
 
-#: Template statements that no local run can exercise, by (logical id of the role, Sid), each with
+#: Template statements that no local run can exercise, by (logical id of the role or of the resource
+#: whose policy it is, Sid) or, for one action of a statement, (logical id, Sid, action), each with
 #: the reason. Keep it short: everything else must be needed by some test.
-NOT_EXERCISED_LOCALLY: dict[tuple[str, str], str] = {
+NOT_EXERCISED_LOCALLY: dict[tuple[str, ...], str] = {
     ("PreprocessJobRole", "DropPinnedInputCopy"): (
         "on Glue the job script copies the recorded upload version under --TempDir and deletes that copy's "
         "version; locally the Glue engine stages the recorded version itself, as Spark cannot read s3:// here "
@@ -39,23 +43,45 @@ NOT_EXERCISED_LOCALLY: dict[tuple[str, str], str] = {
         "is written here or in AWS, and CloudWatch Logs encrypts the logs with its own key-policy grant. Kept so "
         "that turning bookmarks on does not break a deployed job; not exercised by any local run"
     ),
+    ("TopicPolicy", "CloudWatchAlarmsPublishAlerts"): (
+        "CloudWatch publishes an alarm's actions to the alert topic; the local cloud does not evaluate alarms "
+        "into actions (tests/unit/test_iam_policy.py::test_the_templates_tls_only_topic_and_queue_policies "
+        "checks the statement: CloudWatch of this account over TLS only, the alert topic only)"
+    ),
+    ("NotificationKey", "CloudWatchAlarmsPublish"): (
+        "CloudWatch's use of the topics' key when it publishes an alarm's actions, as above "
+        "(tests/unit/test_iam_policy.py checks the statement under the key policy)"
+    ),
+    ("LogKey", "CloudWatchLogsEncryptsLogGroups", "kms:ReEncrypt*"): (
+        "in AWS's documented key policy for CloudWatch Logs; the local cloud checks what AssociateKmsKey "
+        "needs (Encrypt, Decrypt, GenerateDataKey), and no local call re-encrypts log data"
+    ),
 }
 
 
 def _not_exercised_locally(mutation: Mutation) -> bool:
-    role = mutation.source.split("/", 1)[0]
-    return any(logical in role and sid == mutation.sid for logical, sid in NOT_EXERCISED_LOCALLY)
+    owner = mutation.source.split("/", 1)[0]
+    for logical, sid, *action in NOT_EXERCISED_LOCALLY:
+        if logical in owner and sid == mutation.sid and (not action or action[0] == mutation.action):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
 class Mutation:
+    #: An identity policy's source (``ROLE/POLICY``), or the logical id of the template resource
+    #: whose resource-based policy it is (a bucket, topic or queue policy, a key).
     source: str
     index: int
     sid: str
     action: str | None  # None: the whole statement
+    resource_based: bool = False
 
     def label(self) -> str:
-        return f"{self.source} [{self.sid or self.index}]" + (f" {self.action}" if self.action else " (statement)")
+        kind = " (resource policy)" if self.resource_based else ""
+        return f"{self.source}{kind} [{self.sid or self.index}]" + (
+            f" {self.action}" if self.action else " (statement)"
+        )
 
 
 def _statements(document: PolicyDocument) -> list[dict]:
@@ -69,25 +95,40 @@ def _actions(statement: dict) -> list[str]:
 
 
 def _template_sources() -> list[str]:
-    """Inline policies of the template's roles (managed AWS policies are not the template's)."""
+    """Inline policies of the template's roles (the stack's roles: not AWS managed policies, not the
+    roles tests make for themselves)."""
     return sorted(
         source
         for source in RECORDER.documents
-        if ":policy/" not in source
-        and "/" in source
-        and not source.startswith(("bucket policy", "topic policy", "key policy", "queue policy"))
+        if source.startswith(f"{STACK_NAME}-") and "/" in source and ":policy/" not in source
     )
+
+
+def _resource_policy_owners() -> dict[str, str]:
+    """One recorded document for each template resource whose resource-based policy a check read."""
+    owners: dict[str, str] = {}
+    for source, owner in sorted(RECORDER.resource_policy_owners.items()):
+        if source in RECORDER.documents:
+            owners.setdefault(owner, source)
+    return owners
+
+
+def _mutations_of(document: PolicyDocument, source: str, resource_based: bool) -> list[Mutation]:
+    found = []
+    for index, statement in enumerate(_statements(document)):
+        sid = statement.get("Sid", "")
+        found.append(Mutation(source, index, sid, None, resource_based))
+        if "Action" in statement:
+            found += [Mutation(source, index, sid, action, resource_based) for action in _actions(statement)]
+    return found
 
 
 def _mutations(sources: Iterable[str]) -> list[Mutation]:
     found = []
     for source in sources:
-        for index, statement in enumerate(_statements(RECORDER.documents[source])):
-            if statement.get("Effect") != "Allow":
-                continue
-            sid = statement.get("Sid", "")
-            found.append(Mutation(source, index, sid, None))
-            found += [Mutation(source, index, sid, action) for action in _actions(statement)]
+        found += _mutations_of(RECORDER.documents[source], source, resource_based=False)
+    for owner, source in _resource_policy_owners().items():
+        found += _mutations_of(RECORDER.documents[source], owner, resource_based=True)
     return found
 
 
@@ -97,31 +138,119 @@ def _mutated(document: PolicyDocument, mutation: Mutation) -> PolicyDocument:
     return policy.without_action(document, mutation.index, mutation.action)
 
 
-def _replay(records: list[CallRecord], mutation: Mutation) -> set[str]:
-    """The tests whose allowed calls the mutated policies deny."""
-    failing = set()
-    for record in records:
-        if not record.allowed or record.role_arn is None:
-            continue
-        sources = RECORDER.role_policies.get(record.role_arn, [])
-        if mutation.source not in sources:
-            continue
-        identity = [
-            _mutated(RECORDER.documents[s], mutation) if s == mutation.source else RECORDER.documents[s]
-            for s in sources
-        ]
-        resource = RECORDER.documents.get(record.resource_policy) if record.resource_policy else None
+def _decide(record: CallRecord, mutation: Mutation | None = None) -> bool:
+    """The record's check replayed against the recorded documents, ``mutation`` applied."""
+    identity = []
+    # A role's policies, or those the local user's checks stood for (an administrator's).
+    for source in RECORDER.role_policies.get(record.role_arn or record.principal, []):
+        document = RECORDER.documents[source]
+        if mutation is not None and not mutation.resource_based and source == mutation.source:
+            document = _mutated(document, mutation)
+        identity.append(document)
+    resource = RECORDER.documents.get(record.resource_policy) if record.resource_policy else None
+    if mutation is not None and mutation.resource_based and resource is not None:
+        resource = _mutated(resource, mutation)
+    if record.role_arn:
         principal = Principal(arn=record.principal, role_arn=record.role_arn)
-        decision = policy.evaluate(
-            principal,
-            AuthorizationRequest(record.action, record.resource, record.context),
-            identity,
-            resource,
-            key_policy=record.key_policy,
+    elif record.principal in RECORDER.role_policies:  # the local user
+        principal = Principal(arn=record.principal)
+    else:  # a service principal (S3 log delivery, CloudWatch Logs, EventBridge)
+        principal = Principal(arn=record.principal, service=record.principal)
+    return policy.evaluate(
+        principal,
+        AuthorizationRequest(record.action, record.resource, record.context),
+        identity,
+        resource,
+        key_policy=record.key_policy,
+    ).allowed
+
+
+def _touches(record: CallRecord, mutation: Mutation) -> bool:
+    if mutation.resource_based:
+        return RECORDER.resource_policy_owners.get(record.resource_policy or "") == mutation.source
+    return record.role_arn is not None and mutation.source in RECORDER.role_policies.get(record.role_arn, [])
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    """IAM's action match: case-insensitive, with * and ? wildcards."""
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def _statement_of(mutation: Mutation) -> dict:
+    if mutation.resource_based:
+        document = RECORDER.documents[_resource_policy_owners()[mutation.source]]
+    else:
+        document = RECORDER.documents[mutation.source]
+    return _statements(document)[mutation.index]
+
+
+def _unique(records: list[CallRecord]) -> list[CallRecord]:
+    """One record per distinct check of each test (a job polled a hundred times is one check)."""
+    seen: dict[tuple, CallRecord] = {}
+    for record in records:
+        key = (
+            record.test,
+            record.principal,
+            record.role_arn,
+            record.action,
+            record.resource,
+            json.dumps(record.context, sort_keys=True, default=str),
+            record.resource_policy,
+            record.key_policy,
+            record.allowed,
         )
-        if not decision.allowed:
-            failing.add(record.test or "(no test)")
-    return failing
+        seen.setdefault(key, record)
+    return list(seen.values())
+
+
+class Replay:
+    """The session's checks replayed against mutated policies.
+
+    Removing one action of a statement can only change a decision that removing the whole statement
+    changes, so each statement is replayed over every check it could apply to (its actions match)
+    and each of its actions only over the checks the statement's removal changed."""
+
+    def __init__(self, records: list[CallRecord]):
+        self.records = _unique(records)
+        self._baseline: dict[int, bool] = {}
+        self._changed_by_statement: dict[tuple[str, int, bool], list[int]] = {}
+
+    def _consistent(self, number: int) -> bool:
+        # A check made while a test had changed the policies (removed a statement for a while)
+        # cannot be replayed against the documents recorded last.
+        if number not in self._baseline:
+            self._baseline[number] = _decide(self.records[number])
+        return self._baseline[number] == self.records[number].allowed
+
+    def failing_tests(self, mutation: Mutation) -> set[str]:
+        """The tests whose checks the mutated policies decide otherwise: an allowed call denied (an
+        Allow removed) or a denied call allowed (a Deny removed, so a test expecting it fails)."""
+        statement_key = (mutation.source, mutation.index, mutation.resource_based)
+        if mutation.action is None:
+            patterns = _actions(_statement_of(mutation)) if "Action" in _statement_of(mutation) else None
+            candidates = [
+                number
+                for number, record in enumerate(self.records)
+                if _touches(record, mutation)
+                and (patterns is None or any(_action_matches(p, record.action) for p in patterns))
+            ]
+        else:
+            whole = Mutation(mutation.source, mutation.index, mutation.sid, None, mutation.resource_based)
+            if statement_key not in self._changed_by_statement:
+                self.failing_tests(whole)
+            candidates = [
+                number
+                for number in self._changed_by_statement[statement_key]
+                if _action_matches(mutation.action, self.records[number].action)
+            ]
+        changed = [
+            number
+            for number in candidates
+            if self._consistent(number) and _decide(self.records[number], mutation) != self.records[number].allowed
+        ]
+        if mutation.action is None:
+            self._changed_by_statement[statement_key] = changed
+        return {self.records[number].test or "(no test)" for number in changed}
 
 
 def test_an_approved_run_is_in_the_record(pipeline):
@@ -142,12 +271,18 @@ def test_every_template_statement_and_action_is_needed_by_some_test(capsys):
     denied_in_session = [r for r in records if not r.allowed]
     mutations = _mutations(_template_sources())
     assert mutations, "no template policy was used in the session"
-    table: dict[Mutation, set[str]] = {mutation: _replay(records, mutation) for mutation in mutations}
+    replay = Replay(records)
+    table: dict[Mutation, set[str]] = {mutation: replay.failing_tests(mutation) for mutation in mutations}
     unexercised = [m for m, tests in table.items() if not tests and not _not_exercised_locally(m)]
     by_statement: dict[tuple[str, int], list[Mutation]] = defaultdict(list)
     for mutation in mutations:
         by_statement[(mutation.source, mutation.index)].append(mutation)
-    lines = ["", f"IAM mutation table: {len(records)} recorded checks, {len(mutations)} mutations", ""]
+    lines = [
+        "",
+        f"IAM mutation table: {len(records)} recorded checks ({len(replay.records)} distinct), "
+        f"{len(mutations)} mutations",
+        "",
+    ]
     lines.append("| statement / action removed | tests that fail with AccessDenied |")
     lines.append("| --- | --- |")
     for mutation, tests in table.items():

@@ -148,19 +148,54 @@ def test_an_explicit_deny_in_a_bucket_policy_beats_the_role_policy(cloud):
         s3_admin.put_bucket_policy(Bucket=bucket, Policy=original)
 
 
-def test_the_tls_only_bucket_policy_denies_a_request_marked_insecure(cloud):
-    """The loopback endpoint stands for AWS's TLS endpoint; the policy's Deny still evaluates."""
-    from stepml.local.iam.model import AuthorizationRequest
+@pytest.mark.parametrize(
+    ("policy_logical_id", "caller", "action", "resource"),
+    [
+        ("UploadBucketPolicy", "PreprocessJobRole", "s3:GetObjectVersion", "upload:incoming/churn/a.csv"),
+        ("ArtifactBucketPolicy", "EvaluateFunction", "s3:GetObject", "artifact:processed/run/test.csv"),
+        ("AccessLogBucketPolicy", "logging.s3.amazonaws.com", "s3:PutObject", "access-log:upload-bucket/log"),
+        ("TopicPolicy", "PipelineStateMachineRole", "sns:Publish", "AlertTopic"),
+        ("TopicPolicy", "PipelineStateMachineRole", "sns:Publish", "ApprovalTopic"),
+        ("UploadEventDeadLetterQueuePolicy", "events.amazonaws.com", "sqs:SendMessage", "UploadEventDeadLetterQueue"),
+    ],
+)
+def test_every_tls_only_resource_policy_denies_a_request_marked_insecure(
+    cloud, policy_logical_id, caller, action, resource
+):
+    """The loopback endpoint stands for AWS's TLS endpoint, so no client of the local cloud can send
+    a plain-HTTP request; a request the policies allow over TLS meets each policy's Deny when marked
+    insecure."""
+    from stepml.local.iam.model import AuthorizationRequest, Principal
 
-    bucket = cloud.outputs()["UploadBucketName"]
-    principal = cloud.authorizer.principals.principal_of(
-        cloud.authorizer.principals.credentials(_role_arn(cloud, "PreprocessJobRole"), "test").access_key_id
+    outputs = cloud.outputs()
+    stack = cloud.stack.resolved
+    buckets = {
+        "upload": outputs["UploadBucketName"],
+        "artifact": outputs["ArtifactBucketName"],
+        "access-log": stack.ref("AccessLogBucket"),
+    }
+    if ":" in resource:
+        bucket, key = resource.split(":", 1)
+        arn = f"arn:aws:s3:::{buckets[bucket]}/{key}"
+    else:
+        arn = stack.get_att(resource, "Arn") if resource.endswith("Queue") else stack.ref(resource)
+    context = {}
+    if caller.endswith(".amazonaws.com"):  # a service delivering for this stack, as the statement requires
+        principal = Principal(arn=caller, service=caller)
+        source = (
+            stack.get_att("UploadRule", "Arn") if caller.startswith("events") else f"arn:aws:s3:::{buckets['upload']}"
+        )
+        context = {"aws:SourceAccount": stack.account_id, "aws:SourceArn": source}
+    else:
+        principal = cloud.authorizer.principals.session(_role_arn(cloud, caller), "test")
+    over_tls = cloud.authorizer.check(principal, AuthorizationRequest(action, arn, context))
+    assert over_tls.allowed, over_tls
+    insecure = cloud.authorizer.check(
+        principal, AuthorizationRequest(action, arn, {**context, "aws:SecureTransport": "false"})
     )
-    request = AuthorizationRequest(
-        "s3:GetObject", f"arn:aws:s3:::{bucket}/incoming/churn/a.csv", {"aws:SecureTransport": "false"}
-    )
-    decision = cloud.authorizer.check(principal, request)
-    assert decision.kind == "explicit-deny" and decision.policy_type == "resource-based"
+    assert insecure.kind == "explicit-deny" and insecure.policy_type == "resource-based", insecure
+    assert insecure.statement.sid == "DenyInsecureTransport"
+    assert cloud.authorizer.recorder.resource_policy_owners[insecure.statement.source] == policy_logical_id
 
 
 def test_the_local_user_is_not_checked(cloud):
@@ -273,3 +308,105 @@ def test_a_missing_object_is_not_found_only_for_a_role_that_may_list_its_bucket(
     assert head.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     _local(cloud, "s3").put_object(Bucket=bucket, Key="processed/none/manifest.json", Body=b"{}")
     assert record.get_object(Bucket=bucket, Key="processed/none/manifest.json")["Body"].read() == b"{}"
+
+
+def _training_task_role(cloud, name: str, without: str) -> str:
+    """A states role with what AWS documents for createTrainingJob.sync, less the action ``without``."""
+    role = _states_role_without_policies(cloud, name)
+    execution_role = _role_arn(cloud, "SageMakerExecutionRole")
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            "Resource": "arn:aws:sagemaker:us-east-1:123456789012:training-job/*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            "Resource": "arn:aws:events:us-east-1:123456789012:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": execution_role,
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        },
+    ]
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        statement["Action"] = [a for a in actions if a != without]
+    statements = [s for s in statements if s["Action"]]
+    _local(cloud, "iam").put_role_policy(
+        RoleName=name,
+        PolicyName="train",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+    return role
+
+
+@pytest.mark.parametrize("without", ["iam:PassRole", "sagemaker:ListTags", "events:PutRule"])
+def test_a_training_task_whose_role_lacks_a_documented_right_fails_with_the_denial(cloud, without):
+    """createTrainingJob.sync needs iam:PassRole for the execution role (to SageMaker only) and what
+    AWS documents for the pattern. Without the managed EventBridge rule's rights the state machine is
+    refused (Step Functions creates the rule at CreateStateMachine); without PassRole the Task fails
+    and no training job exists; without ListTags the Task fails once the job started."""
+    bucket = cloud.outputs()["ArtifactBucketName"]
+    name = f"no-{without.split(':')[1].lower()}"
+    role = _training_task_role(cloud, name, without)
+    job = f"stepml-{name}-job"
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        "Parameters": {
+            "TrainingJobName": job,
+            "RoleArn": _role_arn(cloud, "SageMakerExecutionRole"),
+            "AlgorithmSpecification": {
+                "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+                "TrainingInputMode": "File",
+            },
+            "HyperParameters": {"num_round": "2", "objective": "binary:logistic"},
+            "InputDataConfig": [
+                {
+                    "ChannelName": "train",
+                    "ContentType": "text/csv",
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/processed/{name}/train/"}
+                    },
+                }
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models/{name}/"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        },
+        "TimeoutSeconds": 120,
+        "End": True,
+    }
+    sfn = _local(cloud, "stepfunctions")
+    definition = json.dumps({"StartAt": "Train", "States": {"Train": task}})
+    if without.startswith("events:"):
+        with pytest.raises(ClientError) as refused:
+            sfn.create_state_machine(name=name, roleArn=role, definition=definition)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert refused.value.response["Error"]["Message"] == f"'{role}' is not authorized to create managed-rule."
+        assert name not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+        return
+    machine = sfn.create_state_machine(name=name, roleArn=role, definition=definition)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    deadline = time.monotonic() + 120
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.2)
+    assert described["status"] == "FAILED"
+    history = sfn.get_execution_history(executionArn=execution)["events"]
+    failed = next(e for e in history if e["type"] == "TaskFailed")["taskFailedEventDetails"]
+    assert failed["error"] == "SageMaker.AmazonSageMakerException", failed
+    assert f"is not authorized to perform: {without}" in failed["cause"], failed["cause"]
+    assert "AccessDeniedException" in failed["cause"]
+    jobs = _local(cloud, "sagemaker").list_training_jobs(NameContains=job)["TrainingJobSummaries"]
+    assert (jobs == []) is (without == "iam:PassRole"), jobs

@@ -401,23 +401,24 @@ def test_what_an_overwrite_replaced_is_deleted_from_s3_and_nothing_else(stack, g
     assert {"again/train/part-0.csv", "again/keep.json", "again/manifest.json"} <= listed
 
 
-def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_moto, tmp_path):
-    """Under the IAM gate: the run acts as the job role, whose denied log calls are recorded."""
+def _gated_run(gated_moto, tmp_path, role_name: str, output_resource: str, script_text: str = SCRIPT):
+    """One run of a job whose role may read its script, list the bucket and read/write/delete
+    ``output_resource``, under the IAM gate; (run, run id, role ARN, script location)."""
     s3 = gated_moto.client("s3")
     s3.create_bucket(Bucket="glue-gated")
     s3.put_object(Bucket="glue-gated", Key="incoming/in.csv", Body=b"a\n")
     script = tmp_path / "job.py"
-    script.write_text(SCRIPT.replace("text = pathlib", "print('a line for the output group')\ntext = pathlib"))
+    script.write_text(script_text)
     location = package_artifact(s3, script, "stepml-test")
     role = gated_moto.role(
-        "glue-without-logs",
+        role_name,
         "glue.amazonaws.com",
         [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::aws-sam-cli-managed-default-*/*"},
             {
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": "arn:aws:s3:::glue-gated/*",
+                "Resource": output_resource,
             },
             {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::glue-gated"},
         ],
@@ -439,12 +440,21 @@ def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_mot
             JobName="gated",
             Arguments={"--input_uri": "s3://glue-gated/incoming/in.csv", "--output_uri": "s3://glue-gated/out/"},
         )["JobRunId"]
-        run = engine.wait(run_id, timeout=60)
+        return engine.wait(run_id, timeout=60), run_id, role, location
     finally:
         restore()
         engine.close()
 
+
+def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_moto, tmp_path):
+    """Under the IAM gate: the run acts as the job role, whose denied log calls are recorded."""
+    script = SCRIPT.replace("text = pathlib", "print('a line for the output group')\ntext = pathlib")
+    run, run_id, role, location = _gated_run(
+        gated_moto, tmp_path, "glue-without-logs", "arn:aws:s3:::glue-gated/*", script
+    )
+
     assert run.state == "SUCCEEDED", run.error_message
+    s3 = gated_moto.client("s3")
     assert s3.get_object(Bucket="glue-gated", Key="out/train/part-0.csv")["Body"].read() == b"A\n"
     assert gated_moto.client("logs").describe_log_groups(logGroupNamePrefix="/aws-glue")["logGroups"] == []
     denied = [r for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
@@ -455,6 +465,22 @@ def test_a_role_that_may_not_write_logs_loses_them_and_the_run_goes_on(gated_mot
     }
     checked = {(r.action, r.resource) for r in gated_moto.authorizer.recorder.snapshot() if r.allowed}
     assert ("s3:GetObject", f"arn:aws:s3:::{location.removeprefix('s3://')}") in checked, "the script, as the role"
+
+
+def test_a_role_that_may_not_read_the_input_fails_the_run_naming_the_denial(gated_moto, tmp_path):
+    """Under the IAM gate: the run reads its input as the job role; without the right it FAILS with
+    S3's AccessDenied for that object, and writes nothing."""
+    run, _, role, _ = _gated_run(gated_moto, tmp_path, "glue-without-input", "arn:aws:s3:::glue-gated/out/*")
+
+    assert run.state == "FAILED"
+    assert run.error_message == (
+        "GlueEngineError: s3://glue-gated/incoming/in.csv cannot be read: AccessDenied: 403 Forbidden: "
+        "the job role may not read it (s3:GetObject)"
+    )
+    denied = [r for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
+    assert ("s3:GetObject", "arn:aws:s3:::glue-gated/incoming/in.csv") in {(r.action, r.resource) for r in denied}
+    assert {r.role_arn for r in denied} == {role}
+    assert "Contents" not in gated_moto.client("s3").list_objects_v2(Bucket="glue-gated", Prefix="out/")
 
 
 def test_a_run_stages_the_version_it_was_given_not_the_newest(stack, glue):

@@ -1193,3 +1193,75 @@ def test_a_delete_endpoint_fault_throttles_and_leaves_the_endpoint_serving(engin
     assert not refused(url), "a refused delete leaves the endpoint serving"
     sagemaker.delete_endpoint(EndpointName="stepml-test-keep")
     assert refused(url) and fault_switch.hit_count("sagemaker:DeleteEndpoint", "stepml-test-keep") == 2
+
+
+@pytest.mark.parametrize("missing", ["image", "data"])
+def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_the_denial(
+    gated_moto, tmp_path, missing
+):
+    """Under the IAM gate: the training job pulls its image and reads its channels as its execution
+    role; a role without the right fails the job (Failed, ClientError) and the reason names the
+    action and resource AWS refused."""
+    s3 = gated_moto.client("s3")
+    s3.create_bucket(Bucket="stepml-gated")
+    put_training_data(s3, "stepml-gated", "processed/run")
+    repository = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    statements = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/processed/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::stepml-gated"},
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::stepml-gated/models/*"},
+        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": repository,
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
+        },
+        {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+    ]
+    if missing == "image":
+        statements = [s for s in statements if s["Resource"] != repository]
+    else:
+        statements = [s for s in statements if s["Action"] != "s3:ListBucket"]
+    role = gated_moto.role(f"sagemaker-without-{missing}", "sagemaker.amazonaws.com", statements)
+    session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+    engine = LocalSageMaker(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
+    undo = install_moto_hooks(engine)
+    try:
+        sagemaker = gated_moto.client("sagemaker")
+        name = f"stepml-gated-{missing}"
+        sagemaker.create_training_job(
+            **training_request(name, "stepml-gated", "processed/run", BINARY_HYPERPARAMETERS, RoleArn=role)
+        )
+        failed = wait_for_training(sagemaker, name)
+    finally:
+        engine.shutdown()
+        undo()
+
+    assert failed["TrainingJobStatus"] == "Failed"
+    assert failed["FailureReason"].startswith("ClientError: ")
+    session_arn = f"arn:aws:sts::123456789012:assumed-role/sagemaker-without-{missing}/"
+    denied = [r for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
+    if missing == "image":
+        assert failed["FailureReason"].startswith(f"ClientError: Cannot pull algorithm container {XGBOOST_IMAGE}")
+        assert (
+            "ecr:BatchGetImage" in failed["FailureReason"]
+            or "ecr:BatchCheckLayerAvailability" in failed["FailureReason"]
+        )
+        assert {r.resource for r in denied} == {repository}
+    else:
+        assert failed["FailureReason"].startswith(
+            "ClientError: Data download failed for channel train from s3://stepml-gated/processed/run/train/: "
+            "AccessDenied: User: " + session_arn
+        )
+        assert (
+            "is not authorized to perform: s3:ListBucket on resource: arn:aws:s3:::stepml-gated"
+            in failed["FailureReason"]
+        )
+        assert [(r.action, r.resource) for r in denied] == [("s3:ListBucket", "arn:aws:s3:::stepml-gated")]
+    # Nothing was trained or uploaded under a role that could not do its job.
+    assert "Contents" not in s3.list_objects_v2(Bucket="stepml-gated", Prefix="models/")

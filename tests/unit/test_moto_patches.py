@@ -1417,6 +1417,15 @@ def test_bucket_logging_reads_a_target_policy_with_a_principal_star_statement(aw
         s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
         s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
         assert s3.get_bucket_logging(Bucket="log-source")["LoggingEnabled"]["TargetBucket"] == "log-target"
+        # The delivery statement's conditions are evaluated: another account's logs are refused.
+        delivery["Condition"] = {"StringEquals": {"aws:SourceAccount": "210987654321"}}
+        s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
+        with pytest.raises(ClientError) as refused:
+            s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
+        assert refused.value.response["Error"]["Code"] == "InvalidTargetBucketForLogging"
+        delivery["Condition"] = {"ArnEquals": {"aws:SourceArn": "arn:aws:s3:::log-source"}}
+        s3.put_bucket_policy(Bucket="log-target", Policy=json.dumps(policy))
+        s3.put_bucket_logging(Bucket="log-source", BucketLoggingStatus=logging_status)
 
 
 def test_associate_kms_key_checks_the_key_policy_as_cloudwatch_logs_does(aws_credentials):
@@ -1443,3 +1452,101 @@ def test_associate_kms_key_checks_the_key_policy_as_cloudwatch_logs_does(aws_cre
         with pytest.raises(ClientError) as missing:
             logs.associate_kms_key(logGroupName="/nowhere", kmsKeyId=usable)
         assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_sync_tasks_are_found_in_branches_and_iterations():
+    """CreateStateMachine checks the managed rule of every `.sync` Task, nested ones included."""
+    from stepml.local.iam.hooks import MANAGED_RULES, sync_tasks
+
+    task = {"Type": "Task", "End": True}
+    definition = {
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Parallel",
+                "Next": "M",
+                "Branches": [
+                    {"StartAt": "T", "States": {"T": {**task, "Resource": "arn:aws:states:::glue:startJobRun.sync"}}}
+                ],
+            },
+            "M": {
+                "Type": "Map",
+                "Next": "I",
+                "ItemProcessor": {
+                    "StartAt": "S",
+                    "States": {"S": {**task, "Resource": "arn:aws:states:::states:startExecution.sync:2"}},
+                },
+            },
+            "I": {
+                "Type": "Map",
+                "Next": "L",
+                "Iterator": {
+                    "StartAt": "X",
+                    "States": {"X": {**task, "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync"}},
+                },
+            },
+            "L": {**task, "Resource": "arn:aws:states:::lambda:invoke"},
+        },
+    }
+    found = sync_tasks(definition)
+    assert found == [("glue", "startJobRun"), ("states", "startExecution"), ("sagemaker", "createTrainingJob")]
+    assert [MANAGED_RULES.get(task) for task in found] == [
+        None,  # Glue's .sync polls
+        "StepFunctionsGetEventsForStepFunctionsExecutionRule",
+        "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    ]
+    assert sync_tasks(None) == [] and sync_tasks({"States": []}) == []
+
+
+def test_a_key_policy_that_locks_the_caller_out_is_refused_as_kms_refuses_it(gated_moto):
+    """KMS's policy lockout safety check, in a local cloud: the caller must be able to update the
+    policy afterwards (the local user is an administrator, so the account's root delegation is enough)."""
+    from stepml.local.moto_patches import KEY_POLICY_LOCKOUT_MESSAGE
+
+    kms = gated_moto.client("kms")
+    account = {
+        "Sid": "AccountAdministers",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    service_only = {
+        "Sid": "LogsOnly",
+        "Effect": "Allow",
+        "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
+        "Action": "kms:Decrypt*",
+        "Resource": "*",
+    }
+
+    def document(*statements):
+        return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+    before = len(kms.list_keys()["Keys"])
+    with pytest.raises(ClientError) as refused:
+        kms.create_key(Policy=document(service_only))
+    assert refused.value.response["Error"]["Code"] == "MalformedPolicyDocumentException"
+    assert refused.value.response["Error"]["Message"] == KEY_POLICY_LOCKOUT_MESSAGE
+    assert len(kms.list_keys()["Keys"]) == before, "the refused key is not left behind"
+
+    bypassed = kms.create_key(Policy=document(service_only), BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]
+    key = kms.create_key(Policy=document(account, service_only))["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as refused:
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=document(service_only))
+    assert refused.value.response["Error"]["Code"] == "MalformedPolicyDocumentException"
+    assert json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])["Statement"][0] == account
+    assert bypassed["KeyId"] in [k["KeyId"] for k in kms.list_keys()["Keys"]]
+
+    # A role that may put the key policy under the account's delegation passes; one that may not is refused.
+    keeper = gated_moto.role(
+        "key-keeper", "lambda.amazonaws.com", [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]
+    )
+    credentials = gated_moto.authorizer.principals.credentials(keeper, "s").client_kwargs()
+    as_keeper = gated_moto.client("kms", **credentials)
+    assert as_keeper.create_key(Policy=document(account))["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as refused:
+        as_keeper.create_key(Policy=document(service_only))
+    assert refused.value.response["Error"]["Code"] == "MalformedPolicyDocumentException"
+    checks = [r for r in gated_moto.authorizer.recorder.snapshot() if r.action == "kms:PutKeyPolicy"]
+    assert {r.principal for r in checks} >= {"arn:aws:iam::123456789012:user/local"}
+    assert [r.allowed for r in checks].count(False) == 3

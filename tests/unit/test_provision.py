@@ -11,6 +11,8 @@ import pytest
 from moto import mock_aws
 
 from stepml import packaging
+from stepml.local.cloud import resource_policy_owners
+from stepml.local.iam.gate import MotoPolicies
 from stepml.local.provision import ProvisionError, provision
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
 from tests.conftest import TEMPLATE
@@ -58,6 +60,20 @@ def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
         assert resolve == runtime.functions[stack.resolved.physical_ids["ResolveRunFunction"]].arn
         job = boto3.client("glue").get_job(JobName="stepml-test-preprocess")["Job"]
         assert job["GlueVersion"] == "5.0"
+        # Every resource-based policy the gate will read is named after the template resource defining it.
+        owners = resource_policy_owners(stack.resolved)
+        policies = MotoPolicies(account=stack.resolved.account_id)
+        for logical_id, arn in (
+            ("UploadBucketPolicy", f"arn:aws:s3:::{stack.physical_id('UploadBucket')}/incoming/x.csv"),
+            ("AccessLogBucketPolicy", f"arn:aws:s3:::{stack.physical_id('AccessLogBucket')}"),
+            ("TopicPolicy", stack.physical_id("AlertTopic")),
+            ("TopicPolicy", stack.physical_id("ApprovalTopic")),
+            ("UploadEventDeadLetterQueuePolicy", stack.resolved.get_att("UploadEventDeadLetterQueue", "Arn")),
+            ("LogKey", stack.resolved.get_att("LogKey", "Arn")),
+        ):
+            document, _ = policies.resource_policy(arn)
+            assert document is not None, arn
+            assert owners[document.source] == logical_id
         # As after `sam package`: the script is in SAM's managed bucket, <s3_prefix>/<MD5 of the file>.
         script = (TEMPLATE.parent / "glue_jobs" / "preprocess.py").read_bytes()
         bucket = "aws-sam-cli-managed-default-samclisourcebucket-local"

@@ -569,6 +569,15 @@ def test_the_glue_role_reads_only_this_stacks_job_script(resolved):
     assert _allows(statements, "s3:GetObject", f"{bucket}/stepml-dev/0f1e2d3c4b5a69788796a5b4c3d2e1f0")
     for elsewhere in (f"{bucket}/stepml-prod/0f1e2d3c", f"{bucket}/other-app/x.py", "arn:aws:s3:::someone-else/x.py"):
         assert not _allows(statements, "s3:GetObject", elsewhere), elsewhere
+    # The bucket name is a wildcard, so the statement holds only for buckets this account owns.
+    from stepml.local.iam import policy
+    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+
+    document = PolicyDocument("glue", {"Version": "2012-10-17", "Statement": [script]})
+    role = Principal(arn=f"arn:aws:sts::{resolved.account_id}:assumed-role/glue/s", role_arn="arn:aws:iam::1:role/g")
+    for owner, allowed in ((resolved.account_id, True), ("210987654321", False)):
+        request = AuthorizationRequest("s3:GetObject", f"{bucket}/stepml-dev/0f1e2d3c", {"s3:ResourceAccount": owner})
+        assert policy.evaluate(role, request, [document]).allowed is allowed, owner
 
 
 def _bucket_grants(statements: list[dict[str, Any]], action: str, bucket_arn: str) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
 from stepml.local.provision import ProvisionedStack, provision
 from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
+from stepml.local.template import ResolvedTemplate
 
 DEFAULT_PORT = 4566
 DEFAULT_API_PORT = 4567
@@ -274,6 +275,7 @@ class LocalCloud:
             parameter_overrides=parameters,
             runtime=self,
         )
+        self.authorizer.recorder.own(resource_policy_owners(self.stack.resolved))
         sesv2 = local_session.client("sesv2")
         for name in SES_SENDER_PARAMETERS:
             sesv2.create_email_identity(EmailIdentity=str(self.stack.resolved.parameters[name]))
@@ -370,6 +372,30 @@ class LocalCloud:
         state = self.state_dir / "cloud.json"
         if state.exists():
             state.unlink()
+
+
+def resource_policy_owners(resolved: ResolvedTemplate) -> dict[str, str]:
+    """The IAM gate's name of each resource-based policy the template provisions (bucket, topic,
+    queue and key policies), mapped to the logical id that defines it."""
+    owners = {}
+    for logical_id, spec in resolved.resources.items():
+        kind = spec["Type"]
+        if kind == "AWS::KMS::Key":
+            arns = [resolved.get_att(logical_id, "Arn")]
+        elif kind == "AWS::S3::BucketPolicy":
+            arns = [f"arn:aws:s3:::{resolved.resolved_properties(logical_id)['Bucket']}"]
+        elif kind == "AWS::SNS::TopicPolicy":
+            arns = list(resolved.resolved_properties(logical_id)["Topics"])
+        elif kind == "AWS::SQS::QueuePolicy":
+            urls = resolved.resolved_properties(logical_id)["Queues"]
+            arns = [f"arn:aws:sqs:{resolved.region}:{resolved.account_id}:{url.rsplit('/', 1)[-1]}" for url in urls]
+        else:
+            continue
+        for arn in arns:
+            source = iam_gate.resource_policy_source(arn)
+            if source is not None:
+                owners[source] = logical_id
+    return owners
 
 
 #: How long ``stop()`` waits for aborted executions to unwind (a task in a Lambda call finishes it).

@@ -61,6 +61,16 @@ REAL_TIME_LOGGING_VERSION = (5, 0)
 METRICS_NAMESPACE = "Glue"
 
 
+def _unreadable(what: str, exc: ClientError, needs: str) -> GlueEngineError:
+    """S3's refusal to stage ``what`` in, naming it. A refused HEAD (download_file's first call) has
+    no body, so S3's bare 403 is spelt out as the AccessDenied it is."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code"), error.get("Message")
+    if code in ("403", "Forbidden"):
+        code, message = "AccessDenied", f"403 Forbidden: the job role may not read it ({needs})"
+    return GlueEngineError(f"{what} cannot be read: {code}: {message}")
+
+
 class GlueEngineError(RuntimeError):
     """A job is unknown to the local Glue engine."""
 
@@ -366,10 +376,7 @@ class GlueEngine:
             try:
                 s3.download_file(bucket, key, str(local), ExtraArgs={"VersionId": version_id})
             except ClientError as exc:
-                error = exc.response["Error"]
-                raise GlueEngineError(
-                    f"{uri}: version {version_id} cannot be read: {error.get('Code')}: {error.get('Message')}"
-                ) from exc
+                raise _unreadable(f"{uri}: version {version_id}", exc, "s3:GetObjectVersion") from exc
             return local, False, local.stat().st_size
         if key and not key.endswith("/"):
             try:
@@ -378,17 +385,20 @@ class GlueEngine:
                 return local, False, local.stat().st_size
             except ClientError as exc:
                 if exc.response["Error"]["Code"] not in ("404", "NoSuchKey"):
-                    raise
+                    raise _unreadable(uri, exc, "s3:GetObject") from exc
         local.mkdir(parents=True, exist_ok=True)
         prefix = key if key.endswith("/") or not key else key + "/"
         read = 0
         paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                target = mirror / bucket / item["Key"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, item["Key"], str(target))
-                read += int(item.get("Size", 0))
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    target = mirror / bucket / item["Key"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, item["Key"], str(target))
+                    read += int(item.get("Size", 0))
+        except ClientError as exc:
+            raise _unreadable(f"s3://{bucket}/{prefix}", exc, "s3:ListBucket and s3:GetObject") from exc
         return local, True, read
 
     def _stage_out(self, s3: Any, local: Path, uri: str, before: dict[Path, tuple[int, int]]) -> int:

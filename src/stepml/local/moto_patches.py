@@ -700,28 +700,38 @@ def _lambda_service_error_names() -> None:
 def _log_delivery_policy_check_reads_every_statement() -> None:
     from moto.s3.models import FakeBucket
 
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam import policy
+    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+
     logging_service = "logging.s3.amazonaws.com"
 
-    def as_list(value: Any) -> list[Any]:
-        return value if isinstance(value, list) else [value]
-
-    def log_permissions_enabled_policy(target_bucket: Any, target_prefix: str | None) -> bool:
+    def log_permissions_enabled_policy(source_bucket: Any, target_bucket: Any, target_prefix: str | None) -> bool:
+        """Whether the target's bucket policy lets S3's log delivery put the source's logs there,
+        evaluated as AWS evaluates it (conditions on the source account and bucket included)."""
         if not target_bucket.policy:
             return False
-        arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
-        accepted = {arn, f"{arn}/*", f"{arn}/{target_prefix or ''}*"}
-        for statement in as_list(json.loads(target_bucket.policy.decode()).get("Statement", [])):
-            principal = statement.get("Principal")
-            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
-            if statement.get("Effect") != "Allow" or logging_service not in services:
-                continue
-            if "s3:PutObject" in as_list(statement.get("Action", [])) and accepted & set(
-                as_list(statement.get("Resource", []))
-            ):
-                return True
-        return False
+        account = source_bucket.account_id
+        principal = Principal(arn=logging_service, account=account, service=logging_service)
+        request = AuthorizationRequest(
+            "s3:PutObject",
+            f"arn:{target_bucket.partition}:s3:::{target_bucket.name}/{target_prefix or ''}",
+            {
+                "aws:SourceAccount": account,
+                "aws:SourceArn": f"arn:{source_bucket.partition}:s3:::{source_bucket.name}",
+                "aws:SecureTransport": "true",
+            },
+        )
+        # In a local cloud the check goes through its authorizer, which records it for the IAM
+        # mutation test.
+        authorizer = iam_hooks.active()
+        if authorizer is not None:
+            return authorizer.check(principal, request, service="s3").allowed
+        document = PolicyDocument(f"bucket policy of {target_bucket.name}", json.loads(target_bucket.policy))
+        return policy.evaluate(principal, request, [], document, resource_account=account).allowed
 
-    FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
+    # moto calls it as a static method; a plain function gets the source bucket as well.
+    FakeBucket._log_permissions_enabled_policy = log_permissions_enabled_policy
 
 
 def _logs_associate_kms_key() -> None:
@@ -730,6 +740,7 @@ def _logs_associate_kms_key() -> None:
     from moto.logs.exceptions import ResourceNotFoundException
     from moto.logs.responses import LogsResponse
 
+    from stepml.local.iam import hooks as iam_hooks
     from stepml.local.iam import policy
     from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
 
@@ -743,15 +754,22 @@ def _logs_associate_kms_key() -> None:
         principal = Principal(arn=service, account=account, service=service)
         document = PolicyDocument(f"key policy of key/{key.id}", json.loads(key.policy))
         context = {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:{group}"}
+        # In a local cloud the check goes through its authorizer, which records it (the IAM
+        # mutation test replays the key policy's statements against it).
+        authorizer = iam_hooks.active()
         return all(
-            policy.evaluate(
-                principal,
-                AuthorizationRequest(action, key.arn, context),
-                [],
-                document,
-                resource_account=account,
-                key_policy=True,
-            ).allowed
+            (
+                authorizer.check(principal, AuthorizationRequest(action, key.arn, context), service="logs").allowed
+                if authorizer is not None
+                else policy.evaluate(
+                    principal,
+                    AuthorizationRequest(action, key.arn, context),
+                    [],
+                    document,
+                    resource_account=account,
+                    key_policy=True,
+                ).allowed
+            )
             for action in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
         )
 
@@ -773,6 +791,63 @@ def _logs_associate_kms_key() -> None:
     LogsResponse.associate_kms_key = associate_kms_key
 
 
+KEY_POLICY_LOCKOUT_MESSAGE = "The new key policy will not allow you to update the key policy in the future."
+
+
+def _kms_key_policy_lockout_check() -> None:
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms.responses import KmsResponse
+
+    from stepml.local.iam import gate as iam_gate
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam.model import AuthorizationRequest
+
+    original_create = KmsResponse.create_key
+    original_put = KmsResponse.put_key_policy
+
+    def caller_may_update(response: Any, key_arn: str) -> bool:
+        authorizer = iam_hooks.active()
+        if authorizer is None:
+            return True
+        principals = authorizer.principals
+        principal = principals.principal_of(response.get_access_key())
+        identity = None
+        if principal is None:
+            principal, identity = principals.administrator(), [iam_gate.ADMINISTRATOR_POLICY]
+        request = AuthorizationRequest("kms:PutKeyPolicy", key_arn)
+        return authorizer.check(principal, request, service="kms", identity=identity).allowed
+
+    def lockout() -> JsonRESTError:
+        return JsonRESTError("MalformedPolicyDocumentException", KEY_POLICY_LOCKOUT_MESSAGE)
+
+    def create_key(self: Any) -> str:
+        answer = original_create(self)
+        if not self._get_param("Policy") or self._get_param("BypassPolicyLockoutSafetyCheck"):
+            return answer
+        metadata = json.loads(answer)["KeyMetadata"]
+        if not caller_may_update(self, metadata["Arn"]):
+            self.kms_backend.keys.pop(metadata["KeyId"], None)
+            raise lockout()
+        return answer
+
+    def put_key_policy(self: Any) -> str:
+        key_id = self._get_param("KeyId")
+        previous = None
+        try:
+            key = self.kms_backend.describe_key(key_id)
+            previous, key_arn = key.policy, key.arn
+        except Exception:  # moto's own answer for an unknown key
+            return original_put(self)
+        answer = original_put(self)
+        if not self._get_param("BypassPolicyLockoutSafetyCheck") and not caller_may_update(self, key_arn):
+            key.policy = previous
+            raise lockout()
+        return answer
+
+    KmsResponse.create_key = create_key
+    KmsResponse.put_key_policy = put_key_policy
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         name="logs-associate-kms-key",
@@ -784,6 +859,17 @@ PATCHES: tuple[Patch, ...] = (
             "key does not exist or is not allowed to be used with Arn ...')."
         ),
         apply=_logs_associate_kms_key,
+    ),
+    Patch(
+        name="kms-key-policy-lockout-check",
+        why=(
+            "moto accepts any key policy at CreateKey and PutKeyPolicy. KMS refuses one that would not let "
+            "the caller update it later (its policy lockout safety check, unless BypassPolicyLockoutSafetyCheck): "
+            f"MalformedPolicyDocumentException '{KEY_POLICY_LOCKOUT_MESSAGE}'. In a local cloud the patch asks "
+            "its IAM gate whether the caller (a role, or the local user as an administrator) may then call "
+            "kms:PutKeyPolicy on the key, and refuses the policy as KMS does if not."
+        ),
+        apply=_kms_key_policy_lockout_check,
     ),
     Patch(
         name="lambda-service-error-names",
@@ -803,7 +889,9 @@ PATCHES: tuple[Patch, ...] = (
             "PutBucketLogging checks that the target bucket's policy lets logging.s3.amazonaws.com PutObject; "
             'moto\'s check crashed (AttributeError, HTTP 500) on any statement whose Principal is "*", such as '
             "the TLS-only Deny every bucket of the template has, and matched Action and Resource only as single "
-            "strings. The patch reads every statement, with Principal, Action and Resource as string or list."
+            "strings. The patch evaluates the target's policy with stepml's IAM evaluator for "
+            "logging.s3.amazonaws.com's s3:PutObject under the prefix, with aws:SourceAccount and aws:SourceArn of "
+            "the source bucket, as S3 does (so an explicit Deny or an unmet condition refuses the logging)."
         ),
         apply=_log_delivery_policy_check_reads_every_statement,
     ),

@@ -118,6 +118,10 @@ class Principals:
             role_arn=role_arn,
         )
 
+    def administrator(self) -> Principal:
+        """The local user: whoever signs with keys that belong to no role (you, the CLI, provisioning)."""
+        return Principal(arn=f"arn:aws:iam::{self.account}:user/local", account=self.account)
+
     def principal_of(self, access_key_id: str | None) -> Principal | None:
         """The role session behind a key, or None for the local user's keys."""
         if access_key_id is None:
@@ -153,7 +157,15 @@ class Recorder:
         self.documents: dict[str, PolicyDocument] = {}
         #: The identity policy sources of each role, in order.
         self.role_policies: dict[str, list[str]] = {}
+        #: The template resource (logical id) whose resource-based policy each source is: the
+        #: bucket, topic, queue and key policies a local cloud provisioned from its template.
+        self.resource_policy_owners: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def own(self, sources: Mapping[str, str]) -> None:
+        """Record which template resource (logical id) each resource-policy source belongs to."""
+        with self._lock:
+            self.resource_policy_owners.update(sources)
 
     def remember(self, role_arn: str | None, identity: list[PolicyDocument], resource: PolicyDocument | None) -> None:
         with self._lock:
@@ -176,6 +188,12 @@ class Recorder:
                 out.write(json.dumps(asdict(record), sort_keys=True, default=str) + "\n")
 
 
+#: The local user's identity policy: an administrator's (AdministratorAccess).
+ADMINISTRATOR_POLICY = PolicyDocument(
+    "local user (AdministratorAccess)",
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+)
+
 #: One recorder per process: tests label it with the running test (tests/conftest.py).
 RECORDER = Recorder()
 
@@ -191,6 +209,24 @@ def _as_document(value: Any) -> Mapping[str, Any]:
     if isinstance(value, str):
         return _parsed(value)
     return value
+
+
+def resource_policy_source(resource_arn: str) -> str | None:
+    """The name the gate gives the resource-based policy that governs ``resource_arn`` (a bucket's,
+    topic's, key's or queue's), or None for a resource with no such policy."""
+    if resource_arn.startswith("arn:aws:s3:::"):
+        return f"bucket policy of {resource_arn[len('arn:aws:s3:::') :].split('/', 1)[0]}"
+    parts = resource_arn.split(":", 5)
+    if len(parts) < 6:
+        return None
+    service, name = parts[2], parts[5]
+    if service == "sns":
+        return f"topic policy of {name}"
+    if service == "kms" and name.startswith("key/"):
+        return f"key policy of {name}"
+    if service == "sqs":
+        return f"queue policy of {name}"
+    return None
 
 
 class MotoPolicies:
@@ -220,36 +256,37 @@ class MotoPolicies:
 
     def resource_policy(self, resource_arn: str) -> tuple[PolicyDocument | None, bool]:
         """The resource-based policy that governs ``resource_arn`` and whether it is a key policy."""
+        source = resource_policy_source(resource_arn)
+        if source is None:
+            return None, False
         if resource_arn.startswith("arn:aws:s3:::"):
             from moto.s3.models import s3_backends
 
             bucket_name = resource_arn[len("arn:aws:s3:::") :].split("/", 1)[0]
             bucket = s3_backends[self.account]["aws"].buckets.get(bucket_name)
             if bucket is not None and bucket.policy:
-                return PolicyDocument(f"bucket policy of {bucket_name}", _as_document(bucket.policy)), False
+                return PolicyDocument(source, _as_document(bucket.policy)), False
             return None, False
         parts = resource_arn.split(":", 5)
-        if len(parts) < 6:
-            return None, False
         service, region = parts[2], parts[3]
         if service == "sns":
             from moto.sns.models import sns_backends
 
             topic = sns_backends[self.account][region].topics.get(resource_arn)
             if topic is not None:
-                return PolicyDocument(f"topic policy of {parts[5]}", _as_document(topic.policy)), False
-        elif service == "kms" and parts[5].startswith("key/"):
+                return PolicyDocument(source, _as_document(topic.policy)), False
+        elif service == "kms":
             from moto.kms.models import kms_backends
 
             key = kms_backends[self.account][region].keys.get(parts[5][len("key/") :])
             if key is not None:
-                return PolicyDocument(f"key policy of {parts[5]}", _as_document(key.policy)), True
+                return PolicyDocument(source, _as_document(key.policy)), True
         elif service == "sqs":
             from moto.sqs.models import sqs_backends
 
             queue = sqs_backends[self.account][region].queues.get(parts[5])
             if queue is not None and queue.policy:
-                return PolicyDocument(f"queue policy of {parts[5]}", _as_document(queue.policy)), False
+                return PolicyDocument(source, _as_document(queue.policy)), False
         return None, False
 
     def ses_sending_identity(self, address: str) -> str | None:
@@ -335,14 +372,23 @@ class Authorizer:
         self.policies = policies
         self.recorder = recorder
 
-    def check(self, principal: Principal, request: AuthorizationRequest, service: str | None = None) -> Decision:
-        identity = self.policies.identity_policies(principal.role_arn) if principal.role_arn else []
+    def check(
+        self,
+        principal: Principal,
+        request: AuthorizationRequest,
+        service: str | None = None,
+        identity: list[PolicyDocument] | None = None,
+    ) -> Decision:
+        """Decide (and record) ``request``; ``identity`` stands for the principal's own policies when
+        it has no role (the local user, an administrator, for the checks AWS makes of a caller)."""
+        if identity is None:
+            identity = self.policies.identity_policies(principal.role_arn) if principal.role_arn else []
         resource_policy, key_policy = self.policies.resource_policy(request.resource)
         checked = _over_tls(request)
         decision = policy.evaluate(
             principal, checked, identity, resource_policy, resource_account=self.policies.account, key_policy=key_policy
         )
-        self.recorder.remember(principal.role_arn, identity, resource_policy)
+        self.recorder.remember(principal.role_arn or (principal.arn if identity else None), identity, resource_policy)
         self.recorder.add(
             CallRecord(
                 test=self.recorder.label,

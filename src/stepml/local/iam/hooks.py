@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,18 +35,64 @@ def active() -> Authorizer | None:
     return _active
 
 
+#: The EventBridge rule Step Functions manages in the account for each `.sync` integration that
+#: learns of its job's end by event (AWS's documented policies for these integrations). Glue's
+#: startJobRun.sync polls instead and has none.
+MANAGED_RULES: dict[tuple[str, str], str] = {
+    ("sagemaker", "createTrainingJob"): "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    ("sagemaker", "createTransformJob"): "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+    ("sagemaker", "createProcessingJob"): "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
+    ("sagemaker", "createHyperParameterTuningJob"): "StepFunctionsGetEventsForSageMakerTuningJobsRule",
+    ("states", "startExecution"): "StepFunctionsGetEventsForStepFunctionsExecutionRule",
+    ("ecs", "runTask"): "StepFunctionsGetEventsForECSTaskRule",
+    ("batch", "submitJob"): "StepFunctionsGetEventsForBatchJobsRule",
+    ("codebuild", "startBuild"): "StepFunctionsGetEventsForCodeBuildStartBuildRule",
+}
+_MANAGED_RULE_ACTIONS = ("events:PutTargets", "events:PutRule", "events:DescribeRule")
+
+
+def _managed_rule_requests(service: str, api: str, account: str, region: str) -> list[AuthorizationRequest]:
+    rule = MANAGED_RULES.get((service, api))
+    if rule is None:
+        return []
+    arn = f"arn:aws:events:{region}:{account}:rule/{rule}"
+    return [AuthorizationRequest(action, arn) for action in _MANAGED_RULE_ACTIONS]
+
+
+def sync_tasks(definition: Any) -> list[tuple[str, str]]:
+    """(service, api) of every `.sync` Task of an ASL definition, in Parallel branches and Map
+    iterations too."""
+    found: list[tuple[str, str]] = []
+
+    def walk(machine: Any) -> None:
+        if not isinstance(machine, dict):
+            return
+        for state in (machine.get("States") or {}).values():
+            if not isinstance(state, dict):
+                continue
+            resource = state.get("Resource")
+            if state.get("Type") == "Task" and isinstance(resource, str) and resource.startswith("arn:aws:states:::"):
+                service, _, rest = resource[len("arn:aws:states:::") :].partition(":")
+                api, _, pattern = rest.partition(".")
+                if pattern.startswith("sync"):
+                    found.append((service, api))
+            for branch in state.get("Branches") or []:
+                walk(branch)
+            walk(state.get("ItemProcessor") or state.get("Iterator"))
+
+    walk(definition)
+    return found
+
+
 def _sync_requirements(service: str, api: str, parameters: dict[str, Any], account: str, region: str) -> list:
     """What AWS's documented policy for ``service:api.sync`` adds to the API call itself."""
     if service == "sagemaker" and api == "createTrainingJob":
         job = f"arn:aws:sagemaker:{region}:{account}:training-job/{str(parameters.get('TrainingJobName', '')).lower()}"
-        rule = f"arn:aws:events:{region}:{account}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"
         return [
             AuthorizationRequest("sagemaker:DescribeTrainingJob", job),
             AuthorizationRequest("sagemaker:StopTrainingJob", job),
             AuthorizationRequest("sagemaker:ListTags", job),
-            AuthorizationRequest("events:PutTargets", rule),
-            AuthorizationRequest("events:PutRule", rule),
-            AuthorizationRequest("events:DescribeRule", rule),
+            *_managed_rule_requests(service, api, account, region),
         ]
     if service == "glue" and api == "startJobRun":
         job = f"arn:aws:glue:{region}:{account}:job/{parameters.get('JobName', '')}"
@@ -176,10 +223,29 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
     original_create = StepFunctionBackend.create_state_machine
     original_update = StepFunctionBackend.update_state_machine
 
-    def check(role_arn: str | None, logging_configuration: Any, tracing_configuration: Any) -> None:
+    def check(role_arn: str | None, definition: Any, logging_configuration: Any, tracing_configuration: Any) -> None:
         if not role_arn:
             return
         principal_session = STATES_SESSION
+        # Step Functions creates the managed EventBridge rules of the definition's `.sync` Tasks when
+        # the state machine is created or updated, as its role.
+        try:
+            parsed = json.loads(definition) if isinstance(definition, str) else definition
+        except ValueError:
+            parsed = None  # the definition's own validation answers for it
+        rules = [
+            request
+            for service, api in dict.fromkeys(sync_tasks(parsed))
+            for request in _managed_rule_requests(service, api, authorizer.policies.account, authorizer.policies.region)
+        ]
+        try:
+            authorizer.require_role(role_arn, principal_session, rules, service="stepfunctions")
+        except AccessDeniedError as denied:
+            from moto.core.exceptions import AWSError
+
+            raise AWSError(
+                f"'{role_arn}' is not authorized to create managed-rule.", "AccessDeniedException"
+            ) from denied
         if _logging_on(logging_configuration):
             try:
                 authorizer.require_role(
@@ -202,18 +268,21 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
 
     @functools.wraps(original_create)
     def create_state_machine(self, name, definition, roleArn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        check(roleArn, kwargs.get("loggingConfiguration"), kwargs.get("tracingConfiguration"))
+        check(roleArn, definition, kwargs.get("loggingConfiguration"), kwargs.get("tracingConfiguration"))
         return original_create(self, name, definition, roleArn, *args, **kwargs)
 
     @functools.wraps(original_update)
     def update_state_machine(self, arn, *args, **kwargs):  # type: ignore[no-untyped-def]
         role_arn = kwargs.get("role_arn")
-        if role_arn is None:
+        definition = kwargs.get("definition")
+        if role_arn is None or definition is None:
             try:
-                role_arn = self.describe_state_machine(arn).roleArn
+                current = self.describe_state_machine(arn)
             except Exception:
-                role_arn = None
-        check(role_arn, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
+                current = None
+            role_arn = role_arn or getattr(current, "roleArn", None)
+            definition = definition or getattr(current, "definition", None)
+        check(role_arn, definition, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
         return original_update(self, arn, *args, **kwargs)
 
     StepFunctionBackend.create_state_machine = create_state_machine

@@ -1258,7 +1258,8 @@ _S3_WRITE_MEMBERS = {
 
 def _s3_common_context(env: _Env) -> dict[str, Any]:
     call = env.call
-    context: dict[str, Any] = {}
+    # Every bucket of the local cloud belongs to its one account.
+    context: dict[str, Any] = {"s3:ResourceAccount": env.account}
     if call.auth_type:
         context["s3:authType"] = call.auth_type
     if call.signature_version:
