@@ -64,24 +64,9 @@ def free_port() -> int:
 
 
 def logs_key_policy(account: str = "123456789012", region: str = "us-east-1") -> dict:
-    """The template's LogKey policy: the account administers, CloudWatch Logs encrypts this account's groups."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*"],
-                "Resource": "*",
-                "Condition": {
-                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:*"}
-                },
-            },
-        ],
-    }
+    """The template's LogKey policy as ``account`` in ``region`` would get it: the account
+    administers, CloudWatch Logs encrypts this account's groups (read from template.yaml)."""
+    from stepml.local.template import ResolvedTemplate, load_template
+
+    resolved = ResolvedTemplate(load_template(REPO_ROOT / "template.yaml"), region=region, account_id=account)
+    return resolved.resolved_properties("LogKey")["KeyPolicy"]
