@@ -227,7 +227,8 @@ class Replay:
         Allow removed) or a denied call allowed (a Deny removed, so a test expecting it fails)."""
         statement_key = (mutation.source, mutation.index, mutation.resource_based)
         if mutation.action is None:
-            patterns = _actions(_statement_of(mutation)) if "Action" in _statement_of(mutation) else None
+            statement = _statement_of(mutation)
+            patterns = _actions(statement) if "Action" in statement else None
             candidates = [
                 number
                 for number, record in enumerate(self.records)

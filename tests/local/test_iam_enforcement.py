@@ -40,6 +40,16 @@ def _session_arn(cloud, logical_id, session="test"):
     return f"arn:aws:sts::123456789012:assumed-role/{_role_arn(cloud, logical_id).rsplit('/', 1)[1]}/{session}"
 
 
+def _run_to_its_end(sfn, machine: str, timeout: float) -> tuple[dict, list[dict]]:
+    """Start ``machine`` with ``{}`` and wait for the execution to leave RUNNING; (described, history)."""
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    deadline = time.monotonic() + timeout
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.2)
+    return described, sfn.get_execution_history(executionArn=execution)["events"]
+
+
 def _states_role_without_policies(cloud, name):
     """A role Step Functions may assume that grants nothing."""
     trust = {
@@ -224,13 +234,8 @@ def test_a_state_machine_whose_role_cannot_invoke_its_lambda_fails_its_task_with
             }
         ),
     )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
-    deadline = time.monotonic() + 60
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
-        time.sleep(0.2)
+    described, history = _run_to_its_end(sfn, machine, timeout=60)
     assert described["status"] == "FAILED"
-    history = sfn.get_execution_history(executionArn=execution)["events"]
     failed = next(e for e in history if e["type"] == "LambdaFunctionFailed")["lambdaFunctionFailedEventDetails"]
     assert failed["error"] == "Lambda.AWSLambdaException"
     assert "lambda:InvokeFunction" in failed["cause"] and "AccessDeniedException" in failed["cause"]
@@ -397,13 +402,8 @@ def test_a_training_task_whose_role_lacks_a_documented_right_fails_with_the_deni
         assert name not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
         return
     machine = sfn.create_state_machine(name=name, roleArn=role, definition=definition)["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
-    deadline = time.monotonic() + 120
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
-        time.sleep(0.2)
+    described, history = _run_to_its_end(sfn, machine, timeout=120)
     assert described["status"] == "FAILED"
-    history = sfn.get_execution_history(executionArn=execution)["events"]
     failed = next(e for e in history if e["type"] == "TaskFailed")["taskFailedEventDetails"]
     assert failed["error"] == "SageMaker.AmazonSageMakerException", failed
     assert f"is not authorized to perform: {without}" in failed["cause"], failed["cause"]

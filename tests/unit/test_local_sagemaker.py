@@ -950,32 +950,33 @@ def test_the_alarms_are_watched_for_the_whole_baking_period(make_engine, sagemak
     assert answer_of(runtime, "stepml-bake", probe) == blue
 
 
+XGBOOST_REPOSITORY = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+#: What an execution role needs to run the built-in container at all: pull its image, write its logs.
+CONTAINER_STATEMENTS = (
+    {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+    {
+        "Effect": "Allow",
+        "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+        "Resource": XGBOOST_REPOSITORY,
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+        "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
+    },
+)
+
+
 def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, tmp_path):
     """Under the IAM gate: SageMaker reads the alarms as the model's execution role."""
     s3 = gated_moto.client("s3")
     s3.create_bucket(Bucket="stepml-gated")
-    repository = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
     role = gated_moto.role(
         "sagemaker-without-alarms",
         "sagemaker.amazonaws.com",
         [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/models/*"},
-            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-            {
-                "Effect": "Allow",
-                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Resource": repository,
-            },
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                ],
-                "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
-            },
+            *CONTAINER_STATEMENTS,
         ],
     )
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
@@ -1205,22 +1206,12 @@ def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_t
     s3 = gated_moto.client("s3")
     s3.create_bucket(Bucket="stepml-gated")
     put_training_data(s3, "stepml-gated", "processed/run")
-    repository = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    repository = XGBOOST_REPOSITORY
     statements = [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/processed/*"},
         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::stepml-gated"},
         {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::stepml-gated/models/*"},
-        {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-        {
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Resource": repository,
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
-        },
+        *CONTAINER_STATEMENTS,
         {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
     ]
     if missing == "image":

@@ -1456,7 +1456,8 @@ def test_associate_kms_key_checks_the_key_policy_as_cloudwatch_logs_does(aws_cre
 
 def test_sync_tasks_are_found_in_branches_and_iterations():
     """CreateStateMachine checks the managed rule of every `.sync` Task, nested ones included."""
-    from stepml.local.iam.hooks import MANAGED_RULES, sync_tasks
+    from stepml.local.iam.hooks import MANAGED_RULES
+    from stepml.local.sfn_integrations import sync_tasks
 
     task = {"Type": "Task", "End": True}
     definition = {
@@ -1488,7 +1489,7 @@ def test_sync_tasks_are_found_in_branches_and_iterations():
             "L": {**task, "Resource": "arn:aws:states:::lambda:invoke"},
         },
     }
-    found = sync_tasks(definition)
+    found = [(task.service, task.api) for task in sync_tasks(definition)]
     assert found == [("glue", "startJobRun"), ("states", "startExecution"), ("sagemaker", "createTrainingJob")]
     assert [MANAGED_RULES.get(task) for task in found] == [
         None,  # Glue's .sync polls

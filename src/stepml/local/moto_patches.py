@@ -697,12 +697,30 @@ def _lambda_service_error_names() -> None:
     task_class._from_error = _from_error
 
 
+def _service_may(
+    principal: Any, request: Any, document_text: str | bytes, *, key_policy: bool = False, service: str
+) -> bool:
+    """Whether an AWS service principal may make ``request`` under the resource's policy (the text
+    moto holds). In a local cloud the check goes through its IAM gate, which records it for the
+    mutation test; without one stepml's evaluator decides alone."""
+    from stepml.local.iam import hooks as iam_hooks
+    from stepml.local.iam import policy
+    from stepml.local.iam.gate import resource_policy_source
+    from stepml.local.iam.model import PolicyDocument
+
+    authorizer = iam_hooks.active()
+    if authorizer is not None:
+        return authorizer.check(principal, request, service=service).allowed
+    document = PolicyDocument(resource_policy_source(request.resource) or request.resource, json.loads(document_text))
+    return policy.evaluate(
+        principal, request, [], document, resource_account=principal.account, key_policy=key_policy
+    ).allowed
+
+
 def _log_delivery_policy_check_reads_every_statement() -> None:
     from moto.s3.models import FakeBucket
 
-    from stepml.local.iam import hooks as iam_hooks
-    from stepml.local.iam import policy
-    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+    from stepml.local.iam.model import AuthorizationRequest, Principal
 
     logging_service = "logging.s3.amazonaws.com"
 
@@ -722,13 +740,7 @@ def _log_delivery_policy_check_reads_every_statement() -> None:
                 "aws:SecureTransport": "true",
             },
         )
-        # In a local cloud the check goes through its authorizer, which records it for the IAM
-        # mutation test.
-        authorizer = iam_hooks.active()
-        if authorizer is not None:
-            return authorizer.check(principal, request, service="s3").allowed
-        document = PolicyDocument(f"bucket policy of {target_bucket.name}", json.loads(target_bucket.policy))
-        return policy.evaluate(principal, request, [], document, resource_account=account).allowed
+        return _service_may(principal, request, target_bucket.policy, service="s3")
 
     # moto calls it as a static method; a plain function gets the source bucket as well.
     FakeBucket._log_permissions_enabled_policy = log_permissions_enabled_policy
@@ -740,9 +752,7 @@ def _logs_associate_kms_key() -> None:
     from moto.logs.exceptions import ResourceNotFoundException
     from moto.logs.responses import LogsResponse
 
-    from stepml.local.iam import hooks as iam_hooks
-    from stepml.local.iam import policy
-    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+    from stepml.local.iam.model import AuthorizationRequest, Principal
 
     def service_may_use_key(account: str, region: str, group: str, key_id: str) -> bool:
         backend = kms_backends[account][region]
@@ -752,23 +762,10 @@ def _logs_associate_kms_key() -> None:
             return False
         service = f"logs.{region}.amazonaws.com"
         principal = Principal(arn=service, account=account, service=service)
-        document = PolicyDocument(f"key policy of key/{key.id}", json.loads(key.policy))
         context = {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:{group}"}
-        # In a local cloud the check goes through its authorizer, which records it (the IAM
-        # mutation test replays the key policy's statements against it).
-        authorizer = iam_hooks.active()
         return all(
-            (
-                authorizer.check(principal, AuthorizationRequest(action, key.arn, context), service="logs").allowed
-                if authorizer is not None
-                else policy.evaluate(
-                    principal,
-                    AuthorizationRequest(action, key.arn, context),
-                    [],
-                    document,
-                    resource_account=account,
-                    key_policy=True,
-                ).allowed
+            _service_may(
+                principal, AuthorizationRequest(action, key.arn, context), key.policy, key_policy=True, service="logs"
             )
             for action in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
         )
@@ -832,7 +829,6 @@ def _kms_key_policy_lockout_check() -> None:
 
     def put_key_policy(self: Any) -> str:
         key_id = self._get_param("KeyId")
-        previous = None
         try:
             key = self.kms_backend.describe_key(key_id)
             previous, key_arn = key.policy, key.arn

@@ -629,6 +629,21 @@ def _states(definition: dict[str, Any], location: str) -> Iterator[tuple[str, di
                 yield from _states(state[key], f"{here}/{key}")
 
 
+def sync_tasks(definition: Any) -> list[Resource]:
+    """The integration of every `.sync` Task of a definition, at any depth (Parallel branches, Map
+    processors); none for anything that is not a definition."""
+    if not isinstance(definition, dict):
+        return []
+    found = []
+    for _name, state, _here in _states(definition, ""):
+        if state.get("Type") != "Task" or not isinstance(state.get("Resource"), str):
+            continue
+        resource = parse_resource(state["Resource"])
+        if resource is not None and resource.pattern.startswith("sync"):
+            found.append(resource)
+    return found
+
+
 def definition_problems(definition: dict[str, Any]) -> list[Problem]:
     """The SCHEMA_VALIDATION_FAILED findings AWS reports for a definition's integration Tasks."""
     problems: list[Problem] = []

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepml.local import sfn_integrations
 from stepml.local.iam.gate import AccessDeniedError, Authorizer
 from stepml.local.iam.model import AuthorizationRequest
 
@@ -57,31 +58,6 @@ def _managed_rule_requests(service: str, api: str, account: str, region: str) ->
         return []
     arn = f"arn:aws:events:{region}:{account}:rule/{rule}"
     return [AuthorizationRequest(action, arn) for action in _MANAGED_RULE_ACTIONS]
-
-
-def sync_tasks(definition: Any) -> list[tuple[str, str]]:
-    """(service, api) of every `.sync` Task of an ASL definition, in Parallel branches and Map
-    iterations too."""
-    found: list[tuple[str, str]] = []
-
-    def walk(machine: Any) -> None:
-        if not isinstance(machine, dict):
-            return
-        for state in (machine.get("States") or {}).values():
-            if not isinstance(state, dict):
-                continue
-            resource = state.get("Resource")
-            if state.get("Type") == "Task" and isinstance(resource, str) and resource.startswith("arn:aws:states:::"):
-                service, _, rest = resource[len("arn:aws:states:::") :].partition(":")
-                api, _, pattern = rest.partition(".")
-                if pattern.startswith("sync"):
-                    found.append((service, api))
-            for branch in state.get("Branches") or []:
-                walk(branch)
-            walk(state.get("ItemProcessor") or state.get("Iterator"))
-
-    walk(definition)
-    return found
 
 
 def _sync_requirements(service: str, api: str, parameters: dict[str, Any], account: str, region: str) -> list:
@@ -233,9 +209,10 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
             parsed = json.loads(definition) if isinstance(definition, str) else definition
         except ValueError:
             parsed = None  # the definition's own validation answers for it
+        integrations = dict.fromkeys((task.service, task.api) for task in sfn_integrations.sync_tasks(parsed))
         rules = [
             request
-            for service, api in dict.fromkeys(sync_tasks(parsed))
+            for service, api in integrations
             for request in _managed_rule_requests(service, api, authorizer.policies.account, authorizer.policies.region)
         ]
         try:
