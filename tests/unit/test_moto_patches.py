@@ -218,6 +218,8 @@ def test_stopping_an_execution_that_waits_for_a_task_token_aborts_it_at_once(sfn
     messages: list[dict[str, Any]] = []
     give_up = time.monotonic() + DEADLINE_SECONDS
     while not messages and time.monotonic() < give_up:
+        # A pause between polls: a tight loop of in-process moto calls can starve the execution's thread.
+        time.sleep(0.05)
         messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", [])
     [message] = messages
     token = json.loads(message["Body"])["token"]

@@ -657,10 +657,9 @@ def lambda_error_name(code: str) -> str:
     """Step Functions' name for a Lambda service error: ``Lambda.<Code>`` for an error Invoke
     declares (TooManyRequestsException, ResourceNotFoundException ...), else
     ``Lambda.AWSLambdaException`` (AccessDeniedException and other undeclared codes)."""
-    import botocore.session
+    from stepml.local.botocore_models import operation_model
 
-    model = botocore.session.get_session().get_service_model("lambda")
-    declared = {shape.name for shape in model.operation_model("Invoke").error_shapes}
+    declared = {shape.name for shape in operation_model("lambda", "Invoke").error_shapes}
     return f"Lambda.{code}" if code in declared else "Lambda.AWSLambdaException"
 
 

@@ -78,7 +78,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.local import faults, telemetry
+from stepml.local import botocore_models, faults, telemetry
 from stepml.local.iam import hooks as iam_hooks
 from stepml.local.iam.gate import AccessDeniedError
 from stepml.local.iam.model import AuthorizationRequest
@@ -154,104 +154,11 @@ class _DeploymentFailure(Exception):
 # --------------------------------------------------------------------------- request validation
 
 
-@functools.cache
-def _service_model(service: str) -> Any:
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model(service)
-
-
-def _lower_camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
-def _check_constraints(shape: Any, value: Any, path: str, errors: list[str]) -> None:
-    """Enums, maximum lengths and ranges, and patterns: what botocore's ParamValidator leaves out."""
-    if value is None:
-        return
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, Mapping):
-        for member, member_shape in shape.members.items():
-            if member in value:
-                child = f"{path}.{_lower_camel(member)}" if path else _lower_camel(member)
-                _check_constraints(member_shape, value[member], child, errors)
-        return
-    if kind == "list" and isinstance(value, list):
-        maximum = shape.metadata.get("max")
-        if maximum is not None and len(value) > maximum:
-            errors.append(
-                f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
-                f"equal to {maximum}"
-            )
-        for index, item in enumerate(value, start=1):
-            _check_constraints(shape.member, item, f"{path}.{index}.member", errors)
-        return
-    if kind == "map" and isinstance(value, Mapping):
-        maximum = shape.metadata.get("max")
-        if maximum is not None and len(value) > maximum:
-            errors.append(
-                f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
-                f"equal to {maximum}"
-            )
-        for key, item in value.items():
-            _check_constraints(shape.key, key, f"{path}.key", errors)
-            _check_constraints(shape.value, item, f"{path}.{key}", errors)
-        return
-    if kind == "string" and isinstance(value, str):
-        if shape.enum and value not in shape.enum:
-            errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: Member must satisfy enum "
-                f"value set: [{', '.join(shape.enum)}]"
-            )
-        maximum = shape.metadata.get("max")
-        if maximum is not None and len(value) > maximum:
-            errors.append(
-                f"Value '{value[:80]}' at '{path}' failed to satisfy constraint: Member must have length "
-                f"less than or equal to {maximum}"
-            )
-        pattern = _compiled_pattern(shape.metadata.get("pattern"))
-        if pattern is not None and not pattern.fullmatch(value):
-            errors.append(
-                f"Value '{value[:80]}' at '{path}' failed to satisfy constraint: Member must satisfy "
-                f"regular expression pattern: {shape.metadata['pattern']}"
-            )
-        return
-    if kind in ("integer", "long", "float", "double") and isinstance(value, int | float):
-        maximum = shape.metadata.get("max")
-        if maximum is not None and value > maximum:
-            errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have value less "
-                f"than or equal to {maximum}"
-            )
-
-
-@functools.cache
-def _compiled_pattern(pattern: str | None) -> re.Pattern[str] | None:
-    # AWS's patterns are Java regexes; the few Python cannot compile (\p{...}, \z) are skipped.
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None
-
-
 def validate_request(operation: str, params: Mapping[str, Any], service: str = "sagemaker") -> None:
     """Check ``params`` against the input shape of ``operation``; ``SageMakerValidationError`` names each problem."""
-    from botocore.validate import ParamValidator
-
-    input_shape = _service_model(service).operation_model(operation).input_shape
-    report = ParamValidator().validate(dict(params), input_shape)
-    errors: list[str] = []
-    if report.has_errors():
-        errors.extend(line for line in report.generate_report().splitlines() if line.strip())
-    else:
-        _check_constraints(input_shape, params, "", errors)
-    if errors:
-        count = len(errors)
-        raise SageMakerValidationError(
-            f"{count} validation error{'s' if count > 1 else ''} detected in {operation}: " + "; ".join(errors)
-        )
+    problems = botocore_models.request_problems(service, operation, params)
+    if problems:
+        raise SageMakerValidationError(botocore_models.validation_message(operation, problems))
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -2406,7 +2313,7 @@ def _request_from_kwargs(operation: str, kwargs: Mapping[str, Any]) -> dict[str,
     """Rebuild the API request from the snake_case arguments moto's responses pass to its backend."""
     from moto.core.utils import camelcase_to_underscores
 
-    members = _service_model("sagemaker").operation_model(operation).input_shape.members
+    members = botocore_models.operation_model("sagemaker", operation).input_shape.members
     request = {}
     for member in members:
         value = kwargs.get(camelcase_to_underscores(member))

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-import botocore.session
-from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+
+from stepml.local.botocore_models import service_model
 
 REQUEST_RESPONSE: Final[str] = ""
 SYNC: Final[str] = "sync"
@@ -472,19 +473,6 @@ def parse_resource(arn: str) -> Resource | None:
         sdk_service, _, rest = rest.partition(":")
     api, _, pattern = rest.partition(".")
     return Resource(arn=arn, service=service, api=api, pattern=pattern, sdk_service=sdk_service)
-
-
-@functools.cache
-def _session() -> botocore.session.Session:
-    return botocore.session.get_session()
-
-
-@functools.cache
-def service_model(botocore_name: str) -> ServiceModel | None:
-    """botocore's model of a service (the one boto3 clients and moto use), or None if botocore has none."""
-    if botocore_name not in _session().get_available_services():
-        return None
-    return _session().get_service_model(botocore_name)
 
 
 def sdk_botocore_name(sdk_service: str) -> str:

@@ -13,17 +13,15 @@ Only ``stepml.local.moto_patches`` imports this module (it reaches into moto's i
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import botocore.session
 from botocore import xform_name
 from botocore.exceptions import ClientError
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import OperationModel
 from botocore.validate import ParamValidator
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -47,6 +45,7 @@ from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
+from stepml.local import botocore_models
 from stepml.local.moto_patches import datetimes_to_epoch_millis
 from stepml.local.sfn_integrations import OPTIMIZED, optimized_error_name
 
@@ -85,15 +84,9 @@ _TRANSIENT_ERROR_CODES: Final[frozenset[str]] = frozenset(
 GENERIC_ERROR: Final[str] = optimized_error_name("sagemaker", "ValidationException")
 
 
-@functools.cache
-def _service_model() -> ServiceModel:
-    # botocore's model of the SageMaker API: the one boto3 clients (and moto) use.
-    return botocore.session.get_session().get_service_model("sagemaker")
-
-
 def operation_model(action: str) -> OperationModel:
     """The botocore operation for an ASL action name such as ``createTrainingJob``."""
-    return _service_model().operation_model(SUPPORTED_ACTIONS[action])
+    return botocore_models.operation_model("sagemaker", SUPPORTED_ACTIONS[action])
 
 
 def error_name(code: str) -> str:

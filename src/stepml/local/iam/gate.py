@@ -463,11 +463,10 @@ def _denied_response(service: str, message: str) -> tuple[str, list[tuple[str, s
 
 @lru_cache(maxsize=64)
 def _protocol(service: str) -> str:
-    import botocore.session
+    from stepml.local.botocore_models import service_model
 
-    try:
-        model = botocore.session.get_session().get_service_model(service)
-    except Exception:
+    model = service_model(service)
+    if model is None:
         return "json"
     protocol = model.metadata.get("protocol", "json")
     return "query" if protocol in ("query", "ec2") else protocol

@@ -45,6 +45,7 @@ import botocore.exceptions
 import botocore.loaders
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 
+from stepml.local import botocore_models
 from stepml.local.iam.model import AuthorizationRequest
 
 __all__ = [
@@ -130,9 +131,8 @@ def _loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-@functools.cache
 def _service_model(name: str) -> ServiceModel:
-    return ServiceModel(_loader().load_service_model(name, "service-2"), service_name=name)
+    return botocore_models.require_service_model(name)
 
 
 @functools.cache
@@ -142,9 +142,8 @@ def _protocols(service: str) -> frozenset[str]:
     return frozenset(metadata.get("protocols") or [metadata.get("protocol", "")])
 
 
-@functools.lru_cache(maxsize=1)
 def _available_services() -> frozenset[str]:
-    return frozenset(_loader().list_available_services("service-2"))
+    return botocore_models.available_services()
 
 
 #: SigV4 signing names that several botocore services share, or that differ from the service
