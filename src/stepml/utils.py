@@ -1,0 +1,78 @@
+"""The small conversions every part of stepml needs, written once.
+
+S3 URIs, UTC timestamps and DynamoDB's number type come up in the handlers, the CLI and
+the local cloud alike; each has exactly one definition here so that a fix (an URI without
+a key, a NaN metric) reaches every caller. Runtime code: the Lambda layer ships it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+
+class S3UriError(ValueError):
+    """A value that should be an ``s3://bucket/key`` URI is not one."""
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` as ``("bucket", "some/key")`` (the key may be empty).
+
+    Raises ``S3UriError`` naming the value when it is not an S3 URI with a bucket.
+    """
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise S3UriError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise S3UriError(f"{uri!r} names no bucket")
+    return bucket, key
+
+
+def s3_uri(bucket: str, key: str = "") -> str:
+    """The ``s3://`` URI of ``key`` in ``bucket``."""
+    return f"s3://{bucket}/{key}"
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO-8601 UTC text with milliseconds and a ``Z`` (``2026-01-02T03:04:05.678Z``).
+
+    A naive datetime is taken to be UTC already (moto and botocore keep naive UTC times).
+    """
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_dynamo(value: Any) -> Any:
+    """Plain JSON-like data as the DynamoDB resource accepts it.
+
+    Floats become Decimal (DynamoDB has no float); NaN and infinities, which it cannot store,
+    become None; other objects (datetimes, paths) become their text.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, int | str | Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): to_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(item) for item in value]
+    return str(value)
+
+
+def from_dynamo(value: Any) -> Any:
+    """DynamoDB data back to plain JSON types (Decimal to int or float, at any depth)."""
+    if isinstance(value, list):
+        return [from_dynamo(item) for item in value]
+    if isinstance(value, dict):
+        return {key: from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
