@@ -25,17 +25,15 @@ from typing import Any
 
 import boto3
 
-from stepml.local import account_defaults, events, glue, mail, moto_patches
+from stepml.local import account_defaults, events, faults, glue, lambdas, mail, moto_patches
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.cloudformation import register_stack
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
-from stepml.local.faults import install as install_faults
-from stepml.local.faults import uninstall as uninstall_faults
 from stepml.local.iam import gate as iam_gate
 from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
-from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
+from stepml.local.patching import Patch
 from stepml.local.provision import ProvisionedStack, provision
 from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
@@ -186,8 +184,7 @@ class LocalCloud:
 
         moto_patches.apply()
         self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
-        install_faults(self.faults)
-        self._undo.append(lambda: uninstall_faults(self.faults))
+        self._undo.append(faults.SWITCH.apply(self.faults))
         # One line per AWS call would drown the progress output; errors still surface.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The interpreter logs every failed path lookup, including IsPresent checks that are
@@ -248,13 +245,7 @@ class LocalCloud:
             principals=self.authorizer.principals,
             client_factory=lambda service, **credentials: self.client_factory(service)(**credentials),
         )
-        self._undo += [
-            glue.install_moto_hooks(self.glue_engine),
-            install_sagemaker_hooks(self.sagemaker_engine),
-            install_lambda_hooks(self.lambda_engine),
-            mail.install_moto_hooks(self.outbox),
-            events.install_moto_hooks(),
-        ]
+        self._apply_engine_patches()
 
         parameters = {
             **samconfig_parameters(self.root, self.environment),
@@ -298,6 +289,25 @@ class LocalCloud:
         self._warm_up_glue()
         self.write_state()
         return self
+
+    def _apply_engine_patches(self) -> None:
+        """Route moto to this cloud's engines: each cloud patch bound to its engine; ``stop()``
+        undoes them, last applied first."""
+        assert self.glue_engine is not None and self.sagemaker_engine is not None
+        assert self.lambda_engine is not None and self.outbox is not None
+        self._undo.append(glue.JOB_RUNS.apply(self.glue_engine))
+        # SageMaker's engine keeps its own entry point (its package binds the model servers).
+        self._undo.append(install_sagemaker_hooks(self.sagemaker_engine))
+        bound: list[tuple[Patch, tuple[Any, ...]]] = [
+            (lambdas.INVOKE, (self.lambda_engine,)),
+            (mail.SNS_EMAIL, (self.outbox,)),
+            (mail.SNS_PUBLISH_FAULT, ()),
+            (mail.SES_SEND_EMAIL, (self.outbox,)),
+            (events.S3_NOTIFICATIONS, ()),
+            (events.PUT_EVENTS, ()),
+        ]
+        for patch, bindings in bound:
+            self._undo.append(patch.apply(*bindings))
 
     def _warm_up_glue(self) -> None:
         """Run the preprocessing job once on a small sample of the example dataset, in the

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from stepml.local.patching import Patch, register
 
 ENVIRONMENT_VARIABLE = "STEPML_LOCAL_FAULTS"
 #: ``lambda:<Name>`` matches every function whose name contains ``<Name>``.
@@ -173,16 +176,45 @@ class FaultSwitch:
 _active = FaultSwitch()
 
 
-def install(switch: FaultSwitch) -> None:
-    """Make ``switch`` the one the engines consult (the local cloud does this when it starts)."""
-    global _active
-    _active = switch
+def _install_switch(patch: Patch, switch: FaultSwitch) -> None:
+    patch.replace(sys.modules[__name__], "_active", switch)
+
+
+#: The engines ask ``trigger`` from many places (the Glue, SageMaker, Lambda and SNS adapters and
+#: the engines themselves), so the switch they consult stays a module-level one; this patch is the
+#: only way it is set, so a cloud's undo (last applied first) puts back the one before it.
+SWITCH = register(
+    Patch(
+        name="faults.switch",
+        why=(
+            "moto has no way to make an operation fail on demand. This patch changes no moto code: it makes "
+            "a running cloud's FaultSwitch the one every engine and adapter consults through faults.trigger "
+            "(a module-level accessor, as the callers are many), and undoes to the one before."
+        ),
+        test="tests/unit/test_local_faults.py::test_glue_start_job_run_throttles_then_a_run_fails_as_glue_reports_it",
+        install=_install_switch,
+        scope="cloud",
+    )
+)
+_undos: list[tuple[FaultSwitch, Callable[[], None]]] = []
+_undos_lock = threading.Lock()
+
+
+def install(switch: FaultSwitch) -> Callable[[], None]:
+    """Make ``switch`` the one the engines consult (the ``faults.switch`` patch); returns the undo."""
+    with _undos_lock:
+        undo = SWITCH.apply(switch)
+        _undos.append((switch, undo))
+    return undo
 
 
 def uninstall(switch: FaultSwitch) -> None:
-    global _active
-    if _active is switch:
-        _active = FaultSwitch()
+    """Undo ``install(switch)`` if ``switch`` is the one consulted (else nothing, as before)."""
+    with _undos_lock:
+        if not _undos or _undos[-1][0] is not switch:
+            return
+        _, undo = _undos.pop()
+    undo()
 
 
 def from_environment(environ: dict[str, str] | None = None) -> FaultSwitch:

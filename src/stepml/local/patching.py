@@ -31,11 +31,12 @@ PINNED_MOTO_VERSION = "5.2.5"
 PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.moto_patches",
     "stepml.local.sagemaker",
-    "stepml.local.glue",
-    "stepml.local.lambdas",
+    "stepml.local.glue.adapter",
+    "stepml.local.lambdas.adapter",
     "stepml.local.events",
-    "stepml.local.mail",
+    "stepml.local.mail.adapter",
     "stepml.local.iam.hooks",
+    "stepml.local.faults",
 )
 
 Scope = Literal["process", "cloud"]

@@ -7,8 +7,9 @@
   managed rule of SageMaker training, ``ListTags``, the Glue job-run listing and stopping); the
   role needs the rights AWS documents for the pattern, checked when the Task starts.
 
-``install`` makes an ``Authorizer`` the active one (the engines ask ``active()``) and returns
-the function that undoes everything.
+``install`` applies the registered patches that make an ``Authorizer`` the active one (the
+engines ask ``active()``) and route Step Functions' calls through it, and returns the function
+that undoes them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from stepml.local import sfn_integrations
 from stepml.local.iam.gate import AccessDeniedError, Authorizer
 from stepml.local.iam.model import AuthorizationRequest
+from stepml.local.patching import Patch, register
 
 #: The session name the local cloud gives Step Functions' calls under the state machine role.
 STATES_SESSION = "StepFunctions"
@@ -92,12 +94,11 @@ def _access_denied(error: AccessDeniedError) -> Exception:
     )
 
 
-def install(authorizer: Authorizer) -> Callable[[], None]:
-    """Make ``authorizer`` the active one and sign Step Functions' calls with role keys."""
-    global _active
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_callback as callback_module,
-    )
+def _install_active(patch: Patch, authorizer: Authorizer) -> None:
+    patch.replace(sys.modules[__name__], "_active", authorizer)
+
+
+def _install_signed_calls(patch: Patch, authorizer: Authorizer) -> None:
     from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 
     original_factory = boto_client_module.boto_client_for
@@ -115,13 +116,17 @@ def install(authorizer: Authorizer) -> Callable[[], None]:
     # none of them keeps the unsigned factory.
     for module_name in _modules_using_client_factory():
         importlib.import_module(module_name)
-    replaced: list[tuple[Any, Any]] = []
     for name, module in list(sys.modules.items()):
         if (name.startswith("moto.stepfunctions") or name.startswith("stepml.local")) and getattr(
             module, "boto_client_for", None
         ) is original_factory:
-            replaced.append((module, original_factory))
-            module.boto_client_for = boto_client_for
+            patch.replace(module, "boto_client_for", boto_client_for)
+
+
+def _install_sync_rights(patch: Patch, authorizer: Authorizer) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback_module,
+    )
 
     callback_class = callback_module.StateTaskServiceCallback
     original_pattern = callback_class._eval_integration_pattern
@@ -147,17 +152,78 @@ def install(authorizer: Authorizer) -> Callable[[], None]:
                 raise _access_denied(denied) from denied
         return original_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials)
 
-    callback_class._eval_integration_pattern = _eval_integration_pattern
-    undo_definitions = _check_roles_of_new_state_machines(authorizer)
-    _active = authorizer
+    patch.replace(callback_class, "_eval_integration_pattern", _eval_integration_pattern)
+
+
+#: The engines (the events targets, SageMaker, the Step Functions integrations) ask ``active()``
+#: from many modules, so the authorizer stays a module-level one; this patch is the only way it
+#: is set, so the cloud's undo puts back the one before (None: nothing is checked).
+ACTIVE_AUTHORIZER = register(
+    Patch(
+        name="iam.active-authorizer",
+        why=(
+            "moto checks no IAM policy for calls it makes on a service's behalf. This patch changes no moto "
+            "code: it makes a running cloud's Authorizer the one the engines consult through "
+            "stepml.local.iam.hooks.active() (an EventBridge target's role, SageMaker's execution role), and "
+            "undoes to the one before."
+        ),
+        test=(
+            "tests/local/test_iam_enforcement.py::"
+            "test_an_event_whose_target_role_cannot_start_the_pipeline_goes_to_the_dead_letter_queue"
+        ),
+        install=_install_active,
+        scope="cloud",
+    )
+)
+SIGNED_CALLS = register(
+    Patch(
+        name="states.role-signed-calls",
+        why=(
+            "moto's Step Functions interpreter signs every service call of a Task with fixed keys "
+            "(boto_client_for), so no role is ever checked. The local cloud signs them with the state machine "
+            "role's (or the Task's Credentials.RoleArn) session credentials, so the IAM gate checks the role's "
+            "policies as AWS does."
+        ),
+        test=(
+            "tests/local/test_iam_enforcement.py::"
+            "test_a_state_machine_whose_role_cannot_invoke_its_lambda_fails_its_task_with_lambdas_error"
+        ),
+        install=_install_signed_calls,
+        scope="cloud",
+    )
+)
+SYNC_RIGHTS = register(
+    Patch(
+        name="states.sync-role-rights",
+        why=(
+            "A .sync Task makes AWS call more than the Task's API behind the scenes (the managed EventBridge "
+            "rule, ListTags, the job's describe and stop calls), which moto never calls. The local cloud "
+            "requires the rights AWS documents for the pattern of the state machine role when the Task starts."
+        ),
+        test=(
+            "tests/local/test_iam_enforcement.py::"
+            "test_a_training_task_whose_role_lacks_a_documented_right_fails_with_the_denial"
+        ),
+        install=_install_sync_rights,
+        scope="cloud",
+    )
+)
+
+
+def install(authorizer: Authorizer) -> Callable[[], None]:
+    """Make ``authorizer`` the active one and sign and check Step Functions' calls under roles (four
+    patches: ``iam.active-authorizer``, ``states.role-signed-calls``, ``states.sync-role-rights``,
+    ``states.definition-role-rights``); returns the undo, which undoes them last first."""
+    undos = [
+        SIGNED_CALLS.apply(authorizer),
+        SYNC_RIGHTS.apply(authorizer),
+        DEFINITION_RIGHTS.apply(authorizer),
+        ACTIVE_AUTHORIZER.apply(authorizer),
+    ]
 
     def undo() -> None:
-        global _active
-        for module, factory in replaced:
-            module.boto_client_for = factory
-        callback_class._eval_integration_pattern = original_pattern
-        undo_definitions()
-        _active = None
+        for each in reversed(undos):
+            each()
 
     return undo
 
@@ -189,7 +255,7 @@ def _logging_on(configuration: Any) -> bool:
     )
 
 
-def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], None]:
+def _install_definition_rights(patch: Patch, authorizer: Authorizer) -> None:
     """CreateStateMachine/UpdateStateMachine with logging refuse a role that cannot deliver logs
     (AWS: AccessDeniedException, "The state machine IAM Role is not authorized to access the Log
     Destination"). Tracing is checked and recorded too, but, as in AWS, a role without X-Ray
@@ -262,14 +328,26 @@ def _check_roles_of_new_state_machines(authorizer: Authorizer) -> Callable[[], N
         check(role_arn, definition, kwargs.get("logging_configuration"), kwargs.get("tracing_configuration"))
         return original_update(self, arn, *args, **kwargs)
 
-    StepFunctionBackend.create_state_machine = create_state_machine
-    StepFunctionBackend.update_state_machine = update_state_machine
+    patch.replace(StepFunctionBackend, "create_state_machine", create_state_machine)
+    patch.replace(StepFunctionBackend, "update_state_machine", update_state_machine)
 
-    def undo() -> None:
-        StepFunctionBackend.create_state_machine = original_create
-        StepFunctionBackend.update_state_machine = original_update
 
-    return undo
+DEFINITION_RIGHTS = register(
+    Patch(
+        name="states.definition-role-rights",
+        why=(
+            "moto's CreateStateMachine and UpdateStateMachine accept any role. AWS refuses a role that cannot "
+            "create the managed rules of the definition's .sync Tasks or, with logging on, deliver logs "
+            "(AccessDeniedException), and records its X-Ray rights; the local cloud checks the same."
+        ),
+        test=(
+            "tests/local/test_iam_enforcement.py::"
+            "test_create_state_machine_with_logging_refuses_a_role_that_cannot_deliver_logs"
+        ),
+        install=_install_definition_rights,
+        scope="cloud",
+    )
+)
 
 
 def _modules_using_client_factory() -> list[str]:

@@ -1,4 +1,4 @@
-"""Email for the local cloud: SNS email subscriptions and SES v2 SendEmail land in an outbox.
+"""The local cloud's outbox: the email SNS and SES would have sent, one ``.eml`` file each.
 
 moto accepts email subscriptions and SES sends but delivers nothing. Here each SNS message to
 an ``email`` or ``email-json`` subscription becomes one plain-text ``.eml`` file (RFC 5322, as
@@ -11,23 +11,18 @@ browser test follows their links.
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
-import json
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
-
-from stepml.local import faults
 
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 SENDER = "no-reply@sns.amazonaws.com"
@@ -161,97 +156,3 @@ class Outbox:
 def _text(content: str) -> str:
     """A part's text with the SMTP line endings (CRLF) of the file turned back into newlines."""
     return content.replace("\r\n", "\n")
-
-
-def install_moto_hooks(outbox: Outbox) -> Callable[[], None]:
-    """Deliver moto's SNS email and email-json subscriptions and SES v2 SendEmail to ``outbox``;
-    returns the undo."""
-    undo_sns = _install_sns_hook(outbox)
-    undo_ses = _install_ses_hook(outbox)
-
-    def restore() -> None:
-        undo_ses()
-        undo_sns()
-
-    return restore
-
-
-def _install_ses_hook(outbox: Outbox) -> Callable[[], None]:
-    from moto.sesv2.responses import SESV2Response
-
-    original = SESV2Response.send_email
-
-    def send_email(self: Any) -> str:
-        # moto first: it refuses unverified senders and bad addresses, and returns the id.
-        answer = original(self)
-        message_id = json.loads(answer)["MessageId"]
-        params = json.loads(self.body)
-        content = params.get("Content") or {}
-        if "Raw" in content:
-            outbox.deliver_raw(base64.b64decode(content["Raw"]["Data"]))
-            return answer
-        simple = content.get("Simple") or {}
-        body = simple.get("Body") or {}
-        destination = params.get("Destination") or {}
-        outbox.deliver_ses(
-            sender=params.get("FromEmailAddress", ""),
-            to=[*destination.get("ToAddresses", []), *destination.get("CcAddresses", [])],
-            subject=(simple.get("Subject") or {}).get("Data", ""),
-            text=(body.get("Text") or {}).get("Data"),
-            html=(body.get("Html") or {}).get("Data"),
-            message_id=message_id,
-        )
-        return answer
-
-    SESV2Response.send_email = send_email
-
-    def restore() -> None:
-        SESV2Response.send_email = original
-
-    return restore
-
-
-def _install_sns_hook(outbox: Outbox) -> Callable[[], None]:
-    """Publish honours the ``sns:Publish`` fault (Throttled, before anything is delivered)."""
-    from moto.sns.exceptions import SNSException
-    from moto.sns.models import SNSBackend, Subscription
-
-    class Throttled(SNSException):
-        code = "Throttled"
-
-    original = Subscription.publish
-    original_backend_publish = SNSBackend.publish
-
-    def backend_publish(self: Any, message: str, arn: str | None, *args: Any, **kwargs: Any) -> str:
-        if throttled := faults.trigger("sns:Publish", f"{arn} {kwargs.get('subject')} {message}"):
-            raise Throttled(throttled)
-        return original_backend_publish(self, message, arn, *args, **kwargs)
-
-    def publish(
-        self: Any, message: str, message_id: str, subject: str | None = None, *args: Any, **kwargs: Any
-    ) -> None:
-        if self.protocol == "email":
-            outbox.deliver(
-                to=self.endpoint, subject=subject, body=message, topic_arn=self.topic.arn, message_id=message_id
-            )
-            return None
-        if self.protocol == "email-json":
-            post = self.get_post_data(message, message_id, subject)
-            outbox.deliver(
-                to=self.endpoint,
-                subject=subject,
-                body=json.dumps(post, indent=2),
-                topic_arn=self.topic.arn,
-                message_id=message_id,
-            )
-            return None
-        return original(self, message, message_id, subject, *args, **kwargs)
-
-    Subscription.publish = publish
-    SNSBackend.publish = backend_publish
-
-    def restore() -> None:
-        Subscription.publish = original
-        SNSBackend.publish = original_backend_publish
-
-    return restore

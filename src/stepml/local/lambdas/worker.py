@@ -1,6 +1,6 @@
 """One warm Lambda execution environment: imports a handler once and serves invocations.
 
-Started by ``stepml.local.lambdas`` as ``python -P .../lambda_worker.py`` with the function's
+Started by ``stepml.local.lambdas.engine`` as ``python -P .../lambdas/worker.py`` with the function's
 environment: run as a script, not as a module of ``stepml``, and needing nothing beyond the
 standard library, so the handler imports ``stepml`` from its layer alone. The protocol is one
 JSON object per line on the original stdout; the handler's own prints go to stderr (the

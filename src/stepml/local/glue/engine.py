@@ -1,4 +1,4 @@
-"""Glue for the local cloud: StartJobRun runs the job's script on local PySpark.
+"""The local Glue engine: a job run executes its script on local PySpark.
 
 moto records job runs and reports them SUCCEEDED without running anything. Here a run
 executes the job's script in a worker process with the job's default arguments merged with the
@@ -13,24 +13,20 @@ reports the real state, error message and timing; a failing script gives FAILED 
 
 As in Glue, a run acts under the job's role: it reads its script from the job's
 ``ScriptLocation`` in S3 (where ``sam package`` put it), stages data, writes its logs to
-CloudWatch Logs (``_RunLogs``) and, with ``--enable-metrics``, publishes job metrics in the
+CloudWatch Logs (``RunLogs``) and, with ``--enable-metrics``, publishes job metrics in the
 ``Glue`` namespace. Files under an output prefix that the script deleted (Spark's
 ``mode("overwrite")`` replaces a path's contents) are deleted from S3 too.
 
-Scripts run in long-lived worker processes (``glue_worker``), one run at a time each, so a
+Scripts run in long-lived worker processes (``stepml.local.glue.worker``), one run at a time each, so a
 run after the first reuses a warm Spark driver: Spark's start-up and JIT warm-up are paid
 once per worker, not once per run. ``warm_up`` pays them before the first upload.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -45,18 +41,15 @@ import boto3
 from botocore.exceptions import ClientError
 
 from stepml.local import faults, telemetry
+from stepml.local.glue.errors import GlueEngineError, _RunFailure
+from stepml.local.glue.logs import LogEncryption, RunLogs, _enabled
+from stepml.local.glue.worker import ScriptWorker
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 #: Arguments that are scratch space, not data: staged locally, never uploaded.
 SCRATCH_ARGUMENTS = frozenset({"--TempDir"})
 #: The session name of a job run's calls under the job role.
 GLUE_SESSION = "GlueJobRunnerSession"
-#: Where Glue writes a run's logs (Glue 5.0: "Logging for AWS Glue jobs"; earlier versions: the
-#: same two groups when the run ends, plus continuous logging's group while it runs).
-LOG_GROUP_ROOT = "/aws-glue/jobs"
-CONTINUOUS_LOG_GROUP = "/aws-glue/jobs/logs-v2"
-#: The first Glue version whose runs log in real time without continuous logging.
-REAL_TIME_LOGGING_VERSION = (5, 0)
 #: The namespace of Glue's job metrics.
 METRICS_NAMESPACE = "Glue"
 
@@ -69,110 +62,6 @@ def _unreadable(what: str, exc: ClientError, needs: str) -> GlueEngineError:
     if code in ("403", "Forbidden"):
         code, message = "AccessDenied", f"403 Forbidden: the job role may not read it ({needs})"
     return GlueEngineError(f"{what} cannot be read: {code}: {message}")
-
-
-class GlueEngineError(RuntimeError):
-    """A job is unknown to the local Glue engine."""
-
-
-class _RunFailure(Exception):
-    """The run fails with this message as its ErrorMessage."""
-
-
-def _enabled(value: str | None) -> bool:
-    """A Glue flag argument (``--enable-metrics``, ...): on unless absent or ``false``."""
-    return value is not None and value.strip().lower() != "false"
-
-
-def _version(glue_version: str | None) -> tuple[int, ...]:
-    # CreateJob without GlueVersion gives Glue 0.9.
-    try:
-        return tuple(int(part) for part in (glue_version or "0.9").split("."))
-    except ValueError:
-        return (0, 9)
-
-
-def _log4j_line(level: str, message: str) -> str:
-    """A system log line in Glue's default conversion pattern (``%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m``)."""
-    return f"{datetime.now(UTC):%y/%m/%d %H:%M:%S} {level} GlueJobRunner: {message}"
-
-
-@dataclass(frozen=True)
-class LogEncryption:
-    """A job's security configuration that encrypts its CloudWatch Logs (SSE-KMS)."""
-
-    security_configuration: str
-    kms_key_arn: str
-
-
-class _RunLogs:
-    """Where a run's logs go in CloudWatch Logs, as Glue writes them for the job's version.
-
-    Glue 5.0 sends the script's standard output and error (the run's log file here) to
-    ``/aws-glue/jobs/output`` and its own messages to ``/aws-glue/jobs/error`` while the run runs,
-    in streams named after the run id; ``--custom-logGroup-prefix`` replaces ``/aws-glue/jobs``.
-    Earlier versions write those two when the run ends and, with
-    ``--enable-continuous-cloudwatch-log`` true, stream the driver's log as it runs to
-    ``/aws-glue/jobs/logs-v2`` (``--continuous-log-logGroup``), in a stream named after the run id
-    (after ``--continuous-log-logStreamPrefix``). A security configuration that encrypts CloudWatch
-    Logs gives the job groups of its own, ``/aws-glue/jobs/<configuration>-role/<role name>/output``
-    (and ``/error``, ``/aws-glue/jobs/logs-v2-<configuration>``), which Glue associates with the
-    configuration's key when it creates them. Calls are signed as the job role; a role that may not
-    write a stream loses its logs, and the run goes on.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        run_id: str,
-        log_file: Path,
-        arguments: Mapping[str, str],
-        glue_version: str | None,
-        interval: float,
-        *,
-        role_arn: str | None = None,
-        encryption: LogEncryption | None = None,
-    ):
-        real_time = _version(glue_version) >= REAL_TIME_LOGGING_VERSION
-        prefix = (arguments.get("--custom-logGroup-prefix") or "").rstrip("/") if real_time else ""
-        root = LOG_GROUP_ROOT
-        continuous_group = CONTINUOUS_LOG_GROUP
-        key = None
-        if encryption is not None:
-            role_name = (role_arn or "").rsplit("/", 1)[-1]
-            root = f"{LOG_GROUP_ROOT}/{encryption.security_configuration}-role/{role_name}"
-            continuous_group = f"{CONTINUOUS_LOG_GROUP}-{encryption.security_configuration}"
-            key = encryption.kms_key_arn
-        root = prefix or root
-        self.output = telemetry.LogStream(client, f"{root}/output", run_id, kms_key_id=key)
-        self.error = telemetry.LogStream(client, f"{root}/error", run_id, kms_key_id=key)
-        self.streams = [self.output, self.error]
-        live = list(self.streams) if real_time else []
-        driver = [self.output]
-        if not real_time and _enabled(arguments.get("--enable-continuous-cloudwatch-log")):
-            group = arguments.get("--continuous-log-logGroup") or continuous_group
-            stream = (arguments.get("--continuous-log-logStreamPrefix") or "") + run_id
-            continuous = telemetry.LogStream(client, group, stream, kms_key_id=key)
-            self.streams.append(continuous)
-            live.append(continuous)
-            driver.append(continuous)
-        self._shipper = telemetry.Shipper(
-            self.streams,
-            [telemetry.FileFollower(log_file, driver)],
-            live=live,
-            interval=interval,
-            name=f"glue-logs-{run_id[:12]}",
-        ).start()
-
-    def system(self, message: str, level: str = "INFO") -> None:
-        self.error.add(_log4j_line(level, message))
-
-    def close(self, state: str, error: str | None) -> None:
-        """The run's last system lines, then everything still pending."""
-        if error:
-            self.system(error, "ERROR")
-        self.system(f"Job run ended: {state}")
-        self._shipper.close()
 
 
 @dataclass
@@ -249,85 +138,6 @@ def _head_output_path(s3: Any, bucket: str, key: str) -> None:
             raise
 
 
-class _ScriptWorker:
-    """A ``glue_worker`` process: runs one script at a time, keeps its Spark driver warm."""
-
-    def __init__(self, environment: Mapping[str, str], log_file: Path):
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        # The JVM's own output (Spark's log4j lines) goes here; each run's output goes to its log.
-        self._jvm_log = open(log_file, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stepml.local.glue_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._jvm_log,
-            env=dict(environment),
-            cwd=log_file.parent,
-            start_new_session=True,
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def run(
-        self,
-        script: Path,
-        argv: list[str],
-        cwd: Path,
-        log: Path,
-        timeout_seconds: float,
-        environment: Mapping[str, str] | None = None,
-    ) -> int:
-        """Run ``script`` with ``argv`` (and ``environment`` set for this run only); its exit code.
-        Raises TimeoutExpired (and stops) on timeout."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        request = {
-            "script": str(script),
-            "argv": argv,
-            "cwd": str(cwd),
-            "log": str(log),
-            "environment": dict(environment or {}),
-        }
-        try:
-            self.process.stdin.write((json.dumps(request) + "\n").encode())
-            self.process.stdin.flush()
-        except OSError:
-            return self._exit_code_of_dead_worker(log)
-        try:
-            ready, _, _ = select.select([self.process.stdout], [], [], timeout_seconds)
-            if not ready:
-                self.stop()
-                raise subprocess.TimeoutExpired(str(script), timeout_seconds)
-            line = self.process.stdout.readline()
-        except (ValueError, OSError):
-            # The engine closed this worker (the cloud is stopping) while the run waited for it.
-            line = b""
-        if not line:
-            return self._exit_code_of_dead_worker(log)
-        return int(json.loads(line)["exit_code"])
-
-    def _exit_code_of_dead_worker(self, log: Path) -> int:
-        code = self.process.wait()
-        with open(log, "a", encoding="utf-8") as out:
-            out.write(f"\nRuntimeError: the job's driver process exited with code {code}\n")
-        return code or 1
-
-    def stop(self) -> None:
-        if self.alive:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
-        self._jvm_log.close()
-
-
 class GlueEngine:
     """Runs registered jobs' scripts for real; at most ``max_concurrent`` runs at once, each in
     one of up to ``max_concurrent`` long-lived worker processes."""
@@ -356,8 +166,8 @@ class GlueEngine:
         self.runs: dict[str, JobRunRecord] = {}
         self._slots = threading.Semaphore(max_concurrent)
         self._lock = threading.Lock()
-        self._idle: list[_ScriptWorker] = []
-        self._busy: set[_ScriptWorker] = set()
+        self._idle: list[ScriptWorker] = []
+        self._busy: set[ScriptWorker] = set()
         self._workers_started = 0
         self._closed = False
 
@@ -497,14 +307,14 @@ class GlueEngine:
         record.log_file.parent.mkdir(parents=True, exist_ok=True)
         state, error = "FAILED", None
         client_kwargs: dict[str, str] = {}
-        logs: _RunLogs | None = None
+        logs: RunLogs | None = None
         measures = _RunMeasures()
         try:
             with self._slots:
                 credentials = self._role_credentials(record.role_arn)
                 client_kwargs = credentials.client_kwargs() if credentials else {}
                 s3 = self.s3_client_factory(**client_kwargs)
-                logs = _RunLogs(
+                logs = RunLogs(
                     self.client_factory("logs", **client_kwargs),
                     record.run_id,
                     record.log_file,
@@ -541,7 +351,7 @@ class GlueEngine:
         script_location: str | None,
         s3: Any,
         mirror: Path,
-        logs: _RunLogs,
+        logs: RunLogs,
         measures: _RunMeasures,
         credentials: Any,
     ) -> tuple[str, str | None]:
@@ -622,7 +432,7 @@ class GlueEngine:
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
 
-    def _take_worker(self) -> _ScriptWorker:
+    def _take_worker(self) -> ScriptWorker:
         with self._lock:
             if self._closed:
                 raise GlueEngineError("the local Glue engine is stopped")
@@ -634,11 +444,11 @@ class GlueEngine:
                 worker.stop()
             self._workers_started += 1
             number = self._workers_started
-            worker = _ScriptWorker(self._worker_environment(), self.work_dir / "workers" / f"driver-{number}.log")
+            worker = ScriptWorker(self._worker_environment(), self.work_dir / "workers" / f"driver-{number}.log")
             self._busy.add(worker)
             return worker
 
-    def _return_worker(self, worker: _ScriptWorker) -> None:
+    def _return_worker(self, worker: ScriptWorker) -> None:
         with self._lock:
             self._busy.discard(worker)
             if worker.alive and not self._closed:
@@ -710,77 +520,3 @@ class GlueEngine:
         while record.state == "RUNNING" and time.monotonic() < deadline:
             time.sleep(0.05)
         return record
-
-
-def _log_encryption(job: Any) -> LogEncryption | None:
-    """The CloudWatch Logs encryption of a moto job's security configuration, if it has one."""
-    name = getattr(job, "security_configuration", None)
-    if not name:
-        return None
-    configuration = job.backend.security_configurations.get(name)
-    settings = (configuration.configuration if configuration else {}).get("CloudWatchEncryption") or {}
-    if settings.get("CloudWatchEncryptionMode") != "SSE-KMS" or not settings.get("KmsKeyArn"):
-        return None
-    return LogEncryption(name, settings["KmsKeyArn"])
-
-
-def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
-    """Make moto's job runs real: StartJobRun starts the engine, GetJobRun reports its record."""
-    from moto.glue.exceptions import ConcurrentRunsExceededException
-    from moto.glue.models import FakeJob, FakeJobRun
-
-    original_start = FakeJob.start_job_run
-    original_as_dict = FakeJobRun.as_dict
-    original_status = FakeJobRun.status
-
-    def start_job_run(self: Any, *args: Any, **kwargs: Any) -> str:
-        throttled = faults.trigger("glue:StartJobRun", _fault_subject(self.name, kwargs.get("arguments") or {}))
-        if throttled:
-            raise ConcurrentRunsExceededException(throttled)
-        run_id = original_start(self, *args, **kwargs)
-        run = next(r for r in self.job_runs if r.job_run_id == run_id)
-        record = engine.start(
-            self.name,
-            run_id,
-            run.arguments or {},
-            run.timeout,
-            role_arn=self.role,
-            script_location=(self.command or {}).get("ScriptLocation"),
-            glue_version=self.glue_version,
-            log_encryption=_log_encryption(self),
-        )
-        run._stepml_record = record
-        return run_id
-
-    def status(self: Any) -> str | None:
-        record = getattr(self, "_stepml_record", None)
-        return record.state if record is not None else original_status.fget(self)
-
-    def as_dict(self: Any) -> dict[str, Any]:
-        data = original_as_dict(self)
-        record = getattr(self, "_stepml_record", None)
-        if record is None:
-            return data
-        data["JobRunState"] = record.state
-        data["StartedOn"] = record.started_on
-        data["LastModifiedOn"] = record.completed_on or datetime.now(UTC)
-        data["ExecutionTime"] = record.execution_seconds
-        data["LogGroupName"] = "/aws-glue/jobs"
-        if record.completed_on is not None:
-            data["CompletedOn"] = record.completed_on
-        else:
-            data.pop("CompletedOn", None)
-        if record.error_message:
-            data["ErrorMessage"] = record.error_message
-        return data
-
-    FakeJob.start_job_run = start_job_run
-    FakeJobRun.status = property(status, original_status.fset)
-    FakeJobRun.as_dict = as_dict
-
-    def restore() -> None:
-        FakeJob.start_job_run = original_start
-        FakeJobRun.status = original_status
-        FakeJobRun.as_dict = original_as_dict
-
-    return restore

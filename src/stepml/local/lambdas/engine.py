@@ -1,7 +1,7 @@
-"""Lambda for the local cloud: the template's functions run in warm local worker processes.
+"""The local Lambda engine: the template's functions run in warm local worker processes.
 
 moto's Lambda Invoke needs Docker (or echoes the payload). Here each function gets a pool of
-worker processes (``stepml/local/lambda_worker.py``, run as a script) started with the function's
+worker processes (``stepml/local/lambdas/worker.py``, run as a script) started with the function's
 CodeUri and layers on ``PYTHONPATH``, its environment, and the local cloud's endpoint. Errors and
 timeouts come back as Lambda returns them (``X-Amz-Function-Error: Unhandled`` with ``errorType``
 and ``errorMessage``), so the state machine's Retry and Catch behave as in AWS. A function with
@@ -20,34 +20,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stepml.local import faults
-
-
-class LambdaEngineError(RuntimeError):
-    """A function is unknown or its worker could not start."""
-
-
-class FunctionThrottledError(LambdaEngineError):
-    """Lambda refused the invocation: the function runs its reserved concurrency already."""
-
-    code = "TooManyRequestsException"
-    #: What Lambda answers (HTTP 429) when a function's reserved concurrency is in use.
-    message = "Rate Exceeded."
-    reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
-
-    def __init__(self, function: str):
-        super().__init__(f"{function}: {self.code}: {self.message} ({self.reason})")
-        self.function = function
-
+from stepml.local.lambdas.errors import FunctionThrottledError, LambdaEngineError
 
 #: The worker runs as a script with ``-P`` (no script folder on ``sys.path``), so a handler sees its
 #: code, its layers and the runtime's packages, but not this package's local cloud.
-WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 
 
 @dataclass(frozen=True)
@@ -320,51 +302,3 @@ class LambdaEngine:
         for log in self._logs.values():
             log.close()
         self._logs.clear()
-
-
-def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
-    """Route moto's Lambda Invoke (RequestResponse and Event) to ``engine``; returns the undo."""
-    from moto.awslambda.exceptions import LambdaClientError
-    from moto.awslambda.models import LambdaFunction
-
-    original = LambdaFunction.invoke
-
-    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
-        asynchronous = request_headers.get("x-amz-invocation-type", request_headers.get("X-Amz-Invocation-Type"))
-        payload = body.decode() if isinstance(body, bytes) else str(body or "")
-        if fault := faults.trigger_lambda(self.function_name, payload):
-            kind, message = fault
-            if kind == "throttle":
-                throttled = LambdaClientError("TooManyRequestsException", message)
-                throttled.code = 429
-                raise throttled
-            if asynchronous == "Event":
-                return b""  # accepted; the function's failure is not the caller's answer
-            answer = engine.fault_answer(self.function_name, kind, message)
-            response_headers["x-amz-function-error"] = answer.function_error
-            return answer.payload
-        if asynchronous == "Event":
-            threading.Thread(
-                target=engine.invoke, args=(self.function_name, body), kwargs={"queue": True}, daemon=True
-            ).start()
-            return b""
-        try:
-            result = engine.invoke(self.function_name, body)
-        except FunctionThrottledError as exc:
-            throttled = LambdaClientError(exc.code, exc.message)
-            throttled.code = 429
-            # Lambda's body names why: {"Reason": ..., "Type": "User", "message": ...}.
-            throttled.description = json.dumps(
-                {"__type": exc.code, "message": exc.message, "Reason": exc.reason, "Type": "User"}
-            )
-            raise throttled from exc
-        if result.function_error:
-            response_headers["x-amz-function-error"] = result.function_error
-        return result.payload
-
-    LambdaFunction.invoke = invoke
-
-    def restore() -> None:
-        LambdaFunction.invoke = original
-
-    return restore
