@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -169,6 +170,22 @@ def down(args: argparse.Namespace) -> int:
     return 0
 
 
+def patches(args: argparse.Namespace) -> int:
+    """Print every registered patch of moto: name, scope, moto version, its test and why it exists."""
+    import moto
+
+    from stepml.local.patching import registry
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    for patch in registry():
+        installed = "" if patch.moto_version == moto.__version__ else f" (installed: {moto.__version__})"
+        print(f"{patch.name}  [{patch.scope}]  checked against moto {patch.moto_version}{installed}")
+        print(f"    test: {patch.test}")
+        print(textwrap.fill(patch.why, width=max(width, 40), initial_indent="    ", subsequent_indent="    "))
+        print()
+    return 0
+
+
 def add_fault_argument(parser: argparse.ArgumentParser) -> None:
     """``--fault OPERATION[@MATCH]=N`` (repeatable), as ``$STEPML_LOCAL_FAULTS`` takes them."""
     parser.add_argument(
@@ -203,3 +220,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     start.set_defaults(handler=up)
     stop = sub.add_parser("down", parents=[common], help="stop the local cloud")
     stop.set_defaults(handler=down)
+    listing = sub.add_parser(
+        "patches", parents=[common], help="list how the local cloud changes moto: each patch, its test and why"
+    )
+    listing.set_defaults(handler=patches)
