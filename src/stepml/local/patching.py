@@ -33,7 +33,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.sagemaker",
     "stepml.local.glue.adapter",
     "stepml.local.lambdas.adapter",
-    "stepml.local.events",
+    "stepml.local.events.adapter",
     "stepml.local.mail.adapter",
     "stepml.local.iam.hooks",
     "stepml.local.faults",
