@@ -180,6 +180,16 @@ class LocalCloud:
                     f"port {port} on {self.host} is in use; stop what uses it (stepml local down) or pick another "
                     "with --port/--api-port"
                 )
+        self._start_moto()
+        self._start_engines()
+        self._provision()
+        self._warm_up_glue()
+        self.write_state()
+        return self
+
+    def _start_moto(self) -> None:
+        """moto in server mode behind the IAM gate, with the process patches and the cloud's
+        fault switch and authorizer applied."""
         from moto.core.config import default_user_config
 
         moto_patches.apply()
@@ -217,6 +227,9 @@ class LocalCloud:
 
         account_defaults.seed(REGION, DEFAULT_ACCOUNT_ID)
 
+    def _start_engines(self) -> None:
+        """The Lambda, SageMaker and Glue engines and the outbox, with moto routed to them."""
+        assert self.authorizer is not None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lambda_engine = LambdaEngine(
             {
@@ -247,6 +260,9 @@ class LocalCloud:
         )
         self._apply_engine_patches()
 
+    def _provision(self) -> None:
+        """Provision the template into moto and serve its HTTP APIs and its stack's description."""
+        assert self.authorizer is not None and self.lambda_engine is not None
         parameters = {
             **samconfig_parameters(self.root, self.environment),
             **LOCAL_PARAMETERS,
@@ -286,9 +302,6 @@ class LocalCloud:
             (self.root / "template.yaml").read_text(encoding="utf-8"),
             tags=samconfig_tags(self.root, self.environment),
         )
-        self._warm_up_glue()
-        self.write_state()
-        return self
 
     def _apply_engine_patches(self) -> None:
         """Route moto to this cloud's engines: each cloud patch bound to its engine; ``stop()``

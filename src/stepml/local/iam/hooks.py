@@ -255,59 +255,65 @@ def _logging_on(configuration: Any) -> bool:
     )
 
 
-def _install_definition_rights(patch: Patch, authorizer: Authorizer) -> None:
+def _check_definition_role(
+    authorizer: Authorizer,
+    role_arn: str | None,
+    definition: Any,
+    logging_configuration: Any,
+    tracing_configuration: Any,
+) -> None:
     """CreateStateMachine/UpdateStateMachine with logging refuse a role that cannot deliver logs
     (AWS: AccessDeniedException, "The state machine IAM Role is not authorized to access the Log
     Destination"). Tracing is checked and recorded too, but, as in AWS, a role without X-Ray
     rights does not stop the state machine; its traces are lost."""
+    from moto.core.exceptions import AWSError
+
+    if not role_arn:
+        return
+    principal_session = STATES_SESSION
+    # Step Functions creates the managed EventBridge rules of the definition's `.sync` Tasks when
+    # the state machine is created or updated, as its role.
+    try:
+        parsed = json.loads(definition) if isinstance(definition, str) else definition
+    except ValueError:
+        parsed = None  # the definition's own validation answers for it
+    integrations = dict.fromkeys((task.service, task.api) for task in sfn_integrations.sync_tasks(parsed))
+    rules = [
+        request
+        for service, api in integrations
+        for request in _managed_rule_requests(service, api, authorizer.policies.account, authorizer.policies.region)
+    ]
+    try:
+        authorizer.require_role(role_arn, principal_session, rules, service="stepfunctions")
+    except AccessDeniedError as denied:
+        raise AWSError(f"'{role_arn}' is not authorized to create managed-rule.", "AccessDeniedException") from denied
+    if _logging_on(logging_configuration):
+        try:
+            authorizer.require_role(
+                role_arn,
+                principal_session,
+                [AuthorizationRequest(action, "*") for action in LOG_DELIVERY_ACTIONS],
+                service="stepfunctions",
+            )
+        except AccessDeniedError as denied:
+            raise AWSError(
+                f"The state machine IAM Role is not authorized to access the Log Destination ({denied.message})",
+                "AccessDeniedException",
+            ) from denied
+    if tracing_configuration and tracing_configuration.get("enabled"):
+        principal = authorizer.principals.session(role_arn, principal_session)
+        for action in TRACING_ACTIONS:
+            authorizer.check(principal, AuthorizationRequest(action, "*"), service="xray")
+
+
+def _install_definition_rights(patch: Patch, authorizer: Authorizer) -> None:
     from moto.stepfunctions.models import StepFunctionBackend
 
     original_create = StepFunctionBackend.create_state_machine
     original_update = StepFunctionBackend.update_state_machine
 
     def check(role_arn: str | None, definition: Any, logging_configuration: Any, tracing_configuration: Any) -> None:
-        if not role_arn:
-            return
-        principal_session = STATES_SESSION
-        # Step Functions creates the managed EventBridge rules of the definition's `.sync` Tasks when
-        # the state machine is created or updated, as its role.
-        try:
-            parsed = json.loads(definition) if isinstance(definition, str) else definition
-        except ValueError:
-            parsed = None  # the definition's own validation answers for it
-        integrations = dict.fromkeys((task.service, task.api) for task in sfn_integrations.sync_tasks(parsed))
-        rules = [
-            request
-            for service, api in integrations
-            for request in _managed_rule_requests(service, api, authorizer.policies.account, authorizer.policies.region)
-        ]
-        try:
-            authorizer.require_role(role_arn, principal_session, rules, service="stepfunctions")
-        except AccessDeniedError as denied:
-            from moto.core.exceptions import AWSError
-
-            raise AWSError(
-                f"'{role_arn}' is not authorized to create managed-rule.", "AccessDeniedException"
-            ) from denied
-        if _logging_on(logging_configuration):
-            try:
-                authorizer.require_role(
-                    role_arn,
-                    principal_session,
-                    [AuthorizationRequest(action, "*") for action in LOG_DELIVERY_ACTIONS],
-                    service="stepfunctions",
-                )
-            except AccessDeniedError as denied:
-                from moto.core.exceptions import AWSError
-
-                raise AWSError(
-                    f"The state machine IAM Role is not authorized to access the Log Destination ({denied.message})",
-                    "AccessDeniedException",
-                ) from denied
-        if tracing_configuration and tracing_configuration.get("enabled"):
-            principal = authorizer.principals.session(role_arn, principal_session)
-            for action in TRACING_ACTIONS:
-                authorizer.check(principal, AuthorizationRequest(action, "*"), service="xray")
+        _check_definition_role(authorizer, role_arn, definition, logging_configuration, tracing_configuration)
 
     @functools.wraps(original_create)
     def create_state_machine(self, name, definition, roleArn, *args, **kwargs):  # type: ignore[no-untyped-def]
