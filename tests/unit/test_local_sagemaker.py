@@ -67,7 +67,7 @@ def make_engine(s3_stack):
         return engine
 
     yield make
-    for engine, undo in engines:
+    for engine, undo in reversed(engines):  # the patches bound to the last engine are undone first
         engine.shutdown()
         undo()
     leftover = [t.name for t in threading.enumerate() if t.name.startswith("stepml-sm-")]

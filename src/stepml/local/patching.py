@@ -30,7 +30,7 @@ PINNED_MOTO_VERSION = "5.2.5"
 #: is missing here.
 PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.moto_patches",
-    "stepml.local.sagemaker",
+    "stepml.local.sagemaker.adapter",
     "stepml.local.glue.adapter",
     "stepml.local.lambdas.adapter",
     "stepml.local.events.adapter",

@@ -1,0 +1,86 @@
+"""What every part of the engine shares: the session, the work directory, clients, threads.
+
+``EngineContext`` is the engine's plumbing, handed to the training jobs, the endpoints and
+the data capture writer so none of them needs the facade: AWS clients (under an execution
+role when the local cloud's IAM runs), the background threads it starts (so ``shutdown`` can
+join them), the lock that guards the engine's state and the event that says it is closing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from stepml.local.iam import hooks as iam_hooks
+from stepml.local.sagemaker.validation import SAGEMAKER_SESSION
+from stepml.utils import split_s3_uri
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine's timings (seconds) and the Python that runs script-mode entry points."""
+
+    capture_flush_seconds: float
+    health_check_interval: float
+    health_check_timeout: float
+    drain_timeout: float
+    python_executable: str
+    log_flush_seconds: float
+    alarm_poll_seconds: float
+
+
+@dataclass
+class EngineContext:
+    """The engine's shared plumbing (see the module docstring)."""
+
+    session: boto3.Session
+    endpoint_url: str | None
+    work_dir: Path
+    settings: EngineSettings
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    closing: threading.Event = field(default_factory=threading.Event)
+    workers: list[threading.Thread] = field(default_factory=list)
+    _s3_client: Any = None
+    _role_clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def s3(self) -> Any:
+        """The engine's own S3 client."""
+        with self.lock:
+            if self._s3_client is None:
+                self._s3_client = self.session.client("s3", endpoint_url=self.endpoint_url)
+            return self._s3_client
+
+    def client_as(self, service: str, role_arn: str | None) -> Any:
+        """A client signed with ``role_arn``'s credentials, as SageMaker acts under the execution
+        role in AWS; without a running local cloud's IAM (unit tests), the engine's own client."""
+        authorizer = iam_hooks.active()
+        if authorizer is None or not role_arn:
+            return self.s3 if service == "s3" else self.session.client(service, endpoint_url=self.endpoint_url)
+        with self.lock:
+            client = self._role_clients.get((service, role_arn))
+            if client is None:
+                credentials = authorizer.principals.credentials(role_arn, SAGEMAKER_SESSION)
+                client = self.session.client(service, endpoint_url=self.endpoint_url, **credentials.client_kwargs())
+                self._role_clients[(service, role_arn)] = client
+            return client
+
+    def spawn(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+        """Start a daemon thread that ``shutdown`` will join."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self.lock:
+            self.workers[:] = [t for t in self.workers if t.is_alive()]
+            self.workers.append(thread)
+        thread.start()
+        return thread
+
+    def download(self, uri: str, target: Path, role_arn: str | None = None) -> None:
+        """Download one S3 object (as ``role_arn``) to ``target``."""
+        bucket, key = split_s3_uri(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.client_as("s3", role_arn).download_file(bucket, key, str(target))

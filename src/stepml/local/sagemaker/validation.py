@@ -1,0 +1,77 @@
+"""What SageMaker checks before it runs anything: requests, images and the right to pull them.
+
+Requests are checked against botocore's SageMaker service model (``botocore_models``), so a
+typo in the state machine fails as it would in AWS; images must be the built-in XGBoost
+image the engine emulates, and the execution role must be allowed to pull them from ECR.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from stepml.local import botocore_models
+from stepml.local.iam import hooks as iam_hooks
+from stepml.local.iam.model import AuthorizationRequest
+from stepml.local.sagemaker.errors import SageMakerValidationError
+
+#: The session name of SageMaker's calls under an execution role.
+SAGEMAKER_SESSION = "SageMaker"
+#: The built-in algorithm image this engine emulates; any registry account and region.
+BUILTIN_XGBOOST_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"/sagemaker-xgboost:(?P<tag>[^/]+)$"
+)
+SUPPORTED_XGBOOST_TAGS = ("1.7-1", "1.7-1-cpu-py3")
+#: SageMaker truncates FailureReason to this many characters.
+FAILURE_REASON_LIMIT = 1024
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
+)
+
+
+def validate_request(operation: str, params: Mapping[str, Any], service: str = "sagemaker") -> None:
+    """Check ``params`` against the input shape of ``operation``; ``SageMakerValidationError`` names each problem."""
+    problems = botocore_models.request_problems(service, operation, params)
+    if problems:
+        raise SageMakerValidationError(botocore_models.validation_message(operation, problems))
+
+
+def arn(kind: str, name: str, account_id: str, region: str) -> str:
+    """The ARN of a SageMaker resource (``kind`` is e.g. ``training-job`` or ``endpoint``)."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws"
+    return f"arn:{partition}:sagemaker:{region}:{account_id}:{kind}/{name}"
+
+
+def truncate_reason(reason: str) -> str:
+    """A FailureReason cut to the length SageMaker reports."""
+    return reason if len(reason) <= FAILURE_REASON_LIMIT else reason[: FAILURE_REASON_LIMIT - 3] + "..."
+
+
+def is_builtin_xgboost(image: str | None) -> bool:
+    """Whether ``image`` is the sagemaker-xgboost:1.7-1 image the engine runs and serves."""
+    match = BUILTIN_XGBOOST_IMAGE.match(image or "")
+    return bool(match) and match.group("tag") in SUPPORTED_XGBOOST_TAGS
+
+
+def authorize_image_pull(role_arn: str | None, image: str) -> None:
+    """SageMaker pulls a job's or model's image with the execution role: the role needs ECR's
+    pull actions on the repository (and GetAuthorizationToken, which has no resource)."""
+    authorizer = iam_hooks.active()
+    match = _ECR_IMAGE.match(image or "")
+    if authorizer is None or not role_arn or not match:
+        return
+    repository = f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+    authorizer.require_role(
+        role_arn,
+        SAGEMAKER_SESSION,
+        [
+            AuthorizationRequest("ecr:GetAuthorizationToken", "*"),
+            AuthorizationRequest("ecr:BatchCheckLayerAvailability", repository),
+            AuthorizationRequest("ecr:GetDownloadUrlForLayer", repository),
+            AuthorizationRequest("ecr:BatchGetImage", repository),
+        ],
+        service="sagemaker",
+    )
