@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from stepml.local import account_defaults, events, glue, mail, moto_patches
+from stepml.local import account_defaults, events, glue, mail
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.cloudformation import register_stack
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
@@ -36,6 +36,7 @@ from stepml.local.iam import gate as iam_gate
 from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.lambdas import install_moto_hooks as install_lambda_hooks
+from stepml.local.patching import apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
 from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
@@ -184,7 +185,7 @@ class LocalCloud:
                 )
         from moto.core.config import default_user_config
 
-        moto_patches.apply()
+        apply_process_patches()
         self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
         install_faults(self.faults)
         self._undo.append(lambda: uninstall_faults(self.faults))

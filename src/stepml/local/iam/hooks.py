@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepml.local import sfn_integrations
 from stepml.local.iam.gate import AccessDeniedError, Authorizer
 from stepml.local.iam.model import AuthorizationRequest
+from stepml.local.stepfunctions import definitions as sfn_integrations
 
 #: The session name the local cloud gives Step Functions' calls under the state machine role.
 STATES_SESSION = "StepFunctions"
