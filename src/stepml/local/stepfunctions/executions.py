@@ -11,7 +11,7 @@ import functools
 
 from stepml.local.patching import Patch, register
 
-_TESTS = "tests/unit/test_stepfunctions_patches.py::"
+_TESTS = "tests/unit/stepfunctions/test_interpreter.py::"
 
 
 def _install_interpreter_errors_have_codes(patch: Patch) -> None:

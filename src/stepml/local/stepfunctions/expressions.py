@@ -14,7 +14,7 @@ from typing import Any
 
 from stepml.local.patching import Patch, PatchError, register
 
-_TESTS = "tests/unit/test_stepfunctions_patches.py::"
+_TESTS = "tests/unit/stepfunctions/test_interpreter.py::"
 _FILTER = re.compile(r"\[\s*\?")
 
 

@@ -21,7 +21,8 @@ from stepml.local.stepfunctions.serialisation import datetimes_to_epoch_millis, 
 SYNC_POLL_SECONDS_ENV = "STEPML_LOCAL_SYNC_POLL_SECONDS"
 DEFAULT_SYNC_POLL_SECONDS = 0.2
 
-_TESTS = "tests/unit/test_stepfunctions_patches.py::"
+_TESTS = "tests/unit/stepfunctions/test_interpreter.py::"
+_SAGEMAKER_TESTS = "tests/unit/stepfunctions/test_sagemaker.py::"
 
 
 class SyncPollSecondsError(ValueError):
@@ -218,7 +219,7 @@ register(
             "parameters validated against botocore's model (moto's client skips validation and moto ignores "
             "unknown fields)."
         ),
-        test=_TESTS + "test_training_sync_polls_until_completed_and_outputs_the_describe_response",
+        test=_SAGEMAKER_TESTS + "test_training_sync_polls_until_completed_and_outputs_the_describe_response",
         install=_install_sagemaker_service_integration,
     )
 )

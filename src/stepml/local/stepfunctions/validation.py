@@ -20,7 +20,7 @@ from stepml.local.stepfunctions.definitions import (
     problems_message,
 )
 
-_TESTS = "tests/unit/test_stepfunctions_patches.py::"
+_TESTS = "tests/unit/stepfunctions/test_definitions.py::"
 #: ValidateStateMachineDefinition's maxResults: default and maximum 100, as AWS documents.
 _MAX_DIAGNOSTICS = 100
 
