@@ -13,10 +13,10 @@ import pytest
 from moto import mock_aws
 
 from stepml import config
-from stepml.local import moto_patches
 from stepml.local.cloud import LocalCloud
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
+from stepml.local.patching import apply_process_patches
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
 from tests.helpers import CHURN_CONFIG, free_port, load_handler, local_cloud, s3_object_created_event
 
@@ -25,7 +25,7 @@ TEMPLATE = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 
 # The unit tier runs moto in-process with the same fixes the local cloud runs with.
-moto_patches.apply()
+apply_process_patches()
 
 
 @pytest.fixture

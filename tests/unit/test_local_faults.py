@@ -18,7 +18,7 @@ from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import package_artifact
-from stepml.local.sfn_sagemaker import error_name
+from stepml.local.stepfunctions.sagemaker_integration import error_name
 from tests.helpers import REPO_ROOT
 
 

@@ -32,7 +32,7 @@ from stepml.local.sagemaker import (
     parse_xgboost_hyperparameters,
     validate_request,
 )
-from stepml.local.sfn_sagemaker import error_name
+from stepml.local.stepfunctions.sagemaker_integration import error_name
 from tests.conftest import TEMPLATE
 from tests.helpers import CHURN_CONFIG, REPO_ROOT
 

@@ -1,4 +1,4 @@
-"""The table of Step Functions' integrations and the definition checks built on it (no moto)."""
+"""Step Functions' integrations table, error names and definition checks (stepml.local.stepfunctions; no moto)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,9 @@ from typing import Any
 
 import pytest
 
-from stepml.local.sfn_integrations import (
-    OPTIMIZED,
-    definition_problems,
-    error_name_problems,
-    optimized_error_name,
-    parse_resource,
-    problems_message,
-    raisable_errors,
-    sdk_error_name,
-    sdk_error_prefix,
-)
+from stepml.local.stepfunctions.definitions import definition_problems, error_name_problems, problems_message
+from stepml.local.stepfunctions.errors import optimized_error_name, raisable_errors, sdk_error_name, sdk_error_prefix
+from stepml.local.stepfunctions.integrations import OPTIMIZED, parse_resource
 
 NOT_RECOGNIZED = (
     "SCHEMA_VALIDATION_FAILED: The resource provided {arn} is not recognized. The value is not a valid resource "

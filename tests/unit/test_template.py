@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from stepml.lineage import resource_names
-from stepml.local.sfn_integrations import (
-    definition_problems,
-    error_name_problems,
-    optimized_error_name,
-    parse_resource,
-    sdk_error_name,
-)
+from stepml.local.stepfunctions.definitions import definition_problems, error_name_problems
+from stepml.local.stepfunctions.errors import optimized_error_name, sdk_error_name
+from stepml.local.stepfunctions.integrations import parse_resource
 from stepml.local.template import ResolvedTemplate, load_template
 from tests.helpers import REPO_ROOT
 

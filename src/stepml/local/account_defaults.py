@@ -6,7 +6,7 @@ built-in algorithm images in SageMaker's registries, the SageMaker service quota
 the SES account status. moto has none of these, so ``stepml preflight`` (which asks them before a
 deploy) would fail against the local cloud for reasons that say nothing about the app. ``seed``
 puts them into moto's backends; the Service Quotas and SES answers are patches in
-``stepml.local.moto_patches`` that read the tables here.
+``stepml.local.services`` (``service_quotas``, ``ses``) that read the tables here.
 
 Only ``stepml.local`` imports this module (it reaches into moto's backends).
 """

@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from stepml.local import account_defaults, events, faults, glue, lambdas, mail, moto_patches
+from stepml.local import account_defaults, events, faults, glue, lambdas, mail
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.cloudformation import register_stack
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
@@ -33,7 +33,7 @@ from stepml.local.faults import FaultSwitch
 from stepml.local.iam import gate as iam_gate
 from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
-from stepml.local.patching import Patch
+from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
 from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
@@ -192,7 +192,7 @@ class LocalCloud:
         fault switch and authorizer applied."""
         from moto.core.config import default_user_config
 
-        moto_patches.apply()
+        apply_process_patches()
         self.faults.load(os.environ.get(FAULTS_VARIABLE, ""))
         self._undo.append(faults.SWITCH.apply(self.faults))
         # One line per AWS call would drown the progress output; errors still surface.

@@ -29,7 +29,19 @@ PINNED_MOTO_VERSION = "5.2.5"
 #: tests/unit/test_patching.py fails when a module under stepml/local registers a patch and
 #: is missing here.
 PATCH_MODULES: tuple[str, ...] = (
-    "stepml.local.moto_patches",
+    "stepml.local.stepfunctions.tasks",
+    "stepml.local.stepfunctions.expressions",
+    "stepml.local.stepfunctions.executions",
+    "stepml.local.stepfunctions.validation",
+    "stepml.local.services.dynamodb",
+    "stepml.local.services.ecr",
+    "stepml.local.services.iam_conditions",
+    "stepml.local.services.kms",
+    "stepml.local.services.lambda_api",
+    "stepml.local.services.logs",
+    "stepml.local.services.s3",
+    "stepml.local.services.service_quotas",
+    "stepml.local.services.ses",
     "stepml.local.sagemaker.adapter",
     "stepml.local.glue.adapter",
     "stepml.local.lambdas.adapter",

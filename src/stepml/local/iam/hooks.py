@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepml.local import sfn_integrations
 from stepml.local.iam.gate import AccessDeniedError, Authorizer
 from stepml.local.iam.model import AuthorizationRequest
 from stepml.local.patching import Patch, register
+from stepml.local.stepfunctions.definitions import sync_tasks
 
 #: The session name the local cloud gives Step Functions' calls under the state machine role.
 STATES_SESSION = "StepFunctions"
@@ -277,7 +277,7 @@ def _check_definition_role(
         parsed = json.loads(definition) if isinstance(definition, str) else definition
     except ValueError:
         parsed = None  # the definition's own validation answers for it
-    integrations = dict.fromkeys((task.service, task.api) for task in sfn_integrations.sync_tasks(parsed))
+    integrations = dict.fromkeys((task.service, task.api) for task in sync_tasks(parsed))
     rules = [
         request
         for service, api in integrations

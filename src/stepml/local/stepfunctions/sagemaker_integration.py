@@ -8,7 +8,8 @@ job's Describe response), no ``.waitForTaskToken``. Errors are named as AWS name
 ``SageMaker.AmazonSageMakerException`` for the rest (validation, throttling), and
 ``States.TaskFailed`` with the Describe response as Cause when a ``.sync`` job fails.
 
-Only ``stepml.local.moto_patches`` imports this module (it reaches into moto's internals).
+Only the ``sagemaker-optimized-integration`` patch (``stepml.local.stepfunctions.tasks``) imports
+this module (it reaches into moto's internals).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
 from stepml.local import botocore_models
-from stepml.local.moto_patches import datetimes_to_epoch_millis
-from stepml.local.sfn_integrations import OPTIMIZED, optimized_error_name
+from stepml.local.stepfunctions.errors import optimized_error_name
+from stepml.local.stepfunctions.integrations import OPTIMIZED
+from stepml.local.stepfunctions.serialisation import datetimes_to_epoch_millis
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class SyncJob:
 
 
 #: The APIs of the optimized integration, keyed by the ASL's action name (the table of
-#: ``stepml.local.sfn_integrations``).
+#: ``stepml.local.stepfunctions.integrations``).
 SUPPORTED_ACTIONS: Final[dict[str, str]] = {
     action: api.operation for action, api in OPTIMIZED["sagemaker"].apis.items()
 }
@@ -139,7 +141,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return None if api is None else set(api.fields)
 
     def _validate_service_integration_is_supported(self) -> None:
-        # The moto_patches check refuses these first, in AWS's words; this keeps moto's parser consistent.
+        # The definition check refuses these first, in AWS's words; this keeps moto's parser consistent.
         super()._validate_service_integration_is_supported()
         api = OPTIMIZED["sagemaker"].apis[self.resource.api_action]
         if str(self.resource.condition or "") not in api.patterns:

@@ -1,0 +1,1 @@
+"""moto's Step Functions interpreter with stepml's patches (stepml.local.stepfunctions)."""

@@ -1,0 +1,310 @@
+"""The template's own pipeline definition in moto's interpreter, with every patch applied."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.core.config import default_user_config
+
+from tests.unit.stepfunctions.support import (
+    DEADLINE_SECONDS,
+    EXECUTE_STATE_MACHINES,
+    REGION,
+    ROLE_ARN,
+    TrainingProgress,
+    glue_job,
+    run,
+    start,
+    validate_definition,
+    wait_for,
+)
+
+# -- the pipeline's own definition -------------------------------------------------------
+
+EVALUATION = {
+    "passed": True,
+    "reason": "auc 0.91 >= 0.8",
+    "metric": "auc",
+    "value": 0.91,
+    "threshold": 0.8,
+    "higher_is_better": True,
+    "metrics": {"auc": 0.91},
+    "rows": 100,
+    "production": None,
+    "report_uri": "s3://stepml-artifacts/evaluation/churn/r/report.json",
+    "started_at": "2024-05-01T12:00:00Z",
+    "ended_at": "2024-05-01T12:01:00Z",
+}
+
+
+# What each Lambda state returns after its ResultSelector. The Lambdas need the local cloud's
+# Lambda engine; here Pass states stand in for them so the rest of the definition runs as written.
+LAMBDA_STAND_INS: dict[str, dict[str, Any]] = {
+    "Resolve run": {"Parameters": {"action": "start", "run.$": "$.run", "steps": {}}},
+    "Evaluate model": {"Result": EVALUATION},
+    "Record run succeeded": {
+        "Parameters": {
+            "subject": "stepml: model deployed",
+            "message.$": "States.Format('Run {} deployed', $.run.run_id)",
+        }
+    },
+    "Record not promoted": {
+        "Parameters": {
+            "subject": "stepml: model not promoted",
+            "message.$": "States.Format('Run {}: {}', $.run.run_id, $.outcome.status)",
+        }
+    },
+    "Record failure": {
+        "Parameters": {
+            "run_id.$": "$.run.run_id",
+            "step": "train",
+            "subject": "stepml: pipeline failed",
+            "message.$": "States.Format('Run {} failed: {}', $.run.run_id, $.error.Error)",
+            "test_endpoint": None,
+            "test_endpoint_config": None,
+        }
+    },
+}
+
+
+def with_lambda_stand_ins(definition: dict[str, Any], approval_queue_url: str) -> dict[str, Any]:
+    """The definition with Lambda tasks as Pass states and the approval request sent to SQS."""
+    definition = copy.deepcopy(definition)
+    states = definition["States"]
+    for name, state in states.items():
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke":
+            stand_in = LAMBDA_STAND_INS.get(name, {"Parameters": {}})
+            states[name] = {
+                "Type": "Pass",
+                **stand_in,
+                "ResultPath": state["ResultPath"],
+                **({"Next": state["Next"]} if "Next" in state else {"End": True}),
+            }
+        elif state.get("Resource") == "arn:aws:states:::lambda:invoke.waitForTaskToken":
+            # Same task token, timeout, Retry and Catch; the approval request goes to a queue.
+            state["Resource"] = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+            state["Parameters"] = {"QueueUrl": approval_queue_url, "MessageBody": state["Parameters"]["Payload"]}
+    return definition
+
+
+def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_seconds: int) -> dict[str, Any]:
+    production = definition["States"]["Create production endpoint"]["Parameters"]["EndpointName"]
+    base = f"s3://stepml-artifacts/processed/churn/{run_id}/"
+    return {
+        "run_id": run_id,
+        "dataset": "churn",
+        "attempt": 1,
+        "input": {"uri": f"s3://stepml-uploads/incoming/churn/{run_id}.csv", "version_id": "v1"},
+        "config": {
+            "training": {
+                "instance_type": "ml.m5.large",
+                "instance_count": 1,
+                "volume_size_gb": 10,
+                "max_runtime_seconds": 3600,
+            },
+            "hosting": {"instance_type": "ml.m5.large", "instance_count": 1},
+        },
+        "hyperparameters": {"num_round": "10", "objective": "binary:logistic"},
+        "names": {
+            "training_job": f"stepml-{run_id}-a1",
+            "model": f"stepml-{run_id}-a1",
+            "test_endpoint_config": f"stepml-{run_id}-test-a1",
+            "test_endpoint": f"stepml-{run_id}-test-a1",
+            "production_endpoint_config": f"stepml-{run_id}-prod-a1",
+            "production_endpoint": production,
+        },
+        "paths": {
+            "processed": base,
+            "train": base + "train/",
+            "validation": base + "validation/",
+            "model_output": f"s3://stepml-artifacts/models/churn/{run_id}/",
+            "data_capture": "s3://stepml-artifacts/data-capture/churn/",
+        },
+        "endpoint_poll_seconds": 0,
+        "approval_timeout_seconds": approval_timeout_seconds,
+        "code_version": "test",
+    }
+
+
+def answer_approval(sqs: Any, queue_url: str, sfn: Any, execution_arn: str, decision: str) -> dict[str, Any]:
+    """Do what the approval API does: take the execution's task token and complete the waiting task."""
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < give_up:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            request = json.loads(message["Body"])
+            if request["execution_arn"] != execution_arn:
+                continue  # an earlier run's request
+            sfn.send_task_success(
+                taskToken=request["task_token"],
+                output=json.dumps(
+                    {
+                        "decision": decision,
+                        "approver": "reviewer@example.com",
+                        "comment": "looks right" if decision == "approve" else "too few rows",
+                        "decided_at": "2024-05-01T12:05:00Z",
+                        "approval_id": "approval-1",
+                    }
+                ),
+            )
+            return request
+        time.sleep(0.02)
+    pytest.fail("the approval request never reached the queue")
+
+
+@pytest.fixture
+def pipeline(stack: Any, fast_sync: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The template's pipeline definition with Lambda stand-ins, and what its runs need in moto."""
+    monkeypatch.setitem(default_user_config, "stepfunctions", EXECUTE_STATE_MACHINES["stepfunctions"])
+    definition = stack.resolved.state_machine_definition("PipelineStateMachine", stack.root)
+    queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="approval-requests")["QueueUrl"]
+    glue_job(definition["States"]["Preprocess data"]["Parameters"]["JobName"])
+    yield {"definition": definition, "runnable": with_lambda_stand_ins(definition, queue_url), "queue_url": queue_url}
+
+
+def test_the_template_pipeline_definition_is_accepted_as_written(pipeline: dict[str, Any]) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(name="pipeline", definition=json.dumps(pipeline["definition"]), roleArn=ROLE_ARN)[
+        "stateMachineArn"
+    ]
+    assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"]) == pipeline["definition"]
+
+
+def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
+    pipeline: dict[str, Any], training_progress: TrainingProgress
+) -> None:
+    training_progress.statuses = ["InProgress", "Completed"]
+    runnable = pipeline["runnable"]
+    run_input = {
+        "run": run_context(runnable, run_id="churn-0123456789ab", approval_timeout_seconds=30),
+    }
+    sfn, execution_arn = start(runnable, run_input)
+    request = answer_approval(
+        boto3.client("sqs", region_name=REGION), pipeline["queue_url"], sfn, execution_arn, "approve"
+    )
+    execution = wait_for(sfn, execution_arn)
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    assert execution.entered_states == [
+        "Resolve run",
+        "New, resumed or duplicate?",
+        "Preprocessing already done?",
+        "Preprocess data",
+        "Record preprocessing",
+        "Training already done?",
+        "Train model",
+        "Record training",
+        "Create model",
+        "Find champion",
+        "Champion in service?",
+        "Create test endpoint config",
+        "Create test endpoint",
+        "Wait for test endpoint",
+        "Check test endpoint",
+        "Is the test endpoint ready?",
+        "Evaluate model",
+        "Record evaluation",
+        "Good enough to ask for approval?",
+        "Request approval",
+        "Record approval decision",
+        "Approved?",
+        "Find production endpoint",
+        "Create production endpoint config",
+        "Production endpoint exists?",
+        "Create production endpoint",
+        "Wait for production endpoint",
+        "Check production endpoint",
+        "Is the production endpoint ready?",
+        "Record deployment",
+        "Delete test endpoint",
+        "Delete test endpoint config",
+        "Record run succeeded",
+        "Notify deployment",
+        "Model deployed",
+    ]
+    assert request["evaluation"] == EVALUATION and request["execution_arn"] == execution_arn
+    output = execution.output
+    assert output["steps"]["preprocess"]["state"] == "SUCCEEDED"
+    assert isinstance(output["steps"]["preprocess"]["started_on"], int)
+    assert output["steps"]["train"]["job_name"] == "stepml-churn-0123456789ab-a1"
+    assert isinstance(output["steps"]["train"]["completed_on"], int)
+    assert output["steps"]["approval"]["decision"] == "approve"
+    assert output["production"] == {"exists": False}
+    assert output["probe"] == {"status": "InService", "config": "stepml-churn-0123456789ab-prod-a1"}
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [
+        output["run"]["names"]["production_endpoint"]
+    ]
+
+
+def test_the_pipeline_records_a_timed_out_approval_and_a_rejection_as_not_promoted(
+    pipeline: dict[str, Any], training_progress: TrainingProgress
+) -> None:
+    runnable = pipeline["runnable"]
+    timed_out = run(
+        runnable,
+        {"run": run_context(runnable, run_id="churn-00000000000a", approval_timeout_seconds=1)},
+    )
+    sfn, rejected_arn = start(
+        runnable,
+        {"run": run_context(runnable, run_id="churn-00000000000b", approval_timeout_seconds=30)},
+    )
+    answer_approval(boto3.client("sqs", region_name=REGION), pipeline["queue_url"], sfn, rejected_arn, "reject")
+    rejected = wait_for(sfn, rejected_arn)
+
+    not_promoted = [
+        "Record not promoted",
+        "Delete test endpoint (not promoted)",
+        "Delete test endpoint config (not promoted)",
+        "Notify not promoted",
+        "Model not promoted",
+    ]
+    assert timed_out.status == "SUCCEEDED", timed_out.describe.get("cause")
+    assert timed_out.entered_states[-7:] == ["Request approval", "Approval timed out", *not_promoted]
+    assert timed_out.output["error"]["Error"] == "States.Timeout"
+    assert timed_out.output["outcome"]["status"] == "APPROVAL_TIMED_OUT"
+    assert rejected.status == "SUCCEEDED", rejected.describe.get("cause")
+    assert rejected.entered_states[-9:] == [
+        "Request approval",
+        "Record approval decision",
+        "Approved?",
+        "Approver rejected the model",
+        *not_promoted,
+    ]
+    assert rejected.output["outcome"] == {
+        "status": "REJECTED",
+        "reason": "Rejected by reviewer@example.com: too few rows",
+    }
+
+
+def test_the_pipeline_fails_with_the_recorded_message_when_training_fails(
+    pipeline: dict[str, Any], training_progress: TrainingProgress
+) -> None:
+    training_progress.statuses = ["InProgress", "Failed"]
+    runnable = pipeline["runnable"]
+    execution = run(
+        runnable,
+        {"run": run_context(runnable, run_id="churn-00000000000c", approval_timeout_seconds=30)},
+    )
+
+    assert execution.status == "FAILED"
+    assert execution.entered_states[-5:] == [
+        "Train model",
+        "Record failure",
+        "Test endpoint to clean up?",
+        "Alert on failure",
+        "Pipeline failed",
+    ]
+    assert execution.describe["error"] == "stepml.PipelineFailed"
+    assert execution.describe["cause"] == "Run churn-00000000000c failed: States.TaskFailed"
+
+
+def test_the_template_pipeline_definition_validates_ok(pipeline: dict[str, Any]) -> None:
+    answer = validate_definition(pipeline["definition"], type="STANDARD", severity="WARNING")
+    assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
