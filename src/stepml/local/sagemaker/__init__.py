@@ -35,8 +35,8 @@ from stepml.local.sagemaker.errors import (
     SageMakerValidationError,
 )
 from stepml.local.sagemaker.hosting import EndpointView, InvocationResult
+from stepml.local.sagemaker.jobs import TrainingJobView
 from stepml.local.sagemaker.model_server import ModelServer, ModelServerError
-from stepml.local.sagemaker.training import TrainingJobView
 from stepml.local.sagemaker.validation import BUILTIN_XGBOOST_IMAGE, SUPPORTED_XGBOOST_TAGS, validate_request
 
 __all__ = [

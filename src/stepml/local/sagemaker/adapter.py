@@ -40,7 +40,7 @@ from stepml.local.sagemaker.errors import (
     SageMakerValidationError,
 )
 from stepml.local.sagemaker.hosting import EndpointView
-from stepml.local.sagemaker.training import TrainingJobView
+from stepml.local.sagemaker.jobs import TrainingJobView
 from stepml.local.sagemaker.validation import arn, validate_request
 from stepml.utils import utc_now
 

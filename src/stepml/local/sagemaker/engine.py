@@ -31,7 +31,8 @@ import boto3
 from stepml.local.sagemaker.capture import CaptureWriter
 from stepml.local.sagemaker.context import EngineContext, EngineSettings
 from stepml.local.sagemaker.hosting import Endpoints, EndpointView, InvocationResult, ModelRequests, Request
-from stepml.local.sagemaker.training import TrainingJobs, TrainingJobView
+from stepml.local.sagemaker.jobs import TrainingJobView
+from stepml.local.sagemaker.training import TrainingJobs
 
 
 class LocalSageMaker:

@@ -31,7 +31,7 @@ from stepml.local.sagemaker.validation import arn
 from stepml.utils import S3UriError, utc_now
 
 if TYPE_CHECKING:
-    from stepml.local.sagemaker.training import TrainingJob
+    from stepml.local.sagemaker.jobs import TrainingJob
 
 
 def is_script_mode(request: Mapping[str, Any]) -> bool:
