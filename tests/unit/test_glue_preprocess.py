@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from stepml.config import parse_dataset_config
+from stepml.config import DatasetConfigError, parse_dataset_config
 from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler
 
 pp = load_handler("glue_jobs/preprocess.py")
@@ -623,6 +623,29 @@ def test_every_config_the_schema_accepts_reads_the_same_in_the_job(overrides):
     assert job.classes == (tuple(model.classes) if model.classes is not None else None)
     assert dict(job.split) == model.split.model_dump()
     assert (job.csv_delimiter, job.min_rows) == (model.csv_delimiter, model.min_rows)
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("label", [" ", "x", "age"]),
+        ("row_key", ["", " ", None, "region"]),
+        ("csv_delimiter", [";", "\t", "|", '"', "\n", "\r"]),
+        ("min_rows", [1, 2, 10_000]),
+        ("classes", [None, ["a"], ["a", "b"], ["a", "a"], ["a", "b", "c"]]),
+        ("split", [{"train": 0.5, "validation": 0.25, "test": 0.25}, {"train": 0.9}]),
+        ("features", [[{"name": " ", "type": "numeric"}], [{"name": "churned", "type": "numeric"}]]),
+    ],
+)
+def test_the_job_accepts_every_config_the_schema_accepts(field, values):
+    """ResolveRun validates with the schema first: a config it lets through must not fail the job."""
+    for value in values:
+        document = dataset_config() | {field: value}
+        try:
+            model = parse_dataset_config(document, "test")
+        except DatasetConfigError:
+            continue
+        pp.parse_config(json.dumps(model.model_dump(mode="json")), "test")
 
 
 # --- reading the recorded version of the upload --------------------------------------------------
