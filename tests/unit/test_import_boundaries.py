@@ -88,12 +88,25 @@ build_parser()
 for argv in (["runs", "--help"], ["lineage", "--help"], ["preflight", "--help"], ["datasets", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
         main(argv)
+# A command against a deployed stack, run to its end: the endpoint refuses, the CLI says so.
+with contextlib.redirect_stderr(io.StringIO()) as error:
+    assert main(["runs", "--stack-name", "prod"]) == 1
+assert "cannot read stack prod" in error.getvalue(), error.getvalue()
 print(json.dumps(sorted(m for m in sys.modules if m == "moto" or m.startswith(("moto.", "stepml.local")))))
 """
 
 
 def test_the_cli_for_a_deployed_stack_loads_no_moto_and_no_local_cloud():
-    environment = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(SOURCE),
+        # A closed local port stands for the deployed stack's AWS: refused at once, never retried.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     result = subprocess.run(
         [sys.executable, "-c", _PROBE], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
     )
