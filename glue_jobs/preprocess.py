@@ -12,7 +12,10 @@ key and writes, under ``--output_uri``::
     statistics.json   the monitoring baseline (per feature and for the label)
     manifest.json     fingerprint, row counts, encodings, feature order, versions
 
-This file is uploaded as the job script on its own, so it imports nothing from ``stepml``.
+This file is uploaded as the job script on its own, so it imports nothing from ``stepml``: SAM
+packages only a Glue job's ``Command.ScriptLocation``, and Glue 5.0 provides no pydantic. So the
+job keeps one file and re-checks the dataset config by hand (``parse_config``); the tests hold its
+choices, defaults and readings to ``stepml.config``'s model, which ResolveRun validated first.
 Everything runs in the JVM (no Python UDFs), so the job scales with the Glue workers. The
 same script runs locally on pyspark 3.5 with local paths instead of ``s3://`` URIs.
 
@@ -33,7 +36,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +168,37 @@ def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
     def fail(problem: str) -> PreprocessError:
         return PreprocessError(f"{source}: dataset config {problem}")
 
+    data = _config_document(raw, fail)
+    label = _config_text(data, "label", fail)
+    problem_type = _config_text(data, "problem_type", fail)
+    if problem_type not in PROBLEM_TYPES:
+        raise fail(f"field 'problem_type' must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
+    features = _config_features(data, label, fail)
+    classes = _config_classes(data, problem_type, fail)
+    split = _config_split(data, fail)
+    delimiter = data.get("csv_delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise fail(f"field 'csv_delimiter' must be one character (not a quote or line break), got {delimiter!r}")
+    min_rows = data.get("min_rows", 10)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
+        raise fail(f"field 'min_rows' must be a whole number of at least 2, got {min_rows!r}")
+    return JobConfig(
+        name=str(data.get("name") or ""),
+        label=label,
+        problem_type=problem_type,
+        features=features,
+        classes=classes,
+        row_key=_config_text(data, "row_key", fail, required=False),
+        split=split,
+        csv_delimiter=delimiter,
+        min_rows=min_rows,
+    )
+
+
+_Fail = Callable[[str], PreprocessError]
+
+
+def _config_document(raw: str | Mapping[str, Any], fail: _Fail) -> Mapping[str, Any]:
     if isinstance(raw, str):
         try:
             data = json.loads(raw)
@@ -174,19 +208,19 @@ def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
         data = raw
     if not isinstance(data, Mapping):
         raise fail("(--dataset_config) must be a JSON object")
+    return data
 
-    def text(key: str, *, required: bool = True) -> str | None:
-        value = data.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise fail(f"field '{key}' must be a non-empty string, got {value!r}")
-        return value
 
-    label = text("label")
-    problem_type = text("problem_type")
-    if problem_type not in PROBLEM_TYPES:
-        raise fail(f"field 'problem_type' must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
+def _config_text(data: Mapping[str, Any], key: str, fail: _Fail, *, required: bool = True) -> Any:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"field '{key}' must be a non-empty string, got {value!r}")
+    return value
+
+
+def _config_features(data: Mapping[str, Any], label: str, fail: _Fail) -> tuple[Feature, ...]:
     raw_features = data.get("features")
     if not isinstance(raw_features, list) or not raw_features:
         raise fail("field 'features' must be a non-empty list")
@@ -200,6 +234,10 @@ def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
     names = [f.name for f in features]
     if len(set(names)) != len(names) or label in names:
         raise fail("field 'features' must name distinct columns other than the label")
+    return tuple(features)
+
+
+def _config_classes(data: Mapping[str, Any], problem_type: str, fail: _Fail) -> tuple[str, ...] | None:
     classes = data.get("classes")
     if classes is not None:
         if (
@@ -215,6 +253,10 @@ def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
         raise fail("field 'classes' must list at least 3 values for a multiclass problem")
     if problem_type == "regression" and classes is not None:
         raise fail("field 'classes' must be omitted for a regression problem")
+    return classes
+
+
+def _config_split(data: Mapping[str, Any], fail: _Fail) -> dict[str, float]:
     split = {"train": 0.7, "validation": 0.15, "test": 0.15}
     raw_split = data.get("split") or {}
     if not isinstance(raw_split, Mapping):
@@ -226,23 +268,7 @@ def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
         split[name] = float(value)
     if abs(sum(split.values()) - 1.0) > 1e-6:
         raise fail("field 'split' fractions must add up to 1")
-    delimiter = data.get("csv_delimiter", ",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
-        raise fail(f"field 'csv_delimiter' must be one character (not a quote or line break), got {delimiter!r}")
-    min_rows = data.get("min_rows", 10)
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
-        raise fail(f"field 'min_rows' must be a whole number of at least 2, got {min_rows!r}")
-    return JobConfig(
-        name=str(data.get("name") or ""),
-        label=label,
-        problem_type=problem_type,
-        features=tuple(features),
-        classes=classes,
-        row_key=text("row_key", required=False),
-        split=split,
-        csv_delimiter=delimiter,
-        min_rows=min_rows,
-    )
+    return split
 
 
 # --- job arguments and the Spark session ---------------------------------------------------
@@ -687,7 +713,17 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     (or a regression label) and labels outside ``classes``. Statistics cover labeled rows,
     the rows that are kept.
     """
-    frame = raw.frame
+    aggregations = _profile_aggregations(config)
+    names = list(aggregations)
+    result = raw.frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
+    _check_records(raw, config, result)
+    _check_values(raw, config, result)
+    return _profile_of(raw, config, result)
+
+
+def _profile_aggregations(config: JobConfig) -> dict[str, Column]:
+    """The one aggregation of ``profile_input``: counts, the first bad row of each kind, and the
+    statistics of each numeric feature (and a regression label) over the labeled rows."""
     label = _label_text(config)
     labeled = label.isNotNull() & (label != "")
     aggregations: dict[str, Column] = {
@@ -717,9 +753,11 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
         aggregations["label_max"] = F.max(number)
     elif config.classes:
         aggregations["label_unknown"] = _first(labeled & ~label.isin(*config.classes), label)
-    names = list(aggregations)
-    result = frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
+    return aggregations
 
+
+def _check_records(raw: RawInput, config: JobConfig, result: Mapping[str, Any]) -> None:
+    """The file as a whole: data rows at all, text lines, field counts, enough (labeled) rows."""
     rows = result["rows"]
     if rows == 0:
         raise raw.fail("the file has a header but no data rows" if raw.file_format == "csv" else "the file has no rows")
@@ -747,6 +785,9 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     if result["labeled"] == 0:
         raise raw.fail(f"label column {config.label!r} is empty on all {rows} rows")
 
+
+def _check_values(raw: RawInput, config: JobConfig, result: Mapping[str, Any]) -> None:
+    """The values: numbers where the config says numeric, labels among the classes, enough labels."""
     problems = []
     for position, name in enumerate(config.numeric):
         bad = result[f"bad{position}"]
@@ -771,9 +812,13 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
         )
     if result["labeled"] < config.min_rows:
         raise raw.fail(
-            f"only {result['labeled']} of {rows} rows have a value in label column {config.label!r}; "
+            f"only {result['labeled']} of {result['rows']} rows have a value in label column {config.label!r}; "
             f"the dataset config needs at least {config.min_rows} (min_rows)"
         )
+
+
+def _profile_of(raw: RawInput, config: JobConfig, result: Mapping[str, Any]) -> Profile:
+    """The ``Profile`` of a validated aggregation result: per-feature statistics and medians."""
     numeric: dict[str, dict[str, Any]] = {}
     medians: dict[str, float] = {}
     for position, name in enumerate(config.numeric):
@@ -790,7 +835,7 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
             "max": result[f"max{position}"],
             "median": medians[name],
         }
-    profile = Profile(rows=rows, labeled=result["labeled"], numeric=numeric, medians=medians)
+    profile = Profile(rows=result["rows"], labeled=result["labeled"], numeric=numeric, medians=medians)
     if config.problem_type == "regression":
         profile.label_numeric = {
             "count": result["labeled"],

@@ -18,7 +18,14 @@ from stepml.local.mail import Outbox
 from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.patching import apply_process_patches
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
-from tests.helpers import CHURN_CONFIG, free_port, load_handler, local_cloud, s3_object_created_event
+from tests.helpers import (
+    CHURN_CONFIG,
+    free_port,
+    load_handler,
+    local_cloud,
+    s3_object_created_event,
+    set_function_environment,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -150,7 +157,7 @@ class ResolveRunEnv(dict):
 @pytest.fixture
 def resolve_run_env(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> ResolveRunEnv:
     """What the lineage tests need: ResolveRun's environment and an onboarded churn dataset."""
-    stack.apply_environment(monkeypatch, "ResolveRunFunction")
+    set_function_environment(monkeypatch, stack, "ResolveRunFunction")
     settings = config.load_settings(load_handler("lambdas/resolve_run/app.py").REQUIRED_SETTINGS)
     s3 = boto3.client("s3")
     s3.put_object(

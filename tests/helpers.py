@@ -47,6 +47,14 @@ def s3_object_created_event(bucket: str, key: str, version_id: str, etag: str, s
     return build("123456789012", "us-east-1", bucket, key, size, etag, version_id)
 
 
+def set_function_environment(monkeypatch: Any, stack: Any, logical_id: str) -> dict[str, str]:
+    """Set a provisioned function's environment (as Lambda would see it) for this test; return it."""
+    environment = stack.function_environment(logical_id)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    return environment
+
+
 def local_cloud(state_dir: Path) -> Any:
     """A LocalCloud of this repository on free ports, not started (tests and benchmarks)."""
     from stepml.local.cloud import LocalCloud

@@ -266,6 +266,23 @@ class DatasetConfig(_Strict):
     #: ApprovalTimeoutSeconds. The run ends as not promoted when it passes undecided.
     approval_timeout_seconds: Annotated[int | None, Field(ge=10, le=31536000)] = None
 
+    @field_validator("label", "row_key")
+    @classmethod
+    def _names_a_column(cls, value: str | None) -> str | None:
+        # The Glue job looks columns up by these names; a blank one can never match a header.
+        if value is not None and not value.strip():
+            raise ValueError(f"must name a column, got {value!r}")
+        return value
+
+    @field_validator("csv_delimiter")
+    @classmethod
+    def _splits_lines(cls, value: str) -> str:
+        # The job reads one record per line with RFC 4180 quoting: a quote or a line break
+        # cannot delimit fields there.
+        if value in '\r\n"':
+            raise ValueError(f"must not be a quote or a line break, got {value!r}")
+        return value
+
     @field_validator("features")
     @classmethod
     def _unique_features(cls, features: list[FeatureSpec]) -> list[FeatureSpec]:

@@ -16,7 +16,7 @@ import pytest
 from stepml import config
 from stepml.approvals import APPROVED, CLOSED, PENDING, REJECTED, form_token, link_signature, new_approval_id
 from stepml.local.mail import Outbox
-from tests.helpers import FakeLambdaContext, load_handler
+from tests.helpers import FakeLambdaContext, load_handler, set_function_environment
 from tests.unit.test_approvals import (
     TASK_TOKEN,
     TIMEOUT_SECONDS,
@@ -134,7 +134,7 @@ class Api:
 
 @pytest.fixture
 def api(stack: Any, monkeypatch: pytest.MonkeyPatch, mail_outbox: Outbox) -> Api:
-    stack.apply_environment(monkeypatch, "ApprovalApiFunction")
+    set_function_environment(monkeypatch, stack, "ApprovalApiFunction")
     # Both would put secrets into logs if the handler obeyed them.
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
     monkeypatch.setenv("POWERTOOLS_DEV", "true")
@@ -186,7 +186,7 @@ def test_get_shows_the_review_page_and_changes_nothing(
     stack: Any, monkeypatch: pytest.MonkeyPatch, mail_outbox: Outbox
 ) -> None:
     # The handler's own dependencies, built from the function's environment in template.yaml.
-    stack.apply_environment(monkeypatch, "ApprovalApiFunction")
+    set_function_environment(monkeypatch, stack, "ApprovalApiFunction")
     module = load_handler("approval_api/app.py")
     real = Api(module, approval_env(stack, mail_outbox))
     approval_id, sig = create_approval(real.env, now=datetime.now(UTC), execution_arn=running_execution())

@@ -47,6 +47,11 @@ def test_the_shipped_example_config_is_valid():
         ({"surprise": 1}, "field 'surprise': Extra inputs are not permitted"),
         ({"approval_timeout_seconds": 5}, "field 'approval_timeout_seconds'"),
         ({"approval_timeout_seconds": "soon"}, "field 'approval_timeout_seconds'"),
+        # What the Glue job could never read: refused at onboarding, not at Preprocess.
+        ({"label": " "}, "field 'label': must name a column, got ' '"),
+        ({"row_key": ""}, "field 'row_key': must name a column, got ''"),
+        ({"csv_delimiter": '"'}, "field 'csv_delimiter': must not be a quote or a line break, got '\"'"),
+        ({"csv_delimiter": "\n"}, "field 'csv_delimiter': must not be a quote or a line break"),
     ],
 )
 def test_bad_configs_name_the_file_and_the_field(change, message):

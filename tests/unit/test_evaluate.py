@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from stepml.config import ConfigError, parse_dataset_config
 from stepml.evaluation import CHALLENGER_VARIANT, CHAMPION_VARIANT, EvaluationError, evaluate_model, parse_predictions
 from stepml.lineage import artifact_paths, resource_names
-from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler
+from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, set_function_environment
 
 RUN_ID = "churn-3f2a9c1b7d4e"
 REGION = "us-east-1"
@@ -616,7 +616,7 @@ def test_the_handler_wires_settings_and_clients(
     monkeypatch: pytest.MonkeyPatch,
     evaluate_module: Any,
 ) -> None:
-    stack.apply_environment(monkeypatch, "EvaluateFunction")
+    set_function_environment(monkeypatch, stack, "EvaluateFunction")
     runtime = env.runtime(strong_rule, weak_rule)
     monkeypatch.setattr(
         evaluate_module,
@@ -649,7 +649,7 @@ def test_the_handler_wires_settings_and_clients(
 def test_the_handler_refuses_a_bad_payload(
     stack: Any, env: Env, monkeypatch: pytest.MonkeyPatch, evaluate_module: Any
 ) -> None:
-    stack.apply_environment(monkeypatch, "EvaluateFunction")
+    set_function_environment(monkeypatch, stack, "EvaluateFunction")
     run = env.run()
     run["paths"] = {**run["paths"], "evaluation": "s3://elsewhere/evaluation/churn/x/"}
 

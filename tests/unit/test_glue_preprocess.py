@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from stepml.config import parse_dataset_config
+from stepml.config import DatasetConfigError, parse_dataset_config
 from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler
 
 pp = load_handler("glue_jobs/preprocess.py")
@@ -581,6 +581,71 @@ def test_config_is_checked_again_and_errors_name_the_file_and_field():
     broken = dataset_config() | {"features": [{"name": "age", "type": "text"}]}
     with pytest.raises(pp.PreprocessError, match=r"field 'features.0.type' must be numeric or categorical"):
         pp.parse_config(json.dumps(broken), "s3://u/a.csv")
+
+
+def test_the_jobs_config_check_has_the_schemas_choices_and_defaults():
+    """The job re-checks the config by hand (Glue runs one script and ships no pydantic): its
+    choices and defaults are the ones stepml.config's model declares."""
+    from typing import get_args
+
+    from stepml.config import DatasetConfig, FeatureSpec, ProblemType, SplitSpec
+
+    assert get_args(ProblemType) == pp.PROBLEM_TYPES
+    assert get_args(FeatureSpec.model_fields["type"].annotation) == pp.FEATURE_TYPES
+    assert tuple(SplitSpec.model_fields) == pp.SPLITS
+    assert pp.JobConfig("n", "l", "binary", ()).split == SplitSpec().model_dump()
+    for name in ("csv_delimiter", "min_rows", "classes", "row_key"):
+        assert getattr(pp.JobConfig, name) == DatasetConfig.model_fields[name].default, name
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"classes": None},
+        {"problem_type": "multiclass", "classes": ["a", "b", "c"], "metric": "accuracy"},
+        {"problem_type": "regression", "classes": None, "metric": "rmse", "row_key": None},
+        {"split": {"train": 0.5, "validation": 0.25, "test": 0.25}, "csv_delimiter": ";", "min_rows": 2},
+        {"csv_delimiter": "\t", "features": [{"name": "id", "type": "categorical"}]},
+    ],
+)
+def test_every_config_the_schema_accepts_reads_the_same_in_the_job(overrides):
+    document = dataset_config(**overrides)
+    model = parse_dataset_config(document, "test")
+    job = pp.parse_config(json.dumps(document), "test")
+    assert (job.name, job.label, job.problem_type, job.row_key) == (
+        model.name,
+        model.label,
+        model.problem_type,
+        model.row_key,
+    )
+    assert [(f.name, f.type) for f in job.features] == [(f.name, f.type) for f in model.features]
+    assert job.classes == (tuple(model.classes) if model.classes is not None else None)
+    assert dict(job.split) == model.split.model_dump()
+    assert (job.csv_delimiter, job.min_rows) == (model.csv_delimiter, model.min_rows)
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("label", [" ", "x", "age"]),
+        ("row_key", ["", " ", None, "region"]),
+        ("csv_delimiter", [";", "\t", "|", '"', "\n", "\r"]),
+        ("min_rows", [1, 2, 10_000]),
+        ("classes", [None, ["a"], ["a", "b"], ["a", "a"], ["a", "b", "c"]]),
+        ("split", [{"train": 0.5, "validation": 0.25, "test": 0.25}, {"train": 0.9}]),
+        ("features", [[{"name": " ", "type": "numeric"}], [{"name": "churned", "type": "numeric"}]]),
+    ],
+)
+def test_the_job_accepts_every_config_the_schema_accepts(field, values):
+    """ResolveRun validates with the schema first: a config it lets through must not fail the job."""
+    for value in values:
+        document = dataset_config() | {field: value}
+        try:
+            model = parse_dataset_config(document, "test")
+        except DatasetConfigError:
+            continue
+        pp.parse_config(json.dumps(model.model_dump(mode="json")), "test")
 
 
 # --- reading the recorded version of the upload --------------------------------------------------

@@ -26,7 +26,7 @@ from stepml.lineage import (
     record_step,
     resolve_run,
 )
-from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler
+from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, set_function_environment
 
 EXECUTION_1 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:one"
 EXECUTION_2 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:two"
@@ -527,7 +527,7 @@ def test_handlers_wire_settings_from_the_template(env, stack, monkeypatch):
     event = _upload(env)
     result = resolve.handler({"event": event, "execution_arn": EXECUTION_1}, FakeLambdaContext())
     assert result["action"] == "start"
-    stack.apply_environment(monkeypatch, "RecordStepFunction")
+    set_function_environment(monkeypatch, stack, "RecordStepFunction")
     record = load_handler("lambdas/record_step/app.py")
     failure = record.handler(
         {

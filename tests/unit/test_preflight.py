@@ -28,10 +28,10 @@ from stepml.cli.preflight import (
     load_samconfig,
     named_at_deploy,
     parse_parameter_overrides,
-    referenced_resources,
 )
 from stepml.config import parse_dataset_config
 from stepml.local import account_defaults
+from stepml.local.provision import referenced_resources
 from stepml.local.template import ResolvedTemplate, load_template
 from tests.helpers import CHURN_CONFIG, REPO_ROOT
 
@@ -182,7 +182,7 @@ def test_a_report_fails_on_any_fail_and_prints_the_fix_only_for_problems():
 
 def test_a_stack_cloudformation_cannot_update_fails_with_the_command_that_unblocks_it(aws_credentials):
     cloudformation = boto3.client("cloudformation", region_name=REGION)
-    context = preflight._Context(
+    context = preflight.CheckContext(
         root=REPO_ROOT,
         session=None,
         config_env="dev",
@@ -209,7 +209,7 @@ def test_a_stack_cloudformation_cannot_update_fails_with_the_command_that_unbloc
             {"StackName": "stepml-dev"},
         )
         stub.add_response("list_stack_resources", {"StackResourceSummaries": []}, {"StackName": "stepml-dev"})
-        check = preflight._check_stack(context)
+        check = preflight.checks.check_stack(context)
 
     assert check.status == FAIL
     assert "CloudFormation cannot update a stack in ROLLBACK_COMPLETE" in check.summary

@@ -11,7 +11,7 @@ import pytest
 from stepml.approvals import PENDING, ApprovalRequestError, verify_link
 from stepml.config import ConfigError
 from stepml.local.mail import Outbox
-from tests.helpers import FakeLambdaContext, load_handler
+from tests.helpers import FakeLambdaContext, load_handler, set_function_environment
 from tests.unit.test_approvals import (
     EXECUTION_ARN,
     LINK,
@@ -49,7 +49,7 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
     caplog: pytest.LogCaptureFixture,
     mail_outbox: Outbox,
 ) -> None:
-    environment = stack.apply_environment(monkeypatch, "RequestApprovalFunction")
+    environment = set_function_environment(monkeypatch, stack, "RequestApprovalFunction")
     env = approval_env(stack, mail_outbox)
 
     entered = "2026-11-22T11:59:58.600Z"
@@ -79,7 +79,7 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
 def test_a_payload_without_a_task_token_is_refused_without_echoing_it(
     stack: Any, monkeypatch: pytest.MonkeyPatch, request_approval_module: Any, mail_outbox: Outbox
 ) -> None:
-    stack.apply_environment(monkeypatch, "RequestApprovalFunction")
+    set_function_environment(monkeypatch, stack, "RequestApprovalFunction")
     env = approval_env(stack, mail_outbox)
     context = FakeLambdaContext()
 

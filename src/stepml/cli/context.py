@@ -12,8 +12,6 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.local.cloud import CREDENTIALS
-
 STATE_DIR_ENV = "STEPML_STATE_DIR"
 
 
@@ -71,6 +69,9 @@ def connect(stack_name: str | None = None, explicit_state_dir: str | None = None
             "or pass --stack-name for a deployed stack"
         )
     state = json.loads(path.read_text())
+    # Only this local path needs the local cloud (and moto): a deployed stack's commands never load it.
+    from stepml.local.cloud import CREDENTIALS
+
     session = boto3.Session(
         region_name=state["region"],
         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],

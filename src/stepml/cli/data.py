@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -121,6 +122,29 @@ def sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def datasets_validate(args: argparse.Namespace) -> int:
+    """Check a dataset config file against the schema, offline."""
+    path = Path(args.config)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror}", exit_code=2) from exc
+    try:
+        config = parse_dataset_config(raw, str(path))
+    except DatasetConfigError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(
+            json.dumps(
+                {"dataset": config.name, "valid": True, "hyperparameters": config.training_hyperparameters()}, indent=2
+            )
+        )
+    else:
+        gate = f"{config.metric} {'>=' if config.higher_is_better else '<='} {config.threshold}"
+        print(f"{path}: valid config for dataset {config.name!r} ({config.problem_type}, gate {gate})")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     datasets = commands.add_parser("datasets", help="dataset configs the pipeline reads")
     sub = datasets.add_subparsers(dest="datasets_command", metavar="COMMAND", required=True)
@@ -130,6 +154,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     put.set_defaults(handler=datasets_put)
     listing = sub.add_parser("list", parents=[common], help="the onboarded datasets")
     listing.set_defaults(handler=datasets_list)
+    validate = sub.add_parser("validate", parents=[common], help="check a config against the schema")
+    validate.add_argument("config", help="path to the dataset config JSON")
+    validate.set_defaults(handler=datasets_validate)
 
     up = commands.add_parser("upload", parents=[common], help="upload a data file; this starts a run")
     up.add_argument("file")

@@ -114,6 +114,30 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, target: Target, started: float) -> int:
+    execution_arn = _onboard_and_upload(args, target)
+    print(f"[4/6] following {execution_arn.rsplit(':', 1)[-1]}", flush=True)
+    follower = ExecutionFollower(target.client("stepfunctions"), execution_arn)
+    status = _follow(args, target, follower)
+    elapsed = time.monotonic() - started
+    if status != "SUCCEEDED":
+        print(f"pipeline ended {status} after {elapsed:.0f}s; see `stepml runs` and `stepml outbox`")
+        return 1
+    run_id = (
+        json.loads(target.client("stepfunctions").describe_execution(executionArn=execution_arn)["output"] or "{}")
+        .get("run", {})
+        .get("run_id")
+    )
+    if "Model deployed" not in follower.entered:
+        print(f"the model was not promoted (rejected, or below the gate) after {elapsed:.0f}s; production is untouched")
+        print(f"see `stepml runs show {run_id}`")
+        return 1
+    _show_predictions(target, run_id)
+    print(f"done in {elapsed:.0f}s")
+    return 0
+
+
+def _onboard_and_upload(args: argparse.Namespace, target: Target) -> str:
+    """Steps 2 and 3: the dataset config, then a generated upload; the execution it started."""
     root = find_repository()
     s3 = target.client("s3")
     print(f"[2/6] onboarding dataset {DATASET!r} from examples/datasets/{DATASET}.json", flush=True)
@@ -130,9 +154,11 @@ def _run(args: argparse.Namespace, target: Target, started: float) -> int:
     print(f"[3/6] uploading {args.rows} generated rows to s3://{target.output('UploadBucketName')}/{key}", flush=True)
     upload_time = time.time()
     s3.put_object(Bucket=target.output("UploadBucketName"), Key=key, Body=sample.read_bytes())
-    execution_arn = _find_execution(target, key, upload_time)
-    print(f"[4/6] following {execution_arn.rsplit(':', 1)[-1]}", flush=True)
-    follower = ExecutionFollower(target.client("stepfunctions"), execution_arn)
+    return _find_execution(target, key, upload_time)
+
+
+def _follow(args: argparse.Namespace, target: Target, follower: ExecutionFollower) -> str:
+    """Step 5: poll the execution to its end, showing (and with --approve, using) the approval email."""
     outbox = Outbox(target.outbox_dir) if target.outbox_dir else None
     already = len(outbox.messages()) if outbox else 0
     approval_shown = False
@@ -143,35 +169,30 @@ def _run(args: argparse.Namespace, target: Target, started: float) -> int:
             fresh = [m for m in outbox.messages()[already:] if m.links]
             if fresh:
                 approval_shown = True
-                message = fresh[-1]
-                print(
-                    f"\n[5/6] approval email (outbox {message.path.name})\n  To: {message.to}\n  Subject: "
-                    f"{message.subject}\n" + "\n".join(f"  | {line}" for line in message.body.splitlines()[:14]),
-                    flush=True,
-                )
-                link = message.links[0]
-                if args.approve:
-                    code, title = approve_link(
-                        link, decision="approve", approver="stepml demo", comment="approved by make demo ARGS=--approve"
-                    )
-                    print(f"  approved over HTTP as a browser would: HTTP {code}: {title}\n", flush=True)
-                else:
-                    print(f"\n  Open this link in a browser and click Approve (or Reject):\n  {link}\n", flush=True)
+                _show_approval(args, fresh[-1])
         time.sleep(0.3)
     follower.poll()
-    elapsed = time.monotonic() - started
-    if status != "SUCCEEDED":
-        print(f"pipeline ended {status} after {elapsed:.0f}s; see `stepml runs` and `stepml outbox`")
-        return 1
-    run_id = (
-        json.loads(target.client("stepfunctions").describe_execution(executionArn=execution_arn)["output"] or "{}")
-        .get("run", {})
-        .get("run_id")
+    return status
+
+
+def _show_approval(args: argparse.Namespace, message: Any) -> None:
+    print(
+        f"\n[5/6] approval email (outbox {message.path.name})\n  To: {message.to}\n  Subject: "
+        f"{message.subject}\n" + "\n".join(f"  | {line}" for line in message.body.splitlines()[:14]),
+        flush=True,
     )
-    if "Model deployed" not in follower.entered:
-        print(f"the model was not promoted (rejected, or below the gate) after {elapsed:.0f}s; production is untouched")
-        print(f"see `stepml runs show {run_id}`")
-        return 1
+    link = message.links[0]
+    if args.approve:
+        code, title = approve_link(
+            link, decision="approve", approver="stepml demo", comment="approved by make demo ARGS=--approve"
+        )
+        print(f"  approved over HTTP as a browser would: HTTP {code}: {title}\n", flush=True)
+    else:
+        print(f"\n  Open this link in a browser and click Approve (or Reject):\n  {link}\n", flush=True)
+
+
+def _show_predictions(target: Target, run_id: str | None) -> None:
+    """Step 6: the production endpoint answers rows of the run's test split."""
     endpoint = target.output("ProductionEndpointName")
     print(f"[6/6] production endpoint {endpoint} answering:", flush=True)
     rows = _test_rows(target, run_id) if run_id else []
@@ -181,8 +202,6 @@ def _run(args: argparse.Namespace, target: Target, started: float) -> int:
     predictions = parse_predictions(answer["Body"].read().decode(), len(rows), 1, f"endpoint {endpoint}")
     for row, prediction in zip(rows, predictions, strict=True):
         print(f"  features {','.join(row)[:56]:<56} -> churn probability {prediction:.3f}")
-    print(f"done in {elapsed:.0f}s")
-    return 0
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

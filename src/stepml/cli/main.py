@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import data, demo, lineage, local, preflight, runs
+from stepml.cli import data, lineage, preflight, runs
 from stepml.cli.context import CliError
-from stepml.config import DatasetConfigError, parse_dataset_config
+
+#: Command groups of the local cloud: name -> (module, one-line help). Their modules import the
+#: local cloud (and so moto), which a command against a deployed stack must not load: each is
+#: imported only when its command is parsed (``_CommandParser``).
+LOCAL_CLOUD_COMMANDS = {
+    "local": ("stepml.cli.local", "the local cloud"),
+    "demo": ("stepml.cli.demo", "the whole pipeline on the local cloud"),
+}
 
 
 def _package_version() -> str:
@@ -23,26 +30,41 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _validate_config(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read: {exc.strerror}", exit_code=2) from exc
-    try:
-        config = parse_dataset_config(raw, str(path))
-    except DatasetConfigError as exc:
-        raise CliError(str(exc)) from exc
-    if args.json:
-        print(
-            json.dumps(
-                {"dataset": config.name, "valid": True, "hyperparameters": config.training_hyperparameters()}, indent=2
-            )
-        )
-    else:
-        gate = f"{config.metric} {'>=' if config.higher_is_better else '<='} {config.threshold}"
-        print(f"{path}: valid config for dataset {config.name!r} ({config.problem_type}, gate {gate})")
-    return 0
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser; given a ``module``, a local-cloud group that loads when it is parsed.
+
+    The group is listed in ``stepml --help`` with its one-line help; parsing it (``--help``
+    included) is handed to its real parser, built on first use by the module's own ``register``,
+    so each group is still defined in one place.
+    """
+
+    def __init__(
+        self, *args: Any, module: str | None = None, common: argparse.ArgumentParser | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self._module = module
+        self._common = common
+        self._real: argparse.ArgumentParser | None = None
+
+    def _real_parser(self) -> argparse.ArgumentParser | None:
+        if self._module is None:
+            return None
+        if self._real is None:
+            root_prog, name = self.prog.rsplit(" ", 1)
+            commands = argparse.ArgumentParser(prog=root_prog).add_subparsers()
+            importlib.import_module(self._module).register(commands, self._common)
+            self._real = commands.choices[name]
+        return self._real
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        real = self._real_parser()
+        if real is None:
+            return super().parse_known_args(args, namespace)
+        return real.parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        real = self._real_parser()
+        return super().format_help() if real is None else real.format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,19 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stepml", description="Serverless MLOps pipeline for AWS, and its local cloud."
     )
     parser.add_argument("--version", action="version", version=f"stepml {_package_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    local.register(commands, common)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    _register_local_cloud(commands, common, "local")
     data.register(commands, common)
-    datasets = commands.choices["datasets"]
-    dataset_commands = next(a for a in datasets._actions if isinstance(a, argparse._SubParsersAction))
-    validate = dataset_commands.add_parser("validate", parents=[common], help="check a config against the schema")
-    validate.add_argument("config", help="path to the dataset config JSON")
-    validate.set_defaults(handler=_validate_config)
     runs.register(commands, common)
     lineage.register(commands, common)
-    demo.register(commands, common)
+    _register_local_cloud(commands, common, "demo")
     preflight.register(commands, common)
     return parser
+
+
+def _register_local_cloud(commands: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str) -> None:
+    module, help_text = LOCAL_CLOUD_COMMANDS[name]
+    commands.add_parser(name, help=help_text, module=module, common=common)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,6 @@ from botocore.exceptions import ClientError
 
 from stepml.cli.context import CliError, Target, connect, print_json, print_table
 from stepml.lineage import STEP_ORDER, STEP_TITLES, from_dynamo
-from stepml.local.mail import Outbox
 
 
 def _lineage_table(target: Target) -> Any:
@@ -121,6 +120,8 @@ def runs_resume(args: argparse.Namespace) -> int:
 
 
 def outbox(args: argparse.Namespace) -> int:
+    from stepml.local.mail import Outbox  # the local cloud's outbox: loaded on this local path only
+
     target = connect(None, args.state_dir)
     messages = Outbox(target.outbox_dir).messages() if target.outbox_dir else []
     if args.json:

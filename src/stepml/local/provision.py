@@ -154,13 +154,6 @@ class ProvisionedStack:
         """The function's resolved environment variables, as Lambda would see them."""
         return self.resolved.function_environment(logical_id)
 
-    def apply_environment(self, monkeypatch: Any, logical_id: str) -> dict[str, str]:
-        """Set a function's environment with pytest's ``monkeypatch`` and return it."""
-        environment = self.function_environment(logical_id)
-        for key, value in environment.items():
-            monkeypatch.setenv(key, value)
-        return environment
-
 
 def _coerce(value: Any, shape: Any) -> Any:
     """Convert template values (parameters arrive as strings) to the API's types, as CloudFormation does."""
