@@ -13,9 +13,9 @@ key and writes, under ``--output_uri``::
     manifest.json     fingerprint, row counts, encodings, feature order, versions
 
 This file is uploaded as the job script on its own, so it imports nothing from ``stepml``: SAM
-packages only a Glue job's ``Command.ScriptLocation``, and Glue 5.0 provides no pydantic. So the
-job keeps one file and re-checks the dataset config by hand (``parse_config``); the tests hold its
-choices, defaults and readings to ``stepml.config``'s model, which ResolveRun validated first.
+packages only a Glue job's ``Command.ScriptLocation``, and Glue 5.0 provides no pydantic. The
+dataset config's schema lives once, in ``stepml.config``: ResolveRun validates the config with it
+and the run passes the model's JSON dump, which ``parse_config`` reads without re-checking.
 Everything runs in the JVM (no Python UDFs), so the job scales with the Glue workers. The
 same script runs locally on pyspark 3.5 with local paths instead of ``s3://`` URIs.
 
@@ -55,8 +55,6 @@ OPTIONAL_ARGUMENTS = ("input_version_id", "code_version", "TempDir")
 #: Under ``--TempDir``: the copy of the recorded upload version the job reads (see ``pinned_input``).
 PINNED_INPUT_FOLDER = "stepml-input"
 
-PROBLEM_TYPES = ("binary", "multiclass", "regression")
-FEATURE_TYPES = ("numeric", "categorical")
 SUPPORTED_EXTENSIONS = (".csv", ".parquet")
 #: The category that replaces a missing categorical value before encoding.
 MISSING_CATEGORY = "__missing__"
@@ -137,17 +135,17 @@ class Feature:
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The part of the dataset config this job relies on, re-checked here."""
+    """The part of the dataset config this job reads (its rules and defaults live in stepml.config)."""
 
     name: str
     label: str
     problem_type: str
     features: tuple[Feature, ...]
-    classes: tuple[str, ...] | None = None
-    row_key: str | None = None
-    split: Mapping[str, float] = field(default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15})
-    csv_delimiter: str = ","
-    min_rows: int = 10
+    classes: tuple[str, ...] | None
+    row_key: str | None
+    split: Mapping[str, float]
+    csv_delimiter: str
+    min_rows: int
 
     @property
     def numeric(self) -> list[str]:
@@ -163,37 +161,55 @@ class JobConfig:
 
 
 def parse_config(raw: str | Mapping[str, Any], source: str) -> JobConfig:
-    """Check the dataset config fields this job uses; errors start with ``source`` and name the field."""
+    """Read the dataset config the state machine passes (``--dataset_config``).
+
+    The config has one schema, ``stepml.config.DatasetConfig``; ResolveRun validated the
+    dataset's config with it and the run carries the model's JSON dump, every default filled.
+    The job reads that document and does not re-check its rules: a document that is not such
+    a dump (a hand-run job given a raw config) fails naming the field, with ``source`` first.
+    """
 
     def fail(problem: str) -> PreprocessError:
         return PreprocessError(f"{source}: dataset config {problem}")
 
     data = _config_document(raw, fail)
-    label = _config_text(data, "label", fail)
-    problem_type = _config_text(data, "problem_type", fail)
-    if problem_type not in PROBLEM_TYPES:
-        raise fail(f"field 'problem_type' must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
-    features = _config_features(data, label, fail)
-    classes = _config_classes(data, problem_type, fail)
-    split = _config_split(data, fail)
-    delimiter = data.get("csv_delimiter", ",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
-        raise fail(f"field 'csv_delimiter' must be one character (not a quote or line break), got {delimiter!r}")
-    min_rows = data.get("min_rows", 10)
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 2:
-        raise fail(f"field 'min_rows' must be a whole number of at least 2, got {min_rows!r}")
-    return JobConfig(
-        name=str(data.get("name") or ""),
-        label=label,
-        problem_type=problem_type,
-        features=features,
-        classes=classes,
-        row_key=_config_text(data, "row_key", fail, required=False),
-        split=split,
-        csv_delimiter=delimiter,
-        min_rows=min_rows,
-    )
+    missing = [key for key in _CONFIG_FIELDS if key not in data]
+    if missing:
+        raise fail(
+            f"lacks {', '.join(repr(key) for key in missing)}: the job reads the config as stepml.config's "
+            "model dumps it (ResolveRun validates the dataset's config and passes that document)"
+        )
+    try:
+        features = tuple(Feature(str(item["name"]), str(item["type"])) for item in data["features"])
+        split = {name: float(data["split"][name]) for name in SPLITS}
+        classes = data["classes"]
+        return JobConfig(
+            name=str(data["name"]),
+            label=str(data["label"]),
+            problem_type=str(data["problem_type"]),
+            features=features,
+            classes=tuple(str(value) for value in classes) if classes is not None else None,
+            row_key=data["row_key"],
+            split=split,
+            csv_delimiter=str(data["csv_delimiter"]),
+            min_rows=int(data["min_rows"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise fail(f"is not a stepml.config dump: {type(exc).__name__}: {exc}") from exc
 
+
+#: The fields of ``stepml.config.DatasetConfig``'s dump that this job reads.
+_CONFIG_FIELDS = (
+    "name",
+    "label",
+    "problem_type",
+    "features",
+    "classes",
+    "row_key",
+    "split",
+    "csv_delimiter",
+    "min_rows",
+)
 
 _Fail = Callable[[str], PreprocessError]
 
@@ -209,66 +225,6 @@ def _config_document(raw: str | Mapping[str, Any], fail: _Fail) -> Mapping[str, 
     if not isinstance(data, Mapping):
         raise fail("(--dataset_config) must be a JSON object")
     return data
-
-
-def _config_text(data: Mapping[str, Any], key: str, fail: _Fail, *, required: bool = True) -> Any:
-    value = data.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise fail(f"field '{key}' must be a non-empty string, got {value!r}")
-    return value
-
-
-def _config_features(data: Mapping[str, Any], label: str, fail: _Fail) -> tuple[Feature, ...]:
-    raw_features = data.get("features")
-    if not isinstance(raw_features, list) or not raw_features:
-        raise fail("field 'features' must be a non-empty list")
-    features = []
-    for position, item in enumerate(raw_features):
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
-            raise fail(f"field 'features.{position}' needs a non-empty 'name'")
-        if item.get("type") not in FEATURE_TYPES:
-            raise fail(f"field 'features.{position}.type' must be numeric or categorical, got {item.get('type')!r}")
-        features.append(Feature(item["name"], item["type"]))
-    names = [f.name for f in features]
-    if len(set(names)) != len(names) or label in names:
-        raise fail("field 'features' must name distinct columns other than the label")
-    return tuple(features)
-
-
-def _config_classes(data: Mapping[str, Any], problem_type: str, fail: _Fail) -> tuple[str, ...] | None:
-    classes = data.get("classes")
-    if classes is not None:
-        if (
-            not isinstance(classes, list)
-            or not all(isinstance(c, str) for c in classes)
-            or len(set(classes)) != len(classes)
-        ):
-            raise fail("field 'classes' must be a list of distinct strings")
-        classes = tuple(classes)
-    if problem_type == "binary" and classes is not None and len(classes) != 2:
-        raise fail("field 'classes' must list exactly 2 values for a binary problem")
-    if problem_type == "multiclass" and (classes is None or len(classes) < 3):
-        raise fail("field 'classes' must list at least 3 values for a multiclass problem")
-    if problem_type == "regression" and classes is not None:
-        raise fail("field 'classes' must be omitted for a regression problem")
-    return classes
-
-
-def _config_split(data: Mapping[str, Any], fail: _Fail) -> dict[str, float]:
-    split = {"train": 0.7, "validation": 0.15, "test": 0.15}
-    raw_split = data.get("split") or {}
-    if not isinstance(raw_split, Mapping):
-        raise fail("field 'split' must be an object")
-    for name in SPLITS:
-        value = raw_split.get(name, split[name])
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise fail(f"field 'split.{name}' must be a number between 0 and 1, got {value!r}")
-        split[name] = float(value)
-    if abs(sum(split.values()) - 1.0) > 1e-6:
-        raise fail("field 'split' fractions must add up to 1")
-    return split
 
 
 # --- job arguments and the Spark session ---------------------------------------------------

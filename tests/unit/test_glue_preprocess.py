@@ -572,30 +572,42 @@ def test_arguments_resolve_like_glue_does():
         pp.resolve_arguments(argv[:5])
 
 
-def test_config_is_checked_again_and_errors_name_the_file_and_field():
+def test_the_job_reads_the_models_dump_and_names_what_a_raw_config_lacks():
     config = pp.parse_config(json.dumps(dataset_config()), "s3://u/a.csv")
     assert config.numeric == ["age", "income"] and config.categorical == ["plan", "region"]
     assert config.split == {"train": 0.7, "validation": 0.15, "test": 0.15}
     with pytest.raises(pp.PreprocessError, match=r"^s3://u/a\.csv: dataset config .*not valid JSON"):
         pp.parse_config("{", "s3://u/a.csv")
-    broken = dataset_config() | {"features": [{"name": "age", "type": "text"}]}
-    with pytest.raises(pp.PreprocessError, match=r"field 'features.0.type' must be numeric or categorical"):
+    with pytest.raises(pp.PreprocessError, match=r"^s3://u/a\.csv: dataset config \(--dataset_config\) must be a JSON"):
+        pp.parse_config("[]", "s3://u/a.csv")
+    # A hand-written config (no defaults filled) is not what the run passes: the job names the gaps.
+    raw = {"name": "churn", "label": "churned", "problem_type": "binary", "features": FEATURES}
+    with pytest.raises(pp.PreprocessError) as raised:
+        pp.parse_config(json.dumps(raw), "s3://u/a.csv")
+    assert str(raised.value) == (
+        "s3://u/a.csv: dataset config lacks 'classes', 'row_key', 'split', 'csv_delimiter', 'min_rows': the job "
+        "reads the config as stepml.config's model dumps it (ResolveRun validates the dataset's config and "
+        "passes that document)"
+    )
+    broken = dataset_config() | {"features": [{"name": "age"}]}
+    with pytest.raises(pp.PreprocessError, match=r"dataset config is not a stepml.config dump: KeyError: 'type'"):
         pp.parse_config(json.dumps(broken), "s3://u/a.csv")
 
 
-def test_the_jobs_config_check_has_the_schemas_choices_and_defaults():
-    """The job re-checks the config by hand (Glue runs one script and ships no pydantic): its
-    choices and defaults are the ones stepml.config's model declares."""
-    from typing import get_args
+def test_the_job_has_no_rules_or_defaults_of_its_own():
+    """The schema lives once, in stepml.config: the job's config class declares no defaults and the
+    job module none of the model's choices."""
+    import dataclasses
 
-    from stepml.config import DatasetConfig, FeatureSpec, ProblemType, SplitSpec
+    from stepml.config import DatasetConfig
 
-    assert get_args(ProblemType) == pp.PROBLEM_TYPES
-    assert get_args(FeatureSpec.model_fields["type"].annotation) == pp.FEATURE_TYPES
-    assert tuple(SplitSpec.model_fields) == pp.SPLITS
-    assert pp.JobConfig("n", "l", "binary", ()).split == SplitSpec().model_dump()
-    for name in ("csv_delimiter", "min_rows", "classes", "row_key"):
-        assert getattr(pp.JobConfig, name) == DatasetConfig.model_fields[name].default, name
+    fields = {item.name: item for item in dataclasses.fields(pp.JobConfig)}
+    assert all(
+        item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING for item in fields.values()
+    )
+    assert set(fields) <= set(DatasetConfig.model_fields)
+    assert set(pp._CONFIG_FIELDS) == set(fields)
+    assert not hasattr(pp, "PROBLEM_TYPES") and not hasattr(pp, "FEATURE_TYPES")
 
 
 @pytest.mark.parametrize(
