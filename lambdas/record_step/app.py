@@ -20,7 +20,11 @@ _REQUIRED = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"run", "step", "status", "result"}``, or ``{"state", "step": "failure"|"notify", ...}``."""
+    """Payload ``{"run", "step", "status", "result"}``, or ``{"state", "step": "failure"|"notify", ...}``.
+
+    A failure's step is the one its Catch named in ``state["failed_step"]``; a lost notification
+    is named by ``notification`` when the definition says which.
+    """
     settings = config.load_settings(_REQUIRED)
     session = boto3.Session()
     table = session.resource("dynamodb").Table(settings.lineage_table)
@@ -38,7 +42,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return failure
     if event["step"] == "notify":
         # An SNS notice or alert was not delivered; the run keeps its outcome.
-        noted = record_notification_failure(event["state"], event["execution_arn"], table=table, settings=settings)
+        noted = record_notification_failure(
+            event["state"],
+            event["execution_arn"],
+            table=table,
+            settings=settings,
+            notification=event.get("notification"),
+        )
         logger.warning("notification not delivered", extra=noted)
         return noted
     outcome = record_step(

@@ -769,18 +769,23 @@ def record_notification_failure(
     *,
     table: Any,
     settings: Settings,
+    notification: str | None = None,
     now: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
     """An SNS notice or alert was not delivered after Step Functions' retries (``$.notify_error``).
 
     The run keeps the outcome it had (a deployed run still SUCCEEDED, a failed one FAILED);
     lineage notes which notification was lost, so ``stepml runs show`` tells what nobody was told.
+    ``notification`` names it when the definition says which (the cleanup alert, sent after the
+    deployment notice was composed); otherwise it is the first part of the state that composes one.
     """
     moment = now()
+    named = [(label, state.get(key)) for key, label in NOTIFICATIONS if label == notification]
     kind, part = next(
-        ((label, state[key]) for key, label in NOTIFICATIONS if isinstance(state.get(key), Mapping)),
+        iter(named or ((label, state[key]) for key, label in NOTIFICATIONS if isinstance(state.get(key), Mapping))),
         ("notification", {}),
     )
+    part = part if isinstance(part, Mapping) else {}
     run = state.get("run") if isinstance(state.get("run"), Mapping) else None
     run_id = str(run["run_id"]) if run else str((state.get("failure") or {}).get("run_id") or "unknown")
     error = dict(state.get("notify_error") or {})
@@ -822,17 +827,16 @@ def readable_cause(cause: Any) -> str:
     return cause
 
 
-def failed_step(state: Mapping[str, Any]) -> str:
-    """Which step a caught error belongs to: the first step without a result yet."""
-    if not isinstance(state.get("run"), Mapping):
-        return "resolve"
-    steps = state.get("steps") or {}
-    for step in STEP_ORDER:
-        if step not in steps:
-            if step == "evaluate" and (state.get("error") or {}).get("Error") == "stepml.EndpointFailed":
-                return "test_endpoint"
-            return step
-    return "deploy"
+def _named_step(state: Mapping[str, Any]) -> str:
+    """The step the Catch named: each Catch of the definition routes through a Pass that sets
+    ``$.failed_step`` before "Record failure", so no step is inferred from missing records."""
+    step = state.get("failed_step")
+    if step not in STEP_TITLES:
+        raise LineageError(
+            f"Record failure: $.failed_step is {step!r}; the Catch that led here must name one of "
+            f"{', '.join(STEP_TITLES)} (statemachine/pipeline.asl.json, the 'Failed at ...' Pass states)"
+        )
+    return str(step)
 
 
 def record_failure(
@@ -844,10 +848,11 @@ def record_failure(
     settings: Settings,
     now: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
-    """Record a caught error as the failure of its step and compose the alert."""
+    """Record a caught error as the failure of the step its Catch named (``$.failed_step``)
+    and compose the alert."""
     moment = now()
     error = dict(state.get("error") or {"Error": "stepml.Unknown", "Cause": "no error details"})
-    step = failed_step(state)
+    step = _named_step(state)
     run = state.get("run")
     cause = readable_cause(error.get("Cause"))
     if error.get("Error") == "stepml.EndpointFailed" and isinstance(run, Mapping):

@@ -15,9 +15,9 @@ from stepml.lineage import (
     STEP_TITLES,
     DatasetConfigDeniedError,
     DatasetNotOnboardedError,
+    LineageError,
     UnknownRunError,
     UploadEventError,
-    failed_step,
     from_dynamo,
     make_run_id,
     readable_cause,
@@ -192,6 +192,7 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
             "run": run,
             "steps": {"preprocess": preprocess},
             "error": {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "capacity"}'},
+            "failed_step": "train",
         },
         EXECUTION_1,
         table=env["table"],
@@ -245,7 +246,12 @@ def test_an_unchanged_reupload_of_a_failed_run_resumes_it(env):
     first = _upload(env)
     run = _resolve(env, first, EXECUTION_1)["run"]
     record_failure(
-        {"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "boom"}},
+        {
+            "run": run,
+            "steps": {},
+            "error": {"Error": "States.TaskFailed", "Cause": "boom"},
+            "failed_step": "preprocess",
+        },
         EXECUTION_1,
         table=env["table"],
         sagemaker_client=FakeSageMaker(),
@@ -375,7 +381,7 @@ def test_a_config_resolve_failure_is_recorded_on_the_claimed_run_and_alerted(env
         )
     cause = json.dumps({"errorMessage": str(raised.value), "errorType": type(raised.value).__name__})
     failure = record_failure(
-        {**event, "error": {"Error": type(raised.value).__name__, "Cause": cause}},
+        {**event, "error": {"Error": type(raised.value).__name__, "Cause": cause}, "failed_step": "resolve"},
         EXECUTION_1,
         table=env["table"],
         sagemaker_client=FakeSageMaker(),
@@ -431,30 +437,50 @@ def test_training_record_carries_hyperparameters_metrics_and_job(env):
     assert item["attempts"][0]["status"] == "SUCCEEDED"
 
 
-def test_failure_before_a_run_exists_still_alerts():
+def test_failure_before_a_run_exists_still_alerts(env):
     state = {
         "detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/churn/x.csv"}},
         "error": {"Error": "stepml.Boom", "Cause": "bad"},
+        "failed_step": "resolve",
     }
-    assert failed_step(state) == "resolve"
+    failure = record_failure(
+        state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"]
+    )
+    assert failure["step"] == "resolve" and "s3://b/incoming/churn/x.csv" in failure["message"]
 
 
 @pytest.mark.parametrize(
-    ("steps", "error", "expected"),
+    ("steps", "failed", "expected"),
     [
-        ({}, "States.TaskFailed", "preprocess"),
-        ({"preprocess": {}}, "States.TaskFailed", "train"),
-        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "stepml.EndpointFailed", "test_endpoint"),
-        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "Lambda.Unknown", "evaluate"),
-        (
-            {"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}, "approval": {}},
-            "stepml.DeploymentRolledBack",
-            "deploy",
-        ),
+        # The step is the one the Catch named, whatever results the state already holds.
+        ({}, "preprocess", "preprocess"),
+        ({"preprocess": {}}, "preprocess", "preprocess"),
+        ({"preprocess": {}, "train": {}}, "train", "train"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}}, "test_endpoint", "test_endpoint"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}}, "evaluate", "evaluate"),
+        ({"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}}, "approval", "approval"),
     ],
 )
-def test_the_failed_step_is_the_first_without_a_result(steps, error, expected):
-    assert failed_step({"run": {"run_id": "r"}, "steps": steps, "error": {"Error": error}}) == expected
+def test_the_failed_step_is_the_one_the_catch_named(env, steps, failed, expected):
+    run = _resolve(env, _upload(env))["run"]
+    state = {"run": run, "steps": steps, "error": {"Error": "States.TaskFailed", "Cause": "x"}, "failed_step": failed}
+    failure = record_failure(
+        state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"]
+    )
+    assert failure["step"] == expected and _run_item(env, run["run_id"])["failed_step"] == expected
+
+
+@pytest.mark.parametrize("failed", [None, "", "guess", 3])
+def test_a_failure_without_a_named_step_is_refused(env, failed):
+    run = _resolve(env, _upload(env))["run"]
+    state = {"run": run, "steps": {}, "error": {"Error": "E", "Cause": "c"}}
+    if failed is not None:
+        state["failed_step"] = failed
+    with pytest.raises(LineageError, match=r"\$\.failed_step"):
+        record_failure(
+            state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"]
+        )
+    assert _run_item(env, run["run_id"])["status"] == "RUNNING"
 
 
 def test_glue_and_lambda_causes_become_readable():
@@ -472,6 +498,7 @@ def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
         "run": run,
         "steps": steps,
         "error": {"Error": "stepml.EndpointFailed", "Cause": "The test endpoint failed"},
+        "failed_step": "test_endpoint",
     }
     failure = record_failure(
         state,
@@ -496,7 +523,7 @@ def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
 def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):
     run = _resolve(env, _upload(env))["run"]
     failure = record_failure(
-        {"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "x"}},
+        {"run": run, "steps": {}, "error": {"Error": "States.TaskFailed", "Cause": "x"}, "failed_step": "preprocess"},
         EXECUTION_1,
         table=env["table"],
         sagemaker_client=FakeSageMaker(),
@@ -531,7 +558,12 @@ def test_handlers_wire_settings_from_the_template(env, stack, monkeypatch):
     record = load_handler("lambdas/record_step/app.py")
     failure = record.handler(
         {
-            "state": {"run": result["run"], "steps": {}, "error": {"Error": "E", "Cause": "c"}},
+            "state": {
+                "run": result["run"],
+                "steps": {},
+                "error": {"Error": "E", "Cause": "c"},
+                "failed_step": "preprocess",
+            },
             "step": "failure",
             "status": "FAILED",
             "execution_arn": EXECUTION_1,
@@ -628,12 +660,29 @@ def test_an_undelivered_deployment_notice_is_noted_on_the_succeeded_run(env):
     assert step["status"] == "FAILED" and step["error"]["error"] == "SNS.ThrottledException"
 
 
+def test_an_undelivered_cleanup_alert_is_named_by_the_definition_not_by_the_state(env):
+    """After a deploy the state already holds the deployment notice when the cleanup alert is lost."""
+    run = _resolve(env, _upload(env))["run"]
+    notice = _record(env, run, "run", "SUCCEEDED", {})
+    cleanup = {"subject": "test endpoint not deleted", "message": "m"}
+    state = {"run": run, "steps": {}, "notice": notice, "cleanup": cleanup, "notify_error": THROTTLED}
+
+    noted = record_notification_failure(
+        state, EXECUTION_1, table=env["table"], settings=env["settings"], notification="cleanup alert", now=lambda: NOW
+    )
+
+    assert noted == {"recorded": True, "run_id": run["run_id"], "notification": "cleanup alert"}
+    [warning] = _run_item(env, run["run_id"])["warnings"]
+    assert (warning["notification"], warning["subject"]) == ("cleanup alert", "test endpoint not deleted")
+    assert _notify_failure(env, state)["notification"] == "deployment"
+
+
 def test_an_undelivered_alert_is_noted_on_the_failed_run_and_an_unknown_run_is_left_alone(env):
     event = _upload(env, key="incoming/fraud/data.csv")
     with pytest.raises(DatasetNotOnboardedError) as raised:
         _resolve(env, event)
     failure = record_failure(
-        {**event, "error": {"Error": "DatasetNotOnboardedError", "Cause": str(raised.value)}},
+        {**event, "error": {"Error": "DatasetNotOnboardedError", "Cause": str(raised.value)}, "failed_step": "resolve"},
         EXECUTION_1,
         table=env["table"],
         sagemaker_client=FakeSageMaker(),

@@ -184,7 +184,12 @@ def test_run_tree_of_a_resumed_run_marks_reused_steps_and_the_failure(env):
     glue = {"job_name": "stepml-local-preprocess", "job_run_id": "jr_1", "started_on": 1, "completed_on": 2}
     _record(env, run, "preprocess", glue, clock)
     record_failure(
-        {"run": run, "steps": {"preprocess": glue}, "error": {"Error": "States.TaskFailed", "Cause": "capacity"}},
+        {
+            "run": run,
+            "steps": {"preprocess": glue},
+            "error": {"Error": "States.TaskFailed", "Cause": "capacity"},
+            "failed_step": "train",
+        },
         ACCOUNT_EXECUTION + "one",
         table=env["table"],
         sagemaker_client=env["sagemaker"],

@@ -80,9 +80,9 @@ def _resolve(env, event, execution):
 
 
 def _caught(event: dict[str, object], exc: Exception) -> dict[str, object]:
-    """The state the Catch of "Resolve run" hands to "Record failure": the input plus $.error."""
+    """The state the Catch of "Resolve run" hands to "Record failure": the input plus $.error and $.failed_step."""
     cause = {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": ['  File "app.py"']}
-    return {**event, "error": {"Error": type(exc).__name__, "Cause": json.dumps(cause)}}
+    return {**event, "error": {"Error": type(exc).__name__, "Cause": json.dumps(cause)}, "failed_step": "resolve"}
 
 
 @pytest.mark.parametrize("name", [name for name, case in EXPECTED.items() if case["step"] == "resolve"])
@@ -114,7 +114,7 @@ def test_a_duplicate_that_fails_does_not_fail_the_run_another_execution_owns(env
     event = _event(env, "one-row.csv")
     run_id = _resolve(env, event, EXECUTION + "owner")["run"]["run_id"]
     failure = record_failure(
-        {**event, "error": {"Error": "ValueError", "Cause": "x"}},
+        {**event, "error": {"Error": "ValueError", "Cause": "x"}, "failed_step": "resolve"},
         EXECUTION + "duplicate",
         table=env["table"],
         sagemaker_client=None,

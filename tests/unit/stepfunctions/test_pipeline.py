@@ -63,7 +63,7 @@ LAMBDA_STAND_INS: dict[str, dict[str, Any]] = {
     "Record failure": {
         "Parameters": {
             "run_id.$": "$.run.run_id",
-            "step": "train",
+            "step.$": "$.failed_step",
             "subject": "stepml: pipeline failed",
             "message.$": "States.Format('Run {} failed: {}', $.run.run_id, $.error.Error)",
             "test_endpoint": None,
@@ -205,7 +205,9 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Champion in service?",
         "Create test endpoint config",
         "Create test endpoint",
+        "Start waiting for test endpoint",
         "Wait for test endpoint",
+        "Count test endpoint check",
         "Check test endpoint",
         "Is the test endpoint ready?",
         "Evaluate model",
@@ -218,14 +220,18 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Create production endpoint config",
         "Production endpoint exists?",
         "Create production endpoint",
+        "Start waiting for production endpoint",
         "Wait for production endpoint",
+        "Count production endpoint check",
         "Check production endpoint",
         "Is the production endpoint ready?",
         "Record deployment",
+        "Record run succeeded",
         "Delete test endpoint",
         "Delete test endpoint config",
-        "Record run succeeded",
-        "Notify deployment",
+        "After cleanup",
+        "Notify the outcome",
+        "How did the run end?",
         "Model deployed",
     ]
     assert request["evaluation"] == EVALUATION and request["execution_arn"] == execution_arn
@@ -260,17 +266,19 @@ def test_the_pipeline_records_a_timed_out_approval_and_a_rejection_as_not_promot
 
     not_promoted = [
         "Record not promoted",
-        "Delete test endpoint (not promoted)",
-        "Delete test endpoint config (not promoted)",
-        "Notify not promoted",
+        "Delete test endpoint",
+        "Delete test endpoint config",
+        "After cleanup",
+        "Notify the outcome",
+        "How did the run end?",
         "Model not promoted",
     ]
     assert timed_out.status == "SUCCEEDED", timed_out.describe.get("cause")
-    assert timed_out.entered_states[-7:] == ["Request approval", "Approval timed out", *not_promoted]
+    assert timed_out.entered_states[-9:] == ["Request approval", "Approval timed out", *not_promoted]
     assert timed_out.output["error"]["Error"] == "States.Timeout"
     assert timed_out.output["outcome"]["status"] == "APPROVAL_TIMED_OUT"
     assert rejected.status == "SUCCEEDED", rejected.describe.get("cause")
-    assert rejected.entered_states[-9:] == [
+    assert rejected.entered_states[-11:] == [
         "Request approval",
         "Record approval decision",
         "Approved?",
@@ -294,8 +302,9 @@ def test_the_pipeline_fails_with_the_recorded_message_when_training_fails(
     )
 
     assert execution.status == "FAILED"
-    assert execution.entered_states[-5:] == [
+    assert execution.entered_states[-6:] == [
         "Train model",
+        "Failed at training",
         "Record failure",
         "Test endpoint to clean up?",
         "Alert on failure",
