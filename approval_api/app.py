@@ -1,7 +1,7 @@
 """Approval API: the review page (GET) and the decision (POST) behind signed approval links.
 
 API Gateway HTTP API (payload format 2.0) -> this Lambda. The handler only parses requests
-and maps ``stepml.approvals`` errors to HTML pages; the rules live in the library. Nothing
+and maps ``stepml.approval_records`` errors to HTML pages; the rules live in the library. Nothing
 here logs the event, the query string, the form or the record's task token.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +21,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import approval_pages, config
-from stepml.approvals import (
+from stepml.approval_links import check_same_origin
+from stepml.approval_records import (
     AlreadyDecidedError,
     ApprovalServiceError,
     ClosedApprovalError,
@@ -33,17 +32,15 @@ from stepml.approvals import (
     InvalidDecisionError,
     PipelineNotWaitingError,
     UnknownApprovalError,
-    check_same_origin,
-    decide,
-    load_for_review,
 )
+from stepml.approvals import ApprovalDecisions
 
 logger = Logger(service="stepml-approval-api")
 tracer = Tracer(service="stepml-approval-api")
 # debug=False whatever the environment says: debug mode prints whole events (with signatures).
 app = APIGatewayHttpResolver(debug=False)
 
-_REQUIRED = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
+REQUIRED_SETTINGS = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
 ROUTE = "/approvals/<approval_id>"
 #: The largest form body read. The review form's longest legitimate post is a 200-character
 #: approver and a 2000-character comment of four-byte characters, percent-encoded (12 bytes
@@ -73,25 +70,17 @@ class UnsupportedMediaTypeError(InvalidDecisionError):
     """The body is not a UTF-8 urlencoded form (HTTP 415)."""
 
 
-@dataclass(frozen=True)
-class Dependencies:
-    """Settings and AWS clients, built once per cold start (tests substitute their own)."""
-
-    settings: config.Settings
-    table: Any
-    kms_client: Any
-    sfn_client: Any
-
-
 @functools.cache
-def dependencies() -> Dependencies:
-    settings = config.load_settings(_REQUIRED)
+def dependencies() -> ApprovalDecisions:
+    """The approval service, built once per execution environment on the first request
+    (tests substitute their own)."""
+    settings = config.load_settings(REQUIRED_SETTINGS)
     session = boto3.Session()
-    return Dependencies(
-        settings=settings,
+    return ApprovalDecisions(
         table=session.resource("dynamodb").Table(settings.approval_table),
         kms_client=session.client("kms"),
         sfn_client=session.client("stepfunctions"),
+        settings=settings,
     )
 
 
@@ -101,24 +90,11 @@ def html_response(status: HTTPStatus, page: str) -> Response:
     return Response(status_code=status.value, content_type=HTML, body=body, headers=dict(SECURITY_HEADERS))
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @app.route(ROUTE, method=["GET", "HEAD"])
 @tracer.capture_method(capture_response=False)
 def review(approval_id: str) -> Response:
     """Show the review page, or the decision if there already is one. Changes nothing."""
-    deps = dependencies()
-    found = load_for_review(
-        approval_id,
-        app.current_event.query_string_parameters.get("sig"),
-        table=deps.table,
-        kms_client=deps.kms_client,
-        sfn_client=deps.sfn_client,
-        settings=deps.settings,
-        now=_now(),
-    )
+    found = dependencies().load_for_review(approval_id, app.current_event.query_string_parameters.get("sig"))
     if found.form_token is None:
         return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
     sig = app.current_event.query_string_parameters["sig"]
@@ -178,19 +154,13 @@ def submit(approval_id: str) -> Response:
         host=event.request_context.domain_name or event.headers.get("host"),
     )
     form = _form_fields()
-    deps = dependencies()
-    record = decide(
+    record = dependencies().decide(
         approval_id,
         decision=form.get("decision"),
         approver=form.get("approver"),
         comment=form.get("comment"),
         sig=form.get("sig"),
         csrf=form.get("csrf"),
-        table=deps.table,
-        kms_client=deps.kms_client,
-        sfn_client=deps.sfn_client,
-        settings=deps.settings,
-        now=_now(),
     )
     logger.info("approval decided", extra={"approval_id": approval_id, "decision": record.decision})
     return html_response(HTTPStatus.OK, approval_pages.decision_recorded_page(record))
@@ -199,64 +169,52 @@ def submit(approval_id: str) -> Response:
 # --- errors to pages (most specific first is not needed: lookup follows each exception's MRO) ----
 
 
-def _refused(exc: Exception, status: HTTPStatus, title: str, message: str) -> Response:
-    logger.info("request refused", extra={"reason": type(exc).__name__, "status": status.value})
-    return html_response(status, approval_pages.error_page(title, message))
-
-
-@app.exception_handler(ForgedLinkError)
-def _forged(exc: ForgedLinkError) -> Response:
-    return _refused(
-        exc,
+#: Refusals shown on the error page: the status, the title, and the message, in which
+#: ``{exc}`` stands for the library's message (it names the field and holds no submitted value).
+REFUSALS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
+    ForgedLinkError: (
         HTTPStatus.FORBIDDEN,
         "This link is not valid",
         "The approval link is incomplete or has been altered. Open the link exactly as it "
         "appears in the approval email.",
-    )
-
-
-@app.exception_handler(CrossSiteRequestError)
-def _cross_site(exc: CrossSiteRequestError) -> Response:
-    return _refused(
-        exc,
+    ),
+    CrossSiteRequestError: (
         HTTPStatus.FORBIDDEN,
         "Request refused",
         "Decisions are accepted only from the review page. Open the link from the approval "
         "email again and use the buttons there.",
-    )
-
-
-@app.exception_handler(InvalidDecisionError)
-def _invalid(exc: InvalidDecisionError) -> Response:
-    # The library's message names the field and holds no submitted value.
-    return _refused(
-        exc, HTTPStatus.BAD_REQUEST, "The form is incomplete", f"{exc}. Nothing was decided; go back and try again."
-    )
-
-
-@app.exception_handler(PayloadTooLargeError)
-def _too_large(exc: PayloadTooLargeError) -> Response:
-    return _refused(exc, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The form is too large", f"{exc}. Nothing was decided.")
-
-
-@app.exception_handler(UnsupportedMediaTypeError)
-def _unsupported(exc: UnsupportedMediaTypeError) -> Response:
-    return _refused(
-        exc,
+    ),
+    InvalidDecisionError: (
+        HTTPStatus.BAD_REQUEST,
+        "The form is incomplete",
+        "{exc}. Nothing was decided; go back and try again.",
+    ),
+    PayloadTooLargeError: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The form is too large", "{exc}. Nothing was decided."),
+    UnsupportedMediaTypeError: (
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         "The form cannot be read",
-        f"{exc}. Nothing was decided; use the buttons of the review page.",
-    )
+        "{exc}. Nothing was decided; use the buttons of the review page.",
+    ),
+    UnknownApprovalError: (
+        HTTPStatus.NOT_FOUND,
+        "Approval not found",
+        "There is no approval for this link (any more).",
+    ),
+    NotFoundError: (HTTPStatus.NOT_FOUND, "Not found", "There is nothing at this address."),
+}
 
 
-@app.exception_handler(UnknownApprovalError)
-def _unknown(exc: UnknownApprovalError) -> Response:
-    return _refused(exc, HTTPStatus.NOT_FOUND, "Approval not found", "There is no approval for this link (any more).")
+def _refuse_with(error_type: type[Exception], status: HTTPStatus, title: str, message: str) -> None:
+    """Answer ``error_type`` with the error page (lookup follows each exception's MRO)."""
+
+    @app.exception_handler(error_type)
+    def _refused(exc: Exception) -> Response:
+        logger.info("request refused", extra={"reason": type(exc).__name__, "status": status.value})
+        return html_response(status, approval_pages.error_page(title, message.format(exc=exc)))
 
 
-@app.exception_handler(NotFoundError)
-def _no_route(exc: NotFoundError) -> Response:
-    return _refused(exc, HTTPStatus.NOT_FOUND, "Not found", "There is nothing at this address.")
+for _error_type, (_status, _title, _message) in REFUSALS.items():
+    _refuse_with(_error_type, _status, _title, _message)
 
 
 @app.exception_handler(ExpiredApprovalError)

@@ -1,15 +1,15 @@
 """Evaluate: score the test split through the test endpoint's variants, then gate.
 
-Payload ``{"run", "endpoint_name", "champion"}``; returns the gate result (see
-docs/architecture.md). The challenger and, when production serves a model, the champion are
-variants of the test endpoint: evaluation traffic never reaches the production endpoint, whose
-data capture is monitoring data. Only the run id and endpoint names are logged, never the payload.
+Payload ``payloads.EvaluatePayload`` (``{"run", "endpoint_name", "champion"}``); returns the
+gate result (see docs/architecture.md). The challenger and, when production serves a model,
+the champion are variants of the test endpoint: evaluation traffic never reaches the
+production endpoint, whose data capture is monitoring data. Only the run id and endpoint names
+are logged, never the payload.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+import functools
 from typing import Any
 
 import boto3
@@ -17,65 +17,38 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.evaluation import EvaluationError, evaluate_model
+from stepml.evaluation import EvaluationError, Evaluator
+from stepml.payloads import EvaluatePayload, parse_payload
 
 logger = Logger(service="stepml-evaluate")
 tracer = Tracer(service="stepml-evaluate")
 
-_REQUIRED = (config.ARTIFACT_BUCKET,)
+REQUIRED_SETTINGS = (config.ARTIFACT_BUCKET,)
 
 
-@dataclass(frozen=True)
-class AwsClients:
-    """What evaluate_model talks to; built once per execution environment."""
-
-    session: Any
-    runtime: Any
-    s3: Any
-
-
-@cache
-def aws_clients() -> AwsClients:
-    """Clients for this execution environment, created on first use (cold start)."""
+@functools.cache
+def dependencies() -> Evaluator:
+    """The evaluation service, built once per execution environment on the first request."""
+    settings = config.load_settings(REQUIRED_SETTINGS)
     session = boto3.Session()
-    return AwsClients(
+    return Evaluator(
+        settings=settings,
         session=session,
-        runtime=session.client("sagemaker-runtime"),
-        s3=session.client("s3"),
+        runtime_client=session.client("sagemaker-runtime"),
+        s3_client=session.client("s3"),
     )
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"run", "endpoint_name", "champion"}``; returns ``{"passed", "reason", "metric", ...}``."""
-    settings = config.load_settings(_REQUIRED)
-    run = event.get("run")
-    endpoint_name = event.get("endpoint_name")
-    champion = event.get("champion")
-    if not isinstance(run, dict) or not isinstance(endpoint_name, str) or not endpoint_name:
-        raise EvaluationError("Evaluate payload: fields 'run' (object) and 'endpoint_name' (string) are required")
-    if champion is not None and not isinstance(champion, dict):
-        raise EvaluationError("Evaluate payload: field 'champion' must be an object")
-    logger.append_keys(run_id=run.get("run_id"), endpoint=endpoint_name)
-    # The report may only land under the stack's own evaluation prefix (the role can write
-    # nowhere else); saying so here beats an AccessDenied after minutes of scoring.
-    evaluation_prefix = f"s3://{settings.artifact_bucket}/evaluation/"
-    evaluation_uri = str((run.get("paths") or {}).get("evaluation", ""))
-    if not evaluation_uri.startswith(evaluation_prefix):
-        raise EvaluationError(
-            f"Evaluate payload: field 'run.paths.evaluation' {evaluation_uri!r} is not under {evaluation_prefix}"
-        )
-    clients = aws_clients()
+    """Returns ``{"passed", "reason", "metric", ...}``; a payload that does not fit raises ``EvaluationError``."""
+    evaluator = dependencies()
+    payload = parse_payload(event, EvaluatePayload, lambda_name="Evaluate", error=EvaluationError)
+    logger.append_keys(run_id=payload.run.run_id, endpoint=payload.endpoint_name)
+    champion = payload.champion.document() if payload.champion else None
     try:
-        result = evaluate_model(
-            run,
-            endpoint_name,
-            runtime_client=clients.runtime,
-            boto3_session=clients.session,
-            champion=champion,
-            s3_client=clients.s3,
-        )
+        result = evaluator.evaluate(payload.run.document(), payload.endpoint_name, champion)
     except EvaluationError as exc:
         logger.warning("evaluation failed", extra={"error": str(exc)})
         raise

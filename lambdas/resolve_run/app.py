@@ -1,7 +1,14 @@
-"""ResolveRun: claim the run an upload stands for and return its context to the state machine."""
+"""ResolveRun: claim the run an upload stands for and return its context to the state machine.
+
+Payload ``payloads.ResolveRunPayload`` (``{"event": <execution input>, "execution_arn"}``); the
+execution input is S3's EventBridge ``Object Created`` event or ``stepml runs resume``'s
+request. Returns ``{"action", "run", "steps"}`` (see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -9,10 +16,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.lineage import resolve_run
+from stepml.lineage import UploadEventError, resolve_run
+from stepml.payloads import ResolveRunPayload, parse_payload
 
-logger = Logger()
-tracer = Tracer()
+logger = Logger(service="stepml-resolve-run")
+tracer = Tracer(service="stepml-resolve-run")
 
 REQUIRED_SETTINGS = (
     config.LINEAGE_TABLE,
@@ -26,19 +34,43 @@ REQUIRED_SETTINGS = (
 )
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"event": <execution input>, "execution_arn"}``; see docs/architecture.md."""
+@dataclass(frozen=True)
+class Dependencies:
+    """Settings, the lineage table and the clients resolve_run talks to."""
+
+    settings: config.Settings
+    table: Any
+    s3: Any
+    sfn: Any
+
+
+@functools.cache
+def dependencies() -> Dependencies:
+    """Built once per execution environment, on the first request."""
     settings = config.load_settings(REQUIRED_SETTINGS)
     session = boto3.Session()
-    result = resolve_run(
-        event["event"],
-        event["execution_arn"],
-        table=session.resource("dynamodb").Table(settings.lineage_table),
-        s3_client=session.client("s3"),
-        sfn_client=session.client("stepfunctions"),
+    return Dependencies(
         settings=settings,
+        table=session.resource("dynamodb").Table(settings.lineage_table),
+        s3=session.client("s3"),
+        sfn=session.client("stepfunctions"),
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A payload that does not fit raises ``UploadEventError`` naming the fields."""
+    deps = dependencies()
+    payload = parse_payload(event, ResolveRunPayload, lambda_name="ResolveRun", error=UploadEventError)
+    result = resolve_run(
+        # The execution input as sent: resolve_run reads the upload from it itself.
+        event["event"],
+        payload.execution_arn,
+        table=deps.table,
+        s3_client=deps.s3,
+        sfn_client=deps.sfn,
+        settings=deps.settings,
     )
     logger.info(
         "run resolved",

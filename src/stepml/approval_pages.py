@@ -11,16 +11,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from stepml.approvals import (
-    APPROVED,
-    MAX_APPROVER_CHARS,
-    MAX_COMMENT_CHARS,
-    ApprovalRecord,
-    format_number,
-    gate_summary,
-    production_comparison,
-    utc_text,
-)
+from stepml.approval_email import format_number, gate_summary, production_comparison, utc_text
+from stepml.approval_records import APPROVED, MAX_APPROVER_CHARS, MAX_COMMENT_CHARS, ApprovalRecord
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:46rem;margin:2rem auto;

@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import awswrangler as wr
@@ -27,7 +27,8 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
-from stepml.config import METRICS
+from stepml.config import METRICS, Settings
+from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
 #: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
@@ -41,7 +42,6 @@ CHAMPION_VARIANT = "Champion"
 # The XGBoost container answers text/csv with each prediction's str(): multiclass rows
 # arrive as "[0.1, 0.2, 0.7],[...]" (or one per line in batch mode).
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
-_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
 
 
 class EvaluationError(RuntimeError):
@@ -60,14 +60,6 @@ class TestSplit:
     @property
     def rows(self) -> int:
         return len(self.feature_rows)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _number(value: float) -> str:
@@ -345,14 +337,15 @@ def _gate(
 
 
 def _write_report(s3_client: Any, uri: str, report: Mapping[str, Any]) -> None:
-    match = _S3_URI.match(uri)
-    if not match:
-        raise EvaluationError(f"Evaluate payload: field 'run.paths.evaluation' is not an s3:// URI: {uri!r}")
+    try:
+        bucket, key = split_s3_uri(uri)
+    except S3UriError as exc:
+        raise EvaluationError(f"Evaluate payload: field 'run.paths.evaluation' is not an s3:// URI: {uri!r}") from exc
     try:
         body = json.dumps(report, indent=2, allow_nan=False).encode("utf-8")
         s3_client.put_object(
-            Bucket=match["bucket"],
-            Key=match["key"],
+            Bucket=bucket,
+            Key=key,
             Body=body,
             ContentType="application/json",
             ServerSideEncryption="AES256",
@@ -361,6 +354,89 @@ def _write_report(s3_client: Any, uri: str, report: Mapping[str, Any]) -> None:
         raise EvaluationError(f"report {uri}: not serialisable as JSON: {exc}") from exc
     except (ClientError, BotoCoreError) as exc:
         raise EvaluationError(f"report {uri}: PutObject failed: {_client_error(exc)}") from exc
+
+
+def check_report_location(run: Mapping[str, Any], artifact_bucket: str) -> None:
+    """Refuse a run whose report would land outside the stack's evaluation prefix.
+
+    The Evaluate role may write nowhere else; saying so before scoring beats an AccessDenied
+    after minutes of it.
+    """
+    prefix = f"s3://{artifact_bucket}/evaluation/"
+    uri = str((run.get("paths") or {}).get("evaluation", ""))
+    if not uri.startswith(prefix):
+        raise EvaluationError(f"Evaluate payload: field 'run.paths.evaluation' {uri!r} is not under {prefix}")
+
+
+def _gate_config(run: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str, float]:
+    """The run's dataset config, problem type, gate metric and threshold, checked to fit together."""
+    config = _field(run, "config")
+    problem_type = str(_field(run, "config", "problem_type"))
+    metric = str(_field(run, "config", "metric"))
+    if metric not in METRICS.get(problem_type, {}):
+        raise EvaluationError(
+            f"Evaluate payload: field 'run.config.metric' {metric!r} does not fit problem_type {problem_type!r}"
+        )
+    return config, problem_type, metric, float(_field(run, "config", "threshold"))
+
+
+def _score_champion(
+    runtime_client: Any,
+    endpoint_name: str,
+    split: TestSplit,
+    serving: Mapping[str, str],
+    config: Mapping[str, Any],
+    challenger_value: float,
+    *,
+    batch_size: int,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The champion's ``production`` result and confusion matrix: the same rows through the
+    champion variant of the test endpoint, never through production."""
+    problem_type, metric = str(config["problem_type"]), str(config["metric"])
+    predictions = score_endpoint(
+        runtime_client,
+        endpoint_name,
+        split.feature_rows,
+        width=_prediction_width(config),
+        batch_size=batch_size,
+        variant=CHAMPION_VARIANT,
+    )
+    where = f"{endpoint_name} variant {CHAMPION_VARIANT}"
+    champion_metrics = _score(problem_type, split.labels, predictions, where, split.uri)
+    higher_is_better = METRICS[problem_type][metric]
+    production = {
+        "endpoint": serving["endpoint"],
+        "model": serving["model"],
+        "variant": CHAMPION_VARIANT,
+        "metrics": champion_metrics,
+        "value": champion_metrics[metric],
+        "challenger_better": metric_functions.is_better(challenger_value, champion_metrics[metric], higher_is_better),
+    }
+    return production, _confusion(config, split.labels, predictions, where)
+
+
+def _report_context(
+    run: Mapping[str, Any], split: TestSplit, endpoint_name: str, serving: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """What the report says beyond the result: the run, its input, the split and the variants."""
+    upload = run.get("input") or {}
+    names = run.get("names") or {}
+    return {
+        "run_id": run.get("run_id"),
+        "dataset": run.get("dataset"),
+        "attempt": run.get("attempt"),
+        "problem_type": str(run["config"]["problem_type"]),
+        "input": {"uri": upload.get("uri"), "version_id": upload.get("version_id")},
+        "test_uri": split.uri,
+        "label_column": split.label_column,
+        "endpoint_name": endpoint_name,
+        "model_name": names.get("model"),
+        "challenger_variant": CHALLENGER_VARIANT,
+        "champion_variant": CHAMPION_VARIANT if serving else None,
+        "champion": serving and {"in_service": True, **serving},
+        "production_endpoint_name": serving["endpoint"] if serving else None,
+        "code_version": run.get("code_version"),
+    }
 
 
 def evaluate_model(
@@ -372,7 +448,7 @@ def evaluate_model(
     champion: Mapping[str, Any] | None = None,
     s3_client: Any | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    now: Callable[[], datetime] = _now,
+    now: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     """Score the run's test split on the test endpoint ``endpoint_name``: the challenger variant,
     and the champion variant when ``champion`` (``{"in_service", "endpoint", "endpoint_config",
@@ -386,15 +462,8 @@ def evaluate_model(
     model. Raises ``EvaluationError`` naming the endpoint or file on any failure.
     """
     started_at = now()
-    config = _field(run, "config")
-    problem_type = str(_field(run, "config", "problem_type"))
-    metric = str(_field(run, "config", "metric"))
-    if metric not in METRICS.get(problem_type, {}):
-        raise EvaluationError(
-            f"Evaluate payload: field 'run.config.metric' {metric!r} does not fit problem_type {problem_type!r}"
-        )
+    config, problem_type, metric, threshold = _gate_config(run)
     higher_is_better = METRICS[problem_type][metric]
-    threshold = float(_field(run, "config", "threshold"))
     width = _prediction_width(config)
     report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
     serving = champion_of(champion)
@@ -411,29 +480,11 @@ def evaluate_model(
     challenger_metrics = _score(problem_type, split.labels, predictions, endpoint_name, split.uri)
     value = challenger_metrics[metric]
 
-    production: dict[str, Any] | None = None
-    production_confusion = None
+    production, production_confusion = None, None
     if serving is not None:
-        # The same rows through the champion variant of the test endpoint, never through production.
-        champion_predictions = score_endpoint(
-            runtime_client,
-            endpoint_name,
-            split.feature_rows,
-            width=width,
-            batch_size=batch_size,
-            variant=CHAMPION_VARIANT,
+        production, production_confusion = _score_champion(
+            runtime_client, endpoint_name, split, serving, config, value, batch_size=batch_size
         )
-        where = f"{endpoint_name} variant {CHAMPION_VARIANT}"
-        champion_metrics = _score(problem_type, split.labels, champion_predictions, where, split.uri)
-        production = {
-            "endpoint": serving["endpoint"],
-            "model": serving["model"],
-            "variant": CHAMPION_VARIANT,
-            "metrics": champion_metrics,
-            "value": champion_metrics[metric],
-            "challenger_better": metric_functions.is_better(value, champion_metrics[metric], higher_is_better),
-        }
-        production_confusion = _confusion(config, split.labels, champion_predictions, where)
 
     passed, reason = _gate(
         metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
@@ -449,29 +500,40 @@ def evaluate_model(
         "rows": split.rows,
         "production": production,
         "report_uri": report_uri,
-        "started_at": _iso(started_at),
-        "ended_at": _iso(now()),
+        "started_at": iso_utc(started_at),
+        "ended_at": iso_utc(now()),
     }
-    upload = run.get("input") or {}
-    names = run.get("names") or {}
     report = {
         **result,
-        "run_id": run.get("run_id"),
-        "dataset": run.get("dataset"),
-        "attempt": run.get("attempt"),
-        "problem_type": problem_type,
-        "input": {"uri": upload.get("uri"), "version_id": upload.get("version_id")},
-        "test_uri": split.uri,
-        "label_column": split.label_column,
-        "endpoint_name": endpoint_name,
-        "model_name": names.get("model"),
-        "challenger_variant": CHALLENGER_VARIANT,
-        "champion_variant": CHAMPION_VARIANT if serving else None,
-        "champion": serving and {"in_service": True, **serving},
-        "production_endpoint_name": serving["endpoint"] if serving else None,
+        **_report_context(run, split, endpoint_name, serving),
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
         "production_confusion_matrix": production_confusion,
-        "code_version": run.get("code_version"),
     }
     _write_report(s3_client or boto3_session.client("s3"), report_uri, report)
     return result
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """The Evaluate Lambda's service: ``session`` reads the test split (awswrangler),
+    ``runtime_client`` (SageMaker Runtime) scores it, ``s3_client`` writes the report under
+    ``settings.artifact_bucket``'s evaluation prefix."""
+
+    settings: Settings
+    session: Any
+    runtime_client: Any
+    s3_client: Any
+
+    def evaluate(
+        self, run: Mapping[str, Any], endpoint_name: str, champion: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``evaluate_model`` on these clients, once the report's location is known to be writable."""
+        check_report_location(run, self.settings.artifact_bucket)
+        return evaluate_model(
+            run,
+            endpoint_name,
+            runtime_client=self.runtime_client,
+            boto3_session=self.session,
+            champion=champion,
+            s3_client=self.s3_client,
+        )

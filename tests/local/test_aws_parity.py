@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ import boto3
 import pytest
 
 from stepml import config
-from stepml.approvals import PENDING, request_approval
+from stepml.approval_records import PENDING
+from stepml.approvals import ApprovalRequests
 from stepml.cli.main import main
 from tests.helpers import local_cloud
-from tests.unit.test_approvals import make_evaluation, make_run
+from tests.unit.test_approvals import make_evaluation, make_run, request_payload
 
 RESERVED = {"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."}
 CUSTOM_SOURCE = "com.example.uploads"
@@ -218,16 +218,11 @@ def pending(cloud):
     kms = _client(cloud, "kms")
     # (The function's role may describe only the pipeline's executions, so this approval's review
     # page would answer 503 here; the POSTs below are refused before anything is looked up.)
-    created = request_approval(
-        make_run(execution_arn=execution),
-        make_evaluation(),
-        "local-task-token",
-        execution,
-        table=table,
-        kms_client=kms,
-        ses_client=_client(cloud, "sesv2"),
-        settings=settings,
-        now=datetime.now(UTC),
+    requests = ApprovalRequests(table=table, kms_client=kms, ses_client=_client(cloud, "sesv2"), settings=settings)
+    created = requests.request(
+        request_payload(
+            make_run(execution_arn=execution), make_evaluation(), task_token="local-task-token", execution_arn=execution
+        )
     )
     approval_id = created["approval_id"]
     return {"id": approval_id, "table": table, "execution": execution}

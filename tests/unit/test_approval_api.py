@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from stepml import config
-from stepml.approvals import APPROVED, CLOSED, PENDING, REJECTED, form_token, link_signature, new_approval_id
+from stepml.approval_links import form_token, link_signature, new_approval_id
+from stepml.approval_records import APPROVED, CLOSED, PENDING, REJECTED
 from stepml.local.mail import Outbox
 from tests.helpers import FakeLambdaContext, load_handler, set_function_environment
 from tests.unit.test_approvals import (
@@ -140,13 +140,8 @@ def api(stack: Any, monkeypatch: pytest.MonkeyPatch, mail_outbox: Outbox) -> Api
     monkeypatch.setenv("POWERTOOLS_DEV", "true")
     module = load_handler("approval_api/app.py")
     env = approval_env(stack, mail_outbox)
-    dependencies = module.Dependencies(
-        settings=config.load_settings([config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID]),
-        table=env.table,
-        kms_client=env.kms,
-        sfn_client=env.sfn,
-    )
-    monkeypatch.setattr(module, "dependencies", lambda: dependencies)
+    # Built on each request: tests replace env.sfn. The clock is real, as the handler's is.
+    monkeypatch.setattr(module, "dependencies", lambda: env.decisions(now=None))
     return Api(module, env)
 
 
@@ -429,7 +424,7 @@ def test_an_unexpected_error_is_a_plain_500_and_is_logged_without_secrets(
         raise RuntimeError("internal detail: table layout changed")
 
     api.post(approval_id, sig)  # a decision, so the logs have something to leak if they would
-    monkeypatch.setattr(api.module, "load_for_review", broken)
+    monkeypatch.setattr(api.module.ApprovalDecisions, "load_for_review", broken)
     response = api.get(approval_id, sig)
 
     page = assert_html(response, 500)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +20,9 @@ from botocore.exceptions import ClientError
 from moto.dynamodb.models import DynamoDBBackend
 
 from stepml import config
-from stepml.approvals import (
+from stepml.approval_email import email_subject
+from stepml.approval_links import check_same_origin, form_token, link_signature, new_approval_id, verify_link
+from stepml.approval_records import (
     APPROVED,
     CLOSED,
     PENDING,
@@ -28,7 +30,6 @@ from stepml.approvals import (
     REJECTED,
     AlreadyDecidedError,
     ApprovalRecord,
-    ApprovalRequestError,
     ClosedApprovalError,
     CrossSiteRequestError,
     DecisionNotDeliveredError,
@@ -37,17 +38,11 @@ from stepml.approvals import (
     InvalidDecisionError,
     PipelineNotWaitingError,
     UnknownApprovalError,
-    check_same_origin,
-    decide,
-    email_subject,
-    form_token,
-    link_signature,
-    load_for_review,
-    new_approval_id,
-    request_approval,
-    verify_link,
 )
+from stepml.approvals import ApprovalDecisions, ApprovalRequests
+from stepml.lineage import artifact_paths, resource_names
 from stepml.local.mail import Outbox
+from stepml.payloads import RequestApprovalPayload
 
 REGION = "us-east-1"
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -61,7 +56,7 @@ LINK = re.compile(r"^(https://\S+)/approvals/([A-Za-z0-9_-]+)\?sig=([A-Za-z0-9_-
 
 
 def make_run(**overrides: Any) -> dict[str, Any]:
-    """A run context as ResolveRun returns it (the fields approvals read, plus some others)."""
+    """A run document (``$.run``) as ResolveRun returns it."""
     run: dict[str, Any] = {
         "run_id": "churn-3f2a9c1b7d4e",
         "dataset": "churn",
@@ -75,8 +70,13 @@ def make_run(**overrides: Any) -> dict[str, Any]:
             "size": 1234,
             "uri": "s3://uploads/incoming/churn/data.csv",
         },
-        "names": {"training_job": "stepml-churn-3f2a9c1b7d4e-a1"},
+        "config": {"name": "churn", "label": "churned", "problem_type": "binary", "metric": "auc", "threshold": 0.8},
+        "hyperparameters": {"num_round": "100", "objective": "binary:logistic"},
+        "names": resource_names("churn-3f2a9c1b7d4e", 1, "stepml-prod"),
+        "paths": artifact_paths("artifacts", "churn", "churn-3f2a9c1b7d4e"),
+        "endpoint_poll_seconds": 30,
         "approval_timeout_seconds": TIMEOUT_SECONDS,
+        "code_version": "abc1234",
     }
     run.update(overrides)
     return run
@@ -148,6 +148,35 @@ class ApprovalEnv:
     def item(self, approval_id: str) -> dict[str, Any] | None:
         return self.table.get_item(Key={"approval_id": approval_id}, ConsistentRead=True).get("Item")
 
+    def _clock(self, now: datetime | None) -> dict[str, Any]:
+        return {} if now is None else {"clock": lambda: now}
+
+    def requests(self, now: datetime | None = NOW) -> ApprovalRequests:
+        """RequestApproval's service on these resources, its clock stopped at ``now`` (None: real time)."""
+        return ApprovalRequests(
+            table=self.table, kms_client=self.kms, ses_client=self.ses, settings=self.settings, **self._clock(now)
+        )
+
+    def decisions(self, now: datetime | None = NOW) -> ApprovalDecisions:
+        """The approval API's service on these resources, its clock stopped at ``now`` (None: real time)."""
+        return ApprovalDecisions(
+            table=self.table, kms_client=self.kms, sfn_client=self.sfn, settings=self.settings, **self._clock(now)
+        )
+
+
+def request_payload(
+    run: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None, **fields: Any
+) -> RequestApprovalPayload:
+    """What the state machine sends RequestApproval, parsed."""
+    payload = {
+        "task_token": TASK_TOKEN,
+        "run": make_run() if run is None else run,
+        "evaluation": make_evaluation() if evaluation is None else evaluation,
+        "execution_arn": EXECUTION_ARN,
+        **fields,
+    }
+    return RequestApprovalPayload.model_validate(payload)
+
 
 def approval_env(stack: Any, outbox: Outbox) -> ApprovalEnv:
     """The RequestApproval function's settings and clients, its sender verified in SES (as an
@@ -180,16 +209,10 @@ def create_approval(
     env: ApprovalEnv, *, now: datetime = NOW, execution_arn: str = EXECUTION_ARN, **evaluation: Any
 ) -> tuple[str, str]:
     """Request an approval and return (approval_id, sig) taken from the emailed link."""
-    result = request_approval(
-        make_run(),
-        make_evaluation(**evaluation),
-        TASK_TOKEN,
-        execution_arn,
-        table=env.table,
-        kms_client=env.kms,
-        ses_client=env.ses,
-        settings=env.settings,
-        now=now,
+    result = env.requests(now).request(
+        request_payload(
+            make_run(execution_arn=execution_arn), make_evaluation(**evaluation), execution_arn=execution_arn
+        )
     )
     _subject, message = env.published()[-1]
     match = LINK.search(message)
@@ -199,21 +222,20 @@ def create_approval(
 
 
 def decide_with(env: ApprovalEnv, approval_id: str, sig: str, **overrides: Any) -> ApprovalRecord:
-    """Call ``decide`` as the review form would (valid form token unless overridden)."""
+    """Call ``decide`` as the review form would (valid form token unless overridden), an hour
+    after NOW unless ``now`` says otherwise; ``table`` replaces the approval table."""
+    approvals = env.decisions(overrides.pop("now", NOW + timedelta(hours=1)))
+    if "table" in overrides:
+        approvals = replace(approvals, table=overrides.pop("table"))
     arguments: dict[str, Any] = {
         "decision": "approve",
         "approver": "ana@example.com",
         "comment": "looks good",
         "sig": sig,
         "csrf": form_token(env.kms, env.key_id, approval_id),
-        "table": env.table,
-        "kms_client": env.kms,
-        "sfn_client": env.sfn,
-        "settings": env.settings,
-        "now": NOW + timedelta(hours=1),
     }
     arguments.update(overrides)
-    return decide(approval_id, **arguments)
+    return approvals.decide(approval_id, **arguments)
 
 
 def tampered(text: str) -> str:
@@ -255,17 +277,7 @@ def test_the_key_from_the_template_signs_and_verifies_macs(env: ApprovalEnv) -> 
 
 
 def test_request_approval_stores_the_record(env: ApprovalEnv) -> None:
-    result = request_approval(
-        make_run(),
-        make_evaluation(),
-        TASK_TOKEN,
-        EXECUTION_ARN,
-        table=env.table,
-        kms_client=env.kms,
-        ses_client=env.ses,
-        settings=env.settings,
-        now=NOW,
-    )
+    result = env.requests(NOW).request(request_payload(make_run(), make_evaluation()))
 
     expiry = int(NOW.timestamp()) + TIMEOUT_SECONDS
     assert result == {
@@ -301,18 +313,7 @@ def test_the_link_expires_when_step_functions_stops_waiting(env: ApprovalEnv) ->
     """The clock starts when the task started waiting, not when the Lambda ran: a link opened
     after the task timed out is expired, never still open."""
     waiting_since = NOW - timedelta(seconds=2, milliseconds=400)
-    result = request_approval(
-        make_run(),
-        make_evaluation(),
-        TASK_TOKEN,
-        EXECUTION_ARN,
-        table=env.table,
-        kms_client=env.kms,
-        ses_client=env.ses,
-        settings=env.settings,
-        now=NOW,
-        waiting_since=waiting_since,
-    )
+    result = env.requests(NOW).request(request_payload(make_run(), make_evaluation(), waiting_since=waiting_since))
     item = env.item(result["approval_id"])
     assert item is not None
     assert item["link_expires_at"] == int(waiting_since.timestamp()) + TIMEOUT_SECONDS
@@ -380,49 +381,11 @@ def test_the_email_says_when_the_new_model_is_worse_than_production(env: Approva
 
 def test_the_subject_stays_within_100_ascii_characters(env: ApprovalEnv) -> None:
     long_run = "churn-" + "f" * 120
-    request_approval(
-        make_run(run_id=long_run),
-        make_evaluation(metric="aüc\nx"),
-        TASK_TOKEN,
-        EXECUTION_ARN,
-        table=env.table,
-        kms_client=env.kms,
-        ses_client=env.ses,
-        settings=env.settings,
-        now=NOW,
-    )
+    env.requests(NOW).request(request_payload(make_run(run_id=long_run), make_evaluation(metric="aüc\nx")))
     [(subject, _message)] = env.published()
     assert len(subject) == 100
     assert subject.isascii() and "\n" not in subject
     assert subject.endswith("...")
-
-
-def test_a_request_missing_a_field_names_it_and_stores_nothing(env: ApprovalEnv) -> None:
-    cases = [
-        (make_run(input={"bucket": "b"}), make_evaluation(), "run.input.uri"),
-        (make_run(run_id=""), make_evaluation(), "run.run_id"),
-        (make_run(approval_timeout_seconds=None), make_evaluation(), "run.approval_timeout_seconds"),
-        (make_run(approval_timeout_seconds=-5), make_evaluation(), "run.approval_timeout_seconds"),
-        (make_run(), make_evaluation(metric=None), "evaluation.metric"),
-        (make_run(), make_evaluation(value="high"), "evaluation.value"),
-        (make_run(), make_evaluation(production=[0.9]), "evaluation.production"),
-    ]
-    for run, evaluation, field_name in cases:
-        with pytest.raises(ApprovalRequestError, match=re.escape(f"'{field_name}'")) as raised:
-            request_approval(
-                run,
-                evaluation,
-                TASK_TOKEN,
-                EXECUTION_ARN,
-                table=env.table,
-                kms_client=env.kms,
-                ses_client=env.ses,
-                settings=env.settings,
-                now=NOW,
-            )
-        assert TASK_TOKEN not in str(raised.value)
-    assert env.table.scan()["Items"] == []
-    assert env.published() == []
 
 
 # --- links ----------------------------------------------------------------------------------
@@ -431,26 +394,10 @@ def test_a_request_missing_a_field_names_it_and_stores_nothing(env: ApprovalEnv)
 def test_a_changed_missing_or_malformed_signature_is_forged(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
     with pytest.raises(ForgedLinkError, match="signature does not match"):
-        load_for_review(
-            approval_id,
-            tampered(sig),
-            table=env.table,
-            kms_client=env.kms,
-            sfn_client=env.sfn,
-            settings=env.settings,
-            now=NOW,
-        )
+        env.decisions(NOW).load_for_review(approval_id, tampered(sig))
     for bad in (None, "", "short", "!" * 43, "A" * 44, "A" * 43, sig + "A", sig[:-1]):
         with pytest.raises(ForgedLinkError):
-            load_for_review(
-                approval_id,
-                bad,
-                table=env.table,
-                kms_client=env.kms,
-                sfn_client=env.sfn,
-                settings=env.settings,
-                now=NOW,
-            )
+            env.decisions(NOW).load_for_review(approval_id, bad)
 
 
 def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -> None:
@@ -458,35 +405,17 @@ def test_a_valid_mac_opens_only_its_own_approval_and_purpose(env: ApprovalEnv) -
     second_id, _second_sig = create_approval(env)
     assert first_id != second_id
     with pytest.raises(ForgedLinkError):
-        load_for_review(
-            second_id,
-            first_sig,
-            table=env.table,
-            kms_client=env.kms,
-            sfn_client=env.sfn,
-            settings=env.settings,
-            now=NOW,
-        )
+        env.decisions(NOW).load_for_review(second_id, first_sig)
     # The form token is a MAC of the same key over the same id, but for another purpose.
     with pytest.raises(ForgedLinkError):
-        load_for_review(
-            first_id,
-            form_token(env.kms, env.key_id, first_id),
-            table=env.table,
-            kms_client=env.kms,
-            sfn_client=env.sfn,
-            settings=env.settings,
-            now=NOW,
-        )
+        env.decisions(NOW).load_for_review(first_id, form_token(env.kms, env.key_id, first_id))
 
 
 def test_an_unknown_id_with_its_own_valid_signature_is_unknown(env: ApprovalEnv) -> None:
     missing_id = new_approval_id()
     sig = link_signature(env.kms, env.key_id, missing_id)
     with pytest.raises(UnknownApprovalError, match=missing_id):
-        load_for_review(
-            missing_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
-        )
+        env.decisions(NOW).load_for_review(missing_id, sig)
 
 
 # --- review ---------------------------------------------------------------------------------
@@ -496,12 +425,8 @@ def test_review_of_a_pending_approval_issues_a_form_token_and_changes_nothing(en
     approval_id, sig = create_approval(env)
     before = env.item(approval_id)
 
-    review = load_for_review(
-        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
-    )
-    load_for_review(
-        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
-    )
+    review = env.decisions(NOW).load_for_review(approval_id, sig)
+    env.decisions(NOW).load_for_review(approval_id, sig)
 
     assert review.record.status == PENDING
     assert review.form_token == form_token(env.kms, env.key_id, approval_id)
@@ -516,17 +441,13 @@ def test_review_of_an_approval_whose_execution_no_longer_runs_is_closed_but_not_
     env.sfn.execution_status = "ABORTED"
 
     with pytest.raises(ClosedApprovalError, match="its execution is ABORTED") as raised:
-        load_for_review(
-            approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
-        )
+        env.decisions(NOW).load_for_review(approval_id, sig)
 
     assert (raised.value.record.status, raised.value.record.closed_reason) == (CLOSED, "ABORTED")
     assert env.item(approval_id) == before
     assert env.sfn.described == [EXECUTION_ARN]
     env.sfn.execution_status = "RUNNING"
-    review = load_for_review(
-        approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=NOW
-    )
+    review = env.decisions(NOW).load_for_review(approval_id, sig)
     assert review.form_token is not None
 
 
@@ -534,24 +455,14 @@ def test_review_after_the_link_expired_is_refused(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
     later = NOW + timedelta(seconds=TIMEOUT_SECONDS)
     with pytest.raises(ExpiredApprovalError, match="expired at 2026-11-25 12:00 UTC"):
-        load_for_review(
-            approval_id, sig, table=env.table, kms_client=env.kms, sfn_client=env.sfn, settings=env.settings, now=later
-        )
+        env.decisions(later).load_for_review(approval_id, sig)
 
 
 def test_review_of_a_decided_approval_shows_the_decision_without_a_form(env: ApprovalEnv) -> None:
     approval_id, sig = create_approval(env)
     decide_with(env, approval_id, sig, decision="reject", approver="bo@example.com", comment="too slow")
 
-    review = load_for_review(
-        approval_id,
-        sig,
-        table=env.table,
-        kms_client=env.kms,
-        sfn_client=env.sfn,
-        settings=env.settings,
-        now=NOW + timedelta(days=10),
-    )
+    review = env.decisions(NOW + timedelta(days=10)).load_for_review(approval_id, sig)
 
     assert review.form_token is None
     assert (review.record.status, review.record.decided_by, review.record.comment) == (
@@ -670,15 +581,7 @@ def test_a_stopped_execution_closes_the_approval_and_decides_nothing(env: Approv
         assert (item["status"], item["closed_reason"]) == (CLOSED, code)
         assert not {"decision", "decided_by", "decided_at", "comment"} & set(item)
         with pytest.raises(ClosedApprovalError):
-            load_for_review(
-                approval_id,
-                sig,
-                table=env.table,
-                kms_client=env.kms,
-                sfn_client=env.sfn,
-                settings=env.settings,
-                now=NOW,
-            )
+            env.decisions(NOW).load_for_review(approval_id, sig)
         env.sfn.fail_with = None
         with pytest.raises(ClosedApprovalError):
             decide_with(env, approval_id, sig)

@@ -22,8 +22,16 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from stepml import config
 from stepml.config import ConfigError, parse_dataset_config
-from stepml.evaluation import CHALLENGER_VARIANT, CHAMPION_VARIANT, EvaluationError, evaluate_model, parse_predictions
+from stepml.evaluation import (
+    CHALLENGER_VARIANT,
+    CHAMPION_VARIANT,
+    EvaluationError,
+    Evaluator,
+    evaluate_model,
+    parse_predictions,
+)
 from stepml.lineage import artifact_paths, resource_names
 from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, set_function_environment
 
@@ -167,15 +175,21 @@ class Env:
             "run_id": RUN_ID,
             "dataset": "churn",
             "attempt": 1,
+            "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:exec-1",
             "input": {
                 "bucket": "uploads",
                 "key": "incoming/churn/data.csv",
                 "version_id": "v-7Hq2",
+                "etag": '"abc"',
+                "size": 1234,
                 "uri": "s3://uploads/incoming/churn/data.csv",
             },
             "config": config or make_config(),
+            "hyperparameters": {"num_round": "100", "objective": "binary:logistic"},
             "names": self.names,
             "paths": self.paths,
+            "endpoint_poll_seconds": 30,
+            "approval_timeout_seconds": 3600,
             "code_version": "abc1234",
         }
 
@@ -618,10 +632,11 @@ def test_the_handler_wires_settings_and_clients(
 ) -> None:
     set_function_environment(monkeypatch, stack, "EvaluateFunction")
     runtime = env.runtime(strong_rule, weak_rule)
+    settings = config.load_settings(evaluate_module.REQUIRED_SETTINGS)
     monkeypatch.setattr(
         evaluate_module,
-        "aws_clients",
-        lambda: evaluate_module.AwsClients(session=env.session, runtime=runtime, s3=env.s3),
+        "dependencies",
+        lambda: Evaluator(settings=settings, session=env.session, runtime_client=runtime, s3_client=env.s3),
     )
     log = io.StringIO()
     monkeypatch.setattr(evaluate_module.logger.registered_handler, "stream", log)
@@ -655,8 +670,13 @@ def test_the_handler_refuses_a_bad_payload(
 
     with pytest.raises(EvaluationError, match=r"field 'run.paths.evaluation' 's3://elsewhere/.*' is not under s3://"):
         evaluate_module.handler({"run": run, "endpoint_name": env.test_endpoint}, FakeLambdaContext())
-    with pytest.raises(EvaluationError, match=r"fields 'run' .* and 'endpoint_name' .* are required"):
+    with pytest.raises(EvaluationError, match=r"^Evaluate payload: .*field 'run.paths': Field required.*"):
         evaluate_module.handler({"run": {"run_id": RUN_ID}}, FakeLambdaContext())
+    with pytest.raises(EvaluationError, match=r"^Evaluate payload: field 'endpoint_name': Field required$"):
+        evaluate_module.handler({"run": env.run()}, FakeLambdaContext())
+    with pytest.raises(EvaluationError, match=r"^Evaluate payload: field 'champion': .*needs endpoint, model$"):
+        champion = {"in_service": True, "endpoint_config": "c"}
+        evaluate_module.handler({"run": env.run(), "endpoint_name": "e", "champion": champion}, FakeLambdaContext())
 
 
 def test_the_handler_needs_its_environment(monkeypatch: pytest.MonkeyPatch, evaluate_module: Any) -> None:

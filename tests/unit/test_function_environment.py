@@ -70,6 +70,10 @@ def parse_module(path: Path) -> Module:
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             module.functions[node.name] = node
+        elif isinstance(node, ast.ClassDef) and node.name != "Settings":
+            # A service class counts as one function: constructing it reaches all its methods.
+            # (Settings is the map from properties to variables: building it reads none.)
+            module.functions[node.name] = node
         elif isinstance(node, ast.Assign):
             module.assignments.update({t.id: node.value for t in node.targets if isinstance(t, ast.Name)})
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "stepml":
@@ -81,6 +85,12 @@ def parse_module(path: Path) -> Module:
                 elif package.with_suffix(".py").exists():
                     module.functions_from[local] = (package.with_suffix(".py"), alias.name)
     return module
+
+
+def _is_settings(node: ast.AST) -> bool:
+    """``settings`` or ``<anything>.settings``: a run document's ``approval_timeout_seconds`` is no setting."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name.endswith("settings")
 
 
 def settings_read(entry: Path) -> set[str]:
@@ -101,7 +111,7 @@ def settings_read(entry: Path) -> set[str]:
         if node is None:
             continue
         for child in ast.walk(node):
-            if isinstance(child, ast.Attribute) and child.attr in properties:
+            if isinstance(child, ast.Attribute) and child.attr in properties and _is_settings(child.value):
                 read.add(properties[child.attr])
             if not isinstance(child, ast.Call):
                 continue

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from stepml.approvals import PENDING, ApprovalRequestError, verify_link
+from stepml.approval_links import verify_link
+from stepml.approval_records import PENDING, ApprovalRequestError
 from stepml.config import ConfigError
 from stepml.local.mail import Outbox
 from tests.helpers import FakeLambdaContext, load_handler, set_function_environment
@@ -91,6 +92,40 @@ def test_a_payload_without_a_task_token_is_refused_without_echoing_it(
     with pytest.raises(ApprovalRequestError, match=re.escape("'run.input.uri'")):
         request_approval_module.handler(payload(run=make_run(input={})), context)
 
+    assert env.table.scan()["Items"] == []
+    assert env.published() == []
+
+
+@pytest.mark.parametrize(
+    ("run", "evaluation", "field_name"),
+    [
+        (make_run(input={"bucket": "b"}), make_evaluation(), "run.input.uri"),
+        (make_run(run_id=""), make_evaluation(), "run.run_id"),
+        (make_run(approval_timeout_seconds=None), make_evaluation(), "run.approval_timeout_seconds"),
+        (make_run(approval_timeout_seconds=-5), make_evaluation(), "run.approval_timeout_seconds"),
+        (make_run(), make_evaluation(metric=None), "evaluation.metric"),
+        (make_run(), make_evaluation(value="high"), "evaluation.value"),
+        (make_run(), make_evaluation(production=[0.9]), "evaluation.production"),
+    ],
+)
+def test_a_request_missing_a_field_names_it_and_stores_nothing(
+    stack: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    request_approval_module: Any,
+    mail_outbox: Outbox,
+    run: dict[str, Any],
+    evaluation: dict[str, Any],
+    field_name: str,
+) -> None:
+    stack.apply_environment(monkeypatch, "RequestApprovalFunction")
+    env = approval_env(stack, mail_outbox)
+
+    with pytest.raises(
+        ApprovalRequestError, match=rf"^RequestApproval payload: (.*; )?field {re.escape(repr(field_name))}"
+    ) as raised:
+        request_approval_module.handler(payload(run=run, evaluation=evaluation), FakeLambdaContext())
+
+    assert TASK_TOKEN not in str(raised.value)
     assert env.table.scan()["Items"] == []
     assert env.published() == []
 

@@ -1,0 +1,225 @@
+"""The contracts between the state machine and the Lambdas, each written once.
+
+Every Lambda input is a pydantic model here, parsed with Powertools' parser (``parse_payload``);
+``Run`` is the run document the state machine carries as ``$.run`` (built by ResolveRun, read by
+every later state). The wire shapes are those of statemachine/pipeline.asl.json: the models
+describe them, they never change them. A payload that does not fit raises the caller's error
+type with a message naming the Lambda and every field that does not fit, never the values (a
+RequestApproval payload holds the task token).
+
+The approval API's input is API Gateway's HTTP API event, which Powertools' resolver parses;
+its form fields are checked by ``stepml.approvals`` (the rules of the decision live there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+PayloadModel = TypeVar("PayloadModel", bound=BaseModel)
+
+# Tags of the execution input's two kinds; pydantic puts them into error locations, where
+# they would read as fields, so ``_location`` leaves them out.
+_UPLOAD_EVENT = "upload event"
+_RESUME_REQUEST = "resume request"
+_UNION_TAGS = frozenset({_UPLOAD_EVENT, _RESUME_REQUEST})
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Number = Annotated[float, Field(strict=True)]
+
+
+class PayloadError(ValueError):
+    """A Lambda payload that does not fit its contract; the message names the fields."""
+
+
+class _Contract(BaseModel):
+    """A part of a payload: extra fields pass through untouched (the state machine may add
+    some), and errors never echo the input."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
+
+    def document(self) -> dict[str, Any]:
+        """The part as the JSON the state machine sent (only the fields it sent)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+# --- $.run ------------------------------------------------------------------------------------
+
+
+class Upload(_Contract):
+    """``$.run.input``: the uploaded object version the run stands for."""
+
+    bucket: NonEmpty
+    key: NonEmpty
+    version_id: NonEmpty
+    etag: str
+    size: int = Field(ge=0)
+    uri: NonEmpty
+
+
+class RunNames(_Contract):
+    """``$.run.names``: the SageMaker names of the run's attempt (``lineage.resource_names``)."""
+
+    training_job: NonEmpty
+    model: NonEmpty
+    test_endpoint_config: NonEmpty
+    test_endpoint: NonEmpty
+    production_endpoint_config: NonEmpty
+    production_endpoint: NonEmpty
+
+
+class RunPaths(_Contract):
+    """``$.run.paths``: where the run's outputs live (``lineage.artifact_paths``)."""
+
+    processed: NonEmpty
+    train: NonEmpty
+    validation: NonEmpty
+    test: NonEmpty
+    statistics: NonEmpty
+    manifest: NonEmpty
+    model_output: NonEmpty
+    evaluation: NonEmpty
+    data_capture: NonEmpty
+
+
+class Run(_Contract):
+    """``$.run``: the run document ResolveRun returns and the state machine passes on.
+
+    ``config`` is the dataset config as validated at resolve time (``config.DatasetConfig``
+    dumped as JSON, instance types filled in); it is kept as a mapping here so the run
+    document does not depend on the schema's version.
+    """
+
+    run_id: NonEmpty
+    dataset: NonEmpty
+    attempt: int = Field(ge=1)
+    execution_arn: NonEmpty
+    input: Upload
+    config: dict[str, Any]
+    hyperparameters: dict[str, str]
+    names: RunNames
+    paths: RunPaths
+    endpoint_poll_seconds: int = Field(gt=0)
+    approval_timeout_seconds: int = Field(gt=0)
+    code_version: NonEmpty
+
+
+# --- ResolveRun -------------------------------------------------------------------------------
+
+
+class ResumeRequest(_Contract):
+    """The execution input of ``stepml runs resume``: run an existing run again."""
+
+    resume_run_id: NonEmpty
+
+
+def _execution_input_kind(value: Any) -> str:
+    return _RESUME_REQUEST if isinstance(value, Mapping) and "resume_run_id" in value else _UPLOAD_EVENT
+
+
+ExecutionInput = Annotated[
+    Annotated[ResumeRequest, Tag(_RESUME_REQUEST)] | Annotated[S3EventNotificationEventBridgeModel, Tag(_UPLOAD_EVENT)],
+    Discriminator(_execution_input_kind),
+]
+
+
+class ResolveRunPayload(_Contract):
+    """``{"event": <execution input>, "execution_arn"}``: the input is S3's EventBridge
+    ``Object Created`` event (Powertools' model) or a resume request."""
+
+    event: ExecutionInput
+    execution_arn: NonEmpty
+
+
+# --- Evaluate ---------------------------------------------------------------------------------
+
+
+class Champion(_Contract):
+    """``$.champion``: whether production serves a model and, when it does, which one."""
+
+    in_service: bool
+    endpoint: str | None = None
+    endpoint_config: str | None = None
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _named_when_in_service(self) -> Champion:
+        if self.in_service:
+            missing = [name for name in ("endpoint", "endpoint_config", "model") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"a champion in service needs {', '.join(missing)}")
+        return self
+
+
+class EvaluatePayload(_Contract):
+    """``{"run", "endpoint_name", "champion"}``; ``champion`` is absent on old definitions."""
+
+    run: Run
+    endpoint_name: NonEmpty
+    champion: Champion | None = None
+
+
+class EvaluationResult(_Contract):
+    """``$.steps.evaluate``: Evaluate's result as the state machine keeps it."""
+
+    passed: bool | None = None
+    reason: str | None = None
+    metric: NonEmpty
+    value: Number | None = None
+    threshold: Number | None = None
+    higher_is_better: bool = True
+    metrics: dict[str, Any] | None = None
+    rows: int | None = None
+    production: dict[str, Any] | None = None
+    report_uri: str | None = None
+
+
+# --- RequestApproval --------------------------------------------------------------------------
+
+
+class RequestApprovalPayload(_Contract):
+    """``{"task_token", "run", "evaluation", "execution_arn", "waiting_since"}``;
+    ``waiting_since`` is when the task started waiting (``$$.State.EnteredTime``)."""
+
+    task_token: NonEmpty
+    run: Run
+    evaluation: EvaluationResult
+    execution_arn: NonEmpty
+    waiting_since: datetime | None = None
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
+
+
+def describe(exc: ValidationError) -> str:
+    """Each field that does not fit and why (``field 'run.input.uri': Field required``), without values."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = _location(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"field '{where}': {message}" if where else message)
+    return "; ".join(dict.fromkeys(problems))
+
+
+def parse_payload(
+    event: Any,
+    model: type[PayloadModel],
+    *,
+    lambda_name: str,
+    error: type[Exception] = PayloadError,
+) -> PayloadModel:
+    """``event`` as ``model`` (through Powertools' parser), or ``error`` naming ``lambda_name``
+    and the fields that do not fit."""
+    try:
+        return parse(event=event, model=model)
+    except ValidationError as exc:
+        raise error(f"{lambda_name} payload: {describe(exc)}") from exc
