@@ -117,7 +117,7 @@ def test_a_request_missing_a_field_names_it_and_stores_nothing(
     evaluation: dict[str, Any],
     field_name: str,
 ) -> None:
-    stack.apply_environment(monkeypatch, "RequestApprovalFunction")
+    set_function_environment(monkeypatch, stack, "RequestApprovalFunction")
     env = approval_env(stack, mail_outbox)
 
     with pytest.raises(
