@@ -1,7 +1,14 @@
-"""RecordStep: write a step's lineage record, a run's outcome, or a failure and its alert."""
+"""RecordStep: write a step's lineage record, a run's outcome, or a failure and its alert.
+
+Payload ``payloads.StepRecordPayload``, ``FailurePayload`` or ``NotificationFailurePayload``
+(chosen by ``step``). A failure's step is the one its Catch named in ``state.failed_step``; a
+lost notification is named by ``notification`` when the definition says which.
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -9,59 +16,76 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.lineage import record_failure, record_notification_failure, record_step
+from stepml.lineage import LineageError, record_failure, record_notification_failure, record_step
+from stepml.payloads import FailurePayload, NotificationFailurePayload, parse_record_step
 
-logger = Logger()
-tracer = Tracer()
+logger = Logger(service="stepml-record-step")
+tracer = Tracer(service="stepml-record-step")
 
-_REQUIRED = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
+REQUIRED_SETTINGS = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
 
 
-@logger.inject_lambda_context
+@dataclass(frozen=True)
+class Dependencies:
+    """What RecordStep writes with: the lineage table and the clients its records read from."""
+
+    settings: config.Settings
+    table: Any
+    s3_client: Any
+    sagemaker_client: Any
+
+
+@functools.cache
+def dependencies() -> Dependencies:
+    """Settings and clients, built once per execution environment on the first request."""
+    settings = config.load_settings(REQUIRED_SETTINGS)
+    session = boto3.Session()
+    return Dependencies(
+        settings=settings,
+        table=session.resource("dynamodb").Table(settings.lineage_table),
+        s3_client=session.client("s3"),
+        sagemaker_client=session.client("sagemaker"),
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Payload ``{"run", "step", "status", "result"}``, or ``{"state", "step": "failure"|"notify", ...}``.
-
-    A failure's step is the one its Catch named in ``state["failed_step"]``; a lost notification
-    is named by ``notification`` when the definition says which.
-    """
-    settings = config.load_settings(_REQUIRED)
-    session = boto3.Session()
-    table = session.resource("dynamodb").Table(settings.lineage_table)
-    if event["step"] == "failure":
+    """Record what the payload says; a payload that does not fit raises ``LineageError``."""
+    deps = dependencies()
+    payload = parse_record_step(event, error=LineageError)
+    if isinstance(payload, FailurePayload):
         failure = record_failure(
             event["state"],
-            event["execution_arn"],
-            table=table,
-            sagemaker_client=session.client("sagemaker"),
-            settings=settings,
+            payload.execution_arn,
+            table=deps.table,
+            sagemaker_client=deps.sagemaker_client,
+            settings=deps.settings,
         )
         logger.warning(
             "run failed", extra={"run_id": failure["run_id"], "step": failure["step"], "error": failure["error"]}
         )
         return failure
-    if event["step"] == "notify":
+    if isinstance(payload, NotificationFailurePayload):
         # An SNS notice or alert was not delivered; the run keeps its outcome.
         noted = record_notification_failure(
             event["state"],
-            event["execution_arn"],
-            table=table,
-            settings=settings,
-            notification=event.get("notification"),
+            payload.execution_arn,
+            table=deps.table,
+            settings=deps.settings,
+            notification=payload.notification,
         )
         logger.warning("notification not delivered", extra=noted)
         return noted
     outcome = record_step(
         event["run"],
-        event["step"],
-        event["status"],
+        payload.step,
+        payload.status,
         event.get("result"),
-        table=table,
-        s3_client=session.client("s3"),
-        sagemaker_client=session.client("sagemaker"),
-        settings=settings,
+        table=deps.table,
+        s3_client=deps.s3_client,
+        sagemaker_client=deps.sagemaker_client,
+        settings=deps.settings,
     )
-    logger.info(
-        "step recorded", extra={"run_id": event["run"]["run_id"], "step": event["step"], "status": event["status"]}
-    )
+    logger.info("step recorded", extra={"run_id": payload.run.run_id, "step": payload.step, "status": payload.status})
     return outcome

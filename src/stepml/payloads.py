@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
@@ -191,6 +191,57 @@ class RequestApprovalPayload(_Contract):
     evaluation: EvaluationResult
     execution_arn: NonEmpty
     waiting_since: datetime | None = None
+
+
+# --- RecordStep -------------------------------------------------------------------------------
+
+
+class StepRecordPayload(_Contract):
+    """``{"run", "step", "status", "result"}``: a step (or the run, or its cleanup) finished."""
+
+    run: Run
+    step: NonEmpty
+    status: NonEmpty
+    result: Any = None
+
+
+class FailedState(_Contract):
+    """``$`` when a Catch sent the run to the cleanup path: the step its "Failed at ..." Pass
+    named, the error it caught, and (unless ResolveRun itself failed) the run."""
+
+    failed_step: NonEmpty
+    error: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+
+
+class FailurePayload(_Contract):
+    """``{"state", "step": "failure", "execution_arn"}``: record the failure and alert."""
+
+    step: Literal["failure"]
+    state: FailedState
+    execution_arn: NonEmpty
+
+
+class NotificationFailurePayload(_Contract):
+    """``{"state", "step": "notify", "execution_arn", "notification"}``: a notice or alert was
+    not delivered; ``notification`` names it where the definition knows which."""
+
+    step: Literal["notify"]
+    state: dict[str, Any]
+    execution_arn: NonEmpty
+    notification: str | None = None
+
+
+RecordStepRequest = StepRecordPayload | FailurePayload | NotificationFailurePayload
+
+
+def parse_record_step(event: Any, *, error: type[Exception] = PayloadError) -> RecordStepRequest:
+    """RecordStep's payload as the model its ``step`` selects ("failure", "notify", or a step record)."""
+    kind = event.get("step") if isinstance(event, Mapping) else None
+    model: type[BaseModel] = {"failure": FailurePayload, "notify": NotificationFailurePayload}.get(
+        kind, StepRecordPayload
+    )
+    return parse_payload(event, model, lambda_name="RecordStep", error=error)  # type: ignore[return-value]
 
 
 # --- parsing ----------------------------------------------------------------------------------

@@ -127,3 +127,32 @@ def test_a_request_approval_error_never_echoes_the_payload() -> None:
 def test_a_payload_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(PayloadError, match=r"^Evaluate payload: Input should be a valid dictionary"):
         parse_payload(["run"], EvaluatePayload, lambda_name="Evaluate")
+
+
+def test_record_step_reads_a_step_record_a_failure_or_a_lost_notification() -> None:
+    from stepml.payloads import FailurePayload, NotificationFailurePayload, StepRecordPayload, parse_record_step
+
+    record = parse_record_step({"run": make_run(), "step": "train", "status": "SUCCEEDED", "result": {"a": 1}})
+    assert isinstance(record, StepRecordPayload) and record.run.run_id == make_run()["run_id"]
+    failure = parse_record_step(
+        {"state": {"failed_step": "train", "error": {"Error": "X"}}, "step": "failure", "execution_arn": EXECUTION_ARN}
+    )
+    assert isinstance(failure, FailurePayload) and failure.state.failed_step == "train"
+    lost = parse_record_step({"state": {}, "step": "notify", "execution_arn": EXECUTION_ARN, "notification": "x"})
+    assert isinstance(lost, NotificationFailurePayload) and lost.notification == "x"
+
+
+def test_a_record_step_payload_that_does_not_fit_names_the_field() -> None:
+    from stepml.lineage import LineageError
+    from stepml.payloads import parse_record_step
+
+    with pytest.raises(LineageError) as raised:
+        parse_record_step(
+            {"state": {"error": {}}, "step": "failure", "execution_arn": EXECUTION_ARN}, error=LineageError
+        )
+    assert str(raised.value) == "RecordStep payload: field 'state.failed_step': Field required"
+    run = make_run()
+    del run["paths"]
+    with pytest.raises(LineageError) as raised:
+        parse_record_step({"run": run, "step": "train", "status": "SUCCEEDED"}, error=LineageError)
+    assert str(raised.value) == "RecordStep payload: field 'run.paths': Field required"
