@@ -169,6 +169,7 @@ class FunctionCreators(RoleCreators):
         raise ProvisionError(f"{logical_id}: HttpApi event needs ApiId referring to an AWS::Serverless::HttpApi")
 
     def http_api(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An HTTP API: its routes come from its functions' events; the runtime serves them."""
         self._require_runtime(logical_id)
         for unsupported in ("Auth", "Domain", "CorsConfiguration", "DefinitionBody", "DefinitionUri"):
             if unsupported in props:

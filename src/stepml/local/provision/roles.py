@@ -12,6 +12,7 @@ class RoleCreators(ProvisionerBase):
     """AWS::IAM::Role and the ``<Function>Role`` of a function without ``Role``."""
 
     def role(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An IAM role with its trust policy, tags and inline policies."""
         iam = self.client("iam")
         name = self.resolved.ref(logical_id)
         iam.create_role(

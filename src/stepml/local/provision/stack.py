@@ -19,6 +19,7 @@ class _Provisioner(StorageCreators, FunctionCreators, WorkflowCreators):
     """Every family of creators, by the resource type each creates."""
 
     def creators(self) -> dict[str, Callable[[str, dict[str, Any]], None]]:
+        """The creator of each resource type the local cloud can provision."""
         return {
             "AWS::Serverless::LayerVersion": self.layer,
             "AWS::Serverless::Function": self.function,

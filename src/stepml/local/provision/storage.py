@@ -63,6 +63,8 @@ class StorageCreators(ProvisionerBase):
     )
 
     def bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An S3 bucket with the encryption, versioning, access, logging, lifecycle and notification
+        settings it declares."""
         unsupported = sorted(set(props) - self.BUCKET_PROPERTIES)
         if unsupported:
             raise ProvisionError(f"{logical_id}: property {', '.join(unsupported)} is not supported by the local cloud")
@@ -116,9 +118,11 @@ class StorageCreators(ProvisionerBase):
             )
 
     def bucket_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A bucket's policy."""
         self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
 
     def table(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An on-demand DynamoDB table with its keys, indexes, encryption, TTL and point-in-time recovery."""
         dynamodb = self.client("dynamodb")
         name = self.resolved.ref(logical_id)
         if props.get("BillingMode") != "PAY_PER_REQUEST":
@@ -148,6 +152,7 @@ class StorageCreators(ProvisionerBase):
             )
 
     def topic(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An SNS topic with its key, display name and subscriptions; ``Ref`` gives its ARN."""
         sns = self.client("sns")
         name = self.resolved.physical_ids[logical_id]
         attributes = {}
@@ -161,6 +166,7 @@ class StorageCreators(ProvisionerBase):
             sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
 
     def topic_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        """The policy of each of its topics."""
         sns = self.client("sns")
         for topic_arn in props["Topics"]:
             sns.set_topic_attributes(
@@ -168,6 +174,7 @@ class StorageCreators(ProvisionerBase):
             )
 
     def key(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A KMS key with its policy and rotation; ``Ref`` gives its key id."""
         kms = self.client("kms")
         kwargs: dict[str, Any] = {
             "Description": props.get("Description", logical_id),
@@ -183,6 +190,7 @@ class StorageCreators(ProvisionerBase):
             kms.enable_key_rotation(KeyId=metadata["KeyId"])
 
     def queue(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An SQS queue with its retention and encryption; ``Ref`` gives its URL."""
         sqs = self.client("sqs")
         attributes = {}
         if "MessageRetentionPeriod" in props:
@@ -194,11 +202,13 @@ class StorageCreators(ProvisionerBase):
         self.resolved.runtime_refs[logical_id] = url
 
     def queue_policy(self, logical_id: str, props: dict[str, Any]) -> None:
+        """The policy of each of its queues."""
         sqs = self.client("sqs")
         for url in props["Queues"]:
             sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
 
     def log_group(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A log group with its retention and its KMS key, once CloudWatch Logs may use that key."""
         logs = self.client("logs")
         name = self.resolved.ref(logical_id)
         kwargs: dict[str, Any] = {"logGroupName": name}

@@ -17,6 +17,7 @@ class WorkflowCreators(ProvisionerBase):
     AWS::CloudWatch::Alarm."""
 
     def state_machine(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A STANDARD state machine with its definition, role, logging and tracing."""
         if props.get("Type", "STANDARD") != "STANDARD":
             raise ProvisionError(f"{logical_id}: only STANDARD state machines run locally")
         if props.get("Events"):
@@ -54,6 +55,7 @@ class WorkflowCreators(ProvisionerBase):
 
     def glue_security_configuration(self, logical_id: str, props: dict[str, Any]) -> None:
         # CloudFormation says S3Encryptions where the Glue API says S3Encryption.
+        """A Glue security configuration."""
         encryption = {
             ("S3Encryption" if key == "S3Encryptions" else key): value
             for key, value in props["EncryptionConfiguration"].items()
@@ -61,6 +63,7 @@ class WorkflowCreators(ProvisionerBase):
         self.client("glue").create_security_configuration(Name=props["Name"], EncryptionConfiguration=encryption)
 
     def glue_job(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A Glue job whose script is uploaded as ``sam package`` would, run by the runtime's Glue engine."""
         runtime = self._require_runtime(logical_id)
         command = dict(props["Command"])
         script = self._local_path(logical_id, "Command.ScriptLocation", command["ScriptLocation"])
@@ -88,6 +91,7 @@ class WorkflowCreators(ProvisionerBase):
         runtime.register_glue_job(props["Name"], script)
 
     def rule(self, logical_id: str, props: dict[str, Any]) -> None:
+        """An EventBridge rule with its pattern and targets."""
         events = self.client("events")
         name = self.resolved.physical_ids[logical_id]
         arn = events.put_rule(
@@ -100,6 +104,7 @@ class WorkflowCreators(ProvisionerBase):
         events.put_targets(Rule=name, Targets=props["Targets"])
 
     def alarm(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A CloudWatch metric alarm."""
         cloudwatch = self.client("cloudwatch")
         params = {**props, "AlarmName": self.resolved.ref(logical_id)}
         cloudwatch.put_metric_alarm(**api_parameters(cloudwatch, "PutMetricAlarm", params))
