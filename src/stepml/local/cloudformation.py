@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepml.local.provision import ProvisionedStack
+from stepml.local.template import ResolvedTemplate
 
 #: The CloudFormation type each SAM resource becomes after the AWS::Serverless transform.
 SAM_TRANSFORMED_TYPES = {
@@ -54,36 +55,34 @@ def stack_resources(stack: ProvisionedStack) -> list[StackResource]:
     return resources
 
 
-def register_stack(
-    stack: ProvisionedStack,
-    outputs: dict[str, str],
-    template_body: str,
-    tags: dict[str, str] | None = None,
-) -> str:
-    """Record ``stack`` in moto's CloudFormation backend as CREATE_COMPLETE; returns its StackId.
-
-    ``outputs`` are the resolved output values (``LocalCloud.outputs()``); their descriptions
-    come from the template. Call it with moto running in this process, after provisioning.
-    """
-    from moto.cloudformation.exceptions import ValidationError
-    from moto.cloudformation.models import Stack, cloudformation_backends
-
-    resolved = stack.resolved
-    backend = cloudformation_backends[resolved.account_id][resolved.region]
-    if any(existing.name == resolved.stack_name for existing in backend.stacks.values()):
-        raise StackRegistrationError(f"stack {resolved.stack_name} is already registered")
+def _parameter_list(resolved: ResolvedTemplate) -> list[dict[str, str]]:
+    """The stack's parameters as DescribeStacks lists them, NoEcho ones masked."""
     declared = resolved.template.get("Parameters", {})
     no_echo = {name for name, spec in declared.items() if str(spec.get("NoEcho", "false")).lower() == "true"}
-    parameters = [
+    return [
         {"ParameterKey": name, "ParameterValue": "****" if name in no_echo else str(value)}
         for name, value in resolved.parameters.items()
     ]
+
+
+def _output_list(resolved: ResolvedTemplate, outputs: dict[str, str]) -> list[dict[str, Any]]:
+    """The resolved output values with the template's description of each."""
     template_outputs = resolved.template.get("Outputs", {})
-    output_list = [
+    return [
         {"OutputKey": name, "OutputValue": value, "Description": template_outputs.get(name, {}).get("Description")}
         for name, value in outputs.items()
     ]
-    resources = stack_resources(stack)
+
+
+def _local_cloud_stack_class(
+    backend: Any,
+    parameters: list[dict[str, str]],
+    resources: list[StackResource],
+    output_list: list[dict[str, Any]],
+) -> type:
+    """A subclass of moto's Stack that answers with what the provisioner made and refuses updates and deletes."""
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import Stack
 
     class LocalCloudStack(Stack):
         """moto's Stack with what the provisioner made, instead of resources moto would create."""
@@ -124,8 +123,30 @@ def register_stack(
     # moto's serializer finds StackName/StackStatus of a StackSummary through the class name
     # (``Stack`` + ``Name`` -> ``name``), so the subclass keeps it.
     LocalCloudStack.__name__ = LocalCloudStack.__qualname__ = "Stack"
+    return LocalCloudStack
+
+
+def register_stack(
+    stack: ProvisionedStack,
+    outputs: dict[str, str],
+    template_body: str,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Record ``stack`` in moto's CloudFormation backend as CREATE_COMPLETE; returns its StackId.
+
+    ``outputs`` are the resolved output values (``LocalCloud.outputs()``); their descriptions
+    come from the template. Call it with moto running in this process, after provisioning.
+    """
+    from moto.cloudformation.models import cloudformation_backends
+
+    resolved = stack.resolved
+    backend = cloudformation_backends[resolved.account_id][resolved.region]
+    if any(existing.name == resolved.stack_name for existing in backend.stacks.values()):
+        raise StackRegistrationError(f"stack {resolved.stack_name} is already registered")
+    parameters = _parameter_list(resolved)
+    stack_class = _local_cloud_stack_class(backend, parameters, stack_resources(stack), _output_list(resolved, outputs))
     # An empty template keeps moto from parsing (and creating) anything; the real body is set after.
-    registered = LocalCloudStack(
+    registered = stack_class(
         stack_id=str(resolved._pseudo("AWS::StackId")),
         name=resolved.stack_name,
         template={},
