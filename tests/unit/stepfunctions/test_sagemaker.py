@@ -216,3 +216,24 @@ def test_sagemaker_error_names_follow_the_api_model() -> None:
     assert error_name("ConflictException") == "SageMaker.ConflictException"
     assert error_name("ValidationException") == "SageMaker.AmazonSageMakerException"
     assert error_name("ThrottlingException") == "SageMaker.AmazonSageMakerException"
+
+
+def test_a_training_task_is_checked_as_sagemakers_api_checks_it_enums_and_patterns_included() -> None:
+    """The one request check of the local cloud: beyond botocore's types, an instance type outside
+    the API's enum and a job name outside its pattern are refused with SageMaker's wording."""
+    from stepml.local.stepfunctions.sagemaker_integration import SageMakerRequestInvalidError, validate_request
+
+    request = {
+        "TrainingJobName": "bad name!",
+        "AlgorithmSpecification": {"TrainingImage": "image", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/out/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.tiny", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    with pytest.raises(SageMakerRequestInvalidError) as raised:
+        validate_request("createTrainingJob", request)
+    report = raised.value.report
+    assert report.startswith("2 validation errors detected in CreateTrainingJob: ")
+    assert "Value 'bad name!' at 'trainingJobName' failed to satisfy constraint" in report
+    assert "Value 'ml.m5.tiny' at 'resourceConfig.instanceType' failed to satisfy constraint" in report

@@ -23,7 +23,6 @@ from typing import Any, Final
 from botocore import xform_name
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel
-from botocore.validate import ParamValidator
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -121,11 +120,14 @@ def validate_request(action: str, parameters: dict[str, Any]) -> None:
     """Check resolved parameters against botocore's request shape, as SageMaker's API would.
 
     moto's interpreter calls services with ``parameter_validation=False`` and moto ignores
-    unknown fields, so a misspelt parameter would otherwise pass silently.
+    unknown fields, so a misspelt parameter would otherwise pass silently. The check is the
+    local cloud's one (``botocore_models.request_problems``): types, required and unknown
+    members, then enums, lengths, ranges and patterns, worded as SageMaker words them.
     """
-    report = ParamValidator().validate(parameters, operation_model(action).input_shape)
-    if report.has_errors():
-        raise SageMakerRequestInvalidError(action, report.generate_report())
+    operation = SUPPORTED_ACTIONS[action]
+    problems = botocore_models.request_problems("sagemaker", operation, parameters)
+    if problems:
+        raise SageMakerRequestInvalidError(action, botocore_models.validation_message(operation, problems))
 
 
 class StateTaskServiceSageMaker(StateTaskServiceCallback):
