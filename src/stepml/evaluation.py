@@ -439,6 +439,28 @@ def _report_context(
     }
 
 
+def _score_challenger(
+    run: Mapping[str, Any],
+    config: Mapping[str, Any],
+    endpoint_name: str,
+    *,
+    runtime_client: Any,
+    boto3_session: Any,
+    batch_size: int,
+) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The test split, the challenger variant's predictions on it, and their metrics."""
+    split = read_test_split(str(_field(run, "paths", "test")), config, boto3_session=boto3_session)
+    predictions = score_endpoint(
+        runtime_client,
+        endpoint_name,
+        split.feature_rows,
+        width=_prediction_width(config),
+        batch_size=batch_size,
+        variant=CHALLENGER_VARIANT,
+    )
+    return split, predictions, _score(config["problem_type"], split.labels, predictions, endpoint_name, split.uri)
+
+
 def evaluate_model(
     run: Mapping[str, Any],
     endpoint_name: str,
@@ -450,34 +472,22 @@ def evaluate_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     now: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
-    """Score the run's test split on the test endpoint ``endpoint_name``: the challenger variant,
-    and the champion variant when ``champion`` (``{"in_service", "endpoint", "endpoint_config",
-    "model"}``: what production serves) says production has a model; compare and gate.
+    """Score the run's test split on the test endpoint's challenger variant, and on the champion
+    variant when ``champion`` (what production serves) has a model; compare and gate.
 
-    ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report
-    (default: a client of ``boto3_session``). Returns ``{"passed", "reason", "metric",
-    "value", "threshold", "higher_is_better", "metrics", "rows", "production",
-    "report_uri", "started_at", "ended_at"}``, where ``production`` is ``{"endpoint", "model",
-    "variant", "metrics", "value", "challenger_better"}`` or ``None`` when production serves no
-    model. Raises ``EvaluationError`` naming the endpoint or file on any failure.
+    ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report.
+    Returns the gate result (docs/architecture.md: ``passed``, ``reason``, ``metric``, ``value``,
+    ``production`` ...). Raises ``EvaluationError`` naming the endpoint or file on any failure.
     """
     started_at = now()
     config, problem_type, metric, threshold = _gate_config(run)
     higher_is_better = METRICS[problem_type][metric]
-    width = _prediction_width(config)
     report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
     serving = champion_of(champion)
 
-    split = read_test_split(str(_field(run, "paths", "test")), config, boto3_session=boto3_session)
-    predictions = score_endpoint(
-        runtime_client,
-        endpoint_name,
-        split.feature_rows,
-        width=width,
-        batch_size=batch_size,
-        variant=CHALLENGER_VARIANT,
+    split, predictions, challenger_metrics = _score_challenger(
+        run, config, endpoint_name, runtime_client=runtime_client, boto3_session=boto3_session, batch_size=batch_size
     )
-    challenger_metrics = _score(problem_type, split.labels, predictions, endpoint_name, split.uri)
     value = challenger_metrics[metric]
 
     production, production_confusion = None, None
@@ -503,13 +513,12 @@ def evaluate_model(
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(now()),
     }
-    report = {
-        **result,
+    extra = {
         **_report_context(run, split, endpoint_name, serving),
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
         "production_confusion_matrix": production_confusion,
     }
-    _write_report(s3_client or boto3_session.client("s3"), report_uri, report)
+    _write_report(s3_client or boto3_session.client("s3"), report_uri, {**result, **extra})
     return result
 
 
