@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stepml.local.iam.matching import PolicyError, _expand, _glob
+from stepml.local.iam.matching import PolicyError, expand_variables, glob_pattern
 
 
-def _check_condition(condition: Any, where: str) -> None:
+def check_condition(condition: Any, where: str) -> None:
+    """Refuse (``PolicyError``) a ``Condition`` element IAM would refuse: unknown operators, unreadable values."""
     if not isinstance(condition, Mapping):
         raise PolicyError(f"{where}: Condition must be an object of operators")
     for operator_name, block in condition.items():
@@ -86,7 +87,7 @@ def _string_equals(ignore_case: bool) -> Callable[[Any, str], Callable[[Any], bo
 
 
 def _string_like(policy_value: Any, where: str) -> Callable[[Any], bool]:
-    pattern = _glob(_as_text(policy_value) or "")
+    pattern = glob_pattern(_as_text(policy_value) or "")
     return lambda v: (text := _as_text(v)) is not None and pattern.fullmatch(text) is not None
 
 
@@ -200,7 +201,7 @@ def _ip(policy_value: Any, where: str) -> Callable[[Any], bool]:
 def _arn_like(policy_value: Any, where: str) -> Callable[[Any], bool]:
     # Each of the six colon-delimited components is matched on its own; the last (the resource)
     # may itself contain colons.
-    segments = [_glob(part) for part in (_as_text(policy_value) or "").split(":", 5)]
+    segments = [glob_pattern(part) for part in (_as_text(policy_value) or "").split(":", 5)]
 
     def test(value: Any) -> bool:
         text = _as_text(value)
@@ -263,7 +264,7 @@ def _operator(name: Any, where: str) -> _Operator:
     return _Operator(base, qualifier or None, if_exists)
 
 
-def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, Any], variables: bool, where: str) -> bool:
+def condition_holds(condition: Mapping[str, Any], context: Mapping[str, Any], variables: bool, where: str) -> bool:
     """Operators AND-ed, keys AND-ed, the values of one key OR-ed (NOR-ed when negated)."""
     for operator_name, block in condition.items():
         operator = _operator(operator_name, where)
@@ -286,7 +287,7 @@ def _key_holds(
     # Variables first: one the context cannot fill voids the statement, whatever the key holds.
     tests = []
     for value in policy_values:
-        text = _expand(value, context, variables) if base.variables and isinstance(value, str) else value
+        text = expand_variables(value, context, variables) if base.variables and isinstance(value, str) else value
         tests.append(base.compile(text, f"{where} {operator.base.name} {key}"))
     if not request_values:
         if operator.if_exists:

@@ -9,11 +9,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from stepml.local.iam.conditions import _check_condition
+from stepml.local.iam.conditions import check_condition
 from stepml.local.iam.matching import PolicyError
 from stepml.local.iam.model import PolicyDocument
 
-_VERSION_WITH_VARIABLES = "2012-10-17"
+VERSION_WITH_VARIABLES = "2012-10-17"
 _VERSIONS = ("2012-10-17", "2008-10-17")
 _DOCUMENT_ELEMENTS = {"Version", "Id", "Statement"}
 _STATEMENT_ELEMENTS = {
@@ -28,8 +28,8 @@ _STATEMENT_ELEMENTS = {
     "Condition",
 }
 _PRINCIPAL_TYPES = {"AWS", "Service", "Federated", "CanonicalUser"}
-_ACCOUNT_ID = re.compile(r"\d{12}")
-_ACCOUNT_ROOT = re.compile(r"arn:[a-z-]+:iam::(\d{12}):root")
+ACCOUNT_ID = re.compile(r"\d{12}")
+ACCOUNT_ROOT = re.compile(r"arn:[a-z-]+:iam::(\d{12}):root")
 
 
 # --- documents and statements ------------------------------------------------------------
@@ -37,10 +37,11 @@ _ACCOUNT_ROOT = re.compile(r"arn:[a-z-]+:iam::(\d{12}):root")
 
 def statements(document: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     """The statements of a policy document with their positions (``Statement`` may be one or a list)."""
-    return _statements(document, "policy")
+    return statements_of(document, "policy")
 
 
-def _statements(document: Mapping[str, Any], source: str) -> list[tuple[int, dict[str, Any]]]:
+def statements_of(document: Mapping[str, Any], source: str) -> list[tuple[int, dict[str, Any]]]:
+    """The statements of ``document`` with their positions; ``PolicyError`` naming ``source`` when malformed."""
     if not isinstance(document, Mapping):
         raise PolicyError(f"{source}: a policy document is a JSON object, not {type(document).__name__}")
     unknown = set(document) - _DOCUMENT_ELEMENTS
@@ -58,7 +59,8 @@ def _statements(document: Mapping[str, Any], source: str) -> list[tuple[int, dic
     return [(index, dict(statement)) for index, statement in enumerate(listed)]
 
 
-def _version(document: Mapping[str, Any], source: str) -> str:
+def policy_version(document: Mapping[str, Any], source: str) -> str:
+    """The document's ``Version`` (``2008-10-17`` when absent); ``PolicyError`` for another."""
     version = document.get("Version", "2008-10-17")
     if version not in _VERSIONS:
         raise PolicyError(f"{source}: unsupported policy Version {version!r} (use 2012-10-17)")
@@ -67,7 +69,7 @@ def _version(document: Mapping[str, Any], source: str) -> str:
 
 def without_statement(doc: PolicyDocument, index: int) -> PolicyDocument:
     """A copy of ``doc`` without statement ``index`` (later statements move up one position)."""
-    listed = _statements(doc.document, doc.source)
+    listed = statements_of(doc.document, doc.source)
     if not 0 <= index < len(listed):
         raise PolicyError(f"{doc.source}: no statement {index} (the policy has {len(listed)})")
     document = copy.deepcopy(dict(doc.document))
@@ -93,13 +95,13 @@ def without_resource(doc: PolicyDocument, index: int, resource: str) -> PolicyDo
 
 
 def _without_entry(doc: PolicyDocument, index: int, element: str, entry: str) -> PolicyDocument:
-    listed = _statements(doc.document, doc.source)
+    listed = statements_of(doc.document, doc.source)
     if not 0 <= index < len(listed):
         raise PolicyError(f"{doc.source}: no statement {index} (the policy has {len(listed)})")
     statement = copy.deepcopy(listed[index][1])
     if element not in statement:
         raise PolicyError(f"{doc.source}: statement {index} has no {element} element")
-    entries = _strings(statement[element], f"{doc.source}: statement {index} {element}")
+    entries = strings(statement[element], f"{doc.source}: statement {index} {element}")
     remaining = [e for e in entries if e != entry]
     if len(remaining) == len(entries):
         raise PolicyError(f"{doc.source}: statement {index} does not list {entry!r} in {element}")
@@ -111,7 +113,7 @@ def _without_entry(doc: PolicyDocument, index: int, element: str, entry: str) ->
     return PolicyDocument(source=doc.source, document=document)
 
 
-def _strings(value: Any, where: str) -> list[str]:
+def strings(value: Any, where: str) -> list[str]:
     """A string-or-list element as a list of strings."""
     listed = [value] if isinstance(value, str) else value
     if not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
@@ -122,7 +124,7 @@ def _strings(value: Any, where: str) -> list[str]:
 # --- validation ----------------------------------------------------------------------------
 
 
-def _check_statement(statement: Mapping[str, Any], where: str, resource_based: bool) -> None:
+def check_statement(statement: Mapping[str, Any], where: str, resource_based: bool) -> None:
     """Refuse what IAM refuses at policy creation, whether or not this request reaches the statement."""
     unknown = set(statement) - _STATEMENT_ELEMENTS
     if unknown:
@@ -133,11 +135,11 @@ def _check_statement(statement: Mapping[str, Any], where: str, resource_based: b
     if effect not in ("Allow", "Deny"):
         raise PolicyError(f"{where}: Effect must be Allow or Deny, got {effect!r}")
     _exactly_one(statement, "Action", "NotAction", where)
-    for action in _strings(statement.get("Action", statement.get("NotAction")), f"{where} Action"):
+    for action in strings(statement.get("Action", statement.get("NotAction")), f"{where} Action"):
         if action != "*" and not re.fullmatch(r"[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+", action):
             raise PolicyError(f"{where}: action {action!r} must be prefixed by its service (service:Action)")
     _exactly_one(statement, "Resource", "NotResource", where)
-    for resource in _strings(statement.get("Resource", statement.get("NotResource")), f"{where} Resource"):
+    for resource in strings(statement.get("Resource", statement.get("NotResource")), f"{where} Resource"):
         if resource != "*" and (not resource.startswith("arn:") or len(resource.split(":", 5)) < 6):
             raise PolicyError(f'{where}: resource {resource!r} must be "*" or an ARN (arn:partition:service:...)')
     has_principal = "Principal" in statement or "NotPrincipal" in statement
@@ -148,7 +150,7 @@ def _check_statement(statement: Mapping[str, Any], where: str, resource_based: b
         if "NotPrincipal" in statement and effect == "Allow":
             raise PolicyError(f"{where}: NotPrincipal is supported only with Effect Deny")
         _check_principal(statement.get("Principal", statement.get("NotPrincipal")), where)
-    _check_condition(statement.get("Condition", {}), where)
+    check_condition(statement.get("Condition", {}), where)
 
 
 def _exactly_one(statement: Mapping[str, Any], name: str, negation: str, where: str) -> None:
@@ -166,9 +168,9 @@ def _check_principal(element: Any, where: str) -> None:
     if unknown:
         raise PolicyError(f"{where}: unknown principal type(s) {sorted(unknown)}")
     for kind, values in element.items():
-        for value in _strings(values, f"{where} Principal {kind}"):
+        for value in strings(values, f"{where} Principal {kind}"):
             # IAM has no partial wildcards in principals: "*" alone, or a whole name or ARN.
             if value != "*" and ("*" in value or "?" in value):
                 raise PolicyError(f"{where}: invalid principal {value!r}: a wildcard cannot match part of a principal")
-            if kind == "AWS" and value != "*" and not (_ACCOUNT_ID.fullmatch(value) or value.startswith("arn:")):
+            if kind == "AWS" and value != "*" and not (ACCOUNT_ID.fullmatch(value) or value.startswith("arn:")):
                 raise PolicyError(f"{where}: invalid principal {value!r}: an AWS principal is an account id or an ARN")

@@ -12,7 +12,7 @@ class PolicyError(ValueError):
     """A policy IAM would refuse (malformed, unknown element or operator, unreadable value)."""
 
 
-class _UnresolvedVariable(Exception):
+class UnresolvedVariableError(Exception):
     """A policy variable the request context cannot fill: its statement does not apply."""
 
 
@@ -22,17 +22,19 @@ _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 # --- matching actions and resources --------------------------------------------------------
 
 
-def _action_matches(pattern: str, action: str) -> bool:
+def action_matches(pattern: str, action: str) -> bool:
+    """Whether an ``Action`` pattern covers ``action`` (case-insensitive, ``*`` and ``?``)."""
     # Action names are case-insensitive; * and ? run over the whole name, service prefix included.
-    return _glob(pattern, ignore_case=True).fullmatch(action) is not None
+    return glob_pattern(pattern, ignore_case=True).fullmatch(action) is not None
 
 
-def _glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+def glob_pattern(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    """A policy wildcard pattern (``*``, ``?``) as a compiled regular expression."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile(regex, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
 
 
-def _resource_matches(pattern: str, resource: str, context: Mapping[str, Any], variables: bool) -> bool:
+def resource_matches(pattern: str, resource: str, context: Mapping[str, Any], variables: bool) -> bool:
     """IAM's ARN matching: ``*`` within a segment, across colons when it ends its segment."""
     tokens = _tokens(pattern, context, variables)
     parts: list[str] = []
@@ -82,10 +84,10 @@ def _variable_value(body: str, context: Mapping[str, Any]) -> str:
     default = default.strip()
     if len(default) >= 2 and default[0] == default[-1] == "'":
         return default[1:-1]
-    raise _UnresolvedVariable(name)
+    raise UnresolvedVariableError(name)
 
 
-def _expand(text: str, context: Mapping[str, Any], variables: bool) -> str:
+def expand_variables(text: str, context: Mapping[str, Any], variables: bool) -> str:
     """A condition value with its policy variables filled in (wildcards left as written)."""
     if not variables:
         return text

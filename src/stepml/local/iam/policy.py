@@ -57,21 +57,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stepml.local.iam.conditions import _condition_holds
+from stepml.local.iam.conditions import condition_holds
 from stepml.local.iam.documents import (
-    _ACCOUNT_ID,
-    _ACCOUNT_ROOT,
-    _VERSION_WITH_VARIABLES,
-    _check_statement,
-    _statements,
-    _strings,
-    _version,
+    ACCOUNT_ID,
+    ACCOUNT_ROOT,
+    VERSION_WITH_VARIABLES,
+    check_statement,
+    policy_version,
     statements,
+    statements_of,
+    strings,
     without_action,
     without_resource,
     without_statement,
 )
-from stepml.local.iam.matching import PolicyError, _action_matches, _resource_matches, _UnresolvedVariable
+from stepml.local.iam.matching import PolicyError, UnresolvedVariableError, action_matches, resource_matches
 from stepml.local.iam.model import AuthorizationRequest, Decision, PolicyDocument, Principal, StatementRef
 
 __all__ = [
@@ -95,7 +95,7 @@ def _principal_match(element: Any, principal: Principal) -> str | None:
         return _DIRECT
     found: str | None = None
     for kind, values in element.items():
-        for value in _strings(values, "Principal"):
+        for value in strings(values, "Principal"):
             if kind == "Service":
                 if principal.service is not None and value.lower() == principal.service.lower():
                     return _DIRECT
@@ -109,9 +109,9 @@ def _principal_match(element: Any, principal: Principal) -> str | None:
 
 
 def _account_of(value: str) -> str | None:
-    if _ACCOUNT_ID.fullmatch(value):
+    if ACCOUNT_ID.fullmatch(value):
         return value
-    root = _ACCOUNT_ROOT.fullmatch(value)
+    root = ACCOUNT_ROOT.fullmatch(value)
     return root.group(1) if root else None
 
 
@@ -123,7 +123,7 @@ def _not_principal_exempts(element: Any, principal: Principal) -> bool:
     """
     if element == "*":
         return True
-    listed: dict[str, list[str]] = {kind: _strings(values, "NotPrincipal") for kind, values in element.items()}
+    listed: dict[str, list[str]] = {kind: strings(values, "NotPrincipal") for kind, values in element.items()}
     if principal.service is not None:
         return principal.service.lower() in {v.lower() for v in listed.get("Service", [])}
     aws = listed.get("AWS", [])
@@ -194,11 +194,11 @@ def _applicable(
     resource_based: bool,
 ) -> Iterator[_Hit]:
     """The statements of ``doc`` that apply to this request, in order."""
-    listed = _statements(doc.document, doc.source)
-    variables = _version(doc.document, doc.source) == _VERSION_WITH_VARIABLES
+    listed = statements_of(doc.document, doc.source)
+    variables = policy_version(doc.document, doc.source) == VERSION_WITH_VARIABLES
     for index, statement in listed:
         where = f"{doc.source}: statement {index}" + (f" ({statement['Sid']})" if statement.get("Sid") else "")
-        _check_statement(statement, where, resource_based)
+        check_statement(statement, where, resource_based)
         reach = None
         if resource_based:
             if "Principal" in statement:
@@ -212,7 +212,7 @@ def _applicable(
         try:
             if not _statement_applies(statement, request, context, variables, where):
                 continue
-        except _UnresolvedVariable:
+        except UnresolvedVariableError:
             # AWS: a variable it cannot resolve makes the statement invalid; it neither allows nor denies.
             continue
         yield _Hit(StatementRef(doc.source, index, statement.get("Sid")), statement["Effect"], reach)
@@ -223,15 +223,15 @@ def _statement_applies(
 ) -> bool:
     """Whether the statement's action, resource and condition all cover the request."""
     if "Action" in statement:
-        if not any(_action_matches(a, request.action) for a in _strings(statement["Action"], where)):
+        if not any(action_matches(a, request.action) for a in strings(statement["Action"], where)):
             return False
-    elif any(_action_matches(a, request.action) for a in _strings(statement["NotAction"], where)):
+    elif any(action_matches(a, request.action) for a in strings(statement["NotAction"], where)):
         return False
     listed = "Resource" in statement
-    patterns = _strings(statement["Resource" if listed else "NotResource"], where)
-    if any(_resource_matches(p, request.resource, context, variables) for p in patterns) != listed:
+    patterns = strings(statement["Resource" if listed else "NotResource"], where)
+    if any(resource_matches(p, request.resource, context, variables) for p in patterns) != listed:
         return False
-    return _condition_holds(statement.get("Condition", {}), context, variables, where)
+    return condition_holds(statement.get("Condition", {}), context, variables, where)
 
 
 def evaluate(

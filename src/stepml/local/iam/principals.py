@@ -19,6 +19,8 @@ _TEMPORARY_KEY_PREFIX = "ASIA"
 
 @dataclass(frozen=True)
 class Credentials:
+    """Temporary credentials of one role session, as STS hands them out."""
+
     access_key_id: str
     secret_access_key: str
     session_token: str

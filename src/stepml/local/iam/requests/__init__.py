@@ -34,7 +34,7 @@ The package, by step:
   grouped by family (``s3``, ``dynamodb``, ``sagemaker``, ``workflows``, ``messaging``,
   ``security``, ``management``) on the helpers of ``common``.
 
-Underscored names are the package's own; other modules import the names below.
+Other modules import the names below; the rest are the package's own.
 """
 
 from __future__ import annotations

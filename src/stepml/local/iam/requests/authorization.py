@@ -6,42 +6,51 @@ from collections.abc import Callable
 
 from stepml.local.iam.model import AuthorizationRequest
 from stepml.local.iam.requests.call import ParsedCall, ResourceResolver
-from stepml.local.iam.requests.common import _dedupe, _default, _Env
-from stepml.local.iam.requests.dynamodb import _dynamodb, _dynamodbstreams
-from stepml.local.iam.requests.management import _cloudformation, _cloudwatch, _ecr, _logs, _service_quotas, _ssm
-from stepml.local.iam.requests.messaging import _ses, _sesv2, _sns, _sqs
-from stepml.local.iam.requests.s3 import _s3
-from stepml.local.iam.requests.sagemaker import _sagemaker, _sagemaker_generic_runtime, _sagemaker_runtime
-from stepml.local.iam.requests.security import _iam, _kms, _sts
-from stepml.local.iam.requests.workflows import _events, _glue, _lambda, _stepfunctions
+from stepml.local.iam.requests.common import CallEnv, dedupe, default_requests
+from stepml.local.iam.requests.dynamodb import dynamodb_requests, dynamodbstreams_requests
+from stepml.local.iam.requests.management import (
+    cloudformation_requests,
+    cloudwatch_requests,
+    ecr_requests,
+    logs_requests,
+    service_quotas_requests,
+    ssm_requests,
+)
+from stepml.local.iam.requests.messaging import ses_requests, sesv2_requests, sns_requests, sqs_requests
+from stepml.local.iam.requests.s3 import s3_requests
+from stepml.local.iam.requests.sagemaker import (
+    sagemaker_generic_runtime_requests,
+    sagemaker_requests,
+    sagemaker_runtime_requests,
+)
+from stepml.local.iam.requests.security import iam_requests, kms_requests, sts_requests
+from stepml.local.iam.requests.workflows import events_requests, glue_requests, lambda_requests, stepfunctions_requests
 
-# --- authorization_requests ---
-
-_HANDLERS: dict[str, Callable[[_Env], list[AuthorizationRequest] | None]] = {
-    "s3": _s3,
-    "dynamodb": _dynamodb,
-    "dynamodbstreams": _dynamodbstreams,
-    "sagemaker": _sagemaker,
-    "sagemaker-runtime": _sagemaker_runtime,
-    "sagemaker-featurestore-runtime": _sagemaker_generic_runtime,
-    "sagemaker-a2i-runtime": _sagemaker_generic_runtime,
-    "stepfunctions": _stepfunctions,
-    "glue": _glue,
-    "sns": _sns,
-    "sqs": _sqs,
-    "sesv2": _sesv2,
-    "ses": _ses,
-    "kms": _kms,
-    "events": _events,
-    "lambda": _lambda,
-    "logs": _logs,
-    "cloudwatch": _cloudwatch,
-    "iam": _iam,
-    "sts": _sts,
-    "ssm": _ssm,
-    "ecr": _ecr,
-    "service-quotas": _service_quotas,
-    "cloudformation": _cloudformation,
+_HANDLERS: dict[str, Callable[[CallEnv], list[AuthorizationRequest] | None]] = {
+    "s3": s3_requests,
+    "dynamodb": dynamodb_requests,
+    "dynamodbstreams": dynamodbstreams_requests,
+    "sagemaker": sagemaker_requests,
+    "sagemaker-runtime": sagemaker_runtime_requests,
+    "sagemaker-featurestore-runtime": sagemaker_generic_runtime_requests,
+    "sagemaker-a2i-runtime": sagemaker_generic_runtime_requests,
+    "stepfunctions": stepfunctions_requests,
+    "glue": glue_requests,
+    "sns": sns_requests,
+    "sqs": sqs_requests,
+    "sesv2": sesv2_requests,
+    "ses": ses_requests,
+    "kms": kms_requests,
+    "events": events_requests,
+    "lambda": lambda_requests,
+    "logs": logs_requests,
+    "cloudwatch": cloudwatch_requests,
+    "iam": iam_requests,
+    "sts": sts_requests,
+    "ssm": ssm_requests,
+    "ecr": ecr_requests,
+    "service-quotas": service_quotas_requests,
+    "cloudformation": cloudformation_requests,
 }
 
 
@@ -56,9 +65,9 @@ def authorization_requests(
     (``sts:GetCallerIdentity``). Operations without a rule here are ``<prefix>:<Operation>`` on
     ``"*"``.
     """
-    env = _Env(call=call, account=account, region=region, resolver=resolver)
+    env = CallEnv(call=call, account=account, region=region, resolver=resolver)
     handler = _HANDLERS.get(call.service)
     requests = handler(env) if handler else None
     if requests is None:
-        requests = _default(env)
-    return _dedupe(requests)
+        requests = default_requests(env)
+    return dedupe(requests)

@@ -6,11 +6,13 @@ import struct
 from typing import Any
 
 
-class _CborError(ValueError):
+class CborError(ValueError):
+    """A body that is not CBOR this decoder reads."""
+
     pass
 
 
-def _cbor_loads(data: bytes) -> Any:
+def cbor_loads(data: bytes) -> Any:
     """Decode one CBOR item (RFC 8949): what the smithy-rpc-v2-cbor protocol sends."""
     value, _ = _CborReader(data).read(0)
     return value
@@ -31,7 +33,7 @@ class _CborReader:
     def read(self, pos: int) -> tuple[Any, int]:
         data = self.data
         if pos >= len(data):
-            raise _CborError("truncated CBOR")
+            raise CborError("truncated CBOR")
         major, info = data[pos] >> 5, data[pos] & 0x1F
         pos += 1
         if major == 7:
@@ -48,7 +50,7 @@ class _CborReader:
             size, layout = _FLOATS[info]
             raw = self.data[pos : pos + size]
             return (_half(raw) if layout is None else struct.unpack(layout, raw)[0]), pos + size
-        raise _CborError(f"unsupported CBOR simple value {info}")
+        raise CborError(f"unsupported CBOR simple value {info}")
 
     def _argument(self, info: int, pos: int) -> tuple[int, int]:
         if info < 24:
@@ -56,7 +58,7 @@ class _CborReader:
         if info in (24, 25, 26, 27):
             size = 1 << (info - 24)
             return int.from_bytes(self.data[pos : pos + size], "big"), pos + size
-        raise _CborError(f"unsupported CBOR length {info}")
+        raise CborError(f"unsupported CBOR length {info}")
 
     def _definite(self, major: int, argument: int, pos: int) -> tuple[Any, int]:
         data = self.data

@@ -15,7 +15,9 @@ from stepml.local.iam.requests.models import iam_prefix
 
 
 @dataclass(frozen=True)
-class _Env:
+class CallEnv:
+    """One parsed call with the account, region and resolver its authorizations are built in."""
+
     call: ParsedCall
     account: str
     region: str
@@ -36,13 +38,14 @@ class _Env:
         return function(*args) if callable(function) else None
 
 
-def _request(action: str, resource: str, context: Mapping[str, Any] | None = None) -> AuthorizationRequest:
+def need(action: str, resource: str, context: Mapping[str, Any] | None = None) -> AuthorizationRequest:
+    """One authorization request; context keys whose value is None are left out (missing)."""
     return AuthorizationRequest(
         action=action, resource=resource, context={k: v for k, v in (context or {}).items() if v is not None}
     )
 
 
-def _tags(value: Any) -> dict[str, str] | None:
+def tag_map(value: Any) -> dict[str, str] | None:
     """Tags in any of the shapes the APIs use: a list of Key/Value (or key/value, TagKey/TagValue)
     pairs, or a mapping."""
     if isinstance(value, Mapping):
@@ -60,7 +63,8 @@ def _tags(value: Any) -> dict[str, str] | None:
     return None
 
 
-def _tag_context(tags: Mapping[str, str] | None) -> dict[str, Any]:
+def request_tag_context(tags: Mapping[str, str] | None) -> dict[str, Any]:
+    """``aws:RequestTag/KEY`` and ``aws:TagKeys`` for the tags a request sets."""
     if not tags:
         return {}
     context: dict[str, Any] = {f"aws:RequestTag/{key}": value for key, value in tags.items()}
@@ -68,19 +72,21 @@ def _tag_context(tags: Mapping[str, str] | None) -> dict[str, Any]:
     return context
 
 
-def _role_arn(env: _Env, role: str) -> str:
+def role_arn_of(env: CallEnv, role: str) -> str:
+    """A role's ARN from an ARN or a name (the resolver's answer, with its path, when it knows the role)."""
     if role.startswith("arn:"):
         return role
     return env.optional("iam_role_arn", role) or f"arn:aws:iam::{env.account}:role/{role}"
 
 
-def _pass_role(env: _Env, role: str, service_principal: str) -> AuthorizationRequest:
+def pass_role(env: CallEnv, role: str, service_principal: str) -> AuthorizationRequest:
     """``iam:PassRole`` on a role handed to a service (the role ARN, with the service it is
     passed to in ``iam:PassedToService``)."""
-    return _request("iam:PassRole", _role_arn(env, role), {"iam:PassedToService": service_principal})
+    return need("iam:PassRole", role_arn_of(env, role), {"iam:PassedToService": service_principal})
 
 
-def _dedupe(requests: Iterable[AuthorizationRequest]) -> list[AuthorizationRequest]:
+def dedupe(requests: Iterable[AuthorizationRequest]) -> list[AuthorizationRequest]:
+    """The requests in order, each (action, resource, context) once."""
     seen: set[str] = set()
     result = []
     for request in requests:
@@ -91,7 +97,7 @@ def _dedupe(requests: Iterable[AuthorizationRequest]) -> list[AuthorizationReque
     return result
 
 
-def _kms_key(env: _Env, key_id: str) -> str:
+def kms_key_resource(env: CallEnv, key_id: str) -> str:
     """The key ARN KMS authorizes for a ``KeyId``: the resolver's answer; for a key the resolver
     does not know, the ARN the id names (the call then fails in KMS as ``NotFoundException``
     after IAM, or IAM refuses it first, as in AWS for a key ARN)."""
@@ -105,14 +111,14 @@ def _kms_key(env: _Env, key_id: str) -> str:
     return env.arn("kms", f"key/{key_id}")
 
 
-def _kms_via_service(
-    env: _Env, action: str, key_id: str, service: str, extra: Mapping[str, Any] | None = None
+def kms_via_service(
+    env: CallEnv, action: str, key_id: str, service: str, extra: Mapping[str, Any] | None = None
 ) -> AuthorizationRequest:
     """A KMS action a service performs with the caller's permissions (SSE-KMS in S3, SNS, SQS):
     authorized as the caller, with ``kms:ViaService``."""
     context = {"kms:ViaService": f"{service}.{env.region}.amazonaws.com", "kms:CallerAccount": env.account}
     context.update(extra or {})
-    return _request(action, _kms_key(env, key_id), context)
+    return need(action, kms_key_resource(env, key_id), context)
 
 
 #: Create operations that, given tags, also need the service's tagging action (each service's
@@ -144,29 +150,30 @@ _TAG_ON_CREATE: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def _with_tag_on_create(env: _Env, requests: list[AuthorizationRequest]) -> list[AuthorizationRequest]:
+def with_tag_on_create(env: CallEnv, requests: list[AuthorizationRequest]) -> list[AuthorizationRequest]:
     """Add the request tags' condition keys to the create request and, when tags are given,
     the tagging action on the same resource."""
     entry = _TAG_ON_CREATE.get((env.call.service, env.call.operation))
     if entry is None or not requests:
         return requests
-    tags = _tags(env.params.get(entry[0]))
+    tags = tag_map(env.params.get(entry[0]))
     if not tags:
         return requests
-    context = _tag_context(tags)
+    context = request_tag_context(tags)
     primary = requests[0]
-    tagged = _request(primary.action, primary.resource, {**primary.context, **context})
-    return [tagged, *requests[1:], _request(entry[1], primary.resource, context)]
+    tagged = need(primary.action, primary.resource, {**primary.context, **context})
+    return [tagged, *requests[1:], need(entry[1], primary.resource, context)]
 
 
-def _default(env: _Env) -> list[AuthorizationRequest]:
+def default_requests(env: CallEnv) -> list[AuthorizationRequest]:
     """``<prefix>:<Operation>`` on ``"*"``: the resource of an operation outside the tables here
     is unknown, and ``"*"`` is what only ``Resource: "*"`` statements grant."""
-    context = _tag_context(_tags(env.params.get("Tags", env.params.get("tags"))))
-    return [_request(f"{iam_prefix(env.call.service)}:{env.call.operation}", "*", context)]
+    context = request_tag_context(tag_map(env.params.get("Tags", env.params.get("tags"))))
+    return [need(f"{iam_prefix(env.call.service)}:{env.call.operation}", "*", context)]
 
 
-def _first(value: Any, *path: str) -> Any:
+def first_at(value: Any, *path: str) -> Any:
+    """The value at ``path`` in nested mappings, None where the path ends early."""
     for part in path:
         if not isinstance(value, Mapping):
             return None

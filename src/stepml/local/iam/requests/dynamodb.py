@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _request, _with_tag_on_create
-
-# --- DynamoDB ---
+from stepml.local.iam.requests.common import CallEnv, need, with_tag_on_create
 
 # Sources: Service Authorization Reference for Amazon DynamoDB; DynamoDB Developer Guide
 # "Using IAM with DynamoDB transactions" (TransactWriteItems authorizes PutItem, UpdateItem,
@@ -17,7 +15,7 @@ from stepml.local.iam.requests.common import _Env, _request, _with_tag_on_create
 # dynamodb:EnclosingOperation).
 
 
-def _dynamodb_table(env: _Env, name: str) -> str:
+def _dynamodb_table(env: CallEnv, name: str) -> str:
     return name if name.startswith("arn:") else env.arn("dynamodb", f"table/{name}")
 
 
@@ -41,14 +39,15 @@ _PARTIQL_TABLE = re.compile(
 )
 
 
-def _dynamodb(env: _Env) -> list[AuthorizationRequest] | None:
+def dynamodb_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a DynamoDB call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     if operation == "DescribeEndpoints":
         return []  # needs no permission
     if operation in ("BatchGetItem", "BatchWriteItem"):
         return [
-            _request(f"dynamodb:{operation}", _dynamodb_table(env, table), _dynamodb_context(params))
+            need(f"dynamodb:{operation}", _dynamodb_table(env, table), _dynamodb_context(params))
             for table in (params.get("RequestItems") or {})
         ]
     if operation == "TransactWriteItems":
@@ -58,11 +57,11 @@ def _dynamodb(env: _Env) -> list[AuthorizationRequest] | None:
                 if kind in item:
                     table = _dynamodb_table(env, item[kind].get("TableName", ""))
                     context = {"dynamodb:EnclosingOperation": "TransactWriteItems", **_dynamodb_context(params)}
-                    requests.append(_request(action, table, context))
+                    requests.append(need(action, table, context))
         return requests
     if operation == "TransactGetItems":
         return [
-            _request(
+            need(
                 "dynamodb:GetItem",
                 _dynamodb_table(env, (item.get("Get") or {}).get("TableName", "")),
                 {"dynamodb:EnclosingOperation": "TransactGetItems", **_dynamodb_context(params)},
@@ -87,22 +86,23 @@ def _dynamodb(env: _Env) -> list[AuthorizationRequest] | None:
                 resource = _dynamodb_table(env, match.group(1))
                 if match.group(2) and verb == "SELECT":
                     resource += f"/index/{match.group(2)}"
-                requests.append(_request(f"dynamodb:{action}", resource))
+                requests.append(need(f"dynamodb:{action}", resource))
         return requests or None
     action = f"dynamodb:{operation}"
     if "TableName" in params:
         resource = _dynamodb_table(env, params["TableName"])
         if operation in ("Query", "Scan") and params.get("IndexName"):
             resource += f"/index/{params['IndexName']}"
-        requests = [_request(action, resource, _dynamodb_context(params))]
-        return _with_tag_on_create(env, requests) if operation == "CreateTable" else requests
+        requests = [need(action, resource, _dynamodb_context(params))]
+        return with_tag_on_create(env, requests) if operation == "CreateTable" else requests
     for member in ("ResourceArn", "StreamArn", "BackupArn", "TableArn", "ExportArn", "ImportArn"):
         if member in params:
-            return [_request(action, params[member])]
+            return [need(action, params[member])]
     return None
 
 
-def _dynamodbstreams(env: _Env) -> list[AuthorizationRequest] | None:
+def dynamodbstreams_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a DynamoDB Streams call asks IAM for (None: no rule here, the default applies)."""
     if "StreamArn" in env.params:
-        return [_request(f"dynamodb:{env.call.operation}", env.params["StreamArn"])]
+        return [need(f"dynamodb:{env.call.operation}", env.params["StreamArn"])]
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _pass_role, _request, _with_tag_on_create
+from stepml.local.iam.requests.common import CallEnv, need, pass_role, with_tag_on_create
 
 # --- CloudWatch Logs, CloudWatch ---
 
@@ -17,24 +17,25 @@ from stepml.local.iam.requests.common import _Env, _pass_role, _request, _with_t
 _LOGS_STREAM_OPERATIONS = frozenset({"CreateLogStream", "PutLogEvents", "GetLogEvents", "DeleteLogStream"})
 
 
-def _logs(env: _Env) -> list[AuthorizationRequest] | None:
+def logs_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a CloudWatch Logs call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"logs:{operation}"
     if operation == "DescribeLogGroups":
-        return [_request(action, env.arn("logs", "log-group::log-stream:"))]
+        return [need(action, env.arn("logs", "log-group::log-stream:"))]
     group = params.get("logGroupName") or params.get("logGroupIdentifier")
     if group and str(group).startswith("arn:"):
         group = str(group).split(":log-group:", 1)[-1].removesuffix(":*")
     if group:
         stream = params.get("logStreamName", "") if operation in _LOGS_STREAM_OPERATIONS else ""
-        requests = [_request(action, env.arn("logs", f"log-group:{group}:log-stream:{stream}"))]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("logs", f"log-group:{group}:log-stream:{stream}"))]
+        return with_tag_on_create(env, requests)
     names = params.get("logGroupNames") or params.get("logGroupIdentifiers")
     if names:
-        return [_request(action, env.arn("logs", f"log-group:{name}:log-stream:")) for name in names]
+        return [need(action, env.arn("logs", f"log-group:{name}:log-stream:")) for name in names]
     if params.get("resourceArn"):
-        return [_request(action, params["resourceArn"])]
+        return [need(action, params["resourceArn"])]
     return None
 
 
@@ -44,37 +45,38 @@ _CLOUDWATCH_ALARM_OPERATIONS = frozenset(
 )  # fmt: skip
 
 
-def _cloudwatch(env: _Env) -> list[AuthorizationRequest] | None:
+def cloudwatch_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a CloudWatch call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"cloudwatch:{operation}"
     if operation == "PutMetricData":
-        return [_request(action, "*", {"cloudwatch:namespace": params.get("Namespace")})]
+        return [need(action, "*", {"cloudwatch:namespace": params.get("Namespace")})]
     if operation in _CLOUDWATCH_ALARM_OPERATIONS:
         names = params.get("AlarmNames") or ([params["AlarmName"]] if params.get("AlarmName") else [])
         if not names:
-            return [_request(action, "*")]
+            return [need(action, "*")]
         context: dict[str, Any] = {}
         if operation in ("PutMetricAlarm", "PutCompositeAlarm"):
             context["cloudwatch:AlarmActions"] = params.get("AlarmActions")
-        requests = [_request(action, env.arn("cloudwatch", f"alarm:{name}"), context) for name in names]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("cloudwatch", f"alarm:{name}"), context) for name in names]
+        return with_tag_on_create(env, requests)
     if operation in ("PutDashboard", "GetDashboard"):
-        return [_request(action, env.arn("cloudwatch", f"dashboard/{params.get('DashboardName', '')}", region=""))]
+        return [need(action, env.arn("cloudwatch", f"dashboard/{params.get('DashboardName', '')}", region=""))]
     if operation == "DeleteDashboards":
         return [
-            _request(action, env.arn("cloudwatch", f"dashboard/{name}", region=""))
+            need(action, env.arn("cloudwatch", f"dashboard/{name}", region=""))
             for name in params.get("DashboardNames") or []
         ]
     if params.get("ResourceARN"):
-        return [_request(action, params["ResourceARN"])]
+        return [need(action, params["ResourceARN"])]
     return None
 
 
 # --- SSM, ECR, Service Quotas, CloudFormation ---
 
 
-def _ssm_parameter_arn(env: _Env, name: str) -> str:
+def _ssm_parameter_arn(env: CallEnv, name: str) -> str:
     """arn:aws:ssm:R:A:parameter/NAME, NAME without its leading slash and without a
     ``:version`` or ``:label`` selector (which is not part of the name)."""
     if name.startswith("arn:"):
@@ -83,41 +85,43 @@ def _ssm_parameter_arn(env: _Env, name: str) -> str:
     return env.arn("ssm", f"parameter/{base.lstrip('/')}")
 
 
-def _ssm(env: _Env) -> list[AuthorizationRequest] | None:
+def ssm_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an SSM call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"ssm:{operation}"
     if operation in ("GetParameters", "DeleteParameters"):
-        return [_request(action, _ssm_parameter_arn(env, name)) for name in params.get("Names") or []]
+        return [need(action, _ssm_parameter_arn(env, name)) for name in params.get("Names") or []]
     if operation == "GetParametersByPath":
-        return [_request(action, env.arn("ssm", f"parameter/{str(params.get('Path', '/')).strip('/')}"))]
+        return [need(action, env.arn("ssm", f"parameter/{str(params.get('Path', '/')).strip('/')}"))]
     if params.get("Name"):
         context = {"ssm:Overwrite": str(bool(params.get("Overwrite"))).lower()} if operation == "PutParameter" else {}
-        return _with_tag_on_create(env, [_request(action, _ssm_parameter_arn(env, str(params["Name"])), context)])
+        return with_tag_on_create(env, [need(action, _ssm_parameter_arn(env, str(params["Name"])), context)])
     return None
 
 
-def _ecr(env: _Env) -> list[AuthorizationRequest] | None:
+def ecr_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an ECR call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"ecr:{operation}"
     account = params.get("registryId") or env.account
     if operation == "GetAuthorizationToken":
-        return [_request(action, "*")]
+        return [need(action, "*")]
     if operation == "DescribeRepositories" and params.get("repositoryNames"):
         return [
-            _request(action, env.arn("ecr", f"repository/{name}", account=account))
-            for name in params["repositoryNames"]
+            need(action, env.arn("ecr", f"repository/{name}", account=account)) for name in params["repositoryNames"]
         ]
     if params.get("repositoryName"):
-        requests = [_request(action, env.arn("ecr", f"repository/{params['repositoryName']}", account=account))]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("ecr", f"repository/{params['repositoryName']}", account=account))]
+        return with_tag_on_create(env, requests)
     if params.get("resourceArn"):
-        return [_request(action, params["resourceArn"])]
+        return [need(action, params["resourceArn"])]
     return None
 
 
-def _service_quotas(env: _Env) -> list[AuthorizationRequest] | None:
+def service_quotas_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a Service Quotas call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"servicequotas:{operation}"
@@ -127,11 +131,12 @@ def _service_quotas(env: _Env) -> list[AuthorizationRequest] | None:
         "PutServiceQuotaIncreaseRequestIntoTemplate",
     ):  # fmt: skip
         context = {"servicequotas:service": service} if operation == "RequestServiceQuotaIncrease" else {}
-        return [_request(action, env.arn("servicequotas", f"{service}/{quota}"), context)]
+        return [need(action, env.arn("servicequotas", f"{service}/{quota}"), context)]
     return None
 
 
-def _cloudformation(env: _Env) -> list[AuthorizationRequest] | None:
+def cloudformation_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a CloudFormation call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"cloudformation:{operation}"
@@ -146,7 +151,7 @@ def _cloudformation(env: _Env) -> list[AuthorizationRequest] | None:
         # wildcard that only matches stack/NAME/* policy resources.
         stack = env.optional("cloudformation_stack_arn", name) or env.arn("cloudformation", f"stack/{name}/*")
     context = {"cloudformation:RoleArn": params.get("RoleARN"), "cloudformation:TemplateUrl": params.get("TemplateURL")}
-    requests = [_request(action, stack, {k: v for k, v in context.items() if v})]
+    requests = [need(action, stack, {k: v for k, v in context.items() if v})]
     if params.get("RoleARN") and operation in ("CreateStack", "UpdateStack", "CreateChangeSet", "DeleteStack"):
-        requests.append(_pass_role(env, params["RoleARN"], "cloudformation.amazonaws.com"))
-    return _with_tag_on_create(env, requests)
+        requests.append(pass_role(env, params["RoleARN"], "cloudformation.amazonaws.com"))
+    return with_tag_on_create(env, requests)

@@ -11,43 +11,44 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _first, _kms_via_service, _request, _with_tag_on_create
+from stepml.local.iam.requests.common import CallEnv, first_at, kms_via_service, need, with_tag_on_create
 
 # --- SNS, SQS ---
 
 
-def _sns(env: _Env) -> list[AuthorizationRequest] | None:
+def sns_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an SNS call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"sns:{operation}"
     if operation == "CreateTopic":
-        return _with_tag_on_create(env, [_request(action, env.arn("sns", str(params.get("Name", ""))))])
+        return with_tag_on_create(env, [need(action, env.arn("sns", str(params.get("Name", ""))))])
     if operation == "Publish":
         if not params.get("TopicArn") and not params.get("TargetArn"):
-            return [_request(action, "*")]  # SMS to a phone number
+            return [need(action, "*")]  # SMS to a phone number
         topic = params.get("TopicArn") or params.get("TargetArn")
-        return [_request(action, topic), *_sns_kms(env, topic)]
+        return [need(action, topic), *_sns_kms(env, topic)]
     if operation == "PublishBatch":
         topic = params.get("TopicArn", "")
-        return [_request("sns:Publish", topic), *_sns_kms(env, topic)]
+        return [need("sns:Publish", topic), *_sns_kms(env, topic)]
     if operation == "Subscribe":
         context = {"sns:Protocol": params.get("Protocol"), "sns:Endpoint": params.get("Endpoint")}
-        return [_request(action, params.get("TopicArn", ""), context)]
+        return [need(action, params.get("TopicArn", ""), context)]
     for member in ("TopicArn", "SubscriptionArn", "ResourceArn", "PlatformApplicationArn", "EndpointArn"):
         if params.get(member):
-            return [_request(action, params[member])]
+            return [need(action, params[member])]
     return None
 
 
-def _sns_kms(env: _Env, topic_arn: str) -> list[AuthorizationRequest]:
+def _sns_kms(env: CallEnv, topic_arn: str) -> list[AuthorizationRequest]:
     """Publishing to an SSE-KMS topic: the publisher needs kms:GenerateDataKey and kms:Decrypt
     on the topic's key (SNS Developer Guide, "Encryption at rest", key management)."""
     key = env.optional("sns_topic_kms_key", topic_arn)
     if not key:
         return []
     return [
-        _kms_via_service(env, "kms:GenerateDataKey", key, "sns"),
-        _kms_via_service(env, "kms:Decrypt", key, "sns"),
+        kms_via_service(env, "kms:GenerateDataKey", key, "sns"),
+        kms_via_service(env, "kms:Decrypt", key, "sns"),
     ]
 
 
@@ -58,34 +59,35 @@ _SQS_ACTIONS = {
 }
 
 
-def _sqs_queue_arn(env: _Env, url: str) -> str:
+def _sqs_queue_arn(env: CallEnv, url: str) -> str:
     parts = [part for part in urlsplit(url).path.split("/") if part]
     if len(parts) >= 2:
         return env.arn("sqs", parts[-1], account=parts[-2])
     return env.arn("sqs", parts[-1] if parts else url)
 
 
-def _sqs(env: _Env) -> list[AuthorizationRequest] | None:
+def sqs_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an SQS call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = _SQS_ACTIONS.get(operation, f"sqs:{operation}")
     if operation in ("ListQueues",):
-        return [_request(action, "*")]
+        return [need(action, "*")]
     if operation in ("CreateQueue", "GetQueueUrl"):
         account = params.get("QueueOwnerAWSAccountId") or env.account
-        requests = [_request(action, env.arn("sqs", str(params.get("QueueName", "")), account=account))]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("sqs", str(params.get("QueueName", "")), account=account))]
+        return with_tag_on_create(env, requests)
     if params.get("QueueUrl"):
         queue = _sqs_queue_arn(env, str(params["QueueUrl"]))
-        requests = [_request(action, queue)]
+        requests = [need(action, queue)]
         if action in ("sqs:SendMessage", "sqs:ReceiveMessage"):
             key = env.optional("sqs_queue_kms_key", queue)
             if key:
                 # SQS Developer Guide, "Key management": producers need GenerateDataKey and
                 # Decrypt, consumers Decrypt.
                 if action == "sqs:SendMessage":
-                    requests.append(_kms_via_service(env, "kms:GenerateDataKey", key, "sqs"))
-                requests.append(_kms_via_service(env, "kms:Decrypt", key, "sqs"))
+                    requests.append(kms_via_service(env, "kms:GenerateDataKey", key, "sqs"))
+                requests.append(kms_via_service(env, "kms:Decrypt", key, "sqs"))
         return requests
     return None
 
@@ -113,13 +115,13 @@ def _addresses(values: Iterable[str]) -> list[str]:
     return [address for _name, address in email.utils.getaddresses(list(values)) if address]
 
 
-def _ses_identity(env: _Env, address: str) -> str:
+def _ses_identity(env: CallEnv, address: str) -> str:
     identity = env.optional("ses_sending_identity", address)
     return identity or address
 
 
 def _ses_send(
-    env: _Env,
+    env: CallEnv,
     action: str,
     from_header: str | None,
     recipients: list[str],
@@ -148,7 +150,7 @@ def _ses_send(
     if env.optional("ses_in_sandbox"):
         for recipient in recipients:
             resources.append(env.arn("ses", f"identity/{_ses_identity(env, recipient)}"))
-    return [_request(action, resource, context) for resource in resources]
+    return [need(action, resource, context) for resource in resources]
 
 
 def _raw_headers(data: Any) -> Any:
@@ -172,7 +174,8 @@ def _maybe_base64(data: Any) -> Any:
     return data
 
 
-def _sesv2(env: _Env) -> list[AuthorizationRequest] | None:
+def sesv2_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an SES v2 call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"ses:{operation}"
@@ -194,28 +197,28 @@ def _sesv2(env: _Env) -> list[AuthorizationRequest] | None:
         )
     context = {"ses:ApiVersion": "2"}
     if params.get("EmailIdentity"):
-        requests = [_request(action, env.arn("ses", f"identity/{params['EmailIdentity']}"), context)]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("ses", f"identity/{params['EmailIdentity']}"), context)]
+        return with_tag_on_create(env, requests)
     if params.get("ConfigurationSetName"):
-        requests = [_request(action, env.arn("ses", f"configuration-set/{params['ConfigurationSetName']}"), context)]
-        return _with_tag_on_create(env, requests)
+        requests = [need(action, env.arn("ses", f"configuration-set/{params['ConfigurationSetName']}"), context)]
+        return with_tag_on_create(env, requests)
     if params.get("TemplateName"):
-        return [_request(action, env.arn("ses", f"template/{params['TemplateName']}"), context)]
+        return [need(action, env.arn("ses", f"template/{params['TemplateName']}"), context)]
     if params.get("ContactListName"):
-        return [_request(action, env.arn("ses", f"contact-list/{params['ContactListName']}"), context)]
-    return [_request(action, "*", context)]
+        return [need(action, env.arn("ses", f"contact-list/{params['ContactListName']}"), context)]
+    return [need(action, "*", context)]
 
 
 def _destination_addresses(destination: Mapping[str, Any]) -> list[str]:
     return destination.get("ToAddresses", []) + destination.get("CcAddresses", []) + destination.get("BccAddresses", [])
 
 
-def _sesv2_send_email(env: _Env, action: str) -> list[AuthorizationRequest]:
+def _sesv2_send_email(env: CallEnv, action: str) -> list[AuthorizationRequest]:
     """SES v2 SendEmail: the sender and recipients from the request, else from a raw message's headers."""
     params = env.params
     recipients = _addresses(_destination_addresses(params.get("Destination") or {}))
     from_header = params.get("FromEmailAddress")
-    raw = _first(params, "Content", "Raw", "Data")
+    raw = first_at(params, "Content", "Raw", "Data")
     if raw is not None:
         headers = _raw_headers(_maybe_base64(raw))
         if headers is not None:
@@ -236,7 +239,8 @@ def _sesv2_send_email(env: _Env, action: str) -> list[AuthorizationRequest]:
     )
 
 
-def _ses(env: _Env) -> list[AuthorizationRequest] | None:
+def ses_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an SES (v1) call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"ses:{operation}"
@@ -250,7 +254,7 @@ def _ses(env: _Env) -> list[AuthorizationRequest] | None:
         recipients += _addresses(params.get("Destinations") or [])
         from_header = params.get("Source")
         if operation == "SendRawEmail":
-            headers = _raw_headers(_maybe_base64(_first(params, "RawMessage", "Data")))
+            headers = _raw_headers(_maybe_base64(first_at(params, "RawMessage", "Data")))
             if headers is not None:
                 from_header = from_header or headers.get("From")
                 if not recipients:
@@ -270,5 +274,5 @@ def _ses(env: _Env) -> list[AuthorizationRequest] | None:
     context = {"ses:ApiVersion": "1"}
     identity = params.get("Identity") or params.get("EmailAddress") or params.get("Domain")
     if identity:
-        return [_request(action, env.arn("ses", f"identity/{identity}"), context)]
-    return [_request(action, "*", context)]
+        return [need(action, env.arn("ses", f"identity/{identity}"), context)]
+    return [need(action, "*", context)]

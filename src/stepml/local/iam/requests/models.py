@@ -20,18 +20,20 @@ def _loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-def _service_model(name: str) -> ServiceModel:
+def service_model(name: str) -> ServiceModel:
+    """botocore's model of ``name``."""
     return botocore_models.require_service_model(name)
 
 
 @functools.cache
-def _protocols(service: str) -> frozenset[str]:
+def wire_protocols(service: str) -> frozenset[str]:
     """The wire protocols a service model declares (``protocols``, else ``protocol``)."""
-    metadata = _service_model(service).metadata
+    metadata = service_model(service).metadata
     return frozenset(metadata.get("protocols") or [metadata.get("protocol", "")])
 
 
-def _available_services() -> frozenset[str]:
+def botocore_services() -> frozenset[str]:
+    """Every service botocore has a model for."""
     return botocore_models.available_services()
 
 
@@ -69,7 +71,7 @@ _SIGNING_NAME_SERVICES: dict[str, tuple[str, ...]] = {
 
 #: Query-protocol services an unsigned ``Action=...&Version=...`` call may be for
 #: (sts:AssumeRoleWithWebIdentity and AssumeRoleWithSAML are unsigned).
-_UNSIGNED_QUERY_SERVICES = ("sts", "sns", "sqs", "iam", "cloudformation", "ses", "cloudwatch", "ec2", "autoscaling")
+UNSIGNED_QUERY_SERVICES = ("sts", "sns", "sqs", "iam", "cloudformation", "ses", "cloudwatch", "ec2", "autoscaling")
 
 
 _METADATA_NAME = re.compile(r'"(signingName|endpointPrefix)"\s*:\s*"([^"]+)"')
@@ -95,7 +97,7 @@ def _signing_name_index() -> dict[str, tuple[str, ...]]:
     file (loading every model would take seconds): the last resort, for signing names neither
     the table above nor a service name covers."""
     index: dict[str, list[str]] = {}
-    for name in sorted(_available_services()):
+    for name in sorted(botocore_services()):
         names = dict(_METADATA_NAME.findall(_metadata_head(name)))
         signing = names.get("signingName") or names.get("endpointPrefix")
         if signing:
@@ -103,10 +105,12 @@ def _signing_name_index() -> dict[str, tuple[str, ...]]:
     return {key: tuple(value) for key, value in index.items()}
 
 
-def _services_for_signing_name(signing_name: str) -> tuple[str, ...]:
+def services_for_signing_name(signing_name: str) -> tuple[str, ...]:
+    """The botocore services that sign as ``signing_name``: the table above, else the service of
+    that name, else the metadata index."""
     if signing_name in _SIGNING_NAME_SERVICES:
         return _SIGNING_NAME_SERVICES[signing_name]
-    if signing_name in _available_services():
+    if signing_name in botocore_services():
         return (signing_name,)
     return _signing_name_index().get(signing_name, ())
 
@@ -142,13 +146,13 @@ def iam_prefix(service: str) -> str:
     if service.startswith("sagemaker"):
         return "sagemaker"
     try:
-        return _service_model(service).signing_name
+        return service_model(service).signing_name
     except botocore.exceptions.DataNotFoundError:  # not a botocore service: its name is the best guess
         return service
 
 
 @functools.lru_cache(maxsize=1)
-def _services_by_target_prefix() -> dict[str, tuple[str, ...]]:
+def services_by_target_prefix() -> dict[str, tuple[str, ...]]:
     """Services of the signing-name table by JSON target prefix, for unsigned JSON calls."""
     index: dict[str, list[str]] = {}
     names = {service for services in _SIGNING_NAME_SERVICES.values() for service in services}
@@ -156,8 +160,8 @@ def _services_by_target_prefix() -> dict[str, tuple[str, ...]]:
         "dynamodb", "kms", "logs", "glue", "sqs", "ssm", "ecr", "events", "sagemaker",
         "stepfunctions", "cloudwatch", "service-quotas", "secretsmanager", "sts",
     }  # fmt: skip
-    for name in sorted(names & _available_services()):
-        prefix = _service_model(name).metadata.get("targetPrefix")
+    for name in sorted(names & botocore_services()):
+        prefix = service_model(name).metadata.get("targetPrefix")
         if prefix:
             index.setdefault(prefix, []).append(name)
     return {key: tuple(value) for key, value in index.items()}

@@ -12,17 +12,17 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from stepml.local.iam.requests.call import ParsedCall, UnknownCallError
-from stepml.local.iam.requests.cbor import _cbor_loads, _CborError
+from stepml.local.iam.requests.cbor import CborError, cbor_loads
 from stepml.local.iam.requests.models import (
-    _UNSIGNED_QUERY_SERVICES,
-    _available_services,
-    _protocols,
-    _service_model,
-    _services_by_target_prefix,
-    _services_for_signing_name,
+    UNSIGNED_QUERY_SERVICES,
+    botocore_services,
+    service_model,
+    services_by_target_prefix,
+    services_for_signing_name,
+    wire_protocols,
 )
-from stepml.local.iam.requests.rest import _match_rest, _rest_operations, _rest_params, _RestOperation
-from stepml.local.iam.requests.shapes import _decode_json, _decode_query, _parse_json
+from stepml.local.iam.requests.rest import RestOperation, match_rest, rest_operations, rest_params
+from stepml.local.iam.requests.shapes import decode_json, decode_query, parse_json
 
 # --- Signature: access key, region, signing service ---
 
@@ -110,7 +110,7 @@ def _services_from_host(host: str) -> tuple[str, ...]:
         return ("s3",)
     labels = hostname.split(".")
     if len(labels) >= 3 and labels[-2:] == ["amazonaws", "com"]:
-        return _services_for_signing_name(labels[0])
+        return services_for_signing_name(labels[0])
     return ()
 
 
@@ -194,7 +194,7 @@ def parse_call(
 def _find_operation(request: _Request, signature: _Signature) -> _Found:
     """The operation by protocol: the JSON target, the CBOR path, ``Action=``, else a REST template."""
     if signature.service:
-        services = _services_for_signing_name(signature.service)
+        services = services_for_signing_name(signature.service)
         if not services:
             raise UnknownCallError(f"no botocore service signs as {signature.service!r}")
     else:
@@ -220,12 +220,12 @@ def _find_operation(request: _Request, signature: _Signature) -> _Found:
 def _json_operation(request: _Request, services: tuple[str, ...], target: str) -> _Found:
     """``X-Amz-Target: Prefix.Operation`` (json protocols); unsigned, any service with the prefix."""
     prefix, _, operation_name = target.rpartition(".")
-    pool = services or tuple(_services_by_target_prefix().get(prefix, ()))
+    pool = services or tuple(services_by_target_prefix().get(prefix, ()))
     for service in pool:
-        model = _service_model(service)
+        model = service_model(service)
         if model.metadata.get("targetPrefix") == prefix and operation_name in model.operation_names:
             input_shape = model.operation_model(operation_name).input_shape
-            return service, operation_name, _decode_json(input_shape, _parse_json(request.body))
+            return service, operation_name, decode_json(input_shape, parse_json(request.body))
     raise UnknownCallError(f"no operation {target!r} in {', '.join(pool) or 'any known service'}")
 
 
@@ -234,8 +234,8 @@ def _unsigned_query_services(request: _Request) -> tuple[str, ...]:
     version = request.form.get("Version") or request.query.get("Version", [None])[0]
     return tuple(
         service
-        for service in _UNSIGNED_QUERY_SERVICES
-        if service in _available_services() and _service_model(service).api_version == version
+        for service in UNSIGNED_QUERY_SERVICES
+        if service in botocore_services() and service_model(service).api_version == version
     )
 
 
@@ -249,10 +249,10 @@ def _cbor_operation(request: _Request, services: tuple[str, ...]) -> _Found | No
         return None
     operation_name = unquote(cbor_path.group(2))
     for service in services:
-        if operation_name in _service_model(service).operation_names:
+        if operation_name in service_model(service).operation_names:
             try:
-                decoded = _cbor_loads(request.body) if request.body else {}
-            except (_CborError, IndexError, UnicodeDecodeError):
+                decoded = cbor_loads(request.body) if request.body else {}
+            except (CborError, IndexError, UnicodeDecodeError):
                 decoded = {}
             return service, operation_name, decoded if isinstance(decoded, dict) else {}
     return None
@@ -263,12 +263,12 @@ def _query_operation(request: _Request, services: tuple[str, ...], action: str) 
     flat = {key: values[-1] for key, values in request.query.items()} | request.form
     # A service that speaks the query protocol first; then one that used to (SQS and
     # CloudWatch still take Action= forms from older SDKs), decoded by the same shapes.
-    ranked = sorted(services, key=lambda service: not ({"query", "ec2"} & _protocols(service)))
+    ranked = sorted(services, key=lambda service: not ({"query", "ec2"} & wire_protocols(service)))
     for service in ranked:
-        model = _service_model(service)
+        model = service_model(service)
         if action in model.operation_names:
             input_shape = model.operation_model(action).input_shape
-            params = _decode_query(input_shape, flat, "") if input_shape is not None else None
+            params = decode_query(input_shape, flat, "") if input_shape is not None else None
             return service, action, params or {}
     raise UnknownCallError(f"no query-protocol operation {action!r} in {', '.join(services)}")
 
@@ -277,16 +277,16 @@ def _rest_operation(request: _Request, services: tuple[str, ...], signature: _Si
     """The best ``requestUri`` template of the rest-json and rest-xml services (an earlier service
     wins a tie), with its members from labels, query string, headers and body."""
     request_path = request.path or "/"
-    best: tuple[tuple[Any, ...], str, _RestOperation, dict[str, str]] | None = None
+    best: tuple[tuple[Any, ...], str, RestOperation, dict[str, str]] | None = None
     for rank, service in enumerate(services):
-        if not {"rest-json", "rest-xml"} & _protocols(service):
+        if not {"rest-json", "rest-xml"} & wire_protocols(service):
             continue
         service_path = request_path
         if service == "s3":
             bucket = _virtual_host_bucket(request.host)
             if bucket:
                 service_path = "/" + bucket + (request_path if request_path != "/" else "")
-        match = _match_rest(service, request.method, service_path, request.query, request.headers)
+        match = match_rest(service, request.method, service_path, request.query, request.headers)
         if match is None:
             continue
         score = (*match[0], -rank)
@@ -297,9 +297,9 @@ def _rest_operation(request: _Request, services: tuple[str, ...], signature: _Si
     _score, service, rest_operation, raw_labels = best
     if signature.service == "s3express" and rest_operation.name == "ListBuckets":
         # Same method and path; the directory-bucket signing name tells them apart.
-        rest_operation = next(op for op in _rest_operations("s3") if op.name == "ListDirectoryBuckets")
-    operation_model = _service_model(service).operation_model(rest_operation.name)
-    params = _rest_params(service, operation_model, raw_labels, request.query, request.headers, request.body)
+        rest_operation = next(op for op in rest_operations("s3") if op.name == "ListDirectoryBuckets")
+    operation_model = service_model(service).operation_model(rest_operation.name)
+    params = rest_params(service, operation_model, raw_labels, request.query, request.headers, request.body)
     return service, rest_operation.name, params
 
 

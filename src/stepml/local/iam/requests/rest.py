@@ -12,12 +12,14 @@ from urllib.parse import unquote
 
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
-from stepml.local.iam.requests.models import _service_model
-from stepml.local.iam.requests.shapes import _decode_json, _decode_xml, _parse_json, _parse_xml, _scalar
+from stepml.local.iam.requests.models import service_model
+from stepml.local.iam.requests.shapes import decode_json, decode_xml, parse_json, parse_xml, scalar
 
 
 @dataclass(frozen=True)
-class _RestOperation:
+class RestOperation:
+    """One rest-json/rest-xml operation's ``requestUri`` template, compiled for matching."""
+
     name: str
     method: str
     pattern: re.Pattern[str]
@@ -33,7 +35,7 @@ class _RestOperation:
 _DEPRIORITISED = frozenset({("s3", "ListDirectoryBuckets")})
 
 
-def _compile_rest_operation(service: str, operation: OperationModel) -> _RestOperation:
+def _compile_rest_operation(service: str, operation: OperationModel) -> RestOperation:
     http = operation.http
     uri = http.get("requestUri", "/")
     path, _, query = uri.partition("?")
@@ -65,7 +67,7 @@ def _compile_rest_operation(service: str, operation: OperationModel) -> _RestOpe
                 required_query.append(location_name)
             elif location == "header":
                 required_headers.append(location_name.lower())
-    return _RestOperation(
+    return RestOperation(
         name=operation.name,
         method=http.get("method", "POST").upper(),
         pattern=re.compile("^" + "".join(pieces) + "$"),
@@ -79,21 +81,22 @@ def _compile_rest_operation(service: str, operation: OperationModel) -> _RestOpe
 
 
 @functools.cache
-def _rest_operations(service: str) -> tuple[_RestOperation, ...]:
-    model = _service_model(service)
+def rest_operations(service: str) -> tuple[RestOperation, ...]:
+    """Every operation of ``service`` with its compiled ``requestUri`` template."""
+    model = service_model(service)
     return tuple(_compile_rest_operation(service, model.operation_model(name)) for name in model.operation_names)
 
 
-def _match_rest(
+def match_rest(
     service: str, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str]
-) -> tuple[tuple[Any, ...], _RestOperation, dict[str, str]] | None:
+) -> tuple[tuple[Any, ...], RestOperation, dict[str, str]] | None:
     """The best operation of ``service`` for the request: (score, operation, raw labels)."""
     explicit = query.get("x-id", [None])[0]
-    best: tuple[tuple[Any, ...], _RestOperation, dict[str, str]] | None = None
+    best: tuple[tuple[Any, ...], RestOperation, dict[str, str]] | None = None
     paths = [path]
     if len(path) > 1 and path.endswith("/"):
         paths.append(path.rstrip("/") or "/")
-    for operation in _rest_operations(service):
+    for operation in rest_operations(service):
         if operation.method != method or (explicit and operation.name != explicit):
             continue
         if any(
@@ -126,7 +129,7 @@ def _match_rest(
     return best
 
 
-def _rest_params(
+def rest_params(
     service: str,
     operation: OperationModel,
     raw_labels: Mapping[str, str],
@@ -134,11 +137,12 @@ def _rest_params(
     headers: Mapping[str, str],
     body: bytes,
 ) -> dict[str, Any]:
+    """The input members of a rest-json/rest-xml request: URI labels, query string, headers, body."""
     shape = operation.input_shape
     params: dict[str, Any] = {}
     if not isinstance(shape, StructureShape):
         return params
-    protocol = _service_model(service).protocol
+    protocol = service_model(service).protocol
     payload_name = shape.serialization.get("payload")
     body_members: dict[str, Shape] = {}
     for name, member in shape.members.items():
@@ -153,16 +157,16 @@ def _rest_params(
             elif location_name in query:
                 values = query[location_name]
                 if isinstance(member, ListShape):
-                    params[name] = [_scalar(member.member, value) for value in values]
+                    params[name] = [scalar(member.member, value) for value in values]
                 else:
-                    params[name] = _scalar(member, values[0])
+                    params[name] = scalar(member, values[0])
         elif location == "header":
             value = headers.get(location_name.lower())
             if value is not None:
                 if isinstance(member, ListShape):
-                    params[name] = [_scalar(member.member, item.strip()) for item in value.split(",")]
+                    params[name] = [scalar(member.member, item.strip()) for item in value.split(",")]
                 else:
-                    params[name] = _scalar(member, value)
+                    params[name] = scalar(member, value)
         elif location == "headers":
             prefix = location_name.lower()
             found = {key[len(prefix) :]: value for key, value in headers.items() if key.startswith(prefix)}
@@ -176,12 +180,12 @@ def _rest_params(
             body_members[name] = member
     if body_members and payload_name is None:
         if protocol == "rest-xml":
-            root = _parse_xml(body)
+            root = parse_xml(body)
             if root is not None:
-                decoded = _decode_xml(shape, root)
+                decoded = decode_xml(shape, root)
                 params.update({key: value for key, value in decoded.items() if key in body_members})
         else:
-            decoded_json = _decode_json(shape, _parse_json(body))
+            decoded_json = decode_json(shape, parse_json(body))
             params.update({key: value for key, value in decoded_json.items() if key in body_members})
     return params
 
@@ -192,7 +196,7 @@ def _payload(protocol: str, name: str, member: Shape, body: bytes) -> dict[str, 
     if member.type_name == "string":
         return {name: body.decode("utf-8", "replace")} if body else {}
     if protocol == "rest-xml":
-        root = _parse_xml(body)
-        return {name: _decode_xml(member, root)} if root is not None else {}
-    decoded = _decode_json(member, _parse_json(body))
+        root = parse_xml(body)
+        return {name: decode_xml(member, root)} if root is not None else {}
+    decoded = decode_json(member, parse_json(body))
     return {name: decoded} if body.strip() else {}

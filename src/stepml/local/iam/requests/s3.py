@@ -10,9 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _kms_via_service, _request, _tags
-
-# --- S3 ---
+from stepml.local.iam.requests.common import CallEnv, kms_via_service, need, tag_map
 
 # Sources: Service Authorization Reference "Actions, resources, and condition keys for Amazon S3";
 # S3 API Reference, the Permissions section of each operation (GetObject/HeadObject with
@@ -159,7 +157,7 @@ _S3_WRITE_MEMBERS = {
 }
 
 
-def _s3_common_context(env: _Env) -> dict[str, Any]:
+def _s3_common_context(env: CallEnv) -> dict[str, Any]:
     call = env.call
     # Every bucket of the local cloud belongs to its one account.
     context: dict[str, Any] = {"s3:ResourceAccount": env.account}
@@ -175,7 +173,7 @@ def _s3_tag_set(value: Any) -> dict[str, str]:
     if isinstance(value, str):
         return dict(parse_qsl(value, keep_blank_values=True))
     if isinstance(value, Mapping):
-        return _tags(value.get("TagSet")) or {}
+        return tag_map(value.get("TagSet")) or {}
     return {}
 
 
@@ -187,7 +185,7 @@ def _s3_object_tag_context(tags: Mapping[str, str]) -> dict[str, Any]:
     return context
 
 
-def _s3_write(env: _Env, bucket: str, key: str, *, copy: bool) -> list[AuthorizationRequest]:
+def _s3_write(env: CallEnv, bucket: str, key: str, *, copy: bool) -> list[AuthorizationRequest]:
     """s3:PutObject (PutObject, CopyObject's target, CreateMultipartUpload) with the condition
     keys of its headers, and the extra actions its headers ask for."""
     params = env.params
@@ -201,24 +199,24 @@ def _s3_write(env: _Env, bucket: str, key: str, *, copy: bool) -> list[Authoriza
     if copy and params.get("TaggingDirective") != "REPLACE":
         tags = {}
     context.update(_s3_object_tag_context(tags))
-    requests = [_request("s3:PutObject", object_arn, context)]
+    requests = [need("s3:PutObject", object_arn, context)]
     if tags:
-        requests.append(_request("s3:PutObjectTagging", object_arn, _s3_object_tag_context(tags)))
+        requests.append(need("s3:PutObjectTagging", object_arn, _s3_object_tag_context(tags)))
     if any(member in params for member in ("ACL", "GrantRead", "GrantReadACP", "GrantWriteACP", "GrantFullControl")):
         requests.append(
-            _request(
+            need(
                 "s3:PutObjectAcl", object_arn, {k: v for k, v in context.items() if "grant" in k or k == "s3:x-amz-acl"}
             )
         )
     if "ObjectLockMode" in params or "ObjectLockRetainUntilDate" in params:
-        requests.append(_request("s3:PutObjectRetention", object_arn))
+        requests.append(need("s3:PutObjectRetention", object_arn))
     if "ObjectLockLegalHoldStatus" in params:
-        requests.append(_request("s3:PutObjectLegalHold", object_arn))
+        requests.append(need("s3:PutObjectLegalHold", object_arn))
     requests.extend(_s3_kms_for_write(env, bucket, object_arn))
     return requests
 
 
-def _s3_kms_for_write(env: _Env, bucket: str, object_arn: str) -> list[AuthorizationRequest]:
+def _s3_kms_for_write(env: CallEnv, bucket: str, object_arn: str) -> list[AuthorizationRequest]:
     """SSE-KMS writes: S3 asks KMS for a data key as the caller (kms:GenerateDataKey on the key,
     via s3), for the key named in the request or else the bucket's default key. Multipart
     uploads also need kms:Decrypt (S3 API Reference, CreateMultipartUpload)."""
@@ -232,20 +230,20 @@ def _s3_kms_for_write(env: _Env, bucket: str, object_arn: str) -> list[Authoriza
     if not key_id:
         return []  # the AWS managed key aws/s3, whose key policy allows the account via S3
     extra = {"kms:EncryptionContext:aws:s3:arn": object_arn, "kms:EncryptionContextKeys": ["aws:s3:arn"]}
-    requests = [_kms_via_service(env, "kms:GenerateDataKey", key_id, "s3", extra)]
+    requests = [kms_via_service(env, "kms:GenerateDataKey", key_id, "s3", extra)]
     if env.call.operation == "CreateMultipartUpload":
-        requests.append(_kms_via_service(env, "kms:Decrypt", key_id, "s3", extra))
+        requests.append(kms_via_service(env, "kms:Decrypt", key_id, "s3", extra))
     return requests
 
 
-def _s3_kms_for_read(env: _Env, bucket: str, key: str, version: str | None) -> list[AuthorizationRequest]:
+def _s3_kms_for_read(env: CallEnv, bucket: str, key: str, version: str | None) -> list[AuthorizationRequest]:
     """kms:Decrypt via S3 for a stored SSE-KMS object, when the resolver knows its key."""
     kms_key = env.optional("s3_object_kms_key", bucket, key, version)
     if not kms_key:
         return []
     object_arn = f"arn:aws:s3:::{bucket}/{key}"
     extra = {"kms:EncryptionContext:aws:s3:arn": object_arn, "kms:EncryptionContextKeys": ["aws:s3:arn"]}
-    return [_kms_via_service(env, "kms:Decrypt", kms_key, "s3", extra)]
+    return [kms_via_service(env, "kms:Decrypt", kms_key, "s3", extra)]
 
 
 def _s3_copy_source(value: str) -> tuple[str, str | None]:
@@ -259,14 +257,15 @@ def _s3_copy_source(value: str) -> tuple[str, str | None]:
     return f"arn:aws:s3:::{path}", version
 
 
-def _s3(env: _Env) -> list[AuthorizationRequest] | None:
+def s3_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an S3 call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     bucket = params.get("Bucket")
     key = params.get("Key")
     common = _s3_common_context(env)
     if operation in _S3_GLOBAL_ACTIONS:
-        return [_request(_S3_GLOBAL_ACTIONS[operation], "*", common)]
+        return [need(_S3_GLOBAL_ACTIONS[operation], "*", common)]
     if bucket is None:
         return None
     if key is not None:
@@ -278,7 +277,7 @@ def _s3(env: _Env) -> list[AuthorizationRequest] | None:
     return None
 
 
-def _s3_object(env: _Env, bucket: str, key: str, common: dict[str, Any]) -> list[AuthorizationRequest] | None:
+def _s3_object(env: CallEnv, bucket: str, key: str, common: dict[str, Any]) -> list[AuthorizationRequest] | None:
     """An operation on one object (``Key`` given); None for one outside the tables."""
     operation = env.call.operation
     params = env.params
@@ -292,12 +291,12 @@ def _s3_object(env: _Env, bucket: str, key: str, common: dict[str, Any]) -> list
         if version:
             version_context = {**common, "s3:versionid": version}
             return [
-                _request("s3:GetObjectVersion", object_arn, version_context),
-                _request("s3:GetObjectVersionAttributes", object_arn, version_context),
+                need("s3:GetObjectVersion", object_arn, version_context),
+                need("s3:GetObjectVersionAttributes", object_arn, version_context),
             ]
         return [
-            _request("s3:GetObject", object_arn, common),
-            _request("s3:GetObjectAttributes", object_arn, common),
+            need("s3:GetObject", object_arn, common),
+            need("s3:GetObjectAttributes", object_arn, common),
         ]
     if operation not in _S3_OBJECT_ACTIONS:
         return None
@@ -308,41 +307,41 @@ def _s3_object(env: _Env, bucket: str, key: str, common: dict[str, Any]) -> list
         context["s3:versionid"] = version
     if operation == "PutObjectTagging":
         context.update(_s3_object_tag_context(_s3_tag_set(params.get("Tagging"))))
-    requests = [_request(action, object_arn, context)]
+    requests = [need(action, object_arn, context)]
     if operation in ("GetObject", "SelectObjectContent"):
         # Reading an SSE-KMS object decrypts its data key as the caller (HEAD does not).
         requests += _s3_kms_for_read(env, bucket, key, version)
     return requests
 
 
-def _s3_copy(env: _Env, bucket: str, key: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
+def _s3_copy(env: CallEnv, bucket: str, key: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
     """CopyObject and UploadPartCopy: a read of the source (its version, its SSE-KMS key) and a
     write of the target."""
     source_arn, source_version = _s3_copy_source(str(env.params.get("CopySource", "")))
     if source_version:
-        read = _request("s3:GetObjectVersion", source_arn, {**common, "s3:versionid": source_version})
+        read = need("s3:GetObjectVersion", source_arn, {**common, "s3:versionid": source_version})
     else:
-        read = _request("s3:GetObject", source_arn, common)
+        read = need("s3:GetObject", source_arn, common)
     source_bucket, _, source_key = source_arn.removeprefix("arn:aws:s3:::").partition("/")
     source_kms = _s3_kms_for_read(env, source_bucket, source_key, source_version)
     if env.call.operation == "UploadPartCopy":
-        return [read, *source_kms, _request("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", common)]
+        return [read, *source_kms, need("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", common)]
     return [read, *source_kms, *_s3_write(env, bucket, key, copy=True)]
 
 
-def _s3_delete_objects(env: _Env, bucket: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
+def _s3_delete_objects(env: CallEnv, bucket: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
     """DeleteObjects: s3:DeleteObject (or DeleteObjectVersion) on each key of the batch."""
     requests = []
     for item in (env.params.get("Delete") or {}).get("Objects", []):
         item_arn = f"arn:aws:s3:::{bucket}/{item.get('Key', '')}"
         if item.get("VersionId"):
-            requests.append(_request("s3:DeleteObjectVersion", item_arn, {**common, "s3:versionid": item["VersionId"]}))
+            requests.append(need("s3:DeleteObjectVersion", item_arn, {**common, "s3:versionid": item["VersionId"]}))
         else:
-            requests.append(_request("s3:DeleteObject", item_arn, common))
-    return requests or [_request("s3:DeleteObject", f"arn:aws:s3:::{bucket}/*", common)]
+            requests.append(need("s3:DeleteObject", item_arn, common))
+    return requests or [need("s3:DeleteObject", f"arn:aws:s3:::{bucket}/*", common)]
 
 
-def _s3_bucket(env: _Env, bucket: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
+def _s3_bucket(env: CallEnv, bucket: str, common: dict[str, Any]) -> list[AuthorizationRequest]:
     """An operation of the bucket table, on the bucket (listings with their prefix condition keys)."""
     operation = env.call.operation
     params = env.params
@@ -358,10 +357,10 @@ def _s3_bucket(env: _Env, bucket: str, common: dict[str, Any]) -> list[Authoriza
         )
     if operation == "CreateBucket":
         return _s3_create_bucket(env, bucket_arn, context)
-    return [_request(_S3_BUCKET_ACTIONS[operation], bucket_arn, context)]
+    return [need(_S3_BUCKET_ACTIONS[operation], bucket_arn, context)]
 
 
-def _s3_create_bucket(env: _Env, bucket_arn: str, context: dict[str, Any]) -> list[AuthorizationRequest]:
+def _s3_create_bucket(env: CallEnv, bucket_arn: str, context: dict[str, Any]) -> list[AuthorizationRequest]:
     """CreateBucket and the actions its options ask for (S3 API Reference, CreateBucket
     Permissions: object lock -> s3:PutBucketObjectLockConfiguration and s3:PutBucketVersioning;
     x-amz-object-ownership -> s3:PutBucketOwnershipControls; ACL headers -> s3:PutBucketAcl)."""
@@ -373,15 +372,15 @@ def _s3_create_bucket(env: _Env, bucket_arn: str, context: dict[str, Any]) -> li
         "s3:x-amz-acl": params.get("ACL"),
         "s3:x-amz-object-ownership": params.get("ObjectOwnership"),
     }
-    requests = [_request("s3:CreateBucket", bucket_arn, context)]
+    requests = [need("s3:CreateBucket", bucket_arn, context)]
     if params.get("ObjectLockEnabledForBucket"):
-        requests.append(_request("s3:PutBucketObjectLockConfiguration", bucket_arn))
-        requests.append(_request("s3:PutBucketVersioning", bucket_arn))
+        requests.append(need("s3:PutBucketObjectLockConfiguration", bucket_arn))
+        requests.append(need("s3:PutBucketVersioning", bucket_arn))
     if params.get("ObjectOwnership"):
-        requests.append(_request("s3:PutBucketOwnershipControls", bucket_arn))
+        requests.append(need("s3:PutBucketOwnershipControls", bucket_arn))
     if any(
         member in params
         for member in ("ACL", "GrantRead", "GrantReadACP", "GrantWrite", "GrantWriteACP", "GrantFullControl")
     ):
-        requests.append(_request("s3:PutBucketAcl", bucket_arn))
+        requests.append(need("s3:PutBucketAcl", bucket_arn))
     return requests

@@ -6,9 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _first, _pass_role, _request, _tag_context, _tags
-
-# --- SageMaker ---
+from stepml.local.iam.requests.common import CallEnv, first_at, need, pass_role, request_tag_context, tag_map
 
 # Source: Service Authorization Reference "Actions, resources, and condition keys for Amazon
 # SageMaker" (resource types and ARN formats; condition keys sagemaker:InstanceTypes,
@@ -84,7 +82,7 @@ def _sagemaker_noun(operation: str) -> str:
     return operation
 
 
-def _sagemaker_arn(env: _Env, member: str, value: str, operation: str) -> str | None:
+def _sagemaker_arn(env: CallEnv, member: str, value: str, operation: str) -> str | None:
     if value.startswith("arn:"):
         return value
     if member == "ModelPackageName":
@@ -102,7 +100,7 @@ def _sagemaker_arn(env: _Env, member: str, value: str, operation: str) -> str | 
     return env.arn("sagemaker", f"{resource_type}/{value}") if resource_type else None
 
 
-def _sagemaker_resources(env: _Env) -> list[str]:
+def _sagemaker_resources(env: CallEnv) -> list[str]:
     operation = env.call.operation
     params = env.params
     noun = _sagemaker_noun(operation)
@@ -147,17 +145,19 @@ def _sagemaker_context(params: Mapping[str, Any]) -> dict[str, Any]:
     if volume_key is None and "ProductionVariants" in params:
         volume_key = params.get("KmsKeyId")  # CreateEndpointConfig: the ML storage volume key
     output_key = (
-        _first(params, "OutputDataConfig", "KmsKeyId")
-        or _first(params, "ProcessingOutputConfig", "KmsKeyId")
-        or _first(params, "TransformOutput", "KmsKeyId")
+        first_at(params, "OutputDataConfig", "KmsKeyId")
+        or first_at(params, "ProcessingOutputConfig", "KmsKeyId")
+        or first_at(params, "TransformOutput", "KmsKeyId")
     )
-    network_isolation = params.get("EnableNetworkIsolation", _first(params, "NetworkConfig", "EnableNetworkIsolation"))
+    network_isolation = params.get(
+        "EnableNetworkIsolation", first_at(params, "NetworkConfig", "EnableNetworkIsolation")
+    )
     traffic = params.get(
         "EnableInterContainerTrafficEncryption",
-        _first(params, "NetworkConfig", "EnableInterContainerTrafficEncryption"),
+        first_at(params, "NetworkConfig", "EnableInterContainerTrafficEncryption"),
     )
-    vpc = params.get("VpcConfig") or _first(params, "NetworkConfig", "VpcConfig") or {}
-    max_runtime = _first(params, "StoppingCondition", "MaxRuntimeInSeconds")
+    vpc = params.get("VpcConfig") or first_at(params, "NetworkConfig", "VpcConfig") or {}
+    max_runtime = first_at(params, "StoppingCondition", "MaxRuntimeInSeconds")
     context: dict[str, Any] = {
         "sagemaker:InstanceTypes": instance_types or None,
         "sagemaker:VolumeKmsKey": volume_key,
@@ -171,39 +171,42 @@ def _sagemaker_context(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in context.items() if value is not None}
 
 
-def _sagemaker(env: _Env) -> list[AuthorizationRequest]:
+def sagemaker_requests(env: CallEnv) -> list[AuthorizationRequest]:
+    """What a SageMaker call asks IAM for: the action on the resources it names with its condition
+    keys, and iam:PassRole and sagemaker:AddTags where the call passes a role or tags."""
     operation = env.call.operation
     params = env.params
     action = f"sagemaker:{operation}"
     context = _sagemaker_context(params) if operation.startswith(("Create", "Update")) else {}
-    tags = _tags(params.get("Tags")) if operation.startswith("Create") else None
-    context.update(_tag_context(tags))
+    tags = tag_map(params.get("Tags")) if operation.startswith("Create") else None
+    context.update(request_tag_context(tags))
     if operation == "AddTags":
-        context.update(_tag_context(_tags(params.get("Tags"))))
+        context.update(request_tag_context(tag_map(params.get("Tags"))))
     resources = _sagemaker_resources(env)
-    requests = [_request(action, resource, context) for resource in resources]
+    requests = [need(action, resource, context) for resource in resources]
     if operation.startswith(("Create", "Update")):
         roles = sorted(
             {value for key, value in _walk(params) if key in _SAGEMAKER_ROLE_MEMBERS and isinstance(value, str)}
         )
-        requests += [_pass_role(env, role, "sagemaker.amazonaws.com") for role in roles]
+        requests += [pass_role(env, role, "sagemaker.amazonaws.com") for role in roles]
     if tags:
-        requests.append(_request("sagemaker:AddTags", resources[0], _tag_context(tags)))
+        requests.append(need("sagemaker:AddTags", resources[0], request_tag_context(tags)))
     return requests
 
 
-def _sagemaker_runtime(env: _Env) -> list[AuthorizationRequest] | None:
+def sagemaker_runtime_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a SageMaker runtime (InvokeEndpoint) call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     name = env.params.get("EndpointName")
     if not name:
         return None
     action = "sagemaker:InvokeEndpointAsync" if operation == "InvokeEndpointAsync" else "sagemaker:InvokeEndpoint"
     context = {"sagemaker:TargetModel": env.params.get("TargetModel")}
-    return [_request(action, env.arn("sagemaker", f"endpoint/{name}"), context)]
+    return [need(action, env.arn("sagemaker", f"endpoint/{name}"), context)]
 
 
-def _sagemaker_generic_runtime(env: _Env) -> list[AuthorizationRequest]:
+def sagemaker_generic_runtime_requests(env: CallEnv) -> list[AuthorizationRequest]:
     """The other SageMaker data planes (feature store, A2I, edge, metrics): the action is the
     operation, the resource the named feature group, flow ... as in the control plane."""
     resources = _sagemaker_resources(env)
-    return [_request(f"sagemaker:{env.call.operation}", resource) for resource in resources]
+    return [need(f"sagemaker:{env.call.operation}", resource) for resource in resources]

@@ -8,13 +8,13 @@ from typing import Any
 
 from stepml.local.iam.model import AuthorizationRequest
 from stepml.local.iam.requests.common import (
-    _Env,
-    _kms_key,
-    _request,
-    _role_arn,
-    _tag_context,
-    _tags,
-    _with_tag_on_create,
+    CallEnv,
+    kms_key_resource,
+    need,
+    request_tag_context,
+    role_arn_of,
+    tag_map,
+    with_tag_on_create,
 )
 
 # --- KMS ---
@@ -45,7 +45,8 @@ def _kms_context(params: Mapping[str, Any], key_id: str | None) -> dict[str, Any
     return context
 
 
-def _kms(env: _Env) -> list[AuthorizationRequest] | None:
+def kms_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a KMS call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"kms:{operation}"
@@ -59,13 +60,13 @@ def _kms(env: _Env) -> list[AuthorizationRequest] | None:
             "kms:MultiRegion": bool(params.get("MultiRegion", False)),
             "kms:BypassPolicyLockoutSafetyCheck": bool(params.get("BypassPolicyLockoutSafetyCheck", False)),
         }
-        return _with_tag_on_create(env, [_request(action, "*", context)])
+        return with_tag_on_create(env, [need(action, "*", context)])
     if operation in ("CreateAlias", "UpdateAlias", "DeleteAlias"):
         alias = str(params.get("AliasName", ""))
-        requests = [_request(action, env.arn("kms", alias), base)]
+        requests = [need(action, env.arn("kms", alias), base)]
         target = params.get("TargetKeyId") or (alias if operation == "DeleteAlias" else None)
         if target:
-            requests.append(_request(action, _kms_key(env, str(target)), base))
+            requests.append(need(action, kms_key_resource(env, str(target)), base))
         return requests
     if operation in ("ReEncrypt",):
         source = params.get("SourceKeyId") or env.optional("kms_key_of_ciphertext", params.get("CiphertextBlob"))
@@ -76,14 +77,14 @@ def _kms(env: _Env) -> list[AuthorizationRequest] | None:
             **_kms_context({"EncryptionContext": params.get("DestinationEncryptionContext")}, destination),
         }
         return [
-            _request("kms:ReEncryptFrom", _kms_key(env, str(source)) if source else "*", source_context),
-            _request("kms:ReEncryptTo", _kms_key(env, destination), destination_context),
+            need("kms:ReEncryptFrom", kms_key_resource(env, str(source)) if source else "*", source_context),
+            need("kms:ReEncryptTo", kms_key_resource(env, destination), destination_context),
         ]
     key_id = params.get("KeyId")
     if key_id is None and operation == "Decrypt":
         key_id = env.optional("kms_key_of_ciphertext", params.get("CiphertextBlob"))
         if key_id is None:
-            return [_request(action, "*", {**base, **_kms_context(params, None)})]
+            return [need(action, "*", {**base, **_kms_context(params, None)})]
     if key_id is None:
         return None  # ListKeys, ListAliases, GenerateRandom, CreateCustomKeyStore ...: "*"
     context = {**base, **_kms_context(params, str(key_id))}
@@ -95,7 +96,7 @@ def _kms(env: _Env) -> list[AuthorizationRequest] | None:
                 "kms:RetiringPrincipal": params.get("RetiringPrincipal"),
             }
         )
-    return [_request(action, _kms_key(env, str(key_id)), context)]
+    return [need(action, kms_key_resource(env, str(key_id)), context)]
 
 
 # --- IAM, STS ---
@@ -106,7 +107,8 @@ def _iam_path(params: Mapping[str, Any]) -> str:
     return path if path.endswith("/") else path + "/"
 
 
-def _iam(env: _Env) -> list[AuthorizationRequest] | None:
+def iam_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an IAM call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"iam:{operation}"
@@ -134,7 +136,7 @@ def _iam(env: _Env) -> list[AuthorizationRequest] | None:
         resource = iam_arn(f"role/aws-service-role/{service}/*")
         context["iam:AWSServiceName"] = service
     elif params.get("RoleName"):
-        resource = _role_arn(env, str(params["RoleName"]))
+        resource = role_arn_of(env, str(params["RoleName"]))
     elif params.get("UserName"):
         resource = iam_arn(f"user/{params['UserName']}")
     elif params.get("GroupName"):
@@ -149,11 +151,12 @@ def _iam(env: _Env) -> list[AuthorizationRequest] | None:
         resource = params.get("OpenIDConnectProviderArn") or params.get("SAMLProviderArn")
     if resource is None:
         return None
-    context.update(_tag_context(_tags(params.get("Tags"))))
-    return _with_tag_on_create(env, [_request(action, resource, context)])
+    context.update(request_tag_context(tag_map(params.get("Tags"))))
+    return with_tag_on_create(env, [need(action, resource, context)])
 
 
-def _sts(env: _Env) -> list[AuthorizationRequest] | None:
+def sts_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an STS call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     if operation in ("GetCallerIdentity", "GetSessionToken"):
@@ -164,14 +167,14 @@ def _sts(env: _Env) -> list[AuthorizationRequest] | None:
             "sts:RoleSessionName": params.get("RoleSessionName"),
             "sts:ExternalId": params.get("ExternalId"),
             "sts:SourceIdentity": params.get("SourceIdentity"),
-            **_tag_context(_tags(params.get("Tags"))),
+            **request_tag_context(tag_map(params.get("Tags"))),
         }
         if params.get("TransitiveTagKeys"):
             context["sts:TransitiveTagKeys"] = params["TransitiveTagKeys"]
-        requests = [_request(f"sts:{operation}", role, context)]
+        requests = [need(f"sts:{operation}", role, context)]
         if params.get("Tags") or params.get("TransitiveTagKeys"):
-            requests.append(_request("sts:TagSession", role, context))
+            requests.append(need("sts:TagSession", role, context))
         if params.get("SourceIdentity"):
-            requests.append(_request("sts:SetSourceIdentity", role, context))
+            requests.append(need("sts:SetSourceIdentity", role, context))
         return requests
     return None

@@ -12,7 +12,8 @@ from typing import Any
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 
-def _scalar(shape: Shape, value: str) -> Any:
+def scalar(shape: Shape, value: str) -> Any:
+    """A string member read as its shape's type (integer, float, boolean; else the string)."""
     kind = shape.type_name
     try:
         if kind in ("integer", "long"):
@@ -30,7 +31,7 @@ def _query_member_name(name: str, shape: Shape) -> str:
     return shape.serialization.get("name", name)
 
 
-def _decode_query(shape: Shape, form: Mapping[str, str], prefix: str) -> Any:
+def decode_query(shape: Shape, form: Mapping[str, str], prefix: str) -> Any:
     """A member of a query-protocol form (``Tags.member.1.Key``, ``Attributes.entry.1.key``),
     decoded by its shape; None when absent."""
     if prefix and not any(key == prefix or key.startswith(prefix + ".") for key in form):
@@ -39,7 +40,7 @@ def _decode_query(shape: Shape, form: Mapping[str, str], prefix: str) -> Any:
         result: dict[str, Any] = {}
         for name, member in shape.members.items():
             key = _query_member_name(name, member)
-            value = _decode_query(member, form, f"{prefix}.{key}" if prefix else key)
+            value = decode_query(member, form, f"{prefix}.{key}" if prefix else key)
             if value is not None:
                 result[name] = value
         return result or None
@@ -51,7 +52,7 @@ def _decode_query(shape: Shape, form: Mapping[str, str], prefix: str) -> Any:
         items = []
         index = 1
         while True:
-            value = _decode_query(shape.member, form, f"{item_prefix}.{index}")
+            value = decode_query(shape.member, form, f"{item_prefix}.{index}")
             if value is None:
                 break
             items.append(value)
@@ -66,12 +67,12 @@ def _decode_query(shape: Shape, form: Mapping[str, str], prefix: str) -> Any:
         mapping: dict[str, Any] = {}
         index = 1
         while f"{entry}.{index}.{key_name}" in form:
-            value = _decode_query(shape.value, form, f"{entry}.{index}.{value_name}")
+            value = decode_query(shape.value, form, f"{entry}.{index}.{value_name}")
             mapping[form[f"{entry}.{index}.{key_name}"]] = value
             index += 1
         return mapping or None
     if prefix in form:
-        return _scalar(shape, form[prefix])
+        return scalar(shape, form[prefix])
     return None
 
 
@@ -79,7 +80,7 @@ def _local_tag(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _decode_xml(shape: Shape, element: ElementTree.Element) -> Any:
+def decode_xml(shape: Shape, element: ElementTree.Element) -> Any:
     """An XML element decoded by its shape (rest-xml payloads such as S3's ``Delete``)."""
     if isinstance(shape, StructureShape):
         children: dict[str, list[ElementTree.Element]] = {}
@@ -91,14 +92,14 @@ def _decode_xml(shape: Shape, element: ElementTree.Element) -> Any:
             if isinstance(member, ListShape) and member.serialization.get("flattened"):
                 tag = member.member.serialization.get("name", tag)
                 if tag in children:
-                    result[name] = [_decode_xml(member.member, item) for item in children[tag]]
+                    result[name] = [decode_xml(member.member, item) for item in children[tag]]
                 continue
             if tag in children:
-                result[name] = _decode_xml(member, children[tag][0])
+                result[name] = decode_xml(member, children[tag][0])
         return result
     if isinstance(shape, ListShape):
         item_tag = shape.member.serialization.get("name", "member")
-        return [_decode_xml(shape.member, child) for child in element if _local_tag(child.tag) == item_tag]
+        return [decode_xml(shape.member, child) for child in element if _local_tag(child.tag) == item_tag]
     if isinstance(shape, MapShape):
         key_tag = shape.key.serialization.get("name", "key")
         value_tag = shape.value.serialization.get("name", "value")
@@ -109,14 +110,15 @@ def _decode_xml(shape: Shape, element: ElementTree.Element) -> Any:
                 if _local_tag(part.tag) == key_tag:
                     key = part.text or ""
                 elif _local_tag(part.tag) == value_tag:
-                    value = _decode_xml(shape.value, part)
+                    value = decode_xml(shape.value, part)
             if key is not None:
                 mapping[key] = value
         return mapping
-    return _scalar(shape, element.text or "")
+    return scalar(shape, element.text or "")
 
 
-def _parse_xml(body: bytes) -> ElementTree.Element | None:
+def parse_xml(body: bytes) -> ElementTree.Element | None:
+    """The root element of an XML body, None when empty or not XML."""
     if not body.strip():
         return None
     try:
@@ -127,7 +129,8 @@ def _parse_xml(body: bytes) -> ElementTree.Element | None:
         return None
 
 
-def _parse_json(body: bytes) -> dict[str, Any]:
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object body, ``{}`` when empty, not JSON or not an object."""
     if not body.strip():
         return {}
     try:
@@ -137,18 +140,18 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _decode_json(shape: Shape | None, value: Any) -> Any:
+def decode_json(shape: Shape | None, value: Any) -> Any:
     """JSON members decoded by their shape: blobs arrive base64-encoded."""
     if shape is None:
         return value
     if isinstance(shape, StructureShape) and isinstance(value, dict):
         return {
-            key: _decode_json(shape.members[key], item) if key in shape.members else item for key, item in value.items()
+            key: decode_json(shape.members[key], item) if key in shape.members else item for key, item in value.items()
         }
     if isinstance(shape, ListShape) and isinstance(value, list):
-        return [_decode_json(shape.member, item) for item in value]
+        return [decode_json(shape.member, item) for item in value]
     if isinstance(shape, MapShape) and isinstance(value, dict):
-        return {key: _decode_json(shape.value, item) for key, item in value.items()}
+        return {key: decode_json(shape.value, item) for key, item in value.items()}
     if shape.type_name == "blob" and isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from stepml.local.iam.model import AuthorizationRequest
-from stepml.local.iam.requests.common import _Env, _first, _pass_role, _request, _with_tag_on_create
+from stepml.local.iam.requests.common import CallEnv, first_at, need, pass_role, with_tag_on_create
 
 # --- Step Functions ---
 
@@ -21,30 +21,31 @@ _STATES_ARN_MEMBERS = (
 )  # fmt: skip
 
 
-def _stepfunctions(env: _Env) -> list[AuthorizationRequest] | None:
+def stepfunctions_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a Step Functions call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"states:{operation}"
     if operation in ("SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"):
         owner = env.resolver.state_machine_of_task_token(str(params.get("taskToken", "")))
-        return [_request(action, owner or "*")]
+        return [need(action, owner or "*")]
     if operation in ("ListStateMachines", "ListActivities", "ValidateStateMachineDefinition"):
-        return [_request(action, "*")]
+        return [need(action, "*")]
     requests: list[AuthorizationRequest]
     if operation == "CreateStateMachine":
-        requests = [_request(action, env.arn("states", f"stateMachine:{params.get('name', '')}"))]
+        requests = [need(action, env.arn("states", f"stateMachine:{params.get('name', '')}"))]
     elif operation == "CreateActivity":
-        requests = [_request(action, env.arn("states", f"activity:{params.get('name', '')}"))]
+        requests = [need(action, env.arn("states", f"activity:{params.get('name', '')}"))]
     elif operation == "TestState":
-        requests = [_request(action, "*")]
+        requests = [need(action, "*")]
     else:
         member = next((name for name in _STATES_ARN_MEMBERS if params.get(name)), None)
         if member is None:
             return None
-        requests = [_request(action, params[member])]
+        requests = [need(action, params[member])]
     if operation in ("CreateStateMachine", "UpdateStateMachine", "TestState") and params.get("roleArn"):
-        requests.append(_pass_role(env, params["roleArn"], "states.amazonaws.com"))
-    return _with_tag_on_create(env, requests)
+        requests.append(pass_role(env, params["roleArn"], "states.amazonaws.com"))
+    return with_tag_on_create(env, requests)
 
 
 # --- Glue ---
@@ -64,7 +65,8 @@ _GLUE_NAMED = {
 _GLUE_NAME_MEMBERS = ("JobName", "Name", "CrawlerName", "TriggerName", "WorkflowName")
 
 
-def _glue(env: _Env) -> list[AuthorizationRequest] | None:
+def glue_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a Glue call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"glue:{operation}"
@@ -74,11 +76,11 @@ def _glue(env: _Env) -> list[AuthorizationRequest] | None:
             name = next((params[member] for member in _GLUE_NAME_MEMBERS if params.get(member)), None)
             if name is None:
                 return None
-            requests = [_request(action, env.arn("glue", f"{resource_type}/{name}"))]
-            role = params.get("Role") or _first(params, "JobUpdate", "Role") or _first(params, "Crawler", "Role")
+            requests = [need(action, env.arn("glue", f"{resource_type}/{name}"))]
+            role = params.get("Role") or first_at(params, "JobUpdate", "Role") or first_at(params, "Crawler", "Role")
             if role and operation in ("CreateJob", "UpdateJob", "CreateCrawler", "UpdateCrawler"):
-                requests.append(_pass_role(env, role, "glue.amazonaws.com"))
-            return _with_tag_on_create(env, requests)
+                requests.append(pass_role(env, role, "glue.amazonaws.com"))
+            return with_tag_on_create(env, requests)
     if operation in ("BatchGetJobs", "BatchGetCrawlers", "BatchGetTriggers", "BatchGetWorkflows"):
         kind = {"BatchGetJobs": "job", "BatchGetCrawlers": "crawler", "BatchGetTriggers": "trigger",
                 "BatchGetWorkflows": "workflow"}[operation]  # fmt: skip
@@ -89,23 +91,23 @@ def _glue(env: _Env) -> list[AuthorizationRequest] | None:
             or params.get("Names")
             or []
         )
-        return [_request(action, env.arn("glue", f"{kind}/{name}")) for name in names]
+        return [need(action, env.arn("glue", f"{kind}/{name}")) for name in names]
     catalog = env.arn("glue", "catalog", account=account)
-    database = params.get("DatabaseName") or _first(params, "DatabaseInput", "Name")
+    database = params.get("DatabaseName") or first_at(params, "DatabaseInput", "Name")
     if operation in ("GetDatabase", "DeleteDatabase", "UpdateDatabase"):
         database = params.get("Name")
-    table = params.get("TableName") or _first(params, "TableInput", "Name")
+    table = params.get("TableName") or first_at(params, "TableInput", "Name")
     if operation in ("GetTable", "DeleteTable"):
         table = params.get("Name")
     if database is None:
         if operation in ("GetDatabases", "SearchTables"):
-            return [_request(action, catalog), _request(action, env.arn("glue", "database/*", account=account))]
+            return [need(action, catalog), need(action, env.arn("glue", "database/*", account=account))]
         return None
-    requests = [_request(action, catalog), _request(action, env.arn("glue", f"database/{database}", account=account))]
+    requests = [need(action, catalog), need(action, env.arn("glue", f"database/{database}", account=account))]
     if table is not None:
-        requests.append(_request(action, env.arn("glue", f"table/{database}/{table}", account=account)))
+        requests.append(need(action, env.arn("glue", f"table/{database}/{table}", account=account)))
     elif operation in ("GetTables", "GetTableVersions", "DeleteDatabase"):
-        requests.append(_request(action, env.arn("glue", f"table/{database}/*", account=account)))
+        requests.append(need(action, env.arn("glue", f"table/{database}/*", account=account)))
     return requests
 
 
@@ -122,13 +124,13 @@ def _bus_name(value: str | None) -> str:
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
-def _event_bus_arn(env: _Env, value: str | None) -> str:
+def _event_bus_arn(env: CallEnv, value: str | None) -> str:
     if value and value.startswith("arn:"):
         return value
     return env.arn("events", f"event-bus/{_bus_name(value)}")
 
 
-def _rule_arn(env: _Env, name: str, bus: str | None) -> str:
+def _rule_arn(env: CallEnv, name: str, bus: str | None) -> str:
     bus_name = _bus_name(bus)
     return env.arn("events", f"rule/{name}" if bus_name == "default" else f"rule/{bus_name}/{name}")
 
@@ -145,7 +147,8 @@ def _pattern_values(pattern: Any, key: str) -> list[str] | None:
     return [values] if isinstance(values, str) else None
 
 
-def _events(env: _Env) -> list[AuthorizationRequest] | None:
+def events_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What an EventBridge call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = f"events:{operation}"
@@ -153,33 +156,33 @@ def _events(env: _Env) -> list[AuthorizationRequest] | None:
         requests = []
         for entry in params.get("Entries") or []:
             context = {"events:source": entry.get("Source"), "events:detail-type": entry.get("DetailType")}
-            requests.append(_request(action, _event_bus_arn(env, entry.get("EventBusName")), context))
-        return requests or [_request(action, _event_bus_arn(env, None))]
+            requests.append(need(action, _event_bus_arn(env, entry.get("EventBusName")), context))
+        return requests or [need(action, _event_bus_arn(env, None))]
     if operation == "PutRule":
         context = {
             "events:source": _pattern_values(params.get("EventPattern"), "source"),
             "events:detail-type": _pattern_values(params.get("EventPattern"), "detail-type"),
         }
-        requests = [_request(action, _rule_arn(env, str(params.get("Name", "")), params.get("EventBusName")), context)]
+        requests = [need(action, _rule_arn(env, str(params.get("Name", "")), params.get("EventBusName")), context)]
         if params.get("RoleArn"):
-            requests.append(_pass_role(env, params["RoleArn"], "events.amazonaws.com"))
-        return _with_tag_on_create(env, requests)
+            requests.append(pass_role(env, params["RoleArn"], "events.amazonaws.com"))
+        return with_tag_on_create(env, requests)
     if operation == "PutTargets":
         targets = params.get("Targets") or []
         context = {"events:TargetArn": [target.get("Arn") for target in targets if target.get("Arn")] or None}
-        requests = [_request(action, _rule_arn(env, str(params.get("Rule", "")), params.get("EventBusName")), context)]
+        requests = [need(action, _rule_arn(env, str(params.get("Rule", "")), params.get("EventBusName")), context)]
         roles = sorted({target["RoleArn"] for target in targets if target.get("RoleArn")})
-        requests += [_pass_role(env, role, "events.amazonaws.com") for role in roles]
+        requests += [pass_role(env, role, "events.amazonaws.com") for role in roles]
         return requests
     if operation in ("DescribeRule", "DeleteRule", "EnableRule", "DisableRule", "ListTargetsByRule", "RemoveTargets"):
         name = params.get("Name") or params.get("Rule") or ""
-        return [_request(action, _rule_arn(env, str(name), params.get("EventBusName")))]
+        return [need(action, _rule_arn(env, str(name), params.get("EventBusName")))]
     if operation in ("CreateEventBus", "DescribeEventBus", "DeleteEventBus", "UpdateEventBus"):
-        return _with_tag_on_create(env, [_request(action, _event_bus_arn(env, params.get("Name")))])
+        return with_tag_on_create(env, [need(action, _event_bus_arn(env, params.get("Name")))])
     if operation in ("PutPermission", "RemovePermission"):
-        return [_request(action, _event_bus_arn(env, params.get("EventBusName")))]
+        return [need(action, _event_bus_arn(env, params.get("EventBusName")))]
     if params.get("ResourceARN"):
-        return [_request(action, params["ResourceARN"])]
+        return [need(action, params["ResourceARN"])]
     return None
 
 
@@ -201,7 +204,7 @@ _LAMBDA_ARN = re.compile(r"^arn:[^:]+:lambda:[^:]*:\d{12}:function:([^:]+)(?::([
 _LAMBDA_PARTIAL = re.compile(r"^(\d{12}):function:([^:]+)(?::([^:]+))?$")
 
 
-def _lambda_function(env: _Env, name: str, qualifier: str | None) -> str:
+def _lambda_function(env: CallEnv, name: str, qualifier: str | None) -> str:
     """The function ARN Lambda authorizes: unqualified, or ``...:function:NAME:QUALIFIER`` for a
     version or alias, given in ``Qualifier`` or in the name (``NAME:QUALIFIER``, a qualified ARN)."""
     match = _LAMBDA_ARN.match(name)
@@ -220,12 +223,13 @@ def _lambda_function(env: _Env, name: str, qualifier: str | None) -> str:
     return f"{base}:{qualifier}" if qualifier else base
 
 
-def _lambda(env: _Env) -> list[AuthorizationRequest] | None:
+def lambda_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a Lambda call asks IAM for (None: no rule here, the default applies)."""
     operation = env.call.operation
     params = env.params
     action = _LAMBDA_ACTIONS.get(operation, f"lambda:{operation}")
     if operation == "ListFunctions":
-        return [_request(action, "*")]
+        return [need(action, "*")]
     if params.get("FunctionName"):
         resource = _lambda_function(env, str(params["FunctionName"]), params.get("Qualifier"))
         context: dict[str, Any] = {}
@@ -242,14 +246,14 @@ def _lambda(env: _Env) -> list[AuthorizationRequest] | None:
                 "lambda:SecurityGroupIds": vpc.get("SecurityGroupIds"),
                 "lambda:CodeSigningConfigArn": params.get("CodeSigningConfigArn"),
             }
-        requests = [_request(action, resource, context)]
+        requests = [need(action, resource, context)]
         if operation in ("CreateFunction", "UpdateFunctionConfiguration") and params.get("Role"):
-            requests.append(_pass_role(env, params["Role"], "lambda.amazonaws.com"))
-        return _with_tag_on_create(env, requests)
+            requests.append(pass_role(env, params["Role"], "lambda.amazonaws.com"))
+        return with_tag_on_create(env, requests)
     for member in ("Resource", "Arn", "LayerName"):
         if params.get(member):
             value = str(params[member])
             if member == "LayerName" and not value.startswith("arn:"):
                 value = env.arn("lambda", f"layer:{value}")
-            return [_request(action, value)]
+            return [need(action, value)]
     return None
