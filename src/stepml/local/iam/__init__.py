@@ -8,9 +8,13 @@ reaches moto through a gate that evaluates the role's policies, as provisioned f
 - ``model``: the shared types (the principal, one authorization request, the decision);
 - ``policy``: the evaluator (Allow/Deny, Action/NotAction, Resource/NotResource, Principal,
   conditions with their operators, wildcards, explicit deny, KMS key policies, resource
-  policies) and AWS's wording of a denial;
-- ``requests``: which actions, resources and condition keys one HTTP call to an AWS API
-  needs (``s3:GetObject`` on ``arn:aws:s3:::bucket/key`` ...);
-- ``gate``: the credentials each principal signs with, the WSGI gate in front of moto, and the
-  record of every authorised call that the mutation test replays.
+  policies) and AWS's wording of a denial, on ``documents`` (the grammar and its validation),
+  ``matching`` (wildcards, policy variables) and ``conditions`` (the operators);
+- ``requests`` (a package): which actions, resources and condition keys one HTTP call to an AWS
+  API needs (``s3:GetObject`` on ``arn:aws:s3:::bucket/key`` ...): parsing by wire protocol, then
+  one resolver per service family;
+- ``gate``: the WSGI gate in front of moto and ``Authorizer``, with ``principals`` (the
+  credentials each principal signs with), ``moto_policies`` (the policies as moto holds them)
+  and ``record`` (every authorised call, which the mutation test replays);
+- ``hooks``: where the engines act under roles.
 """

@@ -18,38 +18,55 @@ directly.
 Every check is recorded (``Recorder``) with the test that was running, so that
 ``tests/e2e/test_iam_mutation.py`` can replay the session's calls against the template's
 policies with one statement or action removed.
+
+This module holds the denial (``AccessDeniedError``), ``Authorizer`` and the WSGI gate; the
+credentials are ``principals``, the policies as moto holds them ``moto_policies`` and the
+record ``record``, whose names it re-exports for the modules that import them from here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from stepml.local.iam import policy
 from stepml.local.iam import requests as iam_requests
 from stepml.local.iam.model import (
-    LOCAL_ACCOUNT,
     AuthorizationRequest,
     Decision,
     PolicyDocument,
     Principal,
 )
+from stepml.local.iam.moto_policies import MotoPolicies, resource_policy_source
+from stepml.local.iam.principals import ADMINISTRATOR_POLICY, Credentials, Principals, role_name
+from stepml.local.iam.record import RECORDER, CallRecord, Recorder
+
+__all__ = [
+    "ADMINISTRATOR_POLICY",
+    "RECORDER",
+    "AccessDeniedError",
+    "Authorizer",
+    "CallRecord",
+    "Credentials",
+    "GatedMotoServer",
+    "IamGate",
+    "MotoPolicies",
+    "Principals",
+    "Recorder",
+    "resource_policy_source",
+    "role_name",
+]
+
 
 #: S3 reads of one key whose "does not exist" answer depends on s3:ListBucket (S3 API Reference,
 #: GetObject and HeadObject, Permissions).
 _S3_READS_OF_ONE_KEY = frozenset({"GetObject", "HeadObject"})
-
-#: The prefix AWS gives temporary (STS) access key ids.
-_TEMPORARY_KEY_PREFIX = "ASIA"
 
 
 class AccessDeniedError(Exception):
@@ -61,301 +78,6 @@ class AccessDeniedError(Exception):
         self.principal = principal
         self.request = request
         self.decision = decision
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str
-
-    def environment(self) -> dict[str, str]:
-        """The variables boto3 and the AWS CLI read, for a worker process."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-            "AWS_SESSION_TOKEN": self.session_token,
-        }
-
-    def client_kwargs(self) -> dict[str, str]:
-        return {
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-            "aws_session_token": self.session_token,
-        }
-
-
-def role_name(role_arn: str) -> str:
-    """``arn:aws:iam::1:role/path/Name`` -> ``Name``."""
-    return role_arn.rsplit("/", 1)[-1]
-
-
-class Principals:
-    """The access keys of every role the local cloud acts as, and back from a key to the role."""
-
-    def __init__(self, account: str = LOCAL_ACCOUNT):
-        self.account = account
-        self._by_key: dict[str, Principal] = {}
-        self._lock = threading.Lock()
-
-    def credentials(self, role_arn: str, session_name: str) -> Credentials:
-        """Temporary credentials of ``role_arn`` for a session called ``session_name``.
-
-        The key is derived from the role and session, so a worker process started later gets the
-        same key for the same principal.
-        """
-        digest = hashlib.sha256(f"{role_arn}\0{session_name}".encode()).hexdigest().upper()
-        key = _TEMPORARY_KEY_PREFIX + digest[:16]
-        with self._lock:
-            self._by_key[key] = self.session(role_arn, session_name)
-        return Credentials(key, digest[16:56], "local-session-" + digest[:24].lower())
-
-    def session(self, role_arn: str, session_name: str) -> Principal:
-        """The principal of ``role_arn``'s session ``session_name`` (its assumed-role ARN)."""
-        return Principal(
-            arn=f"arn:aws:sts::{self.account}:assumed-role/{role_name(role_arn)}/{session_name}",
-            account=self.account,
-            role_arn=role_arn,
-        )
-
-    def administrator(self) -> Principal:
-        """The local user: whoever signs with keys that belong to no role (you, the CLI, provisioning)."""
-        return Principal(arn=f"arn:aws:iam::{self.account}:user/local", account=self.account)
-
-    def principal_of(self, access_key_id: str | None) -> Principal | None:
-        """The role session behind a key, or None for the local user's keys."""
-        if access_key_id is None:
-            return None
-        with self._lock:
-            return self._by_key.get(access_key_id)
-
-
-@dataclass
-class CallRecord:
-    """One authorization check: who, what, on which resource, with which result, in which test."""
-
-    test: str
-    principal: str
-    role_arn: str | None
-    service: str | None
-    action: str
-    resource: str
-    context: dict[str, Any]
-    resource_policy: str | None
-    key_policy: bool
-    allowed: bool
-    decided_by: str | None
-
-
-class Recorder:
-    """Every check the gate and the engines made, labelled with the running test."""
-
-    def __init__(self) -> None:
-        self.label = ""
-        self.records: list[CallRecord] = []
-        #: The policy documents the checks were made against, by source, for replay.
-        self.documents: dict[str, PolicyDocument] = {}
-        #: The identity policy sources of each role, in order.
-        self.role_policies: dict[str, list[str]] = {}
-        #: The template resource (logical id) whose resource-based policy each source is: the
-        #: bucket, topic, queue and key policies a local cloud provisioned from its template.
-        self.resource_policy_owners: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def own(self, sources: Mapping[str, str]) -> None:
-        """Record which template resource (logical id) each resource-policy source belongs to."""
-        with self._lock:
-            self.resource_policy_owners.update(sources)
-
-    def remember(self, role_arn: str | None, identity: list[PolicyDocument], resource: PolicyDocument | None) -> None:
-        with self._lock:
-            for document in [*identity, *([resource] if resource else [])]:
-                self.documents[document.source] = document
-            if role_arn:
-                self.role_policies[role_arn] = [document.source for document in identity]
-
-    def add(self, record: CallRecord) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    def snapshot(self) -> list[CallRecord]:
-        with self._lock:
-            return list(self.records)
-
-    def write_jsonl(self, path: Path) -> None:
-        with path.open("a", encoding="utf-8") as out:
-            for record in self.snapshot():
-                out.write(json.dumps(asdict(record), sort_keys=True, default=str) + "\n")
-
-
-#: The local user's identity policy: an administrator's (AdministratorAccess).
-ADMINISTRATOR_POLICY = PolicyDocument(
-    "local user (AdministratorAccess)",
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
-)
-
-#: One recorder per process: tests label it with the running test (tests/conftest.py).
-RECORDER = Recorder()
-
-
-@lru_cache(maxsize=4096)
-def _parsed(document: str) -> Mapping[str, Any]:
-    return json.loads(document)
-
-
-def _as_document(value: Any) -> Mapping[str, Any]:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if isinstance(value, str):
-        return _parsed(value)
-    return value
-
-
-def resource_policy_source(resource_arn: str) -> str | None:
-    """The name the gate gives the resource-based policy that governs ``resource_arn`` (a bucket's,
-    topic's, key's or queue's), or None for a resource with no such policy."""
-    if resource_arn.startswith("arn:aws:s3:::"):
-        return f"bucket policy of {resource_arn[len('arn:aws:s3:::') :].split('/', 1)[0]}"
-    parts = resource_arn.split(":", 5)
-    if len(parts) < 6:
-        return None
-    service, name = parts[2], parts[5]
-    if service == "sns":
-        return f"topic policy of {name}"
-    if service == "kms" and name.startswith("key/"):
-        return f"key policy of {name}"
-    if service == "sqs":
-        return f"queue policy of {name}"
-    return None
-
-
-class MotoPolicies:
-    """The policies as moto holds them: a role's inline and attached policies, and the resource
-    policies of buckets, topics, keys and queues."""
-
-    def __init__(self, account: str = LOCAL_ACCOUNT, region: str = "us-east-1"):
-        self.account = account
-        self.region = region
-
-    def identity_policies(self, role_arn: str) -> list[PolicyDocument]:
-        from moto.iam.models import iam_backends
-
-        backend = iam_backends[self.account]["global"]
-        try:
-            role = backend.get_role_by_arn(role_arn)
-        except Exception:
-            return []
-        documents = [
-            PolicyDocument(f"{role.name}/{name}", _as_document(text)) for name, text in sorted(role.policies.items())
-        ]
-        for arn, managed in sorted(role.managed_policies.items()):
-            version = next((v for v in managed.versions if v.is_default), None)
-            if version is not None:
-                documents.append(PolicyDocument(f"{role.name}/{arn}", _as_document(version.document)))
-        return documents
-
-    def resource_policy(self, resource_arn: str) -> tuple[PolicyDocument | None, bool]:
-        """The resource-based policy that governs ``resource_arn`` and whether it is a key policy."""
-        source = resource_policy_source(resource_arn)
-        if source is None:
-            return None, False
-        if resource_arn.startswith("arn:aws:s3:::"):
-            from moto.s3.models import s3_backends
-
-            bucket_name = resource_arn[len("arn:aws:s3:::") :].split("/", 1)[0]
-            bucket = s3_backends[self.account]["aws"].buckets.get(bucket_name)
-            if bucket is not None and bucket.policy:
-                return PolicyDocument(source, _as_document(bucket.policy)), False
-            return None, False
-        parts = resource_arn.split(":", 5)
-        service, region = parts[2], parts[3]
-        if service == "sns":
-            from moto.sns.models import sns_backends
-
-            topic = sns_backends[self.account][region].topics.get(resource_arn)
-            if topic is not None:
-                return PolicyDocument(source, _as_document(topic.policy)), False
-        elif service == "kms":
-            from moto.kms.models import kms_backends
-
-            key = kms_backends[self.account][region].keys.get(parts[5][len("key/") :])
-            if key is not None:
-                return PolicyDocument(source, _as_document(key.policy)), True
-        elif service == "sqs":
-            from moto.sqs.models import sqs_backends
-
-            queue = sqs_backends[self.account][region].queues.get(parts[5])
-            if queue is not None and queue.policy:
-                return PolicyDocument(source, _as_document(queue.policy)), False
-        return None, False
-
-    def ses_sending_identity(self, address: str) -> str | None:
-        """The verified SES identity a From address sends as: the address, else its domain."""
-        from moto.sesv2.models import sesv2_backends
-
-        backend = sesv2_backends[self.account][self.region]
-        identities = backend.core_backend.email_identities
-        if address in identities:
-            return address
-        domain = address.rsplit("@", 1)[-1]
-        return domain if domain in identities else None
-
-    def iam_role_arn(self, name: str) -> str | None:
-        from moto.iam.models import iam_backends
-
-        try:
-            return iam_backends[self.account]["global"].get_role(name).arn
-        except Exception:
-            return None
-
-    def sns_topic_kms_key(self, topic_arn: str) -> str | None:
-        """requests.ResourceResolver: the KMS key a topic encrypts with (SNS then needs the
-        publisher's kms rights)."""
-        from moto.sns.models import sns_backends
-
-        region = topic_arn.split(":")[3]
-        topic = sns_backends[self.account][region].topics.get(topic_arn)
-        if topic is None or not topic.kms_master_key_id:
-            return None
-        return self.kms_key_arn(topic.kms_master_key_id, region)
-
-    # -- requests.ResourceResolver --------------------------------------------------------
-
-    def kms_key_arn(self, key_id: str, region: str | None = None) -> str | None:
-        from moto.kms.models import kms_backends
-
-        if key_id.startswith("arn:aws:kms:"):
-            region = key_id.split(":")[3]
-        region = region or self.region
-        backend = kms_backends[self.account][region]
-        try:
-            resolved = backend.any_id_to_key_id(key_id)
-        except Exception:
-            return None
-        if resolved not in backend.keys:
-            return None
-        return f"arn:aws:kms:{region}:{self.account}:key/{resolved}"
-
-    def state_machine_of_task_token(self, token: str) -> str | None:
-        """The state machine whose running execution waits for ``token`` (SendTask* authorize
-        on it), or None for a token no execution holds."""
-        from moto.stepfunctions.responses import get_backend
-
-        # The backend that runs executions (moto's interpreter when execution is on).
-        backend = get_backend(self.account, self.region)
-        for machine in list(backend.state_machines):
-            for execution in list(getattr(machine, "executions", [])):
-                worker = getattr(execution, "exec_worker", None)
-                environment = getattr(worker, "env", None)
-                manager = getattr(environment, "callback_pool_manager", None)
-                if manager is not None and manager.get(token) is not None:
-                    return machine.arn
-        return None
-
-    def lambda_function_arn(self, name_or_arn: str) -> str:
-        if name_or_arn.startswith("arn:"):
-            return name_or_arn
-        return f"arn:aws:lambda:{self.region}:{self.account}:function:{name_or_arn}"
 
 
 def _over_tls(request: AuthorizationRequest) -> AuthorizationRequest:
