@@ -26,6 +26,12 @@ def _session() -> botocore.session.Session:
 
 
 @functools.cache
+def loader() -> botocore.loaders.Loader:
+    """botocore's data loader (its search paths), for reading a model file's own bytes."""
+    return botocore.loaders.create_loader()
+
+
+@functools.cache
 def available_services() -> frozenset[str]:
     """Every service botocore has a model for (``service-2``)."""
     return frozenset(_session().get_available_services())

@@ -15,11 +15,6 @@ from botocore.model import ServiceModel
 from stepml.local import botocore_models
 
 
-@functools.lru_cache(maxsize=1)
-def _loader() -> botocore.loaders.Loader:
-    return botocore.loaders.create_loader()
-
-
 def service_model(name: str) -> ServiceModel:
     """botocore's model of ``name``."""
     return botocore_models.require_service_model(name)
@@ -79,7 +74,7 @@ _METADATA_NAME = re.compile(r'"(signingName|endpointPrefix)"\s*:\s*"([^"]+)"')
 
 def _metadata_head(service: str) -> str:
     """The start of a service model's file, which holds its metadata block."""
-    loader = _loader()
+    loader = botocore_models.loader()
     version = loader.list_api_versions(service, "service-2")[-1]
     for base in loader.search_paths:
         path = os.path.join(base, service, version, "service-2.json")
