@@ -44,6 +44,7 @@ from stepml.local import faults, telemetry
 from stepml.local.glue.errors import GlueEngineError, _RunFailure
 from stepml.local.glue.logs import LogEncryption, RunLogs, _enabled
 from stepml.local.glue.worker import ScriptWorker
+from stepml.utils import split_s3_uri
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 #: Arguments that are scratch space, not data: staged locally, never uploaded.
@@ -91,11 +92,6 @@ class JobRunRecord:
     def execution_seconds(self) -> int:
         end = self.completed_on or datetime.now(UTC)
         return int((end - self.started_on).total_seconds())
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 def _version_of(name: str, arguments: Mapping[str, str]) -> str | None:
@@ -179,7 +175,7 @@ class GlueEngine:
     def _stage_in(self, s3: Any, uri: str, mirror: Path, version_id: str | None = None) -> tuple[Path, bool, int]:
         """Download an object (at ``version_id`` when given) or a prefix; returns (local path,
         is_prefix, bytes read)."""
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3_uri(uri)
         local = mirror / bucket / key
         if version_id:
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +215,7 @@ class GlueEngine:
         from S3 too. Before writing a path, Hadoop's S3 file systems look it up (getFileStatus:
         HEAD, which needs s3:GetObject); so does the stage-out, for each top-level path written.
         """
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3_uri(uri)
         prefix = key if key.endswith("/") or not key else key + "/"
         current = _snapshot(local)
         for path in sorted(set(before) - set(current)):
@@ -244,7 +240,7 @@ class GlueEngine:
             raise _RunFailure(
                 f"Error downloading script: ScriptLocation {location!r} is not an Amazon S3 path (s3://bucket/key)"
             )
-        bucket, key = _split_s3(location)
+        bucket, key = split_s3_uri(location)
         try:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
