@@ -7,17 +7,15 @@ names); the item layout is described in ``stepml.lineage``'s docstring.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from stepml.config import Settings
-from stepml.utils import from_dynamo, iso_utc
+from stepml.utils import from_dynamo, iso_utc, to_dynamo
 from stepml.version import code_version
 
 #: Steps in pipeline order; the first one without a result in ``$.steps`` is where a run failed.
@@ -47,11 +45,6 @@ NOTIFICATIONS = (
 )
 
 _MAX_SUBJECT = 100
-
-
-def to_dynamo(value: Any) -> Any:
-    """JSON-compatible data as DynamoDB wants it (floats as Decimal, no empty sets)."""
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
 
 
 class LineageError(RuntimeError):
