@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
-from stepml.lineage import STEP_ORDER, STEP_TITLES, LineageError, from_dynamo
+from stepml.lineage_table import STEP_ORDER, STEP_TITLES, LineageError
+from stepml.utils import from_dynamo
 
 SUBJECT_INDEX = "by_subject"
 #: SageMaker names a run gives its resources (``stepml.lineage.resource_names``):
@@ -192,6 +193,83 @@ def _serving_model(sagemaker_client: Any, endpoint: str) -> str | None:
     return variants[0].get("ModelName") if variants else None
 
 
+def _deployment_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": item["run_id"],
+        "model": (item.get("inputs") or {}).get("model"),
+        "endpoint_config": (item.get("outputs") or {}).get("endpoint_config"),
+        "deployed_at": item.get("recorded_at"),
+    }
+
+
+def _endpoint_origin(table: Any, name: str, sagemaker_client: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """For an endpoint ``name``: the run of the model it serves, that model, and the endpoint
+    with every deployment to it. SageMaker answers which model it serves now when the endpoint
+    exists; else the last deployment lineage recorded to it does."""
+    deployments = sorted(_by_subject(table, f"ENDPOINT#{name}"), key=lambda item: item.get("recorded_at", ""))
+    model = serving = _serving_model(sagemaker_client, name)
+    run_id = _run_of_model(table, serving) if serving is not None else None
+    source = "sagemaker"
+    if run_id is None and deployments:
+        run_id, source = str(deployments[-1]["run_id"]), "lineage"
+        model = (deployments[-1].get("inputs") or {}).get("model")
+    if run_id is None:
+        raise NotInLineageError(
+            f"no model or endpoint named {name!r} in lineage table {table.name}"
+            + (f" (endpoint {name} serves model {serving}, which no run recorded)" if serving else "")
+        )
+    endpoint = {"name": name, "source": source, "deployments": [_deployment_view(item) for item in deployments]}
+    return run_id, model, endpoint
+
+
+def _data_view(run: Mapping[str, Any], preprocess: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset object a run read and what preprocessing made of it."""
+    upload = run.get("input") or {}
+    outputs = preprocess.get("outputs") or {}
+    return {
+        "uri": upload.get("uri"),
+        "version_id": upload.get("version_id"),
+        "etag": upload.get("etag"),
+        "bytes": upload.get("size"),
+        "fingerprint": outputs.get("fingerprint"),
+        "row_counts": outputs.get("row_counts"),
+        "preprocess_job": _job(preprocess, run.get("execution_arn")),
+    }
+
+
+def _training_view(train: Mapping[str, Any], execution_arn: str | None) -> dict[str, Any]:
+    parameters = train.get("parameters") or {}
+    outputs = train.get("outputs") or {}
+    return {
+        "job": _job(train, execution_arn),
+        "status": train.get("status"),
+        "image": parameters.get("training_image"),
+        "instance": parameters.get("training"),
+        "model_data": outputs.get("model_data"),
+        "final_metrics": outputs.get("final_metrics"),
+        "started_at": train.get("started_at"),
+        "ended_at": train.get("ended_at"),
+    }
+
+
+def _evaluation_view(evaluate: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = evaluate.get("parameters") or {}
+    outputs = evaluate.get("outputs") or {}
+    return {
+        "status": evaluate.get("status"),
+        "metric": parameters.get("metric"),
+        "threshold": parameters.get("threshold"),
+        "metrics": outputs.get("metrics"),
+        "passed": outputs.get("passed"),
+        "report": outputs.get("report"),
+    }
+
+
+def _deployed_to(deploy: Mapping[str, Any]) -> str | None:
+    """The endpoint a run's deployment step put its model on, if that step succeeded."""
+    return (deploy.get("outputs") or {}).get("endpoint") if deploy.get("status") == "SUCCEEDED" else None
+
+
 def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dict[str, Any]:
     """Where a model (by model name, or the endpoint serving it) came from: the dataset object
     and version, its fingerprint, the code version, hyperparameters, training job, metrics and
@@ -201,43 +279,12 @@ def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dic
     model: str | None = name
     run_id = _run_of_model(table, name)
     if run_id is None:
-        deployments = sorted(_by_subject(table, f"ENDPOINT#{name}"), key=lambda item: item.get("recorded_at", ""))
-        model = serving = _serving_model(sagemaker_client, name)
-        if serving is not None:
-            run_id = _run_of_model(table, serving)
-        source = "sagemaker"
-        if run_id is None and deployments:
-            run_id, source = str(deployments[-1]["run_id"]), "lineage"
-            model = (deployments[-1].get("inputs") or {}).get("model")
-        if run_id is None:
-            raise NotInLineageError(
-                f"no model or endpoint named {name!r} in lineage table {table.name}"
-                + (f" (endpoint {name} serves model {serving}, which no run recorded)" if serving else "")
-            )
-        endpoint = {
-            "name": name,
-            "source": source,
-            "deployments": [
-                {
-                    "run_id": item["run_id"],
-                    "model": (item.get("inputs") or {}).get("model"),
-                    "endpoint_config": (item.get("outputs") or {}).get("endpoint_config"),
-                    "deployed_at": item.get("recorded_at"),
-                }
-                for item in deployments
-            ],
-        }
+        run_id, model, endpoint = _endpoint_origin(table, name, sagemaker_client)
     run, steps = run_records(table, run_id)
-    names = run.get("names") or {}
-    preprocess = steps.get("preprocess") or {}
     train = steps.get("train") or {}
-    evaluate = steps.get("evaluate") or {}
-    deploy = steps.get("deploy") or {}
-    upload = run.get("input") or {}
-    model = model or names.get("model")
+    model = model or (run.get("names") or {}).get("model")
     if endpoint is not None:
         endpoint["model"] = model
-    training = train.get("parameters") or {}
     return {
         "model": model,
         "asked_for": name,
@@ -245,37 +292,13 @@ def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dic
         "run_id": run["run_id"],
         "dataset": run.get("dataset"),
         "status": run.get("status"),
-        "data": {
-            "uri": upload.get("uri"),
-            "version_id": upload.get("version_id"),
-            "etag": upload.get("etag"),
-            "bytes": upload.get("size"),
-            "fingerprint": (preprocess.get("outputs") or {}).get("fingerprint"),
-            "row_counts": (preprocess.get("outputs") or {}).get("row_counts"),
-            "preprocess_job": _job(preprocess, run.get("execution_arn")),
-        },
+        "data": _data_view(run, steps.get("preprocess") or {}),
         "code_version": train.get("code_version") or run.get("code_version"),
-        "hyperparameters": training.get("hyperparameters") or run.get("hyperparameters"),
-        "training": {
-            "job": _job(train, run.get("execution_arn")),
-            "status": train.get("status"),
-            "image": training.get("training_image"),
-            "instance": training.get("training"),
-            "model_data": (train.get("outputs") or {}).get("model_data"),
-            "final_metrics": (train.get("outputs") or {}).get("final_metrics"),
-            "started_at": train.get("started_at"),
-            "ended_at": train.get("ended_at"),
-        },
-        "evaluation": {
-            "status": evaluate.get("status"),
-            "metric": (evaluate.get("parameters") or {}).get("metric"),
-            "threshold": (evaluate.get("parameters") or {}).get("threshold"),
-            "metrics": (evaluate.get("outputs") or {}).get("metrics"),
-            "passed": (evaluate.get("outputs") or {}).get("passed"),
-            "report": (evaluate.get("outputs") or {}).get("report"),
-        },
+        "hyperparameters": (train.get("parameters") or {}).get("hyperparameters") or run.get("hyperparameters"),
+        "training": _training_view(train, run.get("execution_arn")),
+        "evaluation": _evaluation_view(steps.get("evaluate") or {}),
         "approval": _approval(run, steps),
-        "deployed_to": (deploy.get("outputs") or {}).get("endpoint") if deploy.get("status") == "SUCCEEDED" else None,
+        "deployed_to": _deployed_to(steps.get("deploy") or {}),
     }
 
 
@@ -305,34 +328,32 @@ def dataset_lineage(table: Any, uri: str) -> dict[str, Any]:
     if not runs:
         shown = f"{object_uri} (version {version})" if version is not None else object_uri
         raise NotInLineageError(f"no run in lineage table {table.name} read {shown}")
-    entries = []
-    for run in sorted(runs, key=lambda item: item.get("started_at", "")):
-        _, steps = run_records(table, run["run_id"])
-        train = steps.get("train") or {}
-        trained = train.get("status") == "SUCCEEDED"
-        evaluate = (steps.get("evaluate") or {}).get("outputs") or {}
-        deploy = steps.get("deploy") or {}
-        approval = _approval(run, steps)
-        entries.append(
-            {
-                "run_id": run["run_id"],
-                "version_id": (run.get("input") or {}).get("version_id"),
-                "etag": (run.get("input") or {}).get("etag"),
-                "status": run.get("status"),
-                "started_at": run.get("started_at"),
-                "ended_at": run.get("ended_at"),
-                "fingerprint": ((steps.get("preprocess") or {}).get("outputs") or {}).get("fingerprint"),
-                "model": (run.get("names") or {}).get("model") if trained else None,
-                "training_job": (train.get("job") or {}).get("name") if trained else None,
-                "model_data": (train.get("outputs") or {}).get("model_data") if trained else None,
-                "metrics": evaluate.get("metrics"),
-                "approver": (approval or {}).get("approver"),
-                "decision": (approval or {}).get("decision"),
-                "deployed_to": (deploy.get("outputs") or {}).get("endpoint")
-                if deploy.get("status") == "SUCCEEDED"
-                else None,
-                "failed_step": run.get("failed_step"),
-                "error": (run.get("error") or {}).get("cause"),
-            }
-        )
-    return {"uri": object_uri, "version_id": version, "runs": entries}
+    ordered = sorted(runs, key=lambda item: item.get("started_at", ""))
+    return {"uri": object_uri, "version_id": version, "runs": [_dataset_run_entry(table, run) for run in ordered]}
+
+
+def _dataset_run_entry(table: Any, run: Mapping[str, Any]) -> dict[str, Any]:
+    """One run of a dataset object: the model it trained, its metrics, approval and deployment."""
+    _, steps = run_records(table, run["run_id"])
+    train = steps.get("train") or {}
+    trained = train.get("status") == "SUCCEEDED"
+    evaluate = (steps.get("evaluate") or {}).get("outputs") or {}
+    approval = _approval(run, steps) or {}
+    return {
+        "run_id": run["run_id"],
+        "version_id": (run.get("input") or {}).get("version_id"),
+        "etag": (run.get("input") or {}).get("etag"),
+        "status": run.get("status"),
+        "started_at": run.get("started_at"),
+        "ended_at": run.get("ended_at"),
+        "fingerprint": ((steps.get("preprocess") or {}).get("outputs") or {}).get("fingerprint"),
+        "model": (run.get("names") or {}).get("model") if trained else None,
+        "training_job": (train.get("job") or {}).get("name") if trained else None,
+        "model_data": (train.get("outputs") or {}).get("model_data") if trained else None,
+        "metrics": evaluate.get("metrics"),
+        "approver": approval.get("approver"),
+        "decision": approval.get("decision"),
+        "deployed_to": _deployed_to(steps.get("deploy") or {}),
+        "failed_step": run.get("failed_step"),
+        "error": (run.get("error") or {}).get("cause"),
+    }

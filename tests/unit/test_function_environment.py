@@ -109,6 +109,8 @@ def settings_read(entry: Path) -> set[str]:
         module = parse_module(path)
         node = module.functions.get(name)
         if node is None:
+            if name in module.functions_from:  # re-exported, as stepml.lineage does for its parts
+                todo.append(module.functions_from[name])
             continue
         for child in ast.walk(node):
             if isinstance(child, ast.Attribute) and child.attr in properties and _is_settings(child.value):

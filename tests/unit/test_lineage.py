@@ -308,6 +308,24 @@ def test_the_evaluation_record_names_the_champion_scored_beside_the_challenger(e
     assert evaluate["outputs"]["production"]["variant"] == "Champion"
 
 
+def test_a_value_dynamodb_cannot_store_is_recorded_as_null_not_a_failed_record(env):
+    # The metrics module refuses NaN upstream; lineage's writes still must not die on one.
+    run = _resolve(env, _upload(env))["run"]
+    record_step(
+        run,
+        "evaluate",
+        "SUCCEEDED",
+        {"metric": "auc", "metrics": {"auc": float("nan"), "accuracy": 0.75}},
+        table=env["table"],
+        s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+        now=lambda: NOW,
+    )
+    item = env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#evaluate"})["Item"]
+    assert from_dynamo(item)["outputs"]["metrics"] == {"auc": None, "accuracy": 0.75}
+
+
 def test_resume_of_an_unknown_run_names_it(env):
     with pytest.raises(UnknownRunError, match="run 'churn-000000000000' is not in lineage table"):
         _resolve(env, {"resume_run_id": "churn-000000000000"})

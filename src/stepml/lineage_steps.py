@@ -1,0 +1,264 @@
+"""Step records: what each step of a run read, produced and was configured with, and the
+run's outcome with the notice that announces it.
+
+``record_step`` is what RecordStep runs after each step succeeds; ``step="run"`` finishes the
+run and ``step="cleanup"`` notes a test endpoint left behind after a deploy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepml.config import Settings
+from stepml.lineage_failures import record_cleanup_failure
+from stepml.lineage_table import (
+    RESUMABLE_STEPS,
+    STEP_ORDER,
+    LineageError,
+    email_subject,
+    finish_run,
+    run_key,
+    update_fields,
+    write_step,
+)
+from stepml.utils import iso_utc, utc_now
+
+
+def _epoch_or_iso(value: Any) -> str | None:
+    """Step Functions hands job timestamps over as epoch milliseconds; store ISO-8601."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float | Decimal):
+        return iso_utc(datetime.fromtimestamp(float(value) / 1000, UTC))
+    return str(value)
+
+
+def _read_json_s3(s3_client: Any, uri: str) -> dict[str, Any]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, json.JSONDecodeError) as exc:
+        raise LineageError(f"{uri}: cannot read: {exc}") from exc
+
+
+def _describe_training(sagemaker_client: Any, job_name: str) -> dict[str, Any]:
+    try:
+        job = sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        raise LineageError(f"training job {job_name}: cannot describe: {exc}") from exc
+    return {
+        "final_metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
+        "training_image": job.get("AlgorithmSpecification", {}).get("TrainingImage"),
+        "instance_type": job.get("ResourceConfig", {}).get("InstanceType"),
+        "billable_seconds": job.get("BillableTimeInSeconds"),
+    }
+
+
+def _job_timing(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Retries and start and end of a Glue or SageMaker job, as the task's result gives them."""
+    return {
+        "retries": result.get("retries", 0),
+        "started_at": _epoch_or_iso(result.get("started_on")),
+        "ended_at": _epoch_or_iso(result.get("completed_on")),
+    }
+
+
+def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_client: Any, _: Any) -> dict[str, Any]:
+    paths = run["paths"]
+    manifest = _read_json_s3(s3_client, paths["manifest"])
+    return {
+        "inputs": {"upload": run["input"]},
+        "parameters": {"dataset_config": run["config"]},
+        "outputs": {
+            **{name: paths[name] for name in ("train", "validation", "test", "statistics", "manifest")},
+            "fingerprint": manifest.get("fingerprint") or manifest.get("input_fingerprint"),
+            "row_counts": manifest.get("row_counts") or manifest.get("rows"),
+        },
+        "job": {"type": "glue", "name": result.get("job_name"), "run_id": result.get("job_run_id")},
+        **_job_timing(result),
+    }
+
+
+def _train_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, sagemaker_client: Any) -> dict[str, Any]:
+    paths, names = run["paths"], run["names"]
+    details = _describe_training(sagemaker_client, result["job_name"])
+    return {
+        "inputs": {"train": paths["train"], "validation": paths["validation"]},
+        "parameters": {
+            "hyperparameters": run["hyperparameters"],
+            "training": run["config"]["training"],
+            "training_image": details["training_image"],
+        },
+        "outputs": {"model_data": result.get("model_data"), "final_metrics": details["final_metrics"]},
+        "job": {"type": "sagemaker-training", "name": result.get("job_name"), "arn": result.get("job_arn")},
+        **_job_timing(result),
+        "gsi1pk": f"MODEL#{names['model']}",
+        "gsi1sk": f"RUN#{run['run_id']}",
+    }
+
+
+def _evaluate_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
+    names = run["names"]
+    champion = result.get("production") if isinstance(result.get("production"), Mapping) else {}
+    return {
+        "inputs": {
+            "test": run["paths"]["test"],
+            "endpoint": names["test_endpoint"],
+            "model": names["model"],
+            # Scored on the same rows, as a variant of the test endpoint (never through production).
+            "champion_model": champion.get("model"),
+        },
+        "parameters": {"metric": result.get("metric"), "threshold": result.get("threshold")},
+        "outputs": {
+            "metrics": result.get("metrics"),
+            "passed": result.get("passed"),
+            "reason": result.get("reason"),
+            "production": result.get("production"),
+            "report": result.get("report_uri"),
+        },
+        "retries": result.get("retries", 0),
+        "endpoint_retries": result.get("endpoint_retries", 0),
+        "started_at": result.get("started_at"),
+        "ended_at": result.get("ended_at"),
+    }
+
+
+def _approval_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
+    return {
+        "outputs": {key: result.get(key) for key in ("decision", "approver", "comment", "decided_at", "approval_id")},
+        "ended_at": result.get("decided_at"),
+    }
+
+
+def _deploy_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
+    names = run["names"]
+    return {
+        "inputs": {"model": names["model"]},
+        "outputs": {
+            "endpoint": names["production_endpoint"],
+            "endpoint_config": names["production_endpoint_config"],
+            "status": result.get("status"),
+        },
+        "gsi1pk": f"ENDPOINT#{names['production_endpoint']}",
+        "gsi1sk": f"RUN#{run['run_id']}",
+    }
+
+
+#: The steps RecordStep records, each with what builds its record from the run and the step's
+#: result (and the S3 and SageMaker clients for what the result does not carry).
+_RECORDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Any, Any], dict[str, Any]]] = {
+    "preprocess": _preprocess_record,
+    "train": _train_record,
+    "evaluate": _evaluate_record,
+    "approval": _approval_record,
+    "deploy": _deploy_record,
+}
+
+
+def _step_record(
+    run: Mapping[str, Any],
+    step: str,
+    result: Mapping[str, Any],
+    *,
+    s3_client: Any,
+    sagemaker_client: Any,
+) -> dict[str, Any]:
+    """What a step read, produced and was configured with, for the lineage record."""
+    build = _RECORDS.get(step)
+    if build is None:
+        raise LineageError(f"unknown step {step!r}; expected one of {', '.join(STEP_ORDER)} or 'run'")
+    return build(run, result, s3_client, sagemaker_client)
+
+
+# --- the run's outcome ----------------------------------------------------------------
+
+
+_NOT_PROMOTED = {
+    "REJECTED": "rejected by the approver",
+    "REJECTED_BY_GATE": "rejected by the evaluation gate",
+    "APPROVAL_TIMED_OUT": "not approved in time",
+}
+
+
+def _deployed(run: Mapping[str, Any], result: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Subject and lines of the notice that a run's model now serves production."""
+    evaluation = result.get("evaluate", {}) if isinstance(result, Mapping) else {}
+    approval = result.get("approval", {}) if isinstance(result, Mapping) else {}
+    names = run["names"]
+    subject = f"[stepml] {run['dataset']} model {run['run_id']} deployed to {names['production_endpoint']}"
+    metric, value, threshold = (evaluation.get(k) for k in ("metric", "value", "threshold"))
+    lines = [
+        f"Endpoint: {names['production_endpoint']} (config {names['production_endpoint_config']})",
+        f"Metric:   {metric} = {value} (threshold {threshold})",
+        f"Approved: by {approval.get('approver')} at {approval.get('decided_at')}"
+        + (f": {approval.get('comment')}" if approval.get("comment") else ""),
+    ]
+    return subject, lines
+
+
+def _not_promoted(run: Mapping[str, Any], status: str, result: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Subject and lines of the notice that a run ended without changing production."""
+    label = _NOT_PROMOTED.get(status, status.lower())
+    subject = f"[stepml] {run['dataset']} model {run['run_id']} not promoted: {label}"
+    lines = [
+        f"Outcome:  {label}",
+        f"Reason:   {result.get('reason')}",
+        "Production was not changed; the test endpoint was deleted.",
+    ]
+    return subject, lines
+
+
+def _outcome_notice(run: Mapping[str, Any], status: str, result: Mapping[str, Any]) -> dict[str, str]:
+    upload = run["input"]
+    lines = [
+        f"Run:      {run['run_id']} (attempt {run.get('attempt', 1)})",
+        f"Dataset:  {run['dataset']}",
+        f"Data:     {upload['uri']} (version {upload.get('version_id')})",
+        f"Model:    {run['names']['model']}",
+    ]
+    subject, outcome = _deployed(run, result) if status == "SUCCEEDED" else _not_promoted(run, status, result)
+    lines += [*outcome, f"Execution: {run.get('execution_arn')}"]
+    return {"subject": email_subject(subject), "message": "\n".join(lines) + "\n"}
+
+
+def _finish(table: Any, run: Mapping[str, Any], status: str, result: Any, now: datetime) -> dict[str, str]:
+    """End the run with its outcome (and the approval that decided it) and compose the notice."""
+    extra: dict[str, Any] = {}
+    if isinstance(result, Mapping) and status != "SUCCEEDED":
+        extra["outcome_reason"] = result.get("reason")
+    if isinstance(result, Mapping) and isinstance(result.get("approval"), Mapping):
+        extra["approval"] = result["approval"]
+    finish_run(table, run["run_id"], status, now, extra)
+    return _outcome_notice(run, status, result if isinstance(result, Mapping) else {})
+
+
+def record_step(
+    run: Mapping[str, Any],
+    step: str,
+    status: str,
+    result: Any,
+    *,
+    table: Any,
+    s3_client: Any,
+    sagemaker_client: Any,
+    settings: Settings,
+    now: Callable[[], datetime] = utc_now,
+) -> dict[str, Any]:
+    """Write a step's lineage record; ``step="run"`` finishes the run and returns the notice."""
+    moment = now()
+    if step == "run":
+        return _finish(table, run, status, result, moment)
+    if step == "cleanup":
+        return record_cleanup_failure(table, run, result if isinstance(result, Mapping) else {}, settings, moment)
+    record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
+    resumable_result = result if step in RESUMABLE_STEPS else None
+    write_step(table, run, step, status, record, settings, moment, result=resumable_result)
+    if step == "approval":
+        update_fields(table, run_key(run["run_id"]), {"approval": record["outputs"]})
+    return {"recorded": step, "status": status}
