@@ -8,7 +8,6 @@ lost notification is named by ``notification`` when the definition says which.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -16,7 +15,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.lineage import LineageError, record_failure, record_notification_failure, record_step
+from stepml.lineage import LineageError, LineageStore
 from stepml.payloads import FailurePayload, NotificationFailurePayload, parse_record_step
 
 logger = Logger(service="stepml-record-step")
@@ -25,67 +24,29 @@ tracer = Tracer(service="stepml-record-step")
 REQUIRED_SETTINGS = (config.LINEAGE_TABLE, config.LINEAGE_RETENTION_DAYS)
 
 
-@dataclass(frozen=True)
-class Dependencies:
-    """What RecordStep writes with: the lineage table and the clients its records read from."""
-
-    settings: config.Settings
-    table: Any
-    s3_client: Any
-    sagemaker_client: Any
-
-
 @functools.cache
-def dependencies() -> Dependencies:
-    """Settings and clients, built once per execution environment on the first request."""
-    settings = config.load_settings(REQUIRED_SETTINGS)
-    session = boto3.Session()
-    return Dependencies(
-        settings=settings,
-        table=session.resource("dynamodb").Table(settings.lineage_table),
-        s3_client=session.client("s3"),
-        sagemaker_client=session.client("sagemaker"),
-    )
+def dependencies() -> LineageStore:
+    """The lineage store, built once per execution environment on the first request."""
+    return LineageStore.connect(config.load_settings(REQUIRED_SETTINGS), boto3.Session())
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Record what the payload says; a payload that does not fit raises ``LineageError``."""
-    deps = dependencies()
+    store = dependencies()
     payload = parse_record_step(event, error=LineageError)
     if isinstance(payload, FailurePayload):
-        failure = record_failure(
-            event["state"],
-            payload.execution_arn,
-            table=deps.table,
-            sagemaker_client=deps.sagemaker_client,
-            settings=deps.settings,
-        )
+        failure = store.record_failure(event["state"], payload.execution_arn)
         logger.warning(
             "run failed", extra={"run_id": failure["run_id"], "step": failure["step"], "error": failure["error"]}
         )
         return failure
     if isinstance(payload, NotificationFailurePayload):
         # An SNS notice or alert was not delivered; the run keeps its outcome.
-        noted = record_notification_failure(
-            event["state"],
-            payload.execution_arn,
-            table=deps.table,
-            settings=deps.settings,
-            notification=payload.notification,
-        )
+        noted = store.record_notification_failure(event["state"], payload.execution_arn, payload.notification)
         logger.warning("notification not delivered", extra=noted)
         return noted
-    outcome = record_step(
-        event["run"],
-        payload.step,
-        payload.status,
-        event.get("result"),
-        table=deps.table,
-        s3_client=deps.s3_client,
-        sagemaker_client=deps.sagemaker_client,
-        settings=deps.settings,
-    )
+    outcome = store.record_step(event["run"], payload.step, payload.status, event.get("result"))
     logger.info("step recorded", extra={"run_id": payload.run.run_id, "step": payload.step, "status": payload.status})
     return outcome

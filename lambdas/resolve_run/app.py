@@ -8,7 +8,6 @@ request. Returns ``{"action", "run", "steps"}`` (see docs/architecture.md).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -16,7 +15,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.lineage import UploadEventError, resolve_run
+from stepml.lineage import LineageStore, UploadEventError
 from stepml.payloads import ResolveRunPayload, parse_payload
 
 logger = Logger(service="stepml-resolve-run")
@@ -34,44 +33,20 @@ REQUIRED_SETTINGS = (
 )
 
 
-@dataclass(frozen=True)
-class Dependencies:
-    """Settings, the lineage table and the clients resolve_run talks to."""
-
-    settings: config.Settings
-    table: Any
-    s3: Any
-    sfn: Any
-
-
 @functools.cache
-def dependencies() -> Dependencies:
-    """Built once per execution environment, on the first request."""
-    settings = config.load_settings(REQUIRED_SETTINGS)
-    session = boto3.Session()
-    return Dependencies(
-        settings=settings,
-        table=session.resource("dynamodb").Table(settings.lineage_table),
-        s3=session.client("s3"),
-        sfn=session.client("stepfunctions"),
-    )
+def dependencies() -> LineageStore:
+    """The lineage store, built once per execution environment on the first request."""
+    return LineageStore.connect(config.load_settings(REQUIRED_SETTINGS), boto3.Session())
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A payload that does not fit raises ``UploadEventError`` naming the fields."""
-    deps = dependencies()
+    store = dependencies()
     payload = parse_payload(event, ResolveRunPayload, lambda_name="ResolveRun", error=UploadEventError)
-    result = resolve_run(
-        # The execution input as sent: resolve_run reads the upload from it itself.
-        event["event"],
-        payload.execution_arn,
-        table=deps.table,
-        s3_client=deps.s3,
-        sfn_client=deps.sfn,
-        settings=deps.settings,
-    )
+    # The execution input as sent: resolve_run reads the upload from it itself.
+    result = store.resolve_run(event["event"], payload.execution_arn)
     logger.info(
         "run resolved",
         extra={

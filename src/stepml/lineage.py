@@ -25,6 +25,12 @@ done in its parts:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from stepml.config import Settings
 from stepml.lineage_config import DatasetConfigDeniedError, DatasetNotOnboardedError, load_dataset_config
 from stepml.lineage_failures import readable_cause, record_failure, record_notification_failure
 from stepml.lineage_runs import (
@@ -47,7 +53,7 @@ from stepml.lineage_table import (
     UnknownRunError,
     UploadEventError,
 )
-from stepml.utils import from_dynamo
+from stepml.utils import from_dynamo, utc_now
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -58,6 +64,7 @@ __all__ = [
     "DatasetConfigDeniedError",
     "DatasetNotOnboardedError",
     "LineageError",
+    "LineageStore",
     "UnknownRunError",
     "UploadEventError",
     "artifact_paths",
@@ -74,3 +81,72 @@ __all__ = [
     "resolve_run",
     "resource_names",
 ]
+
+
+@dataclass(frozen=True)
+class LineageStore:
+    """The lineage table and the clients its records read: the service the ResolveRun and
+    RecordStep handlers build once per container (``connect``) and call per request."""
+
+    settings: Settings
+    table: Any
+    s3_client: Any
+    sagemaker_client: Any
+    sfn_client: Any
+    now: Callable[[], datetime] = utc_now
+
+    @classmethod
+    def connect(cls, settings: Settings, session: Any) -> LineageStore:
+        """The store on ``settings.lineage_table`` with clients of the boto3 ``session``."""
+        return cls(
+            settings=settings,
+            table=session.resource("dynamodb").Table(settings.lineage_table),
+            s3_client=session.client("s3"),
+            sagemaker_client=session.client("sagemaker"),
+            sfn_client=session.client("stepfunctions"),
+        )
+
+    def resolve_run(self, execution_input: Mapping[str, Any], execution_arn: str) -> dict[str, Any]:
+        """Claim the run ``execution_input`` stands for (``lineage_runs.resolve_run``)."""
+        return resolve_run(
+            execution_input,
+            execution_arn,
+            table=self.table,
+            s3_client=self.s3_client,
+            sfn_client=self.sfn_client,
+            settings=self.settings,
+            now=self.now,
+        )
+
+    def record_step(self, run: Mapping[str, Any], step: str, status: str, result: Any) -> dict[str, Any]:
+        """Write a step's record or the run's outcome (``lineage_steps.record_step``)."""
+        return record_step(
+            run,
+            step,
+            status,
+            result,
+            table=self.table,
+            s3_client=self.s3_client,
+            sagemaker_client=self.sagemaker_client,
+            settings=self.settings,
+            now=self.now,
+        )
+
+    def record_failure(self, state: Mapping[str, Any], execution_arn: str) -> dict[str, Any]:
+        """Record the failure the cleanup path carries (``lineage_failures.record_failure``)."""
+        return record_failure(
+            state,
+            execution_arn,
+            table=self.table,
+            sagemaker_client=self.sagemaker_client,
+            settings=self.settings,
+            now=self.now,
+        )
+
+    def record_notification_failure(
+        self, state: Mapping[str, Any], execution_arn: str, notification: str | None = None
+    ) -> dict[str, Any]:
+        """Note a notice or alert that was not delivered (``lineage_failures``)."""
+        return record_notification_failure(
+            state, execution_arn, table=self.table, settings=self.settings, notification=notification, now=self.now
+        )

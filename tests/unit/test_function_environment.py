@@ -62,6 +62,19 @@ class Module:
     assignments: dict[str, ast.AST] = field(default_factory=dict)
     functions_from: dict[str, tuple[Path, str]] = field(default_factory=dict)
     modules: dict[str, Path] = field(default_factory=dict)
+    classes: dict[str, ast.ClassDef] = field(default_factory=dict)
+
+
+def _methods(cls: ast.ClassDef) -> dict[str, ast.AST]:
+    return {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _always_run(method: ast.AST) -> bool:
+    """Constructors and properties run without being called by name."""
+    decorators = {getattr(d, "id", getattr(d, "attr", "")) for d in getattr(method, "decorator_list", [])}
+    return getattr(method, "name", "") in ("__init__", "__post_init__") or bool(
+        decorators & {"property", "cached_property"}
+    )
 
 
 @cache
@@ -71,9 +84,10 @@ def parse_module(path: Path) -> Module:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             module.functions[node.name] = node
         elif isinstance(node, ast.ClassDef) and node.name != "Settings":
-            # A service class counts as one function: constructing it reaches all its methods.
-            # (Settings is the map from properties to variables: building it reads none.)
-            module.functions[node.name] = node
+            # A service class: reaching it (building it, or a classmethod) reaches its
+            # constructors and properties; a method only where some reached code calls it by
+            # name. (Settings is the map from properties to variables: building it reads none.)
+            module.classes[node.name] = node
         elif isinstance(node, ast.Assign):
             module.assignments.update({t.id: node.value for t in node.targets if isinstance(t, ast.Name)})
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "stepml":
@@ -101,17 +115,30 @@ def settings_read(entry: Path) -> set[str]:
     todo = [(entry, name) for name in handler.functions]
     seen: set[tuple[Path, str]] = set()
     read: set[str] = set()
-    while todo:
-        path, name = todo.pop()
-        if (path, name) in seen:
-            continue
-        seen.add((path, name))
-        module = parse_module(path)
-        node = module.functions.get(name)
-        if node is None:
-            if name in module.functions_from:  # re-exported, as stepml.lineage does for its parts
-                todo.append(module.functions_from[name])
-            continue
+    reached_classes: list[ast.ClassDef] = []
+    called: set[str] = set()  # method names some reached code calls (``service.record_step(...)``)
+    pending: list[ast.AST] = []  # methods to walk
+    while todo or pending:
+        if pending:
+            node, path = pending.pop()
+            module = parse_module(path)
+        else:
+            path, name = todo.pop()
+            if (path, name) in seen:
+                continue
+            seen.add((path, name))
+            module = parse_module(path)
+            node = module.functions.get(name)
+            if node is None and name in module.classes:
+                cls = module.classes[name]
+                reached_classes.append((cls, path))
+                pending.extend((method, path) for method in _methods(cls).values() if _always_run(method))
+                pending.extend((method, path) for method_name, method in _methods(cls).items() if method_name in called)
+                continue
+            if node is None:
+                if name in module.functions_from:  # re-exported, as stepml.lineage does for its parts
+                    todo.append(module.functions_from[name])
+                continue
         for child in ast.walk(node):
             if isinstance(child, ast.Attribute) and child.attr in properties and _is_settings(child.value):
                 read.add(properties[child.attr])
@@ -123,9 +150,22 @@ def settings_read(entry: Path) -> set[str]:
                     todo.append((path, target.id))
                 elif target.id in module.functions_from:
                     todo.append(module.functions_from[target.id])
+            if isinstance(target, ast.Attribute) and target.attr not in called:
+                called.add(target.attr)
+                for cls, cls_path in reached_classes:
+                    method = _methods(cls).get(target.attr)
+                    if method is not None:
+                        pending.append((method, cls_path))
+            if isinstance(target, ast.Name) and target.id in module.classes:
+                todo.append((path, target.id))
             elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
                 if target.value.id in module.modules:
                     todo.append((module.modules[target.value.id], target.attr))
+                elif target.value.id in module.functions_from:  # ``LineageStore.connect(...)``
+                    todo.append(module.functions_from[target.value.id])
+                    called.add(target.attr)
+                elif target.value.id in module.classes:
+                    todo.append((path, target.value.id))
                 elif target.attr in ("get", "get_int") and child.args:  # settings.get(config.NAME)
                     argument = child.args[0]
                     constant = getattr(argument, "attr", None) or getattr(argument, "id", None)

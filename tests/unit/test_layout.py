@@ -21,7 +21,7 @@ README = REPO_ROOT / "README.md"
 
 def _section(title: str) -> str:
     text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^## )", text, flags=re.M | re.S)
+    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#{{2,3}} |\Z)", text, flags=re.M | re.S)
     assert match, f"README.md has no section {title!r}"
     return match.group(1)
 

@@ -16,6 +16,7 @@ from stepml.lineage import (
     DatasetConfigDeniedError,
     DatasetNotOnboardedError,
     LineageError,
+    LineageStore,
     UnknownRunError,
     UploadEventError,
     from_dynamo,
@@ -69,16 +70,20 @@ def _upload(env, key="incoming/churn/data.csv", body=b"a,b\n1,2\n") -> dict[str,
     return env.upload(key, body)
 
 
-def _resolve(env, event, execution=EXECUTION_1, sfn=None):
-    return resolve_run(
-        event,
-        execution,
+def _store(env, sfn=None) -> LineageStore:
+    """The handlers' lineage service over the test's table, with fake SageMaker and Step Functions."""
+    return LineageStore(
+        settings=env["settings"],
         table=env["table"],
         s3_client=env["s3"],
+        sagemaker_client=FakeSageMaker(),
         sfn_client=sfn or FakeStepFunctions(),
-        settings=env["settings"],
         now=lambda: NOW,
     )
+
+
+def _resolve(env, event, execution=EXECUTION_1, sfn=None):
+    return _store(env, sfn).resolve_run(event, execution)
 
 
 def test_run_id_is_stable_per_object_version_and_names_the_dataset():
@@ -267,17 +272,7 @@ def test_step_records_carry_the_retries_step_functions_made(env):
     run = _resolve(env, _upload(env))["run"]
     result = {"job_name": run["names"]["training_job"], "job_arn": "arn:x", "model_data": "s3://b/m", "retries": 2}
     for step, outcome in (("train", result), ("evaluate", {"metric": "auc", "retries": 1, "endpoint_retries": 3})):
-        record_step(
-            run,
-            step,
-            "SUCCEEDED",
-            outcome,
-            table=env["table"],
-            s3_client=env["s3"],
-            sagemaker_client=FakeSageMaker(),
-            settings=env["settings"],
-            now=lambda: NOW,
-        )
+        _store(env).record_step(run, step, "SUCCEEDED", outcome)
     key = {"pk": f"RUN#{run['run_id']}"}
     train = from_dynamo(env["table"].get_item(Key={**key, "sk": "STEP#train"})["Item"])
     assert train["retries"] == 2 and train["attempts"][0]["retries"] == 2
@@ -717,3 +712,25 @@ def test_an_undelivered_alert_is_noted_on_the_failed_run_and_an_unknown_run_is_l
 
     unknown = {"hello": "world", "failure": {**failure, "run_id": "unknown"}, "notify_error": THROTTLED}
     assert _notify_failure(env, unknown) == {"recorded": False, "run_id": "unknown", "notification": "failure alert"}
+
+
+def test_the_lineage_store_connects_to_the_settings_table_with_the_sessions_clients(env):
+    calls: list[tuple[str, str]] = []
+
+    class Session:
+        def resource(self, name: str) -> Any:
+            calls.append(("resource", name))
+            return type("Resource", (), {"Table": lambda _self, table: f"table:{table}"})()
+
+        def client(self, name: str) -> str:
+            calls.append(("client", name))
+            return f"client:{name}"
+
+    store = LineageStore.connect(env["settings"], Session())
+    assert store.table == f"table:{env['settings'].lineage_table}"
+    assert (store.s3_client, store.sagemaker_client, store.sfn_client) == (
+        "client:s3",
+        "client:sagemaker",
+        "client:stepfunctions",
+    )
+    assert ("resource", "dynamodb") in calls
