@@ -213,6 +213,17 @@ def _destination_addresses(destination: Mapping[str, Any]) -> list[str]:
     return destination.get("ToAddresses", []) + destination.get("CcAddresses", []) + destination.get("BccAddresses", [])
 
 
+def _with_raw_headers(raw: Any, sender: Any, recipients: list[str]) -> tuple[Any, list[str]]:
+    """A raw message's From (where the request names no sender) and To/Cc/Bcc (where it names
+    no recipients): SES reads them from the message itself."""
+    headers = _raw_headers(_maybe_base64(raw))
+    if headers is None:
+        return sender, recipients
+    if not recipients:
+        recipients = _addresses(headers.get_all("To", []) + headers.get_all("Cc", []) + headers.get_all("Bcc", []))
+    return sender or headers.get("From"), recipients
+
+
 def _sesv2_send_email(env: CallEnv, action: str) -> list[AuthorizationRequest]:
     """SES v2 SendEmail: the sender and recipients from the request, else from a raw message's headers."""
     params = env.params
@@ -220,13 +231,7 @@ def _sesv2_send_email(env: CallEnv, action: str) -> list[AuthorizationRequest]:
     from_header = params.get("FromEmailAddress")
     raw = first_at(params, "Content", "Raw", "Data")
     if raw is not None:
-        headers = _raw_headers(_maybe_base64(raw))
-        if headers is not None:
-            from_header = from_header or headers.get("From")
-            if not recipients:
-                recipients = _addresses(
-                    headers.get_all("To", []) + headers.get_all("Cc", []) + headers.get_all("Bcc", [])
-                )
+        from_header, recipients = _with_raw_headers(raw, from_header, recipients)
     return _ses_send(
         env,
         action,
@@ -245,22 +250,12 @@ def ses_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
     params = env.params
     action = f"ses:{operation}"
     if operation in ("SendEmail", "SendRawEmail", "SendTemplatedEmail", "SendBulkTemplatedEmail"):
-        destination = params.get("Destination") or {}
-        recipients = _addresses(
-            destination.get("ToAddresses", [])
-            + destination.get("CcAddresses", [])
-            + destination.get("BccAddresses", [])
-        )
+        recipients = _addresses(_destination_addresses(params.get("Destination") or {}))
         recipients += _addresses(params.get("Destinations") or [])
         from_header = params.get("Source")
         if operation == "SendRawEmail":
-            headers = _raw_headers(_maybe_base64(first_at(params, "RawMessage", "Data")))
-            if headers is not None:
-                from_header = from_header or headers.get("From")
-                if not recipients:
-                    recipients = _addresses(
-                        headers.get_all("To", []) + headers.get_all("Cc", []) + headers.get_all("Bcc", [])
-                    )
+            raw = first_at(params, "RawMessage", "Data")
+            from_header, recipients = _with_raw_headers(raw, from_header, recipients)
         return _ses_send(
             env,
             action,
