@@ -50,6 +50,7 @@ lint: install
 	$(BIN)/cfn-lint template.yaml
 	@echo "==> sam validate --lint"
 	$(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
+	$(BIN)/stepml asl validate
 
 test: install java chromium lint package-check checkov
 	@echo "==> pytest"
