@@ -76,3 +76,15 @@ def test_approve_refuses_something_that_is_not_a_link(capsys):
     code = main(["approve", "not-a-link"])
     err = capsys.readouterr().err
     assert code == 1 and "is not an approval link" in err
+
+
+def test_asl_export_from_the_local_cloud_fills_every_placeholder_and_imports_back_unchanged(cli, tmp_path):
+    definition = tmp_path / "pipeline.asl.json"
+    definition.write_bytes((REPO_ROOT / "statemachine/pipeline.asl.json").read_bytes())
+    exported = tmp_path / "exported.json"
+    code, _, err = cli("asl", "export", "--definition", str(definition), "--out", str(exported))
+    assert code == 0, err
+    assert "${" not in exported.read_text() and ":function:" in exported.read_text()
+    code, out, err = cli("asl", "import", str(exported), "--definition", str(definition), "--write")
+    assert code == 0 and out.startswith("no changes"), (out, err)
+    assert definition.read_bytes() == (REPO_ROOT / "statemachine/pipeline.asl.json").read_bytes()

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from stepml.cli import asl
+from stepml.cli import asl, asl_lint
 from stepml.cli.asl_substitutions import format_definition, restore, substitutions_from_definitions
 from stepml.cli.context import Target
 from stepml.cli.main import main
@@ -252,3 +252,13 @@ def test_validate_reports_awss_own_checks(tmp_path, capsys):
     code, out = _validate(tmp_path, capsys, _with(Parameters={"FunctionName": "${RecordStepFunctionArn}", "Bogus": 1}))
     assert code == 2
     assert "SCHEMA_VALIDATION_FAILED" in out and "/States/Step" in out
+
+
+def test_validate_finds_a_grant_removed_from_the_role_for_the_repository_definition():
+    facts = asl_lint.template_facts(TEMPLATE, DEFINITION)
+    definition = json.loads(DEFINITION.read_text())
+    assert asl_lint.validate(definition, facts) == []
+    facts.statements = [s for s in facts.statements if s.get("Sid") != "RunPreprocessJob"]
+    found = [str(problem) for problem in asl_lint.validate(definition, facts)]
+    assert found[0].startswith("/States/Preprocess data: the state machine role does not grant glue:StartJobRun on ")
+    assert "/States/Preprocess data: the state machine role does not grant glue:GetJobRun" in found

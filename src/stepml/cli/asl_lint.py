@@ -33,6 +33,7 @@ _SYNC_ACTIONS = {
     ("glue", "startJobRun"): ("glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"),
     ("sagemaker", "createTrainingJob"): (
         "sagemaker:DescribeTrainingJob",
+        "sagemaker:ListTags",
         "sagemaker:StopTrainingJob",
         "events:PutTargets",
         "events:PutRule",
@@ -226,6 +227,8 @@ def required_permissions(state: dict[str, Any], facts: TemplateFacts) -> list[tu
     needed = [(action, _target(parsed.service, params, facts))]
     if parsed.pattern.startswith("sync"):
         needed += [(extra, "*") for extra in _SYNC_ACTIONS.get((parsed.service, parsed.api), ())]
+    if parsed.service == "sagemaker" and "Tags" in params:
+        needed.append(("sagemaker:AddTags", "*"))
     needed += [("iam:PassRole", params[key]) for key in _PASSED_ROLES if isinstance(params.get(key), str)]
     return needed
 
