@@ -228,8 +228,8 @@ def test_tasks_inside_parallel_branches_and_map_processors_are_checked() -> None
     )
     message = 'SCHEMA_VALIDATION_FAILED: The field "X" is not supported by Step Functions at '
     assert problems(definition) == [
-        message + "/States/Fan/Branches/1/States/Each/ItemProcessor/States/Inner/Parameters",
-        message + "/States/Fan/Branches/1/States/Old/Iterator/States/Legacy/Parameters",
+        message + "/States/Fan/Branches[1]/States/Each/ItemProcessor/States/Inner/Parameters",
+        message + "/States/Fan/Branches[1]/States/Old/Iterator/States/Legacy/Parameters",
     ]
 
 

@@ -70,7 +70,7 @@ def _states(definition: dict[str, Any], location: str) -> Iterator[tuple[str, di
         yield name, state, here
         for index, branch in enumerate(state.get("Branches") or []):
             if isinstance(branch, dict):
-                yield from _states(branch, f"{here}/Branches/{index}")
+                yield from _states(branch, f"{here}/Branches[{index}]")
         for key in ("ItemProcessor", "Iterator"):
             if isinstance(state.get(key), dict):
                 yield from _states(state[key], f"{here}/{key}")
