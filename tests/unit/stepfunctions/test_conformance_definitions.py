@@ -198,6 +198,12 @@ LANGUAGE_CASES = [
         FLOCI_LANGUAGE,
     ),
     Case(
+        "QueryLanguage-on-an-Iterator-of-a-JSONata-Map",
+        one({"Type": "Map", "QueryLanguage": "JSONata", "Iterator": {**machine(I=DONE), "QueryLanguage": "JSONata"}}),
+        [unsupported("QueryLanguage", "/States/A/Iterator")],
+        FLOCI_LANGUAGE,
+    ),
+    Case(
         "a-processor-state-takes-the-machine-language-not-the-Map-one",
         one(
             {

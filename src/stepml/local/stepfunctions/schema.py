@@ -38,6 +38,7 @@ JSONATA: Final[str] = "JSONata"
 
 STATE_TYPES: Final[tuple[str, ...]] = ("Task", "Wait", "Pass", "Succeed", "Fail", "Choice", "Parallel", "Map")
 _MACHINE_FIELDS: Final = frozenset({"Comment", "StartAt", "States", "TimeoutSeconds", "Version", "QueryLanguage"})
+#: A branch's or processor's fields: no QueryLanguage (its states take the machine's, as AWS answers).
 _CONTAINER_FIELDS: Final = frozenset({"Comment", "StartAt", "States", "ProcessorConfig"})
 
 _COMMON: Final = frozenset({"Type", "Comment", "QueryLanguage"})
@@ -257,12 +258,7 @@ def _language_problems(state: dict[str, Any], here: str, machine_language: str) 
         return [_schema("The field 'QueryLanguage' should have one of these values: [JSONPath, JSONata]", here)]
     if language == JSONPATH and machine_language == JSONATA:
         return [_schema("'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine", here)]
-    problems = []
-    for key in ("ItemProcessor", "Iterator"):
-        # A processor's states take the machine's language, not the Map's: AWS refuses it there.
-        if isinstance(state.get(key), dict) and "QueryLanguage" in state[key]:
-            problems.append(_schema("Field 'QueryLanguage' is not supported", f"{here}/{key}"))
-    return problems
+    return []
 
 
 def _rule_problems(state: dict[str, Any], here: str) -> list[Problem]:
