@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from stepml.local.stepfunctions.definitions import definition_problems, error_name_problems, problems_message
+from stepml.local.stepfunctions.definitions import (
+    definition_problems,
+    error_name_problems,
+    integration_problems,
+    problems_message,
+)
 from stepml.local.stepfunctions.errors import optimized_error_name, raisable_errors, sdk_error_name, sdk_error_prefix
 from stepml.local.stepfunctions.integrations import OPTIMIZED, parse_resource
 
@@ -28,7 +33,7 @@ def machine(**states: dict[str, Any]) -> dict[str, Any]:
 
 
 def problems(definition: dict[str, Any]) -> list[str]:
-    return [str(problem) for problem in definition_problems(definition)]
+    return [str(problem) for problem in integration_problems(definition)]
 
 
 def lint(definition: dict[str, Any]) -> list[str]:
@@ -228,8 +233,8 @@ def test_tasks_inside_parallel_branches_and_map_processors_are_checked() -> None
     )
     message = 'SCHEMA_VALIDATION_FAILED: The field "X" is not supported by Step Functions at '
     assert problems(definition) == [
-        message + "/States/Fan/Branches/1/States/Each/ItemProcessor/States/Inner/Parameters",
-        message + "/States/Fan/Branches/1/States/Old/Iterator/States/Legacy/Parameters",
+        message + "/States/Fan/Branches[1]/States/Each/ItemProcessor/States/Inner/Parameters",
+        message + "/States/Fan/Branches[1]/States/Old/Iterator/States/Legacy/Parameters",
     ]
 
 

@@ -8,6 +8,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from stepml.local.stepfunctions.definitions import definition_problems
+from stepml.local.stepfunctions.schema import reachable_states
 from tests.unit.stepfunctions.support import (
     REGION,
     ROLE_ARN,
@@ -121,7 +123,13 @@ def test_validate_state_machine_definition_answers_with_diagnostics(sfn_moto: No
     answer = sfn.validate_state_machine_definition(definition=json.dumps(good))
     assert (answer["result"], answer["diagnostics"]) == ("OK", [])
     answer = sfn.validate_state_machine_definition(definition='{"StartAt": "Missing", "States": {}}')
-    assert answer["result"] == "FAIL" and answer["diagnostics"][0]["code"] == "SCHEMA_VALIDATION_FAILED"
+    assert answer["result"] == "FAIL"
+    assert answer["diagnostics"][0] == {
+        "severity": "ERROR",
+        "code": "MISSING_TRANSITION_TARGET",
+        "message": "Missing 'Next' target: Missing",
+        "location": "/StartAt",
+    }
 
 
 # -- ValidateStateMachineDefinition ---------------------------------------------------------
@@ -148,9 +156,14 @@ def test_validate_state_machine_definition_reports_what_create_refuses_as_diagno
         "message": 'The field "Tag" is not supported by Step Functions',
         "location": "/States/Train model/Parameters",
     }
-    [parser_error] = validate_definition(unknown_field)["diagnostics"]
-    assert parser_error["code"] == "SCHEMA_VALIDATION_FAILED"
-    assert 'at "Bogus"' in parser_error["message"]
+    assert validate_definition(unknown_field)["diagnostics"] == [
+        {
+            "severity": "ERROR",
+            "code": "SCHEMA_VALIDATION_FAILED",
+            "message": "Field 'Bogus' is not supported",
+            "location": "/States/A",
+        }
+    ]
 
 
 def test_validate_state_machine_definition_names_json_errors_and_truncates(sfn_moto: None) -> None:
@@ -163,3 +176,38 @@ def test_validate_state_machine_definition_names_json_errors_and_truncates(sfn_m
     assert answer["result"] == "FAIL"
     assert len(answer["diagnostics"]) == 2
     assert answer["truncated"] is True
+
+
+# -- the definition's shape (no moto) -----------------------------------------------------------
+
+
+def test_the_graph_is_checked_only_once_the_schema_holds() -> None:
+    dangling = {"Type": "Pass", "Next": "Nowhere", "TimeoutSeconds": 3}
+    assert [str(problem) for problem in definition_problems({"StartAt": "A", "States": {"A": dangling}})] == [
+        "SCHEMA_VALIDATION_FAILED: Field 'TimeoutSeconds' is not supported at /States/A"
+    ]
+    del dangling["TimeoutSeconds"]
+    assert [str(problem) for problem in definition_problems({"StartAt": "A", "States": {"A": dangling}})] == [
+        "MISSING_TRANSITION_TARGET: Missing 'Next' target: Nowhere at /States/A/Next",
+        "MISSING_END_STATE: Workflow has no terminal state at null",
+    ]
+
+
+def test_reachable_states_follow_next_default_choice_rules_and_catchers() -> None:
+    states = {
+        "Choose": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Work"}],
+            "Default": "Wait",
+        },
+        "Work": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
+            "End": True,
+        },
+        "Wait": {"Type": "Wait", "Seconds": 1, "End": True},
+        "Failed": {"Type": "Fail"},
+        "Orphan": {"Type": "Succeed"},
+    }
+    assert reachable_states({"StartAt": "Choose", "States": states}) == {"Choose", "Work", "Wait", "Failed"}

@@ -69,7 +69,10 @@ def test_an_invalid_definition_is_refused_with_the_invalid_definition_code(sfn_m
             name="bad", definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Wiat"}}}), roleArn=ROLE_ARN
         )
     assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
-    assert '"Wiat"' in raised.value.response["Error"]["Message"]
+    assert raised.value.response["Error"]["Message"] == (
+        "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The field 'Type' should have one of these "
+        "values: [Task, Wait, Pass, Succeed, Fail, Choice, Parallel, Map] at /States/A/Type'"
+    )
 
 
 def test_a_task_token_call_while_another_execution_is_starting_is_answered(

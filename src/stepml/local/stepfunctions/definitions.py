@@ -1,8 +1,10 @@
 """What CreateStateMachine, UpdateStateMachine and ValidateStateMachineDefinition refuse.
 
-Step Functions refuses a definition (``InvalidDefinition``, ``SCHEMA_VALIDATION_FAILED``) when a
-Task names an optimized integration it does not offer, a pattern the integration does not support,
-or a ``Parameters``/``Arguments`` field outside the subset the integration documents (the table in
+Step Functions refuses a definition (``InvalidDefinition``) whose shape the States Language does not
+allow (``stepml.local.stepfunctions.schema``: a field a state type does not take, a ``Next`` naming
+no state, no terminal state ...), and (``SCHEMA_VALIDATION_FAILED``) a Task that names an optimized
+integration it does not offer, a pattern the integration does not support, or a
+``Parameters``/``Arguments`` field outside the subset the integration documents (the table in
 ``stepml.local.stepfunctions.integrations``). This module walks a definition, Parallel branches and
 Map processors included, and reports those findings as AWS words them. It also lints Retry/Catch
 error names against the names each Task can raise: AWS accepts any string there, but a retrier
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
@@ -40,40 +41,24 @@ from stepml.local.stepfunctions.integrations import (
     parse_resource,
     sdk_operation,
 )
+from stepml.local.stepfunctions.schema import (
+    SCHEMA_VALIDATION_FAILED,
+    Problem,
+    containers,
+    shape_problems,
+    transition_problems,
+)
 
-SCHEMA_VALIDATION_FAILED: Final[str] = "SCHEMA_VALIDATION_FAILED"
 #: The local cloud's own code for the error-name lint (AWS accepts any error name).
 ERROR_NAME_NEVER_RAISED: Final[str] = "ERROR_NAME_NEVER_RAISED"
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding: AWS's diagnostic code, its message, and where (``/States/NAME/...``)."""
-
-    code: str
-    message: str
-    location: str
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message} at {self.location}"
-
-
 def _states(definition: dict[str, Any], location: str) -> Iterator[tuple[str, dict[str, Any], str]]:
     """Every state, with its name and location, at any depth (Parallel branches, Map processors)."""
-    states = definition.get("States")
-    if not isinstance(states, dict):
-        return
-    for name, state in states.items():
-        if not isinstance(state, dict):
-            continue
-        here = f"{location}/States/{name}"
-        yield name, state, here
-        for index, branch in enumerate(state.get("Branches") or []):
-            if isinstance(branch, dict):
-                yield from _states(branch, f"{here}/Branches/{index}")
-        for key in ("ItemProcessor", "Iterator"):
-            if isinstance(state.get(key), dict):
-                yield from _states(state[key], f"{here}/{key}")
+    for container in containers(definition, location):
+        for name, state in container.states.items():
+            if isinstance(state, dict):
+                yield name, state, f"{container.location}/States/{name}"
 
 
 def sync_tasks(definition: Any) -> list[Resource]:
@@ -92,6 +77,13 @@ def sync_tasks(definition: Any) -> list[Resource]:
 
 
 def definition_problems(definition: dict[str, Any]) -> list[Problem]:
+    """Everything AWS refuses in a definition, in AWS's order: the schema's findings (the shape,
+    ``schema.shape_problems``, then the integration Tasks') and, only when there are none, the
+    transition graph's (``schema.transition_problems``)."""
+    return shape_problems(definition) + integration_problems(definition) or transition_problems(definition)
+
+
+def integration_problems(definition: dict[str, Any]) -> list[Problem]:
     """The SCHEMA_VALIDATION_FAILED findings AWS reports for a definition's integration Tasks."""
     problems: list[Problem] = []
     for _name, state, here in _states(definition, ""):

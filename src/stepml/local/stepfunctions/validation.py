@@ -15,12 +15,12 @@ from typing import Any
 from stepml.local.patching import Patch, register
 from stepml.local.stepfunctions.definitions import (
     SCHEMA_VALIDATION_FAILED,
+    Problem,
     definition_problems,
     error_name_problems,
     problems_message,
 )
 
-_TESTS = "tests/unit/stepfunctions/test_definitions.py::"
 #: ValidateStateMachineDefinition's maxResults: default and maximum 100, as AWS documents.
 _MAX_DIAGNOSTICS = 100
 
@@ -32,7 +32,7 @@ def _parsed(definition: str) -> Any:
         return None
 
 
-def _install_integrations_checked_at_definition(patch: Patch) -> None:
+def _install_definitions_refused_as_aws_refuses_them(patch: Patch) -> None:
     from moto.stepfunctions.parser.api import InvalidDefinition
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
@@ -51,6 +51,14 @@ def _install_integrations_checked_at_definition(patch: Patch) -> None:
     patch.replace(StepFunctionsParserBackend, "_validate_definition", staticmethod(_validate_definition))
 
 
+def _diagnostic(problem: Problem) -> dict[str, str]:
+    diagnostic = {"severity": "ERROR", "code": problem.code, "message": problem.message}
+    if problem.location is not None:
+        # AWS leaves the location out where it has none (MISSING_END_STATE).
+        diagnostic["location"] = problem.location
+    return diagnostic
+
+
 def definition_diagnostics(definition: str) -> list[dict[str, str]]:
     """ValidateStateMachineDefinition's diagnostics for ``definition``: what CreateStateMachine refuses."""
     from moto.stepfunctions.parser.api import InvalidDefinition
@@ -62,10 +70,7 @@ def definition_diagnostics(definition: str) -> list[dict[str, str]]:
         return [{"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc)}]
     if not isinstance(parsed, dict):
         return []
-    diagnostics = [
-        {"severity": "ERROR", "code": problem.code, "message": problem.message, "location": problem.location}
-        for problem in definition_problems(parsed) + error_name_problems(parsed)
-    ]
+    diagnostics = [_diagnostic(problem) for problem in definition_problems(parsed) + error_name_problems(parsed)]
     if not diagnostics:
         try:
             StepFunctionsParserBackend._validate_definition(definition=definition)
@@ -95,20 +100,23 @@ def _install_validate_state_machine_definition_answers(patch: Patch) -> None:
 
 register(
     Patch(
-        name="integrations-checked-at-definition",
+        name="definitions-refused-as-aws-refuses-them",
         why=(
-            "Step Functions rejects CreateStateMachine/UpdateStateMachine (InvalidDefinition, "
-            "SCHEMA_VALIDATION_FAILED) when a Task names an optimized API or pattern AWS does not offer "
+            "Step Functions rejects CreateStateMachine/UpdateStateMachine (InvalidDefinition) for a definition the "
+            "States Language does not allow: a field the state type does not take (Catch on Pass, TimeoutSeconds "
+            "on Map), a JSONPath field in a JSONata state or the reverse, a Next/Default/Catch/StartAt naming no "
+            "state (MISSING_TRANSITION_TARGET), an unreachable state, no terminal state (MISSING_END_STATE); and "
+            "(SCHEMA_VALIDATION_FAILED) a Task naming an optimized API or pattern AWS does not offer "
             "(sns:publish.sync) or a Parameters/Arguments field outside the integration's documented subset "
-            "(DeploymentConfig on sagemaker:updateEndpoint); aws-sdk tasks take their API's fields. moto accepted"
-            " any field, and refused an unknown resource in its own words, so such a definition only failed once "
-            "deployed. The patch checks every Task, in Parallel branches and Map processors too, against "
-            "stepml.local.stepfunctions.integrations (and SageMaker literals against botocore's types). It also "
-            "refuses a Retry/Catch error name the Task can never raise (ERROR_NAME_NEVER_RAISED): AWS accepts any "
-            "name there, the local cloud is stricter on purpose."
+            "(DeploymentConfig on sagemaker:updateEndpoint). moto accepted all of these (its parser refused a few "
+            "in its own words), so such a definition only failed once deployed. The patch checks the definition, "
+            "in Parallel branches and Map processors too, with stepml.local.stepfunctions.schema and .integrations "
+            "before moto's parser, in AWS's words and locations. It also refuses a Retry/Catch error name the Task "
+            "can never raise (ERROR_NAME_NEVER_RAISED): AWS accepts any name there, the local cloud is stricter on "
+            "purpose."
         ),
-        test=_TESTS + "test_create_state_machine_refuses_a_field_the_optimized_integration_does_not_support",
-        install=_install_integrations_checked_at_definition,
+        test="tests/unit/stepfunctions/test_conformance_definitions.py::test_create_state_machine_answers_as_aws",
+        install=_install_definitions_refused_as_aws_refuses_them,
     )
 )
 register(
@@ -117,9 +125,11 @@ register(
         why=(
             "moto routes no ValidateStateMachineDefinition, so the call answered HTTP 500. The patch answers as AWS "
             "does, {result: OK|FAIL, diagnostics: [{severity, code, message, location}], truncated}, with the same "
-            "findings CreateStateMachine refuses (at most maxResults of them, default and maximum 100)."
+            "findings CreateStateMachine refuses (at most maxResults of them, default and maximum 100; no location "
+            "where AWS gives none, as for MISSING_END_STATE)."
         ),
-        test=_TESTS + "test_validate_state_machine_definition_answers_with_diagnostics",
+        test="tests/unit/stepfunctions/test_conformance_definitions.py::"
+        "test_validate_state_machine_definition_answers_as_aws",
         install=_install_validate_state_machine_definition_answers,
     )
 )
