@@ -181,6 +181,33 @@ _TASK_CATCH_IN_BRANCH_CASES = [
         output="States.QueryEvaluationError",
     ),
     Case(
+        id="parallel-task-failed-matches-a-custom-branch-error",
+        definition=_caught_by(_parallel({"Fail": _fail_task("custom.Error", "c")}, "Fail"), "States.TaskFailed"),
+        output={"caught": {"Error": "custom.Error", "Cause": "c"}},
+    ),
+    Case(
+        id="parallel-task-failed-does-not-match-a-branch-timeout",
+        definition=_caught_by(_parallel({"Wait": _timing_out_task()}, "Wait"), "States.TaskFailed"),
+        status="FAILED",
+        error="States.Timeout",
+    ),
+    Case(
+        id="map-item-index-and-value-in-the-context-object",
+        definition={
+            "StartAt": "M",
+            "States": {
+                "M": _map(
+                    {"P": {"Type": "Pass", "End": True}},
+                    "P",
+                    ItemSelector={"index.$": "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value"},
+                    End=True,
+                )
+            },
+        },
+        input=["a", "b"],
+        output=[{"index": 0, "value": "a"}, {"index": 1, "value": "b"}],
+    ),
+    Case(
         id="map-jsonata-evaluation-error-keeps-its-name",
         definition={
             "QueryLanguage": "JSONata",
@@ -342,7 +369,19 @@ _OUTPUT_AND_ERROR_CASES = [
             "The JSONata expression '$states.input.missing' specified for the field 'Output/result' "
             "returned nothing (undefined)."
         ),
-        gap="moto's cause does not name the field ('... returned nothing (undefined).')",
+        cause_contains=True,
+    ),
+    Case(
+        id="jsonata-whole-output-returned-nothing",
+        definition={
+            "QueryLanguage": "JSONata",
+            "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "Output": "{% $states.input.missing %}", "End": True}},
+        },
+        status="FAILED",
+        error="States.QueryEvaluationError",
+        cause="The JSONata expression '$states.input.missing' specified for the field 'Output' returned nothing",
+        cause_contains=True,
     ),
     Case(
         id="jsonata-map-input-not-an-array",
@@ -506,6 +545,10 @@ def test_output_reads_variables_as_they_were_before_the_states_assign(sfn_moto: 
 
 def test_invalid_wait_timestamps_and_map_inputs_fail_as_aws_words_them(sfn_moto: None) -> None:
     _check_cases("jsonata-wait-invalid-timestamp", "jsonpath-map-input-not-an-array")
+
+
+def test_a_jsonata_expression_that_returns_nothing_names_its_field(sfn_moto: None) -> None:
+    _check_cases("jsonata-output-field-returned-nothing", "jsonata-whole-output-returned-nothing")
 
 
 def test_the_context_object_has_every_documented_field(sfn_moto: None) -> None:

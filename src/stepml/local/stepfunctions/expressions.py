@@ -210,6 +210,64 @@ def _install_invalid_values_named_as_aws_names_them(patch: Patch) -> None:
     patch.replace(state_map, "type", type_as_json)
 
 
+_FIELD_PATH = "_stepml_field_path"
+
+
+def _field_tracking(original: Any, name_of: Any) -> Any:
+    """``original`` (an ``_eval_body``), keeping the path of template fields being evaluated on ``env``."""
+
+    @functools.wraps(original)
+    def _eval_body(self, env):  # type: ignore[no-untyped-def]
+        path = env.__dict__.setdefault(_FIELD_PATH, [])
+        path.append(name_of(self))
+        try:
+            return original(self, env)
+        finally:
+            path.pop()
+
+    return _eval_body
+
+
+def _install_jsonata_errors_name_the_field(patch: Patch) -> None:
+    from moto.stepfunctions.parser.asl.component.common import outputdecl, parargs
+    from moto.stepfunctions.parser.asl.component.common.assign import assign_decl, assign_template_binding
+    from moto.stepfunctions.parser.asl.component.common.jsonata.jsonata_template_binding import (
+        JSONataTemplateBinding,
+    )
+    from moto.stepfunctions.parser.asl.jsonata import validations
+
+    def parargs_name(component: Any) -> str:
+        return "Arguments" if isinstance(component, parargs.Arguments) else "Parameters"
+
+    fields = (
+        (outputdecl.Output, lambda component: "Output"),
+        (parargs.Parargs, parargs_name),
+        (assign_decl.AssignDecl, lambda component: "Assign"),
+        (JSONataTemplateBinding, lambda component: component.identifier),
+        (assign_template_binding.AssignTemplateBinding, lambda component: component.identifier),
+    )
+    for cls, name_of in fields:
+        patch.replace(cls, "_eval_body", _field_tracking(cls.__dict__["_eval_body"], name_of))
+
+    original = validations._validate_null_output
+
+    @functools.wraps(original)
+    def _validate_null_output(env, expression, rich_jsonata_expression):  # type: ignore[no-untyped-def]
+        try:
+            original(env, expression, rich_jsonata_expression)
+        except validations.FailureEventException as exc:
+            path = "/".join(env.__dict__.get(_FIELD_PATH) or [])
+            details = exc.failure_event.event_details.get("evaluationFailedEventDetails")
+            if path and details is not None:
+                details["cause"] = (
+                    f"The JSONata expression '{expression}' specified for the field '{path}' "
+                    "returned nothing (undefined)."
+                )
+            raise
+
+    patch.replace(validations, "_validate_null_output", _validate_null_output)
+
+
 register(
     Patch(
         name="jsonata-evaluator",
@@ -285,5 +343,18 @@ register(
         ),
         test=_CONFORMANCE + "test_invalid_wait_timestamps_and_map_inputs_fail_as_aws_words_them",
         install=_install_invalid_values_named_as_aws_names_them,
+    )
+)
+register(
+    Patch(
+        name="jsonata-errors-name-the-field",
+        why=(
+            "A JSONata expression that returned nothing failed with the cause \"The JSONata expression '...' "
+            'returned nothing (undefined)."; AWS names the field it was written for ("... specified for the '
+            "field 'Output/result' returned nothing (undefined).\"). The patch tracks the Output, Arguments, "
+            "Parameters and Assign fields being evaluated and names the path in the cause."
+        ),
+        test=_CONFORMANCE + "test_a_jsonata_expression_that_returns_nothing_names_its_field",
+        install=_install_jsonata_errors_name_the_field,
     )
 )
