@@ -80,10 +80,6 @@ def _caught_by(state: dict[str, Any], error: str) -> dict[str, Any]:
     }
 
 
-def _caught_output(error: str, cause: str) -> dict[str, Any]:
-    return {"caught": {"Error": error, "Cause": cause}}
-
-
 # -- States.* errors inside Parallel branches and Map iterations --------------------------------
 
 _STATES_ERROR_CASES = [
