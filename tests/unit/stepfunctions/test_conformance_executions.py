@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.unit.stepfunctions.support import REGION, ROLE_ARN, run, wait_for
 
@@ -611,3 +612,14 @@ def test_a_distributed_map_over_an_s3_listing_can_be_described(sfn_moto: None) -
     [item] = execution.output
     assert item["Key"] == "in/a.csv"
     assert isinstance(item["LastModified"], int)
+
+
+def test_an_execution_name_aws_refuses_is_refused(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    arn = sfn.create_state_machine(name="named", definition=json.dumps(definition), roleArn=ROLE_ARN)["stateMachineArn"]
+
+    with pytest.raises(ClientError) as refused:
+        sfn.start_execution(stateMachineArn=arn, name="run one")
+
+    assert refused.value.response["Error"]["Code"] == "InvalidName"

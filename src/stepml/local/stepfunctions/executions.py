@@ -102,6 +102,8 @@ def _install_unnamed_executions_get_a_uuid(patch: Patch) -> None:
 
     @functools.wraps(original)
     def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):  # type: ignore[no-untyped-def]
+        if name:
+            self._validate_name(name)  # moto's plain backend checks it; its interpreter's did not
         return original(self, state_machine_arn, name or str(mock_random.uuid4()), execution_input, trace_header)
 
     patch.replace(StepFunctionsParserBackend, "start_execution", start_execution)
@@ -252,7 +254,9 @@ register(
         why=(
             "StartExecution without a name gave moto's interpreter the name None: the ARN ended in ':None', "
             "$$.Execution.Name was null and a second unnamed start failed with ExecutionAlreadyExists. AWS names "
-            "such an execution with a UUID; the patch does too."
+            "such an execution with a UUID; the patch does too, and refuses a name AWS refuses (white space, "
+            "brackets, wildcards, control characters, over 80 characters) with InvalidName as moto's plain backend "
+            "does."
         ),
         test=_CONFORMANCE + "test_an_execution_started_without_a_name_is_named_with_a_uuid",
         install=_install_unnamed_executions_get_a_uuid,
