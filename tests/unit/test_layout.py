@@ -119,3 +119,13 @@ def test_every_path_the_layout_table_names_exists() -> None:
         if not any(path == name or path.endswith("/" + name) for path in everything):
             missing.append(name)
     assert not missing, f"README.md's layout table names paths that do not exist: {missing}"
+
+
+def test_the_readme_counts_the_conformance_cases_there_are() -> None:
+    from tests.unit.stepfunctions import test_conformance_definitions, test_conformance_executions
+
+    rows = {row[0].strip("`"): row for row in _table_rows(_section("Step Functions conformance"))}
+    for module in (test_conformance_definitions, test_conformance_executions):
+        path = Path(module.__file__).relative_to(REPO_ROOT).as_posix()
+        assert path in rows, f"README's conformance table has no row for {path}"
+        assert int(rows[path][1]) == len(module.CASES), f"{path} has {len(module.CASES)} cases"
