@@ -33,6 +33,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.stepfunctions.expressions",
     "stepml.local.stepfunctions.executions",
     "stepml.local.stepfunctions.validation",
+    "stepml.local.stepfunctions.test_state",
     "stepml.local.services.dynamodb",
     "stepml.local.services.ecr",
     "stepml.local.services.iam_conditions",
