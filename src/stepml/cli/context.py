@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 STATE_DIR_ENV = "STEPML_STATE_DIR"
@@ -28,6 +29,9 @@ def state_dir(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get(STATE_DIR_ENV) or ".stepml").resolve()
 
 
+_LOCAL_CONFIG = Config(inject_host_prefix=False)
+
+
 @dataclass
 class Target:
     """Clients and resource names of the pipeline the CLI talks to."""
@@ -38,7 +42,11 @@ class Target:
     local_state: Path | None = None
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url)
+        if self.endpoint_url is None:
+            return self.session.client(service)
+        # Calls such as TestState and StartSyncExecution go to a "sync-" host prefix in AWS; the
+        # local cloud is one host, so the prefix stays off.
+        return self.session.client(service, endpoint_url=self.endpoint_url, config=_LOCAL_CONFIG)
 
     def output(self, name: str) -> str:
         try:
