@@ -9,7 +9,10 @@ then StartExecution with the S3 event EventBridge would send. An execution keeps
 it started with (as in AWS), so the five copies run at once, each on its own upload; the upload
 rule is disabled meanwhile so the uploads start no other execution. Approvals go one at a time
 (every run deploys to the same production endpoint) and each run must end as the unedited
-pipeline does: SUCCEEDED, its model serving in production.
+pipeline does: SUCCEEDED, its model serving in production. What the local cloud held for each run
+is read with DescribeStateMachine right after its UpdateStateMachine: its
+DescribeStateMachineForExecution answers the machine's current definition (a product finding, the
+xfail test below), where AWS answers the one the execution ran.
 """
 
 from __future__ import annotations
@@ -227,7 +230,8 @@ def studio(pipeline, edited_copies) -> dict[str, Any]:
     assert fill(original, substitutions) == deployed, "the stack fills the placeholders as `asl export` does"
     (rule,) = events.list_rule_names_by_target(TargetArn=machine)["RuleNames"]
     events.disable_rule(Name=rule)
-    pipeline.onboard(DATASET, promote_only_if_better=False)
+    # A low gate: the small sample must reach a person's approval whatever its seed.
+    pipeline.onboard(DATASET, threshold=0.5, promote_only_if_better=False)
     account, region = machine.split(":")[4], machine.split(":")[3]
     started: dict[str, dict[str, Any]] = {}
     # The stack's own definition and rule come back once the runs have ended (or failed).
@@ -240,10 +244,11 @@ def studio(pipeline, edited_copies) -> dict[str, Any]:
                 account, region, upload["bucket"], upload["key"], len(body), upload["etag"], upload["version"]
             )
             sfn.update_state_machine(stateMachineArn=machine, definition=json.dumps(filled))
+            held = json.loads(sfn.describe_state_machine(stateMachineArn=machine)["definition"])
             arn = sfn.start_execution(
                 stateMachineArn=machine, name=f"studio-{name}-{uuid.uuid4().hex[:8]}", input=json.dumps(event)
             )["executionArn"]
-            started[name] = {"upload": upload, "arn": arn, "filled": filled}
+            started[name] = {"upload": upload, "arn": arn, "filled": filled, "held": held}
         for run in started.values():
             run.update(_approve_and_finish(pipeline, run))
     finally:
@@ -263,7 +268,7 @@ def _approve_and_finish(pipeline, run: dict[str, Any]) -> dict[str, Any]:
     sfn = pipeline.client("stepfunctions")
     return {
         "described": sfn.describe_execution(executionArn=run["arn"]),
-        "definition": json.loads(sfn.describe_state_machine_for_execution(executionArn=run["arn"])["definition"]),
+        "for_execution": json.loads(sfn.describe_state_machine_for_execution(executionArn=run["arn"])["definition"]),
         "history": _history(sfn, run["arn"]),
         "records": pipeline.run_record(run_id),
         "production": pipeline.endpoint_config(pipeline.outputs["ProductionEndpointName"]),
@@ -311,7 +316,7 @@ def test_a_rename_that_misses_a_target_is_refused_by_both_checks(pipeline):
 @pytest.mark.parametrize("name", list(EDITS))
 def test_each_edited_copy_ends_as_the_pipeline_does(pipeline, runs, name):
     run = runs[name]
-    assert run["definition"] == run["filled"], "the execution ran the edited copy"
+    assert run["held"] == run["filled"], "the stack's machine held the edited copy when the run started"
     assert run["described"]["status"] == "SUCCEEDED", run["described"]
     records = run["records"]
     assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
@@ -319,6 +324,27 @@ def test_each_edited_copy_ends_as_the_pipeline_does(pipeline, runs, name):
         assert records[f"STEP#{step}"]["status"] == "SUCCEEDED", step
     assert run["production"] == records["RUN"]["names"]["production_endpoint_config"]
     assert _entered(run["history"])[-1] == "Model deployed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product finding: the local cloud answers DescribeStateMachineForExecution with the state machine's "
+    "current definition (moto looks the machine up by the execution and returns the live one), where AWS answers "
+    "the definition the execution ran; the execution itself runs its own snapshot",
+)
+def test_describe_state_machine_for_execution_answers_the_definition_the_execution_ran(runs):
+    last = list(runs.values())[-1]["filled"]
+    answered = {
+        name: (
+            "its own"
+            if run["for_execution"] == run["filled"]
+            else "the last copy's"
+            if run["for_execution"] == last
+            else "another"
+        )
+        for name, run in runs.items()
+    }
+    assert all(run["for_execution"] == run["filled"] for run in runs.values()), answered
 
 
 def test_the_added_state_is_entered_and_adds_its_field(runs):
@@ -339,7 +365,7 @@ def test_the_renamed_state_runs_under_its_new_name(runs):
 
 
 def test_the_changed_retry_is_the_one_the_local_cloud_holds(runs):
-    (retry,) = runs["retry"]["definition"]["States"]["Train model"]["Retry"]
+    (retry,) = runs["retry"]["held"]["States"]["Train model"]["Retry"]
     assert {key: retry[key] for key in RETRY} == RETRY
     assert retry["ErrorEquals"] == ["SageMaker.AmazonSageMakerException"] and retry["JitterStrategy"] == "FULL"
 
@@ -367,7 +393,8 @@ def test_the_parallel_runs_both_steps_and_merges_the_model_back(runs):
     assert entered.index(PARALLEL) < entered.index("Record training") and entered.index(PARALLEL) < entered.index(
         "Create model"
     )
-    assert [e["type"] for e in events if e["type"].startswith("Parallel")][-1] == "ParallelStateSucceeded"
+    parallel_events = [e["type"] for e in events if e["type"].startswith("Parallel")]
+    assert "ParallelStateSucceeded" in parallel_events and "ParallelStateFailed" not in parallel_events
     (exited,) = _exited(events, PARALLEL)
     model = json.loads(exited["output"])["steps"]["model"]
     assert model["model_arn"].endswith(":model/" + runs["parallel"]["records"]["RUN"]["names"]["model"])
