@@ -10,9 +10,8 @@ it started with (as in AWS), so the five copies run at once, each on its own upl
 rule is disabled meanwhile so the uploads start no other execution. Approvals go one at a time
 (every run deploys to the same production endpoint) and each run must end as the unedited
 pipeline does: SUCCEEDED, its model serving in production. What the local cloud held for each run
-is read with DescribeStateMachine right after its UpdateStateMachine: its
-DescribeStateMachineForExecution answers the machine's current definition (a product finding, the
-xfail test below), where AWS answers the one the execution ran.
+is read with DescribeStateMachine right after its UpdateStateMachine, and each execution's
+DescribeStateMachineForExecution answers the copy that execution ran, as AWS does.
 """
 
 from __future__ import annotations
@@ -326,12 +325,6 @@ def test_each_edited_copy_ends_as_the_pipeline_does(pipeline, runs, name):
     assert _entered(run["history"])[-1] == "Model deployed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product finding: the local cloud answers DescribeStateMachineForExecution with the state machine's "
-    "current definition (moto looks the machine up by the execution and returns the live one), where AWS answers "
-    "the definition the execution ran; the execution itself runs its own snapshot",
-)
 def test_describe_state_machine_for_execution_answers_the_definition_the_execution_ran(runs):
     last = list(runs.values())[-1]["filled"]
     answered = {

@@ -623,3 +623,22 @@ def test_an_execution_name_aws_refuses_is_refused(sfn_moto: None) -> None:
         sfn.start_execution(stateMachineArn=arn, name="run one")
 
     assert refused.value.response["Error"]["Code"] == "InvalidName"
+
+
+def test_describe_state_machine_for_execution_answers_the_definition_the_execution_ran(sfn_moto: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    first = {"StartAt": "One", "States": {"One": {"Type": "Pass", "Result": 1, "End": True}}}
+    second = {"StartAt": "Two", "States": {"Two": {"Type": "Pass", "Result": 2, "End": True}}}
+    arn = sfn.create_state_machine(name="snapshots", definition=json.dumps(first), roleArn=ROLE_ARN)["stateMachineArn"]
+    before = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    wait_for(sfn, before)
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(second))
+    after = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    wait_for(sfn, after)
+
+    assert json.loads(sfn.describe_state_machine_for_execution(executionArn=before)["definition"]) == first
+    described = sfn.describe_state_machine_for_execution(executionArn=after)
+    assert json.loads(described["definition"]) == second and described["stateMachineArn"] == arn
+    with pytest.raises(ClientError) as raised:
+        sfn.describe_state_machine_for_execution(executionArn=arn.replace(":stateMachine:", ":execution:") + ":nope")
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFound"

@@ -206,6 +206,35 @@ def _install_s3_listing_items_have_epoch_seconds(patch: Patch) -> None:
     patch.replace(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(_handle_list_objects_v2))
 
 
+def _install_state_machine_for_execution_is_its_snapshot(patch: Patch) -> None:
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.exceptions import ResourceNotFound
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def describe_state_machine_for_execution(self):  # type: ignore[no-untyped-def]
+        arn = self._get_param("executionArn")
+        for machine in self.stepfunction_backend.state_machines:
+            for execution in machine.executions:
+                if execution.execution_arn != arn:
+                    continue
+                # The execution holds a copy of the machine as it started (moto's start_execution).
+                snapshot = getattr(execution, "state_machine", None) or machine
+                return ActionResult(
+                    {
+                        "stateMachineArn": machine.arn,
+                        "name": machine.name,
+                        "definition": snapshot.definition,
+                        "roleArn": snapshot.roleArn,
+                        "updateDate": snapshot.update_date,
+                        "loggingConfiguration": snapshot.loggingConfiguration,
+                        "tracingConfiguration": snapshot.tracingConfiguration,
+                    }
+                )
+        raise ResourceNotFound(arn)
+
+    patch.replace(StepFunctionResponse, "describe_state_machine_for_execution", describe_state_machine_for_execution)
+
+
 register(
     Patch(
         name="interpreter-errors-have-codes",
@@ -314,5 +343,19 @@ register(
         ),
         test=_CONFORMANCE + "test_a_distributed_map_over_an_s3_listing_can_be_described",
         install=_install_s3_listing_items_have_epoch_seconds,
+    )
+)
+register(
+    Patch(
+        name="state-machine-for-execution-is-its-snapshot",
+        why=(
+            "DescribeStateMachineForExecution answered the state machine as it is now, so after an "
+            "UpdateStateMachine every earlier execution seemed to have run the new definition. AWS answers the "
+            "definition the execution ran; moto's interpreter keeps that copy on the execution, and the patch "
+            "answers from it."
+        ),
+        test="tests/unit/stepfunctions/test_conformance_executions.py::"
+        "test_describe_state_machine_for_execution_answers_the_definition_the_execution_ran",
+        install=_install_state_machine_for_execution_is_its_snapshot,
     )
 )
