@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import asl, data, lineage, preflight, runs
+from stepml.cli import asl, cost, data, lineage, preflight, runs
 from stepml.cli.context import CliError
 
 #: Command groups of the local cloud: name -> (module, one-line help). Their modules import the
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_local_cloud(commands, common, "demo")
     preflight.register(commands, common)
     asl.register(commands, common)
+    cost.register(commands, common)
     return parser
 
 

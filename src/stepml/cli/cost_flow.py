@@ -1,0 +1,352 @@
+"""What one run uses, read from the template, samconfig, the dataset config and the definition.
+
+``stack_settings`` reads the template bound to a samconfig environment (through
+``stepml.local.template``, imported when called so that the CLI's parser loads no local cloud):
+the Glue job's workers, the functions' memory, which function each ``${Placeholder}`` of the
+definition is, the alarms and keys. ``walk`` follows the definition from ``StartAt`` through one
+run's path (each Choice takes the branch ``decisions`` names, a polling loop turns as many times as
+the endpoint takes to come up): every state on the path is one billed state transition, and the
+path says which functions run, how many instances the test endpoint has and how long it lives
+(from its CreateEndpoint to its DeleteEndpoint). ``estimated_usage`` turns the path into a
+``RunUsage``; ``measured_usage`` (in ``cost_measure``) replaces estimates with a finished run's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepml.cli.cost_model import GLUE_DPU_PER_WORKER, CostError, LambdaUse, RunUsage, StandingUsage
+from stepml.config import DatasetConfig
+
+STATE_MACHINE = "PipelineStateMachine"
+GLUE_JOB = "PreprocessJob"
+#: The branch each Choice takes on a run that deploys a better model over a serving champion.
+#: A Choice not named takes its Default; a polling Choice takes its Default until the endpoint is up.
+DEPLOYED_RUN = {
+    "Champion in service?": "Describe champion endpoint",
+    "Is the test endpoint ready?": "Evaluate model",
+    "Good enough to ask for approval?": "Request approval",
+    "Approved?": "Find production endpoint",
+    "Production endpoint exists?": "Update production endpoint",
+    "Is the production endpoint ready?": "Record deployment",
+}
+#: Choices that poll an endpoint, and which estimate says how long it takes to come up.
+POLLING = {
+    "Is the test endpoint ready?": "endpoint_create_seconds",
+    "Is the production endpoint ready?": "endpoint_update_seconds",
+}
+_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z0-9_]+)\}$")
+_MAX_PATH = 10_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One assumed quantity, printed with the report."""
+
+    value: float
+    why: str
+
+
+#: What a run takes when no finished run says otherwise (``--run`` measures them instead).
+ESTIMATES: dict[str, Estimate] = {
+    "glue_seconds": Estimate(90, "Glue job run: Glue 5.0 start-up plus the 50,000-row sample's transform"),
+    "training_seconds": Estimate(180, "training job billable time: built-in XGBoost on a few MB"),
+    "endpoint_create_seconds": Estimate(300, "a new endpoint takes about 5 minutes to be InService"),
+    "endpoint_update_seconds": Estimate(300, "a blue/green update provisions the new fleet in about 5 minutes"),
+    "evaluate_seconds": Estimate(20, "the Evaluate function scores the test split through the test endpoint"),
+    "approval_wait_seconds": Estimate(3600, "the approver answers within an hour (the test endpoint runs meanwhile)"),
+    "lambda_seconds": Estimate(0.5, "every other function invocation (ResolveRun, RecordStep, RequestApproval)"),
+    "approval_api_requests": Estimate(2, "the approver opens the review page and posts a decision"),
+    "dynamodb_write_units": Estimate(
+        14, "claim, content key, 5 step records of 2 KB, outcome; approval put and update"
+    ),
+    "dynamodb_read_units": Estimate(8, "resolve-run query, completed steps, approval record reads"),
+    "s3_puts": Estimate(40, "upload, Spark's part files and markers, model, report; plus LIST calls"),
+    "s3_gets": Estimate(60, "the job's reads of the upload and config, training channels, evaluation"),
+    "run_gb": Estimate(0.02, "upload 5 MB, processed splits 10 MB, model and report; kept a month"),
+    "data_capture_gb_month": Estimate(0.1, "production data capture: 100,000 requests of 1 KB a month"),
+    "lineage_gb": Estimate(0.01, "lineage table size"),
+}
+
+
+@dataclass
+class StackSettings:
+    """What the template, bound to a samconfig environment, says a run uses."""
+
+    region: str
+    parameters: dict[str, str]
+    glue_dpus: float
+    glue_worker: str
+    function_memory: dict[str, int]
+    placeholders: dict[str, str]  # definition placeholder -> logical id it stands for
+    alarms: int
+    kms_keys: int
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def poll_seconds(self) -> float:
+        return float(self.parameters["EndpointPollSeconds"])
+
+
+def _logical_target(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Fn::GetAtt":
+            return (arg if isinstance(arg, list) else arg.split(".", 1))[0]
+        if key == "Ref" and isinstance(arg, str):
+            return arg
+    return None
+
+
+def stack_settings(root: Path, region: str, parameters: Mapping[str, str], definition: dict[str, Any]) -> StackSettings:
+    """Read ``root``'s template bound to ``parameters`` (samconfig's) for the cost of a run."""
+    from stepml.local.template import ResolvedTemplate, TemplateError, load_template
+
+    try:
+        resolved = ResolvedTemplate(
+            load_template(root / "template.yaml"),
+            stack_name="stepml-cost",
+            region=region,
+            parameter_overrides=dict(parameters),
+            source=str(root / "template.yaml"),
+        )
+        job = resolved.properties(GLUE_JOB)
+        worker = str(resolved.resolve(job.get("WorkerType", "G.1X"), context=GLUE_JOB))
+        workers = float(resolved.resolve(job["NumberOfWorkers"], context=GLUE_JOB))
+        memory = {
+            logical: int(resolved.resolve(resolved.properties(logical).get("MemorySize", 128), context=logical))
+            for logical, spec in resolved.resources.items()
+            if spec["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+        }
+        substitutions = resolved.properties(STATE_MACHINE).get("DefinitionSubstitutions", {})
+    except (TemplateError, KeyError, ValueError) as exc:
+        raise CostError(f"{root / 'template.yaml'}: cannot read the settings a run's cost needs: {exc}") from exc
+    if worker not in GLUE_DPU_PER_WORKER:
+        raise CostError(f"unknown Glue worker type {worker} (known: {', '.join(GLUE_DPU_PER_WORKER)})")
+    kinds = Counter(spec["Type"] for logical, spec in resolved.resources.items() if resolved.is_enabled(logical))
+    return StackSettings(
+        region=region,
+        parameters={k: str(v) for k, v in resolved.parameters.items()},
+        glue_dpus=workers * GLUE_DPU_PER_WORKER[worker],
+        glue_worker=worker,
+        function_memory=memory,
+        placeholders={name: target for name, value in substitutions.items() if (target := _logical_target(value))},
+        alarms=kinds["AWS::CloudWatch::Alarm"],
+        kms_keys=kinds["AWS::KMS::Key"],
+        definition=definition,
+    )
+
+
+# -- the path of one run --------------------------------------------------------------------
+
+
+def _choice_targets(state: Mapping[str, Any]) -> list[str]:
+    return [rule["Next"] for rule in state.get("Choices", [])] + ([state["Default"]] if "Default" in state else [])
+
+
+def walk(definition: Mapping[str, Any], decisions: Mapping[str, str], polls: Mapping[str, int]) -> list[str]:
+    """The states one run enters, in order, from ``StartAt`` to a terminal state.
+
+    A Choice named in ``decisions`` takes that branch (after ``polls[name] - 1`` turns through its
+    Default when it polls); any other Choice takes its Default. ``CostError`` when a decision names
+    no branch of its Choice or a Choice it names is not in the definition.
+    """
+    states = definition["States"]
+    for name, target in decisions.items():
+        if name not in states or states[name].get("Type") != "Choice":
+            raise CostError(f"the definition has no Choice state {name!r} (the cost's path names it)")
+        if target not in _choice_targets(states[name]):
+            raise CostError(f"Choice {name!r} has no branch to {target!r}")
+    path, visits = [], Counter()
+    current: str | None = definition["StartAt"]
+    while current is not None:
+        if len(path) >= _MAX_PATH:
+            raise CostError(f"the run's path does not end within {_MAX_PATH} states (a loop without an exit?)")
+        state = states[current]
+        path.append(current)
+        visits[current] += 1
+        if state["Type"] == "Choice":
+            wanted = decisions.get(current)
+            # A polling Choice loops through its Default until its endpoint is up.
+            polling = wanted is None or visits[current] < polls.get(current, 1)
+            current = state.get("Default") if polling else wanted
+        elif state.get("End") or state["Type"] in ("Succeed", "Fail"):
+            current = None
+        else:
+            current = state["Next"]
+    return path
+
+
+def _placeholder(value: Any) -> str | None:
+    match = _PLACEHOLDER.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
+
+
+def state_function(state: Mapping[str, Any], settings: StackSettings) -> str | None:
+    """The logical id of the function a Lambda task state invokes, or None for any other state."""
+    if not str(state.get("Resource", "")).startswith("arn:aws:states:::lambda:invoke"):
+        return None
+    name = _placeholder(state.get("Parameters", {}).get("FunctionName"))
+    return settings.placeholders.get(name or "", name)
+
+
+def _references(state: Mapping[str, Any], key: str, needle: str) -> bool:
+    return needle in str(state.get("Parameters", {}).get(key, ""))
+
+
+def endpoint_span(path: list[str], states: Mapping[str, Any], kind: str) -> tuple[int, int] | None:
+    """Indexes in ``path`` of the CreateEndpoint and DeleteEndpoint of the ``kind`` endpoint
+    (``test_endpoint``); the delete index is the path's end when the run never deletes it."""
+    start = end = None
+    for index, name in enumerate(path):
+        state = states[name]
+        resource = str(state.get("Resource", ""))
+        if start is None and resource.endswith(":createEndpoint") and _references(state, "EndpointName.$", kind):
+            start = index
+        elif start is not None and resource.endswith(":deleteEndpoint") and _references(state, "EndpointName.$", kind):
+            end = index
+            break
+    if start is None:
+        return None
+    return start, len(path) if end is None else end
+
+
+def endpoint_instances(path: list[str], states: Mapping[str, Any], config_kind: str, config: DatasetConfig) -> int:
+    """Instances of the last ``config_kind`` endpoint config on the path (all its variants)."""
+    count = 0
+    for name in path:
+        state = states[name]
+        if str(state.get("Resource", "")).endswith(":createEndpointConfig") and _references(
+            state, "EndpointConfigName.$", config_kind
+        ):
+            count = 0
+            for variant in state["Parameters"].get("ProductionVariants", []):
+                count += int(variant.get("InitialInstanceCount", config.hosting.instance_count))
+    return count
+
+
+def termination_wait(path: list[str], states: Mapping[str, Any]) -> float | None:
+    """The blue/green TerminationWaitInSeconds of an UpdateEndpoint on the path; None when the path
+    has no blue/green update."""
+    for name in path:
+        state = states[name]
+        if str(state.get("Resource", "")).endswith(":updateEndpoint"):
+            policy = state.get("Parameters", {}).get("DeploymentConfig", {}).get("BlueGreenUpdatePolicy")
+            if policy is not None:
+                return float(policy.get("TerminationWaitInSeconds", 0))
+    return None
+
+
+def state_seconds(state: Mapping[str, Any], settings: StackSettings, estimates: Mapping[str, float]) -> float:
+    """How long one entry of ``state`` takes, by what it does (estimates)."""
+    resource = str(state.get("Resource", ""))
+    if state["Type"] == "Wait":
+        return float(state.get("Seconds", settings.poll_seconds))
+    if resource.endswith("glue:startJobRun.sync"):
+        return estimates["glue_seconds"]
+    if resource.endswith("createTrainingJob.sync"):
+        return estimates["training_seconds"]
+    if resource.endswith(".waitForTaskToken"):
+        return estimates["approval_wait_seconds"]
+    function = state_function(state, settings)
+    if function is not None:
+        return estimates["evaluate_seconds"] if "Evaluate" in function else estimates["lambda_seconds"]
+    return 0.0
+
+
+def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions: Mapping[str, str]) -> list[str]:
+    """The deployed run's path with each polling loop turned as often as its endpoint takes."""
+    polls = {
+        choice: max(1, math.ceil(estimates[estimate] / settings.poll_seconds))
+        for choice, estimate in POLLING.items()
+        if choice in settings.definition["States"]
+    }
+    return walk(settings.definition, decisions, polls)
+
+
+def lambda_uses(path: list[str], settings: StackSettings, seconds_of: Mapping[int, float]) -> list[LambdaUse]:
+    """Invocations and billed seconds per function along ``path`` (``seconds_of``: path index -> s)."""
+    states = settings.definition["States"]
+    calls: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    for index, name in enumerate(path):
+        function = state_function(states[name], settings)
+        if function is not None:
+            calls[function] += 1
+            seconds[function] += seconds_of[index]
+    return [
+        LambdaUse(function, settings.function_memory.get(function, 128), calls[function], seconds[function])
+        for function in sorted(calls)
+    ]
+
+
+def estimated_usage(
+    settings: StackSettings,
+    config: DatasetConfig,
+    estimates: Mapping[str, float],
+    decisions: Mapping[str, str] = DEPLOYED_RUN,
+) -> tuple[RunUsage, list[str]]:
+    """One run estimated from the template, the dataset config and the definition; with its path."""
+    states = settings.definition["States"]
+    path = run_path(settings, estimates, decisions)
+    seconds_of = {}
+    for index, name in enumerate(path):
+        state = states[name]
+        # A waitForTaskToken state bills its function's short invocation, not the wait.
+        waiting = str(state.get("Resource", "")).endswith(".waitForTaskToken")
+        seconds_of[index] = estimates["lambda_seconds"] if waiting else state_seconds(state, settings, estimates)
+    span = endpoint_span(path, states, "test_endpoint")
+    lifetime = (
+        0.0 if span is None else sum(state_seconds(states[n], settings, estimates) for n in path[span[0] : span[1]])
+    )
+    wait = termination_wait(path, states)
+    lambdas = lambda_uses(path, settings, seconds_of)
+    approval_api = next((k for k in settings.function_memory if k.startswith("ApprovalApi")), None)
+    if approval_api is not None and int(estimates["approval_api_requests"]):
+        requests = int(estimates["approval_api_requests"])
+        memory = settings.function_memory[approval_api]
+        lambdas.append(LambdaUse(approval_api, memory, requests, requests * estimates["lambda_seconds"]))
+    publishes = sum(1 for n in path if str(states[n].get("Resource", "")).endswith("sns:publish"))
+    usage = RunUsage(
+        glue_dpus=settings.glue_dpus,
+        glue_seconds=estimates["glue_seconds"],
+        training_instance_type=config.training.instance_type or settings.parameters["TrainingInstanceType"],
+        training_instances=config.training.instance_count,
+        training_seconds=min(estimates["training_seconds"], config.training.max_runtime_seconds),
+        hosting_instance_type=config.hosting.instance_type or settings.parameters["HostingInstanceType"],
+        test_endpoint_instances=endpoint_instances(path, states, "test_endpoint_config", config),
+        test_endpoint_seconds=lifetime,
+        production_instances=config.hosting.instance_count,
+        blue_green_seconds=0.0 if wait is None else estimates["endpoint_update_seconds"] + wait,
+        transitions=len(path),
+        lambdas=lambdas,
+        dynamodb_write_units=estimates["dynamodb_write_units"],
+        dynamodb_read_units=estimates["dynamodb_read_units"],
+        s3_puts=int(estimates["s3_puts"]),
+        s3_gets=int(estimates["s3_gets"]),
+        s3_gb_stored=estimates["run_gb"],
+        emails=sum(1 for n in path if str(states[n].get("Resource", "")).endswith(".waitForTaskToken")),
+        sns_publishes=publishes,
+        sns_email_notifications=publishes,
+        sources={"transitions": f"the definition's path of a deployed run ({len(path)} states)"},
+    )
+    return usage, path
+
+
+def standing_usage(settings: StackSettings, config: DatasetConfig, estimates: Mapping[str, float]) -> StandingUsage:
+    """What the stack keeps all month: the production endpoint (once a model is deployed), alarms, keys."""
+    return StandingUsage(
+        production_instance_type=config.hosting.instance_type or settings.parameters["HostingInstanceType"],
+        production_instances=config.hosting.instance_count,
+        production_deployed=True,
+        alarms=settings.alarms,
+        kms_keys=settings.kms_keys,
+        data_capture_gb_month=estimates["data_capture_gb_month"],
+        lineage_gb=estimates["lineage_gb"],
+    )

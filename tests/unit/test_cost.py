@@ -1,0 +1,280 @@
+"""``stepml cost``: the arithmetic against a hand-computed run, the Glue minimum, a month, the idle
+month, the definition's path, a finished run's measured durations, and bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from stepml.cli import cost as cost_cli
+from stepml.cli.context import CliError, Target
+from stepml.cli.cost_flow import DEPLOYED_RUN, ESTIMATES, estimated_usage, stack_settings, standing_usage, walk
+from stepml.cli.cost_measure import history_path, measured_usage
+from stepml.cli.cost_model import (
+    CostError,
+    LambdaUse,
+    RunUsage,
+    StandingUsage,
+    cost_report,
+    glue_items,
+    load_prices,
+    run_items,
+    standing_items,
+    total,
+)
+from stepml.cli.preflight.inputs import load_samconfig
+from stepml.config import parse_dataset_config
+from stepml.utils import to_dynamo
+from tests.helpers import CHURN_CONFIG, REPO_ROOT
+
+ESTIMATED = {name: estimate.value for name, estimate in ESTIMATES.items()}
+
+
+def _hand_run(**changes) -> RunUsage:
+    usage = RunUsage(
+        glue_dpus=2,
+        glue_seconds=90,
+        training_instance_type="ml.m5.xlarge",
+        training_instances=1,
+        training_seconds=360,
+        hosting_instance_type="ml.m5.large",
+        test_endpoint_instances=2,
+        test_endpoint_seconds=1800,
+        production_instances=1,
+        blue_green_seconds=600,
+        transitions=100,
+        lambdas=[LambdaUse("EvaluateFunction", 2048, 1, 30), LambdaUse("RecordStepFunction", 512, 6, 3)],
+        dynamodb_write_units=20,
+        dynamodb_read_units=10,
+        s3_puts=1000,
+        s3_gets=10000,
+        s3_gb_stored=1,
+        emails=1,
+        sns_publishes=1,
+        sns_email_notifications=1,
+    )
+    for key, value in changes.items():
+        setattr(usage, key, value)
+    return usage
+
+
+def _hand_standing() -> StandingUsage:
+    return StandingUsage("ml.m5.large", 1, True, alarms=3, kms_keys=3, data_capture_gb_month=1, lineage_gb=1)
+
+
+def test_one_run_matches_the_hand_computation_at_us_east_1_prices():
+    items = run_items(_hand_run(), load_prices("us-east-1"))
+    expected = [
+        0.022,  # Glue: 2 DPU x 90 s = 180 DPU-s = 0.05 DPU-h x $0.44
+        0.023,  # training: 1 x ml.m5.xlarge x 360 s = 0.1 h x $0.23
+        0.115,  # test endpoint: 2 x ml.m5.large x 1800 s = 3600 instance-s = 1 instance-h x $0.115
+        0.0191666667,  # blue/green: 1 x ml.m5.large x 600 s = 1/6 h x $0.115
+        0.0025,  # Step Functions: 100 transitions x $0.000025
+        0.001000002,  # Evaluate: 2048 MB = 2 GB x 30 s = 60 GB-s x $0.0000166667
+        0.0000002,  # Evaluate: 1 request x $0.0000002
+        0.000025,  # RecordStep: 0.5 GB x 3 s = 1.5 GB-s x $0.0000166667
+        0.0000012,  # RecordStep: 6 requests x $0.0000002
+        0.0000125,  # DynamoDB: 20 WRU x $0.000000625
+        0.00000125,  # DynamoDB: 10 RRU x $0.000000125
+        0.005,  # S3: 1,000 PUT x $0.000005
+        0.004,  # S3: 10,000 GET x $0.0000004
+        0.023,  # S3: 1 GB-month x $0.023
+        0.0001,  # SES: 1 email x $0.0001
+        0.0000005,  # SNS: 1 publish x $0.0000005
+        0.00002,  # SNS: 1 email notification x $0.00002
+    ]
+    assert [round(item.cost, 10) for item in items] == pytest.approx(expected, abs=1e-9)
+    assert total(items) == pytest.approx(0.2148273187, abs=1e-9)  # the sum of the lines above
+
+
+def test_glue_bills_at_least_one_minute_then_per_second():
+    prices = load_prices("us-east-1")
+    # 2 DPU x 30 s is billed as 2 DPU x 60 s = 120 DPU-s = 1/30 DPU-h x $0.44 = $0.014667
+    assert glue_items(_hand_run(glue_seconds=30), prices)[0].cost == pytest.approx(0.44 / 30)
+    # 2 DPU x 61 s = 122 DPU-s: per second past the minimum
+    assert glue_items(_hand_run(glue_seconds=61), prices)[0].cost == pytest.approx(2 * 61 / 3600 * 0.44)
+
+
+def test_a_month_is_the_runs_plus_the_idle_month():
+    report = cost_report(_hand_run(), _hand_standing(), load_prices("us-east-1"), runs_per_month=30)
+    assert report.run_total == pytest.approx(0.2148273187, abs=1e-9)
+    # idle: 730 h x $0.115 = 83.95; capture 1 GB x 0.023; 3 alarms x 0.10; 3 keys x $1; lineage 1 GB x 0.25
+    assert report.idle_month_total == pytest.approx(83.95 + 0.023 + 0.30 + 3.00 + 0.25)
+    assert report.month_total == pytest.approx(30 * 0.2148273187 + 87.523, abs=1e-6)
+    data = report.as_dict()
+    assert data["month_total"] == pytest.approx(report.month_total) and len(data["run"]) == len(report.run)
+
+
+def test_the_idle_month_is_the_production_endpoint_alarms_and_keys_and_nearly_nothing_else():
+    items = standing_items(_hand_standing(), load_prices("us-east-1"))
+    by_kind = {(i.service, i.unit): i.cost for i in items}
+    assert set(by_kind) == {
+        ("SageMaker", "instance-hour"),
+        ("S3", "GB-month"),
+        ("CloudWatch", "alarm-month"),
+        ("KMS", "key-month"),
+        ("DynamoDB", "GB-month"),
+    }
+    rest = total(items) - by_kind[("SageMaker", "instance-hour")] - by_kind[("CloudWatch", "alarm-month")]
+    assert rest == pytest.approx(3.273)  # keys $3.00 + storage $0.273: no Glue, training, Lambda or transitions
+    # Before the first deploy there is no production endpoint: the idle month is alarms, keys, storage.
+    undeployed = StandingUsage("ml.m5.large", 1, False, 3, 3, 0, 0)
+    assert total(standing_items(undeployed, load_prices("us-east-1"))) == pytest.approx(3.30)
+
+
+def test_mwaa_bills_all_month_and_pipelines_trades_glue_for_a_processing_job():
+    report = cost_report(_hand_run(), _hand_standing(), load_prices("us-east-1"), runs_per_month=0)
+    mwaa = report.alternatives["MWAA (mw1.small)"]
+    # 730 h x $0.49 = 357.70 plus 1 GB metadata x $0.10, beside the same idle stack
+    assert mwaa["idle_month"] == pytest.approx(357.70 + 0.10 + report.idle_month_total)
+    pipelines = report.alternatives["SageMaker Pipelines"]
+    # Glue $0.022 and transitions $0.0025 go; processing 90 s on ml.m5.xlarge = 0.025 h x $0.23 = $0.00575
+    assert pipelines["run"] == pytest.approx(report.run_total - 0.022 - 0.0025 + 0.00575)
+
+
+def _settings(env: str = "prod"):
+    samconfig = load_samconfig(REPO_ROOT, env)
+    definition = json.loads((REPO_ROOT / "statemachine/pipeline.asl.json").read_text())
+    return stack_settings(REPO_ROOT, samconfig.region, samconfig.parameters, definition)
+
+
+def test_the_estimate_reads_the_template_and_follows_the_definitions_path():
+    settings = _settings()
+    assert settings.glue_dpus == 2 and settings.function_memory["EvaluateFunction"] == 2048
+    config = parse_dataset_config(CHURN_CONFIG, "churn")
+    usage, path = estimated_usage(settings, config, ESTIMATED)
+    assert usage.transitions == len(path) and path[0] == settings.definition["StartAt"]
+    assert path.count("Check test endpoint") == 10  # 300 s to InService / 30 s polls
+    assert usage.training_instance_type == "ml.m5.xlarge"  # prod's TrainingInstanceType (the config says null)
+    assert usage.test_endpoint_instances == 2  # challenger and champion variants
+    # The test endpoint lives through the approval wait: the definition deletes it after the decision.
+    assert usage.test_endpoint_seconds > ESTIMATED["approval_wait_seconds"]
+    calls = {use.function: use.invocations for use in usage.lambdas}
+    assert calls["EvaluateFunction"] == 1 and calls["ResolveRunFunction"] == 1
+    assert usage.emails == 1 and usage.blue_green_seconds == 300 + 300  # update + TerminationWaitInSeconds
+
+
+def test_a_path_naming_a_state_the_definition_lacks_is_refused():
+    definition = _settings().definition
+    with pytest.raises(CostError, match="no Choice state 'Approved twice\\?'"):
+        walk(definition, {"Approved twice?": "Find production endpoint"}, {})
+    with pytest.raises(CostError, match="Choice 'Approved\\?' has no branch to 'Nowhere'"):
+        walk(definition, {**DEPLOYED_RUN, "Approved?": "Nowhere"}, {})
+
+
+def test_an_unknown_region_or_instance_type_is_named():
+    with pytest.raises(CostError, match=r"no price table for region ap-south-1 \(have: eu-west-1, us-east-1\)"):
+        load_prices("ap-south-1")
+    with pytest.raises(
+        CostError, match=r"unknown instance type ml\.p5\.48xlarge for SageMaker training in the us-east-1"
+    ):
+        run_items(_hand_run(training_instance_type="ml.p5.48xlarge"), load_prices("us-east-1"))
+
+
+def test_eu_west_1_prices_the_same_run():
+    assert total(run_items(_hand_run(), load_prices("eu-west-1"))) > total(
+        run_items(_hand_run(), load_prices("us-east-1"))
+    )
+
+
+def _event(kind: str, at: datetime, name: str | None = None) -> dict:
+    event = {"type": kind, "timestamp": at}
+    if name is not None:
+        event["stateEnteredEventDetails"] = {"name": name}
+    return event
+
+
+def test_the_execution_history_gives_transitions_retries_and_times():
+    start = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    events = [
+        _event("ExecutionStarted", start),
+        _event("TaskStateEntered", start, "Resolve run"),
+        _event("TaskScheduled", start),
+        _event("TaskScheduled", start + timedelta(seconds=2)),  # a retry: a second billed transition
+        _event("ChoiceStateEntered", start + timedelta(seconds=3), "New, resumed or duplicate?"),
+        _event("ExecutionSucceeded", start + timedelta(seconds=4)),
+    ]
+    path = history_path(events)
+    assert path.names == ["Resolve run", "New, resumed or duplicate?"]
+    assert path.transitions == 3 and path.retries == 1
+    assert path.seconds(0) == 3 and path.seconds(1) == 1
+
+
+@pytest.fixture
+def finished_run(stack):
+    """A finished run's lineage items in the template's lineage table (moto in-process)."""
+    table = boto3.resource("dynamodb").Table(stack.physical_id("LineageTable"))
+    start = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+
+    def at(seconds: int) -> str:
+        return (start + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+    run_id = "churn-0123456789ab"
+    execution = "arn:aws:states:us-east-1:123456789012:execution:gone:run-1"
+    items = [
+        {"pk": f"RUN#{run_id}", "sk": "RUN", "run_id": run_id, "status": "SUCCEEDED", "attempt": 1,
+         "config": CHURN_CONFIG, "execution_arn": execution, "started_at": at(0), "ended_at": at(900)},
+        {"pk": f"RUN#{run_id}", "sk": "STEP#preprocess", "step": "preprocess", "status": "SUCCEEDED",
+         "job": {"type": "glue", "name": "no-such-job", "run_id": "jr_0"}, "started_at": at(5), "ended_at": at(47)},
+        {"pk": f"RUN#{run_id}", "sk": "STEP#train", "step": "train", "status": "SUCCEEDED",
+         "job": {"type": "sagemaker-training", "name": "no-such-training-job"}, "started_at": at(50),
+         "ended_at": at(125), "gsi1pk": "MODEL#m", "gsi1sk": f"RUN#{run_id}"},
+    ]  # fmt: skip
+    for item in items:
+        table.put_item(Item=to_dynamo(item))
+    return Target(boto3.Session(), None, {"LineageTableName": table.name}), run_id
+
+
+def test_a_finished_run_is_priced_from_its_measured_durations(finished_run):
+    target, run_id = finished_run
+    measured = cost_cli.gather_run(target, run_id)
+    # moto has no such execution, job run or training job: the lineage records' times stand in.
+    assert measured.history is None and measured.glue_run is None and measured.training_job is None
+    usage = measured_usage(_settings("dev"), measured, ESTIMATED)
+    assert usage.glue_seconds == 42  # preprocess 08:00:05 -> 08:00:47
+    assert usage.training_seconds == 75  # train 08:00:50 -> 08:02:05
+    assert usage.test_endpoint_seconds == 775  # training's end 08:02:05 -> the run's end 08:15:00
+    assert usage.training_instance_type == "ml.m5.large"  # dev's TrainingInstanceType
+    assert usage.dynamodb_write_units >= 4  # 3 items, the train record indexed by the GSI too
+    assert "lineage" in usage.sources["glue"] and "lineage" in usage.sources["training"]
+    prices = load_prices("us-east-1")
+    # Glue: 2 DPU x max(42, 60) s = 120 DPU-s = 1/30 DPU-h x $0.44
+    assert glue_items(usage, prices)[0].cost == pytest.approx(0.44 / 30)
+    report = cost_report(usage, standing_usage(_settings("dev"), parse_dataset_config(CHURN_CONFIG, "c"), ESTIMATED),
+                         prices, 4)  # fmt: skip
+    assert report.month_total == pytest.approx(4 * report.run_total + report.idle_month_total)
+
+
+def test_a_run_still_running_or_unknown_is_refused(finished_run):
+    target, run_id = finished_run
+    with pytest.raises(CliError, match="run churn-missing is not in lineage"):
+        cost_cli.gather_run(target, "churn-missing")
+    table = target.session.resource("dynamodb").Table(target.outputs["LineageTableName"])
+    table.update_item(
+        Key={"pk": f"RUN#{run_id}", "sk": "RUN"},
+        UpdateExpression="SET #s = :r",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":r": "RUNNING"},
+    )
+    with pytest.raises(CliError, match=f"run {run_id} is still running"):
+        cost_cli.gather_run(target, run_id)
+
+
+def test_the_command_prints_one_table_and_json(capsys):
+    args = argparse.Namespace(
+        env="dev", runs_per_month=4, run=None, region=None, dataset_config=None, approval_wait=None,
+        processing_instance="ml.m5.xlarge", root=str(REPO_ROOT), json=False, stack_name=None, state_dir=None,
+    )  # fmt: skip
+    assert cost_cli.cost(args) == 0
+    out = capsys.readouterr().out
+    assert "One run (us-east-1, USD" in out and "MWAA (mw1.small)" in out and "Assumptions" in out
+    args.json, args.region = True, "eu-west-1"
+    assert cost_cli.cost(args) == 0
+    assert json.loads(capsys.readouterr().out)["region"] == "eu-west-1"
+    args.region = "ap-south-1"
+    with pytest.raises(CliError, match="no price table for region ap-south-1"):
+        cost_cli.cost(args)
