@@ -175,10 +175,12 @@ def test_an_unknown_region_or_instance_type_is_named():
         run_items(_hand_run(training_instance_type="ml.p5.48xlarge"), load_prices("us-east-1"))
 
 
-def test_eu_west_1_prices_the_same_run():
-    assert total(run_items(_hand_run(), load_prices("eu-west-1"))) > total(
-        run_items(_hand_run(), load_prices("us-east-1"))
-    )
+def test_eu_west_1_prices_the_same_run_and_names_its_unconfirmed_prices():
+    eu, us = load_prices("eu-west-1"), load_prices("us-east-1")
+    assert total(run_items(_hand_run(), eu)) > total(run_items(_hand_run(), us))
+    report = cost_report(_hand_run(), _hand_standing(), load_prices("eu-west-1"), 1)
+    assert "prices not yet matched against their page: dynamodb.read_request_unit" in report.assumptions[-1]
+    assert not any("not yet matched" in line for line in cost_report(_hand_run(), _hand_standing(), us, 1).assumptions)
 
 
 def _event(kind: str, at: datetime, name: str | None = None) -> dict:
@@ -278,3 +280,45 @@ def test_the_command_prints_one_table_and_json(capsys):
     args.region = "ap-south-1"
     with pytest.raises(CliError, match="no price table for region ap-south-1"):
         cost_cli.cost(args)
+
+
+def test_a_finished_runs_history_gives_its_path_transitions_and_test_endpoint_life(finished_run):
+    target, run_id = finished_run
+    measured = cost_cli.gather_run(target, run_id)
+    settings = _settings("dev")
+    # The history of a first deploy (no champion, no blue/green): each state lasts 2 s, evaluation 10 s.
+    decisions = {
+        k: v for k, v in DEPLOYED_RUN.items() if k not in ("Champion in service?", "Production endpoint exists?")
+    }
+    path = walk(settings.definition, decisions, {"Is the test endpoint ready?": 3})
+    start, events, clock = datetime(2026, 12, 6, 8, 0, tzinfo=UTC), [], 0
+    for name in path:
+        events.append(
+            _event(f"{settings.definition['States'][name]['Type']}StateEntered", start + timedelta(seconds=clock), name)
+        )
+        clock += 10 if name == "Evaluate model" else 2
+    events.append(_event("ExecutionSucceeded", start + timedelta(seconds=clock)))
+    measured.history = events
+    usage = measured_usage(settings, measured, ESTIMATED)
+    assert usage.transitions == len(path)
+    assert usage.test_endpoint_instances == 1 and usage.blue_green_seconds == 0
+    create, delete = path.index("Create test endpoint"), path.index("Delete test endpoint")
+    # every state between them took 2 s, except Evaluate model's 10 s
+    assert usage.test_endpoint_seconds == 2 * (delete - create) + 8
+    evaluate = next(use for use in usage.lambdas if use.function == "EvaluateFunction")
+    assert (evaluate.invocations, evaluate.seconds) == (1, 10)
+    assert "execution history" in usage.sources["test endpoint"]
+
+
+def test_the_path_enters_every_parallel_branch_and_a_map_processor_once():
+    def machine(name: str) -> dict:
+        return {"StartAt": name, "States": {name: {"Type": "Pass", "End": True}}}
+
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {"Type": "Parallel", "Branches": [machine("A"), machine("B")], "Next": "Each"},
+            "Each": {"Type": "Map", "ItemProcessor": machine("C"), "End": True},
+        },
+    }
+    assert walk(definition, {}, {}) == ["Both", "A", "B", "Each", "C"]  # 5 transitions for one item

@@ -150,27 +150,57 @@ def _choice_targets(state: Mapping[str, Any]) -> list[str]:
     return [rule["Next"] for rule in state.get("Choices", [])] + ([state["Default"]] if "Default" in state else [])
 
 
+def flat_states(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """Every state of the definition by name, those inside Parallel branches and Map processors too."""
+    found: dict[str, Any] = {}
+    for name, state in definition.get("States", {}).items():
+        found[name] = state
+        for machine in _inner_machines(state):
+            found.update(flat_states(machine))
+    return found
+
+
+def _inner_machines(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if state.get("Type") == "Parallel":
+        return list(state.get("Branches", []))
+    if state.get("Type") == "Map":
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        return [processor] if processor else []
+    return []
+
+
 def walk(definition: Mapping[str, Any], decisions: Mapping[str, str], polls: Mapping[str, int]) -> list[str]:
     """The states one run enters, in order, from ``StartAt`` to a terminal state.
 
     A Choice named in ``decisions`` takes that branch (after ``polls[name] - 1`` turns through its
-    Default when it polls); any other Choice takes its Default. ``CostError`` when a decision names
-    no branch of its Choice or a Choice it names is not in the definition.
+    Default when it polls); any other Choice takes its Default. A Parallel enters every branch, a
+    Map its processor once (one item). ``CostError`` when a decision names no branch of its Choice
+    or a Choice it names is not in the definition.
     """
-    states = definition["States"]
+    states = flat_states(definition)
     for name, target in decisions.items():
         if name not in states or states[name].get("Type") != "Choice":
             raise CostError(f"the definition has no Choice state {name!r} (the cost's path names it)")
         if target not in _choice_targets(states[name]):
             raise CostError(f"Choice {name!r} has no branch to {target!r}")
-    path, visits = [], Counter()
-    current: str | None = definition["StartAt"]
+    path: list[str] = []
+    _walk_machine(definition, decisions, polls, Counter(), path)
+    return path
+
+
+def _walk_machine(
+    machine: Mapping[str, Any], decisions: Mapping[str, str], polls: Mapping[str, int], visits: Counter, path: list[str]
+) -> None:
+    states = machine["States"]
+    current: str | None = machine["StartAt"]
     while current is not None:
         if len(path) >= _MAX_PATH:
             raise CostError(f"the run's path does not end within {_MAX_PATH} states (a loop without an exit?)")
         state = states[current]
         path.append(current)
         visits[current] += 1
+        for inner in _inner_machines(state):
+            _walk_machine(inner, decisions, polls, visits, path)
         if state["Type"] == "Choice":
             wanted = decisions.get(current)
             # A polling Choice loops through its Default until its endpoint is up.
@@ -180,7 +210,6 @@ def walk(definition: Mapping[str, Any], decisions: Mapping[str, str], polls: Map
             current = None
         else:
             current = state["Next"]
-    return path
 
 
 def _placeholder(value: Any) -> str | None:
@@ -231,6 +260,11 @@ def endpoint_instances(path: list[str], states: Mapping[str, Any], config_kind: 
     return count
 
 
+def count_resource(path: list[str], states: Mapping[str, Any], suffix: str) -> int:
+    """How many entries of ``path`` call a resource ending in ``suffix`` (``sns:publish``)."""
+    return sum(1 for name in path if str(states[name].get("Resource", "")).endswith(suffix))
+
+
 def termination_wait(path: list[str], states: Mapping[str, Any]) -> float | None:
     """The blue/green TerminationWaitInSeconds of an UpdateEndpoint on the path; None when the path
     has no blue/green update."""
@@ -265,14 +299,14 @@ def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions:
     polls = {
         choice: max(1, math.ceil(estimates[estimate] / settings.poll_seconds))
         for choice, estimate in POLLING.items()
-        if choice in settings.definition["States"]
+        if choice in flat_states(settings.definition)
     }
     return walk(settings.definition, decisions, polls)
 
 
 def lambda_uses(path: list[str], settings: StackSettings, seconds_of: Mapping[int, float]) -> list[LambdaUse]:
     """Invocations and billed seconds per function along ``path`` (``seconds_of``: path index -> s)."""
-    states = settings.definition["States"]
+    states = flat_states(settings.definition)
     calls: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     for index, name in enumerate(path):
@@ -293,7 +327,7 @@ def estimated_usage(
     decisions: Mapping[str, str] = DEPLOYED_RUN,
 ) -> tuple[RunUsage, list[str]]:
     """One run estimated from the template, the dataset config and the definition; with its path."""
-    states = settings.definition["States"]
+    states = flat_states(settings.definition)
     path = run_path(settings, estimates, decisions)
     seconds_of = {}
     for index, name in enumerate(path):
@@ -312,7 +346,7 @@ def estimated_usage(
         requests = int(estimates["approval_api_requests"])
         memory = settings.function_memory[approval_api]
         lambdas.append(LambdaUse(approval_api, memory, requests, requests * estimates["lambda_seconds"]))
-    publishes = sum(1 for n in path if str(states[n].get("Resource", "")).endswith("sns:publish"))
+    publishes = count_resource(path, states, "sns:publish")
     usage = RunUsage(
         glue_dpus=settings.glue_dpus,
         glue_seconds=estimates["glue_seconds"],
@@ -331,7 +365,7 @@ def estimated_usage(
         s3_puts=int(estimates["s3_puts"]),
         s3_gets=int(estimates["s3_gets"]),
         s3_gb_stored=estimates["run_gb"],
-        emails=sum(1 for n in path if str(states[n].get("Resource", "")).endswith(".waitForTaskToken")),
+        emails=count_resource(path, states, ".waitForTaskToken"),
         sns_publishes=publishes,
         sns_email_notifications=publishes,
         sources={"transitions": f"the definition's path of a deployed run ({len(path)} states)"},

@@ -18,9 +18,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from stepml.cli.cost_flow import POLLING, StackSettings, endpoint_span, estimated_usage, lambda_uses, termination_wait
+from stepml.cli.cost_flow import (
+    POLLING,
+    StackSettings,
+    count_resource,
+    endpoint_instances,
+    endpoint_span,
+    estimated_usage,
+    flat_states,
+    lambda_uses,
+    termination_wait,
+)
 from stepml.cli.cost_model import CostError, RunUsage
-from stepml.config import DatasetConfigError, parse_dataset_config
+from stepml.config import DatasetConfig, DatasetConfigError, parse_dataset_config
 
 _KB = 1024
 
@@ -120,14 +130,22 @@ def _training(measured: MeasuredRun, steps: Mapping[str, Any]) -> tuple[float, s
 
 
 def _from_history(
-    usage: RunUsage, settings: StackSettings, history: HistoryPath, estimates: Mapping[str, float]
+    usage: RunUsage,
+    settings: StackSettings,
+    history: HistoryPath,
+    config: DatasetConfig,
+    estimates: Mapping[str, float],
 ) -> None:
-    states = settings.definition["States"]
+    states = flat_states(settings.definition)
     unknown = sorted({n for n in history.names if n not in states})
     if unknown:
         raise CostError(f"the execution entered states the definition does not have: {', '.join(unknown)}")
     usage.transitions = history.transitions
     usage.sources["transitions"] = f"execution history ({len(history.names)} states, {history.retries} retries)"
+    # The path the run took: with or without a champion variant, an approval, a blue/green update.
+    usage.test_endpoint_instances = endpoint_instances(history.names, states, "test_endpoint_config", config)
+    usage.emails = count_resource(history.names, states, ".waitForTaskToken")
+    usage.sns_publishes = usage.sns_email_notifications = count_resource(history.names, states, "sns:publish")
     seconds_of = {}
     for index, name in enumerate(history.names):
         waiting = str(states[name].get("Resource", "")).endswith(".waitForTaskToken")
@@ -139,6 +157,8 @@ def _from_history(
     if span is not None:
         usage.test_endpoint_seconds = history.between(*span)
         usage.sources["test endpoint"] = "execution history: CreateEndpoint to DeleteEndpoint"
+    usage.blue_green_seconds = 0.0
+    usage.sources["blue/green"] = "execution history: no blue/green update on this run's path"
     if termination_wait(history.names, states) is not None:
         update = next(
             i for i, n in enumerate(history.names) if str(states[n].get("Resource", "")).endswith(":updateEndpoint")
@@ -169,7 +189,7 @@ def measured_usage(settings: StackSettings, measured: MeasuredRun, estimates: Ma
         usage = replace(usage, training_instance_type=resources["InstanceType"])
         usage.training_instances = int(resources.get("InstanceCount", usage.training_instances))
     if measured.history:
-        _from_history(usage, settings, history_path(measured.history), estimates)
+        _from_history(usage, settings, history_path(measured.history), config, estimates)
     else:
         usage.sources["transitions"] = "estimated: the definition's path (no execution history)"
         train, run_end = steps.get("train") or {}, measured.run.get("ended_at")

@@ -42,13 +42,21 @@ class PriceTable:
     date: str
     method: str
     prices: Mapping[str, Mapping[str, Any]]
+    #: The keys priced so far, so a report can name the unconfirmed prices it rests on.
+    used: set[str] = field(default_factory=set, compare=False)
 
     def price(self, key: str) -> float:
         """The unit price of ``key``; ``CostError`` naming the key and region when the table lacks it."""
         try:
-            return float(self.prices[key]["price"])
+            value = float(self.prices[key]["price"])
         except KeyError:
             raise CostError(f"the {self.region} price table has no price for {key}") from None
+        self.used.add(key)
+        return value
+
+    def unconfirmed(self) -> list[str]:
+        """The used prices the table marks as not matched against their page."""
+        return sorted(key for key in self.used if self.prices[key].get("confirmed") is False)
 
     def instance_price(self, usage: str, instance_type: str) -> float:
         """Hourly price of a SageMaker ``instance_type`` for ``usage`` (training, hosting, processing)."""
@@ -60,7 +68,7 @@ class PriceTable:
                 f"unknown instance type {instance_type} for SageMaker {usage} in the {self.region} price table "
                 f"(priced: {', '.join(known)}); add it to src/stepml/cli/prices/{self.region}.json"
             )
-        return float(self.prices[key]["price"])
+        return self.price(key)
 
 
 def available_regions(folder: Path = PRICES_DIR) -> list[str]:
@@ -404,13 +412,9 @@ def cost_report(
             "idle_month": total(standing_lines),
         },
     }
+    notes = list(assumptions or [])
+    if prices.unconfirmed():
+        notes.append(f"prices not yet matched against their page: {', '.join(prices.unconfirmed())}")
     return CostReport(
-        prices.region,
-        prices.currency,
-        prices.date,
-        runs_per_month,
-        run,
-        standing_lines,
-        list(assumptions or []),
-        alternatives,
+        prices.region, prices.currency, prices.date, runs_per_month, run, standing_lines, notes, alternatives
     )
