@@ -17,9 +17,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepml.cli.context import CliError, Target, connect, print_json, print_table
-from stepml.cli.cost_flow import ESTIMATES, estimated_usage, stack_settings, standing_usage
+from stepml.cli.cost_flow import ESTIMATES, StackSettings, estimated_usage, stack_settings, standing_usage
 from stepml.cli.cost_measure import MeasuredRun, measured_usage
-from stepml.cli.cost_model import MWAA_CLASS, CostError, CostReport, cost_report, load_prices
+from stepml.cli.cost_model import MWAA_CLASS, CostError, CostReport, LineItem, RunUsage, cost_report, load_prices
 from stepml.cli.preflight.inputs import load_samconfig
 from stepml.cli.preflight.report import PreflightError
 from stepml.config import DatasetConfig, DatasetConfigError, parse_dataset_config
@@ -50,14 +50,13 @@ def _dataset_config(path: Path) -> DatasetConfig:
 
 def gather_run(target: Target, run_id: str) -> MeasuredRun:
     """A finished run's lineage items, execution history, Glue job run and training job."""
-    from stepml.cli.runs import _lineage_table, run_steps
+    from stepml.cli.runs import run_steps
 
     run, steps = run_steps(target, run_id)
-    table = _lineage_table(target)
-    items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"RUN#{run_id}"})["Items"]
-    measured = MeasuredRun(run=run, steps=steps, items=items)
     if run.get("status") == "RUNNING":
         raise CliError(f"run {run_id} is still running; its cost is known once it ends")
+    # The run's record and its step records are every item lineage writes under the run's key.
+    measured = MeasuredRun(run=run, steps=steps, items=[run, *steps])
     if run.get("execution_arn"):
         measured.history = _history(target.client("stepfunctions"), run["execution_arn"])
     jobs = {s.get("step"): s.get("job") or {} for s in steps}
@@ -136,7 +135,7 @@ def build_report(args: argparse.Namespace) -> CostReport:
 
 
 def describe_assumptions(
-    args: argparse.Namespace, settings: Any, usage: Any, estimates: dict[str, float], region: str
+    args: argparse.Namespace, settings: StackSettings, usage: RunUsage, estimates: dict[str, float], region: str
 ) -> list[str]:
     """The report's assumptions: where each quantity came from, in words."""
     lines = [
@@ -165,21 +164,21 @@ def _money(value: float) -> str:
     return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
 
 
+def _print_items(items: list[LineItem]) -> None:
+    rows = [
+        {"service": i.service, "item": i.item, "quantity": f"{i.quantity:,.4g}", "unit": i.unit, "cost": _money(i.cost)}
+        for i in items
+    ]
+    print_table(rows, ["service", "item", "quantity", "unit", "cost"])
+
+
 def print_report(report: CostReport) -> None:
     """One readable table: the run, the idle month, the month, and the alternatives."""
-    rows = [
-        {"service": i.service, "item": i.item, "quantity": f"{i.quantity:,.4g}", "unit": i.unit, "cost": _money(i.cost)}
-        for i in report.run
-    ]
     print(f"One run ({report.region}, {report.currency}, prices of {report.price_date})")
-    print_table(rows, ["service", "item", "quantity", "unit", "cost"])
+    _print_items(report.run)
     print(f"run total: {_money(report.run_total)}\n")
-    rows = [
-        {"service": i.service, "item": i.item, "quantity": f"{i.quantity:,.4g}", "unit": i.unit, "cost": _money(i.cost)}
-        for i in report.standing
-    ]
     print("A month with no run (idle)")
-    print_table(rows, ["service", "item", "quantity", "unit", "cost"])
+    _print_items(report.standing)
     print(f"idle month total: {_money(report.idle_month_total)}")
     print(f"month with {report.runs_per_month} runs: {_money(report.month_total)}\n")
     rows = [
