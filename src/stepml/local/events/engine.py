@@ -159,12 +159,7 @@ def _send_to_target(
 
 
 def _dead_letter(
-    backends: Backends,
-    account_id: str,
-    rule: Any,
-    target: dict[str, Any],
-    event: dict[str, Any],
-    error: EventDeliveryError,
+    backends: Backends, account_id: str, rule: Any, target: dict[str, Any], event: Any, error: EventDeliveryError
 ) -> bool:
     """Put an undeliverable event on the target's dead-letter queue, with AWS's attributes, as
     EventBridge (its service principal, with the rule as aws:SourceArn) does if the queue's
