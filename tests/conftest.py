@@ -64,6 +64,20 @@ def stack(aws_credentials: None) -> Iterator[ProvisionedStack]:
         yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=DATA_RESOURCE_TYPES)
 
 
+@pytest.fixture
+def apply_patch() -> Iterator[Callable[..., None]]:
+    """Apply registered patches for the test, ``apply_patch(patch, *bindings)``; each is undone
+    when the test ends, last applied first, as ``LocalCloud.stop`` undoes a cloud's."""
+    undos: list[Callable[[], None]] = []
+
+    def apply(patch: Patch, *bindings: Any) -> None:
+        undos.append(patch.apply(*bindings))
+
+    yield apply
+    while undos:
+        undos.pop()()
+
+
 @dataclass
 class GatedMoto:
     """moto in server mode behind the local cloud's IAM gate (see the ``gated_moto`` fixture)."""
@@ -137,20 +151,6 @@ def label_iam_checks(request: pytest.FixtureRequest) -> Iterator[None]:
     RECORDER.label = request.node.nodeid
     yield
     RECORDER.label = ""
-
-
-@pytest.fixture
-def apply_patch() -> Iterator[Callable[..., None]]:
-    """Apply registered patches for the test, ``apply_patch(patch, *bindings)``; each is undone
-    when the test ends, last applied first, as ``LocalCloud.stop`` undoes a cloud's."""
-    undos: list[Callable[[], None]] = []
-
-    def apply(patch: Patch, *bindings: Any) -> None:
-        undos.append(patch.apply(*bindings))
-
-    yield apply
-    while undos:
-        undos.pop()()
 
 
 @pytest.fixture
