@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ import pytest
 from moto import mock_aws
 
 from stepml import config
+from stepml.local import faults, mail
 from stepml.local.cloud import LocalCloud
+from stepml.local.faults import FaultSwitch
 from stepml.local.mail import Outbox
-from stepml.local.mail import install_moto_hooks as install_mail_hooks
-from stepml.local.patching import apply_process_patches
+from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
+from stepml.local.sagemaker import LocalSageMaker
+from stepml.local.sagemaker import adapter as sagemaker_adapter
 from tests.helpers import (
     CHURN_CONFIG,
     free_port,
@@ -60,6 +64,20 @@ def stack(aws_credentials: None) -> Iterator[ProvisionedStack]:
         yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=DATA_RESOURCE_TYPES)
 
 
+@pytest.fixture
+def apply_patch() -> Iterator[Callable[..., None]]:
+    """Apply registered patches for the test, ``apply_patch(patch, *bindings)``; each is undone
+    when the test ends, last applied first, as ``LocalCloud.stop`` undoes a cloud's."""
+    undos: list[Callable[[], None]] = []
+
+    def apply(patch: Patch, *bindings: Any) -> None:
+        undos.append(patch.apply(*bindings))
+
+    yield apply
+    while undos:
+        undos.pop()()
+
+
 @dataclass
 class GatedMoto:
     """moto in server mode behind the local cloud's IAM gate (see the ``gated_moto`` fixture)."""
@@ -83,7 +101,7 @@ class GatedMoto:
 
 
 @pytest.fixture
-def gated_moto(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedMoto]:
+def gated_moto(aws_credentials: None, apply_patch: Callable[..., None]) -> Iterator[GatedMoto]:
     """moto in server mode behind the IAM gate, its authorizer the active one as in a running local
     cloud; the checks go to a recorder of their own, never into the session's (the mutation test's)."""
     import urllib.request
@@ -102,7 +120,7 @@ def gated_moto(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
         urllib.request.urlopen(request, timeout=30).close()
 
     reset()
-    monkeypatch.setattr(iam_hooks, "_active", authorizer)
+    apply_patch(iam_hooks.ACTIVE_AUTHORIZER, authorizer)
     try:
         yield GatedMoto(url, authorizer)
     finally:
@@ -136,12 +154,43 @@ def label_iam_checks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def mail_outbox(tmp_path: Path) -> Iterator[Outbox]:
-    """moto's SES and SNS email delivered to an outbox folder, as the local cloud delivers it."""
+def fault_switch(apply_patch: Callable[..., None]) -> FaultSwitch:
+    """The fault switch the engines and adapters consult during the test (the ``faults.switch`` patch)."""
+    switch = FaultSwitch()
+    apply_patch(faults.SWITCH, switch)
+    return switch
+
+
+@pytest.fixture
+def mail_outbox(tmp_path: Path, apply_patch: Callable[..., None]) -> Outbox:
+    """moto's SES and SNS email delivered to an outbox folder, as the local cloud delivers it
+    (the ``sns.email-delivery``, ``sns.publish-fault`` and ``ses.send-email`` patches)."""
     outbox = Outbox(tmp_path / "outbox")
-    restore = install_mail_hooks(outbox)
-    yield outbox
-    restore()
+    apply_patch(mail.SNS_EMAIL, outbox)
+    apply_patch(mail.SNS_PUBLISH_FAULT)
+    apply_patch(mail.SES_SEND_EMAIL, outbox)
+    return outbox
+
+
+@pytest.fixture
+def sagemaker_engines(apply_patch: Callable[..., None]) -> Iterator[Callable[..., Any]]:
+    """Make ``LocalSageMaker(session, **options)`` engines with moto's SageMaker routed to each
+    (the adapter's ``PATCHES``); when the test ends each is shut down, last made first, then the
+    patches are undone, and no engine thread may be left running."""
+    engines: list[LocalSageMaker] = []
+
+    def make(session: Any, **options: Any) -> LocalSageMaker:
+        engine = LocalSageMaker(session, **options)
+        engines.append(engine)
+        for patch in sagemaker_adapter.PATCHES:
+            apply_patch(patch, engine)
+        return engine
+
+    yield make
+    while engines:
+        engines.pop().shutdown()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("stepml-sm-")]
+    assert leftover == [], f"threads left running: {leftover}"
 
 
 class ResolveRunEnv(dict):

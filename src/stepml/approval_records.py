@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from stepml.payloads import EvaluationResult, Run
-from stepml.utils import from_dynamo, to_dynamo
+from stepml.utils import from_dynamo, iso_utc, to_dynamo
 
 PENDING = "PENDING"
 APPROVED = "APPROVED"
@@ -185,11 +185,6 @@ class Review:
     form_token: str | None = field(default=None, repr=False)
 
 
-def iso_seconds(moment: datetime) -> str:
-    """``moment`` as the record's ISO-8601 UTC text, to the second (``2026-11-22T12:00:00Z``)."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def new_item(
     approval_id: str,
     run: Run,
@@ -222,7 +217,7 @@ def new_item(
         "report_uri": evaluation.report_uri,
         "reason": evaluation.reason,
         "rows": evaluation.rows,
-        "created_at": iso_seconds(now),
+        "created_at": iso_utc(now, timespec="seconds"),
         "link_expires_at": link_expires_at,
         "expires_at": link_expires_at + RECORD_RETENTION_SECONDS,
     }

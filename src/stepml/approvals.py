@@ -54,7 +54,6 @@ from stepml.approval_records import (
     RecordStateError,
     Review,
     UnknownApprovalError,
-    iso_seconds,
     new_item,
 )
 from stepml.config import Settings
@@ -122,7 +121,8 @@ class ApprovalRequests(_ApprovalTable):
             ) from exc
         link = approval_link(self.settings.approval_base_url, approval_id, sig)
         send_approval_email(self.ses_client, self.settings, ApprovalRecord.from_item(item), link)
-        return {"approval_id": approval_id, "expires_at": iso_seconds(datetime.fromtimestamp(link_expires_at, UTC))}
+        expires_at = iso_utc(datetime.fromtimestamp(link_expires_at, UTC), timespec="seconds")
+        return {"approval_id": approval_id, "expires_at": expires_at}
 
 
 @dataclass(frozen=True, kw_only=True)

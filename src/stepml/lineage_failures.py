@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from stepml.config import Settings
 from stepml.lineage_runs import make_run_id, parse_upload
@@ -28,6 +29,7 @@ from stepml.lineage_table import (
     run_key,
     write_step,
 )
+from stepml.payloads import FailedState, describe
 from stepml.utils import iso_utc, utc_now
 
 #: The fields of a run's item that identify the run to ``write_step``.
@@ -60,14 +62,12 @@ def _error_record(error: Mapping[str, Any]) -> dict[str, str]:
 
 def _named_step(state: Mapping[str, Any]) -> str:
     """The step the Catch named: each Catch of the definition routes through a Pass that sets
-    ``$.failed_step`` before "Record failure", so no step is inferred from missing records."""
-    step = state.get("failed_step")
-    if step not in STEP_TITLES:
-        raise LineageError(
-            f"Record failure: $.failed_step is {step!r}; the Catch that led here must name one of "
-            f"{', '.join(STEP_TITLES)} (statemachine/pipeline.asl.json, the 'Failed at ...' Pass states)"
-        )
-    return str(step)
+    ``$.failed_step`` before "Record failure"; the payload contract (``FailedState``) says which
+    names are steps, so a direct call is held to the same rule as RecordStep's payload."""
+    try:
+        return FailedState.model_validate(state).failed_step
+    except ValidationError as exc:
+        raise LineageError(f"Record failure: {describe(exc, root='$.')}") from exc
 
 
 def _failure_cause(error: Mapping[str, Any], step: str, run: Any, sagemaker_client: Any) -> str:

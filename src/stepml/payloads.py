@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from stepml.lineage_table import STEP_TITLES
 
 PayloadModel = TypeVar("PayloadModel", bound=BaseModel)
 
@@ -207,11 +209,22 @@ class StepRecordPayload(_Contract):
 
 class FailedState(_Contract):
     """``$`` when a Catch sent the run to the cleanup path: the step its "Failed at ..." Pass
-    named, the error it caught, and (unless ResolveRun itself failed) the run."""
+    named, the error it caught, and (unless ResolveRun itself failed) the run. The step is
+    never inferred from missing records: a state without a known ``failed_step`` is refused."""
 
     failed_step: NonEmpty
     error: dict[str, Any] | None = None
     run: dict[str, Any] | None = None
+
+    @field_validator("failed_step")
+    @classmethod
+    def _a_step_of_the_pipeline(cls, step: str) -> str:
+        if step not in STEP_TITLES:
+            raise ValueError(
+                f"the Catch that led here must name one of {', '.join(STEP_TITLES)} "
+                "(statemachine/pipeline.asl.json, the 'Failed at ...' Pass states)"
+            )
+        return step
 
 
 class FailurePayload(_Contract):
@@ -251,11 +264,12 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
 
 
-def describe(exc: ValidationError) -> str:
-    """Each field that does not fit and why (``field 'run.input.uri': Field required``), without values."""
+def describe(exc: ValidationError, *, root: str = "") -> str:
+    """Each field that does not fit and why (``field 'run.input.uri': Field required``), without
+    values; ``root`` prefixes each field's path (``"$."`` for a state of the state machine)."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = _location(error["loc"])
+        where = root + _location(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"field '{where}': {message}" if where else message)
     return "; ".join(dict.fromkeys(problems))

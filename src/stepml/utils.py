@@ -41,13 +41,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def iso_utc(moment: datetime) -> str:
-    """``moment`` as ISO-8601 UTC text with milliseconds and a ``Z`` (``2026-01-02T03:04:05.678Z``).
+def iso_utc(moment: datetime, timespec: str = "milliseconds") -> str:
+    """``moment`` as ISO-8601 UTC text with a ``Z``, to the millisecond (``2026-01-02T03:04:05.678Z``)
+    or to ``timespec`` (``datetime.isoformat``'s: ``"seconds"`` gives ``2026-01-02T03:04:05Z``).
 
     A naive datetime is taken to be UTC already (moto and botocore keep naive UTC times).
     """
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return aware.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def to_dynamo(value: Any) -> Any:

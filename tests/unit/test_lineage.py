@@ -489,7 +489,7 @@ def test_a_failure_without_a_named_step_is_refused(env, failed):
     state = {"run": run, "steps": {}, "error": {"Error": "E", "Cause": "c"}}
     if failed is not None:
         state["failed_step"] = failed
-    with pytest.raises(LineageError, match=r"\$\.failed_step"):
+    with pytest.raises(LineageError, match=r"^Record failure: field '\$\.failed_step': "):
         record_failure(
             state, EXECUTION_1, table=env["table"], sagemaker_client=FakeSageMaker(), settings=env["settings"]
         )

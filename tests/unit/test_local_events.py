@@ -12,10 +12,9 @@ from stepml.local import events
 
 
 @pytest.fixture
-def hooks():
-    restore = events.install_moto_hooks()
-    yield
-    restore()
+def hooks(apply_patch):
+    apply_patch(events.S3_NOTIFICATIONS)
+    apply_patch(events.PUT_EVENTS)
 
 
 def _wait_for_executions(sfn, arn, count, timeout=10.0):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -12,22 +11,11 @@ from botocore.exceptions import ClientError
 
 from stepml.local import faults
 from stepml.local.faults import FaultSpecError, FaultSwitch
-from stepml.local.glue import GlueEngine
-from stepml.local.glue import install_moto_hooks as install_glue_hooks
+from stepml.local.glue import JOB_RUNS, GlueEngine
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
-from stepml.local.mail import Outbox
-from stepml.local.mail import install_moto_hooks as install_mail_hooks
 from stepml.local.provision import package_artifact
 from stepml.local.stepfunctions.sagemaker_integration import error_name
 from tests.helpers import REPO_ROOT
-
-
-@pytest.fixture
-def switch() -> Iterator[FaultSwitch]:
-    active = FaultSwitch()
-    faults.install(active)
-    yield active
-    faults.uninstall(active)
 
 
 def test_settings_parse_operation_match_and_count():
@@ -57,31 +45,31 @@ def test_a_bad_setting_names_itself_and_the_expected_form(setting, message):
     assert str(raised.value).startswith(message)
 
 
-def test_a_fault_fails_only_matching_calls_and_only_n_times(switch):
-    switch.load("sagemaker:TrainingJob@run-b=2")
+def test_a_fault_fails_only_matching_calls_and_only_n_times(fault_switch):
+    fault_switch.load("sagemaker:TrainingJob@run-b=2")
     assert faults.trigger("sagemaker:TrainingJob", "stepml-run-a-a1") is None
     assert faults.trigger("sagemaker:CreateTrainingJob", "stepml-run-b-a1") is None
     first = faults.trigger("sagemaker:TrainingJob", "stepml-run-b-a1")
     assert first is not None and first.endswith("(local fault sagemaker:TrainingJob)")
     assert faults.trigger("sagemaker:TrainingJob", "stepml-run-b-a1") is not None
     assert faults.trigger("sagemaker:TrainingJob", "stepml-run-b-a1") is None
-    assert switch.hit_count("sagemaker:TrainingJob") == 2
-    assert switch.hit_count("sagemaker:TrainingJob", "run-a") == 0
+    assert fault_switch.hit_count("sagemaker:TrainingJob") == 2
+    assert fault_switch.hit_count("sagemaker:TrainingJob", "run-a") == 0
 
 
-def test_clear_ends_faults_but_keeps_the_hits(switch):
-    switch.load("glue:JobRun=5,sns:Publish=5")
+def test_clear_ends_faults_but_keeps_the_hits(fault_switch):
+    fault_switch.load("glue:JobRun=5,sns:Publish=5")
     assert faults.trigger("glue:JobRun", "job") is not None
-    switch.clear("glue:JobRun")
+    fault_switch.clear("glue:JobRun")
     assert faults.trigger("glue:JobRun", "job") is None
     assert faults.trigger("sns:Publish", "topic") is not None
-    switch.clear()
+    fault_switch.clear()
     assert faults.trigger("sns:Publish", "topic") is None
-    assert switch.hit_count("glue:JobRun") == 1 and switch.hit_count("sns:Publish") == 1
+    assert fault_switch.hit_count("glue:JobRun") == 1 and fault_switch.hit_count("sns:Publish") == 1
 
 
-def test_lambda_faults_throttle_fail_or_time_out_functions_by_name(switch):
-    switch.load("lambda:Evaluate=1,lambda:Evaluate.error=1,lambda:RecordStep.timeout@run-b=1")
+def test_lambda_faults_throttle_fail_or_time_out_functions_by_name(fault_switch):
+    fault_switch.load("lambda:Evaluate=1,lambda:Evaluate.error=1,lambda:RecordStep.timeout@run-b=1")
     assert faults.trigger_lambda("stepml-local-ResolveRun", "{}") is None
     assert faults.trigger_lambda("stepml-local-Evaluate", "{}")[0] == "throttle"
     kind, message = faults.trigger_lambda("stepml-local-Evaluate", "{}")
@@ -104,24 +92,23 @@ def test_a_lambda_fault_answers_as_lambda_does_for_an_error_and_a_timeout(tmp_pa
 
 
 @pytest.fixture
-def glue(stack, tmp_path):
+def glue(stack, tmp_path, apply_patch):
     script = tmp_path / "job.py"
     script.write_text("print('ran')\n")
     engine = GlueEngine(lambda: boto3.client("s3"), tmp_path / "runs")
     engine.register_job("prep", script)
-    restore = install_glue_hooks(engine)
+    apply_patch(JOB_RUNS, engine)
     client = boto3.client("glue")
     location = package_artifact(boto3.client("s3"), script, "stepml-test")
     client.create_job(
         Name="prep", Role="arn:aws:iam::123456789012:role/glue", Command={"Name": "glueetl", "ScriptLocation": location}
     )
-    yield engine, client
-    restore()
+    return engine, client
 
 
-def test_glue_start_job_run_throttles_then_a_run_fails_as_glue_reports_it(glue, switch):
+def test_glue_start_job_run_throttles_then_a_run_fails_as_glue_reports_it(glue, fault_switch):
     engine, client = glue
-    switch.load("glue:StartJobRun@--run_id=r1=1,glue:JobRun@--run_id=r1=1")
+    fault_switch.load("glue:StartJobRun@--run_id=r1=1,glue:JobRun@--run_id=r1=1")
     with pytest.raises(ClientError) as throttled:
         client.start_job_run(JobName="prep", Arguments={"--run_id": "r1"})
     assert throttled.value.response["Error"]["Code"] == "ConcurrentRunsExceededException"
@@ -134,21 +121,16 @@ def test_glue_start_job_run_throttles_then_a_run_fails_as_glue_reports_it(glue, 
     assert engine.wait(again).state == "SUCCEEDED", "the faults are used up"
 
 
-def test_sns_publish_throttles_and_delivers_nothing(stack, switch, tmp_path):
-    outbox = Outbox(tmp_path / "outbox")
-    restore = install_mail_hooks(outbox)
-    try:
-        sns = boto3.client("sns", config=Config(retries={"total_max_attempts": 1}))
-        topic = stack.physical_id("AlertTopic")
-        switch.load("sns:Publish@run-b=1")
-        with pytest.raises(ClientError) as throttled:
-            sns.publish(TopicArn=topic, Subject="[stepml] Run run-b failed", Message="m")
-        assert throttled.value.response["Error"]["Code"] == "Throttled"
-        sns.publish(TopicArn=topic, Subject="[stepml] Run run-a failed", Message="m")
+def test_sns_publish_throttles_and_delivers_nothing(stack, fault_switch, mail_outbox):
+    sns = boto3.client("sns", config=Config(retries={"total_max_attempts": 1}))
+    topic = stack.physical_id("AlertTopic")
+    fault_switch.load("sns:Publish@run-b=1")
+    with pytest.raises(ClientError) as throttled:
         sns.publish(TopicArn=topic, Subject="[stepml] Run run-b failed", Message="m")
-        assert [m.subject for m in outbox.messages()] == ["[stepml] Run run-a failed", "[stepml] Run run-b failed"]
-    finally:
-        restore()
+    assert throttled.value.response["Error"]["Code"] == "Throttled"
+    sns.publish(TopicArn=topic, Subject="[stepml] Run run-a failed", Message="m")
+    sns.publish(TopicArn=topic, Subject="[stepml] Run run-b failed", Message="m")
+    assert [m.subject for m in mail_outbox.messages()] == ["[stepml] Run run-a failed", "[stepml] Run run-b failed"]
 
 
 def test_every_transient_fault_is_retried_by_the_task_it_hits():

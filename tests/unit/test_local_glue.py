@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from stepml.local.glue import GlueEngine, error_message_from_log, install_moto_hooks
+from stepml.local.glue import JOB_RUNS, GlueEngine, error_message_from_log
 from stepml.local.provision import package_artifact
 from tests.helpers import logs_key_policy
 
@@ -45,12 +45,12 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def glue(stack, tmp_path):
+def glue(stack, tmp_path, apply_patch):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     engine = GlueEngine(lambda: boto3.client("s3"), tmp_path / "runs")
     engine.register_job("prep", script)
-    restore = install_moto_hooks(engine)
+    apply_patch(JOB_RUNS, engine)
     client = boto3.client("glue")
     client.create_job(
         Name="prep",
@@ -60,7 +60,6 @@ def glue(stack, tmp_path):
         ExecutionProperty={"MaxConcurrentRuns": 5},
     )
     yield engine, client
-    restore()
     engine.close()
 
 
@@ -430,7 +429,7 @@ def _gated_run(gated_moto, tmp_path, role_name: str, output_resource: str, scrip
         client_factory=gated_moto.client,
     )
     engine.register_job("gated", script)
-    restore = install_moto_hooks(engine)
+    undo = JOB_RUNS.apply(engine)
     try:
         glue = gated_moto.client("glue")
         glue.create_job(
@@ -442,7 +441,7 @@ def _gated_run(gated_moto, tmp_path, role_name: str, output_resource: str, scrip
         )["JobRunId"]
         return engine.wait(run_id, timeout=60), run_id, role, location
     finally:
-        restore()
+        undo()
         engine.close()
 
 

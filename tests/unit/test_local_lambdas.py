@@ -18,11 +18,11 @@ from moto import mock_aws
 
 from stepml import packaging
 from stepml.local.lambdas import (
+    INVOKE,
     FunctionSpec,
     FunctionThrottledError,
     LambdaEngine,
     LambdaEngineError,
-    install_moto_hooks,
 )
 from stepml.local.template import load_template
 from tests.helpers import REPO_ROOT
@@ -117,37 +117,34 @@ def test_unknown_function_is_named(engine):
         engine.invoke("nope", "{}")
 
 
-def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch):
+def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch, apply_patch):
     for name, value in {
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    restore = install_moto_hooks(engine)
-    try:
-        with mock_aws():
-            iam = boto3.client("iam")
-            role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-            archive = io.BytesIO()
-            with zipfile.ZipFile(archive, "w") as zf:
-                zf.writestr("app.py", "def handler(e, c): return 1\n")
-            client = boto3.client("lambda")
-            client.create_function(
-                FunctionName="echo",
-                Runtime="python3.11",
-                Role=role,
-                Handler="app.handler",
-                Code={"ZipFile": archive.getvalue()},
-            )
-            ok = client.invoke(FunctionName="echo", Payload=json.dumps({"n": 3}))
-            assert json.loads(ok["Payload"].read())["event"] == {"n": 3}
-            assert "FunctionError" not in ok
-            failed = client.invoke(FunctionName="echo", Payload=json.dumps({"action": "fail"}))
-            assert failed["FunctionError"] == "Unhandled"
-            assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
-    finally:
-        restore()
+    apply_patch(INVOKE, engine)
+    with mock_aws():
+        iam = boto3.client("iam")
+        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("app.py", "def handler(e, c): return 1\n")
+        client = boto3.client("lambda")
+        client.create_function(
+            FunctionName="echo",
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )
+        ok = client.invoke(FunctionName="echo", Payload=json.dumps({"n": 3}))
+        assert json.loads(ok["Payload"].read())["event"] == {"n": 3}
+        assert "FunctionError" not in ok
+        failed = client.invoke(FunctionName="echo", Payload=json.dumps({"action": "fail"}))
+        assert failed["FunctionError"] == "Unhandled"
+        assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
 
 
 WAIT_FOR_RELEASE = textwrap.dedent(
@@ -170,7 +167,7 @@ def _wait_for_file(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def test_reserved_concurrency_throttles_a_call_over_it_as_lambda_does(engine, tmp_path, monkeypatch):
+def test_reserved_concurrency_throttles_a_call_over_it_as_lambda_does(engine, tmp_path, monkeypatch, apply_patch):
     code = tmp_path / "capped"
     code.mkdir()
     (code / "app.py").write_text(WAIT_FOR_RELEASE)
@@ -189,20 +186,17 @@ def test_reserved_concurrency_throttles_a_call_over_it_as_lambda_does(engine, tm
 
         for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
             monkeypatch.setenv(name, value)
-        restore = install_moto_hooks(engine)
-        try:
-            with mock_aws():
-                client = _moto_function(boto3.client("lambda", region_name="us-east-1"), "capped")
-                with pytest.raises(ClientError) as refused:
-                    client.invoke(FunctionName="capped", Payload=json.dumps({**event, "n": 3}))
-                assert refused.value.response["Error"] == {
-                    "Code": "TooManyRequestsException",
-                    "Message": "Rate Exceeded.",
-                }
-                assert refused.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
-                assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
-        finally:
-            restore()
+        apply_patch(INVOKE, engine)
+        with mock_aws():
+            client = _moto_function(boto3.client("lambda", region_name="us-east-1"), "capped")
+            with pytest.raises(ClientError) as refused:
+                client.invoke(FunctionName="capped", Payload=json.dumps({**event, "n": 3}))
+            assert refused.value.response["Error"] == {
+                "Code": "TooManyRequestsException",
+                "Message": "Rate Exceeded.",
+            }
+            assert refused.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
         # An asynchronous invocation is queued, as Lambda queues a throttled event, not dropped.
         queued = pool.submit(engine.invoke, "capped", json.dumps({**event, "n": 4}), queue=True)
         release.touch()

@@ -9,18 +9,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from stepml.local.mail import Outbox, install_moto_hooks
+from stepml.local.mail import Outbox
 
 
-@pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "outbox")
-    restore = install_moto_hooks(box)
-    yield box
-    restore()
-
-
-def test_a_message_to_the_approval_topic_lands_in_the_outbox(stack, outbox):
+def test_a_message_to_the_approval_topic_lands_in_the_outbox(stack, mail_outbox):
     sns = boto3.client("sns")
     topic = stack.physical_id("ApprovalTopic")
     sns.publish(
@@ -28,7 +20,7 @@ def test_a_message_to_the_approval_topic_lands_in_the_outbox(stack, outbox):
         Subject="[stepml] Approve churn?",
         Message="Review: https://abc.execute-api.local/approvals/xyz?sig=s1\nThanks",
     )
-    messages = outbox.messages()
+    messages = mail_outbox.messages()
     assert len(messages) == 1
     message = messages[0]
     assert message.to == "approver@example.com"
@@ -38,11 +30,11 @@ def test_a_message_to_the_approval_topic_lands_in_the_outbox(stack, outbox):
     assert message.path.suffix == ".eml" and "Review:" in message.body
 
 
-def test_messages_keep_send_order_and_go_only_to_the_topic_subscribers(stack, outbox):
+def test_messages_keep_send_order_and_go_only_to_the_topic_subscribers(stack, mail_outbox):
     sns = boto3.client("sns")
     sns.publish(TopicArn=stack.physical_id("AlertTopic"), Subject="first", Message="1")
     sns.publish(TopicArn=stack.physical_id("ApprovalTopic"), Subject="second", Message="2")
-    assert [(m.subject, m.to) for m in outbox.messages()] == [
+    assert [(m.subject, m.to) for m in mail_outbox.messages()] == [
         ("first", "alerts@example.com"),
         ("second", "approver@example.com"),
     ]
@@ -65,7 +57,7 @@ def simple_email(sender: str, text: str | None, html: str | None) -> dict:
     }
 
 
-def test_an_ses_email_with_text_and_html_is_one_multipart_message(stack, outbox):
+def test_an_ses_email_with_text_and_html_is_one_multipart_message(stack, mail_outbox):
     ses = boto3.client("sesv2")
     ses.create_email_identity(EmailIdentity="stepml@example.com")
     link = "https://abc.execute-api.local/approvals/xyz?sig=s1"
@@ -73,7 +65,7 @@ def test_an_ses_email_with_text_and_html_is_one_multipart_message(stack, outbox)
         **simple_email("stepml@example.com", f"Review: {link}\n", f'<p><a href="{link}">Review</a> &amp; decide</p>')
     )
 
-    [message] = outbox.messages()
+    [message] = mail_outbox.messages()
     assert (message.sender, message.to, message.subject) == (
         "stepml@example.com",
         "approver@example.com",
@@ -88,24 +80,24 @@ def test_an_ses_email_with_text_and_html_is_one_multipart_message(stack, outbox)
     assert parsed["Message-ID"] == f"<{sent['MessageId']}@email.amazonses.com>"
 
 
-def test_a_sender_of_a_verified_domain_may_send_html_only(stack, outbox):
+def test_a_sender_of_a_verified_domain_may_send_html_only(stack, mail_outbox):
     ses = boto3.client("sesv2")
     ses.create_email_identity(EmailIdentity="example.com")
     ses.send_email(**simple_email("noreply@example.com", None, "<p>only html</p>"))
-    [message] = outbox.messages()
+    [message] = mail_outbox.messages()
     assert message.body == "" and message.html == "<p>only html</p>\n"
 
 
-def test_an_unverified_sender_is_refused_and_nothing_is_delivered(stack, outbox):
+def test_an_unverified_sender_is_refused_and_nothing_is_delivered(stack, mail_outbox):
     ses = boto3.client("sesv2")
     with pytest.raises(ClientError) as raised:
         ses.send_email(**simple_email("stranger@elsewhere.example", "hello", None))
     assert raised.value.response["Error"]["Code"] == "MessageRejected"
     assert "stranger@elsewhere.example" in raised.value.response["Error"]["Message"]
-    assert outbox.messages() == []
+    assert mail_outbox.messages() == []
 
 
-def test_a_raw_ses_email_is_delivered_as_sent(stack, outbox):
+def test_a_raw_ses_email_is_delivered_as_sent(stack, mail_outbox):
     ses = boto3.client("sesv2")
     ses.create_email_identity(EmailIdentity="stepml@example.com")
     raw = (
@@ -117,6 +109,6 @@ def test_a_raw_ses_email_is_delivered_as_sent(stack, outbox):
         Destination={"ToAddresses": ["approver@example.com"]},
         Content={"Raw": {"Data": raw}},
     )
-    [message] = outbox.messages()
+    [message] = mail_outbox.messages()
     assert message.path.read_bytes() == raw
     assert (message.subject, message.links) == ("raw one", ["https://example.com/x"])

@@ -23,15 +23,14 @@ from scipy.stats import rankdata
 
 from stepml.config import parse_dataset_config
 from stepml.lineage import artifact_paths, resource_names
-from stepml.local import faults
 from stepml.local.provision import provision
 from stepml.local.sagemaker import (
     LocalSageMaker,
     SageMakerValidationError,
-    install_moto_hooks,
     parse_xgboost_hyperparameters,
     validate_request,
 )
+from stepml.local.sagemaker.adapter import PATCHES
 from stepml.local.stepfunctions.sagemaker_integration import error_name
 from tests.conftest import TEMPLATE
 from tests.helpers import CHURN_CONFIG, REPO_ROOT
@@ -57,21 +56,9 @@ def s3_stack(aws_credentials):
 
 
 @pytest.fixture
-def make_engine(s3_stack):
+def make_engine(s3_stack, sagemaker_engines):
     """Engines hooked under moto; every job, server and thread is stopped when the test ends."""
-    engines = []
-
-    def make(**options):
-        engine = LocalSageMaker(boto3.Session(region_name=REGION), **options)
-        engines.append((engine, install_moto_hooks(engine)))
-        return engine
-
-    yield make
-    for engine, undo in reversed(engines):  # the patches bound to the last engine are undone first
-        engine.shutdown()
-        undo()
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith("stepml-sm-")]
-    assert leftover == [], f"threads left running: {leftover}"
+    return lambda **options: sagemaker_engines(boto3.Session(region_name=REGION), **options)
 
 
 @pytest.fixture
@@ -967,7 +954,7 @@ CONTAINER_STATEMENTS = (
 )
 
 
-def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, tmp_path):
+def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, tmp_path, sagemaker_engines):
     """Under the IAM gate: SageMaker reads the alarms as the model's execution role."""
     s3 = gated_moto.client("s3")
     s3.create_bucket(Bucket="stepml-gated")
@@ -980,8 +967,7 @@ def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, t
         ],
     )
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-    engine = LocalSageMaker(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
-    undo = install_moto_hooks(engine)
+    engine = sagemaker_engines(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
     try:
         sagemaker = gated_moto.client("sagemaker")
         features, labels = make_rows(9, 100)
@@ -1033,8 +1019,7 @@ def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, t
             lambda d: d["EndpointStatus"] != "Updating",
         )
     finally:
-        engine.shutdown()
-        undo()
+        engine.shutdown()  # before the checks: no engine thread may record more
 
     assert (failed["EndpointStatus"], failed["EndpointConfigName"]) == ("InService", "stepml-gated-blue")
     alarm = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:stepml-gated-5xx"
@@ -1074,9 +1059,12 @@ def test_delete_endpoint_stops_the_server_and_flushes_captured_data(make_engine,
     assert error.value.response["Error"]["Code"] == "ValidationError"
 
 
-def test_without_an_engine_the_patched_moto_answers_as_before(aws_credentials):
-    undo = install_moto_hooks()  # patches in place, no engine attached
-    undo()
+def test_after_the_undo_the_patched_moto_answers_as_before(aws_credentials, tmp_path):
+    engine = LocalSageMaker(boto3.Session(region_name=REGION), work_dir=tmp_path / "sagemaker")
+    undos = [patch.apply(engine) for patch in PATCHES]
+    for undo in reversed(undos):
+        undo()
+    engine.shutdown()
     with mock_aws():
         sagemaker = boto3.client("sagemaker", region_name=REGION)
         sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": XGBOOST_IMAGE})
@@ -1090,7 +1078,7 @@ def test_without_an_engine_the_patched_moto_answers_as_before(aws_credentials):
         assert answer["Body"].read() == b"body"  # moto's canned answer
 
 
-def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path):
+def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path, sagemaker_engines):
     """The local cloud runs moto as an HTTP server: raw bodies, headers and errors cross the wire."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
@@ -1101,8 +1089,7 @@ def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path):
     server.start()
     url = f"http://127.0.0.1:{port}"
     session = boto3.Session(region_name=REGION)
-    engine = LocalSageMaker(session, endpoint_url=url, work_dir=tmp_path / "sagemaker")
-    undo = install_moto_hooks(engine)
+    engine = sagemaker_engines(session, endpoint_url=url, work_dir=tmp_path / "sagemaker")
     try:
         s3 = session.client("s3", endpoint_url=url)
         sagemaker = session.client("sagemaker", endpoint_url=url)
@@ -1128,19 +1115,10 @@ def test_the_hooks_work_behind_moto_in_server_mode(aws_credentials, tmp_path):
         assert "Content-type image/png not supported" in error.value.response["OriginalMessage"]
     finally:
         engine.shutdown()
-        undo()
         server.stop()
 
 
 # ----------------------------------------------------------------------------- faults
-
-
-@pytest.fixture
-def fault_switch():
-    switch = faults.FaultSwitch()
-    faults.install(switch)
-    yield switch
-    faults.uninstall(switch)
 
 
 def test_training_faults_throttle_create_then_fail_the_job_with_a_reason(engine, bucket, fault_switch):
@@ -1198,7 +1176,7 @@ def test_a_delete_endpoint_fault_throttles_and_leaves_the_endpoint_serving(engin
 
 @pytest.mark.parametrize("missing", ["image", "data"])
 def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_the_denial(
-    gated_moto, tmp_path, missing
+    gated_moto, tmp_path, missing, sagemaker_engines
 ):
     """Under the IAM gate: the training job pulls its image and reads its channels as its execution
     role; a role without the right fails the job (Failed, ClientError) and the reason names the
@@ -1220,8 +1198,7 @@ def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_t
         statements = [s for s in statements if s["Action"] != "s3:ListBucket"]
     role = gated_moto.role(f"sagemaker-without-{missing}", "sagemaker.amazonaws.com", statements)
     session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-    engine = LocalSageMaker(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
-    undo = install_moto_hooks(engine)
+    engine = sagemaker_engines(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
     try:
         sagemaker = gated_moto.client("sagemaker")
         name = f"stepml-gated-{missing}"
@@ -1230,8 +1207,7 @@ def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_t
         )
         failed = wait_for_training(sagemaker, name)
     finally:
-        engine.shutdown()
-        undo()
+        engine.shutdown()  # before the checks: no engine thread may record more
 
     assert failed["TrainingJobStatus"] == "Failed"
     assert failed["FailureReason"].startswith("ClientError: ")

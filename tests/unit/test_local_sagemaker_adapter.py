@@ -12,7 +12,7 @@ from moto import mock_aws
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from stepml.local.sagemaker import LocalSageMaker, install_moto_hooks
+from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker.adapter import PATCHES
 
 REGION = "us-east-1"
@@ -22,13 +22,14 @@ VARIANT = {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5
 
 
 @pytest.fixture
-def engine(aws_credentials, tmp_path):
+def mocked_aws(aws_credentials):
     with mock_aws():
-        engine = LocalSageMaker(boto3.Session(region_name=REGION), work_dir=tmp_path / "sagemaker")
-        undo = install_moto_hooks(engine)
-        yield engine
-        engine.shutdown()
-        undo()
+        yield
+
+
+@pytest.fixture
+def engine(mocked_aws, sagemaker_engines, tmp_path):
+    return sagemaker_engines(boto3.Session(region_name=REGION), work_dir=tmp_path / "sagemaker")
 
 
 def test_models_and_endpoint_configs_are_checked_and_unique(engine):
@@ -58,16 +59,15 @@ def test_the_undo_restores_moto_and_a_second_engine_wraps_moto_not_the_first(aws
     originals = {name: vars(SageMakerModelBackend).get(name) for name in ("create_endpoint", "update_endpoint")}
     first = LocalSageMaker(boto3.Session(region_name=REGION), work_dir=tmp_path / "one")
     second = LocalSageMaker(boto3.Session(region_name=REGION), work_dir=tmp_path / "two")
-    undo_first = install_moto_hooks(first)
-    undo_second = install_moto_hooks(second)
+    undos = [patch.apply(engine) for engine in (first, second) for patch in PATCHES]
     try:
         assert all(patch.applied for patch in PATCHES)
         wrapped = SageMakerModelBackend.create_endpoint
         assert wrapped.__stepml_moto_original__ is originals["create_endpoint"]
         assert SageMakerRuntimeResponse.use_raw_body is True
     finally:
-        undo_second()
-        undo_first()
+        for undo in reversed(undos):  # the patches bound to the second engine first
+            undo()
         first.shutdown()
         second.shutdown()
     assert not any(patch.applied for patch in PATCHES)

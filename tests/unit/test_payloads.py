@@ -156,3 +156,15 @@ def test_a_record_step_payload_that_does_not_fit_names_the_field() -> None:
     with pytest.raises(LineageError) as raised:
         parse_record_step({"run": run, "step": "train", "status": "SUCCEEDED"}, error=LineageError)
     assert str(raised.value) == "RecordStep payload: field 'run.paths': Field required"
+
+
+def test_a_failure_naming_no_step_of_the_pipeline_is_refused_by_the_contract() -> None:
+    from stepml.payloads import PayloadError, parse_record_step
+
+    with pytest.raises(PayloadError) as raised:
+        parse_record_step({"state": {"failed_step": "guess"}, "step": "failure", "execution_arn": EXECUTION_ARN})
+    assert str(raised.value) == (
+        "RecordStep payload: field 'state.failed_step': the Catch that led here must name one of resolve, "
+        "preprocess, train, model, test_endpoint, evaluate, approval, deploy, cleanup, notify "
+        "(statemachine/pipeline.asl.json, the 'Failed at ...' Pass states)"
+    )

@@ -28,6 +28,7 @@ def test_iso_utc_converts_zones_and_reads_naive_times_as_utc() -> None:
     assert iso_utc(moment) == "2026-01-02T03:04:05.678Z"
     assert iso_utc(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05.000Z"
     assert iso_utc(datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02T00:00:00.000Z"
+    assert iso_utc(moment, timespec="seconds") == "2026-01-02T03:04:05Z", "approval records keep seconds"
 
 
 def test_dynamo_conversion_round_trips_and_drops_what_dynamodb_cannot_store() -> None:

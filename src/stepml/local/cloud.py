@@ -36,7 +36,7 @@ from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
 from stepml.local.sagemaker import LocalSageMaker
-from stepml.local.sagemaker import install_moto_hooks as install_sagemaker_hooks
+from stepml.local.sagemaker import adapter as sagemaker_adapter
 from stepml.local.template import ResolvedTemplate
 
 DEFAULT_PORT = 4566
@@ -215,7 +215,7 @@ class LocalCloud:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         self._undo.append(lambda: default_user_config["stepfunctions"].update(execute_state_machine=previous_execution))
         self.authorizer = iam_gate.Authorizer(iam_gate.Principals(), iam_gate.MotoPolicies(region=REGION))
-        self._undo.append(iam_hooks.install(self.authorizer))
+        self._undo.extend(patch.apply(self.authorizer) for patch in iam_hooks.PATCHES)
         self._moto = iam_gate.GatedMotoServer(self.authorizer, REGION, ip_address=self.host, port=self.port)
         self._moto.start()
         # moto's backends live in this process: a cloud starts empty even after another one.
@@ -308,10 +308,9 @@ class LocalCloud:
         undoes them, last applied first."""
         assert self.glue_engine is not None and self.sagemaker_engine is not None
         assert self.lambda_engine is not None and self.outbox is not None
-        self._undo.append(glue.JOB_RUNS.apply(self.glue_engine))
-        # SageMaker's engine keeps its own entry point (its package binds the model servers).
-        self._undo.append(install_sagemaker_hooks(self.sagemaker_engine))
         bound: list[tuple[Patch, tuple[Any, ...]]] = [
+            (glue.JOB_RUNS, (self.glue_engine,)),
+            *((patch, (self.sagemaker_engine,)) for patch in sagemaker_adapter.PATCHES),
             (lambdas.INVOKE, (self.lambda_engine,)),
             (mail.SNS_EMAIL, (self.outbox,)),
             (mail.SNS_PUBLISH_FAULT, ()),

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -196,25 +196,6 @@ SWITCH = register(
         scope="cloud",
     )
 )
-_undos: list[tuple[FaultSwitch, Callable[[], None]]] = []
-_undos_lock = threading.Lock()
-
-
-def install(switch: FaultSwitch) -> Callable[[], None]:
-    """Make ``switch`` the one the engines consult (the ``faults.switch`` patch); returns the undo."""
-    with _undos_lock:
-        undo = SWITCH.apply(switch)
-        _undos.append((switch, undo))
-    return undo
-
-
-def uninstall(switch: FaultSwitch) -> None:
-    """Undo ``install(switch)`` if ``switch`` is the one consulted (else nothing, as before)."""
-    with _undos_lock:
-        if not _undos or _undos[-1][0] is not switch:
-            return
-        _, undo = _undos.pop()
-    undo()
 
 
 def from_environment(environ: dict[str, str] | None = None) -> FaultSwitch:

@@ -1,17 +1,101 @@
 """EventBridge delivery under moto: the patches that send S3's notifications and PutEvents to it.
 
-The delivery itself (``engine``) reads moto's backends, where the rules, targets and queues live;
-this module is the only one that changes moto's code.
+The delivery itself (``engine``) imports no moto; ``MotoBackends`` answers what it asks of the
+services from moto's backends, where the rules, targets and queues live. This module is the only
+one of the package that imports or changes moto.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from stepml.local.events.engine import deliver_to_rules, put_events, s3_object_created_event
+from stepml.local.events import engine
+from stepml.local.events.engine import s3_object_created_event
+from stepml.local.events.errors import EventDeliveryError
 from stepml.local.patching import Patch, register
+
+Result = TypeVar("Result")
+
+
+def _service_error(call: Callable[[], Result]) -> Result:
+    """Run ``call``; a moto service error (either of moto's two kinds) becomes an EventDeliveryError."""
+    from moto.core.exceptions import ServiceException, _RESTError
+
+    try:
+        return call()
+    except _RESTError as exc:
+        raise EventDeliveryError(exc.error_type, exc.message) from exc
+    except ServiceException as exc:  # the Step Functions interpreter's backend raises these
+        raise EventDeliveryError(exc.code, exc.message) from exc
+
+
+class MotoBackends:
+    """The engine's ``Backends``, answered from moto's in-process backends."""
+
+    def rules(self, account_id: str, region: str, bus: str) -> list[Any]:
+        """The rules of ``bus`` in moto's EventBridge (none when the bus does not exist)."""
+        from moto.events.models import events_backends
+
+        event_bus = events_backends[account_id][region].event_buses.get(bus)
+        return list(event_bus.rules.values()) if event_bus is not None else []
+
+    def bus_name(self, account_id: str, region: str, name: str | None) -> str:
+        """The bus an entry names; an unknown bus raises moto's error, which fails the call as AWS does."""
+        from moto.events.models import events_backends
+
+        backend = events_backends[account_id][region]
+        bus = backend._normalize_event_bus_arn(name)
+        backend.describe_event_bus(bus)
+        return bus
+
+    def start_execution(self, account_id: str, region: str, state_machine_arn: str, execution_input: str) -> None:
+        """Start an execution in moto's Step Functions (its interpreter runs it)."""
+        from moto.stepfunctions.responses import get_backend
+
+        backend = get_backend(account_id, region)
+        _service_error(
+            lambda: backend.start_execution(
+                state_machine_arn=state_machine_arn, name=str(uuid.uuid4()), execution_input=execution_input
+            )
+        )
+
+    def send_to_target(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        """moto's own sending, to this one target (a rule with several targets sends each once)."""
+        single = copy.copy(rule)
+        single.targets = [target]
+        _service_error(lambda: single.send_to_targets(event, transform_input=True))
+
+    def send_message(self, queue_arn: str, body: str, attributes: dict[str, str]) -> None:
+        """SendMessage to moto's SQS queue ``queue_arn``."""
+        from moto.sqs.models import sqs_backends
+
+        _, _, _, region, account_id, name = queue_arn.split(":", 5)
+        typed = {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+        _service_error(lambda: sqs_backends[account_id][region].send_message(name, body, message_attributes=typed))
+
+    def transform_input(self, transformer: dict[str, Any], event: dict[str, Any]) -> Any:
+        """The event rendered by moto's InputTransformer template parser."""
+        from moto.events.utils import EventTemplateParser
+
+        return EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,
+        )
+
+
+BACKENDS = MotoBackends()
+
+
+def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: str = "default") -> list[str]:
+    """Send ``event`` to every matching rule's targets on ``bus`` in moto; returns those targets' ARNs
+    (``engine.deliver_to_rules``)."""
+    return engine.deliver_to_rules(BACKENDS, account_id, region, event, bus)
+
 
 _OBJECT_CREATED_REASONS = {
     "Put": "PutObject",
@@ -41,10 +125,14 @@ def _install_s3_notifications(patch: Patch) -> None:
 
 
 def _install_put_events(patch: Patch) -> None:
+    from moto.events.exceptions import ValidationException
     from moto.events.models import EventsBackend
 
     def put_events_hook(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return put_events(self, events)
+        try:
+            return engine.put_events(BACKENDS, self.account_id, self.region_name, events)
+        except EventDeliveryError as exc:
+            raise ValidationException(exc.message) from exc
 
     patch.replace(EventsBackend, "put_events", put_events_hook)
 
@@ -80,15 +168,3 @@ PUT_EVENTS = register(
         scope="cloud",
     )
 )
-
-
-def install_moto_hooks() -> Callable[[], None]:
-    """Replace moto's S3 EventBridge notification and PutEvents with AWS-shaped, asynchronous delivery
-    (the ``events.s3-object-created`` and ``events.put-events`` patches); returns the undo."""
-    undos = [S3_NOTIFICATIONS.apply(), PUT_EVENTS.apply()]
-
-    def restore() -> None:
-        for undo in reversed(undos):
-            undo()
-
-    return restore

@@ -12,19 +12,46 @@ the caller got HTTP 500 for an event AWS would have accepted. AWS answers every 
 reserved ``aws.*`` source is a failed entry (only AWS services publish those), an accepted
 entry is delivered after the call returns, and a target that cannot be reached never reaches
 the caller (its event goes to the target's dead-letter queue, when it has one).
+
+The engine imports no moto: what it reads and calls in the emulated services (a bus's rules, a
+state machine, a queue) it asks of a ``Backends``, which the adapter answers from moto's backends.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from stepml.local.events.errors import EventDeliveryError
+
+
+class Backends(Protocol):
+    """What delivery needs of the emulated services. A service's error is raised as an
+    ``EventDeliveryError`` with that service's code, except in ``bus_name``, whose error is the
+    PutEvents call's own answer."""
+
+    def rules(self, account_id: str, region: str, bus: str) -> list[Any]:
+        """The rules of event bus ``bus`` (none when the bus does not exist)."""
+
+    def bus_name(self, account_id: str, region: str, name: str | None) -> str:
+        """The name of the bus a PutEvents entry names (``None``: the default bus)."""
+
+    def start_execution(self, account_id: str, region: str, state_machine_arn: str, execution_input: str) -> None:
+        """Start an execution of ``state_machine_arn`` with ``execution_input``."""
+
+    def send_to_target(self, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+        """Send ``event`` to ``target`` of ``rule`` (a log group, a queue, a bus); a target kind the
+        services cannot send to raises ``NotImplementedError``."""
+
+    def send_message(self, queue_arn: str, body: str, attributes: dict[str, str]) -> None:
+        """Put ``body`` on the queue with string message attributes."""
+
+    def transform_input(self, transformer: dict[str, Any], event: dict[str, Any]) -> Any:
+        """The event as a target's ``InputTransformer`` renders it."""
+
 
 #: Filled by the hooks: (target ARN, event) of every delivery, for tests and ``stepml`` status.
 DELIVERY_LOG: list[dict[str, Any]] = []
@@ -77,30 +104,7 @@ RESERVED_SOURCE_ERROR = {
 RESERVED_SOURCE_PREFIX = "aws."
 
 
-def _service_error(call: Callable[[], Any]) -> Any:
-    """Run ``call``; a moto service error (either of moto's two kinds) becomes an EventDeliveryError."""
-    from moto.core.exceptions import ServiceException, _RESTError
-
-    try:
-        return call()
-    except _RESTError as exc:
-        raise EventDeliveryError(exc.error_type, exc.message) from exc
-    except ServiceException as exc:  # the Step Functions interpreter's backend raises these
-        raise EventDeliveryError(exc.code, exc.message) from exc
-
-
-def _start_execution(account_id: str, region: str, state_machine_arn: str, event: Any) -> None:
-    from moto.stepfunctions.responses import get_backend
-
-    backend = get_backend(account_id, region)
-    _service_error(
-        lambda: backend.start_execution(
-            state_machine_arn=state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
-        )
-    )
-
-
-def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+def _target_input(backends: Backends, target: dict[str, Any], event: dict[str, Any]) -> Any:
     """What a target receives: the event, or its ``Input``, ``InputPath`` or ``InputTransformer``."""
     if "Input" in target:
         return json.loads(target["Input"])
@@ -110,14 +114,7 @@ def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
         found = [match.value for match in parse(target["InputPath"]).find(event)]
         return found[0] if found else None
     if "InputTransformer" in target:
-        from moto.events.utils import EventTemplateParser
-
-        transformer = target["InputTransformer"]
-        return EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=event,
-        )
+        return backends.transform_input(target["InputTransformer"], event)
     return event
 
 
@@ -144,26 +141,25 @@ def _target_role_denial(target: dict[str, Any], action: str, resource: str) -> s
     return None
 
 
-def _send_to_target(account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any]) -> None:
+def _send_to_target(
+    backends: Backends, account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any]
+) -> None:
     arn = target["Arn"]
     if ":states:" in arn and ":stateMachine:" in arn:
         denial = _target_role_denial(target, "states:StartExecution", arn)
         if denial is not None:
             raise EventDeliveryError("AccessDeniedException", denial)
-        _start_execution(account_id, region, arn, _target_input(target, event))
+        execution_input = json.dumps(_target_input(backends, target, event))
+        backends.start_execution(account_id, region, arn, execution_input)
         return
-    # moto sends to log groups, SQS queues and event buses; one target at a time, so a rule
-    # with several targets sends each once.
-    single = copy.copy(rule)
-    single.targets = [target]
     try:
-        _service_error(lambda: single.send_to_targets(event, transform_input=True))
+        backends.send_to_target(rule, target, event)
     except NotImplementedError as exc:
         raise EventDeliveryError("NotSupportedLocally", f"the local cloud cannot deliver to {arn}") from exc
 
 
 def _dead_letter(
-    account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any], error: EventDeliveryError
+    backends: Backends, account_id: str, rule: Any, target: dict[str, Any], event: Any, error: EventDeliveryError
 ) -> bool:
     """Put an undeliverable event on the target's dead-letter queue, with AWS's attributes, as
     EventBridge (its service principal, with the rule as aws:SourceArn) does if the queue's
@@ -171,8 +167,6 @@ def _dead_letter(
     queue_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
     if not queue_arn:
         return False
-    from moto.sqs.models import sqs_backends
-
     from stepml.local.iam import hooks as iam_hooks
     from stepml.local.iam.model import AuthorizationRequest, Principal
 
@@ -184,7 +178,6 @@ def _dead_letter(
         )
         if not authorizer.check(service, request, service="sqs").allowed:
             return False
-    _, _, _, queue_region, queue_account, queue_name = queue_arn.split(":", 5)
     attributes = {
         "RULE_ARN": rule.arn,
         "TARGET_ARN": target["Arn"],
@@ -193,32 +186,22 @@ def _dead_letter(
         "RETRY_ATTEMPTS": "0",
     }
     try:
-        _service_error(
-            lambda: sqs_backends[queue_account][queue_region].send_message(
-                queue_name,
-                json.dumps(event),
-                message_attributes={
-                    name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-                },
-            )
-        )
+        backends.send_message(queue_arn, json.dumps(event), attributes)
     except EventDeliveryError:
         return False  # EventBridge drops an event whose dead-letter queue is gone too
     return True
 
 
-def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: str = "default") -> list[str]:
+def deliver_to_rules(
+    backends: Backends, account_id: str, region: str, event: dict[str, Any], bus: str = "default"
+) -> list[str]:
     """Send ``event`` to every matching rule's targets on ``bus``; returns those targets' ARNs.
 
     A target that cannot take the event is logged (``error``) and its event dead-lettered, as
     EventBridge does after its retries; it never fails the delivery to the other targets.
     """
-    from moto.events.models import events_backends
-
     reached = []
-    backend = events_backends[account_id][region]
-    event_bus = backend.event_buses.get(bus)
-    for rule in list(event_bus.rules.values()) if event_bus is not None else []:
+    for rule in backends.rules(account_id, region, bus):
         if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
             continue
         for target in list(rule.targets):
@@ -226,10 +209,10 @@ def deliver_to_rules(account_id: str, region: str, event: dict[str, Any], bus: s
             record: dict[str, Any] = {"rule": rule.name, "target": arn, "event_id": event["id"]}
             reached.append(arn)
             try:
-                _send_to_target(account_id, region, rule, target, event)
+                _send_to_target(backends, account_id, region, rule, target, event)
             except EventDeliveryError as error:
                 record["error"] = str(error)
-                record["dead_lettered"] = _dead_letter(account_id, region, rule, target, event, error)
+                record["dead_lettered"] = _dead_letter(backends, account_id, rule, target, event, error)
             with _DELIVERY_LOCK:
                 DELIVERY_LOG.append(record)
     return reached
@@ -262,18 +245,18 @@ def _event_time(value: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def put_events(backends: Backends, account_id: str, region: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PutEvents as AWS answers it: one result per entry, accepted events delivered afterwards.
 
     The events of one call are delivered in order on one thread, so a test that waits for the
-    last accepted event's delivery knows the earlier ones have been delivered too.
+    last accepted event's delivery knows the earlier ones have been delivered too. More than ten
+    entries raise ``EventDeliveryError("ValidationException", ...)``, AWS's answer to the call.
     """
-    from moto.events.exceptions import ValidationException
-
     if len(entries) > 10:
-        raise ValidationException(
+        raise EventDeliveryError(
+            "ValidationException",
             "1 validation error detected: Value '[PutEventsRequestEntry]' at 'entries' failed to satisfy "
-            "constraint: Member must have length less than or equal to 10"
+            "constraint: Member must have length less than or equal to 10",
         )
     results: list[dict[str, Any]] = []
     accepted: list[tuple[str, dict[str, Any]]] = []
@@ -282,16 +265,15 @@ def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, An
         if error is not None:
             results.append(error)
             continue
-        bus = backend._normalize_event_bus_arn(entry.get("EventBusName"))
-        backend.describe_event_bus(bus)  # an unknown bus fails the call, as moto (and AWS) do
+        bus = backends.bus_name(account_id, region, entry.get("EventBusName"))
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": entry["DetailType"],
             "source": entry["Source"],
-            "account": backend.account_id,
+            "account": account_id,
             "time": _event_time(entry.get("Time")),
-            "region": backend.region_name,
+            "region": region,
             "resources": entry.get("Resources", []),
             "detail": json.loads(entry["Detail"]),
         }
@@ -300,7 +282,7 @@ def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, An
 
     def deliver() -> None:
         for bus, event in accepted:
-            deliver_to_rules(backend.account_id, backend.region_name, event, bus)
+            deliver_to_rules(backends, account_id, region, event, bus)
 
     if accepted:
         threading.Thread(target=deliver, name="put-events-delivery", daemon=True).start()

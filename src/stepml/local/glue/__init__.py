@@ -7,7 +7,7 @@ engine's handle on it), ``adapter`` (the only module that reaches into moto: the
 ``stepml.local.glue`` and stay so.
 """
 
-from stepml.local.glue.adapter import JOB_RUNS, install_moto_hooks
+from stepml.local.glue.adapter import JOB_RUNS
 from stepml.local.glue.engine import (
     GLUE_SESSION,
     METRICS_NAMESPACE,
@@ -37,5 +37,4 @@ __all__ = [
     "JobRunRecord",
     "LogEncryption",
     "error_message_from_log",
-    "install_moto_hooks",
 ]

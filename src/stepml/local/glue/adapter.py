@@ -7,7 +7,6 @@ moto records a job run and reports it SUCCEEDED at once without running anything
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,8 +99,3 @@ JOB_RUNS = register(
         scope="cloud",
     )
 )
-
-
-def install_moto_hooks(engine: GlueEngine) -> Callable[[], None]:
-    """Make moto's job runs real on ``engine`` (the ``glue.job-runs`` patch); returns the undo."""
-    return JOB_RUNS.apply(engine)

@@ -18,7 +18,6 @@ import functools
 import importlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,24 +209,6 @@ SYNC_RIGHTS = register(
 )
 
 
-def install(authorizer: Authorizer) -> Callable[[], None]:
-    """Make ``authorizer`` the active one and sign and check Step Functions' calls under roles (four
-    patches: ``iam.active-authorizer``, ``states.role-signed-calls``, ``states.sync-role-rights``,
-    ``states.definition-role-rights``); returns the undo, which undoes them last first."""
-    undos = [
-        SIGNED_CALLS.apply(authorizer),
-        SYNC_RIGHTS.apply(authorizer),
-        DEFINITION_RIGHTS.apply(authorizer),
-        ACTIVE_AUTHORIZER.apply(authorizer),
-    ]
-
-    def undo() -> None:
-        for each in reversed(undos):
-            each()
-
-    return undo
-
-
 #: What Step Functions needs of the state machine role to deliver logs to CloudWatch Logs
 #: (AWS's documented policy for logging; these actions have no resource-level permissions).
 LOG_DELIVERY_ACTIONS = (
@@ -380,3 +361,8 @@ def _signed_as(client: Any, credentials: dict[str, str]) -> Any:
         config=client.meta.config,
         **credentials,
     )
+
+
+#: The IAM patches a cloud binds to its authorizer, in this order (undone last first): the
+#: authorizer becomes the active one after the role checks are in place.
+PATCHES: tuple[Patch, ...] = (SIGNED_CALLS, SYNC_RIGHTS, DEFINITION_RIGHTS, ACTIVE_AUTHORIZER)

@@ -7,7 +7,7 @@ patch) and ``errors``. The names below were importable from the former module
 ``stepml.local.lambdas`` and stay so.
 """
 
-from stepml.local.lambdas.adapter import INVOKE, install_moto_hooks
+from stepml.local.lambdas.adapter import INVOKE
 from stepml.local.lambdas.engine import WORKER_SCRIPT, FunctionSpec, InvocationResult, LambdaEngine
 from stepml.local.lambdas.errors import FunctionThrottledError, LambdaEngineError
 
@@ -19,5 +19,4 @@ __all__ = [
     "InvocationResult",
     "LambdaEngine",
     "LambdaEngineError",
-    "install_moto_hooks",
 ]

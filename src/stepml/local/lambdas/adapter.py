@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from stepml.local import faults
@@ -76,8 +75,3 @@ INVOKE = register(
         scope="cloud",
     )
 )
-
-
-def install_moto_hooks(engine: LambdaEngine) -> Callable[[], None]:
-    """Route moto's Lambda Invoke (RequestResponse and Event) to ``engine``; returns the undo."""
-    return INVOKE.apply(engine)

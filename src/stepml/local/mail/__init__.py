@@ -6,7 +6,7 @@ mail them) and ``adapter`` (the only module that reaches into moto: the ``sns.em
 former module ``stepml.local.mail`` and stay so.
 """
 
-from stepml.local.mail.adapter import SES_SEND_EMAIL, SNS_EMAIL, SNS_PUBLISH_FAULT, install_moto_hooks
+from stepml.local.mail.adapter import SES_SEND_EMAIL, SNS_EMAIL, SNS_PUBLISH_FAULT
 from stepml.local.mail.outbox import SENDER, Outbox, OutboxError, OutboxMessage
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "Outbox",
     "OutboxError",
     "OutboxMessage",
-    "install_moto_hooks",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 from stepml.local import faults
@@ -130,15 +129,3 @@ SES_SEND_EMAIL = register(
         scope="cloud",
     )
 )
-
-
-def install_moto_hooks(outbox: Outbox) -> Callable[[], None]:
-    """Deliver moto's SNS email and email-json subscriptions and SES v2 SendEmail to ``outbox``
-    and let Publish honour the ``sns:Publish`` fault (three patches); returns the undo."""
-    undos = [SNS_EMAIL.apply(outbox), SNS_PUBLISH_FAULT.apply(), SES_SEND_EMAIL.apply(outbox)]
-
-    def restore() -> None:
-        for undo in reversed(undos):
-            undo()
-
-    return restore

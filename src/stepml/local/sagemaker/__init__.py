@@ -18,12 +18,10 @@ Split as moto splits an emulated service (state, API adapter, errors, validation
 ``adapter``         the only module that imports moto: the ``Patch`` objects routing to an engine
 ==================  ==========================================================================
 
-Importing the package does not import moto; ``install_moto_hooks`` imports the adapter.
+Importing the package does not import moto; only importing ``adapter`` does.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from stepml.local.sagemaker.algorithm import XGBoostTrainingConfig, load_channel, parse_xgboost_hyperparameters
 from stepml.local.sagemaker.engine import LocalSageMaker
@@ -54,23 +52,7 @@ __all__ = [
     "SageMakerValidationError",
     "TrainingJobView",
     "XGBoostTrainingConfig",
-    "install_moto_hooks",
     "load_channel",
     "parse_xgboost_hyperparameters",
-    "uninstall_moto_hooks",
     "validate_request",
 ]
-
-
-def install_moto_hooks(engine: LocalSageMaker | None = None) -> Callable[[], None]:
-    """Route moto's SageMaker and sagemaker-runtime to ``engine``; returns the undo (see ``adapter``)."""
-    from stepml.local.sagemaker import adapter
-
-    return adapter.install_moto_hooks(engine)
-
-
-def uninstall_moto_hooks(engine: LocalSageMaker | None = None) -> None:
-    """Undo the patches bound to ``engine`` (or to every engine): moto's own methods return."""
-    from stepml.local.sagemaker import adapter
-
-    adapter.uninstall_moto_hooks(engine)

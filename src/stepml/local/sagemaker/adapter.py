@@ -1,8 +1,8 @@
 """moto's SageMaker and sagemaker-runtime, routed to a ``LocalSageMaker`` engine.
 
 The only module of the package that imports moto. Each ``Patch`` below replaces a few moto
-methods while an engine is bound (``install_moto_hooks(engine)``, which ``LocalCloud`` calls);
-its undo puts moto's own methods back. moto keeps its records (ARNs, List* answers, the
+methods while an engine is bound (``patch.apply(engine)`` for each of ``PATCHES``, in order, which
+``LocalCloud`` does); its undo puts moto's own methods back. moto keeps its records (ARNs, List* answers, the
 resources the engine does not run), and the patched methods bring the engine's state into
 them before moto answers: a training job's statuses and metrics, an endpoint's status.
 Every request the engine receives is rebuilt from moto's snake_case arguments and checked
@@ -471,39 +471,3 @@ PATCHES: tuple[Patch, ...] = (
     UPDATE_ENDPOINT,
     INVOKE_ENDPOINT,
 )
-
-_applied: list[tuple[LocalSageMaker, list[Callable[[], None]]]] = []
-
-
-def install_moto_hooks(engine: LocalSageMaker | None = None) -> Callable[[], None]:
-    """Apply every SageMaker patch bound to ``engine``; returns the undo (``uninstall_moto_hooks(engine)``).
-
-    Without an engine there is nothing to route to: moto keeps its own behaviour and the undo
-    does nothing.
-    """
-    if engine is None:
-        return _nothing_to_undo
-    undos: list[Callable[[], None]] = []
-    try:
-        for patch in PATCHES:
-            undos.append(patch.apply(engine))
-    except BaseException:
-        for undo in reversed(undos):
-            undo()
-        raise
-    _applied.append((engine, undos))
-    return functools.partial(uninstall_moto_hooks, engine)
-
-
-def uninstall_moto_hooks(engine: LocalSageMaker | None = None) -> None:
-    """Undo the patches bound to ``engine`` (or to every engine): moto's own methods return."""
-    for index in range(len(_applied) - 1, -1, -1):
-        bound, undos = _applied[index]
-        if engine is None or bound is engine:
-            del _applied[index]
-            for undo in reversed(undos):
-                undo()
-
-
-def _nothing_to_undo() -> None:
-    return None
