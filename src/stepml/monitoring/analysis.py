@@ -34,7 +34,9 @@ based on that test without its formula). Categorical distance is L-infinity betw
 category frequencies (corrected the same way under ``Robust``: ours, AWS documents no
 correction), or with ``ChiSquared`` one minus the chi-squared test's p-value, against one
 minus the threshold (drift when the p-value is below the threshold). The
-descriptions follow the analyzer's wording style, not its exact text.
+descriptions follow the analyzer's wording style, not its exact text. A baseline suggested by
+AWS's own analyzer is read the same way, its sketch's items all weighing the same (KLL weighs
+higher levels more, so its distribution is then approximate).
 """
 
 from __future__ import annotations
