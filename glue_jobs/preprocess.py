@@ -9,8 +9,9 @@ key and writes, under ``--output_uri``::
     train/        headerless CSV, label first, then the features in config order
     validation/   headerless CSV, same layout
     test/         CSV with a header, label first
-    statistics.json   the monitoring baseline (per feature and for the label)
-    manifest.json     fingerprint, row counts, encodings, feature order, versions
+    statistics.json   the data-quality baseline of the training split's raw features and
+    constraints.json  the constraints suggested from it, in SageMaker Model Monitor's formats
+    manifest.json     fingerprint, row counts, label distribution, encodings, feature order, versions
 
 This file is uploaded as the job script on its own, so it imports nothing from ``stepml``: SAM
 packages only a Glue job's ``Command.ScriptLocation``, and Glue 5.0 provides no pydantic. The
@@ -60,8 +61,6 @@ SUPPORTED_EXTENSIONS = (".csv", ".parquet")
 MISSING_CATEGORY = "__missing__"
 #: Rows are split by ``pmod(xxhash64(key), HASH_BUCKETS)`` against the cumulative fractions.
 HASH_BUCKETS = 10_000
-#: How many of the most frequent values statistics.json lists per categorical column.
-TOP_VALUES = 20
 #: Header names are listed in messages up to this many.
 NAMES_IN_MESSAGES = 12
 
@@ -961,36 +960,168 @@ def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
     return Prepared(raw=raw, profile=profile, encoded=encoded, labels=labels, categories=categories)
 
 
-def statistics(prepared: Prepared, config: JobConfig) -> dict[str, Any]:
-    """statistics.json: the monitoring baseline of the kept (labeled) rows, before encoding."""
-    profile = prepared.profile
-    features: dict[str, Any] = {}
+# --- the monitoring baseline (SageMaker Model Monitor's statistics.json and constraints.json) --
+
+#: Model Monitor's distribution buckets per numeric feature (AWS materialises 10, fixed).
+BASELINE_BUCKETS = 10
+#: The percentiles (0th to 100th) stored as the KLL sketch's one level (see ``baseline``).
+BASELINE_PERCENTILES = [i / 100 for i in range(101)]
+#: percentile_approx's accuracy: relative error 1/accuracy of the rank.
+PERCENTILE_ACCURACY = 10_000
+#: monitoring_config of constraints.json: AWS's documented defaults.
+MONITORING_CONFIG = {
+    "evaluate_constraints": "Enabled",
+    "emit_metrics": "Enabled",
+    "datatype_check_threshold": 0.1,
+    "domain_content_threshold": 0.1,
+    "distribution_constraints": {
+        "perform_comparison": "Enabled",
+        "comparison_threshold": 0.1,
+        "comparison_method": "Robust",
+        "categorical_comparison_threshold": 0.1,
+        "categorical_drift_method": "LInfinity",
+    },
+}
+
+
+def _baseline_numeric(train: DataFrame, config: JobConfig) -> dict[str, dict[str, Any]]:
+    """Per numeric feature of the training rows: counts, moments, range, percentiles, then the
+    ten equal-width bucket counts between min and max (a second aggregation: it needs the range)."""
+    values = {name: _number(_col(name)) for name in config.numeric}
+    aggregations = [F.count(F.lit(1)).alias("rows")]
+    for i, value in enumerate(values.values()):
+        aggregations += [
+            F.count(value).alias(f"n{i}"),
+            F.sum(value).alias(f"sum{i}"),
+            F.stddev_pop(value).alias(f"std{i}"),
+            F.min(value).alias(f"min{i}"),
+            F.max(value).alias(f"max{i}"),
+            F.count(F.when(value != F.floor(value), True)).alias(f"frac{i}"),
+            F.percentile_approx(value, BASELINE_PERCENTILES, PERCENTILE_ACCURACY).alias(f"pct{i}"),
+        ]
+    first = train.agg(*aggregations).collect()[0]
+    edges = {}
+    for i, name in enumerate(values):
+        low, high = first[f"min{i}"], first[f"max{i}"]
+        if low is not None:
+            step = (high - low) / BASELINE_BUCKETS
+            edges[name] = [low + step * b for b in range(BASELINE_BUCKETS)] + [high]
+    bucket_counts = [
+        F.count(F.when(_in_bucket(values[name], edges[name], b), True)).alias(f"b{i}_{b}")
+        for i, name in enumerate(values)
+        if name in edges
+        for b in range(BASELINE_BUCKETS)
+    ]
+    second = train.agg(*bucket_counts).collect()[0] if bucket_counts else {}
+    result: dict[str, Any] = {"rows": first["rows"]}
+    for i, name in enumerate(values):
+        cuts = edges.get(name, [])
+        result[name] = {key: first[f"{key}{i}"] for key in ("n", "sum", "std", "min", "max", "frac", "pct")}
+        result[name]["buckets"] = [
+            {"lower_bound": cuts[b], "upper_bound": cuts[b + 1], "count": second[f"b{i}_{b}"]}
+            for b in range(len(cuts) - 1)
+        ]
+    return result
+
+
+def _in_bucket(value: Column, edges: Sequence[float], bucket: int) -> Column:
+    """``value`` in bucket ``bucket``: [lower, upper), the last one closed (it holds the maximum)."""
+    inside = value >= F.lit(edges[bucket])
+    if bucket == len(edges) - 2:
+        return inside & (value <= F.lit(edges[-1]))
+    return inside & (value < F.lit(edges[bucket + 1]))
+
+
+def _baseline_categories(train: DataFrame, config: JobConfig) -> list[dict[str, int]]:
+    """Per categorical feature, the count of each trimmed value on the training rows (None: missing)."""
+    if not config.categorical:
+        return []
+    values = [F.when(F.trim(_col(n)) != "", F.trim(_col(n))) for n in config.categorical]
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("k"), v.alias("v")) for i, v in enumerate(values)]))
+    counts: list[dict[str, int]] = [{} for _ in values]
+    for row in train.select(pairs.alias("pair")).groupBy("pair.k", "pair.v").count().collect():
+        counts[row["k"]][row["v"]] = row["count"]
+    return counts
+
+
+def _numeric_feature(name: str, found: Mapping[str, Any], rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    present = found["n"]
+    kind = "Integral" if present and found["frac"] == 0 else "Fractional"
+    statistics = {
+        "name": name,
+        "inferred_type": kind,
+        "numerical_statistics": {
+            "common": {"num_present": present, "num_missing": rows - present},
+            "mean": found["sum"] / present if present else None,
+            "sum": found["sum"] or 0.0,
+            "std_dev": found["std"],
+            "min": found["min"],
+            "max": found["max"],
+            "distribution": {
+                "kll": {
+                    "buckets": found["buckets"],
+                    # One level of equally weighted items: the percentiles (see ``baseline``).
+                    "sketch": {"parameters": {"c": 0.64, "k": 2048.0}, "data": [list(found["pct"] or [])]},
+                }
+            },
+        },
+    }
+    constraint = {
+        "name": name,
+        "inferred_type": kind,
+        "completeness": present / rows if rows else 0.0,
+        "num_constraints": {"is_non_negative": found["min"] is not None and found["min"] >= 0},
+    }
+    return statistics, constraint
+
+
+def _string_feature(name: str, counts: Mapping[str | None, int], rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    present = {value: count for value, count in counts.items() if value is not None}
+    ordered = sorted(present.items(), key=lambda item: (-item[1], item[0]))
+    statistics = {
+        "name": name,
+        "inferred_type": "String",
+        "string_statistics": {
+            "common": {"num_present": sum(present.values()), "num_missing": counts.get(None, 0)},
+            "distinct_count": len(present),
+            "distribution": {"categorical": {"buckets": [{"value": v, "count": c} for v, c in ordered]}},
+        },
+    }
+    constraint = {
+        "name": name,
+        "inferred_type": "String",
+        "completeness": sum(present.values()) / rows if rows else 0.0,
+        "string_constraints": {"domains": sorted(present)},
+    }
+    return statistics, constraint
+
+
+def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """statistics.json and constraints.json of the training split, in Model Monitor's formats.
+
+    Computed over the raw feature columns of the labeled training rows, as the dataset has
+    them (before imputation and encoding), in config order, by Spark aggregations only.
+    Unlike AWS's analyzer: the KLL section's ``sketch.data`` is one level holding the 0th to
+    100th percentiles (``percentile_approx``), equally weighted, not a compactor hierarchy;
+    the ten ``buckets`` are exact counts between min and max; ``std_dev`` is the population's.
+    """
+    label = _label_text(config)
+    train = frame.where(label.isNotNull() & (label != "") & (F.col(SPLIT) == "train"))
+    numeric = _baseline_numeric(train, config)
+    categories = dict(zip(config.categorical, _baseline_categories(train, config), strict=True))
+    rows = numeric["rows"]
+    features = []
     for feature in config.features:
         if feature.type == "numeric":
-            features[feature.name] = profile.numeric[feature.name]
-            continue
-        counts = profile.category_counts[feature.name]
-        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_VALUES]
-        features[feature.name] = {
-            "type": "categorical",
-            "count": profile.labeled - counts.get(MISSING_CATEGORY, 0),
-            "missing": counts.get(MISSING_CATEGORY, 0),
-            "distinct": len(counts),
-            "top": [{"value": value, "count": count} for value, count in top],
-            "encoding": prepared.categories[feature.name],
-        }
-    label: dict[str, Any] = {"name": config.label, "problem_type": config.problem_type}
-    if prepared.labels is None:
-        label |= profile.label_numeric or {}
-    else:
-        label["distribution"] = {value: profile.label_counts.get(value, 0) for value in prepared.labels}
-        label["encoding"] = prepared.labels
-    return {
-        "rows": profile.labeled,
-        "label": label,
-        "feature_order": config.feature_names,
-        "features": features,
-    }
+            features.append(_numeric_feature(feature.name, numeric[feature.name], rows))
+        else:
+            features.append(_string_feature(feature.name, categories[feature.name], rows))
+    statistics = {"version": 0.0, "dataset": {"item_count": rows}, "features": [s for s, _ in features]}
+    constraints = {"version": 0.0, "features": [c for _, c in features], "monitoring_config": MONITORING_CONFIG}
+    return statistics, constraints
+
+
+# --- writing ---------------------------------------------------------------------------------
 
 
 def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> dict[str, str]:
@@ -1040,7 +1171,13 @@ def build_manifest(
             **{name: profile.split_counts[name] for name in SPLITS},
         },
         "columns": prepared.raw.columns,
-        "label": {"name": config.label, "problem_type": config.problem_type, "encoding": prepared.labels},
+        "label": {
+            "name": config.label,
+            "problem_type": config.problem_type,
+            "encoding": prepared.labels,
+            "distribution": profile.label_counts or None,
+            "statistics": profile.label_numeric,
+        },
         "feature_order": config.feature_names,
         "features": [{"name": f.name, "type": f.type} for f in config.features],
         "categorical_encodings": prepared.categories,
@@ -1091,9 +1228,11 @@ def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[st
     prepared = prepare(spark, uri, config)
     try:
         paths = write_outputs(spark, prepared, output_uri)
-        paths["statistics"] = join_uri(output_uri, "statistics.json")
+        statistics, constraints = baseline(assign_split(prepared.raw.frame, config, prepared.raw.columns), config)
+        for name, document in (("statistics", statistics), ("constraints", constraints)):
+            paths[name] = join_uri(output_uri, f"{name}.json")
+            write_text(spark, paths[name], _json(document))
         paths["manifest"] = join_uri(output_uri, "manifest.json")
-        write_text(spark, paths["statistics"], _json(statistics(prepared, config)))
         manifest = build_manifest(arguments, config, prepared, digest=digest, size=size, paths=paths)
         write_text(spark, paths["manifest"], _json(manifest))
     finally:

@@ -252,6 +252,12 @@ def _training_view(train: Mapping[str, Any], execution_arn: str | None) -> dict[
     }
 
 
+def _baseline_view(train: Mapping[str, Any], preprocess: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model's Model Monitor baseline (statistics.json, constraints.json): recorded with the
+    model by training, else by preprocessing (runs recorded before the baseline existed: None)."""
+    return (train.get("outputs") or {}).get("baseline") or (preprocess.get("outputs") or {}).get("baseline")
+
+
 def _evaluation_view(evaluate: Mapping[str, Any]) -> dict[str, Any]:
     parameters = evaluate.get("parameters") or {}
     outputs = evaluate.get("outputs") or {}
@@ -296,6 +302,7 @@ def model_lineage(table: Any, name: str, *, sagemaker_client: Any = None) -> dic
         "code_version": train.get("code_version") or run.get("code_version"),
         "hyperparameters": (train.get("parameters") or {}).get("hyperparameters") or run.get("hyperparameters"),
         "training": _training_view(train, run.get("execution_arn")),
+        "baseline": _baseline_view(train, steps.get("preprocess") or {}),
         "evaluation": _evaluation_view(steps.get("evaluate") or {}),
         "approval": _approval(run, steps),
         "deployed_to": _deployed_to(steps.get("deploy") or {}),

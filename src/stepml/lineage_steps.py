@@ -69,6 +69,13 @@ def _job_timing(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _baseline(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's data-quality baseline (Model Monitor's statistics.json and constraints.json),
+    which the Glue job writes beside the splits; a monitoring schedule reads it from here."""
+    paths = run["paths"]
+    return {"statistics": paths["statistics"], "constraints": paths.get("constraints")}
+
+
 def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_client: Any, _: Any) -> dict[str, Any]:
     paths = run["paths"]
     manifest = _read_json_s3(s3_client, paths["manifest"])
@@ -77,6 +84,8 @@ def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_cli
         "parameters": {"dataset_config": run["config"]},
         "outputs": {
             **{name: paths[name] for name in ("train", "validation", "test", "statistics", "manifest")},
+            "constraints": paths.get("constraints"),
+            "baseline": _baseline(run),
             "fingerprint": manifest.get("fingerprint") or manifest.get("input_fingerprint"),
             "row_counts": manifest.get("row_counts") or manifest.get("rows"),
         },
@@ -95,7 +104,11 @@ def _train_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, sag
             "training": run["config"]["training"],
             "training_image": details["training_image"],
         },
-        "outputs": {"model_data": result.get("model_data"), "final_metrics": details["final_metrics"]},
+        "outputs": {
+            "model_data": result.get("model_data"),
+            "final_metrics": details["final_metrics"],
+            "baseline": _baseline(run),
+        },
         "job": {"type": "sagemaker-training", "name": result.get("job_name"), "arn": result.get("job_arn")},
         **_job_timing(result),
         "gsi1pk": f"MODEL#{names['model']}",

@@ -83,6 +83,8 @@ class RunPaths(_Contract):
     validation: NonEmpty
     test: NonEmpty
     statistics: NonEmpty
+    #: The Model Monitor baseline's constraints.json (absent from runs resolved before it existed).
+    constraints: NonEmpty | None = None
     manifest: NonEmpty
     model_output: NonEmpty
     evaluation: NonEmpty

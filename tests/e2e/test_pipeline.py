@@ -81,6 +81,21 @@ def test_lineage_cli_traces_the_production_model_to_its_upload_and_approver(pipe
     assert main(["lineage", "show", model["run_id"], "--state-dir", str(pipeline.cloud.state_dir)]) == 0
     assert "`-- Deploy to production  SUCCEEDED" in capsys.readouterr().out
 
+    # The Model Monitor baseline the Glue job wrote, with the model; `stepml monitor` analyses
+    # the rows the approve path sent to production against it.
+    baseline = model["baseline"]
+    assert baseline["statistics"].endswith("/statistics.json") and baseline["constraints"].endswith("/constraints.json")
+    production = pipeline.outputs["ProductionEndpointName"]
+    _wait_for_capture_of(pipeline, production, "40,30.1,1204.0,0,2,3,0")
+    code = main(["monitor", production, "--now", "--json", "--state-dir", str(pipeline.cloud.state_dir)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    shown = json.loads(captured.out)
+    assert shown["model"] == model["model"] and shown["baseline"] == baseline["statistics"]
+    assert shown["statistics"]["dataset"]["item_count"] >= 2
+    checks = {v["constraint_check_type"] for v in shown["violations"]["violations"]}
+    assert not checks & {"missing_column_check", "extra_column_check"}, shown["violations"]
+
 
 def test_reject_path_leaves_production_untouched(pipeline):
     production = pipeline.outputs["ProductionEndpointName"]

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from stepml.config import DatasetConfigError, parse_dataset_config
 from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler
+from tests.unit.test_monitoring_analysis import capture_lines
 
 pp = load_handler("glue_jobs/preprocess.py")
 
@@ -170,6 +171,7 @@ def test_main_writes_the_test_split_with_a_header_and_no_success_markers(churn_r
         "test",
         "manifest.json",
         "statistics.json",
+        "constraints.json",
     }
 
 
@@ -214,26 +216,77 @@ def test_output_rows_carry_the_input_values_in_feature_order(churn_run):
     assert Counter(columns[4]) == Counter(region_codes[row[4]] for row in labeled)
 
 
-def test_statistics_describe_the_kept_rows(churn_run):
-    rows, out = churn_run["rows"], churn_run["out"]
-    labeled = [row for row in rows if row[-1]]
+def _train_rows(spark, rows: list[list[str]]) -> list[list[str]]:
+    """The labeled rows the job put in the training split (its hash of the row key)."""
+    frame = spark.createDataFrame(rows, HEADER)
+    split = dict(pp.assign_split(frame, job_config(), HEADER).select("id", pp.SPLIT).collect())
+    return [row for row in rows if row[-1] and split[row[0]] == "train"]
+
+
+def test_baseline_is_model_monitors_statistics_and_constraints_of_the_raw_training_rows(spark, churn_run):
+    out, manifest = churn_run["out"], churn_run["manifest"]
+    train = _train_rows(spark, churn_run["rows"])
     stats = json.loads((out / "statistics.json").read_text())
-    ages = [float(row[1]) for row in labeled if row[1]]
-    age = stats["features"]["age"]
-    assert age["count"] == len(ages) and age["missing"] == len(labeled) - len(ages)
-    assert age["mean"] == pytest.approx(pystats.mean(ages))
-    assert age["stddev"] == pytest.approx(pystats.stdev(ages))
-    assert (age["min"], age["max"]) == (min(ages), max(ages))
-    assert age["median"] == pytest.approx(pystats.median(ages))
-    plan = stats["features"]["plan"]
-    plans = Counter(row[3] or "__missing__" for row in labeled)
-    assert plan["distinct"] == 4 and plan["missing"] == plans["__missing__"]
-    assert plan["top"][0] == {"value": plans.most_common(1)[0][0], "count": plans.most_common(1)[0][1]}
-    assert stats["label"]["distribution"] == {
-        "no": sum(r[-1] == "no" for r in labeled),
-        "yes": sum(r[-1] == "yes" for r in labeled),
+    assert stats["dataset"] == {"item_count": len(train)} == {"item_count": manifest["row_counts"]["train"]}
+    assert [f["name"] for f in stats["features"]] == ["age", "income", "plan", "region"]
+    age = stats["features"][0]
+    ages = [float(row[1]) for row in train if row[1]]
+    numbers = age["numerical_statistics"]
+    assert age["inferred_type"] == "Integral" and stats["features"][1]["inferred_type"] == "Fractional"
+    assert numbers["common"] == {"num_present": len(ages), "num_missing": len(train) - len(ages)}
+    assert numbers["mean"] == pytest.approx(pystats.mean(ages)) and numbers["sum"] == pytest.approx(sum(ages))
+    assert numbers["std_dev"] == pytest.approx(pystats.pstdev(ages))
+    assert (numbers["min"], numbers["max"]) == (min(ages), max(ages))
+    buckets = numbers["distribution"]["kll"]["buckets"]
+    assert len(buckets) == 10 and sum(b["count"] for b in buckets) == len(ages)
+    assert buckets[0]["lower_bound"] == min(ages) and buckets[-1]["upper_bound"] == max(ages)
+    percentiles = numbers["distribution"]["kll"]["sketch"]["data"][0]
+    assert len(percentiles) == 101 and percentiles[0] == min(ages) and percentiles[-1] == max(ages)
+    assert percentiles[50] == pytest.approx(pystats.median_low(ages), abs=1)
+    plan = stats["features"][2]
+    plans = Counter(row[3] for row in train if row[3])
+    assert plan["inferred_type"] == "String"
+    assert plan["string_statistics"]["common"] == {
+        "num_present": sum(plans.values()),
+        "num_missing": len(train) - sum(plans.values()),
     }
-    assert stats["rows"] == len(labeled)
+    assert plan["string_statistics"]["distinct_count"] == 3
+    assert {
+        b["value"]: b["count"] for b in plan["string_statistics"]["distribution"]["categorical"]["buckets"]
+    } == plans
+    constraints = json.loads((out / "constraints.json").read_text())
+    by_name = {f["name"]: f for f in constraints["features"]}
+    assert by_name["age"]["completeness"] == pytest.approx(len(ages) / len(train))
+    assert by_name["age"]["num_constraints"] == {"is_non_negative": True}
+    assert by_name["plan"]["string_constraints"] == {"domains": ["basic", "pro", "team"]}
+    assert constraints["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.1
+    assert manifest["outputs"]["statistics"] == f"{out}/statistics.json"
+    assert manifest["outputs"]["constraints"] == f"{out}/constraints.json"
+    labeled = [r for r in churn_run["rows"] if r[-1]]
+    assert manifest["label"]["distribution"] == {v: sum(r[-1] == v for r in labeled) for v in ("no", "yes")}
+
+
+def test_baseline_reads_in_the_sagemaker_sdk_and_the_monitoring_analysis(churn_run):
+    """The files load with sagemaker-core's Model Monitor classes and the analysis accepts them."""
+    from sagemaker.core.model_monitor.monitoring_files import Constraints, Statistics
+
+    from stepml.monitoring import analysis
+
+    out = churn_run["out"]
+    stats = Statistics(json.loads((out / "statistics.json").read_text()), f"{out}/statistics.json")
+    constraints = Constraints(json.loads((out / "constraints.json").read_text()), f"{out}/constraints.json")
+    constraints.set_monitoring(False, "region")
+    assert constraints.body_dict["features"][3]["monitoring_config_overrides"] == {"evaluate_constraints": "Disabled"}
+    rows = [line.split(",")[1:] for line in read_split(out / "test")[1:]]
+    # The test split holds category codes, as the endpoint receives them: the manifest decodes them.
+    encodings = churn_run["manifest"]["categorical_encodings"]
+    result = analysis.analyze(stats.body_dict, constraints.body_dict, capture_lines(rows), encodings=encodings)
+    assert result.statistics["dataset"]["item_count"] == len(rows)
+    plan = result.statistics["features"][2]["string_statistics"]["distribution"]["categorical"]["buckets"]
+    assert {bucket["value"] for bucket in plan} <= {"basic", "pro", "team"}
+    checks = {(v["feature_name"], v["constraint_check_type"]) for v in result.violations["violations"]}
+    assert not {check for _, check in checks} & {"data_type_check", "categorical_values_check", "missing_column_check"}
+    assert "region" not in {name for name, _ in checks}
 
 
 def test_same_input_gives_identical_splits(churn_run, tmp_path):

@@ -444,7 +444,13 @@ def test_training_record_carries_hyperparameters_metrics_and_job(env):
     )
     item = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#train"})["Item"])
     assert item["parameters"]["hyperparameters"]["objective"] == "binary:logistic"
-    assert item["outputs"] == {"model_data": "s3://b/model.tar.gz", "final_metrics": {"validation:auc": 0.91}}
+    baseline = {"statistics": run["paths"]["statistics"], "constraints": run["paths"]["constraints"]}
+    assert run["paths"]["constraints"] == run["paths"]["processed"] + "constraints.json"
+    assert item["outputs"] == {
+        "model_data": "s3://b/model.tar.gz",
+        "final_metrics": {"validation:auc": 0.91},
+        "baseline": baseline,
+    }
     assert item["job"]["arn"].endswith("training-job/x")
     assert item["gsi1pk"] == f"MODEL#{run['names']['model']}"
     assert item["attempts"][0]["status"] == "SUCCEEDED"

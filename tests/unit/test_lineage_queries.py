@@ -221,6 +221,10 @@ def test_model_lineage_by_model_name(env):
     assert found["hyperparameters"]["objective"] == "binary:logistic"
     assert found["training"]["job"]["name"] == run["names"]["training_job"]
     assert found["training"]["model_data"].endswith("/output/model.tar.gz")
+    # The Model Monitor baseline the Glue job wrote, recorded with the model (a schedule's input).
+    processed = run["paths"]["processed"]
+    baseline = {"statistics": f"{processed}statistics.json", "constraints": f"{processed}constraints.json"}
+    assert found["baseline"] == baseline
     assert found["evaluation"]["metrics"]["auc"] == 0.91
     assert found["approval"]["approver"] == "ana" and found["deployed_to"] == PRODUCTION
 

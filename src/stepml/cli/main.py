@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import asl, cost, data, lineage, preflight, runs
+from stepml.cli import asl, cost, data, lineage, monitor, preflight, runs
 from stepml.cli.context import CliError
 
 #: Command groups of the local cloud: name -> (module, one-line help). Their modules import the
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands, common)
     runs.register(commands, common)
     lineage.register(commands, common)
+    monitor.register(commands, common)
     _register_local_cloud(commands, common, "demo")
     preflight.register(commands, common)
     asl.register(commands, common)
