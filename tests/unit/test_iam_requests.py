@@ -1072,6 +1072,7 @@ def test_executions_are_started_on_the_state_machine_and_read_on_the_execution()
         ("describe_execution", "states:DescribeExecution"),
         ("stop_execution", "states:StopExecution"),
         ("get_execution_history", "states:GetExecutionHistory"),
+        ("redrive_execution", "states:RedriveExecution"),
     ):
         assert pairs(call_of("stepfunctions", operation, executionArn=EXECUTION)) == [(action, EXECUTION)]
     assert pairs(call_of("stepfunctions", "list_executions", stateMachineArn=MACHINE)) == [
