@@ -34,6 +34,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.stepfunctions.executions",
     "stepml.local.stepfunctions.validation",
     "stepml.local.stepfunctions.test_state",
+    "stepml.local.stepfunctions.test_state_mocks",
     "stepml.local.stepfunctions.redrive",
     "stepml.local.services.dynamodb",
     "stepml.local.services.ecr",
