@@ -314,6 +314,27 @@ def test_an_aborted_execution_is_redriven(aws: Any) -> None:
     assert [event["type"] for event in stopped.events].count("ExecutionRedriven") == 1
 
 
+def test_a_timed_out_execution_is_redriven_and_its_timeout_counts_again(aws: Any) -> None:
+    definition = {
+        "TimeoutSeconds": 1,
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": count_run("prepare", Next="Hold"),
+            "Hold": {"Type": "Wait", "Seconds": 600, "End": True},
+        },
+    }
+    arn = start(aws, definition)
+    first = wait_for(aws, arn)
+    aws.redrive_execution(executionArn=arn)
+    second = wait_for(aws, arn)
+
+    assert (first.status, second.status) == ("TIMED_OUT", "TIMED_OUT")
+    assert runs("prepare") == 1
+    types = [event["type"] for event in second.events]
+    assert types.count("ExecutionTimedOut") == 2 and types.count("ExecutionRedriven") == 1
+    assert second.describe["redriveStatus"] == "REDRIVABLE"
+
+
 def wait_entered(sfn: Any, arn: str) -> list[str]:
     """The states the execution has entered so far (a poll: the callers loop until theirs is there)."""
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
@@ -411,3 +432,43 @@ def test_an_express_execution_is_not_redrivable(aws: Any) -> None:
     wait_for(aws, arn)
 
     assert refused(aws, arn) == ("ExecutionNotRedrivable", "Execution of an EXPRESS state machine cannot be redriven")
+
+
+# -- behind the local cloud's IAM gate and request checks --------------------------------------------
+
+
+def test_the_gate_authorizes_redrive_execution_on_the_execution(gated_moto: Any, monkeypatch: Any) -> None:
+    from moto.core.config import default_user_config
+
+    monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", True)
+    sfn = gated_moto.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="gated",
+        definition=json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Broken"}}}),
+        roleArn=ROLE_ARN,
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name="run-1")["executionArn"]
+    assert wait_for(sfn, arn).status == "FAILED"
+    reader = gated_moto.role("reader", "lambda.amazonaws.com", [_allow("states:DescribeExecution", arn)])
+    operator = gated_moto.role("operator", "lambda.amazonaws.com", [_allow("states:RedriveExecution", arn)])
+
+    def as_role(role: str) -> Any:
+        return gated_moto.client(
+            "stepfunctions", **gated_moto.authorizer.principals.credentials(role, "s").client_kwargs()
+        )
+
+    with pytest.raises(ClientError) as denied:
+        as_role(reader).redrive_execution(executionArn=arn)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "states:RedriveExecution" in denied.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as invalid:
+        as_role(operator).redrive_execution(executionArn=arn, clientToken="x" * 65)
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert "clientToken" in invalid.value.response["Error"]["Message"]
+
+    assert "redriveDate" in as_role(operator).redrive_execution(executionArn=arn)
+    assert wait_for(sfn, arn).describe["redriveCount"] == 1
+
+
+def _allow(action: str, resource: str) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource}

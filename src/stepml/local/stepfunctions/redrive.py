@@ -33,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from stepml.local import botocore_models
 from stepml.local.patching import Patch, register
 from stepml.utils import iso_utc
 
@@ -382,9 +383,15 @@ def _install_redrive_execution_answers(patch: Patch) -> None:
     from moto.stepfunctions.responses import StepFunctionResponse
 
     def redrive_execution(self):  # type: ignore[no-untyped-def]
-        execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+        params = {name: self._get_param(name) for name in ("executionArn", "clientToken")}
+        problems = botocore_models.request_problems(
+            "stepfunctions", "RedriveExecution", {name: value for name, value in params.items() if value is not None}
+        )
+        if problems:
+            raise JsonRESTError("ValidationException", botocore_models.validation_message("RedriveExecution", problems))
+        execution = self.stepfunction_backend.describe_execution(params["executionArn"])
         try:
-            date = redrive(execution, self._get_param("clientToken"))
+            date = redrive(execution, params["clientToken"])
         except RedriveError as exc:
             raise JsonRESTError(exc.code, exc.message) from exc
         return ActionResult({"redriveDate": date})
