@@ -1092,6 +1092,16 @@ def test_task_tokens_are_authorized_on_their_state_machine():
     assert pairs(unknown) == [("states:SendTaskSuccess", "*")]
 
 
+def test_test_state_needs_reveal_secrets_to_show_a_connections_secrets():
+    definition = '{"Type": "Pass", "End": true}'
+    assert pairs(call_of("stepfunctions", "test_state", definition=definition, roleArn=ROLE)) == [
+        ("states:TestState", "*"),
+        ("iam:PassRole", ROLE),
+    ]
+    revealing = call_of("stepfunctions", "test_state", definition=definition, roleArn=ROLE, revealSecrets=True)
+    assert pairs(revealing) == [("states:TestState", "*"), ("states:RevealSecrets", "*"), ("iam:PassRole", ROLE)]
+
+
 def test_state_machines_are_created_with_their_role_and_tags():
     call = call_of(
         "stepfunctions",

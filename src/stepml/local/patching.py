@@ -35,6 +35,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.stepfunctions.validation",
     "stepml.local.stepfunctions.test_state",
     "stepml.local.stepfunctions.test_state_mocks",
+    "stepml.local.stepfunctions.test_state_http",
     "stepml.local.stepfunctions.redrive",
     "stepml.local.services.dynamodb",
     "stepml.local.services.ecr",

@@ -11,10 +11,12 @@ runs it once, synchronously, and answers as AWS does:
 - a failure a Retry matches with attempts left (``stateConfiguration.retrierRetryCount`` counts those
   already made) answers ``RETRIABLE`` with the retrier's index and backoff; one a Catch matches answers
   ``CAUGHT_ERROR`` with the catcher's ``Next``; any other ``FAILED``;
-- ``stateName`` picks the state out of a whole machine's definition.
+- ``stateName`` picks the state out of a whole machine's definition;
+- an HTTP Task makes its HTTPS call, and TRACE shows the request and response (``test_state_http``).
 
 The definition is refused (``InvalidDefinition``) with ``stepml.local.stepfunctions.definitions``'
-findings: a single state's shape and integration, or a whole machine's every finding. moto is imported
+findings: a single state's shape and integration, or a whole machine's every finding (less the refusal
+of HTTP Tasks, which TestState runs). moto is imported
 inside functions only.
 """
 
@@ -28,6 +30,7 @@ from typing import Any, Final
 from stepml.local.patching import Patch, register
 from stepml.local.stepfunctions.definitions import definition_problems, integration_problems, problems_message
 from stepml.local.stepfunctions.schema import shape_problems
+from stepml.local.stepfunctions.test_state_http import http_execution, is_http_task, without_http_task_refusals
 from stepml.local.stepfunctions.test_state_mocks import TestStateError, check_mock, mocked_execution
 
 INSPECTION_LEVELS: Final[tuple[str, ...]] = ("INFO", "DEBUG", "TRACE")
@@ -54,6 +57,7 @@ class TestStateRequest:
     mock: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     retry_count: int = 0
+    reveal_secrets: bool = False
 
 
 class _Retriable(Exception):
@@ -108,6 +112,7 @@ def parse_request(params: dict[str, Any]) -> TestStateRequest:
         mock=mock,
         context=context,
         retry_count=int(configuration.get("retrierRetryCount") or 0),
+        reveal_secrets=bool(params.get("revealSecrets")),
     )
 
 
@@ -117,11 +122,11 @@ def _pick_state(definition: dict[str, Any], state_name: str | None) -> tuple[str
             raise TestStateError("ValidationException", "stateName is required to test a state of a state machine")
         wrapper = {"StartAt": "TestState", "States": {"TestState": definition}}
         # Transitions are left out: the state's Next names a state the test has not got.
-        problems = shape_problems(wrapper) + integration_problems(wrapper)
+        problems = without_http_task_refusals(shape_problems(wrapper) + integration_problems(wrapper))
         if problems:
             raise TestStateError("InvalidDefinition", problems_message(problems))
         return "TestState", definition
-    problems = definition_problems(definition)
+    problems = without_http_task_refusals(definition_problems(definition))
     if problems:
         raise TestStateError("InvalidDefinition", problems_message(problems))
     state = (definition.get("States") or {}).get(state_name)
@@ -232,6 +237,8 @@ def _program(request: TestStateRequest, caught: dict[str, Any]) -> Any:
     if isinstance(state_field, ExecutionState):
         if request.mock is not None:
             state_field._eval_execution = mocked_execution(request.mock, state_field)
+        elif is_http_task(request.state):
+            state_field._eval_execution = http_execution(state_field, request.inspection_level, request.reveal_secrets)
         state_field._handle_retry = _retry_decision(request, state_field)
         state_field._handle_catch = _catch_recorder(state_field, caught)
     return program

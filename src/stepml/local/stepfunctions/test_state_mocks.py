@@ -128,7 +128,7 @@ def _check_mocked_fields(result: Any, state: dict[str, Any], mode: str) -> None:
         )
 
 
-def _error_name(error: str) -> Any:
+def error_name(error: str) -> Any:
     """The interpreter's name for a mocked error: a States.* name is that States error (moto's custom
     error names refuse the prefix, and a mocked States.TaskFailed is one)."""
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -174,7 +174,7 @@ def mocked_execution(mock: dict[str, Any] | None, state_field: Any) -> Any:
         raise FailureEventException(
             failure_event=FailureEvent(
                 env=env,
-                error_name=_error_name(error),
+                error_name=error_name(error),
                 event_type=HistoryEventType.TaskFailed,
                 event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(error=error, cause=cause)),
             )
