@@ -116,6 +116,8 @@ _RECORDS_LOCK = threading.Lock()
 # Keys of the Parallel branches of top-level states, by the branch's environment frame.
 _BRANCH_KEYS: weakref.WeakKeyDictionary[Any, tuple[str, str, int]] = weakref.WeakKeyDictionary()
 _PARALLEL = threading.local()
+# The records of the executions that have been redriven, by moto's Execution.
+_REDRIVEN: weakref.WeakKeyDictionary[Any, RedriveRecord] = weakref.WeakKeyDictionary()
 # How deep each environment frame is below its execution's: a state of the top level evaluates its
 # Map iterations and Parallel branches in a frame one below (moto's timeout frame).
 _DEPTH: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -132,6 +134,9 @@ def record_of(event_manager: Any) -> RedriveRecord:
 
 
 def _record_of_execution(execution: Any) -> RedriveRecord | None:
+    redriven = _REDRIVEN.get(execution)
+    if redriven is not None:  # its redriven attempt may not have made its environment yet
+        return redriven
     worker = getattr(execution, "exec_worker", None)
     env = getattr(worker, "env", None)
     return record_of(env.event_manager) if env is not None else None
@@ -333,6 +338,7 @@ def _restart(execution: Any, record: RedriveRecord, checkpoint: Checkpoint | Non
     from moto.stepfunctions.parser.api import ExecutionStatus
     from moto.stepfunctions.parser.utils import TMP_THREADS
 
+    _REDRIVEN[execution] = record
     old_env = execution.exec_worker.env
     # An aborted execution's history was closed to all but ExecutionAborted (stop-ends-waiting-tasks).
     vars(old_env.event_manager).pop("add_event", None)
