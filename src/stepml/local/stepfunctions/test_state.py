@@ -366,9 +366,10 @@ register(
             "does: status SUCCEEDED, FAILED, RETRIABLE (a Retry matches with attempts left, retrierRetryCount "
             "counting those made) or CAUGHT_ERROR (a Catch matches), nextState, output or error and cause, and "
             "at DEBUG/TRACE the inspectionData (input, afterInputPath, afterParameters, result, "
-            "afterResultSelector, afterResultPath, variables, errorDetails). mock.result is the Task's result and "
-            "mock.errorOutput its failure, without calling the service. A definition CreateStateMachine would "
-            "refuse is refused (InvalidDefinition), an unknown inspectionLevel too (ValidationException)."
+            "afterResultSelector, afterResultPath, variables, errorDetails). mock.result is the Task's result (a "
+            "Map's or Parallel's whole result) and mock.errorOutput its failure, without calling the service. A "
+            "definition CreateStateMachine would refuse is refused (InvalidDefinition), an unknown "
+            "inspectionLevel too (ValidationException)."
         ),
         test="tests/unit/stepfunctions/test_test_state.py::test_a_task_with_a_mocked_error_is_caught_by_its_catch",
         install=_install_test_state_answers,
