@@ -1072,6 +1072,7 @@ def test_executions_are_started_on_the_state_machine_and_read_on_the_execution()
         ("describe_execution", "states:DescribeExecution"),
         ("stop_execution", "states:StopExecution"),
         ("get_execution_history", "states:GetExecutionHistory"),
+        ("redrive_execution", "states:RedriveExecution"),
     ):
         assert pairs(call_of("stepfunctions", operation, executionArn=EXECUTION)) == [(action, EXECUTION)]
     assert pairs(call_of("stepfunctions", "list_executions", stateMachineArn=MACHINE)) == [
@@ -1089,6 +1090,16 @@ def test_task_tokens_are_authorized_on_their_state_machine():
         assert pairs(call) == [(f"states:{call.operation}", MACHINE)]
     unknown = call_of("stepfunctions", "send_task_success", taskToken="forged", output="{}")
     assert pairs(unknown) == [("states:SendTaskSuccess", "*")]
+
+
+def test_test_state_needs_reveal_secrets_to_show_a_connections_secrets():
+    definition = '{"Type": "Pass", "End": true}'
+    assert pairs(call_of("stepfunctions", "test_state", definition=definition, roleArn=ROLE)) == [
+        ("states:TestState", "*"),
+        ("iam:PassRole", ROLE),
+    ]
+    revealing = call_of("stepfunctions", "test_state", definition=definition, roleArn=ROLE, revealSecrets=True)
+    assert pairs(revealing) == [("states:TestState", "*"), ("states:RevealSecrets", "*"), ("iam:PassRole", ROLE)]
 
 
 def test_state_machines_are_created_with_their_role_and_tags():

@@ -10,6 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from stepml.local.stepfunctions.test_state_mocks import NO_MAP_OR_PARALLEL
 from tests.unit.stepfunctions.support import REGION, ROLE_ARN
 
 LAMBDA_TASK: dict[str, Any] = {
@@ -164,7 +165,12 @@ def test_a_jsonata_state_assigns_its_variables(sfn_moto: None) -> None:
     [
         ({"Type": "Pass", "Catch": [], "End": True}, {}, "InvalidDefinition", "Field 'Catch' is not supported"),
         ({"Type": "Pass", "End": True}, {"inspectionLevel": "VERBOSE"}, "ValidationException", "inspectionLevel"),
-        ({"Type": "Pass", "End": True}, {"mock": {"result": "{}"}}, "ValidationException", "Task states only"),
+        (
+            {"Type": "Pass", "End": True},
+            {"mock": {"result": "{}"}},
+            "ValidationException",
+            "State type 'Pass' is not supported when a mock is specified",
+        ),
         ({"Type": "Pass", "End": True}, {"roleArn": None}, "ValidationException", "roleArn"),
         (
             {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
@@ -208,3 +214,146 @@ def test_a_sync_integration_runs_only_with_a_mock(sfn_moto: None) -> None:
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     mocked = test_state({**task, "End": True}, {}, mock={"result": '{"JobRunState": "SUCCEEDED"}'})
     assert json.loads(mocked["output"]) == {"JobRunState": "SUCCEEDED"}
+
+
+# -- Map and Parallel: only with a mock, whose result is the whole state's result --------------------
+
+MAP_STATE: dict[str, Any] = {
+    "Type": "Map",
+    "ItemsPath": "$.orders",
+    "ItemProcessor": {"StartAt": "Score", "States": {}},
+    "ResultSelector": {"scores.$": "$[*].score"},
+    "ResultPath": "$.scored",
+    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Report"}],
+    "Next": "Publish",
+}
+MAP_STATE["ItemProcessor"]["States"]["Score"] = {
+    key: value for key, value in LAMBDA_TASK.items() if key not in ("Catch", "Next")
+} | {"End": True}
+
+PARALLEL_STATE: dict[str, Any] = {
+    "Type": "Parallel",
+    "Branches": [
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
+        {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}},
+    ],
+    "OutputPath": "$[1]",
+    "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 3, "MaxAttempts": 1}],
+    "End": True,
+}
+
+
+def test_a_mocked_map_processes_the_mocked_result_as_the_states_result(sfn_moto: None) -> None:
+    mocked = [{"score": 0.9}, {"score": 0.4}]
+    response = test_state(
+        MAP_STATE, {"orders": [1, 2]}, inspectionLevel="DEBUG", mock={"result": json.dumps(mocked)}
+    )  # no roleArn: optional with a mock
+
+    assert response == {
+        "status": "SUCCEEDED",
+        "nextState": "Publish",
+        "output": '{"orders":[1,2],"scored":{"scores":[0.9,0.4]}}',
+        "inspectionData": {
+            "input": '{"orders":[1,2]}',
+            "afterInputPath": '{"orders":[1,2]}',
+            "afterParameters": '{"orders":[1,2]}',
+            "result": '[{"score":0.9},{"score":0.4}]',
+            "afterResultSelector": '{"scores":[0.9,0.4]}',
+            "afterResultPath": '{"orders":[1,2],"scored":{"scores":[0.9,0.4]}}',
+        },
+    }
+
+
+def test_a_mocked_map_error_is_caught_by_the_maps_catch(sfn_moto: None) -> None:
+    failure = {"errorOutput": {"error": "States.ExceedToleratedFailureThreshold", "cause": "2 items failed"}}
+    response = test_state(MAP_STATE, {"orders": [1, 2]}, inspectionLevel="DEBUG", mock=failure)
+
+    assert response == {
+        "status": "CAUGHT_ERROR",
+        "nextState": "Report",
+        "error": "States.ExceedToleratedFailureThreshold",
+        "cause": "2 items failed",
+        "output": (
+            '{"orders":[1,2],"failure":{"Error":"States.ExceedToleratedFailureThreshold","Cause":"2 items failed"}}'
+        ),
+        "inspectionData": {
+            "input": '{"orders":[1,2]}',
+            "afterResultPath": (
+                '{"orders":[1,2],"failure":{"Error":"States.ExceedToleratedFailureThreshold","Cause":"2 items failed"}}'
+            ),
+            "errorDetails": {"catchIndex": 0},
+        },
+    }
+
+
+def test_a_mocked_parallel_answers_its_output_and_its_retries(sfn_moto: None) -> None:
+    succeeded = test_state(PARALLEL_STATE, {"a": 1}, mock={"result": '[{"left": 1}, {"right": 2}]'})
+    assert succeeded == {"status": "SUCCEEDED", "output": '{"right":2}'}
+
+    failure = {"errorOutput": {"error": "States.TaskFailed", "cause": "branch B failed"}}
+    retriable = test_state(PARALLEL_STATE, {"a": 1}, inspectionLevel="DEBUG", mock=failure)
+    assert retriable == {
+        "status": "RETRIABLE",
+        "nextState": "TestState",
+        "error": "States.TaskFailed",
+        "cause": "branch B failed",
+        "inspectionData": {
+            "input": '{"a":1}',
+            "errorDetails": {"retryIndex": 0, "retryBackoffIntervalSeconds": 3},
+        },
+    }
+    spent = test_state(PARALLEL_STATE, {"a": 1}, mock=failure, stateConfiguration={"retrierRetryCount": 1})
+    assert spent == {"status": "FAILED", "error": "States.TaskFailed", "cause": "branch B failed"}
+
+
+@pytest.mark.parametrize(
+    ("definition", "mock", "code", "message"),
+    [
+        (MAP_STATE, None, "InvalidDefinition", NO_MAP_OR_PARALLEL),
+        (PARALLEL_STATE, None, "InvalidDefinition", NO_MAP_OR_PARALLEL),
+        (MAP_STATE, {"result": '{"not": "a list"}'}, "ValidationException", "Mocked result must be an array."),
+        (
+            {**MAP_STATE, "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {}}},
+            {"result": "[]"},
+            "ValidationException",
+            "Mocked result must be a JSON object.",
+        ),
+        (MAP_STATE, {"result": "[1,"}, "ValidationException", "Mocked result must be valid JSON"),
+        (
+            PARALLEL_STATE,
+            {"result": "[]", "errorOutput": {"error": "E"}},
+            "ValidationException",
+            "A test mock should have only one of the following fields: [result, errorOutput].",
+        ),
+        (
+            PARALLEL_STATE,
+            {"result": "[]", "fieldValidationMode": "LOOSE"},
+            "ValidationException",
+            "1 validation error detected: Value 'LOOSE' at 'mock.fieldValidationMode' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [STRICT, PRESENT, NONE]",
+        ),
+        (
+            {"Type": "Succeed"},
+            {"result": "{}"},
+            "ValidationException",
+            "State type 'Succeed' is not supported when a mock is specified",
+        ),
+    ],
+    ids=[
+        "map-without-mock",
+        "parallel-without-mock",
+        "map-result-not-an-array",
+        "result-writer-map-result-not-an-object",
+        "result-not-json",
+        "result-and-error",
+        "unknown-field-validation-mode",
+        "mock-on-succeed",
+    ],
+)
+def test_what_aws_refuses_of_a_map_or_parallel_mock_is_refused(
+    sfn_moto: None, definition: dict[str, Any], mock: dict[str, Any] | None, code: str, message: str
+) -> None:
+    params: dict[str, Any] = {"roleArn": ROLE_ARN} if mock is None else {"mock": mock}
+    with pytest.raises(ClientError) as refused:
+        test_state(definition, {"orders": []}, **params)
+    assert (refused.value.response["Error"]["Code"], refused.value.response["Error"]["Message"]) == (code, message)

@@ -8,7 +8,10 @@
 - ``sagemaker_integration``: the SageMaker optimized integration for moto's interpreter.
 - ``tasks``, ``expressions``, ``executions``, ``validation``: the interpreter fixes, each a
   registered ``stepml.local.patching.Patch``.
-- ``test_state``: the TestState API (Workflow Studio's "Test state"), a registered patch.
+- ``test_state``, ``test_state_mocks`` and ``test_state_http``: the TestState API (Workflow Studio's
+  "Test state"), its mocks and its HTTP Task, registered patches.
+- ``redrive``: RedriveExecution and the redrive members of DescribeExecution/ListExecutions,
+  registered patches.
 
 Importing this package imports none of its modules (and so no moto).
 """

@@ -165,7 +165,7 @@ def _install_context_object_fields(patch: Patch) -> None:
     def _get_evaluation_environment(self):  # type: ignore[no-untyped-def]
         env = original_environment(self)
         execution = env.states.context_object.context_object_data["Execution"]
-        # This local cloud has no RedriveExecution: every execution is its first attempt.
+        # A first attempt; a redrive (stepml.local.stepfunctions.redrive) sets its own count and RedriveTime.
         execution.setdefault("RedriveCount", 0)
         if isinstance(execution.get("StartTime"), datetime):  # moto's is a datetime; AWS's ISO-8601 text
             execution["StartTime"] = iso_utc(execution["StartTime"])

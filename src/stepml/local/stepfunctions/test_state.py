@@ -6,14 +6,17 @@ This module parses the state with that interpreter's TestState parser (which rec
 data: ``afterInputPath``, ``afterParameters``, ``result``, ``afterResultSelector``, ``afterResultPath``),
 runs it once, synchronously, and answers as AWS does:
 
-- ``mock.result`` is the Task's result and ``mock.errorOutput`` its failure, without calling the service;
+- ``mock.result`` is a Task's result (a Map's or Parallel's whole result) and ``mock.errorOutput`` its
+  failure, without calling the service (``test_state_mocks`` checks a mock as AWS does);
 - a failure a Retry matches with attempts left (``stateConfiguration.retrierRetryCount`` counts those
   already made) answers ``RETRIABLE`` with the retrier's index and backoff; one a Catch matches answers
   ``CAUGHT_ERROR`` with the catcher's ``Next``; any other ``FAILED``;
-- ``stateName`` picks the state out of a whole machine's definition.
+- ``stateName`` picks the state out of a whole machine's definition;
+- an HTTP Task makes its HTTPS call, and TRACE shows the request and response (``test_state_http``).
 
 The definition is refused (``InvalidDefinition``) with ``stepml.local.stepfunctions.definitions``'
-findings: a single state's shape and integration, or a whole machine's every finding. moto is imported
+findings: a single state's shape and integration, or a whole machine's every finding (less the refusal
+of HTTP Tasks, which TestState runs). moto is imported
 inside functions only.
 """
 
@@ -26,27 +29,17 @@ from typing import Any, Final
 
 from stepml.local.patching import Patch, register
 from stepml.local.stepfunctions.definitions import definition_problems, integration_problems, problems_message
-from stepml.local.stepfunctions.integrations import REQUEST_RESPONSE, parse_resource, sdk_operation
 from stepml.local.stepfunctions.schema import shape_problems
+from stepml.local.stepfunctions.test_state_http import http_execution, is_http_task, without_http_task_refusals
+from stepml.local.stepfunctions.test_state_mocks import TestStateError, check_mock, mocked_execution
 
 INSPECTION_LEVELS: Final[tuple[str, ...]] = ("INFO", "DEBUG", "TRACE")
-#: State types TestState runs without a mock (AWS runs Map, Parallel and activities only with one).
-RUNNABLE_TYPES: Final[frozenset[str]] = frozenset({"Task", "Pass", "Wait", "Choice", "Succeed", "Fail"})
+#: The state types whose JSONPath processing steps DEBUG names.
+_PATH_STEPS: Final[frozenset[str]] = frozenset({"Task", "Pass", "Map", "Parallel"})
 #: The Retry defaults the States Language documents.
 _RETRY_DEFAULTS: Final[dict[str, float]] = {"IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}
 #: The context object's role when a mocked test names none (AWS makes roleArn optional with a mock).
 _ACCOUNT_ROLE: Final[str] = "arn:aws:iam::{account}:role/TestState"
-
-
-class TestStateError(Exception):
-    """A TestState request AWS refuses: ``code`` is the error AWS answers with."""
-
-    __test__ = False  # not a pytest class, whatever its name
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -64,6 +57,7 @@ class TestStateRequest:
     mock: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     retry_count: int = 0
+    reveal_secrets: bool = False
 
 
 class _Retriable(Exception):
@@ -100,7 +94,7 @@ def parse_request(params: dict[str, Any]) -> TestStateRequest:
         raise TestStateError("InvalidDefinition", "Invalid State Machine Definition: the definition must be an object")
     name, state = _pick_state(definition, params.get("stateName"))
     mock = params.get("mock") or None
-    _check_mock(mock, state)
+    check_mock(mock, state, bool(params.get("revealSecrets")))
     if mock is None and not params.get("roleArn"):
         raise TestStateError("ValidationException", "roleArn is required when no mock is given")
     variables = _json(params.get("variables"), "ValidationException", "variables", {})
@@ -118,6 +112,7 @@ def parse_request(params: dict[str, Any]) -> TestStateRequest:
         mock=mock,
         context=context,
         retry_count=int(configuration.get("retrierRetryCount") or 0),
+        reveal_secrets=bool(params.get("revealSecrets")),
     )
 
 
@@ -127,11 +122,11 @@ def _pick_state(definition: dict[str, Any], state_name: str | None) -> tuple[str
             raise TestStateError("ValidationException", "stateName is required to test a state of a state machine")
         wrapper = {"StartAt": "TestState", "States": {"TestState": definition}}
         # Transitions are left out: the state's Next names a state the test has not got.
-        problems = shape_problems(wrapper) + integration_problems(wrapper)
+        problems = without_http_task_refusals(shape_problems(wrapper) + integration_problems(wrapper))
         if problems:
             raise TestStateError("InvalidDefinition", problems_message(problems))
         return "TestState", definition
-    problems = definition_problems(definition)
+    problems = without_http_task_refusals(definition_problems(definition))
     if problems:
         raise TestStateError("InvalidDefinition", problems_message(problems))
     state = (definition.get("States") or {}).get(state_name)
@@ -140,63 +135,6 @@ def _pick_state(definition: dict[str, Any], state_name: str | None) -> tuple[str
     if "QueryLanguage" in definition and "QueryLanguage" not in state:
         state = {**state, "QueryLanguage": definition["QueryLanguage"]}
     return state_name, state
-
-
-def _check_mock(mock: dict[str, Any] | None, state: dict[str, Any]) -> None:
-    kind = state.get("Type")
-    if mock is None:
-        if kind not in RUNNABLE_TYPES:
-            raise TestStateError("InvalidDefinition", f"TestState runs a {kind} state only with a mock")
-        _check_runnable_task(state)
-        return
-    if ("result" in mock) == ("errorOutput" in mock):
-        raise TestStateError("ValidationException", "A mock must have either a result or an errorOutput")
-    if kind != "Task":
-        raise TestStateError("ValidationException", f"The local cloud mocks Task states only, not a {kind} state")
-    if "result" in mock:
-        result = _json(mock["result"], "ValidationException", "mock result")
-        _check_mocked_fields(result, state, mock.get("fieldValidationMode") or "STRICT")
-    elif not (mock["errorOutput"] or {}).get("error"):
-        raise TestStateError("ValidationException", "mock.errorOutput.error is required")
-
-
-def _check_runnable_task(state: dict[str, Any]) -> None:
-    """Without a mock, AWS runs no activity and no .sync or .waitForTaskToken integration."""
-    arn = state.get("Resource")
-    if state.get("Type") != "Task" or not isinstance(arn, str):
-        return
-    resource = parse_resource(arn)
-    if ":activity:" in arn or (resource is not None and resource.pattern != REQUEST_RESPONSE):
-        raise TestStateError(
-            "ValidationException",
-            f"TestState runs the resource {arn} only with a mock (an activity, .sync or .waitForTaskToken)",
-        )
-
-
-def _check_mocked_fields(result: Any, state: dict[str, Any], mode: str) -> None:
-    """fieldValidationMode for an aws-sdk Task: the mocked result against the API's response shape
-    (STRICT: no unknown field and every required one; PRESENT: no unknown field; NONE: nothing). An
-    optimized integration's result adds Step Functions' own fields, so it is taken as given."""
-    arn = state.get("Resource")
-    resource = parse_resource(arn) if isinstance(arn, str) else None
-    operation = sdk_operation(resource) if resource is not None and resource.is_sdk else None
-    if mode == "NONE" or operation is None or operation.output_shape is None:
-        return
-    if not isinstance(result, dict):
-        raise TestStateError("ValidationException", f"The mocked result of {arn} must be a JSON object")
-    members = {name[:1].upper() + name[1:] for name in operation.output_shape.members}
-    unknown = sorted(set(result) - members)
-    missing = sorted(
-        name[:1].upper() + name[1:]
-        for name in operation.output_shape.required_members
-        if name[:1].upper() + name[1:] not in result
-    )
-    if unknown or (mode == "STRICT" and missing):
-        found = [f"unknown field {name!r}" for name in unknown] + [f"missing field {name!r}" for name in missing]
-        raise TestStateError(
-            "ValidationException",
-            f"The mocked result does not match the {operation.name} response ({mode}): {', '.join(found)}",
-        )
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -236,42 +174,6 @@ def _environment(request: TestStateRequest, account: str, region: str) -> Any:
     # The caller's variables are the state's starting scope; its own Assign may overwrite them.
     env.variable_store._inner_scope.update(request.variables)
     return env
-
-
-def _mocked_execution(request: TestStateRequest, state_field: Any) -> Any:
-    """The Task's service call, replaced by the request's mock (its Parameters/Arguments still evaluated)."""
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
-
-    mock = request.mock or {}
-
-    def _eval_execution(env: Any) -> None:
-        arguments = state_field._eval_parameters(env=env)
-        if not state_field._is_language_query_jsonpath() and state_field.parargs is not None:
-            env.inspection_data["afterArguments"] = to_json_str(arguments)
-        if "result" in mock:
-            result = json.loads(mock["result"])
-            env.stack.append(result)
-            env.inspection_data["result"] = to_json_str(result)
-            return
-        error = mock["errorOutput"].get("error") or ""
-        cause = mock["errorOutput"].get("cause") or ""
-        raise FailureEventException(
-            failure_event=FailureEvent(
-                env=env,
-                error_name=CustomErrorName(error),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(error=error, cause=cause)),
-            )
-        )
-
-    return _eval_execution
 
 
 def _matches(env: Any, error_equals: Any, error_name: Any) -> bool:
@@ -334,7 +236,9 @@ def _program(request: TestStateRequest, caught: dict[str, Any]) -> Any:
         state_field.wait_function._wait_interval = _no_wait
     if isinstance(state_field, ExecutionState):
         if request.mock is not None:
-            state_field._eval_execution = _mocked_execution(request, state_field)
+            state_field._eval_execution = mocked_execution(request.mock, state_field)
+        elif is_http_task(request.state):
+            state_field._eval_execution = http_execution(state_field, request.inspection_level, request.reveal_secrets)
         state_field._handle_retry = _retry_decision(request, state_field)
         state_field._handle_catch = _catch_recorder(state_field, caught)
     return program
@@ -386,11 +290,11 @@ def _inspection_data(request: TestStateRequest, env: Any, succeeded: bool) -> di
     declare it (the step then passes its value on), as AWS answers."""
     data = {key: _compact(value) if isinstance(value, str) else value for key, value in env.inspection_data.items()}
     state = request.state
-    uses_paths = state.get("QueryLanguage", "JSONPath") == "JSONPath" and state.get("Type") in ("Task", "Pass")
+    uses_paths = state.get("QueryLanguage", "JSONPath") == "JSONPath" and state.get("Type") in _PATH_STEPS
     if uses_paths and succeeded:
         data.setdefault("afterInputPath", data["input"])
         data.setdefault("afterParameters", data["afterInputPath"])
-        if state["Type"] == "Task":
+        if state["Type"] != "Pass":
             data.setdefault("afterResultSelector", data.get("result", data["afterParameters"]))
             data.setdefault("afterResultPath", data["afterResultSelector"])
         else:
@@ -462,9 +366,10 @@ register(
             "does: status SUCCEEDED, FAILED, RETRIABLE (a Retry matches with attempts left, retrierRetryCount "
             "counting those made) or CAUGHT_ERROR (a Catch matches), nextState, output or error and cause, and "
             "at DEBUG/TRACE the inspectionData (input, afterInputPath, afterParameters, result, "
-            "afterResultSelector, afterResultPath, variables, errorDetails). mock.result is the Task's result and "
-            "mock.errorOutput its failure, without calling the service. A definition CreateStateMachine would "
-            "refuse is refused (InvalidDefinition), an unknown inspectionLevel too (ValidationException)."
+            "afterResultSelector, afterResultPath, variables, errorDetails). mock.result is the Task's result (a "
+            "Map's or Parallel's whole result) and mock.errorOutput its failure, without calling the service. A "
+            "definition CreateStateMachine would refuse is refused (InvalidDefinition), an unknown "
+            "inspectionLevel too (ValidationException)."
         ),
         test="tests/unit/stepfunctions/test_test_state.py::test_a_task_with_a_mocked_error_is_caught_by_its_catch",
         install=_install_test_state_answers,

@@ -38,6 +38,8 @@ def stepfunctions_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
         requests = [need(action, env.arn("states", f"activity:{params.get('name', '')}"))]
     elif operation == "TestState":
         requests = [need(action, "*")]
+        if params.get("revealSecrets"):  # "IAM permissions for using TestState API"
+            requests.append(need("states:RevealSecrets", "*"))
     else:
         member = next((name for name in _STATES_ARN_MEMBERS if params.get(name)), None)
         if member is None:
