@@ -34,13 +34,14 @@ def _stepml(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
 
 def test_up_detached_serves_aws_then_refuses_a_second_up_and_down_stops_it(tmp_path):
     state = str(tmp_path / "state")
-    port, api_port = free_port(), free_port()
+    port, api_port, console_port = free_port(), free_port(), free_port()
     started = _stepml(
         "local", "up", "--detach", "--state-dir", state, "--port", str(port), "--api-port", str(api_port),
-        "--glue-warm-workers", "0",
+        "--console-port", str(console_port), "--glue-warm-workers", "0",
     )  # fmt: skip
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"AWS endpoint: http://127.0.0.1:{port}" in started.stdout
+    assert f"console:      http://127.0.0.1:{console_port}/" in started.stdout
     try:
         cloud_state = json.loads((tmp_path / "state" / "cloud.json").read_text())
         s3 = boto3.client(
@@ -71,7 +72,10 @@ def test_a_port_in_use_is_a_one_line_error(tmp_path, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["local", "up", "--state-dir", str(tmp_path), "--port", str(port), "--api-port", str(free_port())])
+        code = main(
+            ["local", "up", "--state-dir", str(tmp_path), "--port", str(port), "--api-port", str(free_port()),
+             "--console-port", str(free_port())]
+        )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().startswith(f"error: port {port} on 127.0.0.1 is in use;") and "--port" in err
