@@ -9,6 +9,7 @@ keeps them).
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -140,10 +141,10 @@ def test_a_failed_run_shows_the_caught_state_its_error_and_the_fail_state(pipeli
     details = page.locator("#details").inner_text()
     assert "DatasetNotOnboardedError" in details and "console-unknown" in details
     assert "Caught error" in details
-    assert (
-        "DatasetNotOnboardedError" in page.locator("p.execution-error").inner_text()
-        or "States." in page.locator("p.execution-error").inner_text()
-    )
+    # The execution failed in the definition's Fail state, with its error.
+    sfn = pipeline.client("stepfunctions")
+    ran = json.loads(sfn.describe_state_machine_for_execution(executionArn=runs["failed"]["arn"])["definition"])
+    assert page.locator("p.execution-error").inner_text() == ran["States"]["Pipeline failed"]["Error"]
     assert [r.get_attribute("data-step") for r in page.locator("tr.lineage-step").all()] == ["resolve"]
     assert "failed at Resolve run" in page.locator("#outbox").inner_text()
 
@@ -162,6 +163,13 @@ def test_a_run_waiting_for_approval_shows_the_waiting_task_and_its_link(pipeline
     page.screenshot(path=str(tmp_path / "waiting-review.png"))
     described = pipeline.client("stepfunctions").describe_execution(executionArn=runs["waiting"]["arn"])
     assert described["status"] == "RUNNING"
+    # The page's top, as the README shows it (docs/console.png): without the #details anchor.
+    url = execution_url(pipeline.cloud.console_url, runs["waiting"]["arn"], "Request approval")
+    page.goto(url.split("#", 1)[0])
+    assert status_of(page, "Request approval") == "waiting"
+    page.screenshot(path=str(tmp_path / "waiting-top.png"))
+    page.locator('g.state[data-state="Request approval"]').scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "waiting-graph.png"))
 
 
 def test_the_endpoints_page_names_the_model_its_run_and_instance(pipeline, runs, page, tmp_path):

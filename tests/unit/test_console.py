@@ -281,3 +281,46 @@ def test_pages_escape_everything_users_wrote(tmp_path):
 
 def test_a_run_without_lineage_says_why():
     assert "not an upload event" in lineage_section(None, "the execution's input is not an upload event")
+
+
+class _NoData:
+    """ConsoleData's reads for a cloud with nothing in it and no such execution."""
+
+    def executions(self) -> list:
+        return []
+
+    def execution(self, arn: str) -> ExecutionView:
+        from stepml.local.console.data import ConsoleDataError
+
+        raise ConsoleDataError(f"Execution Does Not Exist: '{arn}'", not_found=True)
+
+
+def test_the_server_answers_get_only_and_says_what_is_missing():
+    import urllib.error
+    import urllib.request
+
+    from stepml.local.console import ConsoleServer
+
+    server = ConsoleServer(_NoData(), port=0).start()  # type: ignore[arg-type]
+
+    def call(method: str, path: str) -> tuple[int, str, str | None]:
+        request = urllib.request.Request(server.url.rstrip("/") + path, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode(), response.headers.get("Allow")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), error.headers.get("Allow")
+
+    try:
+        status, body, _ = call("GET", "/")
+        assert status == 200 and "No executions yet" in body
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            status, body, allow = call(method, "/execution?arn=x")
+            assert (status, allow) == (405, "GET, HEAD") and "the console is read-only" in body
+        status, body, _ = call("GET", "/execution?arn=%3Cb%3E")
+        assert status == 404 and "Execution Does Not Exist: &#x27;&lt;b&gt;&#x27;" in body
+        assert call("GET", "/execution")[0] == 400
+        assert call("GET", "/nowhere")[0] == 404
+        assert call("HEAD", "/")[:2] == (200, "")
+    finally:
+        server.stop()
