@@ -21,8 +21,19 @@ def _label(name: str, width: float) -> str:
     return name if len(name) <= fits else name[: fits - 1] + "\u2026"
 
 
-def _path(points: list[tuple[float, float]]) -> str:
-    return " ".join(f"{'M' if index == 0 else 'L'}{x:.1f},{y:.1f}" for index, (x, y) in enumerate(points))
+def _path(points: list[tuple[float, float]], *, curved: bool) -> str:
+    """An SVG path through ``points``: straight lines, or (``curved``) S-curves that leave and
+    reach each point vertically, so an edge through its layers reads as one smooth line."""
+    (x, y), rest = points[0], points[1:]
+    parts = [f"M{x:.1f},{y:.1f}"]
+    for next_x, next_y in rest:
+        if curved:
+            middle = (y + next_y) / 2
+            parts.append(f"C{x:.1f},{middle:.1f} {next_x:.1f},{middle:.1f} {next_x:.1f},{next_y:.1f}")
+        else:
+            parts.append(f"L{next_x:.1f},{next_y:.1f}")
+        x, y = next_x, next_y
+    return " ".join(parts)
 
 
 class _Drawing:
@@ -36,7 +47,8 @@ class _Drawing:
         self.parts.append(f'<g transform="translate({dx:.1f},{dy:.1f})">')
         for edge in graph.edges:
             kind = "edge back" if edge.back else "edge"
-            self.parts.append(f'<path class="{kind} {edge.kind}" d="{_path(edge.points)}" marker-end="url(#arrow)"/>')
+            path = _path(edge.points, curved=not edge.back)
+            self.parts.append(f'<path class="{kind} {edge.kind}" d="{path}" marker-end="url(#arrow)"/>')
         for node in graph.nodes.values():
             if node.kind in ("start", "end"):
                 self._marker(node)
