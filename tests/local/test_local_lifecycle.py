@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from stepml.cli.main import main
+from stepml.local.cloud import port_is_free
 from tests.helpers import REPO_ROOT, free_port
 
 
@@ -64,6 +65,7 @@ def test_up_detached_serves_aws_then_refuses_a_second_up_and_down_stops_it(tmp_p
         stopped = _stepml("local", "down", "--state-dir", state)
     assert stopped.returncode == 0 and "local cloud stopped" in stopped.stdout, stopped.stdout + stopped.stderr
     assert not (tmp_path / "state" / "cloud.json").exists()
+    assert port_is_free("127.0.0.1", console_port), "down stops the console too"
     assert _stepml("local", "down", "--state-dir", state).stdout.strip() == "no local cloud is running"
 
 
