@@ -59,7 +59,9 @@ def local_cloud(state_dir: Path) -> Any:
     """A LocalCloud of this repository on free ports, not started (tests and benchmarks)."""
     from stepml.local.cloud import LocalCloud
 
-    return LocalCloud(root=REPO_ROOT, state_dir=state_dir, port=free_port(), api_port=free_port())
+    return LocalCloud(
+        root=REPO_ROOT, state_dir=state_dir, port=free_port(), api_port=free_port(), console_port=free_port()
+    )
 
 
 def free_port() -> int:

@@ -2,7 +2,8 @@
 
 The person is played by this test: it reads the link from the demo's output and approves it
 over HTTP, as a browser's form post would. The demo must then show the production endpoint
-answering and exit 0.
+answering, point at the run in the console (which answers) and at its lineage commands, keep
+the local cloud up, and exit 0 when the person presses Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -27,6 +30,7 @@ def test_demo_waits_for_a_person_then_serves_predictions(tmp_path):
     command = [
         sys.executable, "-m", "stepml.cli.main", "demo", "--rows", "1000",
         "--state-dir", str(tmp_path / "state"), "--port", str(free_port()), "--api-port", str(free_port()),
+        "--console-port", str(free_port()),
     ]  # fmt: skip
     demo = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
@@ -52,7 +56,14 @@ def test_demo_waits_for_a_person_then_serves_predictions(tmp_path):
         assert demo.poll() is None, "the demo waits for the person"
         status, title = approve_link(link, decision="approve", approver="a person", comment="looks good")
         assert status == 200 and title.startswith("Approved"), title
-        code = demo.wait(timeout=240)
+        _read_until(lines, output, demo, "press Ctrl-C to stop it", deadline=time.monotonic() + 240)
+        console = re.search(r"console:  (http://127\.0\.0\.1:\d+/execution\?arn=\S+)", "".join(output))
+        assert console, "".join(output)
+        with urllib.request.urlopen(console.group(1), timeout=30) as page:  # the cloud is still up
+            assert page.status == 200 and 'data-state="Model deployed" data-status="succeeded"' in page.read().decode()
+        assert demo.poll() is None, "the demo keeps the local cloud up"
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=120)
     finally:
         if demo.poll() is None:
             demo.terminate()
@@ -67,3 +78,22 @@ def test_demo_waits_for_a_person_then_serves_predictions(tmp_path):
     assert len(predictions) == 5 and all(0.0 <= float(p) <= 1.0 for p in predictions), text
     for state in ("Preprocess data", "Train model", "Evaluate model", "Request approval"):
         assert re.search(rf"ok   {state}\s+\d+\.\ds", text), state
+    run_id = re.search(r"lineage:  stepml lineage show (\S+)", text)
+    assert run_id and f"stepml runs show {run_id.group(1)}" in text, text
+    assert "stopping the local cloud..." in text and "Traceback" not in text, text
+
+
+def _read_until(
+    lines: queue.Queue[str], output: list[str], demo: subprocess.Popen, needle: str, deadline: float
+) -> None:
+    """Collect the demo's output lines until one contains ``needle``."""
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            assert demo.poll() is None, "".join(output)
+            continue
+        output.append(line)
+        if needle in line:
+            return
+    raise AssertionError(f"no {needle!r} in the demo's output: {''.join(output)}")

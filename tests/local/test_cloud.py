@@ -12,7 +12,7 @@ import pytest
 
 from stepml import config
 from stepml.local.cloud import LocalCloud, LocalCloudError
-from tests.helpers import CHURN_CONFIG, REPO_ROOT
+from tests.helpers import CHURN_CONFIG, REPO_ROOT, free_port
 
 
 def _client(cloud, service):
@@ -72,6 +72,25 @@ def test_a_port_in_use_is_a_clear_error(cloud, tmp_path):
     other = LocalCloud(root=REPO_ROOT, state_dir=tmp_path, port=cloud.port, api_port=cloud.api_port)
     with pytest.raises(LocalCloudError, match=f"port {cloud.port} on 127.0.0.1 is in use"):
         other.start()
+
+
+def test_a_console_port_in_use_is_a_clear_error(cloud, tmp_path):
+    other = LocalCloud(
+        root=REPO_ROOT, state_dir=tmp_path, port=free_port(), api_port=free_port(), console_port=cloud.console_port
+    )
+    with pytest.raises(LocalCloudError, match=f"port {cloud.console_port} on 127.0.0.1 is in use.*--console-port$"):
+        other.start()
+
+
+def test_the_console_is_served_on_its_own_port_and_named_in_the_state_file(cloud):
+    state = json.loads((cloud.state_dir / "cloud.json").read_text())
+    assert state["console_url"] == cloud.console_url == f"http://127.0.0.1:{cloud.console_port}/"
+    with urllib.request.urlopen(cloud.console_url + "endpoints", timeout=30) as page:
+        assert page.status == 200 and "<h1>Endpoints</h1>" in page.read().decode()
+    arn = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:run-1"
+    assert cloud.execution_console_url(arn) == (
+        f"http://127.0.0.1:{cloud.console_port}/execution?arn={arn.replace(':', '%3A')}"
+    )
 
 
 def test_stopping_the_cloud_aborts_the_executions_still_running(cloud):

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from stepml.cli.main import main
+from stepml.local.cloud import port_is_free
 from tests.helpers import REPO_ROOT, free_port
 
 
@@ -34,13 +35,14 @@ def _stepml(*args: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
 
 def test_up_detached_serves_aws_then_refuses_a_second_up_and_down_stops_it(tmp_path):
     state = str(tmp_path / "state")
-    port, api_port = free_port(), free_port()
+    port, api_port, console_port = free_port(), free_port(), free_port()
     started = _stepml(
         "local", "up", "--detach", "--state-dir", state, "--port", str(port), "--api-port", str(api_port),
-        "--glue-warm-workers", "0",
+        "--console-port", str(console_port), "--glue-warm-workers", "0",
     )  # fmt: skip
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"AWS endpoint: http://127.0.0.1:{port}" in started.stdout
+    assert f"console:      http://127.0.0.1:{console_port}/" in started.stdout
     try:
         cloud_state = json.loads((tmp_path / "state" / "cloud.json").read_text())
         s3 = boto3.client(
@@ -63,6 +65,7 @@ def test_up_detached_serves_aws_then_refuses_a_second_up_and_down_stops_it(tmp_p
         stopped = _stepml("local", "down", "--state-dir", state)
     assert stopped.returncode == 0 and "local cloud stopped" in stopped.stdout, stopped.stdout + stopped.stderr
     assert not (tmp_path / "state" / "cloud.json").exists()
+    assert port_is_free("127.0.0.1", console_port), "down stops the console too"
     assert _stepml("local", "down", "--state-dir", state).stdout.strip() == "no local cloud is running"
 
 
@@ -71,7 +74,10 @@ def test_a_port_in_use_is_a_one_line_error(tmp_path, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["local", "up", "--state-dir", str(tmp_path), "--port", str(port), "--api-port", str(free_port())])
+        code = main(
+            ["local", "up", "--state-dir", str(tmp_path), "--port", str(port), "--api-port", str(free_port()),
+             "--console-port", str(free_port())]
+        )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().startswith(f"error: port {port} on 127.0.0.1 is in use;") and "--port" in err

@@ -4,7 +4,9 @@ Starts the local cloud (or uses the running one), onboards the example dataset, 
 generated sample, prints a line per state as the execution moves, shows the approval email
 from the outbox and waits for a person to approve in a browser (``--approve`` posts the
 approval over HTTP exactly as a browser would), then asks the production endpoint for
-predictions.
+predictions. It ends by pointing at the run in the local cloud's web console and at the lineage
+commands for it; with a person (no ``--approve``) it keeps the cloud it started up until Ctrl-C,
+so the run can be explored.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import argparse
 import csv
 import io
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from stepml.cli.context import CliError, Target, connect, state_dir
-from stepml.cli.local import add_fault_argument, find_repository, start_cloud
+from stepml.cli.local import add_console_port_argument, add_fault_argument, find_repository, start_cloud
 from stepml.cli.runs import approve_link
 from stepml.config import dataset_config_key
 from stepml.evaluation import parse_predictions
 from stepml.local.cloud import LocalCloud
+from stepml.local.console import execution_url
+from stepml.local.console.data import run_id_of
 from stepml.local.mail import Outbox
 from stepml.sample_data import write_churn_csv
 
@@ -107,33 +113,68 @@ def demo(args: argparse.Namespace) -> int:
     else:
         print(f"[1/6] using the running local cloud ({folder})", flush=True)
     try:
-        return _run(args, connect(None, str(folder)), started)
+        target = connect(None, str(folder))
+        code, execution_arn, run_id = _run(args, target, started)
+        console = cloud.console_url if cloud is not None else _running_console(folder)
+        _point_at_run(console, execution_arn, run_id, target)
+        if cloud is not None and not args.approve:
+            _stay_up_until_interrupted(cloud)
+        return code
     finally:
         if cloud is not None:
             cloud.stop()
 
 
-def _run(args: argparse.Namespace, target: Target, started: float) -> int:
+def _running_console(folder: Path) -> str | None:
+    """The console of the local cloud running in ``folder`` (None for one that predates it)."""
+    return json.loads((folder / "cloud.json").read_text()).get("console_url")
+
+
+def _point_at_run(console: str | None, execution_arn: str, run_id: str | None, target: Target) -> None:
+    """Where to explore the run: its page in the console and the lineage commands for it."""
+    print("\nexplore the run:", flush=True)
+    if console:
+        print(f"  console:  {execution_url(console, execution_arn)}")
+    if run_id:
+        print(f"  lineage:  stepml lineage show {run_id}")
+        print(f"            stepml runs show {run_id}")
+        print(f"            stepml lineage model {target.output('ProductionEndpointName')}")
+    print(flush=True)
+
+
+def _stay_up_until_interrupted(cloud: LocalCloud) -> None:
+    """Keep the cloud (and so the console) up until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    print(f"the local cloud stays up for that (console {cloud.console_url}); press Ctrl-C to stop it", flush=True)
+    try:
+        stop.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print("stopping the local cloud...", flush=True)
+
+
+def _run(args: argparse.Namespace, target: Target, started: float) -> tuple[int, str, str | None]:
+    """Steps 2 to 6; (exit code, the execution, its lineage run)."""
     execution_arn = _onboard_and_upload(args, target)
     print(f"[4/6] following {execution_arn.rsplit(':', 1)[-1]}", flush=True)
     follower = ExecutionFollower(target.client("stepfunctions"), execution_arn)
     status = _follow(args, target, follower)
     elapsed = time.monotonic() - started
+    described = target.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    # The run the execution resolved (its output), else the one its upload names (a failed run).
+    run_id = json.loads(described.get("output") or "{}").get("run", {}).get("run_id") or run_id_of(described["input"])
     if status != "SUCCEEDED":
         print(f"pipeline ended {status} after {elapsed:.0f}s; see `stepml runs` and `stepml outbox`")
-        return 1
-    run_id = (
-        json.loads(target.client("stepfunctions").describe_execution(executionArn=execution_arn)["output"] or "{}")
-        .get("run", {})
-        .get("run_id")
-    )
+        return 1, execution_arn, run_id
     if "Model deployed" not in follower.entered:
         print(f"the model was not promoted (rejected, or below the gate) after {elapsed:.0f}s; production is untouched")
         print(f"see `stepml runs show {run_id}`")
-        return 1
+        return 1, execution_arn, run_id
     _show_predictions(target, run_id)
     print(f"done in {elapsed:.0f}s")
-    return 0
+    return 0, execution_arn, run_id
 
 
 def _onboard_and_upload(args: argparse.Namespace, target: Target) -> str:
@@ -211,5 +252,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--port", type=int, default=4566)
     run.add_argument("--api-port", type=int, default=4567)
+    add_console_port_argument(run)
     add_fault_argument(run)
     run.set_defaults(handler=demo)

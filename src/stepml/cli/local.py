@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 from stepml.cli.context import CliError, state_dir
-from stepml.local.cloud import DEFAULT_API_PORT, DEFAULT_PORT, LocalCloud, LocalCloudError, port_is_free
+from stepml.local.cloud import (
+    DEFAULT_API_PORT,
+    DEFAULT_CONSOLE_PORT,
+    DEFAULT_PORT,
+    LocalCloud,
+    LocalCloudError,
+    port_is_free,
+)
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import OPERATIONS as FAULT_OPERATIONS
 from stepml.local.faults import FaultSpecError
@@ -47,6 +54,7 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         state_dir=state_dir(args.state_dir),
         port=args.port,
         api_port=args.api_port,
+        console_port=getattr(args, "console_port", DEFAULT_CONSOLE_PORT),
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
     )
     try:
@@ -89,6 +97,7 @@ def up(args: argparse.Namespace) -> int:
     print(f"local cloud up in {time.monotonic() - started:.1f}s", flush=True)
     print(f"  AWS endpoint:   {cloud.endpoint_url}   (export AWS_ENDPOINT_URL={cloud.endpoint_url})")
     print(f"  approval API:   {cloud.api_url}")
+    print(f"  console:        {cloud.console_url}")
     print(f"  upload bucket:  s3://{outputs['UploadBucketName']}/incoming/<dataset>/")
     print(f"  state folder:   {cloud.state_dir}", flush=True)
     stop = threading.Event()
@@ -101,11 +110,11 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _detach(args: argparse.Namespace, folder: Path) -> int:
-    for port in (args.port, args.api_port):
+    for port in (args.port, args.api_port, args.console_port):
         if not port_is_free("127.0.0.1", port):
             raise CliError(
                 f"port {port} on 127.0.0.1 is in use; stop what uses it (stepml local down) or pick "
-                "another with --port/--api-port"
+                "another with --port/--api-port/--console-port"
             )
     check_java()
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,6 +131,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.port),
         "--api-port",
         str(args.api_port),
+        "--console-port",
+        str(args.console_port),
         "--glue-warm-workers",
         str(args.glue_warm_workers),
     ]
@@ -138,6 +149,7 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
             print(" ready", flush=True)
             state = json.loads((folder / "cloud.json").read_text())
             print(f"  AWS endpoint: {state['endpoint_url']}\n  approval API: {state['api_url']}")
+            print(f"  console:      {state['console_url']}")
             return 0
         if process.poll() is not None:
             print(flush=True)
@@ -199,6 +211,16 @@ def add_fault_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_console_port_argument(parser: argparse.ArgumentParser) -> None:
+    """``--console-port``: where the local cloud serves its web console."""
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        default=DEFAULT_CONSOLE_PORT,
+        help=f"web console port (default {DEFAULT_CONSOLE_PORT})",
+    )
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     local = commands.add_parser("local", help="the local cloud")
     sub = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
@@ -208,6 +230,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     start.add_argument(
         "--api-port", type=int, default=DEFAULT_API_PORT, help=f"approval API port (default {DEFAULT_API_PORT})"
     )
+    add_console_port_argument(start)
     start.add_argument("--timeout", type=int, default=120, help="seconds --detach waits for the cloud")
     start.add_argument(
         "--glue-warm-workers",

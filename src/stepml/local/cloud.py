@@ -28,6 +28,8 @@ import boto3
 from stepml.local import account_defaults, events, faults, glue, lambdas, mail
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.cloudformation import register_stack
+from stepml.local.console import ConsoleData, ConsoleServer
+from stepml.local.console import execution_url as console_execution_url
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
 from stepml.local.iam import gate as iam_gate
@@ -41,6 +43,7 @@ from stepml.local.template import ResolvedTemplate
 
 DEFAULT_PORT = 4566
 DEFAULT_API_PORT = 4567
+DEFAULT_CONSOLE_PORT = 4568
 REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
@@ -103,6 +106,8 @@ class LocalCloud:
     state_dir: Path
     port: int = DEFAULT_PORT
     api_port: int = DEFAULT_API_PORT
+    #: The web console's port (``stepml.local.console``): executions, graphs, lineage, outbox, endpoints.
+    console_port: int = DEFAULT_CONSOLE_PORT
     host: str = "127.0.0.1"
     stack_name: str = STACK_NAME
     environment: str = "dev"
@@ -118,6 +123,7 @@ class LocalCloud:
     authorizer: iam_gate.Authorizer | None = None
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
+    _console: ConsoleServer | None = None
     _routes: dict[str, list[Route]] = field(default_factory=dict)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _saved_environment: dict[str, str | None] = field(default_factory=dict)
@@ -129,6 +135,15 @@ class LocalCloud:
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def console_url(self) -> str:
+        """The web console's address (ends with ``/``)."""
+        return f"http://{self.host}:{self.console_port}/"
+
+    def execution_console_url(self, execution_arn: str) -> str:
+        """The console page of one execution: its graph, lineage and email."""
+        return console_execution_url(self.console_url, execution_arn)
 
     # -- LocalRuntime (called by provisioning) ----------------------------------------
 
@@ -174,15 +189,16 @@ class LocalCloud:
 
     def start(self) -> LocalCloud:
         """Start moto and the engines, provision the template, write ``cloud.json``."""
-        for port in (self.port, self.api_port):
+        for port in (self.port, self.api_port, self.console_port):
             if not port_is_free(self.host, port):
                 raise LocalCloudError(
                     f"port {port} on {self.host} is in use; stop what uses it (stepml local down) or pick another "
-                    "with --port/--api-port"
+                    "with --port/--api-port/--console-port"
                 )
         self._start_moto()
         self._start_engines()
         self._provision()
+        self._start_console()
         self._warm_up_glue()
         self.write_state()
         return self
@@ -303,6 +319,16 @@ class LocalCloud:
             tags=samconfig_tags(self.root, self.environment),
         )
 
+    def _start_console(self) -> None:
+        """The web console on its own port, reading this cloud through boto3 like any client."""
+        session = boto3.Session(
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        data = ConsoleData(session, self.endpoint_url, self.outputs, self.state_dir / "outbox")
+        self._console = ConsoleServer(data, host=self.host, port=self.console_port).start()
+
     def _apply_engine_patches(self) -> None:
         """Route moto to this cloud's engines: each cloud patch bound to its engine; ``stop()``
         undoes them, last applied first."""
@@ -359,6 +385,7 @@ class LocalCloud:
             "pid": os.getpid(),
             "endpoint_url": self.endpoint_url,
             "api_url": self.api_url,
+            "console_url": self.console_url,
             "region": REGION,
             "stack_name": self.stack_name,
             "outputs": self.outputs(),
@@ -374,6 +401,9 @@ class LocalCloud:
         for server in self._api_servers.values():
             server.stop()
         self._api_servers.clear()
+        if self._console is not None:
+            self._console.stop()
+            self._console = None
         if self.lambda_engine is not None:
             self.lambda_engine.close()
         if self.sagemaker_engine is not None:
