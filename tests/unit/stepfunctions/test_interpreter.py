@@ -206,6 +206,42 @@ def test_aws_sdk_task_timestamps_are_iso8601_text(sfn_moto: None) -> None:
     assert execution.output["CreationTime"].endswith("Z")
 
 
+def test_aws_sdk_get_object_body_is_the_objects_text(sfn_moto: None) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="config.json", Body=json.dumps({"threshold": 0.8, "name": "caf\u00e9"}))
+    execution = run(
+        one_task(
+            {
+                "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                "Parameters": {"Bucket": "bodies", "Key": "config.json"},
+                "ResultSelector": {"config.$": "States.StringToJson($.Body)", "length.$": "$.ContentLength"},
+            }
+        )
+    )
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    assert execution.output["config"] == {"threshold": 0.8, "name": "caf\u00e9"}
+
+
+def test_aws_sdk_get_object_body_that_is_not_text_fails_the_task(sfn_moto: None) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="model.bin", Body=bytes([0xFF, 0xFE, 0x00, 0x81]))
+    execution = run(
+        one_task(
+            {
+                "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                "Parameters": {"Bucket": "bodies", "Key": "model.bin"},
+            }
+        )
+    )
+
+    assert execution.status == "FAILED"
+    assert execution.describe.get("error") == "States.Runtime", execution.describe
+    assert "not UTF-8 text" in execution.describe.get("cause", "")
+
+
 # -- error names ---------------------------------------------------------------------------
 
 

@@ -132,6 +132,44 @@ def _install_service_task_timestamps(patch: Patch) -> None:
         patch.replace(cls, "_after_eval_execution", converting(cls.__dict__["_after_eval_execution"]))
 
 
+def read_streaming_bodies(response: object) -> object:
+    """``response`` with every streamed payload (S3 GetObject's ``Body``) read into its UTF-8 text."""
+    from botocore.response import StreamingBody
+
+    if isinstance(response, StreamingBody):
+        content = response.read()
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # A task result is JSON text; bytes that are not UTF-8 cannot be carried in it.
+            raise StreamingBodyError(f"the response's body ({len(content)} bytes) is not UTF-8 text") from exc
+    if isinstance(response, dict):
+        return {key: read_streaming_bodies(value) for key, value in response.items()}
+    if isinstance(response, list):
+        return [read_streaming_bodies(value) for value in response]
+    return response
+
+
+class StreamingBodyError(ValueError):
+    """An aws-sdk task's streamed response could not become JSON text."""
+
+
+def _install_aws_sdk_streaming_bodies(patch: Patch) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    original = StateTaskServiceAwsSdk._eval_service_task
+
+    @functools.wraps(original)
+    def _eval_service_task(self, env, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, env, *args, **kwargs)
+        if env.stack:
+            env.stack[-1] = read_streaming_bodies(env.stack[-1])
+
+    patch.replace(StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task)
+
+
 def _install_aws_sdk_error_names(patch: Patch) -> None:
     from botocore.exceptions import ClientError
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
@@ -235,6 +273,20 @@ register(
         ),
         test=_TESTS + "test_sync_task_timestamps_are_epoch_milliseconds_in_output_and_history",
         install=_install_service_task_timestamps,
+    )
+)
+register(
+    Patch(
+        name="aws-sdk-streaming-bodies",
+        why=(
+            "moto left an aws-sdk task's streamed payload (`aws-sdk:s3:getObject`'s `Body`) as botocore's stream "
+            "object, so the task's result held its Python repr (`<botocore.response.StreamingBody ...>`) instead "
+            "of the object's content. Step Functions returns the body as text, which a definition then parses "
+            "with States.StringToJson; the patch reads the stream into its UTF-8 text and fails the task when "
+            "the bytes are not text (States.Runtime; that failure is not verified against AWS)."
+        ),
+        test=_TESTS + "test_aws_sdk_get_object_body_is_the_objects_text",
+        install=_install_aws_sdk_streaming_bodies,
     )
 )
 register(
