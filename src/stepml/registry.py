@@ -46,6 +46,8 @@ CSV = "text/csv"
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _MAX_DESCRIPTION = 1024
 _MAX_METADATA_VALUE = 256
+#: What CreateModelPackageGroup answers for a group that exists (see ``ModelRegistry.ensure_group``).
+_GROUP_EXISTS_CODES = frozenset({"ValidationException", "ResourceInUse", "ConflictException"})
 
 
 class RegistryError(RuntimeError):
@@ -214,8 +216,10 @@ class ModelRegistry:
 
         Creating is tried every time instead of asking first: it is one call either way, and a
         group created by a concurrent run between a describe and a create needs no second path.
-        SageMaker refuses a group that exists with a ValidationException, which is the answer
-        wanted here; a group that truly could not be made fails the CreateModelPackage after it.
+        SageMaker refuses a group that exists with a ValidationException ("already exists"), which
+        is the answer wanted here; the conflict codes are taken the same way. Any of them is checked
+        at once by the CreateModelPackage that follows, which fails, naming the group, if the group
+        truly could not be made.
         """
         name = group_name(self.group_prefix, dataset)
         try:
@@ -225,7 +229,7 @@ class ModelRegistry:
                 Tags=[{"Key": "stepml:dataset", "Value": dataset}],
             )
         except ClientError as exc:
-            if _code(exc) != "ValidationException":
+            if _code(exc) not in _GROUP_EXISTS_CODES:
                 failed = f"model package group {name}: CreateModelPackageGroup failed"
                 raise RegistryError(f"{failed}: {_error(exc)}") from exc
         except BotoCoreError as exc:

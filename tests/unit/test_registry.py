@@ -61,6 +61,9 @@ class Registry:
         self.table.put_item(
             Item={
                 **step_key(run_id, "train"),
+                "run_id": run_id,
+                "step": "train",
+                "status": "SUCCEEDED",
                 "job": {"type": "sagemaker-training", "name": TRAINING_JOB},
                 "parameters": {"training_image": IMAGE},
                 "outputs": {"model_data": MODEL_DATA},
@@ -438,3 +441,30 @@ def test_only_the_decision_makers_may_set_a_status_and_never_back_to_pending(gat
             with pytest.raises(ClientError) as raised:
                 client.update_model_package(**call)
             assert raised.value.response["Error"]["Code"] == "AccessDeniedException", (logical_id, status)
+
+
+def test_runs_show_prints_the_version_and_its_status(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepml.cli.main import main
+
+    run, store, arn = _registered(reg, monkeypatch)
+    reg.table.update_item(
+        Key=run_key(RUN_ID),
+        UpdateExpression="SET #i = :i",
+        ExpressionAttributeNames={"#i": "input"},
+        ExpressionAttributeValues={":i": run["input"]},
+    )
+    store.record_step(run, "run", "REJECTED_BY_GATE", {"status": "REJECTED_BY_GATE", "reason": "auc too low"})
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {"LineageTableName": {"Value": reg.settings.lineage_table}},
+    }
+    with pytest.warns(UserWarning, match="WaitConditionHandle"):  # moto creates no such resource
+        boto3.client("cloudformation").create_stack(StackName="stepml-dev", TemplateBody=json.dumps(template))
+
+    assert main(["runs", "show", RUN_ID, "--stack-name", "stepml-dev"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert f"model package {arn}  status Rejected" in lines
+    assert "  Rejected by the evaluation gate: auc too low" in lines
