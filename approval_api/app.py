@@ -34,6 +34,7 @@ from stepml.approval_records import (
     UnknownApprovalError,
 )
 from stepml.approvals import ApprovalDecisions
+from stepml.registry import ModelRegistry
 
 logger = Logger(service="stepml-approval-api")
 tracer = Tracer(service="stepml-approval-api")
@@ -81,6 +82,7 @@ def dependencies() -> ApprovalDecisions:
         kms_client=session.client("kms"),
         sfn_client=session.client("stepfunctions"),
         settings=settings,
+        registry=ModelRegistry(session.client("sagemaker")),
     )
 
 

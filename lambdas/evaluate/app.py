@@ -1,7 +1,8 @@
 """Evaluate: score the test split through the test endpoint's variants, then gate.
 
 Payload ``payloads.EvaluatePayload`` (``{"run", "endpoint_name", "champion"}``); returns the
-gate result (see docs/architecture.md). The challenger and, when production serves a model,
+gate result (see docs/architecture.md) with the run's model package version (``model_package``,
+``stepml.registry``). The challenger and, when production serves a model,
 the champion are variants of the test endpoint: evaluation traffic never reaches the
 production endpoint, whose data capture is monitoring data. Only the run id and endpoint names
 are logged, never the payload.
@@ -19,11 +20,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from stepml import config
 from stepml.evaluation import EvaluationError, Evaluator
 from stepml.payloads import EvaluatePayload, parse_payload
+from stepml.registry import ModelRegistry
 
 logger = Logger(service="stepml-evaluate")
 tracer = Tracer(service="stepml-evaluate")
 
-REQUIRED_SETTINGS = (config.ARTIFACT_BUCKET,)
+REQUIRED_SETTINGS = (config.ARTIFACT_BUCKET, config.LINEAGE_TABLE, config.MODEL_PACKAGE_GROUP_PREFIX)
 
 
 @functools.cache
@@ -36,6 +38,8 @@ def dependencies() -> Evaluator:
         session=session,
         runtime_client=session.client("sagemaker-runtime"),
         s3_client=session.client("s3"),
+        registry=ModelRegistry(session.client("sagemaker"), settings.model_package_group_prefix),
+        lineage_table=session.resource("dynamodb").Table(settings.lineage_table),
     )
 
 
@@ -61,6 +65,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "rows": result["rows"],
             "champion_model": (result["production"] or {}).get("model"),
             "report_uri": result["report_uri"],
+            "model_package": (result.get("model_package") or {}).get("arn"),
         },
     )
     return result

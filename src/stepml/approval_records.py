@@ -125,6 +125,7 @@ class ApprovalRecord:
     comment: str | None = None
     closed_reason: str | None = None
     closed_at: str | None = None
+    model_package_arn: str | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ApprovalRecord:
@@ -159,6 +160,7 @@ class ApprovalRecord:
             comment=data.get("comment"),
             closed_reason=data.get("closed_reason"),
             closed_at=data.get("closed_at"),
+            model_package_arn=data.get("model_package_arn"),
         )
 
     @property
@@ -217,6 +219,8 @@ def new_item(
         "report_uri": evaluation.report_uri,
         "reason": evaluation.reason,
         "rows": evaluation.rows,
+        # The registry version the decision is copied to (stepml.registry).
+        "model_package_arn": (evaluation.model_package or {}).get("arn"),
         "created_at": iso_utc(now, timespec="seconds"),
         "link_expires_at": link_expires_at,
         "expires_at": link_expires_at + RECORD_RETENTION_SECONDS,

@@ -16,6 +16,7 @@ about HTTP: the approval API maps the ``ApprovalError`` subclasses to pages.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,7 +59,10 @@ from stepml.approval_records import (
 )
 from stepml.config import Settings
 from stepml.payloads import RequestApprovalPayload
+from stepml.registry import DECISION_STATUS, ModelRegistry, RegistryError, decision_description
 from stepml.utils import iso_utc, utc_now
+
+_log = logging.getLogger(__name__)
 
 _DECISION_ATTRIBUTES = {
     "#status": "status",
@@ -128,9 +132,11 @@ class ApprovalRequests(_ApprovalTable):
 @dataclass(frozen=True, kw_only=True)
 class ApprovalDecisions(_ApprovalTable):
     """The approval API's service: shows approvals and takes decisions (``sfn_client``: Step
-    Functions, which the decision completes). ``settings`` holds the signing key id."""
+    Functions, which the decision completes). ``settings`` holds the signing key id. With a
+    ``registry`` the decision is copied to the run's model package version at once."""
 
     sfn_client: Any
+    registry: ModelRegistry | None = None
 
     # --- reviewing ------------------------------------------------------------------------
 
@@ -221,7 +227,23 @@ class ApprovalDecisions(_ApprovalTable):
             "approval_id": approval_id,
         }
         self._complete_task(record, item["task_token"], output)
+        self._copy_to_registry(record)
         return record
+
+    def _copy_to_registry(self, record: ApprovalRecord) -> None:
+        """Set the run's model package version to the decision, so SageMaker Studio shows it now.
+
+        The decision is delivered by then and stands whatever happens here: a failed update is
+        logged, and RecordStep sets the same status again when the pipeline records the decision.
+        """
+        if self.registry is None or not record.model_package_arn or record.decision not in DECISION_STATUS:
+            return
+        status = DECISION_STATUS[record.decision]
+        description = decision_description(status, record.decided_by, record.decided_at, record.comment)
+        try:
+            self.registry.set_status(record.model_package_arn, status, description)
+        except RegistryError as exc:
+            _log.warning("the model registry was not updated: %s", exc)
 
     def _write_decision(
         self, approval_id: str, decision: str, approver: str, comment: str, decided_at: str, now: datetime

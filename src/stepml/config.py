@@ -36,6 +36,7 @@ DEFAULT_TRAINING_INSTANCE_TYPE = "STEPML_DEFAULT_TRAINING_INSTANCE_TYPE"
 DEFAULT_HOSTING_INSTANCE_TYPE = "STEPML_DEFAULT_HOSTING_INSTANCE_TYPE"
 ENDPOINT_POLL_SECONDS = "STEPML_ENDPOINT_POLL_SECONDS"
 LINEAGE_RETENTION_DAYS = "STEPML_LINEAGE_RETENTION_DAYS"
+MODEL_PACKAGE_GROUP_PREFIX = "STEPML_MODEL_PACKAGE_GROUP_PREFIX"
 
 #: Where dataset configs live in the artifact bucket: ``datasets/<name>/config.json``.
 DATASET_CONFIG_PREFIX = "datasets/"
@@ -107,6 +108,11 @@ class Settings:
     @property
     def production_endpoint_name(self) -> str:
         return self.get(PRODUCTION_ENDPOINT_NAME)
+
+    @property
+    def model_package_group_prefix(self) -> str:
+        """The start of every model package group name of the stack (its name): ``<prefix>-<dataset>``."""
+        return self.get(MODEL_PACKAGE_GROUP_PREFIX)
 
     @property
     def default_training_instance_type(self) -> str:

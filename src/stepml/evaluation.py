@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
 from stepml.config import METRICS, Settings
+from stepml.registry import ModelRegistry, RegistryError, registration_context
 from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
@@ -526,19 +527,23 @@ def evaluate_model(
 class Evaluator:
     """The Evaluate Lambda's service: ``session`` reads the test split (awswrangler),
     ``runtime_client`` (SageMaker Runtime) scores it, ``s3_client`` writes the report under
-    ``settings.artifact_bucket``'s evaluation prefix."""
+    ``settings.artifact_bucket``'s evaluation prefix. With a ``registry`` (and the
+    ``lineage_table`` it asks first), the evaluated model becomes the run's model package version."""
 
     settings: Settings
     session: Any
     runtime_client: Any
     s3_client: Any
+    registry: ModelRegistry | None = None
+    lineage_table: Any = None
 
     def evaluate(
         self, run: Mapping[str, Any], endpoint_name: str, champion: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """``evaluate_model`` on these clients, once the report's location is known to be writable."""
+        """``evaluate_model`` on these clients, once the report's location is known to be writable;
+        then the run's model package version (``result["model_package"]``), created only once per run."""
         check_report_location(run, self.settings.artifact_bucket)
-        return evaluate_model(
+        result = evaluate_model(
             run,
             endpoint_name,
             runtime_client=self.runtime_client,
@@ -546,3 +551,10 @@ class Evaluator:
             champion=champion,
             s3_client=self.s3_client,
         )
+        if self.registry is not None:
+            try:
+                context = registration_context(self.lineage_table, str(run["run_id"]))
+                result["model_package"] = self.registry.register(run, result, context)
+            except RegistryError as exc:
+                raise EvaluationError(f"model registry: {exc}") from exc
+        return result

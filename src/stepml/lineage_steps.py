@@ -2,7 +2,9 @@
 run's outcome with the notice that announces it.
 
 ``record_step`` is what RecordStep runs after each step succeeds; ``step="run"`` finishes the
-run and ``step="cleanup"`` notes a test endpoint left behind after a deploy.
+run and ``step="cleanup"`` notes a test endpoint left behind after a deploy. The run's model
+package version (``stepml.registry``) follows: the evaluation records it on the run, the
+approval decision and a rejecting outcome (the gate, an expired approval) set its status.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from stepml.lineage_table import (
     LineageError,
     email_subject,
     finish_run,
+    get_item,
     run_key,
     update_fields,
     write_step,
 )
+from stepml.registry import DECISION_STATUS, REJECTED, ModelRegistry, RegistryError, decision_description
 from stepml.utils import iso_utc, utc_now
 
 
@@ -134,12 +138,20 @@ def _evaluate_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, 
             "reason": result.get("reason"),
             "production": result.get("production"),
             "report": result.get("report_uri"),
+            "model_package": _package(result.get("model_package")),
         },
         "retries": result.get("retries", 0),
         "endpoint_retries": result.get("endpoint_retries", 0),
         "started_at": result.get("started_at"),
         "ended_at": result.get("ended_at"),
     }
+
+
+def _package(package: Any) -> dict[str, Any] | None:
+    """The model package version as lineage keeps it (without Evaluate's ``created`` flag)."""
+    if not isinstance(package, Mapping) or not package.get("arn"):
+        return None
+    return {key: package.get(key) for key in ("arn", "group", "version", "status")}
 
 
 def _approval_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
@@ -191,6 +203,12 @@ def _step_record(
 
 # --- the run's outcome ----------------------------------------------------------------
 
+
+#: Run outcomes that reject the run's model package version, and how its ApprovalDescription begins.
+_REGISTRY_REJECTIONS = {
+    "REJECTED_BY_GATE": "Rejected by the evaluation gate",
+    "APPROVAL_TIMED_OUT": "Rejected: not approved before the approval link expired",
+}
 
 _NOT_PROMOTED = {
     "REJECTED": "rejected by the approver",
@@ -266,12 +284,47 @@ def record_step(
     """Write a step's lineage record; ``step="run"`` finishes the run and returns the notice."""
     moment = now()
     if step == "run":
+        if status in _REGISTRY_REJECTIONS:
+            reason = result.get("reason") if isinstance(result, Mapping) else None
+            description = _REGISTRY_REJECTIONS[status] + (f": {reason}" if reason else "")
+            _set_registry_status(table, run, REJECTED, description, sagemaker_client, moment)
         return _finish(table, run, status, result, moment)
     if step == "cleanup":
         return record_cleanup_failure(table, run, result if isinstance(result, Mapping) else {}, settings, moment)
     record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
     resumable_result = result if step in RESUMABLE_STEPS else None
     write_step(table, run, step, status, record, settings, moment, result=resumable_result)
+    if step == "evaluate" and record["outputs"]["model_package"]:
+        update_fields(table, run_key(run["run_id"]), {"model_package": record["outputs"]["model_package"]})
     if step == "approval":
         update_fields(table, run_key(run["run_id"]), {"approval": record["outputs"]})
+        _registry_follows_decision(table, run, record["outputs"], sagemaker_client, moment)
     return {"recorded": step, "status": status}
+
+
+def _set_registry_status(
+    table: Any, run: Mapping[str, Any], status: str, description: str, sagemaker_client: Any, now: datetime
+) -> None:
+    """Set the run's model package version (as lineage recorded it) to ``status``, and note it
+    on the run; a run without a version (evaluated before the registry existed) is left alone."""
+    package = get_item(table, run_key(run["run_id"])).get("model_package")
+    if not isinstance(package, Mapping) or not package.get("arn"):
+        return
+    try:
+        ModelRegistry(sagemaker_client).set_status(str(package["arn"]), status, description)
+    except RegistryError as exc:
+        raise LineageError(f"run {run['run_id']}: {exc}") from exc
+    noted = {**package, "status": status, "status_description": description, "status_at": iso_utc(now)}
+    update_fields(table, run_key(run["run_id"]), {"model_package": noted})
+
+
+def _registry_follows_decision(
+    table: Any, run: Mapping[str, Any], decision: Mapping[str, Any], sagemaker_client: Any, now: datetime
+) -> None:
+    """The approver's decision, again: the approval API set it already unless its update failed."""
+    status = DECISION_STATUS.get(str(decision.get("decision")))
+    if status is not None:
+        description = decision_description(
+            status, decision.get("approver"), decision.get("decided_at"), decision.get("comment")
+        )
+        _set_registry_status(table, run, status, description, sagemaker_client, now)

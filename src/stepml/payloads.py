@@ -181,6 +181,8 @@ class EvaluationResult(_Contract):
     rows: int | None = None
     production: dict[str, Any] | None = None
     report_uri: str | None = None
+    #: The run's model package version (``stepml.registry``): ``arn``, ``group``, ``version``, ``status``.
+    model_package: dict[str, Any] | None = None
 
 
 # --- RequestApproval --------------------------------------------------------------------------

@@ -491,6 +491,10 @@ def test_an_approval_nobody_decides_times_out_into_the_rejection_path(pipeline, 
 
     records = pipeline.wait_for_status(run_id, ("APPROVAL_TIMED_OUT", "SUCCEEDED", "REJECTED", "FAILED"))
     assert records["RUN"]["status"] == "APPROVAL_TIMED_OUT", records["RUN"]
+    package = pipeline.client("sagemaker").describe_model_package(
+        ModelPackageName=records["RUN"]["model_package"]["arn"]
+    )
+    assert package["ModelApprovalStatus"] == "Rejected" and "approval link expired" in package["ApprovalDescription"]
     # Lineage says timed out before the state machine deletes the test endpoint: wait for its end.
     assert pipeline.wait_for_execution_end(runs["timeout"]["key"]) == "SUCCEEDED"
     assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None

@@ -44,6 +44,11 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == records["STEP#train"]["outputs"]["model_data"]
     assert pipeline.endpoint_config(names["test_endpoint"]) is None, "the test endpoint is deleted"
+    registered = sagemaker.describe_model_package(ModelPackageName=records["RUN"]["model_package"]["arn"])
+    assert (registered["ModelApprovalStatus"], registered["ApprovalDescription"][:15]) == (
+        "Approved",
+        "Approved by e2e",
+    )
 
     answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1\n40,30.1,1204.0,0,2,3,0"
@@ -110,6 +115,10 @@ def test_reject_path_leaves_production_untouched(pipeline):
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
     assert records["RUN"]["status"] == "REJECTED"
     assert "not this one" in records["RUN"]["outcome_reason"]
+    registered = pipeline.client("sagemaker").describe_model_package(
+        ModelPackageName=records["RUN"]["model_package"]["arn"]
+    )
+    assert registered["ModelApprovalStatus"] == "Rejected" and "not this one" in registered["ApprovalDescription"]
     assert pipeline.endpoint_config(production) == before
     assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
     assert pipeline.wait_for_execution_end(upload["key"]) == "SUCCEEDED"
@@ -123,6 +132,10 @@ def test_gate_rejects_a_weak_model_without_asking_anyone(pipeline):
     records = pipeline.wait_for_status(run_id, ("REJECTED_BY_GATE", "SUCCEEDED", "FAILED", "REJECTED"))
     assert records["RUN"]["status"] == "REJECTED_BY_GATE"
     assert "0.99" in records["RUN"]["outcome_reason"]
+    registered = pipeline.client("sagemaker").describe_model_package(
+        ModelPackageName=records["RUN"]["model_package"]["arn"]
+    )
+    assert registered["ModelApprovalStatus"] == "Rejected" and "evaluation gate" in registered["ApprovalDescription"]
     assert "STEP#approval" not in records
     assert not [m for m in pipeline.cloud.outbox.messages() if f"Approve churn-gate model {run_id}" in m.subject]
     assert pipeline.endpoint_config(production) == before

@@ -1041,6 +1041,25 @@ def test_model_packages_by_name_or_versioned_arn():
     assert pairs(call_of("sagemaker", "create_model_package_group", ModelPackageGroupName="g")) == [
         ("sagemaker:CreateModelPackageGroup", f"{SM}:model-package-group/g")
     ]
+    # A new version of a group, before it has a number: the group's package name, with its status.
+    container = {"Containers": [{"Image": "i"}], "SupportedContentTypes": ["text/csv"]}
+    for group in ("stepml-churn", f"{SM}:model-package-group/stepml-churn"):
+        create = call_of(
+            "sagemaker",
+            "create_model_package",
+            ModelPackageGroupName=group,
+            InferenceSpecification={**container, "SupportedResponseMIMETypes": ["text/csv"]},
+            ModelApprovalStatus="PendingManualApproval",
+        )
+        request = only(create)
+        assert (request.action, request.resource) == (
+            "sagemaker:CreateModelPackage",
+            f"{SM}:model-package/stepml-churn",
+        )
+        assert_context(request, {"sagemaker:ModelApprovalStatus": "PendingManualApproval"})
+    update = only(call_of("sagemaker", "update_model_package", ModelPackageArn=arn, ModelApprovalStatus="Approved"))
+    assert (update.action, update.resource) == ("sagemaker:UpdateModelPackage", arn)
+    assert_context(update, {"sagemaker:ModelApprovalStatus": "Approved"})
 
 
 def test_lists_are_on_everything_and_tags_on_the_resource_arn():

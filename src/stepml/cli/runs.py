@@ -101,6 +101,11 @@ def runs_show(args: argparse.Namespace) -> int:
     )
     print(f"input {run['input']['uri']} (version {run['input'].get('version_id')})")
     print_table(rows, ["step", "status", "start", "end", "skipped", "retries", "error"])
+    package = run.get("model_package")
+    if isinstance(package, dict) and package.get("arn"):
+        print(f"model package {package['arn']}  status {package.get('status')}")
+        if package.get("status_description"):
+            print(f"  {package['status_description']}")
     return 0
 
 

@@ -16,6 +16,11 @@ from stepml.local.iam.requests.common import CallEnv, first_at, need, pass_role,
 # for the Create operations that take a role; sagemaker:AddTags for Create operations given Tags).
 # UpdateEndpoint and CreateEndpoint are authorized on the endpoint and on the endpoint
 # configuration (AWS's denials name the endpoint-config ARN: aws-cdk issue 11594).
+# The model registry: a versioned model package's ARN is model-package/<group>/<version>
+# (DescribeModelPackage's denials name it); CreateModelPackage into a group is authorized on the
+# model-package resource type before the version has a number, as model-package/<group> (the
+# versioned package's ModelPackageName); sagemaker:ModelApprovalStatus is the status in the
+# CreateModelPackage/UpdateModelPackage request.
 
 _SAGEMAKER_NAME_TYPES: dict[str, str] = {
     "TrainingJobName": "training-job",
@@ -108,6 +113,9 @@ def _sagemaker_resources(env: CallEnv) -> list[str]:
         return [params["ResourceArn"]] if "ResourceArn" in params else ["*"]
     if operation.startswith(("List", "Search")):
         return ["*"]
+    if operation == "CreateModelPackage" and params.get("ModelPackageGroupName") and not params.get("ModelPackageName"):
+        group = str(params["ModelPackageGroupName"]).rsplit("/", 1)[-1]  # a name or the group's ARN
+        return [env.arn("sagemaker", f"model-package/{group}")]
     if operation in ("CreateEndpoint", "UpdateEndpoint"):
         arns = [_sagemaker_arn(env, "EndpointName", params.get("EndpointName", ""), operation)]
         if params.get("EndpointConfigName"):
@@ -167,6 +175,7 @@ def _sagemaker_context(params: Mapping[str, Any]) -> dict[str, Any]:
         "sagemaker:VpcSubnets": vpc.get("Subnets") if isinstance(vpc, Mapping) else None,
         "sagemaker:VpcSecurityGroupIds": vpc.get("SecurityGroupIds") if isinstance(vpc, Mapping) else None,
         "sagemaker:MaxRuntimeInSeconds": max_runtime,
+        "sagemaker:ModelApprovalStatus": params.get("ModelApprovalStatus"),
     }
     return {key: value for key, value in context.items() if value is not None}
 
