@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 from stepml.cli.context import CliError, state_dir
-from stepml.local.cloud import DEFAULT_API_PORT, DEFAULT_PORT, LocalCloud, LocalCloudError, port_is_free
+from stepml.local.cloud import (
+    DEFAULT_API_PORT,
+    DEFAULT_MONITOR_PERIOD,
+    DEFAULT_PORT,
+    LocalCloud,
+    LocalCloudError,
+    port_is_free,
+)
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import OPERATIONS as FAULT_OPERATIONS
 from stepml.local.faults import FaultSpecError
@@ -48,6 +55,7 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         port=args.port,
         api_port=args.api_port,
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
+        monitor_period_seconds=getattr(args, "monitor_period", DEFAULT_MONITOR_PERIOD),
     )
     try:
         cloud.faults.load(getattr(args, "fault", None) or [])
@@ -124,6 +132,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.api_port),
         "--glue-warm-workers",
         str(args.glue_warm_workers),
+        "--monitor-period",
+        str(args.monitor_period),
     ]
     for fault in args.fault or []:
         command += ["--fault", fault]
@@ -215,6 +225,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         default=1,
         metavar="N",
         help="Spark drivers warmed up at start so the first Glue run is fast (default 1; 0 starts cold)",
+    )
+    start.add_argument(
+        "--monitor-period",
+        type=float,
+        default=DEFAULT_MONITOR_PERIOD,
+        metavar="SECONDS",
+        help=f"how often each monitoring schedule runs (AWS: hourly; default {DEFAULT_MONITOR_PERIOD:g} s)",
     )
     add_fault_argument(start)
     start.set_defaults(handler=up)

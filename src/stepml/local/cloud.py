@@ -41,6 +41,8 @@ from stepml.local.template import ResolvedTemplate
 
 DEFAULT_PORT = 4566
 DEFAULT_API_PORT = 4567
+#: How often each monitoring schedule runs locally (AWS: hourly or daily, as its expression says).
+DEFAULT_MONITOR_PERIOD = 60.0
 REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
@@ -108,6 +110,8 @@ class LocalCloud:
     environment: str = "dev"
     #: Glue workers whose Spark driver is warmed up at start (0: the first run starts cold).
     glue_warm_workers: int = 1
+    #: Seconds between two executions of each SageMaker monitoring schedule.
+    monitor_period_seconds: float = DEFAULT_MONITOR_PERIOD
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
@@ -250,6 +254,7 @@ class LocalCloud:
             ),
             endpoint_url=self.endpoint_url,
             work_dir=self.state_dir / "sagemaker",
+            monitor_period_seconds=self.monitor_period_seconds,
         )
         self.glue_engine = glue.GlueEngine(
             self.client_factory("s3"),

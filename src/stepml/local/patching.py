@@ -39,6 +39,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.services.iam_conditions",
     "stepml.local.services.kms",
     "stepml.local.services.lambda_api",
+    "stepml.local.services.cloudwatch",
     "stepml.local.services.logs",
     "stepml.local.services.s3",
     "stepml.local.services.service_quotas",
