@@ -207,6 +207,10 @@ def test_a_schedule_writes_reports_and_metrics_through_the_api(monitored):
     [mail] = [m for m in monitored.outbox.messages() if "prod-drift-age" in (m.subject or "")]
     assert mail.subject == 'ALARM: "prod-drift-age" in US East (N. Virginia)'
 
+    logs = boto3.client("logs", region_name=REGION)
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/ProcessingJobs")["logStreams"]
+    assert [s["logStreamName"].split("/")[0] for s in streams] == [execution["ProcessingJobArn"].rsplit("/", 1)[1]]
+
     # The next execution finds no new capture file: it fails as AWS's does without data.
     again = monitored.engine.monitoring.run_now("prod-dq", account_id="123456789012", region=REGION)
     assert again["MonitoringExecutionStatus"] == "Failed"
@@ -234,3 +238,42 @@ def test_a_new_baseline_moves_the_schedule_and_a_foreign_image_fails_the_executi
         "Code": "ResourceNotFound",
         "Message": "Monitoring Schedule arn:aws:sagemaker:us-east-1:123456789012:monitoring-schedule/other not found",
     }
+
+
+def test_an_alarm_notifies_only_a_topic_whose_policy_lets_cloudwatch_publish(aws_credentials, mail_outbox, apply_patch):
+    with mock_aws():
+        apply_patch(alarms.ALARM_EVALUATION)
+        sns, cloudwatch = boto3.client("sns", region_name=REGION), boto3.client("cloudwatch", region_name=REGION)
+        topics = {name: sns.create_topic(Name=name)["TopicArn"] for name in ("open", "locked")}
+        for topic in topics.values():
+            sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
+        account_only = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                    "Action": "sns:Publish",
+                    "Resource": topics["locked"],
+                }
+            ],
+        }
+        sns.set_topic_attributes(
+            TopicArn=topics["locked"], AttributeName="Policy", AttributeValue=json.dumps(account_only)
+        )
+        for name, topic in topics.items():
+            cloudwatch.put_metric_alarm(
+                AlarmName=f"high-{name}",
+                Namespace="stepml/test",
+                MetricName="m",
+                Statistic="Maximum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=1.0,
+                ComparisonOperator="GreaterThanThreshold",
+                AlarmActions=[topic],
+            )
+        cloudwatch.put_metric_data(Namespace="stepml/test", MetricData=[{"MetricName": "m", "Value": 5.0}])
+        found = cloudwatch.describe_alarms(AlarmNames=["high-open", "high-locked"])["MetricAlarms"]
+        assert {a["AlarmName"]: a["StateValue"] for a in found} == {"high-open": "ALARM", "high-locked": "ALARM"}
+        assert [m.subject for m in mail_outbox.messages()] == ['ALARM: "high-open" in US East (N. Virginia)']

@@ -52,6 +52,8 @@ LOGGER = logging.getLogger(__name__)
 #: Where the built-in analyzer publishes a real-time endpoint's data-quality metrics.
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 ANALYZER_REPOSITORY = "sagemaker-model-monitor-analyzer"
+#: A monitoring execution is a processing job: its log goes where processing jobs' logs go.
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 #: The expressions ScheduleConfig accepts: hourly, daily at an hour, every N hours from an hour, NOW.
 _SCHEDULE_EXPRESSION = re.compile(r"^cron\(0 (\*|(0?[0-9]|1[0-9]|2[0-3])(/(0?[1-9]|1[0-9]|2[0-4]))?) \? \* \* \*\)$")
 _ANALYZER_IMAGE = re.compile(
@@ -242,10 +244,24 @@ class MonitoringSchedules:
                 violated = bool(analysis.violations.get("violations"))
                 summary["MonitoringExecutionStatus"] = "CompletedWithViolations" if violated else "Completed"
             summary["LastModifiedTime"] = utc_now()
+            self._log(schedule, summary)
             with self._context.lock:
                 schedule.executions.append(summary)
                 schedule.window_start = scheduled
         return dict(summary)
+
+    def _log(self, schedule: Schedule, summary: Mapping[str, Any]) -> None:
+        """The execution's processing job log, ``<job>/algo-1-<epoch>``, written with the job's role."""
+        job = str(summary["ProcessingJobArn"]).rsplit("/", 1)[1]
+        started = int(summary["CreationTime"].timestamp())
+        role = schedule.definition.get("RoleArn")
+        log = telemetry.LogStream(
+            self._context.client_as("logs", role), PROCESSING_LOG_GROUP, f"{job}/algo-1-{started}", describe_first=True
+        )
+        log.add(f"Monitoring schedule {schedule.name}: data-quality analysis of endpoint {schedule.endpoint}")
+        log.add(f"Baseline: job definition {summary['MonitoringJobDefinitionName']}")
+        log.add(f"Execution {summary['MonitoringExecutionStatus']}: {summary.get('FailureReason', 'reports written')}")
+        log.flush()
 
     def executions(self, *, account_id: str, region: str) -> list[dict[str, Any]]:
         """Every execution of every schedule of the account and region (ListMonitoringExecutions)."""

@@ -7,7 +7,8 @@ wrote: the alarm's ``Statistic`` over each of its last ``EvaluationPeriods`` per
 now), ``DatapointsToAlarm`` breaching ones of them put it in ALARM, ``TreatMissingData`` decides
 what an empty period counts as. A state change is recorded (DescribeAlarms, DescribeAlarmHistory)
 and, with actions enabled, published to the SNS topics of the new state's actions in
-CloudWatch's notification format, which the local outbox receives by email.
+CloudWatch's notification format, which the local outbox receives by email, when the topic's
+policy (and, for an encrypted topic, its key's policy) lets ``cloudwatch.amazonaws.com`` publish.
 
 What is local: alarms are evaluated when data arrives, not every minute, so an alarm goes back to
 OK on the next data of its metric rather than when its periods age out; alarms on metric math
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stepml.local.patching import Patch, register
+from stepml.local.services.service_principals import service_may
 
 _COMPARISONS = {
     "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
@@ -149,6 +151,41 @@ def notification(alarm: Any, old_state: str, account_id: str, region: str) -> tu
     return subject[:100], json.dumps(message)
 
 
+def cloudwatch_may_publish(topic: Any, alarm_arn: str, account_id: str, region: str) -> bool:
+    """Whether the topic's policy lets CloudWatch publish this alarm's notification to it and, for an
+    encrypted topic, the key's policy lets CloudWatch encrypt with its key (AWS drops the action if not)."""
+    from moto.kms.models import kms_backends
+
+    from stepml.local.iam.model import AuthorizationRequest, Principal
+
+    service = "cloudwatch.amazonaws.com"
+    principal = Principal(arn=service, account=account_id, service=service)
+    # CloudWatch acts for the alarm's account: SNS's default topic policy names it as AWS:SourceOwner.
+    context = {
+        "aws:SourceAccount": account_id,
+        "aws:SourceOwner": account_id,
+        "aws:SourceArn": alarm_arn,
+        "aws:SecureTransport": "true",
+    }
+    publish = AuthorizationRequest("sns:Publish", topic.arn, context)
+    if not service_may(principal, publish, topic.policy, service="sns"):
+        return False
+    key_id = getattr(topic, "kms_master_key_id", None)
+    if not key_id:
+        return True
+    backend = kms_backends[account_id][region]
+    try:
+        key = backend.keys[backend.any_id_to_key_id(key_id)]
+    except Exception:  # an unknown key: SNS cannot encrypt the message
+        return False
+    return all(
+        service_may(
+            principal, AuthorizationRequest(action, key.arn, context), key.policy, key_policy=True, service="kms"
+        )
+        for action in ("kms:Decrypt", "kms:GenerateDataKey")
+    )
+
+
 def _act(alarm: Any, old_state: str, account_id: str, region: str) -> None:
     from moto.sns.models import sns_backends
 
@@ -158,8 +195,17 @@ def _act(alarm: Any, old_state: str, account_id: str, region: str) -> None:
     subject, message = notification(alarm, old_state, account_id, region)
     for action in actions or []:
         parts = str(action).split(":")
-        if len(parts) == 6 and parts[2] == "sns":
-            sns_backends[parts[4]][parts[3]].publish(message, arn=action, subject=subject)
+        if len(parts) != 6 or parts[2] != "sns":
+            continue
+        backend = sns_backends[parts[4]][parts[3]]
+        topic = backend.topics.get(action)
+        if topic is None or not cloudwatch_may_publish(topic, alarm.alarm_arn, account_id, region):
+            # AWS records the failed action in the alarm's history and sends nothing.
+            alarm.history.append(
+                ("Action", f"Failed to execute action {action}", "{}", alarm.state_value, alarm.state_updated_timestamp)
+            )
+            continue
+        backend.publish(message, arn=action, subject=subject)
 
 
 def evaluate_alarms(backend: Any, written: Iterable[Any], now: datetime) -> list[str]:
