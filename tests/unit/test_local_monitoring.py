@@ -277,3 +277,34 @@ def test_an_alarm_notifies_only_a_topic_whose_policy_lets_cloudwatch_publish(aws
         found = cloudwatch.describe_alarms(AlarmNames=["high-open", "high-locked"])["MetricAlarms"]
         assert {a["AlarmName"]: a["StateValue"] for a in found} == {"high-open": "ALARM", "high-locked": "ALARM"}
         assert [m.subject for m in mail_outbox.messages()] == ['ALARM: "high-open" in US East (N. Virginia)']
+
+
+def test_every_schedule_runs_once_a_period_by_itself(aws_credentials, sagemaker_engines, tmp_path):
+    import time
+
+    with mock_aws():
+        engine = sagemaker_engines(
+            boto3.Session(region_name=REGION), work_dir=tmp_path / "sm", monitor_period_seconds=0.2
+        )
+        engine.monitoring._capture_destination = lambda endpoint, account, region: f"s3://{BUCKET}/capture"
+        s3, sagemaker = boto3.client("s3", region_name=REGION), boto3.client("sagemaker", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        statistics, constraints = _baseline(sample(200))
+        s3.put_object(Bucket=BUCKET, Key="processed/run/statistics.json", Body=json.dumps(statistics))
+        s3.put_object(Bucket=BUCKET, Key="processed/run/constraints.json", Body=json.dumps(constraints))
+        s3.put_object(
+            Bucket=BUCKET,
+            Key="capture/prod/AllTraffic/2026/01/01/00/a.jsonl",
+            Body="\n".join(capture_lines(sample(50))),
+        )
+        _job_definition(sagemaker)
+        config = {"MonitoringJobDefinitionName": "prod-dq-1", "MonitoringType": "DataQuality", "ScheduleConfig": HOURLY}
+        sagemaker.create_monitoring_schedule(MonitoringScheduleName="prod-dq", MonitoringScheduleConfig=config)
+        deadline = time.monotonic() + 30
+        statuses: list[str] = []
+        while len(statuses) < 2 and time.monotonic() < deadline:
+            found = sagemaker.list_monitoring_executions(MonitoringScheduleName="prod-dq", SortOrder="Ascending")
+            statuses = [e["MonitoringExecutionStatus"] for e in found["MonitoringExecutionSummaries"]]
+            time.sleep(0.05)
+        # The first period analyses the capture file; the next finds nothing new.
+        assert statuses[:2] == ["Completed", "Failed"], statuses
