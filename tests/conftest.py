@@ -20,7 +20,7 @@ from stepml.local.faults import FaultSwitch
 from stepml.local.mail import Outbox
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
-from stepml.local.sagemaker import LocalSageMaker
+from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring
 from stepml.local.sagemaker import adapter as sagemaker_adapter
 from tests.helpers import (
     CHURN_CONFIG,
@@ -175,14 +175,14 @@ def mail_outbox(tmp_path: Path, apply_patch: Callable[..., None]) -> Outbox:
 @pytest.fixture
 def sagemaker_engines(apply_patch: Callable[..., None]) -> Iterator[Callable[..., Any]]:
     """Make ``LocalSageMaker(session, **options)`` engines with moto's SageMaker routed to each
-    (the adapter's ``PATCHES``); when the test ends each is shut down, last made first, then the
-    patches are undone, and no engine thread may be left running."""
+    (the adapter's ``PATCHES`` and its monitoring schedules); when the test ends each is shut down,
+    last made first, then the patches are undone, and no engine thread may be left running."""
     engines: list[LocalSageMaker] = []
 
     def make(session: Any, **options: Any) -> LocalSageMaker:
         engine = LocalSageMaker(session, **options)
         engines.append(engine)
-        for patch in sagemaker_adapter.PATCHES:
+        for patch in (*sagemaker_adapter.PATCHES, adapter_monitoring.MONITORING):
             apply_patch(patch, engine)
         return engine
 

@@ -59,8 +59,14 @@ def local_cloud(state_dir: Path) -> Any:
     """A LocalCloud of this repository on free ports, not started (tests and benchmarks)."""
     from stepml.local.cloud import LocalCloud
 
+    # Tests start monitoring executions themselves (run_now): no periodic one may take their data first.
     return LocalCloud(
-        root=REPO_ROOT, state_dir=state_dir, port=free_port(), api_port=free_port(), console_port=free_port()
+        root=REPO_ROOT,
+        state_dir=state_dir,
+        port=free_port(),
+        api_port=free_port(),
+        console_port=free_port(),
+        monitor_period_seconds=3600,
     )
 
 

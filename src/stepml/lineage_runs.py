@@ -72,6 +72,8 @@ def resource_names(run_id: str, attempt: int, production_endpoint: str) -> dict[
         "test_endpoint_config": f"{base}-test-a{attempt}",
         "test_endpoint": f"{base}-test-a{attempt}",
         "production_endpoint_config": f"{base}-prod-a{attempt}",
+        # The production monitoring schedule's job definition for this model's baseline.
+        "monitoring_job_definition": f"{base}-dq-a{attempt}",
         "production_endpoint": production_endpoint,
     }
 

@@ -16,6 +16,7 @@ from stepml.cli.main import main
 from stepml.cli.runs import approve_link
 from stepml.evaluation import parse_predictions
 from stepml.lineage import make_run_id
+from stepml.local.cloud import REGION
 from stepml.sample_data import churn_csv
 
 pytestmark = pytest.mark.e2e
@@ -100,6 +101,52 @@ def test_lineage_cli_traces_the_production_model_to_its_upload_and_approver(pipe
     assert shown["statistics"]["dataset"]["item_count"] >= 2
     checks = {v["constraint_check_type"] for v in shown["violations"]["violations"]}
     assert not checks & {"missing_column_check", "extra_column_check"}, shown["violations"]
+
+
+def test_drifted_traffic_to_production_raises_the_drift_alarm_and_emails_the_admins(pipeline, capsys):
+    """The deploy put production under an hourly data-quality schedule with the served model's
+    baseline; one execution over drifted traffic writes the violations where AWS writes them,
+    publishes the drift metrics, and the feature's alarm emails the admins."""
+    sagemaker, s3 = pipeline.client("sagemaker"), pipeline.client("s3")
+    production = pipeline.outputs["ProductionEndpointName"]
+    schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=f"{production}-data-quality")
+    assert schedule["MonitoringScheduleStatus"] == "Scheduled" and schedule["EndpointName"] == production
+    config = schedule["MonitoringScheduleConfig"]
+    assert config["ScheduleConfig"]["ScheduleExpression"] == "cron(0 * ? * * *)"
+    definition = sagemaker.describe_data_quality_job_definition(JobDefinitionName=config["MonitoringJobDefinitionName"])
+    baseline = definition["DataQualityBaselineConfig"]["ConstraintsResource"]["S3Uri"]
+    assert "/processed/churn/" in baseline and baseline.endswith("/constraints.json")
+    assert definition["DataQualityAppSpecification"]["ImageUri"].endswith("/sagemaker-model-monitor-analyzer")
+
+    # Customers with ten times the tenure and charges the model was trained on.
+    rows = [f"{300 + i},{400 + i}.5,{90000 + i}.0,{i % 3},0,1,1" for i in range(120)]
+    runtime = pipeline.client("sagemaker-runtime")
+    for start in range(0, len(rows), 30):
+        runtime.invoke_endpoint(
+            EndpointName=production, ContentType="text/csv", Body="\n".join(rows[start : start + 30])
+        )
+    _wait_for_capture_of(pipeline, production, rows[-1])
+    account = pipeline.client("sts").get_caller_identity()["Account"]
+    execution = pipeline.cloud.sagemaker_engine.monitoring.run_now(
+        schedule["MonitoringScheduleName"], account_id=account, region=REGION
+    )
+    assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
+
+    bucket = pipeline.outputs["ArtifactBucketName"]
+    folder = f"monitoring/{production}/{schedule['MonitoringScheduleName']}/{execution['ScheduledTime']:%Y/%m/%d/%H}/"
+    report = json.loads(s3.get_object(Bucket=bucket, Key=folder + "constraint_violations.json")["Body"].read())
+    drifted = {v["feature_name"] for v in report["violations"] if v["constraint_check_type"] == "baseline_drift_check"}
+    assert {"tenure_months", "monthly_charges", "total_charges"} <= drifted, report
+    listed = sagemaker.list_monitoring_executions(MonitoringScheduleName=schedule["MonitoringScheduleName"])
+    assert listed["MonitoringExecutionSummaries"][0]["ProcessingJobArn"] == execution["ProcessingJobArn"]
+    assert main(["monitor", production, "--json", "--state-dir", str(pipeline.cloud.state_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == f"s3://{bucket}/{folder}"
+
+    alarm_name = f"{pipeline.cloud.stack_name}-data-drift-tenure_months"
+    [alarm] = pipeline.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    assert alarm["StateValue"] == "ALARM" and alarm["MetricName"] == "feature_baseline_drift_tenure_months"
+    email = pipeline.wait_for_email(f'ALARM: "{alarm_name}"', timeout=30)
+    assert email.to == "alerts@example.com" and '"NewStateValue": "ALARM"' in email.body
 
 
 def test_reject_path_leaves_production_untouched(pipeline):
@@ -327,3 +374,9 @@ def test_evaluating_against_a_champion_sends_nothing_to_productions_data_capture
     assert report["rows"] >= len(test_rows)
     assert records["STEP#evaluate"]["inputs"]["champion_model"] == champion_model["ModelName"]
     assert pipeline.endpoint_config(production) == records["RUN"]["names"]["production_endpoint_config"]
+    # The deploy moved production's monitoring schedule to the new model's baseline.
+    schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=f"{production}-data-quality")
+    job_definition = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"]
+    assert job_definition == records["RUN"]["names"]["monitoring_job_definition"]
+    baseline = sagemaker.describe_data_quality_job_definition(JobDefinitionName=job_definition)
+    assert baseline["DataQualityBaselineConfig"]["StatisticsResource"]["S3Uri"] == paths["statistics"]

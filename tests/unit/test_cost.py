@@ -12,7 +12,15 @@ import pytest
 
 from stepml.cli import cost as cost_cli
 from stepml.cli.context import CliError, Target
-from stepml.cli.cost_flow import DEPLOYED_RUN, ESTIMATES, estimated_usage, stack_settings, standing_usage, walk
+from stepml.cli.cost_flow import (
+    DEPLOYED_RUN,
+    ESTIMATES,
+    estimated_usage,
+    flat_states,
+    stack_settings,
+    standing_usage,
+    walk,
+)
 from stepml.cli.cost_measure import history_path, measured_usage
 from stepml.cli.cost_model import (
     CostError,
@@ -291,11 +299,10 @@ def test_a_finished_runs_history_gives_its_path_transitions_and_test_endpoint_li
         k: v for k, v in DEPLOYED_RUN.items() if k not in ("Champion in service?", "Production endpoint exists?")
     }
     path = walk(settings.definition, decisions, {"Is the test endpoint ready?": 3})
+    states = flat_states(settings.definition)
     start, events, clock = datetime(2026, 12, 6, 8, 0, tzinfo=UTC), [], 0
     for name in path:
-        events.append(
-            _event(f"{settings.definition['States'][name]['Type']}StateEntered", start + timedelta(seconds=clock), name)
-        )
+        events.append(_event(f"{states[name]['Type']}StateEntered", start + timedelta(seconds=clock), name))
         clock += 10 if name == "Evaluate model" else 2
     events.append(_event("ExecutionSucceeded", start + timedelta(seconds=clock)))
     measured.history = events

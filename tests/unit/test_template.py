@@ -164,6 +164,11 @@ def test_after_the_deploy_a_failed_cleanup_is_alerted_and_the_run_still_succeeds
     assert taken["$.cleanup_error"] == "Record cleanup failure" and after["Default"] == "Notify the outcome"
     assert _path_from(states, "Record deployment") == [
         "Record deployment",
+        "Create monitoring job definition",
+        "Find monitoring schedule",
+        "Monitoring schedule exists?",
+        "Create monitoring schedule",
+        "Alarm on each feature's drift",
         "Record run succeeded",
         "Delete test endpoint",
         "Delete test endpoint config",
@@ -326,11 +331,20 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
         # aws-sdk:SERVICE:apiName calls the API itself: the IAM action is SERVICE:ApiName.
         api = match.group(1)
         action = "sagemaker:" + api[0].upper() + api[1:]
-        if api == "listEndpoints":
+        if api in ("listEndpoints", "listMonitoringSchedules"):
             return [(action, "*")]
+        if api == "createDataQualityJobDefinition":
+            target = sm("data-quality-job-definition", _parameter(params, "JobDefinitionName", run_names))
+            return [(action, target), ("sagemaker:AddTags", target), ("iam:PassRole", params["RoleArn"])]
+        if api in ("createMonitoringSchedule", "updateMonitoringSchedule"):
+            target = sm("monitoring-schedule", params["MonitoringScheduleName"])
+            return [(action, target)] + ([("sagemaker:AddTags", target)] if tagged else [])
         key = "EndpointConfigName" if "EndpointConfig" in api else "EndpointName"
         kind = "endpoint-config" if key == "EndpointConfigName" else "endpoint"
         return [(action, sm(kind, _parameter(params, key, run_names)))]
+    if resource == "arn:aws:states:::aws-sdk:cloudwatch:putMetricAlarm":
+        name = params["AlarmName.$"].split("'")[1].replace("{}", "tenure_months")
+        return [("cloudwatch:PutMetricAlarm", arn.format("cloudwatch", f"alarm:{name}"))]
     if resource == "arn:aws:states:::sns:publish":
         return [("sns:Publish", params["TopicArn"])]
     raise AssertionError(f"no IAM rule for Task resource {resource}; add one to this test")
@@ -358,7 +372,15 @@ def test_the_state_machine_role_grants_what_every_task_needs(resolved, definitio
     statements = _role_statements(resolved, "PipelineStateMachineRole")
     names = resource_names(SAMPLE_RUN_ID, 1, resolved.parameters["ProductionEndpointName"])
     missing = []
-    for name, state in _tasks(definition).items():
+    inner = {
+        name: state
+        for map_state in definition["States"].values()
+        if map_state["Type"] == "Map"
+        for name, state in map_state["ItemProcessor"]["States"].items()
+        if state["Type"] == "Task"
+    }
+    assert "Put drift alarm" in inner
+    for name, state in {**_tasks(definition), **inner}.items():
         for action, resource in required_permissions(state, names):
             if not _allows(statements, action, resource):
                 missing.append(f"{name}: {action} on {resource}")
@@ -747,3 +769,30 @@ def test_every_checkov_suppression_names_a_check_and_gives_its_reason():
     for logical, skip in skips:
         assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (logical, skip)
         assert len(skip.get("comment", "")) >= 40, f"{logical} {skip['id']}: say why"
+
+
+def test_model_monitor_image_registry_matches_the_sagemaker_sdk(resolved):
+    from sagemaker.core import image_uris
+
+    mapping = resolved.template["Mappings"]["ModelMonitorImageRegistry"]
+    for region, entry in mapping.items():
+        expected = image_uris.retrieve("model-monitor", region)
+        assert expected.startswith(f"{entry['Account']}.dkr.ecr.{region}."), (region, expected)
+    assert expected.endswith("/sagemaker-model-monitor-analyzer")
+
+
+def test_the_monitoring_role_reads_baselines_and_capture_and_writes_reports_only(resolved):
+    statements = [s for logical, s in _all_policy_statements(resolved) if logical == "ModelMonitorRole"]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert by_sid["WriteReports"]["Action"] == "s3:PutObject"
+    assert by_sid["WriteReports"]["Resource"].endswith("/monitoring/*")
+    assert by_sid["DataQualityMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "aws/sagemaker/Endpoints/data-metrics"}
+    }
+    pipeline = {s["Sid"]: s for logical, s in _all_policy_statements(resolved) if logical == "PipelineStateMachineRole"}
+    assert pipeline["PassModelMonitorRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    assert pipeline["DriftAlarms"]["Condition"] == {
+        "ForAllValues:StringEquals": {"cloudwatch:AlarmActions": [resolved.ref("AlertTopic")]}
+    }

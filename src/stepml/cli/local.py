@@ -18,6 +18,7 @@ from stepml.cli.context import CliError, state_dir
 from stepml.local.cloud import (
     DEFAULT_API_PORT,
     DEFAULT_CONSOLE_PORT,
+    DEFAULT_MONITOR_PERIOD,
     DEFAULT_PORT,
     LocalCloud,
     LocalCloudError,
@@ -56,6 +57,7 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         api_port=args.api_port,
         console_port=getattr(args, "console_port", DEFAULT_CONSOLE_PORT),
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
+        monitor_period_seconds=getattr(args, "monitor_period", DEFAULT_MONITOR_PERIOD),
     )
     try:
         cloud.faults.load(getattr(args, "fault", None) or [])
@@ -135,6 +137,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.console_port),
         "--glue-warm-workers",
         str(args.glue_warm_workers),
+        "--monitor-period",
+        str(args.monitor_period),
     ]
     for fault in args.fault or []:
         command += ["--fault", fault]
@@ -238,6 +242,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         default=1,
         metavar="N",
         help="Spark drivers warmed up at start so the first Glue run is fast (default 1; 0 starts cold)",
+    )
+    start.add_argument(
+        "--monitor-period",
+        type=float,
+        default=DEFAULT_MONITOR_PERIOD,
+        metavar="SECONDS",
+        help=f"how often each monitoring schedule runs (AWS: hourly; default {DEFAULT_MONITOR_PERIOD:g} s)",
     )
     add_fault_argument(start)
     start.set_defaults(handler=up)

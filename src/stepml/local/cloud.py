@@ -37,13 +37,15 @@ from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
-from stepml.local.sagemaker import LocalSageMaker
+from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring
 from stepml.local.sagemaker import adapter as sagemaker_adapter
 from stepml.local.template import ResolvedTemplate
 
 DEFAULT_PORT = 4566
 DEFAULT_API_PORT = 4567
 DEFAULT_CONSOLE_PORT = 4568
+#: How often each monitoring schedule runs locally (AWS: hourly or daily, as its expression says).
+DEFAULT_MONITOR_PERIOD = 60.0
 REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
@@ -113,6 +115,8 @@ class LocalCloud:
     environment: str = "dev"
     #: Glue workers whose Spark driver is warmed up at start (0: the first run starts cold).
     glue_warm_workers: int = 1
+    #: Seconds between two executions of each SageMaker monitoring schedule.
+    monitor_period_seconds: float = DEFAULT_MONITOR_PERIOD
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
@@ -266,6 +270,7 @@ class LocalCloud:
             ),
             endpoint_url=self.endpoint_url,
             work_dir=self.state_dir / "sagemaker",
+            monitor_period_seconds=self.monitor_period_seconds,
         )
         self.glue_engine = glue.GlueEngine(
             self.client_factory("s3"),
@@ -336,7 +341,10 @@ class LocalCloud:
         assert self.lambda_engine is not None and self.outbox is not None
         bound: list[tuple[Patch, tuple[Any, ...]]] = [
             (glue.JOB_RUNS, (self.glue_engine,)),
-            *((patch, (self.sagemaker_engine,)) for patch in sagemaker_adapter.PATCHES),
+            *(
+                (patch, (self.sagemaker_engine,))
+                for patch in (*sagemaker_adapter.PATCHES, adapter_monitoring.MONITORING)
+            ),
             (lambdas.INVOKE, (self.lambda_engine,)),
             (mail.SNS_EMAIL, (self.outbox,)),
             (mail.SNS_PUBLISH_FAULT, ()),

@@ -49,7 +49,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stepml.monitoring.distance import categorical_distance, numeric_distance
@@ -78,6 +78,9 @@ class Analysis:
 
     statistics: dict[str, Any]
     violations: dict[str, Any]
+    #: Per compared feature, the drift distance the baseline_drift_check measured (what the
+    #: analyzer publishes as ``feature_baseline_drift_<feature>``).
+    distances: dict[str, float] = field(default_factory=dict)
 
 
 # --- reading captured data ---------------------------------------------------------------------
@@ -344,9 +347,14 @@ def _baseline_counts(feature: _Feature) -> dict[str, int]:
     return {str(b["value"]): int(b["count"]) for b in buckets.get("buckets") or []}
 
 
-def _drift(feature: _Feature, present: Sequence[str], settings: Mapping[str, Any]) -> list[dict[str, str]]:
+def _drift_distance(
+    feature: _Feature, present: Sequence[str], settings: Mapping[str, Any]
+) -> tuple[float, float] | None:
+    """The feature's distribution distance from the baseline and the threshold it is held to
+    (for ``ChiSquared``, one minus the p-value against one minus the threshold); None when the
+    feature is not compared (no values, comparison off, a type without a distribution)."""
     if not settings["compare"] or not present:
-        return []
+        return None
     if feature.kind == "String":
         threshold = float(settings["categorical_comparison_threshold"])
         method = settings["categorical_drift_method"]
@@ -354,19 +362,23 @@ def _drift(feature: _Feature, present: Sequence[str], settings: Mapping[str, Any
             # The threshold is the test's significance: drift when the p-value falls below it.
             threshold = 1.0 - threshold
         counts = Counter(present)
-        distance = categorical_distance(_baseline_counts(feature), counts, method, settings["comparison_method"])
-    elif feature.kind in ("Integral", "Fractional"):
+        return categorical_distance(_baseline_counts(feature), counts, method, settings["comparison_method"]), threshold
+    if feature.kind in ("Integral", "Fractional"):
         numbers = [n for n in (_number(v) for v in present) if n is not None]
         numeric = feature.statistics.get("numerical_statistics") or {}
         data = (numeric.get("distribution", {}).get("kll", {}).get("sketch", {}).get("data")) or []
         percentiles = sorted(float(v) for level in data for v in level)
         count = int((numeric.get("common") or {}).get("num_present") or 0)
         threshold = float(settings["comparison_threshold"])
-        distance = numeric_distance(percentiles, count, numbers, settings["comparison_method"])
-    else:
+        return numeric_distance(percentiles, count, numbers, settings["comparison_method"]), threshold
+    return None
+
+
+def _drift(feature: _Feature, present: Sequence[str], settings: Mapping[str, Any]) -> list[dict[str, str]]:
+    measured = _drift_distance(feature, present, settings)
+    if measured is None or measured[0] <= measured[1]:
         return []
-    if distance <= threshold:
-        return []
+    distance, threshold = measured
     return [
         _violation(
             feature.name,
@@ -417,6 +429,7 @@ def analyze(
     columns = _columns(rows, width)
     statistics: list[dict[str, Any]] = []
     violations: list[dict[str, str]] = []
+    distances: dict[str, float] = {}
     for index, values in enumerate(columns):
         feature = features[index] if index < len(features) else None
         if feature is not None and encodings is not None:
@@ -424,11 +437,15 @@ def analyze(
         statistics.append(_batch_statistics(feature, feature.name if feature else f"_c{index}", values))
         if feature is not None and settings["evaluate"] and feature.evaluated():
             violations += _feature_violations(feature, values, settings)
+            measured = _measured_drift(feature, values, settings)
+            if measured is not None:
+                distances[feature.name] = measured
     if settings["evaluate"]:
         violations += _column_count(features, width)
     return Analysis(
         statistics={"version": 0.0, "dataset": {"item_count": len(rows)}, "features": statistics},
         violations={"violations": violations},
+        distances=distances,
     )
 
 
@@ -441,3 +458,11 @@ def _feature_violations(feature: _Feature, values: Sequence[str | None], setting
         # Distances between values of another type would mean nothing.
         found += _drift(feature, present, settings)
     return found
+
+
+def _measured_drift(feature: _Feature, values: Sequence[str | None], settings: Mapping[str, Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    if _data_type(feature, present, settings):
+        return None
+    measured = _drift_distance(feature, present, settings)
+    return None if measured is None else measured[0]

@@ -114,6 +114,7 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
                 "max_runtime_seconds": 3600,
             },
             "hosting": {"instance_type": "ml.m5.large", "instance_count": 1},
+            "features": [{"name": "tenure_months", "type": "numeric"}, {"name": "contract", "type": "categorical"}],
         },
         "hyperparameters": {"num_round": "10", "objective": "binary:logistic"},
         "names": {
@@ -123,11 +124,14 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
             "test_endpoint": f"stepml-{run_id}-test-a1",
             "production_endpoint_config": f"stepml-{run_id}-prod-a1",
             "production_endpoint": production,
+            "monitoring_job_definition": f"stepml-{run_id}-dq-a1",
         },
         "paths": {
             "processed": base,
             "train": base + "train/",
             "validation": base + "validation/",
+            "statistics": base + "statistics.json",
+            "constraints": base + "constraints.json",
             "model_output": f"s3://stepml-artifacts/models/churn/{run_id}/",
             "data_capture": "s3://stepml-artifacts/data-capture/churn/",
         },
@@ -164,13 +168,24 @@ def answer_approval(sqs: Any, queue_url: str, sfn: Any, execution_arn: str, deci
 
 
 @pytest.fixture
-def pipeline(stack: Any, fast_sync: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The template's pipeline definition with Lambda stand-ins, and what its runs need in moto."""
+def pipeline(
+    stack: Any, fast_sync: None, monkeypatch: pytest.MonkeyPatch, apply_patch: Any, tmp_path: Any
+) -> Iterator[dict[str, Any]]:
+    """The template's pipeline definition with Lambda stand-ins, and what its runs need in moto
+    (the monitoring schedules of a SageMaker engine, which moto lacks)."""
+    from stepml.local.sagemaker import LocalSageMaker
+    from stepml.local.sagemaker.adapter_monitoring import MONITORING
+
+    engine = LocalSageMaker(
+        boto3.Session(region_name=REGION), work_dir=tmp_path / "sagemaker", monitor_period_seconds=3600
+    )
+    apply_patch(MONITORING, engine)
     monkeypatch.setitem(default_user_config, "stepfunctions", EXECUTE_STATE_MACHINES["stepfunctions"])
     definition = stack.resolved.state_machine_definition("PipelineStateMachine", stack.root)
     queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="approval-requests")["QueueUrl"]
     glue_job(definition["States"]["Preprocess data"]["Parameters"]["JobName"])
     yield {"definition": definition, "runnable": with_lambda_stand_ins(definition, queue_url), "queue_url": queue_url}
+    engine.shutdown()
 
 
 def test_the_template_pipeline_definition_is_accepted_as_written(pipeline: dict[str, Any]) -> None:
@@ -231,6 +246,13 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Check production endpoint",
         "Is the production endpoint ready?",
         "Record deployment",
+        "Create monitoring job definition",
+        "Find monitoring schedule",
+        "Monitoring schedule exists?",
+        "Create monitoring schedule",
+        "Alarm on each feature's drift",
+        "Put drift alarm",
+        "Put drift alarm",
         "Record run succeeded",
         "Delete test endpoint",
         "Delete test endpoint config",
@@ -251,6 +273,13 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [
         output["run"]["names"]["production_endpoint"]
+    ]
+    [schedule] = sagemaker.list_monitoring_schedules()["MonitoringScheduleSummaries"]
+    assert schedule["MonitoringJobDefinitionName"] == "stepml-churn-0123456789ab-dq-a1"
+    alarms = boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"]
+    assert sorted(a["MetricName"] for a in alarms if "data-drift" in a["AlarmName"]) == [
+        "feature_baseline_drift_contract",
+        "feature_baseline_drift_tenure_months",
     ]
 
 

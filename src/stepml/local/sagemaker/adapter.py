@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from moto.core.exceptions import JsonRESTError, ServiceException
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import camelcase_to_underscores
-from moto.sagemaker.exceptions import ResourceInUseException
+from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound
 from moto.sagemaker.exceptions import ValidationError as MotoValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -37,6 +37,7 @@ from stepml.local.sagemaker.errors import (
     LocalSageMakerError,
     ModelInvocationError,
     ResourceInUseError,
+    ResourceNotFoundError,
     SageMakerValidationError,
 )
 from stepml.local.sagemaker.hosting import EndpointView
@@ -120,6 +121,8 @@ def _as_moto_errors() -> Iterator[None]:
         raise MotoValidationError(message=str(exc)) from exc
     except ResourceInUseError as exc:
         raise ResourceInUseException(message=str(exc)) from exc
+    except ResourceNotFoundError as exc:
+        raise ResourceNotFound(message=str(exc)) from exc
 
 
 def _where(backend: Any) -> dict[str, str]:

@@ -10,7 +10,9 @@ facade only owns the state and the lifecycle; the work is done by its collaborat
   via ``script_mode``), their statuses, stop, logs and metrics;
 - ``hosting.Endpoints``: endpoints, blue/green updates with auto-rollback, invocations (each
   fleet of model servers is a ``deployment``);
-- ``capture.CaptureWriter``: data capture files and endpoint logs, written in the background.
+- ``capture.CaptureWriter``: data capture files and endpoint logs, written in the background;
+- ``monitoring.MonitoringSchedules``: monitoring schedules, one data-quality execution of each
+  every ``monitor_period_seconds``.
 
 The engine knows nothing about moto: it takes API-shaped request dicts and a boto3 session
 for S3 (pointing at the local cloud's endpoint), so it can be driven directly too.
@@ -32,6 +34,7 @@ from stepml.local.sagemaker.capture import CaptureWriter
 from stepml.local.sagemaker.context import EngineContext, EngineSettings
 from stepml.local.sagemaker.hosting import Endpoints, EndpointView, InvocationResult, ModelRequests, Request
 from stepml.local.sagemaker.jobs import TrainingJobView
+from stepml.local.sagemaker.monitoring import MonitoringSchedules
 from stepml.local.sagemaker.training import TrainingJobs
 
 
@@ -43,7 +46,8 @@ class LocalSageMaker:
     model server (the first check comes one interval after the server starts, as SageMaker's do).
     ``log_flush_seconds`` is how often a running training job's new log lines are sent (endpoint
     logs go with the capture flush); ``alarm_poll_seconds`` the gap between reads of the
-    auto-rollback alarms during a baking period. Call ``shutdown`` to stop every job, server and
+    auto-rollback alarms during a baking period; ``monitor_period_seconds`` how often each
+    monitoring schedule runs (AWS: hourly). Call ``shutdown`` to stop every job, server and
     thread.
     """
 
@@ -60,6 +64,7 @@ class LocalSageMaker:
         python_executable: str = sys.executable,
         log_flush_seconds: float = 2.0,
         alarm_poll_seconds: float = 5.0,
+        monitor_period_seconds: float = 60.0,
     ):
         self._owns_work_dir = work_dir is None
         root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="stepml-sagemaker-"))
@@ -77,6 +82,12 @@ class LocalSageMaker:
         self._writer = CaptureWriter(self._context)
         self.training_jobs = TrainingJobs(self._context)
         self.endpoints = Endpoints(self._context, self._writer)
+        self.monitoring = MonitoringSchedules(self._context, self._capture_destination, monitor_period_seconds)
+        self.monitoring.start()
+
+    def _capture_destination(self, endpoint: str, account_id: str, region: str) -> str | None:
+        view = self.endpoints.describe(endpoint, account_id=account_id, region=region)
+        return (view.data_capture or {}).get("DestinationS3Uri") if view is not None else None
 
     # ------------------------------------------------------------------ training
 

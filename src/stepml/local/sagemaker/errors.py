@@ -20,6 +20,10 @@ class ResourceInUseError(LocalSageMakerError):
     """A resource with this name already exists (AWS: ResourceInUse)."""
 
 
+class ResourceNotFoundError(LocalSageMakerError):
+    """The named resource does not exist (AWS: ResourceNotFound)."""
+
+
 class EndpointNotFoundError(LocalSageMakerError):
     """InvokeEndpoint on an endpoint that does not exist or is not in service."""
 

@@ -1,0 +1,255 @@
+"""CloudWatch metric alarms that change state and act, as AWS's do.
+
+moto stores alarms and metric data but never evaluates an alarm: it stays OK whatever the
+metric does, and nothing reaches its actions. The ``cloudwatch.alarm-evaluation`` patch
+evaluates, after each PutMetricData, the metric alarms that watch one of the metrics it
+wrote: the alarm's ``Statistic`` over each of its last ``EvaluationPeriods`` periods (ending
+now), ``DatapointsToAlarm`` breaching ones of them put it in ALARM, ``TreatMissingData`` decides
+what an empty period counts as. A state change is recorded (DescribeAlarms, DescribeAlarmHistory)
+and, with actions enabled, published to the SNS topics of the new state's actions in
+CloudWatch's notification format, which the local outbox receives by email, when the topic's
+policy (and, for an encrypted topic, its key's policy) lets ``cloudwatch.amazonaws.com`` publish.
+
+What is local: alarms are evaluated when data arrives, not every minute, so an alarm goes back to
+OK on the next data of its metric rather than when its periods age out; alarms on metric math
+(``Metrics``) or extended statistics (percentiles) are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stepml.local.patching import Patch, register
+from stepml.local.services.service_principals import service_may
+
+_COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "LessThanThreshold": lambda value, threshold: value < threshold,
+    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
+}
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _values(datum: Any) -> tuple[float, float, float, float]:
+    """(sample count, sum, minimum, maximum) of one stored datum."""
+    if hasattr(datum, "value"):
+        return 1.0, datum.value, datum.value, datum.value
+    return datum.sample_count, datum.sum_stat, datum.min_stat, datum.max_stat
+
+
+def statistic(data: Iterable[Any], name: str) -> float | None:
+    """The ``name`` statistic (SampleCount, Sum, Minimum, Maximum, Average) of the data; None when empty."""
+    parts = [_values(d) for d in data]
+    if not parts:
+        return None
+    count, total = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return {
+        "SampleCount": count,
+        "Sum": total,
+        "Minimum": min(p[2] for p in parts),
+        "Maximum": max(p[3] for p in parts),
+        "Average": total / count if count else 0.0,
+    }[name]
+
+
+def _watches(alarm: Any, datum: Any) -> bool:
+    dimensions = {(d.name, d.value) for d in alarm.dimensions}
+    return (
+        alarm.namespace == datum.namespace
+        and alarm.metric_name == datum.name
+        and dimensions == {(d.name, d.value) for d in datum.dimensions}
+    )
+
+
+def evaluate(alarm: Any, metric_data: Iterable[Any], now: datetime) -> tuple[str, str] | None:
+    """The state ``alarm`` should be in, with the reason; None when it cannot be evaluated here."""
+    if alarm.metric_data_queries or not alarm.metric_name or alarm.statistic is None:
+        return None
+    compare = _COMPARISONS.get(alarm.comparison_operator)
+    if compare is None:
+        return None
+    period, periods = int(alarm.period), int(alarm.evaluation_periods)
+    needed = int(alarm.datapoints_to_alarm or periods)
+    watched = [d for d in metric_data if _watches(alarm, d)]
+    now = _naive(now)
+    points: list[float | None] = []
+    for index in range(periods):
+        end = now - timedelta(seconds=index * period)
+        inside = [d for d in watched if end - timedelta(seconds=period) < _naive(d.timestamp) <= end]
+        points.append(statistic(inside, alarm.statistic))
+    treatment = alarm.treat_missing_data or "missing"
+    present = [p for p in points if p is not None]
+    if not present and treatment in ("missing", "ignore"):
+        return None if treatment == "ignore" else ("INSUFFICIENT_DATA", "Insufficient Data: no datapoints")
+    breaching = sum(1 for p in present if compare(p, float(alarm.threshold)))
+    if treatment == "breaching":
+        breaching += len(points) - len(present)
+    shown = ", ".join(f"{p:g}" for p in present[:5])
+    threshold = float(alarm.threshold)
+    if breaching >= needed:
+        verb = "was" if breaching == 1 else "were"
+        return "ALARM", (
+            f"Threshold Crossed: {breaching} out of the last {periods} datapoints [{shown}] {verb} "
+            f"{alarm.comparison_operator} the threshold ({threshold})"
+        )
+    return "OK", f"Threshold Crossed: no {needed} of the last {periods} datapoints [{shown}] crossed the threshold"
+
+
+def region_description(region: str) -> str:
+    """AWS's name of a region as alarm notifications give it (``US East (N. Virginia)``)."""
+    from stepml.local.botocore_models import loader
+
+    for partition in loader().load_data("endpoints")["partitions"]:
+        described = partition.get("regions", {}).get(region)
+        if described:
+            return str(described.get("description", region))
+    return region
+
+
+def notification(alarm: Any, old_state: str, account_id: str, region: str) -> tuple[str, str]:
+    """(subject, message) of the SNS notification CloudWatch publishes on a state change."""
+    where = region_description(region)
+    trigger = {
+        "MetricName": alarm.metric_name,
+        "Namespace": alarm.namespace,
+        "StatisticType": "Statistic",
+        "Statistic": str(alarm.statistic).upper(),
+        "Unit": alarm.unit,
+        "Dimensions": [{"value": d.value, "name": d.name} for d in alarm.dimensions],
+        "Period": int(alarm.period),
+        "EvaluationPeriods": int(alarm.evaluation_periods),
+        "DatapointsToAlarm": int(alarm.datapoints_to_alarm or alarm.evaluation_periods),
+        "ComparisonOperator": alarm.comparison_operator,
+        "Threshold": float(alarm.threshold),
+        "TreatMissingData": alarm.treat_missing_data or "missing",
+        "EvaluateLowSampleCountPercentile": "",
+    }
+    message = {
+        "AlarmName": alarm.name,
+        "AlarmDescription": alarm.description,
+        "AWSAccountId": account_id,
+        "AlarmConfigurationUpdatedTimestamp": f"{alarm.configuration_updated_timestamp:%Y-%m-%dT%H:%M:%S.000+0000}",
+        "NewStateValue": alarm.state_value,
+        "NewStateReason": alarm.state_reason,
+        "StateChangeTime": f"{alarm.state_updated_timestamp:%Y-%m-%dT%H:%M:%S.000+0000}",
+        "Region": where,
+        "AlarmArn": alarm.alarm_arn,
+        "OldStateValue": old_state,
+        "OKActions": list(alarm.ok_actions),
+        "AlarmActions": list(alarm.alarm_actions or []),
+        "InsufficientDataActions": list(alarm.insufficient_data_actions),
+        "Trigger": trigger,
+    }
+    subject = f'{alarm.state_value}: "{alarm.name}" in {where}'
+    return subject[:100], json.dumps(message)
+
+
+def cloudwatch_may_publish(topic: Any, alarm_arn: str, account_id: str, region: str) -> bool:
+    """Whether the topic's policy lets CloudWatch publish this alarm's notification to it and, for an
+    encrypted topic, the key's policy lets CloudWatch encrypt with its key (AWS drops the action if not)."""
+    from moto.kms.models import kms_backends
+
+    from stepml.local.iam.model import AuthorizationRequest, Principal
+
+    service = "cloudwatch.amazonaws.com"
+    principal = Principal(arn=service, account=account_id, service=service)
+    # CloudWatch acts for the alarm's account: SNS's default topic policy names it as AWS:SourceOwner.
+    context = {
+        "aws:SourceAccount": account_id,
+        "aws:SourceOwner": account_id,
+        "aws:SourceArn": alarm_arn,
+        "aws:SecureTransport": "true",
+    }
+    publish = AuthorizationRequest("sns:Publish", topic.arn, context)
+    if not service_may(principal, publish, topic.policy, service="sns"):
+        return False
+    key_id = getattr(topic, "kms_master_key_id", None)
+    if not key_id:
+        return True
+    backend = kms_backends[account_id][region]
+    try:
+        key = backend.keys[backend.any_id_to_key_id(key_id)]
+    except Exception:  # an unknown key: SNS cannot encrypt the message
+        return False
+    return all(
+        service_may(
+            principal, AuthorizationRequest(action, key.arn, context), key.policy, key_policy=True, service="kms"
+        )
+        for action in ("kms:Decrypt", "kms:GenerateDataKey")
+    )
+
+
+def _act(alarm: Any, old_state: str, account_id: str, region: str) -> None:
+    from moto.sns.models import sns_backends
+
+    actions = {"ALARM": alarm.alarm_actions, "OK": alarm.ok_actions}.get(
+        alarm.state_value, alarm.insufficient_data_actions
+    )
+    subject, message = notification(alarm, old_state, account_id, region)
+    for action in actions or []:
+        parts = str(action).split(":")
+        if len(parts) != 6 or parts[2] != "sns":
+            continue
+        backend = sns_backends[parts[4]][parts[3]]
+        topic = backend.topics.get(action)
+        if topic is None or not cloudwatch_may_publish(topic, alarm.alarm_arn, account_id, region):
+            # AWS records the failed action in the alarm's history and sends nothing.
+            alarm.history.append(
+                ("Action", f"Failed to execute action {action}", "{}", alarm.state_value, alarm.state_updated_timestamp)
+            )
+            continue
+        backend.publish(message, arn=action, subject=subject)
+
+
+def evaluate_alarms(backend: Any, written: Iterable[Any], now: datetime) -> list[str]:
+    """Evaluate the backend's alarms on the metrics just ``written``; the names that changed state."""
+    written = list(written)
+    changed = []
+    for alarm in list(backend.alarms.values()):
+        if not any(_watches(alarm, datum) for datum in written):
+            continue
+        outcome = evaluate(alarm, backend.metric_data, now)
+        if outcome is None or outcome[0] == alarm.state_value:
+            continue
+        old_state = alarm.state_value
+        alarm.update_state(
+            outcome[1], json.dumps({"version": "1.0", "evaluatedAt": f"{now:%Y-%m-%dT%H:%M:%S}"}), outcome[0]
+        )
+        changed.append(alarm.name)
+        if alarm.actions_enabled:
+            _act(alarm, old_state, backend.account_id, backend.region_name)
+    return changed
+
+
+def _install_alarm_evaluation(patch: Patch) -> None:
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original = CloudWatchBackend.put_metric_data
+
+    def put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        before = len(self.metric_data)
+        original(self, namespace, metric_data)
+        evaluate_alarms(self, self.metric_data[before:], datetime.now(UTC))
+
+    patch.replace(CloudWatchBackend, "put_metric_data", put_metric_data)
+
+
+ALARM_EVALUATION = register(
+    Patch(
+        name="cloudwatch.alarm-evaluation",
+        why=(
+            "moto 5.2.5 never evaluates a metric alarm: it stays OK and its actions never run. The patch evaluates "
+            "the alarms watching the metrics of each PutMetricData (statistic per period, EvaluationPeriods, "
+            "DatapointsToAlarm, TreatMissingData) and publishes a state change to the SNS topics of its actions."
+        ),
+        test="tests/unit/test_local_monitoring.py::test_a_schedule_writes_reports_and_metrics_through_the_api",
+        install=_install_alarm_evaluation,
+    )
+)
