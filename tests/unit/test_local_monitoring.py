@@ -94,6 +94,30 @@ def test_an_alarm_evaluates_its_periods_and_missing_data():
     assert alarms.evaluate(_alarm(metric_data_queries=[{"Id": "e"}]), once, now) is None
 
 
+def test_statistic_sets_count_as_their_samples(aws_credentials):
+    """PutMetricData with StatisticValues (as endpoints publish) is read from moto's stored datum."""
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        cloudwatch.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "ModelLatency",
+                    "StatisticValues": {"SampleCount": 4, "Sum": 10.0, "Minimum": 1.0, "Maximum": 4.0},
+                },
+                {"MetricName": "ModelLatency", "Value": 6.0},
+            ],
+        )
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        data = cloudwatch_backends["123456789012"][REGION].metric_data
+        assert alarms.statistic(data, "SampleCount") == 5
+        assert alarms.statistic(data, "Sum") == 16.0
+        assert alarms.statistic(data, "Maximum") == 6.0
+        assert alarms.statistic(data, "Minimum") == 1.0
+        assert alarms.statistic(data, "Average") == 16.0 / 5
+
+
 # --------------------------------------------------------------------------- through the API
 
 

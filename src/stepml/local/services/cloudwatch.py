@@ -41,7 +41,7 @@ def _values(datum: Any) -> tuple[float, float, float, float]:
     """(sample count, sum, minimum, maximum) of one stored datum."""
     if hasattr(datum, "value"):
         return 1.0, datum.value, datum.value, datum.value
-    return datum.sample_count, datum.sum_stat, datum.min_stat, datum.max_stat
+    return datum.sample_count, datum.sum, datum.min, datum.max
 
 
 def statistic(data: Iterable[Any], name: str) -> float | None:
