@@ -170,3 +170,18 @@ def test_a_reproduction_is_a_new_run_on_the_same_version_with_the_recorded_confi
 
     with pytest.raises(Exception, match="is not in lineage table"):
         _resolve(env, {**request, "reproduce_run_id": "churn-000000000000"}, "reproduce-4")
+
+
+def test_against_a_stack_the_current_code_is_the_newest_runs(env):
+    from stepml.cli.context import Target
+    from stepml.cli.reproduce import _current_code
+
+    complete_run(env, "a.csv", b"x,y\n1,2\n", day=0)
+    newest = complete_run(env, "b.csv", b"x,y\n3,4\n", day=1)["run"]
+    env["table"].update_item(
+        Key={"pk": f"RUN#{newest['run_id']}", "sk": "RUN"},
+        UpdateExpression="SET code_version = :v",
+        ExpressionAttributeValues={":v": "abc123"},
+    )
+    target = Target(session=boto3.Session(), endpoint_url=None, outputs={})
+    assert _current_code(target, env["table"]) == "abc123"

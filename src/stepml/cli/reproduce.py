@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
 from stepml.cli.context import CliError, Target, connect, print_json
@@ -39,10 +40,15 @@ def _current_code(target: Target, table: Any) -> str | None:
     and Glue job run from it); for a deployed stack, the one its newest run recorded."""
     if target.endpoint_url is not None:
         return code_version()
-    from stepml.cli.runs import list_runs
-
-    newest = next((run for run in list_runs(target) if run.get("code_version")), None)
-    return newest.get("code_version") if newest else None
+    runs, kwargs = [], {"FilterExpression": Attr("sk").eq("RUN") & Attr("code_version").exists()}
+    while True:
+        page = table.scan(**kwargs)
+        runs += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    newest = max(runs, key=lambda run: str(run.get("started_at", "")), default=None)
+    return str(newest["code_version"]) if newest else None
 
 
 def _check_reproducible(target: Target, table: Any, run: dict[str, Any], steps: dict[str, Any], force: bool) -> None:
