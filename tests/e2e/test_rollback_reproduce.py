@@ -82,14 +82,17 @@ def test_rollback_puts_the_previous_approved_model_back_and_lineage_says_who_and
     assert (model["run_id"], model["model"]) == (first["run_id"], first["names"]["model"])
     rollbacks = [d for d in model["endpoint"]["deployments"] if d["kind"] == "rollback"]
     assert len(rollbacks) == 1
-    assert rollbacks[0].items() >= {
-        "status": "SUCCEEDED",
-        "who": result["who"],
-        "reason": "second model misbehaves",
-        "previous_model": second["names"]["model"],
-        "model": first["names"]["model"],
-        "run_id": first["run_id"],
-    }.items()
+    assert (
+        rollbacks[0].items()
+        >= {
+            "status": "SUCCEEDED",
+            "who": result["who"],
+            "reason": "second model misbehaves",
+            "previous_model": second["names"]["model"],
+            "model": first["names"]["model"],
+            "run_id": first["run_id"],
+        }.items()
+    )
 
 
 def test_rollback_refuses_what_it_cannot_do(pipeline, capsys):
