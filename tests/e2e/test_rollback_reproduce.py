@@ -8,6 +8,7 @@ test trains the first run again from its recorded data version, config and seed.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -62,10 +63,30 @@ def test_rollback_puts_the_previous_approved_model_back_and_lineage_says_who_and
     production = pipeline.outputs["ProductionEndpointName"]
     state_dir = str(pipeline.cloud.state_dir)
 
-    code, out, err = _cli(
-        capsys, "rollback", production, "--reason", "second model misbehaves", "--json", state_dir=state_dir
-    )
+    # A client sends requests to production through the whole rollback: none may fail.
+    answers, failures, stop = [], [], threading.Event()
+
+    def client() -> None:
+        runtime = pipeline.client("sagemaker-runtime")
+        while not stop.wait(0.02):
+            try:
+                answer = runtime.invoke_endpoint(EndpointName=production, ContentType="text/csv", Body=PROBE)
+                answers.append(answer["Body"].read().decode())
+            except Exception as exc:  # any failure is what this test counts
+                failures.append(exc)
+
+    sender = threading.Thread(target=client)
+    sender.start()
+    try:
+        code, out, err = _cli(
+            capsys, "rollback", production, "--reason", "second model misbehaves", "--json", state_dir=state_dir
+        )
+    finally:
+        stop.set()
+        sender.join(timeout=60)
     assert code == 0, err
+    assert failures == [] and len(answers) > 10
+    assert set(answers) <= {first["answer"], second["answer"]} and answers[-1] == first["answer"]
     result = json.loads(out)
     assert result["status"] == "SUCCEEDED" and result["reason"] == "second model misbehaves"
     assert result["who"].startswith("arn:aws:")
