@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from stepml import config
+from stepml.cli.lineage import render_model
 from stepml.lineage import resolve_run
 from stepml.lineage_queries import model_lineage
 from stepml.rollback import RollbackError, deployment_config, finish_rollback, plan_rollback, record_rollback
@@ -69,6 +70,10 @@ def test_the_previous_approved_model_is_the_target_and_lineage_follows_the_rollb
     assert rollback["kind"] == "rollback" and rollback["status"] == "SUCCEEDED"
     assert (rollback["who"], rollback["reason"]) == (CALLER, "latency doubled")
     assert (rollback["previous_model"], rollback["model"]) == (second["names"]["model"], first["names"]["model"])
+    shown = render_model(found)
+    assert (
+        f"by {CALLER}: {second['names']['model']} -> {first['names']['model']} (SUCCEEDED), reason 'latency doubled'"
+    ) in shown
 
     # Back on the first model, the second was rolled back from: nothing earlier remains.
     with pytest.raises(RollbackError) as refused:
