@@ -39,6 +39,7 @@ from stepml.lineage_runs import (
     dataset_of_key,
     make_run_id,
     parse_upload,
+    reproduction_run_id,
     resolve_run,
     resource_names,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "record_failure",
     "record_notification_failure",
     "record_step",
+    "reproduction_run_id",
     "resolve_run",
     "resource_names",
 ]

@@ -194,12 +194,31 @@ def _serving_model(sagemaker_client: Any, endpoint: str) -> str | None:
 
 
 def _deployment_view(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    """A deploy step's record, or a rollback's (``stepml.rollback``: who, why, from which model)."""
+    view = {
         "run_id": item["run_id"],
+        "kind": item.get("kind") or "deploy",
+        "status": item.get("status"),
         "model": (item.get("inputs") or {}).get("model"),
         "endpoint_config": (item.get("outputs") or {}).get("endpoint_config"),
         "deployed_at": item.get("recorded_at"),
     }
+    if item.get("kind") == "rollback":
+        inputs = item.get("inputs") or {}
+        view |= {
+            "who": item.get("who"),
+            "reason": item.get("reason"),
+            "previous_model": inputs.get("previous_model"),
+            "previous_run": inputs.get("previous_run"),
+            "ended_at": item.get("ended_at"),
+            "detail": item.get("detail"),
+        }
+    return view
+
+
+def _served(item: Mapping[str, Any]) -> bool:
+    """Whether a deployment record put its model in service (a rollback an alarm undid did not)."""
+    return item.get("kind") != "rollback" or item.get("status") == "SUCCEEDED"
 
 
 def _endpoint_origin(table: Any, name: str, sagemaker_client: Any) -> tuple[str, str | None, dict[str, Any]]:
@@ -210,9 +229,10 @@ def _endpoint_origin(table: Any, name: str, sagemaker_client: Any) -> tuple[str,
     model = serving = _serving_model(sagemaker_client, name)
     run_id = _run_of_model(table, serving) if serving is not None else None
     source = "sagemaker"
-    if run_id is None and deployments:
-        run_id, source = str(deployments[-1]["run_id"]), "lineage"
-        model = (deployments[-1].get("inputs") or {}).get("model")
+    served = [item for item in deployments if _served(item)]
+    if run_id is None and served:
+        run_id, source = str(served[-1]["run_id"]), "lineage"
+        model = (served[-1].get("inputs") or {}).get("model")
     if run_id is None:
         raise NotInLineageError(
             f"no model or endpoint named {name!r} in lineage table {table.name}"

@@ -312,6 +312,41 @@ def _run_of_input(
     return original, owner.get("input") or upload
 
 
+def reproduction_run_id(original_run_id: str, dataset: str, request_id: str) -> str:
+    """The id of a reproduction: new for each request, the same for a request delivered twice."""
+    digest = hashlib.sha256(f"reproduce:{original_run_id}:{request_id}".encode()).hexdigest()
+    return f"{dataset}-{digest[:_RUN_ID_HASH_CHARS]}"
+
+
+def _reproduced(event: Mapping[str, Any], table: Any, settings: Settings) -> dict[str, Any] | None:
+    """The run a reproduce request names (None for any other execution input)."""
+    if "reproduce_run_id" not in event:
+        return None
+    run_id = str(event["reproduce_run_id"])
+    original = get_item(table, run_key(run_id))
+    if not original:
+        raise UnknownRunError(f"run {run_id!r} is not in lineage table {settings.lineage_table}")
+    if original.get("status") == "DUPLICATE":
+        raise LineageError(f"run {run_id} is a duplicate of run {original.get('duplicate_of')}; reproduce that run")
+    if not original.get("config") or "input" not in original:
+        raise LineageError(f"run {run_id} has no recorded config or input to reproduce")
+    return original
+
+
+def _pinned(
+    event: Mapping[str, Any], table: Any, run_id: str, original: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """(config, hyperparameters, reproduced run) of a reproduction: the original's, never the
+    dataset's current config; a resumed reproduction keeps what it was started with."""
+    if original is not None:
+        return original["config"], original.get("hyperparameters") or {}, str(original["run_id"])
+    if "resume_run_id" in event:
+        existing = get_item(table, run_key(run_id))
+        if existing.get("reproduction_of") and existing.get("config"):
+            return existing["config"], existing.get("hyperparameters") or {}, str(existing["reproduction_of"])
+    return None
+
+
 def resolve_run(
     event: Mapping[str, Any],
     execution_arn: str,
@@ -324,18 +359,26 @@ def resolve_run(
 ) -> dict[str, Any]:
     """Claim the run an execution input stands for and build its context.
 
+    A reproduce request (``stepml runs reproduce``) is a new run of the named run's upload
+    version with its recorded config and hyperparameters, marked ``reproduction_of``.
     Returns ``{"action": "start"|"resume"|"duplicate", "run": {...}, "steps": {...}}``
     (see docs/architecture.md). Raises ``UploadEventError``, ``UnknownRunError``,
     ``BadUploadError`` or ``DatasetConfigError`` with a message naming the object or file;
     a run claimed before the error is marked FAILED by ``record_failure``.
     """
     moment = now()
-    run_id, upload = _run_of_input(event, execution_arn, table, settings, moment)
+    original = _reproduced(event, table, settings)
+    if original is None:
+        run_id, upload = _run_of_input(event, execution_arn, table, settings, moment)
+    else:
+        upload = original["input"]
+        run_id = reproduction_run_id(original["run_id"], original["dataset"], str(event["reproduce_request_id"]))
     dataset = dataset_of_key(upload["key"])
     action, attempt = _claim(table, run_id, upload, execution_arn, sfn_client, settings, moment)
     if action != "duplicate":
         check_upload(upload)  # a file type Glue cannot read, or an empty object, fails here
-    config, hyperparameters = run_config(s3_client, settings, dataset)
+    pinned = _pinned(event, table, run_id, original)
+    config, hyperparameters = pinned[:2] if pinned else run_config(s3_client, settings, dataset)
     run = {
         "run_id": run_id,
         "dataset": dataset,
@@ -350,8 +393,11 @@ def resolve_run(
         "approval_timeout_seconds": config.get("approval_timeout_seconds") or settings.approval_timeout_seconds,
         "code_version": code_version(),
     }
+    if pinned:
+        run["reproduction_of"] = pinned[2]
     if action == "duplicate":
         return {"action": action, "run": run, "steps": {}}
     steps = completed_steps(table, run_id)
-    update_fields(table, run_key(run_id), {key: run[key] for key in ("config", "hyperparameters", "names", "paths")})
+    fields = ("config", "hyperparameters", "names", "paths", "reproduction_of")
+    update_fields(table, run_key(run_id), {key: run.get(key) for key in fields})
     return {"action": action, "run": run, "steps": steps}

@@ -214,6 +214,7 @@ _NOT_PROMOTED = {
     "REJECTED": "rejected by the approver",
     "REJECTED_BY_GATE": "rejected by the evaluation gate",
     "APPROVAL_TIMED_OUT": "not approved in time",
+    "REPRODUCED": "a reproduction, evaluated only",
 }
 
 

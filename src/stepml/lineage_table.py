@@ -23,7 +23,7 @@ STEP_ORDER = ("preprocess", "train", "model", "test_endpoint", "evaluate", "appr
 #: Steps whose results a resumed run reuses instead of redoing them.
 RESUMABLE_STEPS = ("preprocess", "train")
 #: Run outcomes after which the same upload is not run again.
-FINISHED_STATUSES = frozenset({"SUCCEEDED", "REJECTED", "REJECTED_BY_GATE", "APPROVAL_TIMED_OUT"})
+FINISHED_STATUSES = frozenset({"SUCCEEDED", "REJECTED", "REJECTED_BY_GATE", "APPROVAL_TIMED_OUT", "REPRODUCED"})
 STEP_TITLES = {
     "resolve": "Resolve run",
     "preprocess": "Preprocess data (Glue)",

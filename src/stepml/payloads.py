@@ -25,11 +25,12 @@ from stepml.lineage_table import STEP_TITLES
 
 PayloadModel = TypeVar("PayloadModel", bound=BaseModel)
 
-# Tags of the execution input's two kinds; pydantic puts them into error locations, where
+# Tags of the execution input's kinds; pydantic puts them into error locations, where
 # they would read as fields, so ``_location`` leaves them out.
 _UPLOAD_EVENT = "upload event"
 _RESUME_REQUEST = "resume request"
-_UNION_TAGS = frozenset({_UPLOAD_EVENT, _RESUME_REQUEST})
+_REPRODUCE_REQUEST = "reproduce request"
+_UNION_TAGS = frozenset({_UPLOAD_EVENT, _RESUME_REQUEST, _REPRODUCE_REQUEST})
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 Number = Annotated[float, Field(strict=True)]
@@ -111,6 +112,8 @@ class Run(_Contract):
     endpoint_poll_seconds: int = Field(gt=0)
     approval_timeout_seconds: int = Field(gt=0)
     code_version: NonEmpty
+    #: The run this one reproduces (``stepml runs reproduce``): evaluated, never deployed.
+    reproduction_of: NonEmpty | None = None
 
 
 # --- ResolveRun -------------------------------------------------------------------------------
@@ -122,19 +125,34 @@ class ResumeRequest(_Contract):
     resume_run_id: NonEmpty
 
 
+class ReproduceRequest(_Contract):
+    """The execution input of ``stepml runs reproduce``: a new run on a finished run's data
+    version, config and hyperparameters; ``reproduce_request_id`` makes each request its own run
+    (and the same request delivered twice one run)."""
+
+    reproduce_run_id: NonEmpty
+    reproduce_request_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]
+
+
 def _execution_input_kind(value: Any) -> str:
-    return _RESUME_REQUEST if isinstance(value, Mapping) and "resume_run_id" in value else _UPLOAD_EVENT
+    if isinstance(value, Mapping) and "resume_run_id" in value:
+        return _RESUME_REQUEST
+    if isinstance(value, Mapping) and "reproduce_run_id" in value:
+        return _REPRODUCE_REQUEST
+    return _UPLOAD_EVENT
 
 
 ExecutionInput = Annotated[
-    Annotated[ResumeRequest, Tag(_RESUME_REQUEST)] | Annotated[S3EventNotificationEventBridgeModel, Tag(_UPLOAD_EVENT)],
+    Annotated[ResumeRequest, Tag(_RESUME_REQUEST)]
+    | Annotated[ReproduceRequest, Tag(_REPRODUCE_REQUEST)]
+    | Annotated[S3EventNotificationEventBridgeModel, Tag(_UPLOAD_EVENT)],
     Discriminator(_execution_input_kind),
 ]
 
 
 class ResolveRunPayload(_Contract):
     """``{"event": <execution input>, "execution_arn"}``: the input is S3's EventBridge
-    ``Object Created`` event (Powertools' model) or a resume request."""
+    ``Object Created`` event (Powertools' model), a resume request or a reproduce request."""
 
     event: ExecutionInput
     execution_arn: NonEmpty

@@ -83,6 +83,13 @@ def render_run(tree: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _rollback_line(entry: Mapping[str, Any]) -> str:
+    return (
+        f"{_INDENT * 2}rollback {entry.get('deployed_at')} by {entry.get('who')}: {entry.get('previous_model')} -> "
+        f"{entry.get('model')} ({entry.get('status')}), reason {entry.get('reason')!r}"
+    )
+
+
 def render_model(found: Mapping[str, Any]) -> str:
     data, training, evaluation = found["data"], found["training"], found["evaluation"]
     approval = found.get("approval") or {}
@@ -94,6 +101,7 @@ def render_model(found: Mapping[str, Any]) -> str:
     if endpoint:
         how = "serves it now" if endpoint["source"] == "sagemaker" else "was last deployed with it (per lineage)"
         lines.append(f"{_INDENT}endpoint {endpoint['name']} {how}; {len(endpoint['deployments'])} deployment(s)")
+        lines += [_rollback_line(entry) for entry in endpoint["deployments"] if entry.get("kind") == "rollback"]
     lines += [
         f"{_INDENT}data: {data.get('uri')} (version {data.get('version_id')})",
         f"{_INDENT}fingerprint: {data.get('fingerprint')}",

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepml.cli import asl, cost, data, lineage, monitor, preflight, runs
+from stepml.cli import asl, cost, data, lineage, monitor, preflight, rollback, runs
 from stepml.cli.context import CliError
 
 #: Command groups of the local cloud: name -> (module, one-line help). Their modules import the
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.register(commands, common)
     lineage.register(commands, common)
     monitor.register(commands, common)
+    rollback.register(commands, common)
     _register_local_cloud(commands, common, "demo")
     preflight.register(commands, common)
     asl.register(commands, common)

@@ -19,6 +19,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from stepml.cli import reproduce
 from stepml.cli.context import CliError, Target, connect, print_json, print_table
 from stepml.lineage import STEP_ORDER, STEP_TITLES, from_dynamo
 
@@ -337,6 +338,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     resume = sub.add_parser("resume", parents=[common], help="resume a failed run, skipping finished steps")
     resume.add_argument("run_id")
     resume.set_defaults(handler=runs_resume)
+    reproduce.register(sub, common)
 
     box = commands.add_parser("outbox", parents=[common], help="emails the local cloud has sent")
     box.set_defaults(handler=outbox)

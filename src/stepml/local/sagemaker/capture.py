@@ -24,6 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.local import telemetry
 from stepml.local.sagemaker.context import EngineContext
+from stepml.local.sagemaker.endpoint_metrics import NAMESPACE as METRICS_NAMESPACE
+from stepml.local.sagemaker.endpoint_metrics import InvocationMetrics
 from stepml.utils import S3UriError, split_s3_uri
 
 LOGGER = logging.getLogger(__name__)
@@ -136,10 +138,13 @@ def record(
 
 
 class CaptureWriter:
-    """The thread that writes captured data and endpoint logs every ``capture_flush_seconds``."""
+    """The thread that writes captured data, endpoint logs and invocation metrics every
+    ``capture_flush_seconds``."""
 
     def __init__(self, context: EngineContext):
         self._context = context
+        #: Every endpoint's invocation metrics, published with the captured data.
+        self.metrics = InvocationMetrics()
         self._buffers: set[CaptureBuffer] = set()
         self._logs: set[telemetry.LogStream] = set()
         self._flusher: threading.Thread | None = None
@@ -176,6 +181,13 @@ class CaptureWriter:
             self._buffers.clear()
         for buffer in buffers:
             self.flush(buffer)
+        self.publish_metrics()
+
+    def publish_metrics(self) -> None:
+        """PutMetricData of the invocations served since the last call (``endpoint_metrics``)."""
+        items = self.metrics.drain()
+        if items:
+            telemetry.put_metrics(self._context.client_as("cloudwatch", None), METRICS_NAMESPACE, items)
 
     def _flush_loop(self) -> None:
         while not self._context.closing.wait(self._context.settings.capture_flush_seconds):
@@ -186,6 +198,7 @@ class CaptureWriter:
                 self.flush(buffer)
             for log in logs:
                 log.flush()
+            self.publish_metrics()
 
     def flush(self, buffer: CaptureBuffer) -> None:
         """Write ``buffer``'s waiting events, one file per hour they fall in."""

@@ -8,7 +8,8 @@ baking period and moves the traffic back to the old fleet when one is in ALARM o
 read; then the fleet that lost drains and stops: no request fails in between. DeleteEndpoint
 stops the servers. InvokeEndpoint forwards Body, ContentType, Accept and CustomAttributes to
 the current fleet; model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424),
-and captured data goes to ``capture``.
+captured data goes to ``capture`` and each request's status and latencies to the endpoint's
+CloudWatch metrics (``endpoint_metrics``), which the production alarms watch.
 """
 
 from __future__ import annotations
@@ -394,14 +395,17 @@ class Endpoints:
             if deployment.acquire():
                 break
             # The deployment retired between the read and the acquire: its successor is in place.
-        started = utc_now()
+        started, clock = utc_now(), time.monotonic()
         try:
             variant = deployment.choose(target_variant)
+            sent = time.monotonic()
             status, response_body, response_type = post_invocation(
                 variant.server.port, body, content_type, accept, custom_attributes
             )
+            answered = time.monotonic()
         finally:
             deployment.release()
+        self._writer.metrics.record(name, variant.name, status, answered - sent, answered - clock)
         if status >= 400 or status == 0:
             raise _model_error(variant, status, response_body, name=name, account_id=account_id, region=region)
         if variant.capture is not None:

@@ -1,0 +1,213 @@
+# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
+"""A blue/green update to a model that answers too slowly, or with errors, rolls back by itself.
+
+Nothing sets an alarm by hand: the endpoint publishes its invocation metrics
+(``local/sagemaker/endpoint_metrics.py``), CloudWatch evaluates the alarms on them (the
+``cloudwatch.alarm-evaluation`` patch; this module is skipped on a tree without it), and the
+update's AutoRollbackConfiguration moves the traffic back during the baking period. The update
+uses the pipeline's own DeploymentConfig (statemachine/pipeline.asl.json, "Update production
+endpoint") with two changes: the test's alarms, and a baking period (``WaitIntervalInSeconds``);
+the pipeline's is 0 s, which gives no alarm time to fire (see the report in README's rollback
+section). A client sends requests through each update and records every answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import tarfile
+import threading
+import time
+
+import boto3
+import pytest
+import xgboost as xgb
+from botocore.exceptions import ClientError
+
+from tests.helpers import REPO_ROOT
+from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
+    ACCOUNT,
+    REGION,
+    bucket,
+    deploy,
+    expected_csv,
+    make_engine,
+    make_rows,
+    model_tarball,
+    runtime,
+    s3,
+    s3_stack,
+    sagemaker,
+    to_csv,
+    wait_for,
+)
+
+alarm_evaluation = pytest.importorskip("stepml.local.services.cloudwatch", reason="needs the alarm evaluation patch")
+
+BAKING_SECONDS = 30
+#: Average model latency (microseconds) above which the slow model's alarm fires: the small model
+#: answers the probe in a few milliseconds, the large one in tens.
+LATENCY_THRESHOLD = 20_000
+
+
+def pipeline_deployment_config(alarms: list[str]) -> dict:
+    """The pipeline's DeploymentConfig with the test's alarms and a baking period."""
+    definition = json.loads((REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    config = copy.deepcopy(definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"])
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] = BAKING_SECONDS
+    config["AutoRollbackConfiguration"]["Alarms"] = [{"AlarmName": name} for name in alarms]
+    return config
+
+
+def put_alarm(name: str, endpoint: str, metric: str, statistic: str, threshold: float) -> None:
+    """An alarm shaped as template.yaml's production alarms, over one 60-second period."""
+    boto3.client("cloudwatch", region_name=REGION).put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        Statistic=statistic,
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+    )
+
+
+def _tarball(booster: xgb.Booster) -> bytes:
+    """model.tar.gz with the booster as the built-in container's ``xgboost-model``."""
+    raw = bytes(booster.save_raw())
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("xgboost-model")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    return buffer.getvalue()
+
+
+class Client:
+    """Two threads sending the probe rows at a steady pace; every answer and failure, by the
+    time its request was sent."""
+
+    def __init__(self, runtime, endpoint: str, body: str):
+        self.answers: list[tuple[float, str]] = []
+        self.failures: list[tuple[float, ClientError]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(runtime, endpoint, body)) for _ in range(2)]
+
+    def _loop(self, runtime, endpoint: str, body: str) -> None:
+        for _ in range(20000):  # bounded even if the test fails to stop it
+            if self._stop.wait(0.02):
+                return
+            sent = time.monotonic()
+            try:
+                answer = runtime.invoke_endpoint(
+                    EndpointName=endpoint, Body=body, ContentType="text/csv", Accept="text/csv"
+                )
+                self.answers.append((sent, answer["Body"].read().decode()))
+            except ClientError as exc:  # what the test counts
+                self.failures.append((sent, exc))
+
+    def __enter__(self) -> Client:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def _update_and_wait(sagemaker, runtime, endpoint: str, green: str, alarm: str, client: Client) -> dict:
+    wait_for(lambda: len(client.answers), lambda count: count >= 10)
+    sagemaker.update_endpoint(
+        EndpointName=endpoint, EndpointConfigName=green, DeploymentConfig=pipeline_deployment_config([alarm])
+    )
+    return wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
+        lambda d: d["EndpointStatus"] != "Updating",
+        timeout=BAKING_SECONDS + 60,
+    )
+
+
+def test_a_model_that_answers_too_slowly_rolls_back_with_no_failed_request(
+    make_engine,
+    apply_patch,
+    sagemaker,
+    s3,
+    runtime,
+    bucket,
+):
+    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2)
+    apply_patch(alarm_evaluation.ALARM_EVALUATION)
+    features, labels = make_rows(31, 1000)
+    small, small_booster = model_tarball(features, labels)
+    # The same task, as thousands of deep trees: right answers, each one tens of milliseconds late.
+    large = _tarball(
+        xgb.train(
+            {"objective": "binary:logistic", "max_depth": 12, "eta": 0.01, "min_child_weight": 0},
+            xgb.DMatrix(features, label=labels),
+            num_boost_round=1500,
+        )
+    )
+    deploy(sagemaker, s3, bucket, "stepml-slow-blue", small)
+    deploy(sagemaker, s3, bucket, "stepml-slow-green", large)
+    sagemaker.create_endpoint(EndpointName="stepml-slow", EndpointConfigName="stepml-slow-blue")
+    wait_for(lambda: sagemaker.describe_endpoint(EndpointName="stepml-slow")["EndpointStatus"], "InService".__eq__)
+    put_alarm("stepml-slow-latency", "stepml-slow", "ModelLatency", "Average", LATENCY_THRESHOLD)
+    probe = features[:500]
+
+    with Client(runtime, "stepml-slow", to_csv(probe)) as client:
+        ended = _update_and_wait(sagemaker, runtime, "stepml-slow", "stepml-slow-green", "stepml-slow-latency", client)
+        rolled_back_at = time.monotonic()
+        wait_for(lambda: len([t for t, _ in client.answers if t > rolled_back_at]), lambda count: count >= 10)
+
+    assert (ended["EndpointStatus"], ended["EndpointConfigName"]) == ("InService", "stepml-slow-blue")
+    assert "stepml-slow-latency went into ALARM state" in ended["FailureReason"]
+    assert client.failures == [], [str(exc) for _, exc in client.failures[:3]]
+    blue = expected_csv(small_booster, probe)
+    assert any(body != blue for at, body in client.answers if at <= rolled_back_at), "the slow model served"
+    assert all(body == blue for at, body in client.answers if at > rolled_back_at), "the old model serves again"
+
+
+def test_a_model_that_answers_with_errors_rolls_back_and_only_its_own_answers_failed(
+    make_engine,
+    apply_patch,
+    sagemaker,
+    s3,
+    runtime,
+    bucket,
+):
+    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2)
+    apply_patch(alarm_evaluation.ALARM_EVALUATION)
+    features, labels = make_rows(32, 300)
+    good, good_booster = model_tarball(features, labels)
+    # Trained on two of the four features: every production row is refused (a feature mismatch).
+    broken, _ = model_tarball(features[:, :2], labels)
+    deploy(sagemaker, s3, bucket, "stepml-err-blue", good)
+    deploy(sagemaker, s3, bucket, "stepml-err-green", broken)
+    sagemaker.create_endpoint(EndpointName="stepml-err", EndpointConfigName="stepml-err-blue")
+    wait_for(lambda: sagemaker.describe_endpoint(EndpointName="stepml-err")["EndpointStatus"], "InService".__eq__)
+    put_alarm("stepml-err-4xx", "stepml-err", "Invocation4XXErrors", "Sum", 1)
+    probe = features[:5]
+
+    with Client(runtime, "stepml-err", to_csv(probe)) as client:
+        started = time.monotonic()
+        ended = _update_and_wait(sagemaker, runtime, "stepml-err", "stepml-err-green", "stepml-err-4xx", client)
+        rolled_back_at = time.monotonic()
+        wait_for(lambda: len([t for t, _ in client.answers if t > rolled_back_at]), lambda count: count >= 10)
+
+    assert (ended["EndpointStatus"], ended["EndpointConfigName"]) == ("InService", "stepml-err-blue")
+    assert "stepml-err-4xx went into ALARM state" in ended["FailureReason"]
+    # With all-at-once traffic the new fleet answered every request between the switch and the
+    # rollback, as in AWS: those are the only failures, each the broken model's own refusal.
+    assert client.failures, "the broken model answered some requests before the rollback"
+    assert all(started < at <= rolled_back_at for at, _ in client.failures)
+    assert {exc.response["Error"]["Code"] for _, exc in client.failures} <= {"ModelError"}
+    assert {exc.response.get("OriginalStatusCode") for _, exc in client.failures} <= {400}
+    blue = expected_csv(good_booster, probe)
+    assert all(body == blue for at, body in client.answers if at > rolled_back_at)
