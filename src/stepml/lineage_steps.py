@@ -2,7 +2,7 @@
 run's outcome with the notice that announces it.
 
 ``record_step`` is what RecordStep runs after each step succeeds; ``step="run"`` finishes the
-run and ``step="cleanup"`` notes a test endpoint left behind after a deploy.
+run and ``step="cleanup"`` notes a test endpoint left behind after evaluation.
 """
 
 from __future__ import annotations
