@@ -11,7 +11,7 @@ ENV ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lint test test-unit demo build deploy validate preflight clean java chromium package-check \
+.PHONY: install lint test test-unit demo bench build deploy validate preflight clean java chromium package-check \
 	checkov build-StepmlLibraryLayer
 
 install: $(STAMP)
@@ -62,6 +62,13 @@ test-unit: install java
 # The whole pipeline on the local cloud; `make demo ARGS=--approve` approves without a person.
 demo: install java
 	$(BIN)/stepml demo $(ARGS)
+
+# The benchmarks, one after another, each printing its table (README: "Measured"); about 8 minutes
+# on the 2-core machine: one 50,000-row run, 20 uploads over a minute, the endpoint with a 60 s soak.
+# `make bench BENCHES=bench_endpoint` runs one.
+BENCHES ?= bench_pipeline bench_load bench_endpoint
+bench: install java
+	@for name in $(BENCHES); do echo "==> bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
 # Bakes the git commit into the layer (lineage records it as the code version), then builds.
 # --no-cached: sam build's cache keys the layer on src/ alone, but its contents also follow from the

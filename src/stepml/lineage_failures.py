@@ -2,7 +2,8 @@
 
 ``record_failure`` is what RecordStep runs on the pipeline's "Record failure" path: it marks
 the step the Catch named and the run FAILED and composes the alert. The other two note what
-went wrong after the outcome was settled, as warnings on a run that keeps its outcome.
+went wrong without changing the run's outcome (a test endpoint not deleted after evaluation, a
+notice not delivered), as warnings on the run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from stepml.utils import iso_utc, utc_now
 
 #: The fields of a run's item that identify the run to ``write_step``.
 _RUN_IDENTITY = ("run_id", "attempt", "execution_arn", "code_version")
+#: The failed steps (``$.failed_step``) a test endpoint may outlive: later ones come after its deletion.
+_STEPS_WITH_TEST_ENDPOINT = ("test_endpoint", "evaluate")
 
 
 def readable_cause(cause: Any) -> str:
@@ -135,8 +138,9 @@ def _fail_resolved_run(
     write_step(table, run, step, "FAILED", {"ended_at": iso_utc(now)}, settings, now, error=error_record)
     finish_run(table, run["run_id"], "FAILED", now, {"failed_step": step, "error": error_record})
     upload = run["input"]
-    # Only a run that created its model can have a test endpoint for the cleanup to delete.
-    has_test_resources = "model" in (state.get("steps") or {})
+    # Only a run that created its model can have a test endpoint for the cleanup to delete, and the
+    # definition deletes it right after recording the evaluation: a later step's failure has none left.
+    has_test_resources = "model" in (state.get("steps") or {}) and step in _STEPS_WITH_TEST_ENDPOINT
     return {
         "run_id": run["run_id"],
         "where": f"{upload['uri']} (version {upload.get('version_id')})",
@@ -225,8 +229,8 @@ def record_failure(
 def record_cleanup_failure(
     table: Any, run: Mapping[str, Any], error: Mapping[str, Any], settings: Settings, now: datetime
 ) -> dict[str, str]:
-    """The test endpoint could not be deleted after production was deployed: the run still
-    succeeds (production changed), with a warning in lineage and an alert naming what is left."""
+    """The test endpoint could not be deleted after evaluation: the run goes on to the gate and
+    keeps whatever outcome it reaches, with a warning in lineage and an alert naming what is left."""
     names = run["names"]
     endpoint, endpoint_config = names["test_endpoint"], names["test_endpoint_config"]
     error_record = _error_record(error)
@@ -241,13 +245,12 @@ def record_cleanup_failure(
         f"Error:     {error_record['error']}: {error_record['cause']}",
         f"Execution: {run.get('execution_arn')}",
         "",
-        f"Production: {names['production_endpoint']} serves the new model (config "
-        f"{names['production_endpoint_config']}); the run succeeded.",
+        "Evaluation is done with the test endpoint; the run goes on to the gate and approval.",
         "The test endpoint and its config may still exist and cost money until deleted:",
         f"  aws sagemaker delete-endpoint --endpoint-name {endpoint}",
         f"  aws sagemaker delete-endpoint-config --endpoint-config-name {endpoint_config}",
     ]
-    subject = email_subject(f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy")
+    subject = email_subject(f"[stepml] Run {run['run_id']}: test endpoint not deleted after evaluation")
     return {"subject": subject, "message": "\n".join(lines) + "\n"}
 
 

@@ -2,7 +2,7 @@
 run's outcome with the notice that announces it.
 
 ``record_step`` is what RecordStep runs after each step succeeds; ``step="run"`` finishes the
-run and ``step="cleanup"`` notes a test endpoint left behind after a deploy. The run's model
+run and ``step="cleanup"`` notes a test endpoint left behind after evaluation. The run's model
 package version (``stepml.registry``) follows: the evaluation records it on the run, the
 approval decision and a rejecting outcome (the gate, an expired approval) set its status.
 """

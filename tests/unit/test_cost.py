@@ -159,8 +159,11 @@ def test_the_estimate_reads_the_template_and_follows_the_definitions_path():
     assert path.count("Check test endpoint") == 10  # 300 s to InService / 30 s polls
     assert usage.training_instance_type == "ml.m5.xlarge"  # prod's TrainingInstanceType (the config says null)
     assert usage.test_endpoint_instances == 2  # challenger and champion variants
-    # The test endpoint lives through the approval wait: the definition deletes it after the decision.
-    assert usage.test_endpoint_seconds > ESTIMATED["approval_wait_seconds"]
+    # The test endpoint lives until evaluation is recorded: coming up, Evaluate, Record evaluation;
+    # the approval wait comes after its deletion.
+    endpoint_life = ESTIMATED["endpoint_create_seconds"] + ESTIMATED["evaluate_seconds"] + ESTIMATED["lambda_seconds"]
+    assert usage.test_endpoint_seconds == pytest.approx(endpoint_life)
+    assert path.index("Delete test endpoint") < path.index("Request approval")
     calls = {use.function: use.invocations for use in usage.lambdas}
     assert calls["EvaluateFunction"] == 1 and calls["ResolveRunFunction"] == 1
     assert usage.emails == 1 and usage.blue_green_seconds == 300 + 300  # update + TerminationWaitInSeconds
@@ -239,6 +242,17 @@ def finished_run(stack):
     return Target(boto3.Session(), None, {"LineageTableName": table.name}), run_id
 
 
+def test_without_a_history_the_test_endpoint_lives_from_training_to_evaluations_end(finished_run):
+    """The definition deletes the test endpoint right after evaluation, before the approval wait."""
+    target, run_id = finished_run
+    table = boto3.resource("dynamodb").Table(target.outputs["LineageTableName"])
+    item = {"pk": f"RUN#{run_id}", "sk": "STEP#evaluate", "step": "evaluate", "status": "SUCCEEDED"}
+    table.put_item(Item={**item, "started_at": "2026-12-06T08:07:00Z", "ended_at": "2026-12-06T08:07:20Z"})
+    usage = measured_usage(_settings("dev"), cost_cli.gather_run(target, run_id), ESTIMATED)
+    assert usage.test_endpoint_seconds == 315  # training's end 08:02:05 -> evaluation's end 08:07:20
+    assert usage.sources["test endpoint"] == "lineage: training's end to evaluation's end"
+
+
 def test_a_finished_run_is_priced_from_its_measured_durations(finished_run):
     target, run_id = finished_run
     measured = cost_cli.gather_run(target, run_id)
@@ -248,6 +262,7 @@ def test_a_finished_run_is_priced_from_its_measured_durations(finished_run):
     assert usage.glue_seconds == 42  # preprocess 08:00:05 -> 08:00:47
     assert usage.training_seconds == 75  # train 08:00:50 -> 08:02:05
     assert usage.test_endpoint_seconds == 775  # training's end 08:02:05 -> the run's end 08:15:00
+    assert usage.sources["test endpoint"] == "lineage: training's end to the run's end"  # no evaluation record
     assert usage.training_instance_type == "ml.m5.large"  # dev's TrainingInstanceType
     assert usage.dynamodb_write_units >= 4  # 3 items, the train record indexed by the GSI too
     assert "lineage" in usage.sources["glue"] and "lineage" in usage.sources["training"]

@@ -7,7 +7,8 @@ Four rules, each a function returning messages that name the offending state:
   ``States.MathAdd`` and a Choice leaves the cycle once the counter reaches a cap;
 - every Task's catch-all leads into the one cleanup path ("Record failure") through a Pass
   that names the failed step in ``$.failed_step``, so lineage records the step the Catch
-  named; the cleanup path's own Tasks stay inside it;
+  named; the cleanup path's own Tasks stay inside it, and a Task whose catch-all keeps its
+  error beside ``$.error`` (``$.cleanup_error``, ``$.notify_error``) is a warning the run goes on past;
 - no two states do the same thing where one shared state would do (at least, one delete
   pair for the test endpoint serves every path).
 
@@ -30,6 +31,8 @@ ASL_PATH = REPO_ROOT / "statemachine/pipeline.asl.json"
 #: The one entry of the cleanup path; every failure reaches it through a step-naming Pass.
 FAILURE_ENTRY = "Record failure"
 FAILED_STEP_PATH = "$.failed_step"
+#: Where the failure entry writes the failure: a Choice that tests it first routes a failed run.
+FAILURE_MARK = "$.failure"
 #: Calls made once in the definition: every path that needs them shares the state.
 SHARED_CALLS = (
     "arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint",
@@ -57,26 +60,46 @@ def _targets(state: dict[str, Any]) -> list[str]:
     return found
 
 
-def _reachable(states: dict[str, Any], start: str) -> set[str]:
+def _edges(states: dict[str, Any], name: str, failed: bool) -> list[tuple[str, bool]]:
+    """Where ``name`` goes, and whether the run has failed there: past the failure entry it has
+    (its ResultPath holds the failure), and a Choice whose first rule finds that mark takes it."""
+    failed = failed or name == FAILURE_ENTRY
+    rules = states[name].get("Choices", [])
+    if failed and rules and rules[0].get("Variable") == FAILURE_MARK and rules[0].get("IsPresent") is True:
+        return [(rules[0]["Next"], True)]
+    return [(target, failed) for target in _targets(states[name])]
+
+
+def _walk(states: dict[str, Any], start: tuple[str, bool]) -> set[tuple[str, bool]]:
     seen, todo = set(), [start]
     while todo:
         current = todo.pop()
-        if current not in seen and current in states:
+        if current not in seen and current[0] in states:
             seen.add(current)
-            todo.extend(_targets(states[current]))
+            todo.extend(_edges(states, *current))
     return seen
 
 
+def _reachable(states: dict[str, Any], start: str) -> set[str]:
+    return {name for name, _ in _walk(states, (start, False))}
+
+
 def _cycles(states: dict[str, Any]) -> list[list[str]]:
-    """The strongly connected parts of the graph that loop (a state that reaches itself)."""
-    reach = {name: set().union(*(_reachable(states, t) for t in _targets(state))) for name, state in states.items()}
+    """The strongly connected parts of the graph that loop (a state that reaches itself). The
+    shared test endpoint cleanup lies on the run's way to the gate and on the failure path, so the
+    graph goes from any later failure back to the gate; no run can, as the failure mark routes it
+    out, so the graph walked is of (state, failed yet?)."""
+    nodes = [(name, failed) for failed in (False, True) for name in states]
+    reach = {node: set().union(*(_walk(states, t) for t in _edges(states, *node))) for node in nodes}
     cycles, placed = [], set()
-    for name in states:
-        if name in placed or name not in reach[name]:
+    for node in nodes:
+        if node in placed or node not in reach[node]:
             continue
-        part = [other for other in states if other in reach[name] and name in reach[other]]
+        part = [other for other in nodes if other in reach[node] and node in reach[other]]
         placed.update(part)
-        cycles.append(part)
+        names = list(dict.fromkeys(name for name, _ in part))
+        if names not in cycles:  # the same loop, run before and after a failure
+            cycles.append(names)
     return cycles
 
 
@@ -167,6 +190,8 @@ def catch_problems(states: dict[str, Any]) -> list[str]:
         if not catch_all:
             problems.append(f"Task {name!r} has no States.ALL Catch into the cleanup path")
             continue
+        if catch_all[0].get("ResultPath", "$") not in ("$", "$.error"):
+            continue  # a warning (a cleanup or a notice that failed): kept beside the run, which goes on
         why = _naming_problem(states, catch_all[0]["Next"])
         if why:
             problems.append(f"Task {name!r} catches States.ALL into {catch_all[0]['Next']!r}: {why}")

@@ -539,6 +539,21 @@ def test_failure_is_recorded_and_the_alert_names_run_step_and_error(env):
     assert item["error"]["error"] == "stepml.EndpointFailed"
 
 
+@pytest.mark.parametrize("failed", ["approval", "deploy"])
+def test_failure_after_evaluation_leaves_nothing_to_clean(env, failed):
+    """The definition deletes the test endpoint right after recording the evaluation."""
+    run = _resolve(env, _upload(env))["run"]
+    steps = {"preprocess": {}, "train": {}, "model": {}, "test_endpoint": {}, "evaluate": {}}
+    failure = record_failure(
+        {"run": run, "steps": steps, "error": {"Error": "States.TaskFailed", "Cause": "x"}, "failed_step": failed},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+    )
+    assert (failure["test_endpoint"], failure["test_endpoint_config"], failure["step"]) == (None, None, failed)
+
+
 def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):
     run = _resolve(env, _upload(env))["run"]
     failure = record_failure(
@@ -599,7 +614,7 @@ def test_handler_names_a_missing_setting(stack, monkeypatch):
         resolve.handler({"event": {}, "execution_arn": EXECUTION_1}, FakeLambdaContext())
 
 
-# --- after production changed: cleanup and notification failures are warnings ------------------
+# --- cleanup and notification failures are warnings: the run keeps its outcome -----------------
 
 
 def _run_item(env, run_id: str) -> dict[str, Any]:
@@ -620,7 +635,7 @@ def _record(env, run, step, status, result):
     )
 
 
-def test_a_cleanup_that_fails_after_the_deploy_is_a_warning_naming_the_leftover_endpoint(env):
+def test_a_cleanup_that_fails_after_evaluation_is_a_warning_naming_the_leftover_endpoint(env):
     run = _resolve(env, _upload(env))["run"]
     names = run["names"]
     error = {"Error": "SageMaker.SageMakerException", "Cause": "Rate exceeded (Service: SageMaker, Status Code: 400)"}
@@ -628,12 +643,12 @@ def test_a_cleanup_that_fails_after_the_deploy_is_a_warning_naming_the_leftover_
     alert = _record(env, run, "cleanup", "FAILED", error)
 
     assert set(alert) == {"subject", "message"} and len(alert["subject"]) <= 100
-    assert alert["subject"] == f"[stepml] Run {run['run_id']}: test endpoint not deleted after the deploy"
+    assert alert["subject"] == f"[stepml] Run {run['run_id']}: test endpoint not deleted after evaluation"
     message = alert["message"]
     assert f"Endpoint:  {names['test_endpoint']} (config {names['test_endpoint_config']})" in message
     assert f"aws sagemaker delete-endpoint --endpoint-name {names['test_endpoint']}" in message
     assert f"aws sagemaker delete-endpoint-config --endpoint-config-name {names['test_endpoint_config']}" in message
-    assert f"Production: {names['production_endpoint']} serves the new model" in message
+    assert "the run goes on to the gate and approval" in message
     assert "SageMaker.SageMakerException: Rate exceeded" in message
     step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#cleanup"})["Item"])
     assert step["status"] == "FAILED"
@@ -642,7 +657,7 @@ def test_a_cleanup_that_fails_after_the_deploy_is_a_warning_naming_the_leftover_
 
     _record(env, run, "run", "SUCCEEDED", {})
     item = _run_item(env, run["run_id"])
-    assert item["status"] == "SUCCEEDED", "production changed: the run succeeded"
+    assert item["status"] == "SUCCEEDED", "the run keeps the outcome it reached after the cleanup"
     [warning] = item["warnings"]
     assert warning["step"] == "cleanup" and warning["error"] == "SageMaker.SageMakerException"
     assert warning["endpoint"] == names["test_endpoint"] and warning["at"] == "2026-11-22T12:00:00.000Z"
@@ -680,7 +695,7 @@ def test_an_undelivered_deployment_notice_is_noted_on_the_succeeded_run(env):
 
 
 def test_an_undelivered_cleanup_alert_is_named_by_the_definition_not_by_the_state(env):
-    """After a deploy the state already holds the deployment notice when the cleanup alert is lost."""
+    """A run whose cleanup alert was lost still holds it when its deployment notice is lost later."""
     run = _resolve(env, _upload(env))["run"]
     notice = _record(env, run, "run", "SUCCEEDED", {})
     cleanup = {"subject": "test endpoint not deleted", "message": "m"}

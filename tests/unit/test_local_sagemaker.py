@@ -1232,3 +1232,16 @@ def test_a_training_job_whose_execution_role_may_not_pull_or_read_fails_naming_t
         assert [(r.action, r.resource) for r in denied] == [("s3:ListBucket", "arn:aws:s3:::stepml-gated")]
     # Nothing was trained or uploaded under a role that could not do its job.
     assert "Contents" not in s3.list_objects_v2(Bucket="stepml-gated", Prefix="models/")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["14.0,80.44,1105.77,0.0,1,4,1", "1, 2,3", ",,5", "1,2;3;4", "1;2,3", "1|2,3", "1\t2\t3,4", "1 2 3,4", "7,"],
+)
+def test_the_comma_shortcut_answers_as_the_sniffer_does(line):
+    """The server skips csv.Sniffer for a quote-free line with a comma; the Sniffer picks "," there too."""
+    import csv
+
+    from stepml.local.sagemaker.model_server import _sniff_delimiter
+
+    assert _sniff_delimiter(line) == csv.Sniffer().sniff(line, delimiters=",;\t| ").delimiter == ","

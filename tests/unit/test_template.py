@@ -151,18 +151,33 @@ def _path_from(states: dict[str, Any], start: str) -> list[str]:
     raise AssertionError(f"loop from {start}: {path}")
 
 
-def test_after_the_deploy_a_failed_cleanup_is_alerted_and_the_run_still_succeeds(asl):
+def test_the_test_endpoint_goes_right_after_evaluation_and_a_failed_cleanup_is_alerted(asl):
+    """The test endpoint bills while it lives: it goes before the gate and the approval wait, and
+    a cleanup error is a warning and an alert; the run goes on to the gate either way."""
     states = asl["States"]
+    gate = "Good enough to ask for approval?"
     for name in ("Delete test endpoint", "Delete test endpoint config"):
         [catch] = states[name]["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "After cleanup", name
         assert catch["ResultPath"] == "$.cleanup_error"
     after = states["After cleanup"]
     taken = {rule["Variable"]: rule["Next"] for rule in after["Choices"]}
-    # A failure or a not-promoted run passed through the cleanup first: they never alert a cleanup error.
-    assert list(taken) == ["$.failure", "$.outcome", "$.cleanup_error"]
-    assert taken["$.cleanup_error"] == "Record cleanup failure" and after["Default"] == "Notify the outcome"
-    assert _path_from(states, "Record deployment") == [
+    # A failure passed through the cleanup first: it alerts the failure, never a cleanup error.
+    assert list(taken) == ["$.failure", "$.cleanup_error"]
+    assert taken["$.cleanup_error"] == "Record cleanup failure" and after["Default"] == gate
+    assert _path_from(states, "Record evaluation")[:5] == [
+        "Record evaluation",
+        "Delete test endpoint",
+        "Delete test endpoint config",
+        "After cleanup",
+        gate,
+    ]
+    assert _path_from(states, "Record cleanup failure")[:3] == [
+        "Record cleanup failure",
+        "Alert on cleanup failure",
+        gate,
+    ]
+    assert _path_from(states, "Record deployment")[:8] == [
         "Record deployment",
         "Create monitoring job definition",
         "Find monitoring schedule",
@@ -170,20 +185,10 @@ def test_after_the_deploy_a_failed_cleanup_is_alerted_and_the_run_still_succeeds
         "Create monitoring schedule",
         "Alarm on each feature's drift",
         "Record run succeeded",
-        "Delete test endpoint",
-        "Delete test endpoint config",
-        "After cleanup",
         "Notify the outcome",
-        "How did the run end?",
-        "Model deployed",
     ]
-    assert _path_from(states, "Record cleanup failure") == [
-        "Record cleanup failure",
-        "Alert on cleanup failure",
-        "Notify the outcome",
-        "How did the run end?",
-        "Model deployed",
-    ]
+    for start in ("Record deployment", "Gate rejected the model"):
+        assert "Delete test endpoint" not in _path_from(states, start), start
     record = states["Record cleanup failure"]
     assert record["Parameters"]["Payload"] == {
         "run.$": "$.run",
@@ -192,7 +197,21 @@ def test_after_the_deploy_a_failed_cleanup_is_alerted_and_the_run_still_succeeds
         "result.$": "$.cleanup_error",
     }
     assert states["Alert on cleanup failure"]["Parameters"]["TopicArn"] == "${AlertTopicArn}"
-    assert record["Catch"][0]["Next"] == "Notify the outcome"
+    assert record["Catch"][0]["Next"] == gate
+
+
+def test_nothing_after_the_cleanup_names_the_test_endpoint(asl):
+    """Past its deletion no state may use the test endpoint (the failure path's cleanup excepted)."""
+    states = asl["States"]
+    seen, todo = set(), ["After cleanup"]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(_targets(states[current]))
+    users = {name for name in seen if "names.test_endpoint" in json.dumps(states[name])}
+    assert users == {"Delete test endpoint", "Delete test endpoint config"}
 
 
 @pytest.mark.parametrize(
@@ -220,15 +239,15 @@ def test_a_notification_that_fails_is_recorded_and_the_run_ends_as_it_would_have
     assert states[notification]["Next"] in (end, "How did the run end?")
 
 
-def test_a_lost_cleanup_alert_is_recorded_by_name_and_the_deployment_notice_still_goes(asl):
-    """The cleanup alert comes before the deployment notice, so its loss cannot share the router
-    above (that would be a loop in the graph): its recorder names it and goes on to the notice."""
+def test_a_lost_cleanup_alert_is_recorded_by_name_and_the_run_goes_on_to_the_gate(asl):
+    """The cleanup alert comes before the gate, so its loss cannot share the router above (the run
+    has no outcome yet): its recorder names it and goes on to the gate."""
     states = asl["States"]
     [catch] = states["Alert on cleanup failure"]["Catch"]
     assert (catch["ResultPath"], catch["Next"]) == ("$.notify_error", "Record lost cleanup alert")
     record = states["Record lost cleanup alert"]
     assert record["Parameters"]["Payload"]["notification"] == "cleanup alert"
-    assert record["Next"] == record["Catch"][0]["Next"] == "Notify the outcome"
+    assert record["Next"] == record["Catch"][0]["Next"] == "Good enough to ask for approval?"
 
 
 def test_an_alert_that_fails_without_lineage_still_fails_the_run(asl):
@@ -245,20 +264,43 @@ def test_approval_waits_for_the_task_token_with_the_parameter_timeout(asl):
     assert timeout_catch["ErrorEquals"] == ["States.Timeout"] and timeout_catch["Next"] == "Approval timed out"
 
 
+def _keyed_targets(state: dict[str, Any], keys: frozenset[str]) -> list[tuple[str, frozenset[str]]]:
+    """Where ``state`` can go when the run's state holds the top-level ``keys``, with the keys it
+    holds there: an IsPresent rule decides by them; every other rule may or may not match."""
+    if state["Type"] == "Choice":
+        found = []
+        for rule in state["Choices"]:
+            present = rule.get("IsPresent")
+            if present is None:
+                found.append((rule["Next"], keys))
+            elif (rule["Variable"].removeprefix("$.") in keys) == present:
+                return [*found, (rule["Next"], keys)]
+        return [*found, (state["Default"], keys)]
+    written = state.get("ResultPath") or ""
+    after = keys | {written.removeprefix("$.").split(".")[0]} if written.count(".") == 1 else keys
+    found = [(state[key], after) for key in ("Next",) if key in state]
+    for catch in state.get("Catch", []):
+        caught = catch.get("ResultPath") or ""
+        found.append((catch["Next"], keys | {caught.removeprefix("$.")} if caught.count(".") == 1 else keys))
+    return found
+
+
 def test_not_promoted_paths_never_touch_production(asl):
-    """From the gate, rejection and timeout, no path reaches a production-endpoint state."""
+    """From the gate, rejection and timeout, no path reaches a production-endpoint state, whatever
+    fails on the way (Choices on what the state holds decide as they would at run time)."""
     states = asl["States"]
     forbidden = {"Create production endpoint", "Update production endpoint", "Create production endpoint config"}
     for start in ("Gate rejected the model", "Approver rejected the model", "Approval timed out"):
-        seen, todo = set(), [start]
+        seen, todo = set(), [(start, frozenset({"run", "steps"}))]
         while todo:
             current = todo.pop()
             if current in seen:
                 continue
             seen.add(current)
-            todo.extend(_targets(states[current]))
-        assert not seen & forbidden, f"{start} can reach {seen & forbidden}"
-        assert "Delete test endpoint" in seen
+            todo.extend(_keyed_targets(states[current[0]], current[1]))
+        reached = {name for name, _ in seen}
+        assert not reached & forbidden, f"{start} can reach {reached & forbidden}"
+        assert "Alert on failure" in reached, "the failure path was followed"
 
 
 def test_moto_parses_the_substituted_definition(definition):

@@ -31,7 +31,6 @@ _MEASURED_BY = {
     "glue_seconds": "glue",
     "training_seconds": "training",
     "endpoint_create_seconds": "test endpoint",
-    "approval_wait_seconds": "test endpoint",
     "endpoint_update_seconds": "blue/green",
     "evaluate_seconds": "lambda",
     "lambda_seconds": "lambda",
@@ -143,7 +142,7 @@ def describe_assumptions(
         f"Glue: {settings.glue_dpus:g} DPU ({settings.parameters.get('GlueWorkerCount')} x {settings.glue_worker}), "
         "billed per second with a 1-minute minimum",
         f"endpoints poll every {settings.poll_seconds:g} s (EndpointPollSeconds); the test endpoint lives from its "
-        "CreateEndpoint to its DeleteEndpoint on the definition's path, through the approval wait",
+        "CreateEndpoint to its DeleteEndpoint on the definition's path (evaluation is its last use)",
         "a month has 730 hours; the idle month still has the production endpoint once a model is deployed",
         f"MWAA: {MWAA_CLASS} (the smallest class the price table holds) running all month, 1 GB metadata; "
         "the same Glue, SageMaker and Lambda work; no Step Functions",

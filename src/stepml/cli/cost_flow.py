@@ -60,7 +60,9 @@ ESTIMATES: dict[str, Estimate] = {
     "endpoint_create_seconds": Estimate(300, "a new endpoint takes about 5 minutes to be InService"),
     "endpoint_update_seconds": Estimate(300, "a blue/green update provisions the new fleet in about 5 minutes"),
     "evaluate_seconds": Estimate(20, "the Evaluate function scores the test split through the test endpoint"),
-    "approval_wait_seconds": Estimate(3600, "the approver answers within an hour (the test endpoint runs meanwhile)"),
+    "approval_wait_seconds": Estimate(
+        3600, "the approver answers within an hour (nothing bills meanwhile: the test endpoint went after evaluation)"
+    ),
     "lambda_seconds": Estimate(0.5, "every other function invocation (ResolveRun, RecordStep, RequestApproval)"),
     "approval_api_requests": Estimate(2, "the approver opens the review page and posts a decision"),
     "dynamodb_write_units": Estimate(

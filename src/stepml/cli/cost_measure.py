@@ -192,10 +192,14 @@ def measured_usage(settings: StackSettings, measured: MeasuredRun, estimates: Ma
         _from_history(usage, settings, history_path(measured.history), config, estimates)
     else:
         usage.sources["transitions"] = "estimated: the definition's path (no execution history)"
-        train, run_end = steps.get("train") or {}, measured.run.get("ended_at")
-        if train.get("ended_at") and run_end:
-            usage.test_endpoint_seconds = (_moment(run_end) - _moment(train["ended_at"])).total_seconds()
-            usage.sources["test endpoint"] = "lineage: training's end to the run's end"
+        # The definition deletes the test endpoint right after evaluation; a run that failed
+        # before evaluation ended kept it until the failure path deleted it, at the run's end.
+        train, evaluated = steps.get("train") or {}, (steps.get("evaluate") or {}).get("ended_at")
+        end = evaluated or measured.run.get("ended_at")
+        if train.get("ended_at") and end:
+            usage.test_endpoint_seconds = (_moment(end) - _moment(train["ended_at"])).total_seconds()
+            until = "evaluation's end" if evaluated else "the run's end"
+            usage.sources["test endpoint"] = f"lineage: training's end to {until}"
     if measured.items:
         usage.dynamodb_write_units = _write_units(measured.items)
         usage.sources["dynamodb"] = f"lineage: the run's {len(measured.items)} items' sizes, written once each"

@@ -69,8 +69,8 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "sagemaker:DeleteEndpoint": Operation(
         "DeleteEndpoint answers ThrottlingException; the endpoint stays and keeps serving",
-        "transient: the delete tasks retry up to 5 times; past that, after a deploy the run still succeeds with a "
-        "warning in lineage and an alert naming the endpoint, and on the other paths the run goes on",
+        "transient: the delete tasks retry up to 5 times; past that, after evaluation the run goes on to the gate "
+        "with a warning in lineage and an alert naming the endpoint, and after a failure it still fails as it would",
     ),
     "lambda:<Name>": Operation(
         "Invoke of a function whose name contains <Name> answers TooManyRequestsException (HTTP 429)",

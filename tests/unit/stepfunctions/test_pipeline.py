@@ -232,6 +232,9 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Is the test endpoint ready?",
         "Evaluate model",
         "Record evaluation",
+        "Delete test endpoint",
+        "Delete test endpoint config",
+        "After cleanup",
         "Good enough to ask for approval?",
         "Request approval",
         "Record approval decision",
@@ -254,9 +257,6 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Put drift alarm",
         "Put drift alarm",
         "Record run succeeded",
-        "Delete test endpoint",
-        "Delete test endpoint config",
-        "After cleanup",
         "Notify the outcome",
         "How did the run end?",
         "Model deployed",
@@ -300,19 +300,16 @@ def test_the_pipeline_records_a_timed_out_approval_and_a_rejection_as_not_promot
 
     not_promoted = [
         "Record not promoted",
-        "Delete test endpoint",
-        "Delete test endpoint config",
-        "After cleanup",
         "Notify the outcome",
         "How did the run end?",
         "Model not promoted",
     ]
     assert timed_out.status == "SUCCEEDED", timed_out.describe.get("cause")
-    assert timed_out.entered_states[-9:] == ["Request approval", "Approval timed out", *not_promoted]
+    assert timed_out.entered_states[-6:] == ["Request approval", "Approval timed out", *not_promoted]
     assert timed_out.output["error"]["Error"] == "States.Timeout"
     assert timed_out.output["outcome"]["status"] == "APPROVAL_TIMED_OUT"
     assert rejected.status == "SUCCEEDED", rejected.describe.get("cause")
-    assert rejected.entered_states[-11:] == [
+    assert rejected.entered_states[-8:] == [
         "Request approval",
         "Record approval decision",
         "Approved?",
