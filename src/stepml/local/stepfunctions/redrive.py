@@ -266,7 +266,8 @@ def _aware(moment: datetime.datetime) -> datetime.datetime:
 
 
 def _is_express(execution: Any) -> bool:
-    machine_type = getattr(execution.state_machine, "type", None) or "STANDARD"
+    # moto's simulated executions (no parser) carry no state machine: those are Standard.
+    machine_type = getattr(getattr(execution, "state_machine", None), "type", None) or "STANDARD"
     return str(getattr(machine_type, "value", machine_type)) == "EXPRESS"
 
 
@@ -281,11 +282,13 @@ def not_redrivable_reason(execution: Any, now: datetime.datetime | None = None) 
     record = _record_of_execution(execution)
     if record is not None and record.count >= MAX_REDRIVES:
         return f"Execution has been redriven the maximum number of times ({MAX_REDRIVES})"  # INFERRED
-    if execution.stop_date is not None and now - _aware(execution.stop_date) > REDRIVABLE_PERIOD:
+    stop_date = getattr(execution, "stop_date", None)
+    if stop_date is not None and now - _aware(stop_date) > REDRIVABLE_PERIOD:
         return "Execution redrivable period exceeded"
     if now - _aware(execution.start_date) > MAX_EXECUTION_TIME:
         return "Execution has exceeded the max execution time"
-    env = execution.exec_worker.env if execution.exec_worker is not None else None
+    worker = getattr(execution, "exec_worker", None)
+    env = worker.env if worker is not None else None
     if env is None:
         return "Execution has not started and cannot be redriven"  # INFERRED: a moment after StartExecution
     if len(env.event_manager.get_event_history()) >= HISTORY_EVENT_LIMIT:
