@@ -49,7 +49,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stepml.monitoring.distance import categorical_distance, numeric_distance
@@ -78,6 +78,8 @@ class Analysis:
 
     statistics: dict[str, Any]
     violations: dict[str, Any]
+    #: Per compared feature: ``{"distance", "threshold"}`` of the baseline drift check.
+    distances: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --- reading captured data ---------------------------------------------------------------------
@@ -344,7 +346,9 @@ def _baseline_counts(feature: _Feature) -> dict[str, int]:
     return {str(b["value"]): int(b["count"]) for b in buckets.get("buckets") or []}
 
 
-def _drift(feature: _Feature, present: Sequence[str], settings: Mapping[str, Any]) -> list[dict[str, str]]:
+def _drift(
+    feature: _Feature, present: Sequence[str], settings: Mapping[str, Any], distances: dict[str, dict[str, float]]
+) -> list[dict[str, str]]:
     if not settings["compare"] or not present:
         return []
     if feature.kind == "String":
@@ -365,6 +369,7 @@ def _drift(feature: _Feature, present: Sequence[str], settings: Mapping[str, Any
         distance = numeric_distance(percentiles, count, numbers, settings["comparison_method"])
     else:
         return []
+    distances[feature.name] = {"distance": round(distance, 6), "threshold": threshold}
     if distance <= threshold:
         return []
     return [
@@ -408,36 +413,50 @@ def analyze(
     ``MonitoringError`` when the baseline is not in Model Monitor's formats, a record is not a
     CSV capture, or the batch holds no rows (AWS's execution fails without data as well).
     """
+    return analyze_rows(baseline_statistics, constraints, read_capture(capture_lines), encodings=encodings)
+
+
+def analyze_rows(
+    baseline_statistics: Mapping[str, Any],
+    constraints: Mapping[str, Any],
+    rows: Sequence[Sequence[str]],
+    *,
+    encodings: Mapping[str, Mapping[str, int]] | None = None,
+) -> Analysis:
+    """``analyze`` on rows of CSV cells already read (the Evaluate Lambda's test split)."""
     features = _features(baseline_statistics, constraints)
     settings = _settings(constraints)
-    rows = read_capture(capture_lines)
     if not rows:
         raise MonitoringError("the captured data holds no rows to analyze")
     width = max(len(row) for row in rows)
     columns = _columns(rows, width)
     statistics: list[dict[str, Any]] = []
     violations: list[dict[str, str]] = []
+    distances: dict[str, dict[str, float]] = {}
     for index, values in enumerate(columns):
         feature = features[index] if index < len(features) else None
         if feature is not None and encodings is not None:
             _decode(values, feature, encodings)
         statistics.append(_batch_statistics(feature, feature.name if feature else f"_c{index}", values))
         if feature is not None and settings["evaluate"] and feature.evaluated():
-            violations += _feature_violations(feature, values, settings)
+            violations += _feature_violations(feature, values, settings, distances)
     if settings["evaluate"]:
         violations += _column_count(features, width)
     return Analysis(
         statistics={"version": 0.0, "dataset": {"item_count": len(rows)}, "features": statistics},
         violations={"violations": violations},
+        distances=distances,
     )
 
 
-def _feature_violations(feature: _Feature, values: Sequence[str | None], settings: Mapping[str, Any]) -> list[dict]:
+def _feature_violations(
+    feature: _Feature, values: Sequence[str | None], settings: Mapping[str, Any], distances: dict[str, dict[str, float]]
+) -> list[dict]:
     present = [v for v in values if v is not None]
     found = _data_type(feature, present, settings)
     found += _completeness(feature, values)
     found += _categorical_values(feature, present, settings)
     if not any(v["constraint_check_type"] == "data_type_check" for v in found):
         # Distances between values of another type would mean nothing.
-        found += _drift(feature, present, settings)
+        found += _drift(feature, present, settings, distances)
     return found
