@@ -44,6 +44,8 @@ figure svg.chart{display:block;height:auto;max-width:100%}
 figcaption{color:#57606a;font-size:.9rem}
 details{font-size:.9rem}
 table.numbers th{width:auto}
+table.numbers td,table.numbers th{padding:.25rem .4rem;font-size:.85rem}
+.scroll{overflow-x:auto;max-width:100%}
 .small{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:0 1rem}
 .small figure{margin:.5rem 0}
 """

@@ -69,7 +69,8 @@ def _figure(chart: str, caption: str, table: str = "") -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="numbers"><tr>{head}</tr>{body}</table>'
+    # Scrolls sideways on its own on a phone instead of widening the page.
+    return f'<div class="scroll"><table class="numbers"><tr>{head}</tr>{body}</table></div>'
 
 
 def _missing(what: str, found: Any) -> str | None:
