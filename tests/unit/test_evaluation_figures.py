@@ -13,6 +13,7 @@ import pytest
 import xgboost
 
 from stepml import evaluation_figures as figures
+from stepml.metrics import MetricsError, threshold_curve
 from stepml.model_importance import ImportanceError, gain_importance, named_importance
 from tests.unit.test_evaluate import Env, csv_text, make_config, make_data, strong_rule, weak_rule
 
@@ -223,3 +224,17 @@ def test_figures_that_cannot_be_made_say_why_and_the_evaluation_still_passes(env
     manifest = env.paths["manifest"]
     assert report["feature_importance"] == {"unavailable": f"{manifest}: cannot read it: NoSuchKey"}
     assert report["drift"] == {"unavailable": f"{env.paths['statistics']}: cannot read it: NoSuchKey"}
+
+
+def test_a_threshold_curve_counts_rows_at_or_above_each_threshold() -> None:
+    curve = threshold_curve([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], points=3)  # thresholds 0, 0.5, 1
+    assert curve == {
+        "thresholds": [0.0, 0.5, 1.0],
+        "fpr": [1.0, 0.5, 0.0],
+        "tpr": [1.0, 0.5, 0.0],
+        "precision": [0.5, 0.5, None],  # nothing predicted positive at 1: no precision
+    }
+    with pytest.raises(MetricsError, match=r"^a threshold curve needs both classes in y_true$"):
+        threshold_curve([1, 1], [0.2, 0.4])
+    with pytest.raises(MetricsError, match=r"^a threshold curve needs at least 2 points, got 1$"):
+        threshold_curve([0, 1], [0.2, 0.4], points=1)
