@@ -35,6 +35,7 @@ from stepml.approval_records import (
 )
 from stepml.approvals import ApprovalDecisions
 from stepml.registry import ModelRegistry
+from stepml.review_figures import ReviewReportError, load_report
 
 logger = Logger(service="stepml-approval-api")
 tracer = Tracer(service="stepml-approval-api")
@@ -86,6 +87,12 @@ def dependencies() -> ApprovalDecisions:
     )
 
 
+@functools.cache
+def report_reader() -> Any:
+    """The S3 client that reads evaluation reports for the review page's pictures."""
+    return boto3.Session().client("s3")
+
+
 def html_response(status: HTTPStatus, page: str) -> Response:
     """An HTML page with the security headers every answer of this API carries."""
     body = "" if app.current_event.http_method.upper() == "HEAD" else page
@@ -100,7 +107,16 @@ def review(approval_id: str) -> Response:
     if found.form_token is None:
         return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
     sig = app.current_event.query_string_parameters["sig"]
-    page = approval_pages.review_page(found.record, sig=sig, form_token=found.form_token)
+    report, problem = None, None
+    try:
+        report = load_report(report_reader(), found.record.report_uri)
+    except ReviewReportError as exc:
+        # The pictures help; their absence must not keep anybody from deciding.
+        logger.warning("evaluation report not drawn", extra={"approval_id": approval_id, "problem": str(exc)})
+        problem = str(exc)
+    page = approval_pages.review_page(
+        found.record, sig=sig, form_token=found.form_token, report=report, report_problem=problem
+    )
     return html_response(HTTPStatus.OK, page)
 
 

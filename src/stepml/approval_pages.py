@@ -2,17 +2,22 @@
 
 Pages are small, self-contained documents: no JavaScript, no external resources (the
 Content-Security-Policy the API sends allows only inline styles and forms posting back to
-the same origin). Every value from a record or a request goes through ``html.escape``. A
-page never receives the task token: ``ApprovalRecord`` does not hold it.
+the same origin). The review page's pictures are inline ``<svg>`` elements
+(``stepml.review_figures``), which that policy allows as it allows any markup: they hold no
+script and style themselves with presentation attributes. Every value from a record or a
+request goes through ``html.escape``. A page never receives the task token: ``ApprovalRecord``
+does not hold it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
 from stepml.approval_email import format_number, gate_summary, production_comparison, utc_text
 from stepml.approval_records import APPROVED, MAX_APPROVER_CHARS, MAX_COMMENT_CHARS, ApprovalRecord
+from stepml.review_figures import figure_sections
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:46rem;margin:2rem auto;
@@ -33,6 +38,16 @@ button{font:inherit;padding:.5rem 1.4rem;border-radius:6px;border:1px solid #8c9
 .reject{background:#cf222e;color:#fff;border-color:#a40e26}
 .note{color:#57606a;font-size:.9rem}
 .outcome{padding:.8rem 1rem;border-radius:6px;background:#f6f8fa;border:1px solid #d8dee4}
+h3{font-size:1rem;margin-top:1.4rem}
+figure{margin:1rem 0;max-width:40rem}
+figure svg.chart{display:block;height:auto;max-width:100%}
+figcaption{color:#57606a;font-size:.9rem}
+details{font-size:.9rem}
+table.numbers th{width:auto}
+table.numbers td,table.numbers th{padding:.25rem .4rem;font-size:.85rem}
+.scroll{overflow-x:auto;max-width:100%}
+.small{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:0 1rem}
+.small figure{margin:.5rem 0}
 """
 
 
@@ -108,8 +123,16 @@ def _summary(record: ApprovalRecord) -> str:
     return f"<table>{''.join(rows)}</table>{_report_section(record)}"
 
 
-def review_page(record: ApprovalRecord, *, sig: str, form_token: str) -> str:
-    """The review page of a PENDING approval with the Approve / Reject form."""
+def review_page(
+    record: ApprovalRecord,
+    *,
+    sig: str,
+    form_token: str,
+    report: Mapping[str, Any] | None = None,
+    report_problem: str | None = None,
+) -> str:
+    """The review page of a PENDING approval: the summary, the pictures of the evaluation
+    ``report`` (or why there are none: ``report_problem``), and the Approve / Reject form."""
     # A relative action resolves to /.../approvals/<id> under any stage or base path,
     # and drops the query string so the signature travels in the body only.
     form = (
@@ -128,7 +151,8 @@ def review_page(record: ApprovalRecord, *, sig: str, form_token: str) -> str:
         '<p class="note">Approving deploys this model to production. The first decision counts; '
         "this page stays valid until the link expires.</p>"
     )
-    return _layout(f"Approve the {record.dataset} model?", _summary(record) + form)
+    pictures = figure_sections(report, report_problem)
+    return _layout(f"Approve the {record.dataset} model?", _summary(record) + pictures + "<h2>Decision</h2>" + form)
 
 
 def _decision_sentence(record: ApprovalRecord) -> str:

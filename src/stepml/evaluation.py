@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
 from stepml.config import METRICS, Settings
+from stepml.evaluation_figures import Scored, report_figures
 from stepml.registry import ModelRegistry, RegistryError, registration_context
 from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
@@ -281,15 +282,21 @@ def _score(problem_type: str, labels: np.ndarray, predictions: np.ndarray, endpo
         raise EvaluationError(f"endpoint {endpoint} on test split {uri}: {exc}") from exc
 
 
+def _class_names(config: Mapping[str, Any]) -> list[str]:
+    """The class names of a classification run (their indices when the config names none)."""
+    count = 2 if config["problem_type"] == "binary" else _prediction_width(config)
+    classes = config.get("classes")
+    return [str(name) for name in classes] if classes and len(classes) == count else [str(i) for i in range(count)]
+
+
 def _confusion(
     config: Mapping[str, Any], labels: np.ndarray, predictions: np.ndarray, endpoint: str
 ) -> dict[str, Any] | None:
     problem_type = config["problem_type"]
     if problem_type == "regression":
         return None
-    count = 2 if problem_type == "binary" else _prediction_width(config)
-    classes = config.get("classes")
-    names = [str(name) for name in classes] if classes and len(classes) == count else [str(i) for i in range(count)]
+    names = _class_names(config)
+    count = len(names)
     try:
         predicted = metric_functions.predicted_classes(problem_type, predictions)
         matrix = metric_functions.confusion_matrix(labels.astype(np.int64), predicted, count)
@@ -390,9 +397,9 @@ def _score_champion(
     challenger_value: float,
     *,
     batch_size: int,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The champion's ``production`` result and confusion matrix: the same rows through the
-    champion variant of the test endpoint, never through production."""
+) -> tuple[dict[str, Any], dict[str, Any] | None, np.ndarray]:
+    """The champion's ``production`` result, confusion matrix and predictions: the same rows
+    through the champion variant of the test endpoint, never through production."""
     problem_type, metric = str(config["problem_type"]), str(config["metric"])
     predictions = score_endpoint(
         runtime_client,
@@ -413,7 +420,7 @@ def _score_champion(
         "value": champion_metrics[metric],
         "challenger_better": metric_functions.is_better(challenger_value, champion_metrics[metric], higher_is_better),
     }
-    return production, _confusion(config, split.labels, predictions, where)
+    return production, _confusion(config, split.labels, predictions, where), predictions
 
 
 def _report_context(
@@ -462,6 +469,22 @@ def _score_challenger(
     return split, predictions, _score(config["problem_type"], split.labels, predictions, endpoint_name, split.uri)
 
 
+def _figures(
+    s3_client: Any,
+    run: Mapping[str, Any],
+    split: TestSplit,
+    predictions: np.ndarray,
+    champion_predictions: np.ndarray | None,
+    model_data: str | None,
+) -> dict[str, Any]:
+    """The report's pictures (``evaluation_figures``): both models' predictions on the same rows."""
+    config = run["config"]
+    problem_type = str(config["problem_type"])
+    classes = [] if problem_type == "regression" else _class_names(config)
+    scored = Scored(problem_type, classes, split.labels, predictions, champion_predictions, split.feature_rows)
+    return report_figures(s3_client, run, scored, model_data)
+
+
 def evaluate_model(
     run: Mapping[str, Any],
     endpoint_name: str,
@@ -472,11 +495,13 @@ def evaluate_model(
     s3_client: Any | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     now: Callable[[], datetime] = utc_now,
+    model_data: str | None = None,
 ) -> dict[str, Any]:
     """Score the run's test split on the test endpoint's challenger variant, and on the champion
     variant when ``champion`` (what production serves) has a model; compare and gate.
 
-    ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report.
+    ``boto3_session`` reads the test split (awswrangler); ``s3_client`` writes the report and reads
+    what its figures need (``evaluation_figures``: baseline, manifest, the trained ``model_data``).
     Returns the gate result (docs/architecture.md: ``passed``, ``reason``, ``metric``, ``value``,
     ``production`` ...). Raises ``EvaluationError`` naming the endpoint or file on any failure.
     """
@@ -485,18 +510,15 @@ def evaluate_model(
     higher_is_better = METRICS[problem_type][metric]
     report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
     serving = champion_of(champion)
-
     split, predictions, challenger_metrics = _score_challenger(
         run, config, endpoint_name, runtime_client=runtime_client, boto3_session=boto3_session, batch_size=batch_size
     )
     value = challenger_metrics[metric]
-
-    production, production_confusion = None, None
+    production, production_confusion, champion_predictions = None, None, None
     if serving is not None:
-        production, production_confusion = _score_champion(
+        production, production_confusion, champion_predictions = _score_champion(
             runtime_client, endpoint_name, split, serving, config, value, batch_size=batch_size
         )
-
     passed, reason = _gate(
         metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
     )
@@ -514,12 +536,14 @@ def evaluate_model(
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(now()),
     }
+    s3 = s3_client or boto3_session.client("s3")
     extra = {
         **_report_context(run, split, endpoint_name, serving),
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
         "production_confusion_matrix": production_confusion,
+        **_figures(s3, run, split, predictions, champion_predictions, model_data),
     }
-    _write_report(s3_client or boto3_session.client("s3"), report_uri, {**result, **extra})
+    _write_report(s3, report_uri, {**result, **extra})
     return result
 
 
@@ -543,6 +567,12 @@ class Evaluator:
         """``evaluate_model`` on these clients, once the report's location is known to be writable;
         then the run's model package version (``result["model_package"]``), created only once per run."""
         check_report_location(run, self.settings.artifact_bucket)
+        context = None
+        if self.lineage_table is not None:
+            try:
+                context = registration_context(self.lineage_table, str(run["run_id"]))
+            except RegistryError as exc:
+                raise EvaluationError(f"model registry: {exc}") from exc
         result = evaluate_model(
             run,
             endpoint_name,
@@ -550,10 +580,11 @@ class Evaluator:
             boto3_session=self.session,
             champion=champion,
             s3_client=self.s3_client,
+            model_data=context.training.get("model_data") if context else None,
         )
         if self.registry is not None:
             try:
-                context = registration_context(self.lineage_table, str(run["run_id"]))
+                context = context or registration_context(self.lineage_table, str(run["run_id"]))
                 result["model_package"] = self.registry.register(run, result, context)
             except RegistryError as exc:
                 raise EvaluationError(f"model registry: {exc}") from exc

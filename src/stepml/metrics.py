@@ -175,6 +175,37 @@ def binary_logloss(y_true: Any, probabilities: Any) -> float:
     return float(-np.mean(np.log(np.clip(true_class_probability, EPSILON, 1 - EPSILON))))
 
 
+#: Points of a threshold curve: thresholds 0, 0.01, ..., 1 (the report stays small, whatever the rows).
+CURVE_POINTS = 101
+
+
+def threshold_curve(y_true: Any, scores: Any, points: int = CURVE_POINTS) -> dict[str, list]:
+    """ROC and precision-recall points at ``points`` evenly spaced thresholds from 0 to 1.
+
+    At threshold ``t`` a row is predicted positive when its score is >= ``t`` (as the class
+    metrics at 0.5). Returns ``thresholds``, ``fpr``, ``tpr`` (= recall) and ``precision``,
+    which is ``None`` where nothing is predicted positive. Needs both classes in ``y_true``.
+    """
+    if points < 2:
+        raise MetricsError(f"a threshold curve needs at least 2 points, got {points}")
+    truth, values = _binary(y_true, scores)
+    positives = np.sort(values[truth == 1])
+    negatives = np.sort(values[truth == 0])
+    if positives.size == 0 or negatives.size == 0:
+        raise MetricsError("a threshold curve needs both classes in y_true")
+    thresholds = np.linspace(0.0, 1.0, points)
+    # Rows scoring >= t: all minus those strictly below t.
+    true_positive = positives.size - np.searchsorted(positives, thresholds, side="left")
+    false_positive = negatives.size - np.searchsorted(negatives, thresholds, side="left")
+    predicted = true_positive + false_positive
+    return {
+        "thresholds": [round(float(t), 4) for t in thresholds],
+        "fpr": [float(v) for v in false_positive / negatives.size],
+        "tpr": [float(v) for v in true_positive / positives.size],
+        "precision": [float(tp / n) if n else None for tp, n in zip(true_positive, predicted, strict=True)],
+    }
+
+
 # --- multiclass -------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from xml.etree import ElementTree as ET
 
 import pytest
 
@@ -36,6 +38,7 @@ ROWS = 800
 #: The timeout scenario's approval window: short, and set by its dataset config only.
 SHORT_TIMEOUT_SECONDS = 20
 CHROMIUM = Path("/usr/bin/chromium")
+SVG = "{http://www.w3.org/2000/svg}"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -181,6 +184,33 @@ def decide_in_browser(page: Any, button: str, approver: str, comment: str, shot:
     return posted.value.status, page.inner_text("h1")
 
 
+def evaluation_report(pipeline: Pipeline, run_id: str) -> dict[str, Any]:
+    """The report the Evaluate Lambda wrote, which the review page draws."""
+    bucket, _, key = pipeline.approval_item(run_id)["report_uri"].removeprefix("s3://").partition("/")
+    return json.loads(pipeline.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def assert_pictures(pipeline: Pipeline, run_id: str, html: str) -> None:
+    """The review page holds the evaluation's pictures as inline SVG, with the report's numbers."""
+    report = evaluation_report(pipeline, run_id)
+    svgs = {}
+    for markup in re.findall(r"<svg .*?</svg>", html, flags=re.S):
+        root = ET.fromstring(markup)
+        svgs[root.find(f"{SVG}title").text] = root
+    for expected in ("ROC curve", "Precision-recall curve", "Confusion matrix", "Feature importance (gain)"):
+        assert expected in svgs, (expected, sorted(svgs))
+    cells = [t.text for t in svgs["Confusion matrix"].iter(f"{SVG}text") if (t.text or "").isdigit()]
+    assert cells == [str(n) for row in report["confusion_matrix"]["matrix"] for n in row]
+    [curve] = report["curves"]["challenger"]
+    assert curve["auc"] == pytest.approx(report["metrics"]["auc"], abs=1e-6) and len(curve["tpr"]) == 101
+    importance = [t.text for t in svgs["Feature importance (gain)"].iter(f"{SVG}text")]
+    assert report["feature_importance"]["features"][0]["feature"] in importance
+    features = report["drift"]["features"]  # no "unavailable": the Glue job wrote the baseline
+    farthest = max(features, key=lambda f: f["distance"] or 0.0)["name"]
+    assert any(name.startswith(f"{farthest}: distance ") for name in svgs), sorted(svgs)
+    assert "<script" not in html
+
+
 # --- the approve path, with the email and the scanners first ------------------------------------
 
 
@@ -233,6 +263,10 @@ def test_clicking_approve_in_the_browser_deploys_to_production(pipeline, runs, b
     text = page.inner_text("body")
     for fact in ("ui-approve", run_id, runs["approve"]["version"], "Evaluation report", "Link expires", "threshold"):
         assert fact in text, fact
+    html = page.content()
+    assert_pictures(pipeline, run_id, html)
+    # Kept beside the screenshot: the page as served, pictures included (docs/review.png is made from it).
+    (tmp_path / "approve-review.html").write_text(html, encoding="utf-8")
 
     status, heading = decide_in_browser(page, "approve", "ana@example.com", "ship it", tmp_path / "approve-decided.png")
     context.close()

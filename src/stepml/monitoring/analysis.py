@@ -81,6 +81,8 @@ class Analysis:
     #: Per compared feature, the drift distance the baseline_drift_check measured (what the
     #: analyzer publishes as ``feature_baseline_drift_<feature>``).
     distances: dict[str, float] = field(default_factory=dict)
+    #: Per compared feature, the threshold its distance is held to.
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 # --- reading captured data ---------------------------------------------------------------------
@@ -420,9 +422,19 @@ def analyze(
     ``MonitoringError`` when the baseline is not in Model Monitor's formats, a record is not a
     CSV capture, or the batch holds no rows (AWS's execution fails without data as well).
     """
+    return analyze_rows(baseline_statistics, constraints, read_capture(capture_lines), encodings=encodings)
+
+
+def analyze_rows(
+    baseline_statistics: Mapping[str, Any],
+    constraints: Mapping[str, Any],
+    rows: Sequence[Sequence[str]],
+    *,
+    encodings: Mapping[str, Mapping[str, int]] | None = None,
+) -> Analysis:
+    """``analyze`` on rows of CSV cells already read (the Evaluate Lambda's test split)."""
     features = _features(baseline_statistics, constraints)
     settings = _settings(constraints)
-    rows = read_capture(capture_lines)
     if not rows:
         raise MonitoringError("the captured data holds no rows to analyze")
     width = max(len(row) for row in rows)
@@ -430,6 +442,7 @@ def analyze(
     statistics: list[dict[str, Any]] = []
     violations: list[dict[str, str]] = []
     distances: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
     for index, values in enumerate(columns):
         feature = features[index] if index < len(features) else None
         if feature is not None and encodings is not None:
@@ -439,13 +452,14 @@ def analyze(
             violations += _feature_violations(feature, values, settings)
             measured = _measured_drift(feature, values, settings)
             if measured is not None:
-                distances[feature.name] = measured
+                distances[feature.name], thresholds[feature.name] = measured
     if settings["evaluate"]:
         violations += _column_count(features, width)
     return Analysis(
         statistics={"version": 0.0, "dataset": {"item_count": len(rows)}, "features": statistics},
         violations={"violations": violations},
         distances=distances,
+        thresholds=thresholds,
     )
 
 
@@ -460,9 +474,10 @@ def _feature_violations(feature: _Feature, values: Sequence[str | None], setting
     return found
 
 
-def _measured_drift(feature: _Feature, values: Sequence[str | None], settings: Mapping[str, Any]) -> float | None:
+def _measured_drift(
+    feature: _Feature, values: Sequence[str | None], settings: Mapping[str, Any]
+) -> tuple[float, float] | None:
     present = [v for v in values if v is not None]
     if _data_type(feature, present, settings):
         return None
-    measured = _drift_distance(feature, present, settings)
-    return None if measured is None else measured[0]
+    return _drift_distance(feature, present, settings)
