@@ -133,7 +133,10 @@ def review_page(record: ApprovalRecord, *, sig: str, form_token: str, approver: 
 
 def _deploy_rule(record: ApprovalRecord) -> str:
     if record.required_approvals > 1 or len(record.approvers) > 1:
-        return f"The model is deployed to production when {sign_off_rule(record)}"
+        return (
+            f"The model is deployed to production once {record.required_approvals} of "
+            f"{len(record.approvers)} approvers approve; the first rejection decides."
+        )
     return "Approving deploys this model to production. The first decision counts."
 
 

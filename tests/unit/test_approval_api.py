@@ -106,6 +106,9 @@ class Api:
     def get(self, approval_id: str, sig: str | None, method: str = "GET") -> dict[str, Any]:
         return self.call(http_event(method, approval_id, query={"to": "0", "sig": sig} if sig is not None else None))
 
+    def get_as(self, approval_id: str, to: str, sig: str) -> dict[str, Any]:
+        return self.call(http_event("GET", approval_id, query={"to": to, "sig": sig}))
+
     def form(self, approval_id: str, sig: str, **fields: str | None) -> dict[str, str]:
         values: dict[str, str | None] = {
             "decision": "approve",
@@ -446,3 +449,57 @@ def test_an_unexpected_error_is_a_plain_500_and_is_logged_without_secrets(
     assert sig not in output  # ...but never the link signature, form token or task token
     assert form_token(api.env.kms, api.env.key_id, approval_id, 0) not in output
     assert TASK_TOKEN not in output
+
+
+def test_behind_a_jwt_authorizer_the_signed_in_email_must_be_the_links_approver(api: Api) -> None:
+    """API Gateway's JWT authorizer (Cognito) hands the verified claims in
+    ``requestContext.authorizer.jwt.claims``; the page decides only for the link's own approver."""
+    approval_id, sig = api.new_approval()
+    before = api.env.item(approval_id)
+
+    def signed_in(event: dict[str, Any], claims: dict[str, str]) -> dict[str, Any]:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        return event
+
+    query = {"to": "0", "sig": sig}
+    for claims in ({"email": "mallory@example.com", "sub": "1"}, {"sub": "no-email"}):
+        page = assert_html(api.call(signed_in(http_event("GET", approval_id, query=query), claims)), 403)
+        assert "This link is for another approver" in page
+        post = http_event("POST", approval_id, form=api.form(approval_id, sig))
+        page = assert_html(api.call(signed_in(post, claims)), 403)
+    assert api.env.item(approval_id) == before and api.env.sfn.calls == []
+
+    claims = {"email": "Approver@Example.com", "sub": "2"}
+    page = assert_html(api.call(signed_in(http_event("GET", approval_id, query=query), claims)), 200)
+    assert "Deciding as <strong>approver@example.com</strong>" in page
+    post = http_event("POST", approval_id, form=api.form(approval_id, sig))
+    page = assert_html(api.call(signed_in(post, claims)), 200)
+    assert "Approved by approver@example.com" in page
+
+
+def test_a_first_approval_of_two_shows_the_wait_and_a_second_by_the_same_approver_is_409(api: Api) -> None:
+    from tests.unit.test_approval_votes import ANA, BEN, request_sign_off
+
+    approval_id, sigs = request_sign_off(api.env, [ANA, BEN], 2, now=datetime.now(UTC))
+
+    def post(address: str, decision: str) -> dict[str, Any]:
+        index = [ANA, BEN].index(address)
+        form = {
+            "decision": decision,
+            "comment": "",
+            "to": str(index),
+            "sig": sigs[address],
+            "csrf": form_token(api.env.kms, api.env.key_id, approval_id, index),
+        }
+        return api.call(http_event("POST", approval_id, form=form))
+
+    page = assert_html(post(ANA, "approve"), 200)
+    assert "Your approval is recorded" in page and "1 more approval" in page and BEN in page
+    page = assert_html(post(ANA, "reject"), 409)
+    assert "You have already decided" in page
+    page = assert_html(api.get_as(approval_id, "0", sigs[ANA]), 200)
+    assert "Your approval is recorded" in page and "<form" not in page
+    assert api.env.sfn.calls == []
+    page = assert_html(post(BEN, "approve"), 200)
+    assert f"Approved by {ANA}, {BEN}" in page
+    assert len(api.env.sfn.calls) == 1

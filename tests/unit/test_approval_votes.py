@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -46,12 +46,14 @@ ANA, BEN, CAI = "ana@example.com", "ben@example.com", "cai@example.com"
 LATER = NOW + timedelta(hours=1)
 
 
-def request_sign_off(env: ApprovalEnv, approvers: list[str], required: int) -> tuple[str, dict[str, str]]:
-    """Request an approval of a run whose dataset names ``approvers``; returns the approval id
-    and each approver's (address -> sig) from the email they received."""
+def request_sign_off(
+    env: ApprovalEnv, approvers: list[str], required: int, now: datetime = NOW
+) -> tuple[str, dict[str, str]]:
+    """Request an approval (at ``now``) of a run whose dataset names ``approvers``; returns the
+    approval id and each approver's (address -> sig) from the email they received."""
     run = make_run()
     run["config"] = {**run["config"], "approvers": approvers, "required_approvals": required}
-    result = env.requests(NOW).request(request_payload(run, make_evaluation()))
+    result = env.requests(now).request(request_payload(run, make_evaluation()))
     sigs: dict[str, str] = {}
     for message in env.outbox.messages():
         [(_base, approval_id, to, sig)] = LINK.findall(message.body)
