@@ -108,6 +108,19 @@ def close_approved(table: Any, record: ApprovalRecord, decided_at: str) -> dict[
         raise ApprovalServiceError(f"approval {record.approval_id}: could not record its final approval") from exc
 
 
+def retract_vote(table: Any, approval_id: str, approver: int, vote: Mapping[str, Any]) -> None:
+    """Take back an approval that was counted but could not close the record, so that the count
+    never sits at N on a PENDING record that nobody can complete; the approver can try again.
+    Best effort: when this fails too, the link expires as for an undecided approval."""
+    names = {"#votes": "votes", "#voter": str(approver)}
+    values = {":taken_back": -1, ":decided_at": vote["decided_at"]}
+    update = "REMOVE #votes.#voter ADD approvals :taken_back"
+    try:
+        _update(table, approval_id, update, "#votes.#voter.decided_at = :decided_at", names, values)
+    except (ApprovalServiceError, VoteRefusedError):
+        return
+
+
 def undo_vote(
     table: Any,
     approval_id: str,

@@ -56,7 +56,7 @@ from stepml.approval_records import (
     WrongApproverError,
     new_item,
 )
-from stepml.approval_votes import VoteRefusedError, close_approved, undo_vote, write_vote
+from stepml.approval_votes import VoteRefusedError, close_approved, retract_vote, undo_vote, write_vote
 from stepml.config import Settings
 from stepml.payloads import RequestApprovalPayload
 from stepml.registry import DECISION_STATUS, ModelRegistry, RegistryError, decision_description
@@ -259,7 +259,11 @@ class ApprovalDecisions(_ApprovalTable):
         if decision == "approve":
             if record.approvals < record.required_approvals:
                 return record
-            item = close_approved(self.table, record, vote["decided_at"])
+            try:
+                item = close_approved(self.table, record, vote["decided_at"])
+            except ApprovalServiceError:
+                retract_vote(self.table, approval_id, index, vote)
+                raise
             record = ApprovalRecord.from_item({k: v for k, v in item.items() if k != "task_token"})
         output = {
             "decision": decision,

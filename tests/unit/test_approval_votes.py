@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from stepml.approval_links import form_token, link_signature
 from stepml.approval_records import (
@@ -24,6 +25,7 @@ from stepml.approval_records import (
     AlreadyDecidedError,
     AlreadyVotedError,
     ApprovalRequestError,
+    ApprovalServiceError,
     DecisionNotDeliveredError,
     ForgedLinkError,
     UnknownApprovalError,
@@ -187,6 +189,35 @@ def test_an_undelivered_final_approval_is_taken_back_and_counts_again_on_retry(e
     env.sfn.fail_with = None
     assert vote(env, approval_id, sigs, BEN).status == APPROVED
     assert len(env.sfn.calls) == 2
+
+
+class FailingClose:
+    """The approval table, except that the write closing the record as APPROVED fails."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.name = table.name
+
+    def get_item(self, **kwargs: Any) -> Any:
+        return self._table.get_item(**kwargs)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if ":approved" in kwargs["ExpressionAttributeValues"] and "#status = :pending" in kwargs["ConditionExpression"]:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+        return self._table.update_item(**kwargs)
+
+
+def test_an_nth_approval_that_cannot_close_the_record_is_taken_back(env: ApprovalEnv) -> None:
+    approval_id, sigs = request_sign_off(env, [ANA, BEN], 2)
+    vote(env, approval_id, sigs, ANA)
+
+    with pytest.raises(ApprovalServiceError, match="UpdateItem on the approval table .* failed: InternalServerError"):
+        vote(env, approval_id, sigs, BEN, table=FailingClose(env.table))
+
+    item = env.item(approval_id)
+    assert item is not None and (item["status"], item["approvals"], sorted(item["votes"])) == (PENDING, 1, ["0"])
+    assert env.sfn.calls == []
+    assert vote(env, approval_id, sigs, BEN).status == APPROVED
 
 
 @pytest.mark.usefixtures("atomic_moto_updates")
