@@ -211,7 +211,7 @@ def test_an_nth_approval_that_cannot_close_the_record_is_taken_back(env: Approva
     approval_id, sigs = request_sign_off(env, [ANA, BEN], 2)
     vote(env, approval_id, sigs, ANA)
 
-    with pytest.raises(ApprovalServiceError, match="UpdateItem on the approval table .* failed: InternalServerError"):
+    with pytest.raises(ApprovalServiceError, match=r"UpdateItem on the approval table .* failed: InternalServerError"):
         vote(env, approval_id, sigs, BEN, table=FailingClose(env.table))
 
     item = env.item(approval_id)
