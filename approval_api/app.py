@@ -21,9 +21,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import approval_pages, config
-from stepml.approval_links import check_same_origin
+from stepml.approval_links import approver_index, check_same_origin
 from stepml.approval_records import (
     AlreadyDecidedError,
+    AlreadyVotedError,
     ApprovalServiceError,
     ClosedApprovalError,
     CrossSiteRequestError,
@@ -32,6 +33,7 @@ from stepml.approval_records import (
     InvalidDecisionError,
     PipelineNotWaitingError,
     UnknownApprovalError,
+    WrongApproverError,
 )
 from stepml.approvals import ApprovalDecisions
 from stepml.registry import ModelRegistry
@@ -44,9 +46,9 @@ app = APIGatewayHttpResolver(debug=False)
 
 REQUIRED_SETTINGS = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
 ROUTE = "/approvals/<approval_id>"
-#: The largest form body read. The review form's longest legitimate post is a 200-character
-#: approver and a 2000-character comment of four-byte characters, percent-encoded (12 bytes
-#: each), plus the signature and form token: under 27 KB. API Gateway would pass up to 10 MB,
+#: The largest form body read. The review form's longest legitimate post is a 2000-character
+#: comment of four-byte characters, percent-encoded (12 bytes each), plus the approver number,
+#: the signature and form token: under 25 KB (older forms also sent a typed name, now ignored). API Gateway would pass up to 10 MB,
 #: which this function never needs to parse.
 MAX_FORM_BYTES = 32 * 1024
 #: More fields than the form has (5) is not the form; parse_qs stops counting here.
@@ -103,10 +105,12 @@ def html_response(status: HTTPStatus, page: str) -> Response:
 @tracer.capture_method(capture_response=False)
 def review(approval_id: str) -> Response:
     """Show the review page, or the decision if there already is one. Changes nothing."""
-    found = dependencies().load_for_review(approval_id, app.current_event.query_string_parameters.get("sig"))
+    query = app.current_event.query_string_parameters
+    found = dependencies().load_for_review(approval_id, query.get("to"), query.get("sig"), signed_in_as=_signed_in_as())
     if found.form_token is None:
-        return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
-    sig = app.current_event.query_string_parameters["sig"]
+        if found.record.is_decided:
+            return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
+        return html_response(HTTPStatus.OK, approval_pages.vote_recorded_page(found.record, found.approver))
     report, problem = None, None
     try:
         report = load_report(report_reader(), found.record.report_uri)
@@ -115,9 +119,29 @@ def review(approval_id: str) -> Response:
         logger.warning("evaluation report not drawn", extra={"approval_id": approval_id, "problem": str(exc)})
         problem = str(exc)
     page = approval_pages.review_page(
-        found.record, sig=sig, form_token=found.form_token, report=report, report_problem=problem
+        found.record,
+        sig=query["sig"],
+        form_token=found.form_token,
+        approver=found.approver,
+        report=report,
+        report_problem=problem,
     )
     return html_response(HTTPStatus.OK, page)
+
+
+def _signed_in_as() -> str | None:
+    """The signed-in user's email when the API's JWT (Cognito) authorizer is on, else None.
+
+    API Gateway puts the verified token's claims in ``requestContext.authorizer.jwt.claims``;
+    Cognito ID tokens carry ``email``. With the authorizer on, a token without it signs in
+    nobody, which ``ApprovalDecisions`` refuses like a different user.
+    """
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    jwt = authorizer.get("jwt")
+    if not isinstance(jwt, dict):
+        return None
+    claims = jwt.get("claims") or {}
+    return str(claims.get("email") or "")
 
 
 def _form_fields() -> dict[str, str]:
@@ -175,12 +199,17 @@ def submit(approval_id: str) -> Response:
     record = dependencies().decide(
         approval_id,
         decision=form.get("decision"),
-        approver=form.get("approver"),
+        # The link's approver number; a typed name (older forms, `stepml runs decide`) is ignored.
+        approver=form.get("to"),
         comment=form.get("comment"),
         sig=form.get("sig"),
         csrf=form.get("csrf"),
+        signed_in_as=_signed_in_as(),
     )
-    logger.info("approval decided", extra={"approval_id": approval_id, "decision": record.decision})
+    logger.info("approval decided", extra={"approval_id": approval_id, "status": record.status})
+    if not record.is_decided:
+        index = approver_index(form.get("to")) or 0
+        return html_response(HTTPStatus.OK, approval_pages.vote_recorded_page(record, index))
     return html_response(HTTPStatus.OK, approval_pages.decision_recorded_page(record))
 
 
@@ -190,6 +219,12 @@ def submit(approval_id: str) -> Response:
 #: Refusals shown on the error page: the status, the title, and the message, in which
 #: ``{exc}`` stands for the library's message (it names the field and holds no submitted value).
 REFUSALS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
+    WrongApproverError: (
+        HTTPStatus.FORBIDDEN,
+        "This link is for another approver",
+        "You are signed in as someone else than the approver this link was sent to. Sign in with "
+        "the address the approval email went to, or open your own link.",
+    ),
     ForgedLinkError: (
         HTTPStatus.FORBIDDEN,
         "This link is not valid",
@@ -253,7 +288,9 @@ def _closed(exc: ClosedApprovalError) -> Response:
 
 @app.exception_handler(AlreadyDecidedError)
 def _already_decided(exc: AlreadyDecidedError) -> Response:
-    logger.info("request refused", extra={"reason": "AlreadyDecidedError", "status": 409})
+    logger.info("request refused", extra={"reason": type(exc).__name__, "status": 409})
+    if isinstance(exc, AlreadyVotedError):
+        return html_response(HTTPStatus.CONFLICT, approval_pages.already_voted_page(exc.record))
     return html_response(HTTPStatus.CONFLICT, approval_pages.already_decided_page(exc.record))
 
 

@@ -2,8 +2,8 @@
 
 SNS email subscriptions can carry plain text only, so SNS keeps the deployment notices and
 alerts and the approval request goes out through SES v2, from the stack's ApprovalSenderEmail
-(a verified SES identity) to ApproverEmail. The email carries the one signed link and never
-the task token.
+(a verified SES identity) to each approver (the dataset config's ``approvers``, or the stack's
+ApproverEmail). Each email carries that approver's own signed link and never the task token.
 """
 
 from __future__ import annotations
@@ -98,13 +98,14 @@ def email_body(record: ApprovalRecord, link: str) -> str:
         f"Gate metric:   {gate_summary(record)}",
         f"Production:    {production_comparison(record)}",
         f"Report:        {record.report_uri or 'not available'}",
+        *([f"Sign-off:      {sign_off_rule(record)}"] if sign_off_rule(record) else []),
         "",
         f"Review the model and approve or reject it here (the link expires {utc_text(record.link_expires_at)}):",
         "",
         link,
         "",
         "Opening the link changes nothing; the decision is taken only with the buttons on the page.",
-        "Do not forward this email: anyone with the link can decide.",
+        "This link is yours alone: the decision is recorded under your address. Do not forward it.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -122,6 +123,7 @@ def email_html(record: ApprovalRecord, link: str) -> str:
         ("Production", production_comparison(record)),
         ("Report", record.report_uri or "not available"),
         ("Link expires", utc_text(record.link_expires_at)),
+        *([("Sign-off", sign_off_rule(record))] if sign_off_rule(record) else []),
     ]
     cell = "padding:4px 12px 4px 0;vertical-align:top;text-align:left"
     label_cell = f"{cell};color:#57606a;white-space:nowrap"
@@ -143,13 +145,23 @@ def email_html(record: ApprovalRecord, link: str) -> str:
         f'<p style="margin:20px 0"><a href="{escape(link, quote=True)}" style="{button}">Review and decide</a></p>'
         f"<p>The link expires {escape(utc_text(record.link_expires_at))}. Opening it changes nothing; the "
         "decision is taken only with the buttons on the page.</p>"
-        '<p style="color:#57606a;font-size:13px">Do not forward this email: anyone with the link can decide.</p>'
+        '<p style="color:#57606a;font-size:13px">This link is yours alone: the decision is recorded under your '
+        "address. Do not forward it.</p>"
         "</body></html>\n"
     )
 
 
-def send_approval_email(ses_client: Any, settings: Settings, record: ApprovalRecord, link: str) -> str:
-    """Email the approver with SES v2 (plain text and HTML); returns SES's message id."""
+def sign_off_rule(record: ApprovalRecord) -> str:
+    """How many approvals the run waits for, in words (empty for a single approver)."""
+    if len(record.approvers) <= 1:
+        return ""
+    return (
+        f"{record.required_approvals} of {len(record.approvers)} approvers must approve; the first rejection decides."
+    )
+
+
+def send_approval_email(ses_client: Any, settings: Settings, record: ApprovalRecord, link: str, to: str) -> str:
+    """Email approver ``to`` their own link with SES v2 (plain text and HTML); returns SES's message id."""
     content = {
         "Simple": {
             "Subject": {"Data": email_subject(record), "Charset": "UTF-8"},
@@ -162,11 +174,9 @@ def send_approval_email(ses_client: Any, settings: Settings, record: ApprovalRec
     try:
         response = ses_client.send_email(
             FromEmailAddress=settings.approval_sender,
-            Destination={"ToAddresses": [settings.approver_email]},
+            Destination={"ToAddresses": [to]},
             Content=content,
         )
     except (ClientError, BotoCoreError) as exc:
-        raise ApprovalServiceError(
-            f"SES SendEmail from {settings.approval_sender} to {settings.approver_email} failed: {exc}"
-        ) from exc
+        raise ApprovalServiceError(f"SES SendEmail from {settings.approval_sender} to {to} failed: {exc}") from exc
     return str(response.get("MessageId", ""))

@@ -1,9 +1,11 @@
 """Signed approval links and form tokens (KMS HMAC), and the same-origin check of a decision.
 
-What the approver receives is a link ``{base_url}/approvals/{approval_id}?sig={mac}``: the id
-is random and the MAC comes from a KMS HMAC key that never leaves KMS, so a link can be
-neither guessed nor altered. The review form carries a second MAC with a different purpose
-(the form token), which a page on another site cannot read.
+Each approver receives a link of their own, ``{base_url}/approvals/{approval_id}?to={n}&sig={mac}``:
+the id is random, ``n`` is the approver's place in the record's ``approvers`` list, and the MAC
+(from a KMS HMAC key that never leaves KMS) covers both, so a link can be neither guessed nor
+altered, nor turned into another approver's link. The review form carries a second MAC with a
+different purpose (the form token), bound to the same approver, which a page on another site
+cannot read. Who decided is therefore the address the link was issued to, never a typed name.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _LINK_PURPOSE = b"link:"
 _FORM_PURPOSE = b"form:"
 _APPROVAL_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
 _MAC_TEXT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes, base64url without padding
+_APPROVER_INDEX = re.compile(r"^(0|[1-9][0-9]?)$")  # at most MAX_APPROVERS (20) approvers
 
 
 def error_code(exc: ClientError) -> str:
@@ -62,27 +65,42 @@ def _mac_is_valid(kms_client: Any, key_id: str, message: bytes, mac_text: str | 
     return bool(response.get("MacValid"))
 
 
-def link_signature(kms_client: Any, key_id: str, approval_id: str) -> str:
-    """The MAC that the emailed link carries as ``sig``."""
-    return _generate_mac(kms_client, key_id, _LINK_PURPOSE + approval_id.encode("ascii"))
+def _message(purpose: bytes, approval_id: str, approver: int) -> bytes:
+    # ':' occurs neither in an id nor in a number, so no two (id, approver) pairs share a message.
+    return purpose + f"{approval_id}:{approver}".encode("ascii")
 
 
-def form_token(kms_client: Any, key_id: str, approval_id: str) -> str:
-    """The review form's hidden ``csrf`` value; only someone who loaded the page has it."""
-    return _generate_mac(kms_client, key_id, _FORM_PURPOSE + approval_id.encode("ascii"))
+def approver_index(value: str | None) -> int | None:
+    """The approver number a link or form carries (``to``), or None when it is not one."""
+    return int(value) if value and _APPROVER_INDEX.match(value) else None
 
 
-def verify_link(kms_client: Any, key_id: str, approval_id: str, sig: str | None) -> None:
-    """Raise ``ForgedLinkError`` unless ``sig`` is this id's link MAC."""
-    if not _APPROVAL_ID.match(approval_id or "") or not _mac_is_valid(
-        kms_client, key_id, _LINK_PURPOSE + approval_id.encode("ascii"), sig
+def link_signature(kms_client: Any, key_id: str, approval_id: str, approver: int) -> str:
+    """The MAC that approver number ``approver``'s emailed link carries as ``sig``."""
+    return _generate_mac(kms_client, key_id, _message(_LINK_PURPOSE, approval_id, approver))
+
+
+def form_token(kms_client: Any, key_id: str, approval_id: str, approver: int) -> str:
+    """The review form's hidden ``csrf`` value; only this approver, having loaded the page, has it."""
+    return _generate_mac(kms_client, key_id, _message(_FORM_PURPOSE, approval_id, approver))
+
+
+def verify_link(kms_client: Any, key_id: str, approval_id: str, approver: str | None, sig: str | None) -> int:
+    """This link's approver number; ``ForgedLinkError`` unless ``sig`` is the link MAC of this
+    id and approver (``approver`` is the ``to`` value as received)."""
+    index = approver_index(approver)
+    if (
+        index is None
+        or not _APPROVAL_ID.match(approval_id or "")
+        or not _mac_is_valid(kms_client, key_id, _message(_LINK_PURPOSE, approval_id, index), sig)
     ):
-        raise ForgedLinkError("the approval link is not valid: its signature does not match (query 'sig')")
+        raise ForgedLinkError("the approval link is not valid: its signature does not match (query 'to' and 'sig')")
+    return index
 
 
-def verify_form_token(kms_client: Any, key_id: str, approval_id: str, token: str | None) -> None:
-    """Raise ``CrossSiteRequestError`` unless ``token`` is this id's form token."""
-    if not _mac_is_valid(kms_client, key_id, _FORM_PURPOSE + approval_id.encode("ascii"), token):
+def verify_form_token(kms_client: Any, key_id: str, approval_id: str, approver: int, token: str | None) -> None:
+    """Raise ``CrossSiteRequestError`` unless ``token`` is this id's and approver's form token."""
+    if not _mac_is_valid(kms_client, key_id, _message(_FORM_PURPOSE, approval_id, approver), token):
         raise CrossSiteRequestError("the decision form's token (field 'csrf') is missing or not valid")
 
 
@@ -108,6 +126,6 @@ def check_same_origin(*, sec_fetch_site: str | None, origin: str | None, host: s
         raise CrossSiteRequestError("refused a submission from another origin (header 'Origin')")
 
 
-def approval_link(base_url: str, approval_id: str, sig: str) -> str:
-    """The review link that goes into the email."""
-    return f"{base_url.rstrip('/')}/approvals/{approval_id}?sig={sig}"
+def approval_link(base_url: str, approval_id: str, approver: int, sig: str) -> str:
+    """The review link that goes into approver number ``approver``'s email."""
+    return f"{base_url.rstrip('/')}/approvals/{approval_id}?to={approver}&sig={sig}"

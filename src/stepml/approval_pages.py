@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from stepml.approval_email import format_number, gate_summary, production_comparison, utc_text
-from stepml.approval_records import APPROVED, MAX_APPROVER_CHARS, MAX_COMMENT_CHARS, ApprovalRecord
+from stepml.approval_email import format_number, gate_summary, production_comparison, sign_off_rule, utc_text
+from stepml.approval_records import APPROVED, MAX_COMMENT_CHARS, ApprovalRecord
 from stepml.review_figures import figure_sections
 
 _STYLE = """
@@ -128,31 +128,65 @@ def review_page(
     *,
     sig: str,
     form_token: str,
+    approver: int = 0,
     report: Mapping[str, Any] | None = None,
     report_problem: str | None = None,
 ) -> str:
-    """The review page of a PENDING approval: the summary, the pictures of the evaluation
-    ``report`` (or why there are none: ``report_problem``), and the Approve / Reject form."""
+    """The review page of a PENDING approval with the Approve / Reject form of approver number
+    ``approver`` (the decision is recorded under the address their link was issued to): the
+    summary, the pictures of the evaluation ``report`` (or why there are none: ``report_problem``)."""
     # A relative action resolves to /.../approvals/<id> under any stage or base path,
     # and drops the query string so the signature travels in the body only.
     form = (
         f'<form method="post" action="{_e(record.approval_id)}">'
         f'<input type="hidden" name="sig" value="{_e(sig)}">'
+        f'<input type="hidden" name="to" value="{_e(approver)}">'
         f'<input type="hidden" name="csrf" value="{_e(form_token)}">'
-        '<label for="approver">Your name or email</label>'
-        f'<input type="text" id="approver" name="approver" required maxlength="{MAX_APPROVER_CHARS}" '
-        'autocomplete="email">'
+        f"<p>Deciding as <strong>{_e(record.approvers[approver] if record.approvers else '')}</strong>, "
+        "the address this link was sent to.</p>"
         '<label for="comment">Comment (optional)</label>'
         f'<textarea id="comment" name="comment" maxlength="{MAX_COMMENT_CHARS}"></textarea>'
         '<div class="buttons">'
         '<button type="submit" class="approve" name="decision" value="approve">Approve</button>'
         '<button type="submit" class="reject" name="decision" value="reject">Reject</button>'
         "</div></form>"
-        '<p class="note">Approving deploys this model to production. The first decision counts; '
-        "this page stays valid until the link expires.</p>"
+        f'<p class="note">{_e(_deploy_rule(record))} This page stays valid until the link expires.</p>'
     )
     pictures = figure_sections(report, report_problem)
     return _layout(f"Approve the {record.dataset} model?", _summary(record) + pictures + "<h2>Decision</h2>" + form)
+
+
+def _deploy_rule(record: ApprovalRecord) -> str:
+    if record.required_approvals > 1 or len(record.approvers) > 1:
+        return (
+            f"The model is deployed to production once {record.required_approvals} of "
+            f"{len(record.approvers)} approvers approve; the first rejection decides."
+        )
+    return "Approving deploys this model to production. The first decision counts."
+
+
+def vote_recorded_page(record: ApprovalRecord, approver: int) -> str:
+    """A PENDING approval on which this approver has decided: their vote, and who else must."""
+    vote = record.voted(approver) or {}
+    waiting = record.required_approvals - record.approvals
+    sentence = f"You ({_e(record.approvers[approver])}) approved at {_e(vote.get('decided_at'))}."
+    return _layout(
+        "Your approval is recorded",
+        f'<p class="outcome">{sentence}</p>'
+        f"<p>The pipeline waits for {_e(waiting)} more approval{'s' if waiting != 1 else ''} "
+        f"({_e(sign_off_rule(record))}) before it deploys.</p>" + _ballots(record) + _summary(record),
+    )
+
+
+def _ballots(record: ApprovalRecord) -> str:
+    """Every approver's decision so far."""
+    if len(record.approvers) <= 1:
+        return ""
+    rows = "".join(
+        _row(b["address"], _e(f"{b['decision']} at {b['decided_at']}" if b["decision"] else "not yet decided"))
+        for b in record.ballots
+    )
+    return f"<h2>Approvers</h2><table>{rows}</table>"
 
 
 def _decision_sentence(record: ApprovalRecord) -> str:
@@ -167,7 +201,7 @@ def decided_page(record: ApprovalRecord) -> str:
     """What an already decided link shows: the decision, by whom and when."""
     return _layout(
         f"The {record.dataset} model was already {'approved' if record.status == APPROVED else 'rejected'}",
-        _decision_sentence(record) + _summary(record),
+        _decision_sentence(record) + _ballots(record) + _summary(record),
     )
 
 
@@ -190,6 +224,14 @@ def already_decided_page(record: ApprovalRecord) -> str:
     return _layout(
         "Already decided",
         "<p>Somebody decided before you; your submission changed nothing.</p>" + _decision_sentence(record),
+    )
+
+
+def already_voted_page(record: ApprovalRecord) -> str:
+    """The answer to an approver's second decision: the first one stands."""
+    return _layout(
+        "You have already decided",
+        "<p>Your first decision stands; this submission changed nothing.</p>" + _ballots(record),
     )
 
 

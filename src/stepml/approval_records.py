@@ -32,7 +32,6 @@ PIPELINE_GONE_ERRORS = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidTo
 
 #: How long a record outlives its link, so the decision can still be looked up.
 RECORD_RETENTION_SECONDS = 30 * 24 * 3600
-MAX_APPROVER_CHARS = 200
 MAX_COMMENT_CHARS = 2000
 
 
@@ -54,6 +53,10 @@ class DecisionNotDeliveredError(ApprovalServiceError):
 
 class ForgedLinkError(ApprovalError):
     """The link's signature is missing or does not match its approval id."""
+
+
+class WrongApproverError(ApprovalError):
+    """The signed-in user (the API's JWT authorizer) is not the approver the link was issued to."""
 
 
 class CrossSiteRequestError(ApprovalError):
@@ -82,6 +85,10 @@ class ExpiredApprovalError(RecordStateError):
 
 class AlreadyDecidedError(RecordStateError):
     """Somebody already approved or rejected; ``record`` holds that decision."""
+
+
+class AlreadyVotedError(AlreadyDecidedError):
+    """This approver already decided; the approval still waits for the others."""
 
 
 class ClosedApprovalError(RecordStateError):
@@ -126,6 +133,13 @@ class ApprovalRecord:
     closed_reason: str | None = None
     closed_at: str | None = None
     model_package_arn: str | None = None
+    #: The addresses the links were issued to (link ``to=n`` is ``approvers[n]``).
+    approvers: tuple[str, ...] = ()
+    required_approvals: int = 1
+    #: Each approver's decision so far, by approver number as text: ``decision``, ``decided_at``,
+    #: ``comment``.
+    votes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approvals: int = 0
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ApprovalRecord:
@@ -161,11 +175,31 @@ class ApprovalRecord:
             closed_reason=data.get("closed_reason"),
             closed_at=data.get("closed_at"),
             model_package_arn=data.get("model_package_arn"),
+            approvers=tuple(data.get("approvers") or ()),
+            required_approvals=int(data.get("required_approvals", 1)),
+            votes=data.get("votes") or {},
+            approvals=int(data.get("approvals", 0)),
         )
 
     @property
     def is_decided(self) -> bool:
         return self.status in (APPROVED, REJECTED)
+
+    @property
+    def ballots(self) -> list[dict[str, Any]]:
+        """Every approver's decision (``None`` while undecided), in the order of ``approvers``:
+        ``{"address", "decision", "decided_at", "comment"}``."""
+        ballots = []
+        for index, address in enumerate(self.approvers):
+            vote = self.votes.get(str(index)) or {}
+            ballots.append(
+                {"address": address, **{key: vote.get(key) for key in ("decision", "decided_at", "comment")}}
+            )
+        return ballots
+
+    def voted(self, approver: int) -> dict[str, Any] | None:
+        """Approver number ``approver``'s decision, or None while they have not decided."""
+        return self.votes.get(str(approver))
 
     @property
     def production_value(self) -> float | None:
@@ -181,10 +215,17 @@ class ApprovalRecord:
 
 @dataclass(frozen=True)
 class Review:
-    """What the review page needs: the record, and the form token while it is still PENDING."""
+    """What the review page needs: the record, the form token while this approver can still
+    decide, and which approver's link was opened (``approver``, a place in ``record.approvers``)."""
 
     record: ApprovalRecord
     form_token: str | None = field(default=None, repr=False)
+    approver: int = 0
+
+    @property
+    def address(self) -> str:
+        """The address the opened link was issued to."""
+        return self.record.approvers[self.approver] if self.approver < len(self.record.approvers) else ""
 
 
 def new_item(
@@ -196,6 +237,8 @@ def new_item(
     execution_arn: str,
     now: datetime,
     link_expires_at: int,
+    approvers: list[str],
+    required_approvals: int,
 ) -> dict[str, Any]:
     """The PENDING item of a new approval, as the DynamoDB resource stores it."""
     item = {
@@ -222,6 +265,11 @@ def new_item(
         # The registry version the decision is copied to (stepml.registry).
         "model_package_arn": (evaluation.model_package or {}).get("arn"),
         "created_at": iso_utc(now, timespec="seconds"),
+        "approvers": list(approvers),
+        "required_approvals": required_approvals,
+        # Votes go in as approvers decide; ``approvals`` counts the approving ones atomically.
+        "votes": {},
+        "approvals": 0,
         "link_expires_at": link_expires_at,
         "expires_at": link_expires_at + RECORD_RETENTION_SECONDS,
     }

@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.approval_email import send_approval_email, utc_text
@@ -36,16 +35,15 @@ from stepml.approval_links import (
     verify_link,
 )
 from stepml.approval_records import (
-    APPROVED,
     CLOSED,
     DECISION_STATUSES,
-    MAX_APPROVER_CHARS,
     MAX_COMMENT_CHARS,
     PENDING,
     PIPELINE_GONE_ERRORS,
-    REJECTED,
     AlreadyDecidedError,
+    AlreadyVotedError,
     ApprovalRecord,
+    ApprovalRequestError,
     ApprovalServiceError,
     ClosedApprovalError,
     DecisionNotDeliveredError,
@@ -55,22 +53,16 @@ from stepml.approval_records import (
     RecordStateError,
     Review,
     UnknownApprovalError,
+    WrongApproverError,
     new_item,
 )
+from stepml.approval_votes import VoteRefusedError, close_approved, retract_vote, undo_vote, write_vote
 from stepml.config import Settings
 from stepml.payloads import RequestApprovalPayload
 from stepml.registry import DECISION_STATUS, ModelRegistry, RegistryError, decision_description
 from stepml.utils import iso_utc, utc_now
 
 _log = logging.getLogger(__name__)
-
-_DECISION_ATTRIBUTES = {
-    "#status": "status",
-    "#decision": "decision",
-    "#decided_by": "decided_by",
-    "#decided_at": "decided_at",
-    "#comment": "comment",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +98,7 @@ class ApprovalRequests(_ApprovalTable):
         now = self.clock()
         link_expires_at = int((payload.waiting_since or now).timestamp()) + payload.run.approval_timeout_seconds
         approval_id = new_approval_id()
+        approvers, required = self._sign_off(payload)
         item = new_item(
             approval_id,
             payload.run,
@@ -114,19 +107,37 @@ class ApprovalRequests(_ApprovalTable):
             execution_arn=payload.execution_arn,
             now=now,
             link_expires_at=link_expires_at,
+            approvers=approvers,
+            required_approvals=required,
         )
         # Sign before storing so that a KMS failure leaves no record behind.
-        sig = link_signature(self.kms_client, self.settings.approval_signing_key_id, approval_id)
+        key_id = self.settings.approval_signing_key_id
+        sigs = [link_signature(self.kms_client, key_id, approval_id, index) for index in range(len(approvers))]
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(approval_id)")
         except (ClientError, BotoCoreError) as exc:
             raise ApprovalServiceError(
                 f"DynamoDB PutItem into the approval table {self.table.name} failed: {exc}"
             ) from exc
-        link = approval_link(self.settings.approval_base_url, approval_id, sig)
-        send_approval_email(self.ses_client, self.settings, ApprovalRecord.from_item(item), link)
+        record = ApprovalRecord.from_item(item)
+        for index, (address, sig) in enumerate(zip(approvers, sigs, strict=True)):
+            link = approval_link(self.settings.approval_base_url, approval_id, index, sig)
+            send_approval_email(self.ses_client, self.settings, record, link, address)
         expires_at = iso_utc(datetime.fromtimestamp(link_expires_at, UTC), timespec="seconds")
         return {"approval_id": approval_id, "expires_at": expires_at}
+
+    def _sign_off(self, payload: RequestApprovalPayload) -> tuple[list[str], int]:
+        """The run's approvers and how many must approve: the dataset config's ``approvers`` and
+        ``required_approvals`` (validated when the run was resolved), or the stack's ApproverEmail."""
+        config = payload.run.config
+        approvers = [str(a).strip().lower() for a in config.get("approvers") or []]
+        approvers = list(dict.fromkeys(approvers)) or [self.settings.approver_email]
+        required = config.get("required_approvals") or 1
+        if not isinstance(required, int) or not 1 <= required <= len(approvers):
+            raise ApprovalRequestError(
+                f"run.config.required_approvals must be between 1 and {len(approvers)} (the number of approvers)"
+            )
+        return approvers, required
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,18 +151,23 @@ class ApprovalDecisions(_ApprovalTable):
 
     # --- reviewing ------------------------------------------------------------------------
 
-    def load_for_review(self, approval_id: str, sig: str | None) -> Review:
-        """Check the link and load what the review page shows. Reads only, never writes.
+    def load_for_review(
+        self, approval_id: str, approver: str | None, sig: str | None, *, signed_in_as: str | None = None
+    ) -> Review:
+        """Check the link (``to`` and ``sig``) and load what the review page shows. Reads only.
 
-        A decided record is returned (the page shows the decision); a CLOSED or expired one
-        raises, and so does a PENDING one whose execution no longer runs (stopped, failed), so
-        nobody fills in a form that can no longer count. The form token is issued only while
-        the approval is PENDING and its execution waits.
+        A decided record, or one this approver already voted on, is returned without a form
+        token (the page shows the decision); a CLOSED or expired one raises, and so does a
+        PENDING one whose execution no longer runs (stopped, failed), so nobody fills in a form
+        that can no longer count. The form token is issued only while the approval is PENDING,
+        its execution waits and this approver has not decided. ``signed_in_as`` (the API's
+        sign-in, when it has one) must be the link's approver.
         """
-        verify_link(self.kms_client, self.settings.approval_signing_key_id, approval_id, sig)
-        record = self._get_record(approval_id)
-        if record.is_decided:
-            return Review(record)
+        key_id = self.settings.approval_signing_key_id
+        index = verify_link(self.kms_client, key_id, approval_id, approver, sig)
+        record = self._approvers_record(approval_id, index, signed_in_as)
+        if record.is_decided or record.voted(index):
+            return Review(record, approver=index)
         problem = _undecidable(record, self.clock())
         if problem is not None:
             raise problem
@@ -162,7 +178,19 @@ class ApprovalDecisions(_ApprovalTable):
                 f"approval {approval_id}: its execution is {stopped}",
                 replace(record, status=CLOSED, closed_reason=stopped),
             )
-        return Review(record, form_token(self.kms_client, self.settings.approval_signing_key_id, approval_id))
+        return Review(record, form_token(self.kms_client, key_id, approval_id, index), approver=index)
+
+    def _approvers_record(self, approval_id: str, approver: int, signed_in_as: str | None) -> ApprovalRecord:
+        """The record, checked to have approver number ``approver`` and, when the API has a
+        sign-in, to have issued that approver's link to the signed-in address."""
+        record = self._get_record(approval_id)
+        if approver >= len(record.approvers):
+            raise UnknownApprovalError(f"approval {approval_id} has no approver number {approver}")
+        if signed_in_as is not None and signed_in_as.strip().lower() != record.approvers[approver]:
+            raise WrongApproverError(
+                f"approval {approval_id}: the signed-in user is not the approver this link was issued to"
+            )
+        return record
 
     def _get_record(self, approval_id: str) -> ApprovalRecord:
         try:
@@ -201,32 +229,52 @@ class ApprovalDecisions(_ApprovalTable):
         comment: str | None,
         sig: str | None,
         csrf: str | None,
+        signed_in_as: str | None = None,
     ) -> ApprovalRecord:
-        """Record a decision exactly once and complete the waiting task with it.
+        """Record one approver's decision exactly once; complete the waiting task when it decides.
 
-        The link signature and the form token must both verify. One conditional update moves
-        the record from PENDING (and unexpired) to APPROVED or REJECTED, so of any number of
-        concurrent submissions exactly one wins; the others raise ``AlreadyDecidedError`` (or
-        ``ExpiredApprovalError`` / ``ClosedApprovalError``). Then ``SendTaskSuccess`` completes
-        the task; if the execution is gone the record becomes CLOSED and
-        ``PipelineNotWaitingError`` is raised.
+        ``approver`` is the link's ``to``: the link signature and the form token must both
+        verify for it, and the decision is recorded under the address that link was issued to.
+        A conditional write records the vote (``stepml.approval_votes``); a second decision of
+        the same approver, or any after the run is decided, raises ``AlreadyDecidedError``
+        (``AlreadyVotedError``), or ``ExpiredApprovalError`` / ``ClosedApprovalError``. An
+        approval that leaves the count short of ``required_approvals`` returns the PENDING
+        record; the approval that reaches it, or the first rejection, is sent with
+        ``SendTaskSuccess``; if the execution is gone the record becomes CLOSED and
+        ``PipelineNotWaitingError`` is raised. ``signed_in_as`` as for ``load_for_review``.
         """
-        verify_link(self.kms_client, self.settings.approval_signing_key_id, approval_id, sig)
-        verify_form_token(self.kms_client, self.settings.approval_signing_key_id, approval_id, csrf)
-        decision, approver, comment = _validated_form(decision, approver, comment)
+        key_id = self.settings.approval_signing_key_id
+        index = verify_link(self.kms_client, key_id, approval_id, approver, sig)
+        verify_form_token(self.kms_client, key_id, approval_id, index, csrf)
+        decision, comment = _validated_form(decision, comment)
+        record = self._approvers_record(approval_id, index, signed_in_as)
         now = self.clock()
         # Milliseconds, because the decision's time also identifies it when it must be undone.
-        decided_at = iso_utc(now)
-        item = self._write_decision(approval_id, decision, approver, comment, decided_at, now)
+        vote = {"decision": decision, "decided_at": iso_utc(now), "comment": comment}
+        try:
+            item = write_vote(self.table, record, index, vote, now)
+        except VoteRefusedError as exc:
+            raise _refusal(approval_id, exc.old, index, now) from exc
         record = ApprovalRecord.from_item({k: v for k, v in item.items() if k != "task_token"})
+        if decision == "approve":
+            if record.approvals < record.required_approvals:
+                return record
+            try:
+                item = close_approved(self.table, record, vote["decided_at"])
+            except ApprovalServiceError:
+                retract_vote(self.table, approval_id, index, vote)
+                raise
+            record = ApprovalRecord.from_item({k: v for k, v in item.items() if k != "task_token"})
         output = {
             "decision": decision,
-            "approver": approver,
-            "comment": comment,
-            "decided_at": decided_at,
+            "approver": record.decided_by,
+            "comment": record.comment,
+            "decided_at": record.decided_at,
             "approval_id": approval_id,
+            "required_approvals": record.required_approvals,
+            "approvers": record.ballots,
         }
-        self._complete_task(record, item["task_token"], output)
+        self._complete_task(record, item["task_token"], output, index, vote)
         self._copy_to_registry(record)
         return record
 
@@ -245,92 +293,45 @@ class ApprovalDecisions(_ApprovalTable):
         except RegistryError as exc:
             _log.warning("the model registry was not updated: %s", exc)
 
-    def _write_decision(
-        self, approval_id: str, decision: str, approver: str, comment: str, decided_at: str, now: datetime
-    ) -> dict[str, Any]:
-        """The one conditional write that decides; returns the item as it is now."""
-        try:
-            response = self.table.update_item(
-                Key={"approval_id": approval_id},
-                UpdateExpression="SET #status = :new_status, #decision = :decision, #decided_by = :approver, "
-                "#decided_at = :decided_at, #comment = :comment",
-                ConditionExpression="#status = :pending AND link_expires_at > :now",
-                ExpressionAttributeNames=_DECISION_ATTRIBUTES,
-                ExpressionAttributeValues={
-                    ":new_status": DECISION_STATUSES[decision],
-                    ":decision": decision,
-                    ":approver": approver,
-                    ":decided_at": decided_at,
-                    ":comment": comment,
-                    ":pending": PENDING,
-                    ":now": int(now.timestamp()),
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise ApprovalServiceError(
-                    f"DynamoDB UpdateItem on the approval table {self.table.name} failed: {error_code(exc)}"
-                ) from exc
-            raise _refusal(approval_id, exc.response.get("Item"), now) from exc
-        except BotoCoreError as exc:
-            raise ApprovalServiceError(f"DynamoDB UpdateItem on the approval table {self.table.name} failed") from exc
-        return response["Attributes"]
-
-    def _complete_task(self, record: ApprovalRecord, task_token: str, output: Mapping[str, Any]) -> None:
-        """``SendTaskSuccess``; when it fails the decision is taken back (CLOSED when the
+    def _complete_task(
+        self,
+        record: ApprovalRecord,
+        task_token: str,
+        output: Mapping[str, Any],
+        approver: int,
+        vote: Mapping[str, Any],
+    ) -> None:
+        """``SendTaskSuccess``; when it fails the deciding vote is taken back (CLOSED when the
         execution no longer waits, PENDING to try again otherwise)."""
-        approval_id, decided_at = record.approval_id, str(output["decided_at"])
+        approval_id, decided_at = record.approval_id, str(vote["decided_at"])
         try:
             self.sfn_client.send_task_success(taskToken=task_token, output=json.dumps(output))
         except ClientError as exc:
             code = error_code(exc)
             if code in PIPELINE_GONE_ERRORS:
-                closed = self._undo_decision(
-                    approval_id, decided_at, status=CLOSED, extra={"closed_reason": code, "closed_at": decided_at}
+                closed = undo_vote(
+                    self.table,
+                    approval_id,
+                    approver,
+                    vote,
+                    status=CLOSED,
+                    extra={"closed_reason": code, "closed_at": decided_at},
                 )
                 raise PipelineNotWaitingError(
                     f"approval {approval_id}: the pipeline is no longer waiting ({code}); nothing was decided",
                     closed or record,
                 ) from exc
-            self._undo_decision(approval_id, decided_at, status=PENDING, extra={})
+            undo_vote(self.table, approval_id, approver, vote, status=PENDING, extra={})
             raise DecisionNotDeliveredError(
                 f"approval {approval_id}: Step Functions SendTaskSuccess failed ({code}); the decision was "
                 "not recorded, try again"
             ) from exc
         except BotoCoreError as exc:
-            self._undo_decision(approval_id, decided_at, status=PENDING, extra={})
+            undo_vote(self.table, approval_id, approver, vote, status=PENDING, extra={})
             raise DecisionNotDeliveredError(
                 f"approval {approval_id}: Step Functions SendTaskSuccess could not be reached; the decision "
                 "was not recorded, try again"
             ) from exc
-
-    def _undo_decision(
-        self, approval_id: str, decided_at: str, *, status: str, extra: Mapping[str, Any]
-    ) -> ApprovalRecord | None:
-        """Take back the decision this request wrote (and only that one), moving the record to
-        ``status``. Returns the updated record, or None if the write failed."""
-        assignments = ["#status = :status", *(f"{name} = :{name}" for name in extra)]
-        try:
-            response = self.table.update_item(
-                Key={"approval_id": approval_id},
-                UpdateExpression="SET " + ", ".join(assignments) + " REMOVE #decision, #decided_by, #decided_at, "
-                "#comment",
-                ConditionExpression="#status IN (:approved, :rejected) AND #decided_at = :decided_at",
-                ExpressionAttributeNames=_DECISION_ATTRIBUTES,
-                ExpressionAttributeValues={
-                    ":status": status,
-                    ":approved": APPROVED,
-                    ":rejected": REJECTED,
-                    ":decided_at": decided_at,
-                    **{f":{name}": value for name, value in extra.items()},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except (ClientError, BotoCoreError):
-            return None
-        return ApprovalRecord.from_item(response["Attributes"])
 
 
 def _undecidable(record: ApprovalRecord, now: datetime) -> RecordStateError | None:
@@ -345,6 +346,10 @@ def _undecidable(record: ApprovalRecord, now: datetime) -> RecordStateError | No
             f"approval {record.approval_id} was already decided: {record.decision} by {record.decided_by}",
             record,
         )
+    if record.approvals >= record.required_approvals:
+        return AlreadyDecidedError(
+            f"approval {record.approval_id} has its {record.required_approvals} approvals", record
+        )
     if record.link_expired(now):
         return ExpiredApprovalError(
             f"approval {record.approval_id} expired at {utc_text(record.link_expires_at)}", record
@@ -352,28 +357,24 @@ def _undecidable(record: ApprovalRecord, now: datetime) -> RecordStateError | No
     return None
 
 
-def _refusal(approval_id: str, old: Mapping[str, Any] | None, now: datetime) -> Exception:
-    """Why the decision's conditional write failed, from the item as it was (low-level format)."""
-    if not old:
+def _refusal(approval_id: str, old: ApprovalRecord | None, approver: int, now: datetime) -> Exception:
+    """Why a vote's conditional write failed, from the record as it was."""
+    if old is None:
         return UnknownApprovalError(f"approval {approval_id} does not exist")
-    deserializer = TypeDeserializer()
-    record = ApprovalRecord.from_item({k: deserializer.deserialize(v) for k, v in old.items()})
+    voted = old.voted(approver)
+    if voted and not old.is_decided and old.status != CLOSED:
+        return AlreadyVotedError(
+            f"approval {approval_id}: {old.approvers[approver]} already decided ({voted.get('decision')})", old
+        )
     # The condition failed, so one of _undecidable's reasons must hold.
-    return _undecidable(record, now) or AlreadyDecidedError(
-        f"approval {approval_id} cannot be decided any more", record
-    )
+    return _undecidable(old, now) or AlreadyDecidedError(f"approval {approval_id} cannot be decided any more", old)
 
 
-def _validated_form(decision: str | None, approver: str | None, comment: str | None) -> tuple[str, str, str]:
+def _validated_form(decision: str | None, comment: str | None) -> tuple[str, str]:
     decision = (decision or "").strip().lower()
     if decision not in DECISION_STATUSES:
         raise InvalidDecisionError("field 'decision' must be 'approve' or 'reject'")
-    approver = " ".join((approver or "").split())
-    if not approver:
-        raise InvalidDecisionError("field 'approver' (your name or email) is required")
-    if len(approver) > MAX_APPROVER_CHARS:
-        raise InvalidDecisionError(f"field 'approver' must be at most {MAX_APPROVER_CHARS} characters")
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT_CHARS:
         raise InvalidDecisionError(f"field 'comment' must be at most {MAX_COMMENT_CHARS} characters")
-    return decision, approver, comment
+    return decision, comment

@@ -45,6 +45,9 @@ INCOMING_PREFIX = "incoming/"
 
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: Addresses of one dataset's approvers, at most (one email and one link each).
+MAX_APPROVERS = 20
+MAX_EMAIL_CHARS = 254
 DATASET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 
 
@@ -271,6 +274,24 @@ class DatasetConfig(_Strict):
     #: How long this dataset's approval link stays valid; ``None`` takes the stack's
     #: ApprovalTimeoutSeconds. The run ends as not promoted when it passes undecided.
     approval_timeout_seconds: Annotated[int | None, Field(ge=10, le=31536000)] = None
+    #: Who signs off this dataset's models, each with a link of their own; empty means the
+    #: stack's ApproverEmail alone. Addresses are kept lower-case and once each.
+    approvers: Annotated[list[str], Field(max_length=MAX_APPROVERS)] = Field(default_factory=list)
+    #: How many of ``approvers`` must approve; the first rejection decides at once.
+    required_approvals: Annotated[int, Field(ge=1)] = 1
+
+    @field_validator("approvers")
+    @classmethod
+    def _approver_addresses(cls, approvers: list[str]) -> list[str]:
+        # Case-insensitive so that one person cannot count twice as Ana@ and ana@.
+        unique: list[str] = []
+        for index, raw in enumerate(approvers):
+            address = raw.strip().lower()
+            if not _EMAIL.match(address) or len(address) > MAX_EMAIL_CHARS:
+                raise ValueError(f"approvers[{index}] {raw!r} is not an email address")
+            if address not in unique:
+                unique.append(address)
+        return unique
 
     @field_validator("label", "row_key")
     @classmethod
@@ -317,6 +338,13 @@ class DatasetConfig(_Strict):
             raise ValueError("classes must be omitted for a regression problem")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must not repeat a value")
+        approvers = len(self.approvers) or 1
+        if self.required_approvals > approvers:
+            named = f"the {approvers} listed in 'approvers'" if self.approvers else "the stack's ApproverEmail alone"
+            raise ValueError(
+                f"field 'required_approvals': {self.required_approvals} approvals cannot come from {named}; "
+                f"it must be between 1 and {approvers}"
+            )
         objective = self.hyperparameters.get("objective")
         if objective is not None and objective != OBJECTIVES[self.problem_type]:
             raise ValueError(

@@ -131,7 +131,10 @@ def _approval(run: Mapping[str, Any], steps: Mapping[str, Mapping[str, Any]]) ->
     recorded = (steps.get("approval") or {}).get("outputs") or run.get("approval")
     if not recorded:
         return None
-    return {key: recorded.get(key) for key in ("decision", "approver", "decided_at", "comment", "approval_id")}
+    approval = {key: recorded.get(key) for key in ("decision", "approver", "decided_at", "comment", "approval_id")}
+    # Every approver's own decision, recorded since sign-off by N of M approvers.
+    approval.update({key: recorded[key] for key in ("required_approvals", "approvers") if recorded.get(key)})
+    return approval
 
 
 def run_tree(table: Any, run_id: str) -> dict[str, Any]:

@@ -154,9 +154,15 @@ def _package(package: Any) -> dict[str, Any] | None:
     return {key: package.get(key) for key in ("arn", "group", "version", "status")}
 
 
+#: What lineage keeps of the approval: the decision, who decided (the addresses the links were
+#: issued to) and every approver's own decision with its time (``approvers``).
+_DECISION = ("decision", "approver", "comment", "decided_at", "approval_id")
+_APPROVAL_OUTPUTS = ("decision", "approver", "comment", "decided_at", "approval_id", "required_approvals", "approvers")
+
+
 def _approval_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
     return {
-        "outputs": {key: result.get(key) for key in ("decision", "approver", "comment", "decided_at", "approval_id")},
+        "outputs": {key: result.get(key) for key in _APPROVAL_OUTPUTS if key in _DECISION or key in result},
         "ended_at": result.get("decided_at"),
     }
 

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,15 @@ SCANNER_AGENTS = [
 ]
 #: scenario -> (dataset, seed, dataset config changes)
 SCENARIOS: dict[str, tuple[str, int, dict[str, Any]]] = {
-    "approve": ("ui-approve", 21, {}),
-    "reject": ("ui-reject", 22, {}),
+    "approve": ("ui-approve", 21, {"approvers": ["ana@example.com"]}),
+    "reject": ("ui-reject", 22, {"approvers": ["bo@example.com"]}),
     "race": ("ui-race", 23, {}),
     "stop": ("ui-stop", 24, {}),
     "timeout": ("ui-timeout", 25, {"approval_timeout_seconds": SHORT_TIMEOUT_SECONDS}),
+    "two": ("ui-two", 26, {"approvers": ["ana@example.com", "ben@example.com"], "required_approvals": 2}),
 }
+#: Emails (and links) each scenario's run sends: one per approver.
+LINKS_SENT = {"two": 2}
 
 
 @pytest.fixture(scope="module")
@@ -133,18 +137,20 @@ def hidden(page: str, name: str) -> str:
     return match.group(1)
 
 
-def link_parts(link: str) -> tuple[str, str]:
-    """(approval id, sig) of a review link."""
-    match = re.fullmatch(r"http://[^/]+/approvals/([A-Za-z0-9_-]{32})\?sig=([A-Za-z0-9_-]{43})", link)
-    assert match, link
-    return match.group(1), match.group(2)
+def link_parts(link: str, approver: int = 0) -> tuple[str, str]:
+    """(approval id, sig) of a review link, issued to approver number ``approver``."""
+    match = re.fullmatch(r"http://[^/]+/approvals/([A-Za-z0-9_-]{32})\?to=([0-9]+)&sig=([A-Za-z0-9_-]{43})", link)
+    assert match and match.group(2) == str(approver), link
+    return match.group(1), match.group(3)
 
 
-def form_token_for(pipeline: Pipeline, approval_id: str) -> str:
-    """The review form's token as the page would have given it (someone who opened the page earlier)."""
+def form_token_for(pipeline: Pipeline, approval_id: str, approver: int = 0) -> str:
+    """The review form's token as the page would have given approver number ``approver`` (someone
+    who opened the page earlier)."""
     kms = pipeline.client("kms")
     key_id = pipeline.cloud.stack.physical_id("ApprovalSigningKey")
-    mac = kms.generate_mac(KeyId=key_id, Message=b"form:" + approval_id.encode(), MacAlgorithm="HMAC_SHA_256")["Mac"]
+    message = f"form:{approval_id}:{approver}".encode()
+    mac = kms.generate_mac(KeyId=key_id, Message=message, MacAlgorithm="HMAC_SHA_256")["Mac"]
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
@@ -174,8 +180,10 @@ def open_review(browser: Any, link: str, shots: Path, name: str, *, origin_heade
 
 
 def decide_in_browser(page: Any, button: str, approver: str, comment: str, shot: Path) -> tuple[int, str]:
-    """Fill in the form and click; (HTTP status of the POST, the page heading). Screenshot."""
-    page.fill("#approver", approver)
+    """Fill in the form and click as ``approver``, the address the link was sent to (the page
+    names it; there is no name to type); (HTTP status of the POST, the page heading). Screenshot."""
+    assert f"Deciding as {approver}" in page.inner_text("body")
+    assert page.locator("#approver").count() == 0
     page.fill("#comment", comment)
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         page.click(f"button.{button}")
@@ -221,7 +229,8 @@ def test_the_approval_email_has_text_and_html_with_one_link(pipeline, runs):
 
     headline = rf"\[stepml\] Approve ui-approve model {run_id}\? auc [0-9.]+ \(threshold 0\.6\)"
     assert re.fullmatch(headline, message.subject), message.subject
-    assert message.to == "approver@example.com" and message.sender == "stepml-dev@example.com"
+    # The dataset names its approver: the email goes to her, not to the stack's ApproverEmail.
+    assert message.to == "ana@example.com" and message.sender == "stepml-dev@example.com"
     assert message.topic_arn == "", "the approval email goes through SES, not the SNS topic"
     uri = f"s3://{runs['approve']['bucket']}/{runs['approve']['key']}"
     for part in (message.body, message.html):
@@ -231,7 +240,7 @@ def test_the_approval_email_has_text_and_html_with_one_link(pipeline, runs):
         assert "the gate requires at least 0.6: passed" in part
         assert "expires" in part and " UTC" in part
         assert_clean(part, item)
-    assert re.findall(r'href="([^"]+)"', message.html or "") == message.links
+    assert [unescape(href) for href in re.findall(r'href="([^"]+)"', message.html or "")] == message.links
     assert pipeline.cloud.stack.physical_id("ApprovalSigningKey") not in message.body + (message.html or "")
 
 
@@ -296,7 +305,13 @@ def test_the_used_link_shows_who_decided_and_decides_nothing_more(pipeline, runs
     assert status == 200 and title(page) == "The ui-approve model was already approved"
     assert f"Approved by ana@example.com at {item['decided_at']}." in page and "ship it" in page
     assert "<form" not in page
-    form = {"sig": sig, "csrf": form_token_for(pipeline, approval_id), "decision": "reject", "approver": "bo"}
+    form = {
+        "to": "0",
+        "sig": sig,
+        "csrf": form_token_for(pipeline, approval_id),
+        "decision": "reject",
+        "approver": "bo",
+    }
     origin = "http://" + urlsplit(link).netloc
     status, page = fetch("POST", link.split("?")[0], form=form, headers={"Origin": origin})
     assert status == 409 and "Already decided" in page and "Approved by ana@example.com" in page
@@ -344,14 +359,22 @@ def test_links_with_a_forged_signature_or_another_approvals_id_are_refused(pipel
     forged = approve_sig[:20] + ("A" if approve_sig[20] != "A" else "B") + approve_sig[21:]
 
     for url in (
-        f"{base}/approvals/{approve_id}?sig={forged}",
-        f"{base}/approvals/{reject_id}?sig={approve_sig}",
+        f"{base}/approvals/{approve_id}?to=0&sig={forged}",
+        f"{base}/approvals/{reject_id}?to=0&sig={approve_sig}",
+        f"{base}/approvals/{approve_id}?to=1&sig={approve_sig}",
+        f"{base}/approvals/{approve_id}?sig={approve_sig}",
         f"{base}/approvals/{approve_id}",
     ):
         status, page = fetch("GET", url)
         assert status == 403 and title(page) == "This link is not valid", url
         assert_clean(page, items["approve"])
-    form = {"sig": approve_sig, "csrf": form_token_for(pipeline, approve_id), "decision": "approve", "approver": "x"}
+    form = {
+        "to": "0",
+        "sig": approve_sig,
+        "csrf": form_token_for(pipeline, approve_id),
+        "decision": "approve",
+        "approver": "x",
+    }
     status, page = fetch("POST", f"{base}/approvals/{reject_id}", form=form)
     assert status == 403 and title(page) == "This link is not valid"
 
@@ -377,6 +400,7 @@ def test_twenty_concurrent_decisions_exactly_one_reaches_step_functions(pipeline
     def submit(index: int) -> None:
         decision = "approve" if index % 2 else "reject"
         form = {
+            "to": hidden(review, "to"),
             "sig": hidden(review, "sig"),
             "csrf": hidden(review, "csrf"),
             "decision": decision,
@@ -399,13 +423,92 @@ def test_twenty_concurrent_decisions_exactly_one_reaches_step_functions(pipeline
 
     winners = [a for a in answers if a[0] == 200]
     assert len(answers) == 20 and len(winners) == 1, answers
-    assert sorted({(s, t) for s, t, _ in answers if s != 200}) == [(409, "Already decided")]
+    # The same approver's link, twenty times: refused as a second decision, whether the first one
+    # had already closed the record or had only been counted.
+    refusals = {(s, t) for s, t, _ in answers if s != 200}
+    assert refusals and refusals <= {(409, "Already decided"), (409, "You have already decided")}, refusals
     item = pipeline.approval_item(run_id)
     [decision] = pipeline.approval_outcomes(item["execution_arn"])
-    assert decision["approver"] == winners[0][2] == item["decided_by"]
+    # Whatever the form said, the decision is the address the link was issued to.
+    assert decision["approver"] == "approver@example.com" == item["decided_by"]
+    assert decision["decision"] == ("approve" if int(winners[0][2].split("-")[1]) % 2 else "reject")
     final = "SUCCEEDED" if decision["decision"] == "approve" else "REJECTED"
     records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "REJECTED", "FAILED"))
     assert records["RUN"]["status"] == final
+    assert len(pipeline.approval_outcomes(item["execution_arn"])) == 1
+
+
+# --- two approvers required ---------------------------------------------------------------------
+
+
+def approval_emails(pipeline: Pipeline, run_id: str, count: int) -> dict[str, Any]:
+    """The run's approval emails by recipient, once all ``count`` have been sent."""
+    pipeline.wait_for_approval_email(run_id)
+    deadline = time.monotonic() + 30
+    while True:
+        found = {m.to: m for m in pipeline.cloud.outbox.messages() if f"model {run_id}?" in m.subject}
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def post_from_review(link: str, decision: str, comment: str) -> tuple[int, str]:
+    """Open the review page and submit its form as a browser does; (status, page)."""
+    status, review = fetch("GET", link)
+    assert status == 200 and title(review).startswith("Approve the "), (status, title(review))
+    form = {name: hidden(review, name) for name in ("to", "sig", "csrf")}
+    origin = "http://" + urlsplit(link).netloc
+    return fetch(
+        "POST", link.split("?")[0], form={**form, "decision": decision, "comment": comment}, headers={"Origin": origin}
+    )
+
+
+def test_two_approvers_required_one_approval_waits_and_the_second_deploys(pipeline, runs):
+    run_id = runs["two"]["run_id"]
+    emails = approval_emails(pipeline, run_id, 2)
+    assert sorted(emails) == ["ana@example.com", "ben@example.com"]
+    ana_link, ben_link = emails["ana@example.com"].links[0], emails["ben@example.com"].links[0]
+    approval_id, _ = link_parts(ana_link, 0)
+    assert link_parts(ben_link, 1)[0] == approval_id
+    assert "2 of 2 approvers must approve" in emails["ben@example.com"].body
+
+    status, page = post_from_review(ana_link, "approve", "fine by me")
+    assert (status, title(page)) == (200, "Your approval is recorded") and "1 more approval" in page
+    item = pipeline.approval_item(run_id)
+    assert (item["status"], item["approvals"]) == ("PENDING", 1)
+    assert pipeline.approval_outcomes(item["execution_arn"]) == [], "one approval of two must not complete the task"
+    assert pipeline.run_record(run_id)["RUN"]["status"] == "RUNNING"
+    sagemaker = pipeline.client("sagemaker")
+    package = sagemaker.describe_model_package(ModelPackageName=item["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    # Ana again, with a form token she held: her first decision stands.
+    again = {"to": "0", "sig": link_parts(ana_link)[1], "csrf": form_token_for(pipeline, approval_id, 0)}
+    status, page = fetch(
+        "POST",
+        ana_link.split("?")[0],
+        form={**again, "decision": "reject"},
+        headers={"Origin": "http://" + urlsplit(ana_link).netloc},
+    )
+    assert (status, title(page)) == (409, "You have already decided")
+    assert pipeline.approval_outcomes(item["execution_arn"]) == []
+
+    status, page = post_from_review(ben_link, "approve", "ship it")
+    assert (status, title(page)) == (200, "Approved")
+
+    records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED", "REJECTED"))
+    assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
+    outputs = records["STEP#approval"]["outputs"]
+    assert outputs["approver"] == "ana@example.com, ben@example.com" and outputs["required_approvals"] == 2
+    assert [(b["address"], b["decision"]) for b in outputs["approvers"]] == [
+        ("ana@example.com", "approve"),
+        ("ben@example.com", "approve"),
+    ]
+    assert all(b["decided_at"] for b in outputs["approvers"])
+    names = records["RUN"]["names"]
+    assert pipeline.endpoint_config(pipeline.outputs["ProductionEndpointName"]) == names["production_endpoint_config"]
+    package = sagemaker.describe_model_package(ModelPackageName=item["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"].startswith("Approved by ana@example.com, ben@example.com at ")
     assert len(pipeline.approval_outcomes(item["execution_arn"])) == 1
 
 
@@ -450,6 +553,7 @@ def test_cross_site_posts_are_refused(pipeline, runs, browser, attacker_site, tm
     # Even an attacker who somehow holds the link and a form token: the browser names the origin.
     (tmp_path / "attack.html").write_text(
         f'<form method="post" action="{target}">'
+        f'<input type="hidden" name="to" value="0">'
         f'<input type="hidden" name="sig" value="{sig}"><input type="hidden" name="csrf" value="{csrf}">'
         '<input type="hidden" name="decision" value="approve"><input type="hidden" name="approver" value="mallory">'
         '<button id="go">Win a prize</button></form>'
@@ -466,7 +570,7 @@ def test_cross_site_posts_are_refused(pipeline, runs, browser, attacker_site, tm
     assert "/attack.html" in served, "the attacker's page was loaded"
 
     origin = "http://" + urlsplit(link).netloc
-    same_origin_form = {"sig": sig, "decision": "approve", "approver": "mallory"}
+    same_origin_form = {"to": "0", "sig": sig, "decision": "approve", "approver": "mallory"}
     for form, headers in (
         (same_origin_form, {"Origin": origin}),  # no form token
         ({**same_origin_form, "csrf": sig}, {"Origin": origin}),  # the link MAC is not a form token
@@ -497,7 +601,7 @@ def test_a_link_whose_execution_was_stopped_is_closed_and_decides_nothing(pipeli
     assert status == 410 and title(page) == "This approval is closed"
     assert "the pipeline run was stopped" in page and "Nothing was decided" in page and "<form" not in page
     assert pipeline.approval_item(run_id) == item, "opening the link wrote nothing"
-    form = {"sig": sig, "csrf": form_token_for(pipeline, approval_id), "decision": "approve", "approver": "late"}
+    form = {"to": "0", "sig": sig, "csrf": form_token_for(pipeline, approval_id), "decision": "approve"}
     status, page = fetch("POST", link.split("?")[0], form=form, headers={"Origin": "http://" + urlsplit(link).netloc})
     assert status == 410 and "your decision was not recorded" in page
     assert_clean(page, item)
@@ -538,7 +642,7 @@ def test_an_approval_nobody_decides_times_out_into_the_rejection_path(pipeline, 
 
     status, page = fetch("GET", link)
     assert status == 410 and title(page) == "This approval link has expired"
-    form = {"sig": sig, "csrf": form_token_for(pipeline, approval_id), "decision": "approve", "approver": "late"}
+    form = {"to": "0", "sig": sig, "csrf": form_token_for(pipeline, approval_id), "decision": "approve"}
     status, page = fetch("POST", link.split("?")[0], form=form, headers={"Origin": "http://" + urlsplit(link).netloc})
     assert status == 410 and title(page) == "This approval link has expired"
     assert_clean(page, item)
@@ -558,9 +662,10 @@ def test_no_task_token_signature_or_stack_trace_in_the_logs_or_emails(pipeline, 
         assert token not in logs and token[:32] not in logs
         assert token not in emails and token[:32] not in emails
     links = [link for message in pipeline.cloud.outbox.messages() for link in message.links]
-    approvals = [link_parts(link) for link in links if "/approvals/" in link]
-    assert len(approvals) == len(SCENARIOS)
-    for approval_id, sig in approvals:
-        assert sig not in logs and form_token_for(pipeline, approval_id) not in logs
+    approvals = [link_parts(link, int(link.split("to=")[1].split("&")[0])) for link in links if "/approvals/" in link]
+    assert len(approvals) == sum(LINKS_SENT.get(scenario, 1) for scenario in SCENARIOS)
+    for link, (approval_id, sig) in zip([link for link in links if "/approvals/" in link], approvals, strict=True):
+        approver = int(link.split("to=")[1].split("&")[0])
+        assert sig not in logs and form_token_for(pipeline, approval_id, approver) not in logs
     assert pipeline.cloud.stack.physical_id("ApprovalSigningKey") not in logs + emails
     assert "Traceback" not in logs and "Traceback" not in emails

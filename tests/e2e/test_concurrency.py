@@ -72,7 +72,7 @@ def test_the_same_event_three_times_and_an_unchanged_reupload_are_one_run(pipeli
     assert copy["version"] != original["version"] and copy["etag"] == original["etag"]
 
     email = pipeline.wait_for_approval_email(run_id)
-    status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="duplicates checked")
+    status, _ = approve_link(email.links[0], decision="reject", comment="duplicates checked")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("REJECTED", "FAILED", "SUCCEEDED"))
     assert records["RUN"]["status"] == "REJECTED"

@@ -48,7 +48,7 @@ def runs(pipeline: Pipeline) -> dict[str, dict[str, str]]:
         "failed": pipeline.upload("console-unknown", "data.csv", churn_csv(50, seed=33)),
     }
     link = pipeline.wait_for_approval_email(uploads["succeeded"]["run_id"]).links[0]
-    code, title = approve_link(link, decision="approve", approver="console tester", comment="for the console")
+    code, title = approve_link(link, decision="approve", comment="for the console")
     assert code == 200, title
     assert pipeline.wait_for_status(uploads["succeeded"]["run_id"], ("SUCCEEDED", "FAILED"))["RUN"]["status"] == (
         "SUCCEEDED"
@@ -117,10 +117,10 @@ def test_a_succeeded_run_is_green_to_the_end_with_its_lineage_and_approval_email
     assert steps == ["preprocess", "train", "evaluate", "approval", "deploy"]
     model = page.locator('.prov[data-part="model"]').inner_text()
     assert f"stepml-{runs['succeeded']['run_id']}-a1" in model
-    assert "approve by console tester" in page.locator("#lineage").inner_text()
+    assert "approve by approver@example.com" in page.locator("#lineage").inner_text()
     link = page.locator("#outbox a.mail-link").first
     assert re.fullmatch(
-        r"http://127\.0\.0\.1:\d+/approvals/[A-Za-z0-9_-]{32}\?sig=[A-Za-z0-9_-]{43}", link.get_attribute("href")
+        r"http://127\.0\.0\.1:\d+/approvals/[A-Za-z0-9_-]{32}\?to=0&sig=[A-Za-z0-9_-]{43}", link.get_attribute("href")
     )
     # A click on a state is a link: the server fills its details panel (no JavaScript).
     page.locator('g.state[data-state="Train model"]').click()

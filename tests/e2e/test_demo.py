@@ -54,7 +54,7 @@ def test_demo_waits_for_a_person_then_serves_predictions(tmp_path):
         assert link and link.startswith("http://127.0.0.1:"), "".join(output)
         time.sleep(2)
         assert demo.poll() is None, "the demo waits for the person"
-        status, title = approve_link(link, decision="approve", approver="a person", comment="looks good")
+        status, title = approve_link(link, decision="approve", comment="looks good")
         assert status == 200 and title.startswith("Approved"), title
         _read_until(lines, output, demo, "press Ctrl-C to stop it", deadline=time.monotonic() + 240)
         console = re.search(r"console:  (http://127\.0\.0\.1:\d+/execution\?arn=\S+)", "".join(output))

@@ -81,7 +81,7 @@ def _resume(pipeline, run_id: str, capsys) -> None:
 
 def _reject(pipeline, run_id: str) -> dict:
     email = pipeline.wait_for_approval_email(run_id)
-    status, _ = approve_link(email.links[0], decision="reject", approver="e2e", comment="fault test")
+    status, _ = approve_link(email.links[0], decision="reject", comment="fault test")
     assert status == 200
     return pipeline.wait_for_status(run_id, ("REJECTED", "FAILED", "SUCCEEDED"))
 
@@ -114,7 +114,7 @@ def test_transient_faults_are_retried_and_lineage_counts_the_retries(pipeline, u
     email = pipeline.wait_for_approval_email(run_id)
     # Two throttles of the deployment notice, which the state machine's SNS task retries.
     pipeline.cloud.faults.add("sns:Publish", 2, match=f"{run_id} deployed")
-    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="despite the faults")
+    status, _ = approve_link(email.links[0], decision="approve", comment="despite the faults")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED"))
     assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
@@ -149,7 +149,7 @@ def test_a_failed_cleanup_after_evaluation_and_a_lost_notice_leave_the_run_succe
     email = pipeline.wait_for_approval_email(run_id)
     faults = pipeline.cloud.faults
     faults.add("sns:Publish", 6, match=f"{run_id} deployed")
-    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="cleanup will fail")
+    status, _ = approve_link(email.links[0], decision="approve", comment="cleanup will fail")
     assert status == 200
     assert pipeline.wait_for_execution_end(upload["key"], timeout=240) == "SUCCEEDED"
     records = pipeline.run_record(run_id)

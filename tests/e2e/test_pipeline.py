@@ -29,13 +29,14 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     run_id = upload["run_id"]
     email = pipeline.wait_for_approval_email(run_id)
     assert email.to == "approver@example.com" and "auc" in email.subject
-    status, title = approve_link(email.links[0], decision="approve", approver="e2e", comment="ship it")
+    status, title = approve_link(email.links[0], decision="approve", comment="ship it")
     assert status == 200 and title.startswith("Approved")
     records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED"))
     assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
     for step in ("preprocess", "train", "evaluate", "approval", "deploy"):
         assert records[f"STEP#{step}"]["status"] == "SUCCEEDED", step
-    assert records["STEP#approval"]["outputs"]["approver"] == "e2e"
+    # Who approved is the address the link was sent to (the stack's ApproverEmail), not a typed name.
+    assert records["STEP#approval"]["outputs"]["approver"] == "approver@example.com"
     names = records["RUN"]["names"]
 
     sagemaker = pipeline.client("sagemaker")
@@ -48,7 +49,7 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     registered = sagemaker.describe_model_package(ModelPackageName=records["RUN"]["model_package"]["arn"])
     assert (registered["ModelApprovalStatus"], registered["ApprovalDescription"][:15]) == (
         "Approved",
-        "Approved by e2e",
+        "Approved by app",
     )
 
     answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
@@ -76,7 +77,7 @@ def test_lineage_cli_traces_the_production_model_to_its_upload_and_approver(pipe
     assert model["data"]["fingerprint"].startswith("sha256:") and model["code_version"]
     assert model["hyperparameters"]["max_depth"] == "4" and model["training"]["job"]["arn"]
     assert model["evaluation"]["metrics"]["auc"] > 0.7
-    assert model["approval"]["approver"] == "e2e" and model["approval"]["comment"] == "ship it"
+    assert model["approval"]["approver"] == "approver@example.com" and model["approval"]["comment"] == "ship it"
     tree = lineage("show", model["run_id"])
     assert [s["step"] for s in tree["steps"]] == ["preprocess", "train", "evaluate", "approval", "deploy"]
     assert all(s["status"] == "SUCCEEDED" for s in tree["steps"])
@@ -157,7 +158,7 @@ def test_reject_path_leaves_production_untouched(pipeline):
     upload = pipeline.upload("churn-b", "reject.csv", churn_csv(ROWS, seed=12))
     run_id = upload["run_id"]
     email = pipeline.wait_for_approval_email(run_id)
-    status, title = approve_link(email.links[0], decision="reject", approver="e2e", comment="not this one")
+    status, title = approve_link(email.links[0], decision="reject", comment="not this one")
     assert status == 200 and title.startswith("Rejected")
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
     assert records["RUN"]["status"] == "REJECTED"
@@ -248,7 +249,7 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
     before = pipeline.endpoint_config(production)
     assert before is not None, "runs after the approve path"
     email = pipeline.wait_for_approval_email(run_id)
-    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="cli run checked")
+    status, _ = approve_link(email.links[0], decision="approve", comment="cli run checked")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("REJECTED", "SUCCEEDED", "FAILED"))
     assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]
@@ -346,7 +347,7 @@ def test_evaluating_against_a_champion_sends_nothing_to_productions_data_capture
     pipeline.onboard("churn-capture", promote_only_if_better=False)
     run_id = pipeline.upload("churn-capture", "second.csv", churn_csv(ROWS, seed=17))["run_id"]
     email = pipeline.wait_for_approval_email(run_id)
-    status, _ = approve_link(email.links[0], decision="approve", approver="e2e", comment="second model")
+    status, _ = approve_link(email.links[0], decision="approve", comment="second model")
     assert status == 200
     records = pipeline.wait_for_status(run_id, ("SUCCEEDED", "FAILED", "REJECTED"))
     assert records["RUN"]["status"] == "SUCCEEDED", records["RUN"]

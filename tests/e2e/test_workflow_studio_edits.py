@@ -261,7 +261,7 @@ def _approve_and_finish(pipeline, run: dict[str, Any]) -> dict[str, Any]:
     note what production serves then (the next run is approved only after)."""
     run_id = run["upload"]["run_id"]
     email = pipeline.wait_for_approval_email(run_id)
-    status, title = approve_link(email.links[0], decision="approve", approver="studio", comment="edited copy")
+    status, title = approve_link(email.links[0], decision="approve", comment="edited copy")
     assert status == 200 and title.startswith("Approved"), title
     pipeline.wait_for_executions([run["arn"]], time.monotonic() + 240)
     sfn = pipeline.client("stepfunctions")

@@ -104,15 +104,20 @@ class Api:
         return create_approval(self.env, now=created or datetime.now(UTC))
 
     def get(self, approval_id: str, sig: str | None, method: str = "GET") -> dict[str, Any]:
-        return self.call(http_event(method, approval_id, query={"sig": sig} if sig is not None else None))
+        return self.call(http_event(method, approval_id, query={"to": "0", "sig": sig} if sig is not None else None))
+
+    def get_as(self, approval_id: str, to: str, sig: str) -> dict[str, Any]:
+        return self.call(http_event("GET", approval_id, query={"to": to, "sig": sig}))
 
     def form(self, approval_id: str, sig: str, **fields: str | None) -> dict[str, str]:
         values: dict[str, str | None] = {
             "decision": "approve",
+            # A typed name, as older forms and `stepml runs decide` send: never trusted.
             "approver": "ana@example.com",
             "comment": "",
+            "to": "0",
             "sig": sig,
-            "csrf": form_token(self.env.kms, self.env.key_id, approval_id),
+            "csrf": form_token(self.env.kms, self.env.key_id, approval_id, 0),
         }
         values.update(fields)
         return {k: v for k, v in values.items() if v is not None}
@@ -200,12 +205,15 @@ def test_get_shows_the_review_page_and_changes_nothing(
     assert "<tr><td>accuracy</td><td>0.87</td><td>0.85</td></tr>" in page
     assert "Link expires" in page and " UTC" in page
     assert f'<form method="post" action="{approval_id}">' in page
-    assert re.search(r'<input type="text" id="approver" name="approver" required', page)
+    # No name to type: the decision is recorded under the address the link was sent to.
+    assert 'name="approver"' not in page
+    assert "Deciding as <strong>approver@example.com</strong>" in page
+    assert hidden_value(page, "to") == "0"
     assert 'name="comment"' in page
     assert '<button type="submit" class="approve" name="decision" value="approve">Approve</button>' in page
     assert '<button type="submit" class="reject" name="decision" value="reject">Reject</button>' in page
     assert hidden_value(page, "sig") == sig
-    assert hidden_value(page, "csrf") == form_token(real.env.kms, real.env.key_id, approval_id)
+    assert hidden_value(page, "csrf") == form_token(real.env.kms, real.env.key_id, approval_id, 0)
     assert real.env.key_id not in page
 
     head = real.get(approval_id, sig, method="HEAD")
@@ -222,7 +230,7 @@ def test_get_refuses_forged_unknown_expired_and_closed_links(api: Api) -> None:
     assert_html(api.get(approval_id, None), 403)
 
     unknown_id = new_approval_id()
-    page = assert_html(api.get(unknown_id, link_signature(api.env.kms, api.env.key_id, unknown_id)), 404)
+    page = assert_html(api.get(unknown_id, link_signature(api.env.kms, api.env.key_id, unknown_id, 0)), 404)
     assert "Approval not found" in page
 
     expired_id, expired_sig = api.new_approval(created=datetime.now(UTC) - timedelta(seconds=TIMEOUT_SECONDS + 5))
@@ -276,6 +284,7 @@ def test_post_decides_exactly_once(api: Api) -> None:
         "decision": "approve",
         "approver": "ana@example.com",
         "comment": "ship it",
+        "to": hidden_value(review, "to"),
         "sig": hidden_value(review, "sig"),
         "csrf": hidden_value(review, "csrf"),
     }
@@ -286,20 +295,20 @@ def test_post_decides_exactly_once(api: Api) -> None:
         )
     )
     page = assert_html(first, 200)
-    assert "Approved by ana@example.com" in page and "ship it" in page
+    assert "Approved by approver@example.com" in page and "ship it" in page
 
     second = api.post(approval_id, sig, decision="reject", approver="mallory@example.com")
     page = assert_html(second, 409)
-    assert "Already decided" in page and "Approved by ana@example.com" in page
+    assert "Already decided" in page and "Approved by approver@example.com" in page
 
     [call] = api.env.sfn.calls
     assert call["taskToken"] == TASK_TOKEN
     assert json.loads(call["output"])["decision"] == "approve"
     item = api.env.item(approval_id)
-    assert item is not None and (item["status"], item["decided_by"]) == (APPROVED, "ana@example.com")
+    assert item is not None and (item["status"], item["decided_by"]) == (APPROVED, "approver@example.com")
 
     page = assert_html(api.get(approval_id, sig), 200)
-    assert "already approved" in page and "Approved by ana@example.com" in page
+    assert "already approved" in page and "Approved by approver@example.com" in page
     assert "<form" not in page
 
 
@@ -308,7 +317,7 @@ def test_post_with_a_plain_body_rejects(api: Api) -> None:
     page = assert_html(
         api.post(approval_id, sig, decision="reject", comment="worse on recent data", base64_body=False), 200
     )
-    assert "Rejected by ana@example.com" in page and "production is unchanged" in page
+    assert "Rejected by approver@example.com" in page and "production is unchanged" in page
     item = api.env.item(approval_id)
     assert item is not None and item["status"] == REJECTED
     assert json.loads(api.env.sfn.calls[0]["output"])["comment"] == "worse on recent data"
@@ -321,19 +330,22 @@ def test_post_refuses_requests_that_did_not_come_from_the_review_form(api: Api) 
     not_base64["body"] = "A"
     refusals = [
         (api.post(approval_id, sig, csrf=None), 403),
-        (api.post(approval_id, sig, csrf=tampered(form_token(api.env.kms, api.env.key_id, approval_id))), 403),
+        (api.post(approval_id, sig, csrf=tampered(form_token(api.env.kms, api.env.key_id, approval_id, 0))), 403),
         (api.post(approval_id, sig, csrf=sig), 403),
         (api.post(approval_id, tampered(sig)), 403),
         (api.post(approval_id, sig, headers={"origin": "https://evil.example"}), 403),
         (api.post(approval_id, sig, headers={"sec-fetch-site": "cross-site"}), 403),
         (api.post(approval_id, sig, headers={"content-type": "text/plain"}), 415),
         (api.post(approval_id, sig, decision="ship"), 400),
-        (api.post(approval_id, sig, approver=""), 400),
+        (api.post(approval_id, sig, comment="x" * 2001), 400),
+        # Another approver's number with this approver's link.
+        (api.post(approval_id, sig, to="1"), 403),
+        (api.post(approval_id, sig, to=None), 403),
         (api.call(not_base64), 400),
     ]
     for response, status in refusals:
         assert_html(response, status)
-    assert "field &#x27;approver&#x27;" in refusals[8][0]["body"]
+    assert "field &#x27;comment&#x27;" in refusals[8][0]["body"]
     assert api.env.item(approval_id) == before
     assert api.env.sfn.calls == []
 
@@ -409,10 +421,11 @@ def test_submitted_text_is_escaped(api: Api) -> None:
     approval_id, sig = api.new_approval()
     name = '<script>alert("x")</script>'
     page = assert_html(api.post(approval_id, sig, approver=name, comment="<b>bold</b> & 'quoted'"), 200)
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    # The typed name is ignored: the decision is the link's approver's.
+    assert "alert" not in page and "Approved by approver@example.com" in page
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; &#x27;quoted&#x27;" in page
     page = assert_html(api.get(approval_id, sig), 200)
-    assert "&lt;script&gt;" in page
+    assert "&lt;b&gt;bold" in page
 
 
 def test_an_unexpected_error_is_a_plain_500_and_is_logged_without_secrets(
@@ -434,5 +447,59 @@ def test_an_unexpected_error_is_a_plain_500_and_is_logged_without_secrets(
     output = streams.out + streams.err + caplog.text
     assert "internal detail: table layout changed" in output  # logged for the operators...
     assert sig not in output  # ...but never the link signature, form token or task token
-    assert form_token(api.env.kms, api.env.key_id, approval_id) not in output
+    assert form_token(api.env.kms, api.env.key_id, approval_id, 0) not in output
     assert TASK_TOKEN not in output
+
+
+def test_behind_a_jwt_authorizer_the_signed_in_email_must_be_the_links_approver(api: Api) -> None:
+    """API Gateway's JWT authorizer (Cognito) hands the verified claims in
+    ``requestContext.authorizer.jwt.claims``; the page decides only for the link's own approver."""
+    approval_id, sig = api.new_approval()
+    before = api.env.item(approval_id)
+
+    def signed_in(event: dict[str, Any], claims: dict[str, str]) -> dict[str, Any]:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        return event
+
+    query = {"to": "0", "sig": sig}
+    for claims in ({"email": "mallory@example.com", "sub": "1"}, {"sub": "no-email"}):
+        page = assert_html(api.call(signed_in(http_event("GET", approval_id, query=query), claims)), 403)
+        assert "This link is for another approver" in page
+        post = http_event("POST", approval_id, form=api.form(approval_id, sig))
+        page = assert_html(api.call(signed_in(post, claims)), 403)
+    assert api.env.item(approval_id) == before and api.env.sfn.calls == []
+
+    claims = {"email": "Approver@Example.com", "sub": "2"}
+    page = assert_html(api.call(signed_in(http_event("GET", approval_id, query=query), claims)), 200)
+    assert "Deciding as <strong>approver@example.com</strong>" in page
+    post = http_event("POST", approval_id, form=api.form(approval_id, sig))
+    page = assert_html(api.call(signed_in(post, claims)), 200)
+    assert "Approved by approver@example.com" in page
+
+
+def test_a_first_approval_of_two_shows_the_wait_and_a_second_by_the_same_approver_is_409(api: Api) -> None:
+    from tests.unit.test_approval_votes import ANA, BEN, request_sign_off
+
+    approval_id, sigs = request_sign_off(api.env, [ANA, BEN], 2, now=datetime.now(UTC))
+
+    def post(address: str, decision: str) -> dict[str, Any]:
+        index = [ANA, BEN].index(address)
+        form = {
+            "decision": decision,
+            "comment": "",
+            "to": str(index),
+            "sig": sigs[address],
+            "csrf": form_token(api.env.kms, api.env.key_id, approval_id, index),
+        }
+        return api.call(http_event("POST", approval_id, form=form))
+
+    page = assert_html(post(ANA, "approve"), 200)
+    assert "Your approval is recorded" in page and "1 more approval" in page and BEN in page
+    page = assert_html(post(ANA, "reject"), 409)
+    assert "You have already decided" in page
+    page = assert_html(api.get_as(approval_id, "0", sigs[ANA]), 200)
+    assert "Your approval is recorded" in page and "<form" not in page
+    assert api.env.sfn.calls == []
+    page = assert_html(post(BEN, "approve"), 200)
+    assert f"Approved by {ANA}, {BEN}" in page
+    assert len(api.env.sfn.calls) == 1

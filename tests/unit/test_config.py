@@ -52,6 +52,20 @@ def test_the_shipped_example_config_is_valid():
         ({"row_key": ""}, "field 'row_key': must name a column, got ''"),
         ({"csv_delimiter": '"'}, "field 'csv_delimiter': must not be a quote or a line break, got '\"'"),
         ({"csv_delimiter": "\n"}, "field 'csv_delimiter': must not be a quote or a line break"),
+        ({"approvers": ["ana@example.com", "not-an-address"]}, "field 'approvers': approvers[1] 'not-an-address'"),
+        ({"approvers": "ana@example.com"}, "field 'approvers': Input should be a valid list"),
+        ({"approvers": [7]}, "field 'approvers.0': Input should be a valid string"),
+        ({"required_approvals": 0}, "field 'required_approvals': Input should be greater than or equal to 1"),
+        (
+            {"required_approvals": 2},
+            "field 'required_approvals': 2 approvals cannot come from the stack's ApproverEmail alone; "
+            "it must be between 1 and 1",
+        ),
+        (
+            # Ana counts once however her address is spelled.
+            {"approvers": ["ana@example.com", "ANA@Example.com "], "required_approvals": 2},
+            "field 'required_approvals': 2 approvals cannot come from the 1 listed in 'approvers'",
+        ),
     ],
 )
 def test_bad_configs_name_the_file_and_the_field(change, message):
@@ -61,6 +75,21 @@ def test_bad_configs_name_the_file_and_the_field(change, message):
         parse_dataset_config(json.dumps(bad), "s3://bucket/datasets/churn/config.json")
     assert str(error.value).startswith("s3://bucket/datasets/churn/config.json: ")
     assert message in str(error.value)
+
+
+def test_approvers_are_lower_case_and_unique_in_order():
+    parsed = parse_dataset_config(
+        {
+            **CHURN_CONFIG,
+            "approvers": ["Ben@Example.com", " ana@example.com", "ben@example.COM"],
+            "required_approvals": 2,
+        },
+        "c.json",
+    )
+    assert parsed.approvers == ["ben@example.com", "ana@example.com"]
+    assert parsed.required_approvals == 2
+    defaults = parse_dataset_config(CHURN_CONFIG, "c.json")
+    assert (defaults.approvers, defaults.required_approvals) == ([], 1)
 
 
 def test_multiclass_needs_classes_and_gets_num_class():

@@ -227,8 +227,8 @@ def _registered(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[st
 @pytest.mark.parametrize(
     ("decision", "status", "description"),
     [
-        ("approve", APPROVED, "Approved by ana@example.com at 2026-11-22T13:00:00.000Z: ship it"),
-        ("reject", REJECTED, "Rejected by ana@example.com at 2026-11-22T13:00:00.000Z: ship it"),
+        ("approve", APPROVED, "Approved by approver@example.com at 2026-11-22T13:00:00.000Z: ship it"),
+        ("reject", REJECTED, "Rejected by approver@example.com at 2026-11-22T13:00:00.000Z: ship it"),
     ],
 )
 def test_the_approvers_decision_is_the_versions_status_at_once_and_again_when_recorded(
@@ -242,10 +242,10 @@ def test_the_approvers_decision_is_the_versions_status_at_once_and_again_when_re
     record = decisions.decide(
         approval_id,
         decision=decision,
-        approver="ana@example.com",
+        approver="0",
         comment="ship it",
         sig=sig,
-        csrf=form_token(env.kms, env.key_id, approval_id),
+        csrf=form_token(env.kms, env.key_id, approval_id, 0),
     )
 
     described = reg.describe(arn)
@@ -274,10 +274,10 @@ def test_a_failed_registry_update_does_not_undo_the_delivered_decision(
     record = decisions.decide(
         approval_id,
         decision="approve",
-        approver="ana@example.com",
+        approver="0",
         comment="",
         sig=sig,
-        csrf=form_token(env.kms, env.key_id, approval_id),
+        csrf=form_token(env.kms, env.key_id, approval_id, 0),
     )
 
     assert record.decision == "approve" and len(env.sfn.calls) == 1

@@ -66,10 +66,10 @@ def test_the_handler_stores_the_approval_and_emails_the_link(
     assert item["link_expires_at"] == int(waiting_since.timestamp()) + int(make_run()["approval_timeout_seconds"])
     [(subject, message)] = env.published()
     assert subject.startswith("[stepml] Approve churn model churn-3f2a9c1b7d4e?")
-    [(base_url, approval_id, sig)] = LINK.findall(message)
+    [(base_url, approval_id, to, sig)] = LINK.findall(message)
     assert base_url == environment["STEPML_APPROVAL_BASE_URL"]
     assert approval_id == result["approval_id"]
-    verify_link(env.kms, env.key_id, approval_id, sig)
+    assert verify_link(env.kms, env.key_id, approval_id, to, sig) == 0
     streams = capsys.readouterr()
     logs = streams.out + streams.err + caplog.text
     assert "approval requested" in logs

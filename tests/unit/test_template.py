@@ -609,9 +609,9 @@ def test_the_approval_email_goes_through_ses_from_the_sender_identity_only(resol
     assert "sns:Publish" not in actions and not any(a.startswith("kms:Decrypt") for a in actions)
     [send] = [s for s in statements if s["Action"] == "ses:SendEmail"]
     identity = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/"
-    assert sorted(send["Resource"]) == sorted(
-        [identity + "stepml-approvals@example.com", identity + "example.com", identity + "approver@example.com"]
-    )
+    # The approvers come from dataset configs, so any identity of the account may receive (SES
+    # authorizes each recipient in the sandbox), but only ever from the sender's address.
+    assert send["Resource"] == identity + "*"
     assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "stepml-approvals@example.com"}}
     environment = resolved.function_environment("RequestApprovalFunction")
     assert environment["STEPML_APPROVAL_SENDER"] == "stepml-approvals@example.com"

@@ -224,9 +224,7 @@ def _show_approval(args: argparse.Namespace, message: Any) -> None:
     )
     link = message.links[0]
     if args.approve:
-        code, title = approve_link(
-            link, decision="approve", approver="stepml demo", comment="approved by make demo ARGS=--approve"
-        )
+        code, title = approve_link(link, decision="approve", comment="approved by make demo ARGS=--approve")
         print(f"  approved over HTTP as a browser would: HTTP {code}: {title}\n", flush=True)
     else:
         print(f"\n  Open this link in a browser and click Approve (or Reject):\n  {link}\n", flush=True)

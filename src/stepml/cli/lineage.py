@@ -19,6 +19,16 @@ def _table(target: Target) -> Any:
     )
 
 
+def _ballots(approval: dict[str, Any]) -> str:
+    """Each approver's decision: ``ana@x approve at T; ben@x undecided``."""
+    return "; ".join(
+        f"{b.get('address')} {b['decision']} at {b.get('decided_at')}"
+        if b.get("decision")
+        else f"{b.get('address')} undecided"
+        for b in approval.get("approvers") or []
+    )
+
+
 def _text(value: Any) -> str:
     if isinstance(value, Mapping | list):
         return json.dumps(value, default=str, separators=(", ", ": "))
@@ -62,6 +72,8 @@ def render_run(tree: Mapping[str, Any]) -> str:
             f"{_INDENT}approval: {approval.get('decision')} by {approval.get('approver')} "
             f"at {approval.get('decided_at')}{comment}"
         )
+        if len(approval.get("approvers") or []) > 1:
+            lines.append(f"{_INDENT}approvers ({approval.get('required_approvals')} required): {_ballots(approval)}")
     steps = tree.get("steps") or []
     for index, step in enumerate(steps):
         last = index == len(steps) - 1

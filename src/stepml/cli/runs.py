@@ -180,8 +180,9 @@ def _fetch(request: urllib.request.Request) -> tuple[int, str]:
         raise CliError(f"cannot open {request.full_url}: {exc.reason}") from exc
 
 
-def approve_link(link: str, *, decision: str, approver: str, comment: str) -> tuple[int, str]:
-    """Open a review link and submit its form exactly as a browser would; returns (status, page title)."""
+def approve_link(link: str, *, decision: str, comment: str) -> tuple[int, str]:
+    """Open a review link and submit its form exactly as a browser would; returns (status, page title).
+    The decision is recorded under the address the link was issued to."""
     if not link.startswith(("https://", "http://")):
         raise CliError(f"{link!r} is not an approval link (copy it from `stepml outbox`)")
     status, page = _fetch(urllib.request.Request(link, headers={"User-Agent": "stepml-cli"}))  # noqa: S310 - scheme checked above
@@ -191,7 +192,7 @@ def approve_link(link: str, *, decision: str, approver: str, comment: str) -> tu
         raise CliError(f"the review page answered {status}: {form.title.strip() or 'no form on the page'}")
     target = urllib.parse.urljoin(link, form.action)
     origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(link))
-    body = urllib.parse.urlencode({**form.fields, "decision": decision, "approver": approver, "comment": comment})
+    body = urllib.parse.urlencode({**form.fields, "decision": decision, "comment": comment})
     request = urllib.request.Request(  # noqa: S310 - same origin as the checked link
         target,
         data=body.encode(),
@@ -206,7 +207,7 @@ def approve_link(link: str, *, decision: str, approver: str, comment: str) -> tu
 
 def approve(args: argparse.Namespace) -> int:
     decision = "reject" if args.reject else "approve"
-    status, title = approve_link(args.link, decision=decision, approver=args.approver, comment=args.comment or "")
+    status, title = approve_link(args.link, decision=decision, comment=args.comment or "")
     print(f"{decision}: HTTP {status}: {title}")
     return 0 if status == 200 else 1
 
@@ -347,7 +348,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     decide.add_argument("link")
     decide.add_argument("--reject", action="store_true")
     decide.add_argument("--comment", default="")
-    decide.add_argument("--approver", default="stepml-cli", help="the name recorded as approver")
     decide.set_defaults(handler=approve)
 
     score = commands.add_parser("predict", parents=[common], help="send CSV feature rows to an endpoint")
