@@ -48,8 +48,8 @@ REQUIRED_SETTINGS = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
 ROUTE = "/approvals/<approval_id>"
 #: The largest form body read. The review form's longest legitimate post is a 2000-character
 #: comment of four-byte characters, percent-encoded (12 bytes each), plus the approver number,
-#: the signature and form token: under 25 KB (older forms also sent a typed name, now ignored). API Gateway would pass up to 10 MB,
-#: which this function never needs to parse.
+#: the signature and form token: under 25 KB (older forms also sent a typed name, now ignored).
+#: API Gateway would pass up to 10 MB, which this function never needs to parse.
 MAX_FORM_BYTES = 32 * 1024
 #: More fields than the form has (5) is not the form; parse_qs stops counting here.
 MAX_FORM_FIELDS = 20
