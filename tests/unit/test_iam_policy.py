@@ -1168,7 +1168,9 @@ def test_the_templates_metric_namespaces(template, role, namespace, kind):
         ("approver@example.com", "stepml-approvals@example.com", "allowed"),
         ("stepml-approvals@example.com", "someone-else@example.com", "implicit-deny"),
         ("stepml-approvals@example.com", None, "implicit-deny"),
-        ("other.example", "stepml-approvals@example.com", "implicit-deny"),
+        # Any recipient identity of the account (dataset configs name the approvers), never another sender.
+        ("other.example", "stepml-approvals@example.com", "allowed"),
+        ("other.example", "someone-else@example.com", "implicit-deny"),
     ],
 )
 def test_the_templates_approval_email_is_sent_only_from_the_sender(template, identity_name, from_address, kind):
