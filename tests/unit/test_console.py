@@ -95,10 +95,21 @@ def test_parallel_branches_and_map_processors_are_nested_groups():
     assert set(graph.layout(old).nodes["Each item"].branches[0].nodes) == {graph.START, "Inner", graph.END}
 
 
+def _state_names(machine: dict) -> set[str]:
+    """Every state's name, those of Parallel branches and Map iterations included."""
+    names = set()
+    for name, state in machine["States"].items():
+        names.add(name)
+        for inner in [*state.get("Branches", []), state.get("ItemProcessor") or state.get("Iterator") or None]:
+            if inner:
+                names |= _state_names(inner)
+    return names
+
+
 def test_a_loop_goes_round_the_right_and_long_edges_do_not_cross_nodes():
     definition = json.loads((REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text())
     layout = graph.layout(definition)
-    assert {n.name for n in layout.states()} == set(definition["States"])
+    assert {n.name for n in layout.states()} == _state_names(definition)
     loops = [e for e in layout.edges if e.back]
     assert ("Is the test endpoint ready?", "Wait for test endpoint") in {(e.source, e.target) for e in loops}
     for edge in loops:
@@ -109,7 +120,9 @@ def test_a_loop_goes_round_the_right_and_long_edges_do_not_cross_nodes():
             assert not any(abs(x - n.x) < n.width / 2 - 1 and n.y < y < n.y + n.height for n in boxes), (
                 f"{edge.source} -> {edge.target} runs through a state at ({x}, {y})"
             )
-    assert layout.width < 2400  # one lane per target, not per edge
+    # One lane per target, not per edge: 1,640 px for the 74 states before the monitoring steps,
+    # 2,920 px for the 82 with them (a lane per edge measured about 3,200 before).
+    assert layout.width < 3200
 
 
 def test_a_definition_without_states_is_a_graph_error():
