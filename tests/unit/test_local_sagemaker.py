@@ -461,7 +461,13 @@ def _resolve(template, state):
 
 
 def test_the_state_machines_sagemaker_requests_pass_the_service_model():
-    substitutions = {"SageMakerRoleArn": ROLE, "TrainingImage": XGBOOST_IMAGE, "ProductionEndpointName": "stepml-prod"}
+    substitutions = {
+        "SageMakerRoleArn": ROLE,
+        "TrainingImage": XGBOOST_IMAGE,
+        "ProductionEndpointName": "stepml-prod",
+        "ModelMonitorRoleArn": "arn:aws:iam::123456789012:role/stepml-model-monitor",
+        "MonitoringOutputUri": "s3://stepml-artifacts/monitoring",
+    }
     text = re.sub(
         r"\$\{(\w+)\}",
         lambda m: substitutions.get(m.group(1), f"stepml-{m.group(1)}"),
