@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 from stepml import config
 from stepml.approval_email import email_subject
@@ -257,17 +257,19 @@ def env(stack: Any, mail_outbox: Outbox) -> ApprovalEnv:
 @pytest.fixture
 def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
     """DynamoDB evaluates a condition and applies the update atomically per item; moto 5.2.5
-    checks and writes without a lock, so two threads can both pass the same condition.
-    Serialising moto's UpdateItem restores DynamoDB's guarantee, so the concurrency test
-    measures our use of the conditional write and not moto's race."""
+    checks and writes without a lock, so two threads can both pass the same condition, and it
+    serialises an answer from the live item while another thread changes it (a nested map:
+    "dictionary changed size during iteration"). Serialising moto's whole DynamoDB request,
+    answer included, restores DynamoDB's guarantee, so the concurrency test measures our use of
+    the conditional write and not moto's race."""
     lock = threading.Lock()
-    original = DynamoDBBackend.update_item
+    original = DynamoHandler.call_action
 
-    def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+    def call_action(self: DynamoHandler) -> Any:
         with lock:
-            return original(self, *args, **kwargs)
+            return original(self)
 
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
 
 
 # --- requesting -----------------------------------------------------------------------------
