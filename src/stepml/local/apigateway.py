@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from stepml.local.lambdas import FunctionThrottledError
@@ -164,7 +164,34 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-class HttpApiServer:
+class BackgroundServer:
+    """A threaded HTTP server answering on a daemon thread: ``address``, ``start`` and ``stop``
+    (the approval API's and the console's)."""
+
+    _httpd: ThreadingHTTPServer
+    _thread: threading.Thread
+
+    def _listen(self, httpd: ThreadingHTTPServer, thread_name: str) -> None:
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name=thread_name, daemon=True)
+
+    @property
+    def address(self) -> str:
+        """``http://host:port`` of the listening socket."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class HttpApiServer(BackgroundServer):
     """A threaded HTTP server for a set of routes; ``url`` is where it listens."""
 
     def __init__(
@@ -186,23 +213,13 @@ class HttpApiServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
-        self._httpd = _Server((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"http-api-{api_id}", daemon=True)
+        httpd = _Server((host, port), Handler)
+        httpd.daemon_threads = True
+        self._listen(httpd, f"http-api-{api_id}")
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> HttpApiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return self.address
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         """Answer one request; whatever happens, the client gets an HTTP answer."""

@@ -8,13 +8,13 @@ AWS's refusal of a read is a page with the status and the reason, never a droppe
 from __future__ import annotations
 
 import logging
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
+from stepml.local.apigateway import BackgroundServer
 from stepml.local.console import pages
 from stepml.local.console.data import ConsoleData, ConsoleDataError, run_id_of
 from stepml.local.console.execution import execution_page
@@ -35,7 +35,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = False  # a port in use must fail here, as the free-port check said
 
 
-class ConsoleServer:
+class ConsoleServer(BackgroundServer):
     """Serves the console for ``data`` on ``host:port``; ``url`` is where it listens."""
 
     def __init__(self, data: ConsoleData, *, host: str = "127.0.0.1", port: int = 0):
@@ -65,22 +65,11 @@ class ConsoleServer:
 
             do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
-        self._httpd = _Server((host, port), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="stepml-console", daemon=True)
+        self._listen(_Server((host, port), Handler), "stepml-console")
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def start(self) -> ConsoleServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return self.address + "/"
 
     def page(self, path: str, query: dict[str, list[str]]) -> str:
         """The HTML of one console path (``ConsoleError`` for a wrong path or a missing execution)."""
