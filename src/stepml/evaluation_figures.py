@@ -17,19 +17,17 @@ report is read by the approval page and kept as the registry's model quality sta
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
 from stepml.model_importance import ImportanceError, read_importance
 from stepml.monitoring.analysis import MonitoringError, analyze_rows
 from stepml.monitoring.report import feature_views
-from stepml.utils import S3UriError, split_s3_uri
+from stepml.utils import S3ReadError, read_s3_json
 
 #: One-vs-rest curves are drawn for at most this many classes (the first ones, in class order).
 MAX_CURVE_CLASSES = 10
@@ -227,15 +225,9 @@ def _rounded_or_none(value: float | None) -> float | None:
 
 def _read_json(s3_client: Any, uri: str) -> Any:
     try:
-        bucket, key = split_s3_uri(uri)
-        return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except S3UriError as exc:
-        raise FiguresError(f"{uri!r} is not an s3:// URI") from exc
-    except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
-        raise FiguresError(f"{uri}: cannot read it: {code}") from exc
-    except ValueError as exc:
-        raise FiguresError(f"{uri}: not JSON: {exc}") from exc
+        return read_s3_json(s3_client, uri)
+    except S3ReadError as exc:
+        raise FiguresError(str(exc)) from exc
 
 
 def _unavailable(exc: Exception) -> dict[str, Any]:

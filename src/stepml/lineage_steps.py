@@ -9,7 +9,6 @@ approval decision and a rejecting outcome (the gate, an expired approval) set it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,7 +30,7 @@ from stepml.lineage_table import (
     write_step,
 )
 from stepml.registry import DECISION_STATUS, REJECTED, ModelRegistry, RegistryError, decision_description
-from stepml.utils import iso_utc, utc_now
+from stepml.utils import S3ReadError, iso_utc, read_s3_json, utc_now
 
 
 def _epoch_or_iso(value: Any) -> str | None:
@@ -44,11 +43,10 @@ def _epoch_or_iso(value: Any) -> str | None:
 
 
 def _read_json_s3(s3_client: Any, uri: str) -> dict[str, Any]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
-        return json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (ClientError, json.JSONDecodeError) as exc:
-        raise LineageError(f"{uri}: cannot read: {exc}") from exc
+        return read_s3_json(s3_client, uri)
+    except S3ReadError as exc:
+        raise LineageError(str(exc)) from exc
 
 
 def _describe_training(sagemaker_client: Any, job_name: str) -> dict[str, Any]:

@@ -22,9 +22,7 @@ import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from stepml.utils import S3UriError, split_s3_uri
+from stepml.utils import S3ReadError, read_s3_object
 
 #: The largest model.tar.gz read: a model this big gets no importance rather than a slow Lambda.
 MAX_ARCHIVE_BYTES = 200 * 1024 * 1024
@@ -129,16 +127,9 @@ def _booster_bytes(archive: bytes, source: str) -> bytes:
 def read_importance(s3_client: Any, model_uri: str, feature_names: Sequence[str]) -> list[dict[str, Any]]:
     """The model's gain importance per feature name, largest first (features without splits left out)."""
     try:
-        bucket, key = split_s3_uri(model_uri)
-        head = s3_client.head_object(Bucket=bucket, Key=key)
-        if int(head.get("ContentLength", 0)) > MAX_ARCHIVE_BYTES:
-            raise ImportanceError(f"{model_uri}: larger than {MAX_ARCHIVE_BYTES} bytes, not read")
-        archive = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except S3UriError as exc:
-        raise ImportanceError(f"model artifact {model_uri!r} is not an s3:// URI") from exc
-    except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
-        raise ImportanceError(f"{model_uri}: cannot read it: {code}") from exc
+        archive = read_s3_object(s3_client, model_uri, max_bytes=MAX_ARCHIVE_BYTES)
+    except S3ReadError as exc:
+        raise ImportanceError(f"model artifact: {exc}") from exc
     return named_importance(gain_importance(_booster_bytes(archive, model_uri), model_uri), feature_names)
 
 

@@ -23,10 +23,8 @@ import tarfile
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from stepml.lineage_table import LineageError
-from stepml.utils import S3UriError, split_s3_uri
+from stepml.utils import S3ReadError, read_s3_object
 
 #: The model file of the built-in XGBoost's model.tar.gz.
 MODEL_FILE = "xgboost-model"
@@ -40,10 +38,9 @@ class ReproduceError(LineageError):
 
 def _s3_bytes(s3: Any, uri: str) -> bytes:
     try:
-        bucket, key = split_s3_uri(uri)
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (ClientError, S3UriError) as exc:
-        raise ReproduceError(f"cannot read {uri}: {exc}") from exc
+        return read_s3_object(s3, uri)
+    except S3ReadError as exc:
+        raise ReproduceError(str(exc)) from exc
 
 
 def model_hash(s3: Any, model_data: str | None) -> str:

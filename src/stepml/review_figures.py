@@ -12,16 +12,13 @@ without pictures and says so, and never stops the decision.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from stepml import charts
 from stepml.charts import BLUE, GREY, Series, number
-from stepml.utils import S3UriError, split_s3_uri
+from stepml.utils import S3ReadError, read_s3_json
 
 #: A report larger than this is not drawn (the Evaluate Lambda writes a few hundred KB at most).
 MAX_REPORT_BYTES = 5 * 1024 * 1024
@@ -40,18 +37,9 @@ def load_report(s3_client: Any, uri: str | None) -> dict[str, Any]:
     if not uri:
         raise ReviewReportError("the approval names no evaluation report")
     try:
-        bucket, key = split_s3_uri(uri)
-        answer = s3_client.get_object(Bucket=bucket, Key=key)
-        if int(answer.get("ContentLength") or 0) > MAX_REPORT_BYTES:
-            raise ReviewReportError(f"{uri}: larger than {MAX_REPORT_BYTES} bytes, not drawn")
-        report = json.loads(answer["Body"].read())
-    except S3UriError as exc:
-        raise ReviewReportError(f"{uri!r} is not an s3:// URI") from exc
-    except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
-        raise ReviewReportError(f"{uri}: cannot read it: {code}") from exc
-    except ValueError as exc:
-        raise ReviewReportError(f"{uri}: not JSON") from exc
+        report = read_s3_json(s3_client, uri, max_bytes=MAX_REPORT_BYTES)
+    except S3ReadError as exc:
+        raise ReviewReportError(str(exc)) from exc
     if not isinstance(report, dict):
         raise ReviewReportError(f"{uri}: not an evaluation report")
     return report

@@ -7,11 +7,14 @@ a key, a NaN metric) reaches every caller. Runtime code: the Lambda layer ships 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 class S3UriError(ValueError):
@@ -34,6 +37,41 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def s3_uri(bucket: str, key: str = "") -> str:
     """The ``s3://`` URI of ``key`` in ``bucket``."""
     return f"s3://{bucket}/{key}"
+
+
+class S3ReadError(Exception):
+    """An object named by an ``s3://`` URI could not be read; the message names the URI and why."""
+
+
+def read_s3_object(s3_client: Any, uri: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of the object at ``uri``.
+
+    Raises ``S3ReadError`` naming the URI and the reason: not an S3 URI, S3's error code (or
+    botocore's error class), or larger than ``max_bytes`` (from the answer's ContentLength, so a
+    large object is refused before its body is read).
+    """
+    try:
+        bucket, key = split_s3_uri(uri)
+        answer = s3_client.get_object(Bucket=bucket, Key=key)
+        if max_bytes is not None and int(answer.get("ContentLength") or 0) > max_bytes:
+            answer["Body"].close()
+            raise S3ReadError(f"{uri}: larger than {max_bytes} bytes, not read")
+        return answer["Body"].read()
+    except S3UriError as exc:
+        raise S3ReadError(str(exc)) from exc
+    except ClientError as exc:
+        raise S3ReadError(f"{uri}: cannot read it: {exc.response.get('Error', {}).get('Code')}") from exc
+    except BotoCoreError as exc:
+        raise S3ReadError(f"{uri}: cannot read it: {type(exc).__name__}") from exc
+
+
+def read_s3_json(s3_client: Any, uri: str, *, max_bytes: int | None = None) -> Any:
+    """The JSON document at ``uri``; ``S3ReadError`` as ``read_s3_object``, or when it is not JSON."""
+    body = read_s3_object(s3_client, uri, max_bytes=max_bytes)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise S3ReadError(f"{uri}: not JSON: {exc}") from exc
 
 
 def utc_now() -> datetime:

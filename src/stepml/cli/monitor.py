@@ -21,17 +21,16 @@ from stepml.cli.context import CliError, Target, connect, print_json
 from stepml.lineage_queries import LineageQueryError, model_lineage, run_records
 from stepml.monitoring.analysis import MonitoringError, analyze
 from stepml.monitoring.report import feature_views, render_html, render_text
-from stepml.utils import S3UriError, split_s3_uri
+from stepml.utils import S3ReadError, read_s3_object, split_s3_uri
 
 VIOLATIONS_FILE = "constraint_violations.json"
 
 
 def _read(s3: Any, uri: str) -> bytes:
     try:
-        bucket, key = split_s3_uri(uri)
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (S3UriError, ClientError) as exc:
-        raise CliError(f"cannot read {uri}: {exc}") from exc
+        return read_s3_object(s3, uri)
+    except S3ReadError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _keys(s3: Any, prefix_uri: str) -> list[dict[str, Any]]:
