@@ -37,6 +37,12 @@ DEFAULT_HOSTING_INSTANCE_TYPE = "STEPML_DEFAULT_HOSTING_INSTANCE_TYPE"
 ENDPOINT_POLL_SECONDS = "STEPML_ENDPOINT_POLL_SECONDS"
 LINEAGE_RETENTION_DAYS = "STEPML_LINEAGE_RETENTION_DAYS"
 MODEL_PACKAGE_GROUP_PREFIX = "STEPML_MODEL_PACKAGE_GROUP_PREFIX"
+#: The approval page's sign-in (``none`` or ``cognito``) and, with ``cognito``, the user pool,
+#: the name of its app client and the hosted UI's base URL (stepml.approval_signin).
+APPROVAL_SIGNIN = "STEPML_APPROVAL_SIGNIN"
+APPROVAL_USER_POOL_ID = "STEPML_APPROVAL_USER_POOL_ID"
+APPROVAL_SIGNIN_CLIENT_NAME = "STEPML_APPROVAL_SIGNIN_CLIENT_NAME"
+APPROVAL_SIGNIN_URL = "STEPML_APPROVAL_SIGNIN_URL"
 
 #: Where dataset configs live in the artifact bucket: ``datasets/<name>/config.json``.
 DATASET_CONFIG_PREFIX = "datasets/"
@@ -141,6 +147,11 @@ def _check_positive_int(name: str, value: str) -> None:
 
 _VALIDATORS: dict[str, Any] = {
     APPROVAL_BASE_URL: lambda n, v: (
+        None
+        if v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
+        else _bad(n, v, "an https:// URL (plain http only on localhost)")
+    ),
+    APPROVAL_SIGNIN_URL: lambda n, v: (
         None
         if v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
         else _bad(n, v, "an https:// URL (plain http only on localhost)")
