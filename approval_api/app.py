@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import os
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -50,8 +49,14 @@ tracer = Tracer(service="stepml-approval-api")
 # debug=False whatever the environment says: debug mode prints whole events (with signatures).
 app = APIGatewayHttpResolver(debug=False)
 
-REQUIRED_SETTINGS = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
-SIGNIN_SETTINGS = (config.APPROVAL_USER_POOL_ID, config.APPROVAL_SIGNIN_CLIENT_NAME, config.APPROVAL_SIGNIN_URL)
+REQUIRED_SETTINGS = (
+    config.APPROVAL_TABLE,
+    config.APPROVAL_SIGNING_KEY_ID,
+    config.APPROVAL_SIGNIN,
+    config.APPROVAL_USER_POOL_ID,
+    config.APPROVAL_SIGNIN_CLIENT_NAME,
+    config.APPROVAL_SIGNIN_URL,
+)
 ROUTE = "/approvals/<approval_id>"
 #: The largest form body read. The review form's longest legitimate post is a 2000-character
 #: comment of four-byte characters, percent-encoded (12 bytes each), plus the approver number,
@@ -90,10 +95,16 @@ class SignInRequiredError(Exception):
 
 
 @functools.cache
+def function_settings() -> config.Settings:
+    """The function's environment, validated once per execution environment."""
+    return config.load_settings(REQUIRED_SETTINGS)
+
+
+@functools.cache
 def dependencies() -> ApprovalDecisions:
     """The approval service, built once per execution environment on the first request
     (tests substitute their own)."""
-    settings = config.load_settings(REQUIRED_SETTINGS)
+    settings = function_settings()
     session = boto3.Session()
     return ApprovalDecisions(
         table=session.resource("dynamodb").Table(settings.approval_table),
@@ -113,12 +124,9 @@ def report_reader() -> Any:
 @functools.cache
 def signin_settings() -> SignInSettings | None:
     """Where the user pool is when the stack turned the sign-in on, else None."""
-    mode = os.environ.get(config.APPROVAL_SIGNIN, "none").strip() or "none"
-    if mode == "none":
+    settings = function_settings()
+    if settings.get(config.APPROVAL_SIGNIN) == "none":
         return None
-    if mode != "cognito":
-        raise config.ConfigError(f"environment variable {config.APPROVAL_SIGNIN} must be none or cognito, got {mode!r}")
-    settings = config.load_settings(SIGNIN_SETTINGS)
     cognito = cognito_client()
     return SignInSettings(
         user_pool_id=settings.get(config.APPROVAL_USER_POOL_ID),

@@ -18,6 +18,7 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode, urlsplit
 from urllib.request import HTTPCookieProcessor, HTTPRedirectHandler, build_opener
 
+import boto3
 import pytest
 import requests
 
@@ -285,3 +286,65 @@ def test_the_token_endpoint_refuses_a_bad_verifier_and_a_reused_code(world: Sign
     assert _exchange(world, "x", verifier, client_id="nope").json()["error"] == "invalid_client"
     assert _exchange(world, "x", verifier, grant_type="password").json()["error"] == "unsupported_grant_type"
     assert _exchange(world, "", verifier).json()["error"] == "invalid_request"
+
+
+# --- the template's sign-in, provisioned -----------------------------------------------------------
+
+
+def test_the_template_provisions_the_sign_in_and_grants_only_the_client_lookup(aws_credentials: None) -> None:
+    from moto import mock_aws
+
+    from stepml.approval_signin import find_client
+    from stepml.local.iam.model import AuthorizationRequest, PolicyDocument, Principal
+    from stepml.local.iam.policy import evaluate
+    from stepml.local.iam.requests import authorization_requests
+    from stepml.local.provision import provision
+    from tests.conftest import TEMPLATE
+    from tests.unit.test_iam_requests import Resolver, call_of
+
+    types = {"AWS::Cognito::UserPool", "AWS::Cognito::UserPoolDomain", "AWS::Cognito::UserPoolClient"}
+    parameters = {"ApprovalSignIn": "cognito", "ApprovalBaseUrl": "http://127.0.0.1:4567"}
+    with mock_aws():
+        stack = provision(TEMPLATE, boto3.Session(region_name="us-east-1"), parameter_overrides=parameters, types=types)
+        environment = stack.function_environment("ApprovalApiFunction")
+        pool_id = stack.physical_id("ApprovalUserPool")
+        assert environment["STEPML_APPROVAL_SIGNIN"] == "cognito"
+        assert environment["STEPML_APPROVAL_USER_POOL_ID"] == pool_id
+        assert environment["STEPML_APPROVAL_SIGNIN_URL"] == (
+            f"https://stepml-local-{ACCOUNT_ID}.auth.us-east-1.amazoncognito.com"
+        )
+        cognito = boto3.client("cognito-idp", region_name="us-east-1")
+        settings = SignInSettings(pool_id, environment["STEPML_APPROVAL_SIGNIN_CLIENT_NAME"], "", "us-east-1", "")
+        client = find_client(cognito, settings)
+        assert client.redirect_uri == "http://127.0.0.1:4567/auth/callback"
+        described = cognito.describe_user_pool_client(UserPoolId=pool_id, ClientId=client.client_id)["UserPoolClient"]
+        assert "ClientSecret" not in described and described["AllowedOAuthFlows"] == ["code"]
+        pool_arn = cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["Arn"]
+        policies = stack.resolved.resolved_properties("ApprovalApiFunction")["Policies"]
+
+    role = Principal(arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/approval/s", role_arn="arn:aws:iam::1:role/approval")
+    documents = [PolicyDocument(source="approval/inline", document=document) for document in policies]
+    lookups = [
+        call_of("cognito-idp", "list_user_pool_clients", UserPoolId=pool_id, MaxResults=60),
+        call_of("cognito-idp", "describe_user_pool_client", UserPoolId=pool_id, ClientId=client.client_id),
+    ]
+    for call in lookups:
+        (request,) = authorization_requests(call, account=ACCOUNT_ID, region="us-east-1", resolver=Resolver())
+        assert request.resource == pool_arn
+        assert evaluate(role, request, documents).kind == "allowed"
+    # Only the lookup, and only on this pool.
+    other_pool = pool_arn.rsplit("/", 1)[0] + "/us-east-1_Other"
+    for action, resource in (
+        ("cognito-idp:ListUserPoolClients", other_pool),
+        ("cognito-idp:AdminCreateUser", pool_arn),
+        ("cognito-idp:DescribeUserPoolClient", "*"),
+    ):
+        assert evaluate(role, AuthorizationRequest(action, resource, {}), documents).kind == "implicit-deny"
+
+
+def test_with_the_sign_in_off_the_template_has_no_pool_and_no_cognito_permission(stack: Any) -> None:
+    environment = stack.function_environment("ApprovalApiFunction")
+    assert environment["STEPML_APPROVAL_SIGNIN"] == "none" and environment["STEPML_APPROVAL_USER_POOL_ID"] == "none"
+    assert "ApprovalUserPool" not in stack.created
+    policies = json.dumps(stack.resolved.resolved_properties("ApprovalApiFunction")["Policies"])
+    assert "cognito-idp" not in policies
