@@ -348,3 +348,13 @@ def test_with_the_sign_in_off_the_template_has_no_pool_and_no_cognito_permission
     assert "ApprovalUserPool" not in stack.created
     policies = json.dumps(stack.resolved.resolved_properties("ApprovalApiFunction")["Policies"])
     assert "cognito-idp" not in policies
+
+
+def test_stepml_runs_decide_names_the_sign_in_instead_of_posting_to_it(world: SignInWorld) -> None:
+    from stepml.cli.context import CliError
+    from stepml.cli.runs import approve_link
+
+    approval_id, sig = new_approval(world.api)
+    with pytest.raises(CliError, match=r"opened a sign-in page \(Signin\): this stack puts the review page behind"):
+        approve_link(f"{world.api_url}/approvals/{approval_id}?to=0&sig={sig}", decision="approve", comment="")
+    assert world.api.env.item(approval_id)["status"] == "PENDING"
