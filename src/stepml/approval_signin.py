@@ -199,7 +199,8 @@ def read_pending(kms_client: Any, key_id: str, value: str | None, state: str | N
     claims = unseal(kms_client, key_id, _PENDING_PURPOSE, value)
     if claims is None:
         raise SignInError("the sign-in has expired or was started in another browser; open the approval link again")
-    if not state or not hmac.compare_digest(str(claims.get("state")), state):
+    # Bytes: compare_digest refuses str with non-ASCII characters (a crafted query).
+    if not state or not hmac.compare_digest(str(claims.get("state")).encode(), state.encode("utf-8", "replace")):
         raise SignInError("the sign-in's state does not match (query 'state'); open the approval link again")
     return claims
 
@@ -291,7 +292,7 @@ def _signing_key(settings: SignInSettings, kid: str) -> dict[str, Any]:
 
 def rs256_signature_is_valid(key: dict[str, Any], signed: bytes, signature: bytes) -> bool:
     """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017, 8.2.2) under a JWK RSA public key."""
-    if key.get("kty") != "RSA":
+    if key.get("kty") != "RSA" or not isinstance(key.get("n"), str) or not isinstance(key.get("e"), str):
         return False
     n = int.from_bytes(_unb64(key["n"]), "big")
     e = int.from_bytes(_unb64(key["e"]), "big")

@@ -158,6 +158,8 @@ def test_session_cookie_round_trip_and_tampering(stack: Any, mail_outbox: Outbox
     assert approval_signin.session_email(env.kms, env.key_id, pending) is None
     with pytest.raises(SignInError, match="state does not match"):
         approval_signin.read_pending(env.kms, env.key_id, pending, tampered(state))
+    with pytest.raises(SignInError, match="state does not match"):
+        approval_signin.read_pending(env.kms, env.key_id, pending, "état-✓")
     assert approval_signin.read_pending(env.kms, env.key_id, pending, state)["return_to"] == "/approvals/x?to=0&sig=y"
 
 

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import html
 import json
+import logging
 import secrets
 import threading
 import time
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from stepml.local.apigateway import BackgroundServer
 from stepml.local.cognito.errors import HostedUiError, SignInFailedError
 
+_LOG = logging.getLogger(__name__)
 #: How long an authorization code can be exchanged (Cognito: 5 minutes).
 CODE_SECONDS = 300
 _MAX_BODY = 64 * 1024
@@ -114,8 +116,13 @@ class HostedUi(BackgroundServer):
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         """Answer one request: a page, a redirect, or the token endpoint's JSON."""
         split = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(min(length, _MAX_BODY)).decode("utf-8", "replace") if length else ""
+        raw_length = request.headers.get("Content-Length") or "0"
+        if not raw_length.isdigit() or int(raw_length) > _MAX_BODY:
+            request.close_connection = True  # the body is not read: the next bytes are no request
+            self._send(request, 400, "application/json", json.dumps({"error": "invalid_request"}))
+            return
+        length = int(raw_length)
+        body = request.rfile.read(length).decode("utf-8", "replace") if length else ""
         params = dict(parse_qsl(split.query if request.command == "GET" else body, keep_blank_values=True))
         route = (request.command, split.path)
         try:
@@ -142,6 +149,9 @@ class HostedUi(BackgroundServer):
         except HostedUiError as exc:
             answer = {"error": exc.code, "error_description": exc.description}
             self._send(request, exc.status, "application/json", json.dumps(answer))
+        except Exception:  # whatever breaks, the browser or the function gets an answer
+            _LOG.exception("the local hosted UI failed to serve %s %s", request.command, split.path)
+            self._send(request, 500, "application/json", json.dumps({"error": "server_error"}))
 
     def _login(self, request: BaseHTTPRequestHandler, params: dict[str, str]) -> None:
         client = self.check_authorize(params)
@@ -223,7 +233,7 @@ class HostedUi(BackgroundServer):
             raise HostedUiError("invalid_grant", "the code was issued to another client or redirect_uri")
         verifier = params.get("code_verifier", "")
         digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        if not verifier or not hmac.compare_digest(digest, grant.challenge):
+        if not verifier or not hmac.compare_digest(digest.encode(), grant.challenge.encode("utf-8", "replace")):
             raise HostedUiError("invalid_grant", "the code_verifier does not match the code_challenge")
         return {"id_token": grant.id_token, "token_type": "Bearer", "expires_in": 3600}
 
