@@ -1,8 +1,11 @@
 """Approval API: the review page (GET) and the decision (POST) behind signed approval links.
 
-API Gateway HTTP API (payload format 2.0) -> this Lambda. The handler only parses requests
-and maps ``stepml.approval_records`` errors to HTML pages; the rules live in the library. Nothing
-here logs the event, the query string, the form or the record's task token.
+API Gateway HTTP API (payload format 2.0) -> this Lambda. With the stack's ``ApprovalSignIn``
+set to ``cognito`` both also need a session: without one the answer is a redirect to the user
+pool's hosted UI, and ``GET /auth/callback`` completes the sign-in (``stepml.approval_signin``).
+The handler only parses requests and maps ``stepml.approval_records`` errors to HTML pages; the
+rules live in the library. Nothing here logs the event, the query string, the form, the record's
+task token or a cookie.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ import binascii
 import functools
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stepml import approval_pages, config
+from stepml import approval_pages, approval_signin, config
 from stepml.approval_links import approver_index, check_same_origin
 from stepml.approval_records import (
     AlreadyDecidedError,
@@ -35,6 +39,7 @@ from stepml.approval_records import (
     UnknownApprovalError,
     WrongApproverError,
 )
+from stepml.approval_signin import SignInClient, SignInError, SignInSettings
 from stepml.approvals import ApprovalDecisions
 from stepml.registry import ModelRegistry
 from stepml.review_figures import ReviewReportError, load_report
@@ -44,7 +49,14 @@ tracer = Tracer(service="stepml-approval-api")
 # debug=False whatever the environment says: debug mode prints whole events (with signatures).
 app = APIGatewayHttpResolver(debug=False)
 
-REQUIRED_SETTINGS = (config.APPROVAL_TABLE, config.APPROVAL_SIGNING_KEY_ID)
+REQUIRED_SETTINGS = (
+    config.APPROVAL_TABLE,
+    config.APPROVAL_SIGNING_KEY_ID,
+    config.APPROVAL_SIGNIN,
+    config.APPROVAL_USER_POOL_ID,
+    config.APPROVAL_SIGNIN_CLIENT_NAME,
+    config.APPROVAL_SIGNIN_URL,
+)
 ROUTE = "/approvals/<approval_id>"
 #: The largest form body read. The review form's longest legitimate post is a 2000-character
 #: comment of four-byte characters, percent-encoded (12 bytes each), plus the approver number,
@@ -74,11 +86,25 @@ class UnsupportedMediaTypeError(InvalidDecisionError):
     """The body is not a UTF-8 urlencoded form (HTTP 415)."""
 
 
+class SignInRequiredError(Exception):
+    """The page needs a session and the request has none: answered by a redirect to sign in."""
+
+    def __init__(self, return_to: str):
+        super().__init__("sign-in required")
+        self.return_to = return_to
+
+
+@functools.cache
+def function_settings() -> config.Settings:
+    """The function's environment, validated once per execution environment."""
+    return config.load_settings(REQUIRED_SETTINGS)
+
+
 @functools.cache
 def dependencies() -> ApprovalDecisions:
     """The approval service, built once per execution environment on the first request
     (tests substitute their own)."""
-    settings = config.load_settings(REQUIRED_SETTINGS)
+    settings = function_settings()
     session = boto3.Session()
     return ApprovalDecisions(
         table=session.resource("dynamodb").Table(settings.approval_table),
@@ -95,18 +121,65 @@ def report_reader() -> Any:
     return boto3.Session().client("s3")
 
 
-def html_response(status: HTTPStatus, page: str) -> Response:
+@functools.cache
+def signin_settings() -> SignInSettings | None:
+    """Where the user pool is when the stack turned the sign-in on, else None."""
+    settings = function_settings()
+    if settings.get(config.APPROVAL_SIGNIN) == "none":
+        return None
+    cognito = cognito_client()
+    return SignInSettings(
+        user_pool_id=settings.get(config.APPROVAL_USER_POOL_ID),
+        client_name=settings.get(config.APPROVAL_SIGNIN_CLIENT_NAME),
+        hosted_ui_url=settings.get(config.APPROVAL_SIGNIN_URL),
+        region=cognito.meta.region_name,
+        endpoint_url=cognito.meta.endpoint_url,
+    )
+
+
+@functools.cache
+def cognito_client() -> Any:
+    """The cognito-idp client that finds the hosted UI's app client (and its endpoint, the JWKS's)."""
+    return boto3.Session().client("cognito-idp")
+
+
+@functools.cache
+def signin_client() -> SignInClient:
+    """The hosted UI's app client, looked up once per execution environment (not cached on failure)."""
+    settings = signin_settings()
+    assert settings is not None
+    return approval_signin.find_client(cognito_client(), settings)
+
+
+def html_response(status: HTTPStatus, page: str, cookies: list[Cookie] | None = None) -> Response:
     """An HTML page with the security headers every answer of this API carries."""
     body = "" if app.current_event.http_method.upper() == "HEAD" else page
-    return Response(status_code=status.value, content_type=HTML, body=body, headers=dict(SECURITY_HEADERS))
+    return Response(
+        status_code=status.value, content_type=HTML, body=body, headers=dict(SECURITY_HEADERS), cookies=cookies
+    )
+
+
+def redirect(location: str, cookies: list[Cookie]) -> Response:
+    """A 302 to ``location`` that sets ``cookies``."""
+    headers = {**SECURITY_HEADERS, "Location": location}
+    return Response(status_code=HTTPStatus.FOUND.value, content_type=HTML, body="", headers=headers, cookies=cookies)
+
+
+def _cookie(name: str, value: str, max_age: int) -> Cookie:
+    # Host-only, the whole API, never to scripts, HTTPS only; Lax: sent on the top-level
+    # navigation back from the hosted UI, never on another site's POST.
+    return Cookie(name, value, path="/", secure=True, http_only=True, max_age=max_age, same_site=SameSite.LAX_MODE)
 
 
 @app.route(ROUTE, method=["GET", "HEAD"])
 @tracer.capture_method(capture_response=False)
 def review(approval_id: str) -> Response:
     """Show the review page, or the decision if there already is one. Changes nothing."""
-    query = app.current_event.query_string_parameters
-    found = dependencies().load_for_review(approval_id, query.get("to"), query.get("sig"), signed_in_as=_signed_in_as())
+    event = app.current_event
+    query = event.query_string_parameters
+    return_to = event.raw_event.get("rawPath", "") + ("?" + event.raw_query_string if event.raw_query_string else "")
+    signed_in_as = _signed_in_as(return_to)
+    found = dependencies().load_for_review(approval_id, query.get("to"), query.get("sig"), signed_in_as=signed_in_as)
     if found.form_token is None:
         if found.record.is_decided:
             return html_response(HTTPStatus.OK, approval_pages.decided_page(found.record))
@@ -129,13 +202,21 @@ def review(approval_id: str) -> Response:
     return html_response(HTTPStatus.OK, page)
 
 
-def _signed_in_as() -> str | None:
-    """The signed-in user's email when the API's JWT (Cognito) authorizer is on, else None.
+def _signed_in_as(return_to: str) -> str | None:
+    """The signed-in user's email: the session's when the stack's sign-in is on (none:
+    ``SignInRequiredError``, to come back to ``return_to``), else a JWT authorizer's, else None.
 
-    API Gateway puts the verified token's claims in ``requestContext.authorizer.jwt.claims``;
+    API Gateway puts a JWT authorizer's verified claims in ``requestContext.authorizer.jwt.claims``;
     Cognito ID tokens carry ``email``. With the authorizer on, a token without it signs in
     nobody, which ``ApprovalDecisions`` refuses like a different user.
     """
+    if signin_settings() is not None:
+        decisions = dependencies()
+        session = approval_signin.read_cookie(app.current_event.cookies, approval_signin.SESSION_COOKIE)
+        email = approval_signin.session_email(decisions.kms_client, decisions.settings.approval_signing_key_id, session)
+        if email is None:
+            raise SignInRequiredError(return_to)
+        return email
     authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     jwt = authorizer.get("jwt")
     if not isinstance(jwt, dict):
@@ -196,6 +277,10 @@ def submit(approval_id: str) -> Response:
         host=event.request_context.domain_name or event.headers.get("host"),
     )
     form = _form_fields()
+    # Without a session nothing is decided: the approver signs in and comes back to the page.
+    signed_in_as = _signed_in_as(
+        f"/approvals/{approval_id}?" + urlencode({"to": form.get("to", ""), "sig": form.get("sig", "")})
+    )
     record = dependencies().decide(
         approval_id,
         decision=form.get("decision"),
@@ -204,13 +289,67 @@ def submit(approval_id: str) -> Response:
         comment=form.get("comment"),
         sig=form.get("sig"),
         csrf=form.get("csrf"),
-        signed_in_as=_signed_in_as(),
+        signed_in_as=signed_in_as,
     )
     logger.info("approval decided", extra={"approval_id": approval_id, "status": record.status})
     if not record.is_decided:
         index = approver_index(form.get("to")) or 0
         return html_response(HTTPStatus.OK, approval_pages.vote_recorded_page(record, index))
     return html_response(HTTPStatus.OK, approval_pages.decision_recorded_page(record))
+
+
+@app.get(approval_signin.CALLBACK_PATH)
+@tracer.capture_method(capture_response=False)
+def signin_callback() -> Response:
+    """The hosted UI's redirect back: check ``state``, exchange the code, verify the ID token,
+    set the session and return to the page the sign-in started from."""
+    settings = signin_settings()
+    if settings is None:
+        raise NotFoundError
+    query = app.current_event.query_string_parameters
+    if query.get("error"):
+        # Cognito's error names are a short fixed vocabulary; anything longer is not Cognito's.
+        raise SignInError(f"the user pool refused the sign-in ({query['error'][:40]})")
+    decisions = dependencies()
+    key_id = decisions.settings.approval_signing_key_id
+    pending = approval_signin.read_pending(
+        decisions.kms_client,
+        key_id,
+        approval_signin.read_cookie(app.current_event.cookies, approval_signin.PENDING_COOKIE),
+        query.get("state"),
+    )
+    client = signin_client()
+    token = approval_signin.exchange_code(settings, client, code=query.get("code") or "", verifier=pending["verifier"])
+    email = approval_signin.verify_id_token(settings, client, token)
+    return_to = str(pending.get("return_to") or "")
+    if not return_to.startswith("/approvals/"):
+        raise SignInError("the sign-in has no approval page to return to; open the approval link again")
+    logger.info("signed in", extra={"return_to_approval": return_to.split("?", 1)[0].rsplit("/", 1)[-1]})
+    return redirect(
+        return_to,
+        [
+            _cookie(
+                approval_signin.SESSION_COOKIE,
+                approval_signin.new_session(decisions.kms_client, key_id, email),
+                approval_signin.SESSION_SECONDS,
+            ),
+            _cookie(approval_signin.PENDING_COOKIE, "", 0),
+        ],
+    )
+
+
+@app.exception_handler(SignInRequiredError)
+def _sign_in(exc: SignInRequiredError) -> Response:
+    """Send the browser to the hosted UI; the pending sign-in rides in a MAC'd cookie."""
+    settings = signin_settings()
+    assert settings is not None
+    decisions = dependencies()
+    state, verifier, pending = approval_signin.new_pending(
+        decisions.kms_client, decisions.settings.approval_signing_key_id, exc.return_to
+    )
+    location = approval_signin.authorize_url(settings, signin_client(), state=state, verifier=verifier)
+    logger.info("sign-in required", extra={"status": 302})
+    return redirect(location, [_cookie(approval_signin.PENDING_COOKIE, pending, approval_signin.PENDING_SECONDS)])
 
 
 # --- errors to pages (most specific first is not needed: lookup follows each exception's MRO) ----
@@ -224,6 +363,11 @@ REFUSALS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
         "This link is for another approver",
         "You are signed in as someone else than the approver this link was sent to. Sign in with "
         "the address the approval email went to, or open your own link.",
+    ),
+    SignInError: (
+        HTTPStatus.FORBIDDEN,
+        "Sign-in failed",
+        "{exc}.",
     ),
     ForgedLinkError: (
         HTTPStatus.FORBIDDEN,

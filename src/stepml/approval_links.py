@@ -65,6 +65,16 @@ def _mac_is_valid(kms_client: Any, key_id: str, message: bytes, mac_text: str | 
     return bool(response.get("MacValid"))
 
 
+def message_mac(kms_client: Any, key_id: str, message: bytes) -> str:
+    """The base64url KMS MAC of ``message`` (the caller puts its own purpose prefix first)."""
+    return _generate_mac(kms_client, key_id, message)
+
+
+def message_mac_is_valid(kms_client: Any, key_id: str, message: bytes, mac_text: str | None) -> bool:
+    """Whether ``mac_text`` is ``message_mac`` of ``message``."""
+    return _mac_is_valid(kms_client, key_id, message, mac_text)
+
+
 def _message(purpose: bytes, approval_id: str, approver: int) -> bytes:
     # ':' occurs neither in an id nor in a number, so no two (id, approver) pairs share a message.
     return purpose + f"{approval_id}:{approver}".encode("ascii")

@@ -37,6 +37,13 @@ DEFAULT_HOSTING_INSTANCE_TYPE = "STEPML_DEFAULT_HOSTING_INSTANCE_TYPE"
 ENDPOINT_POLL_SECONDS = "STEPML_ENDPOINT_POLL_SECONDS"
 LINEAGE_RETENTION_DAYS = "STEPML_LINEAGE_RETENTION_DAYS"
 MODEL_PACKAGE_GROUP_PREFIX = "STEPML_MODEL_PACKAGE_GROUP_PREFIX"
+#: The approval page's sign-in (``none`` or ``cognito``) and, with ``cognito``, the user pool,
+#: the name of its app client and the hosted UI's base URL (stepml.approval_signin); the pool and
+#: the URL are ``none`` without a sign-in.
+APPROVAL_SIGNIN = "STEPML_APPROVAL_SIGNIN"
+APPROVAL_USER_POOL_ID = "STEPML_APPROVAL_USER_POOL_ID"
+APPROVAL_SIGNIN_CLIENT_NAME = "STEPML_APPROVAL_SIGNIN_CLIENT_NAME"
+APPROVAL_SIGNIN_URL = "STEPML_APPROVAL_SIGNIN_URL"
 
 #: Where dataset configs live in the artifact bucket: ``datasets/<name>/config.json``.
 DATASET_CONFIG_PREFIX = "datasets/"
@@ -144,6 +151,15 @@ _VALIDATORS: dict[str, Any] = {
         None
         if v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
         else _bad(n, v, "an https:// URL (plain http only on localhost)")
+    ),
+    APPROVAL_SIGNIN: lambda n, v: None if v in ("none", "cognito") else _bad(n, v, "none or cognito"),
+    APPROVAL_USER_POOL_ID: lambda n, v: (
+        None if v == "none" or re.match(r"^[\w-]+_[0-9a-zA-Z]+$", v) else _bad(n, v, "none or a user pool id")
+    ),
+    APPROVAL_SIGNIN_URL: lambda n, v: (
+        None
+        if v == "none" or v.startswith(("https://", "http://127.0.0.1", "http://localhost"))
+        else _bad(n, v, "none or an https:// URL (plain http only on localhost)")
     ),
     APPROVAL_SENDER: lambda n, v: None if _EMAIL.match(v) else _bad(n, v, "an email address"),
     APPROVER_EMAIL: lambda n, v: None if _EMAIL.match(v) else _bad(n, v, "an email address"),

@@ -48,7 +48,8 @@ def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
             TEMPLATE,
             boto3.Session(region_name="us-east-1"),
             stack_name="stepml-test",
-            parameter_overrides={"ApprovalBaseUrl": "http://127.0.0.1:9999"},
+            # The sign-in on: its conditional resources (the Cognito user pool) are created too.
+            parameter_overrides={"ApprovalBaseUrl": "http://127.0.0.1:9999", "ApprovalSignIn": "cognito"},
             runtime=runtime,
         )
         template = load_template(TEMPLATE)
@@ -123,7 +124,9 @@ def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
         "GET /approvals/{approval_id}",
         "HEAD /approvals/{approval_id}",
         "POST /approvals/{approval_id}",
+        "GET /auth/callback",
     ]
+    assert "stepml/approval_signin.py" in shipped
     assert runtime.glue_jobs["stepml-test-preprocess"].name == "preprocess.py"
 
 

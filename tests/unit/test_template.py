@@ -623,6 +623,7 @@ def test_the_review_page_answers_head_and_checks_the_execution_read_only(resolve
     routes = sorted((e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values())
     assert routes == [
         ("GET", "/approvals/{approval_id}"),
+        ("GET", "/auth/callback"),
         ("HEAD", "/approvals/{approval_id}"),
         ("POST", "/approvals/{approval_id}"),
     ]

@@ -100,6 +100,8 @@ def up(args: argparse.Namespace) -> int:
     print(f"  AWS endpoint:   {cloud.endpoint_url}   (export AWS_ENDPOINT_URL={cloud.endpoint_url})")
     print(f"  approval API:   {cloud.api_url}")
     print(f"  console:        {cloud.console_url}")
+    if cloud.signin_url:
+        print(f"  sign-in:        {cloud.signin_url} (ApprovalSignIn=cognito)")
     print(f"  upload bucket:  s3://{outputs['UploadBucketName']}/incoming/<dataset>/")
     print(f"  state folder:   {cloud.state_dir}", flush=True)
     stop = threading.Event()

@@ -190,6 +190,12 @@ def approve_link(link: str, *, decision: str, comment: str) -> tuple[int, str]:
     form.feed(page)
     if status != 200 or form.action is None:
         raise CliError(f"the review page answered {status}: {form.title.strip() or 'no form on the page'}")
+    if "csrf" not in form.fields:
+        # The link went on to another page with a form: the stack's sign-in (ApprovalSignIn=cognito).
+        raise CliError(
+            f"the link opened a sign-in page ({form.title.strip() or 'no title'}): this stack puts the review page "
+            "behind a sign-in; open the link in a browser, sign in as the approver and decide there"
+        )
     target = urllib.parse.urljoin(link, form.action)
     origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(link))
     body = urllib.parse.urlencode({**form.fields, "decision": decision, "comment": comment})

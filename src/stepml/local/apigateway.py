@@ -186,9 +186,12 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop answering and close the socket (also for a server never started: shutdown() would
+        wait forever for a serve_forever that never ran)."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
         self._httpd.server_close()
-        self._thread.join(timeout=5)
 
 
 class HttpApiServer(BackgroundServer):

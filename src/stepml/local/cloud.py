@@ -28,6 +28,7 @@ import boto3
 from stepml.local import account_defaults, events, faults, glue, lambdas, mail
 from stepml.local.apigateway import HttpApiServer, Route
 from stepml.local.cloudformation import register_stack
+from stepml.local.cognito import HostedUi, MotoUserPools
 from stepml.local.console import ConsoleData, ConsoleServer
 from stepml.local.console import execution_url as console_execution_url
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
@@ -117,6 +118,8 @@ class LocalCloud:
     glue_warm_workers: int = 1
     #: Seconds between two executions of each SageMaker monitoring schedule.
     monitor_period_seconds: float = DEFAULT_MONITOR_PERIOD
+    #: Template parameters over the samconfig environment's (``{"ApprovalSignIn": "cognito"}``).
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
@@ -128,6 +131,8 @@ class LocalCloud:
     _moto: Any = None
     _api_servers: dict[str, HttpApiServer] = field(default_factory=dict)
     _console: ConsoleServer | None = None
+    #: Cognito's hosted UI of the approvers' user pool, with ApprovalSignIn=cognito.
+    _hosted_ui: HostedUi | None = None
     _routes: dict[str, list[Route]] = field(default_factory=dict)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _saved_environment: dict[str, str | None] = field(default_factory=dict)
@@ -288,7 +293,15 @@ class LocalCloud:
             **samconfig_parameters(self.root, self.environment),
             **LOCAL_PARAMETERS,
             "ApprovalBaseUrl": self.api_url,
+            **self.parameter_overrides,
         }
+        if parameters.get("ApprovalSignIn") == "cognito":
+            # The hosted UI listens before provisioning: the approval function's environment names
+            # its URL, as it names the Cognito domain's in AWS. It learns its pool once that exists.
+            from moto.core import DEFAULT_ACCOUNT_ID
+
+            self._hosted_ui = HostedUi(MotoUserPools(DEFAULT_ACCOUNT_ID, REGION), "", host=self.host)
+            parameters["ApprovalSignInUrl"] = self._hosted_ui.address
         session = boto3.Session(
             region_name=REGION,
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -304,6 +317,7 @@ class LocalCloud:
             runtime=self,
         )
         self.authorizer.recorder.own(resource_policy_owners(self.stack.resolved))
+        self._start_hosted_ui()
         sesv2 = local_session.client("sesv2")
         for name in SES_SENDER_PARAMETERS:
             sesv2.create_email_identity(EmailIdentity=str(self.stack.resolved.parameters[name]))
@@ -323,6 +337,27 @@ class LocalCloud:
             (self.root / "template.yaml").read_text(encoding="utf-8"),
             tags=samconfig_tags(self.root, self.environment),
         )
+
+    def _start_hosted_ui(self) -> None:
+        """Serve the hosted UI for the pool of the template's user pool domain."""
+        if self._hosted_ui is None:
+            return
+        assert self.stack is not None
+        resolved = self.stack.resolved
+        domains = [
+            logical
+            for logical in self.stack.created
+            if resolved.resources[logical]["Type"] == "AWS::Cognito::UserPoolDomain"
+        ]
+        if len(domains) != 1:
+            raise LocalCloudError(f"ApprovalSignIn=cognito needs one user pool domain in the template, found {domains}")
+        self._hosted_ui.user_pool_id = resolved.resolved_properties(domains[0])["UserPoolId"]
+        self._hosted_ui.start()
+
+    @property
+    def signin_url(self) -> str | None:
+        """The hosted UI's address when the approval page has a sign-in, else None."""
+        return self._hosted_ui.address if self._hosted_ui is not None else None
 
     def _start_console(self) -> None:
         """The web console on its own port, reading this cloud through boto3 like any client."""
@@ -394,6 +429,7 @@ class LocalCloud:
             "endpoint_url": self.endpoint_url,
             "api_url": self.api_url,
             "console_url": self.console_url,
+            "signin_url": self.signin_url,
             "region": REGION,
             "stack_name": self.stack_name,
             "outputs": self.outputs(),
@@ -409,6 +445,9 @@ class LocalCloud:
         for server in self._api_servers.values():
             server.stop()
         self._api_servers.clear()
+        if self._hosted_ui is not None:
+            self._hosted_ui.stop()
+            self._hosted_ui = None
         if self._console is not None:
             self._console.stop()
             self._console = None

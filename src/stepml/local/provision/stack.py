@@ -10,12 +10,13 @@ import boto3
 
 from stepml.local.provision.base import ACCOUNT_ID, LocalRuntime, ProvisionedStack, ProvisionError
 from stepml.local.provision.functions import FunctionCreators
+from stepml.local.provision.identity import IdentityCreators
 from stepml.local.provision.storage import StorageCreators
 from stepml.local.provision.workflows import WorkflowCreators
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
 
 
-class _Provisioner(StorageCreators, FunctionCreators, WorkflowCreators):
+class _Provisioner(StorageCreators, FunctionCreators, WorkflowCreators, IdentityCreators):
     """Every family of creators, by the resource type each creates."""
 
     def creators(self) -> dict[str, Callable[[str, dict[str, Any]], None]]:
@@ -39,6 +40,9 @@ class _Provisioner(StorageCreators, FunctionCreators, WorkflowCreators):
             "AWS::SQS::QueuePolicy": self.queue_policy,
             "AWS::Logs::LogGroup": self.log_group,
             "AWS::IAM::Role": self.role,
+            "AWS::Cognito::UserPool": self.user_pool,
+            "AWS::Cognito::UserPoolDomain": self.user_pool_domain,
+            "AWS::Cognito::UserPoolClient": self.user_pool_client,
         }
 
 

@@ -23,7 +23,7 @@ from stepml.local.iam.requests.sagemaker import (
     sagemaker_requests,
     sagemaker_runtime_requests,
 )
-from stepml.local.iam.requests.security import iam_requests, kms_requests, sts_requests
+from stepml.local.iam.requests.security import cognito_idp_requests, iam_requests, kms_requests, sts_requests
 from stepml.local.iam.requests.workflows import events_requests, glue_requests, lambda_requests, stepfunctions_requests
 
 _HANDLERS: dict[str, Callable[[CallEnv], list[AuthorizationRequest] | None]] = {
@@ -51,6 +51,7 @@ _HANDLERS: dict[str, Callable[[CallEnv], list[AuthorizationRequest] | None]] = {
     "ecr": ecr_requests,
     "service-quotas": service_quotas_requests,
     "cloudformation": cloudformation_requests,
+    "cognito-idp": cognito_idp_requests,
 }
 
 

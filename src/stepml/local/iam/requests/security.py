@@ -1,4 +1,4 @@
-"""What a KMS, IAM or STS call asks IAM for."""
+"""What a KMS, IAM, STS or Cognito user pools call asks IAM for."""
 
 from __future__ import annotations
 
@@ -178,3 +178,18 @@ def sts_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
             requests.append(need("sts:SetSourceIdentity", role, context))
         return requests
     return None
+
+
+# --- Cognito user pools ---
+
+# Source: Service Authorization Reference for Amazon Cognito User Pools: the operations on a pool
+# and its clients, users and groups (ListUserPoolClients, DescribeUserPoolClient, AdminGetUser ...)
+# have the resource type userpool, arn:${Partition}:cognito-idp:${Region}:${Account}:userpool/${UserPoolId}.
+
+
+def cognito_idp_requests(env: CallEnv) -> list[AuthorizationRequest] | None:
+    """What a cognito-idp call on one user pool asks IAM for (None: the default applies)."""
+    pool = env.params.get("UserPoolId")
+    if not isinstance(pool, str) or not pool:
+        return None
+    return [need(f"cognito-idp:{env.call.operation}", env.arn("cognito-idp", f"userpool/{pool}"))]
