@@ -582,16 +582,34 @@ def test_parameters_have_the_documented_defaults(resolved):
 
 
 def test_production_alarms_watch_the_production_endpoint_and_feed_the_rollback(resolved, definition):
-    for alarm, metric in (
+    watched = (
         ("ProductionModelLatencyAlarm", "ModelLatency"),
         ("ProductionInvocation5xxAlarm", "Invocation5XXErrors"),
-    ):
+        ("ProductionInvocation4xxAlarm", "Invocation4XXErrors"),
+    )
+    for alarm, metric in watched:
         props = resolved.resolved_properties(alarm)
-        assert props["MetricName"] == metric
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/SageMaker", metric)
         assert {"Name": "EndpointName", "Value": resolved.parameters["ProductionEndpointName"]} in props["Dimensions"]
     rollback = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
     alarms = {a["AlarmName"] for a in rollback["AutoRollbackConfiguration"]["Alarms"]}
-    assert alarms == {resolved.ref("ProductionModelLatencyAlarm"), resolved.ref("ProductionInvocation5xxAlarm")}
+    assert alarms == {resolved.ref(alarm) for alarm, _ in watched}
+    # SageMaker reads them under the model's execution role: the role may describe each one.
+    described = " ".join(
+        str(s["Resource"]) for _, s in _all_policy_statements(resolved) if s.get("Sid") == "WatchRollbackAlarms"
+    )
+    assert all(resolved.ref(alarm) in described for alarm, _ in watched)
+
+
+def test_the_production_update_bakes_for_the_templates_baking_period(resolved, definition):
+    routing = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
+    routing = routing["BlueGreenUpdatePolicy"]
+    # A substitution fills a string (DeploymentBakingSeconds, 600 by default); StringToJson turns it
+    # back into the number UpdateEndpoint takes.
+    assert routing["TrafficRoutingConfiguration"]["WaitIntervalInSeconds.$"] == "States.StringToJson('600')"
+    spec = resolved.template["Parameters"]["DeploymentBakingSeconds"]
+    # Baking plus the termination wait must stay under the update's own timeout.
+    assert spec["MaxValue"] + routing["TerminationWaitInSeconds"] < routing["MaximumExecutionTimeoutInSeconds"]
 
 
 def test_xgboost_image_registry_matches_the_sagemaker_sdk(resolved):
