@@ -166,7 +166,30 @@ def test_the_estimate_reads_the_template_and_follows_the_definitions_path():
     assert path.index("Delete test endpoint") < path.index("Request approval")
     calls = {use.function: use.invocations for use in usage.lambdas}
     assert calls["EvaluateFunction"] == 1 and calls["ResolveRunFunction"] == 1
-    assert usage.emails == 1 and usage.blue_green_seconds == 300 + 300  # update + TerminationWaitInSeconds
+    # update + the baking period (DeploymentBakingSeconds' default) + TerminationWaitInSeconds
+    assert usage.emails == 1 and usage.blue_green_seconds == 300 + 600 + 300
+    # The production endpoint is Updating while it comes up and through the baking period: 900 s / 30 s polls.
+    assert path.count("Check production endpoint") == 30
+
+
+def test_the_idle_month_counts_the_hourly_monitoring_job_and_a_drift_alarm_per_feature():
+    settings = _settings()
+    config = parse_dataset_config(CHURN_CONFIG, "churn")
+    standing = standing_usage(settings, config, ESTIMATED)
+    # The template's alarms: pipeline failed, production latency, 5XX and 4XX.
+    assert standing.alarms == 4 and standing.drift_alarms == len(config.features) == 7
+    monitoring = standing.monitoring
+    assert (monitoring.instance_type, monitoring.instances) == ("ml.m5.large", 1)  # the job definition's ClusterConfig
+    assert (monitoring.executions_per_month, monitoring.execution_seconds) == (730, 300)
+    items = {item.item: item for item in standing_items(standing, load_prices("us-east-1"))}
+    job = items["monitoring 730 x 1 x ml.m5.large x 300 s"]
+    # 730 executions x 300 s = 219,000 s = 60.8333 instance-hours x $0.115 (processing ml.m5.large) = $6.9958
+    assert job.quantity == pytest.approx(60.833333, abs=1e-6) and job.cost == pytest.approx(6.9958333, abs=1e-6)
+    assert items["drift alarms, one per feature"].cost == pytest.approx(0.70)  # 7 x $0.10
+    assert items["alarms"].cost == pytest.approx(0.40)  # 4 x $0.10
+    # Before the first deploy there is no production, so no schedule and no drift alarm either.
+    undeployed = StandingUsage("ml.m5.large", 1, False, 4, 3, 0, 0, monitoring, 7)
+    assert total(standing_items(undeployed, load_prices("us-east-1"))) == pytest.approx(0.40 + 3.00)
 
 
 def test_a_path_naming_a_state_the_definition_lacks_is_refused():

@@ -144,6 +144,11 @@ def describe_assumptions(
         f"endpoints poll every {settings.poll_seconds:g} s (EndpointPollSeconds); the test endpoint lives from its "
         "CreateEndpoint to its DeleteEndpoint on the definition's path (evaluation is its last use)",
         "a month has 730 hours; the idle month still has the production endpoint once a model is deployed",
+        "while production exists its monitoring schedule runs a processing job every hour (730 a month, on the "
+        "job definition's ClusterConfig, billed per second), traffic or not, and one drift alarm per feature of "
+        "the dataset config watches it",
+        f"blue/green: the new fleet runs beside the old while it comes up, through the baking period "
+        f"({settings.baking_seconds:g} s, DeploymentBakingSeconds) and the TerminationWaitInSeconds",
         f"MWAA: {MWAA_CLASS} (the smallest class the price table holds) running all month, 1 GB metadata; "
         "the same Glue, SageMaker and Lambda work; no Step Functions",
         f"SageMaker Pipelines: no orchestration charge; a processing job on 1 x {args.processing_instance} for the "

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepml.cli.cost_model import GLUE_DPU_PER_WORKER, CostError, LambdaUse, RunUsage, StandingUsage
+from stepml.cli.cost_model import (
+    GLUE_DPU_PER_WORKER,
+    HOURS_PER_MONTH,
+    CostError,
+    LambdaUse,
+    MonitoringUse,
+    RunUsage,
+    StandingUsage,
+)
 from stepml.config import DatasetConfig
 
 STATE_MACHINE = "PipelineStateMachine"
@@ -74,6 +82,9 @@ ESTIMATES: dict[str, Estimate] = {
     "run_gb": Estimate(0.02, "upload 5 MB, processed splits 10 MB, model and report; kept a month"),
     "data_capture_gb_month": Estimate(0.1, "production data capture: 100,000 requests of 1 KB a month"),
     "lineage_gb": Estimate(0.01, "lineage table size"),
+    "monitoring_execution_seconds": Estimate(
+        300, "a monitoring execution: the analyzer's start-up and one pass over an hour of captured rows"
+    ),
 }
 
 
@@ -94,6 +105,11 @@ class StackSettings:
     @property
     def poll_seconds(self) -> float:
         return float(self.parameters["EndpointPollSeconds"])
+
+    @property
+    def baking_seconds(self) -> float:
+        """The blue/green update's baking period (DeploymentBakingSeconds; 0 on a template without it)."""
+        return float(self.parameters.get("DeploymentBakingSeconds", 0))
 
 
 def _logical_target(value: Any) -> str | None:
@@ -298,8 +314,10 @@ def state_seconds(state: Mapping[str, Any], settings: StackSettings, estimates: 
 
 def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions: Mapping[str, str]) -> list[str]:
     """The deployed run's path with each polling loop turned as often as its endpoint takes."""
+    # The production endpoint stays Updating through the baking period too.
+    baking = {"Is the production endpoint ready?": settings.baking_seconds}
     polls = {
-        choice: max(1, math.ceil(estimates[estimate] / settings.poll_seconds))
+        choice: max(1, math.ceil((estimates[estimate] + baking.get(choice, 0.0)) / settings.poll_seconds))
         for choice, estimate in POLLING.items()
         if choice in flat_states(settings.definition)
     }
@@ -359,7 +377,9 @@ def estimated_usage(
         test_endpoint_instances=endpoint_instances(path, states, "test_endpoint_config", config),
         test_endpoint_seconds=lifetime,
         production_instances=config.hosting.instance_count,
-        blue_green_seconds=0.0 if wait is None else estimates["endpoint_update_seconds"] + wait,
+        blue_green_seconds=(
+            0.0 if wait is None else estimates["endpoint_update_seconds"] + settings.baking_seconds + wait
+        ),
         transitions=len(path),
         lambdas=lambdas,
         dynamodb_write_units=estimates["dynamodb_write_units"],
@@ -375,8 +395,27 @@ def estimated_usage(
     return usage, path
 
 
+def monitoring_use(settings: StackSettings, estimates: Mapping[str, float]) -> MonitoringUse | None:
+    """The processing job the definition's data-quality job definition runs every hour (its
+    ClusterConfig), or None when the definition makes no monitoring job definition."""
+    for state in flat_states(settings.definition).values():
+        if str(state.get("Resource", "")).endswith(":createDataQualityJobDefinition"):
+            cluster = state.get("Parameters", {}).get("JobResources", {}).get("ClusterConfig", {})
+            if "InstanceType" not in cluster:
+                raise CostError("the data-quality job definition names no ClusterConfig.InstanceType")
+            return MonitoringUse(
+                instance_type=str(cluster["InstanceType"]),
+                instances=int(cluster.get("InstanceCount", 1)),
+                execution_seconds=estimates["monitoring_execution_seconds"],
+                # cron(0 * ? * * *): once an hour, whether or not production had traffic.
+                executions_per_month=HOURS_PER_MONTH,
+            )
+    return None
+
+
 def standing_usage(settings: StackSettings, config: DatasetConfig, estimates: Mapping[str, float]) -> StandingUsage:
-    """What the stack keeps all month: the production endpoint (once a model is deployed), alarms, keys."""
+    """What the stack keeps all month: the production endpoint (once a model is deployed), its
+    monitoring schedule and drift alarms, the template's alarms, keys."""
     return StandingUsage(
         production_instance_type=config.hosting.instance_type or settings.parameters["HostingInstanceType"],
         production_instances=config.hosting.instance_count,
@@ -385,4 +424,6 @@ def standing_usage(settings: StackSettings, config: DatasetConfig, estimates: Ma
         kms_keys=settings.kms_keys,
         data_capture_gb_month=estimates["data_capture_gb_month"],
         lineage_gb=estimates["lineage_gb"],
+        monitoring=monitoring_use(settings, estimates),
+        drift_alarms=len(config.features),
     )

@@ -126,6 +126,16 @@ class RunUsage:
 
 
 @dataclass(frozen=True)
+class MonitoringUse:
+    """Production's data-quality monitoring schedule: one processing job per execution."""
+
+    instance_type: str
+    instances: int
+    execution_seconds: float  # billed per execution
+    executions_per_month: int
+
+
+@dataclass(frozen=True)
 class StandingUsage:
     """What the stack keeps all month, run or no run."""
 
@@ -136,6 +146,10 @@ class StandingUsage:
     kms_keys: int
     data_capture_gb_month: float
     lineage_gb: float
+    #: The hourly monitoring schedule a deploy puts on production (None: the definition has none).
+    monitoring: MonitoringUse | None = None
+    #: The drift alarms a deploy puts, one per feature of the dataset.
+    drift_alarms: int = 0
 
 
 @dataclass(frozen=True)
@@ -290,9 +304,36 @@ def standing_items(standing: StandingUsage, prices: PriceTable) -> list[LineItem
             prices.price("s3.storage_gb_month"),
         ),
         _item("CloudWatch", "alarms", standing.alarms, "alarm-month", prices.price("cloudwatch.alarm_month")),
+        *monitoring_items(standing, prices),
         _item("KMS", "customer managed keys", standing.kms_keys, "key-month", prices.price("kms.key_month")),
         _item(
             "DynamoDB", "lineage storage", standing.lineage_gb, "GB-month", prices.price("dynamodb.storage_gb_month")
+        ),
+    ]
+
+
+def monitoring_items(standing: StandingUsage, prices: PriceTable) -> list[LineItem]:
+    """While production exists, its schedule runs a processing job every hour, traffic or not, and
+    a drift alarm per feature watches the results."""
+    monitoring = standing.monitoring
+    if monitoring is None or not standing.production_deployed:
+        return []
+    hours = monitoring.instances * monitoring.execution_seconds * monitoring.executions_per_month / 3600
+    return [
+        _item(
+            "SageMaker",
+            f"monitoring {monitoring.executions_per_month} x {monitoring.instances} x {monitoring.instance_type} "
+            f"x {monitoring.execution_seconds:g} s",
+            hours,
+            "instance-hour",
+            prices.instance_price("processing", monitoring.instance_type),
+        ),
+        _item(
+            "CloudWatch",
+            "drift alarms, one per feature",
+            standing.drift_alarms,
+            "alarm-month",
+            prices.price("cloudwatch.alarm_month"),
         ),
     ]
 
