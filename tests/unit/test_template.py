@@ -742,13 +742,23 @@ def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(a
         if state["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
     }
     tests = {name: p for name, p in configs.items() if p["EndpointConfigName.$"] == "$.run.names.test_endpoint_config"}
-    assert sorted(tests) == ["Create test endpoint config", "Create test endpoint config with champion"]
+    assert sorted(tests) == [
+        "Create serverless test endpoint config",
+        "Create test endpoint config",
+        "Create test endpoint config with champion",
+    ]
     for name, parameters in tests.items():
         assert "DataCaptureConfig" not in parameters, f"{name}: evaluation traffic would land in monitoring data"
     variants = {name: [v["VariantName"] for v in p["ProductionVariants"]] for name, p in tests.items()}
     assert variants == {
+        "Create serverless test endpoint config": [CHALLENGER_VARIANT],  # serverless: one variant only
         "Create test endpoint config": [CHALLENGER_VARIANT],
         "Create test endpoint config with champion": [CHALLENGER_VARIANT, CHAMPION_VARIANT],
+    }
+    serverless = tests["Create serverless test endpoint config"]["ProductionVariants"][0]
+    assert "InstanceType.$" not in serverless and set(serverless["ServerlessConfig"]) == {
+        "MemorySizeInMB.$",
+        "MaxConcurrency.$",
     }
     champion = tests["Create test endpoint config with champion"]["ProductionVariants"][1]
     assert champion["ModelName.$"] == "$.champion.model" and champion["InitialVariantWeight"] == 0

@@ -28,6 +28,7 @@ from stepml.cli.cost_model import (
     LambdaUse,
     MonitoringUse,
     RunUsage,
+    ServerlessUse,
     StandingUsage,
 )
 from stepml.config import DatasetConfig
@@ -44,6 +45,15 @@ DEPLOYED_RUN = {
     "Production endpoint exists?": "Update production endpoint",
     "Is the production endpoint ready?": "Record deployment",
 }
+#: A dataset's first deployed run: no champion yet (the test endpoint holds the challenger alone,
+#: serverless when the dataset config asks), and the deploy creates the production endpoint.
+FIRST_RUN = {
+    "Is the test endpoint ready?": "Evaluate model",
+    "Good enough to ask for approval?": "Request approval",
+    "Approved?": "Find production endpoint",
+    "Is the production endpoint ready?": "Record deployment",
+}
+SERVERLESS_TEST_CONFIG = "Create serverless test endpoint config"
 #: Choices that poll an endpoint, and which estimate says how long it takes to come up.
 POLLING = {
     "Is the test endpoint ready?": "endpoint_create_seconds",
@@ -82,6 +92,9 @@ ESTIMATES: dict[str, Estimate] = {
     "run_gb": Estimate(0.02, "upload 5 MB, processed splits 10 MB, model and report; kept a month"),
     "data_capture_gb_month": Estimate(0.1, "production data capture: 100,000 requests of 1 KB a month"),
     "lineage_gb": Estimate(0.01, "lineage table size"),
+    "evaluation_gb": Estimate(
+        0.002, "a serverless test endpoint's data in and out: the test split's rows and their predictions"
+    ),
     "monitoring_execution_seconds": Estimate(
         300, "a monitoring execution: the analyzer's start-up and one pass over an hour of captured rows"
     ),
@@ -274,8 +287,33 @@ def endpoint_instances(path: list[str], states: Mapping[str, Any], config_kind: 
         ):
             count = 0
             for variant in state["Parameters"].get("ProductionVariants", []):
-                count += int(variant.get("InitialInstanceCount", config.hosting.instance_count))
+                if "ServerlessConfig" not in variant:  # a serverless variant has no instances
+                    count += int(variant.get("InitialInstanceCount", config.hosting.instance_count))
     return count
+
+
+def first_run_decisions(config: DatasetConfig) -> dict[str, str]:
+    """The branches of a dataset's first run: serverless test endpoint when the config asks for one."""
+    decisions = dict(FIRST_RUN)
+    if config.hosting.test_endpoint_serverless is not None:
+        decisions["Champion in service?"] = SERVERLESS_TEST_CONFIG
+    return decisions
+
+
+def serverless_use(
+    path: list[str], states: Mapping[str, Any], config: DatasetConfig, inference_seconds: float, gb: float
+) -> ServerlessUse | None:
+    """The serverless test endpoint's use when the path configures one (None: instances)."""
+    serverless = config.hosting.test_endpoint_serverless
+    for name in path:
+        state = states[name]
+        if str(state.get("Resource", "")).endswith(":createEndpointConfig") and _references(
+            state, "EndpointConfigName.$", "test_endpoint_config"
+        ):
+            variants = state["Parameters"].get("ProductionVariants", [])
+            if serverless is not None and any("ServerlessConfig" in v for v in variants):
+                return ServerlessUse(serverless.memory_mb, inference_seconds, gb)
+    return None
 
 
 def count_resource(path: list[str], states: Mapping[str, Any], suffix: str) -> int:
@@ -391,6 +429,10 @@ def estimated_usage(
         sns_publishes=publishes,
         sns_email_notifications=publishes,
         sources={"transitions": f"the definition's path of a deployed run ({len(path)} states)"},
+        # Billed while Evaluate's requests run; the estimate is Evaluate's whole time, an upper bound.
+        test_endpoint_serverless=serverless_use(
+            path, states, config, estimates["evaluate_seconds"], estimates["evaluation_gb"]
+        ),
     )
     return usage, path
 

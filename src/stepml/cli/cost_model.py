@@ -98,6 +98,16 @@ class LambdaUse:
     seconds: float  # total billed duration over all invocations
 
 
+@dataclass(frozen=True)
+class ServerlessUse:
+    """A serverless test endpoint: billed for its requests' compute (memory x time) and the data
+    they carry in and out, nothing while idle."""
+
+    memory_mb: int
+    seconds: float  # inference time billed, all requests together
+    gb_processed: float
+
+
 @dataclass
 class RunUsage:
     """What one run consumes; every quantity says where it came from in ``sources``."""
@@ -123,6 +133,8 @@ class RunUsage:
     sns_publishes: int
     sns_email_notifications: int
     sources: dict[str, str] = field(default_factory=dict)
+    #: The test endpoint on Serverless Inference instead of instances (None: instances).
+    test_endpoint_serverless: ServerlessUse | None = None
 
 
 @dataclass(frozen=True)
@@ -180,10 +192,42 @@ def glue_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
     return [_item("Glue", f"preprocess job ({note})", dpu_hours, "DPU-hour", prices.price("glue.dpu_hour"))]
 
 
+def test_endpoint_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
+    """The test endpoint: its instances for its lifetime, or on Serverless Inference its requests'
+    GB-seconds and the data they carry."""
+    serverless = usage.test_endpoint_serverless
+    if serverless is None:
+        return [
+            _item(
+                "SageMaker",
+                f"test endpoint {usage.test_endpoint_instances} x {usage.hosting_instance_type} x "
+                f"{usage.test_endpoint_seconds:g} s",
+                usage.test_endpoint_instances * usage.test_endpoint_seconds / 3600,
+                "instance-hour",
+                prices.instance_price("hosting", usage.hosting_instance_type),
+            )
+        ]
+    return [
+        _item(
+            "SageMaker",
+            f"test endpoint serverless {serverless.memory_mb} MB x {serverless.seconds:g} s of inference",
+            serverless.memory_mb / 1024 * serverless.seconds,
+            "GB-second",
+            prices.price("sagemaker.serverless.gb_second"),
+        ),
+        _item(
+            "SageMaker",
+            "test endpoint serverless data in and out",
+            serverless.gb_processed,
+            "GB",
+            prices.price("sagemaker.serverless.data_gb"),
+        ),
+    ]
+
+
 def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
-    """Training, the test endpoint's lifetime and a blue/green update's second fleet."""
+    """Training, the test endpoint and a blue/green update's second fleet."""
     train = usage.training_instances * usage.training_seconds / 3600
-    test = usage.test_endpoint_instances * usage.test_endpoint_seconds / 3600
     blue_green = usage.production_instances * usage.blue_green_seconds / 3600
     hosting = prices.instance_price("hosting", usage.hosting_instance_type)
     return [
@@ -194,14 +238,7 @@ def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
             "instance-hour",
             prices.instance_price("training", usage.training_instance_type),
         ),
-        _item(
-            "SageMaker",
-            f"test endpoint {usage.test_endpoint_instances} x {usage.hosting_instance_type} x "
-            f"{usage.test_endpoint_seconds:g} s",
-            test,
-            "instance-hour",
-            hosting,
-        ),
+        *test_endpoint_items(usage, prices),
         _item(
             "SageMaker",
             f"blue/green: new fleet beside the old {usage.production_instances} x {usage.blue_green_seconds:g} s",
