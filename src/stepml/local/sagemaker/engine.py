@@ -66,7 +66,7 @@ class LocalSageMaker:
         python_executable: str = sys.executable,
         log_flush_seconds: float = 2.0,
         alarm_poll_seconds: float = 5.0,
-        baking_period_seconds: float | None = 10.0,
+        baking_period_seconds: float | None = None,
         monitor_period_seconds: float = 60.0,
     ):
         self._owns_work_dir = work_dir is None
