@@ -201,9 +201,9 @@ def restore(
         current_text = current_strings.get(path)
         # A short value (a number such as the baking period's 600) also occurs as ordinary text:
         # it goes back only where the repository's file has its placeholder at that path.
-        if len(value) < _MIN_NAME_LENGTH and current is not None:
-            if not current_text or not set(PLACEHOLDER.findall(current_text)) & set(by_value[value]):
-                return value
+        short = len(value) < _MIN_NAME_LENGTH and current is not None
+        if short and not set(PLACEHOLDER.findall(current_text or "")) & set(by_value[value]):
+            return value
         return "${" + _choose(by_value[value], current_text) + "}"
 
     def change(path: str, text: str) -> str:

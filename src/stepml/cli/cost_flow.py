@@ -8,7 +8,10 @@ run's path (each Choice takes the branch ``decisions`` names, a polling loop tur
 the endpoint takes to come up): every state on the path is one billed state transition, and the
 path says which functions run, how many instances the test endpoint has and how long it lives
 (from its CreateEndpoint to its DeleteEndpoint). ``estimated_usage`` turns the path into a
-``RunUsage``; ``measured_usage`` (in ``cost_measure``) replaces estimates with a finished run's numbers.
+``RunUsage`` (with a serverless test endpoint's use when the path configures one);
+``standing_usage`` what stands all month (the production endpoint, its hourly monitoring job read
+from the definition's data-quality job definition, the drift alarms, one per feature); and
+``measured_usage`` (in ``cost_measure``) replaces estimates with a finished run's numbers.
 """
 
 from __future__ import annotations
@@ -352,8 +355,9 @@ def state_seconds(state: Mapping[str, Any], settings: StackSettings, estimates: 
 
 def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions: Mapping[str, str]) -> list[str]:
     """The deployed run's path with each polling loop turned as often as its endpoint takes."""
-    # The production endpoint stays Updating through the baking period too.
-    baking = {"Is the production endpoint ready?": settings.baking_seconds}
+    # An updated production endpoint stays Updating through the baking period too (a created one does not bake).
+    updating = decisions.get("Production endpoint exists?") == "Update production endpoint"
+    baking = {"Is the production endpoint ready?": settings.baking_seconds if updating else 0.0}
     polls = {
         choice: max(1, math.ceil((estimates[estimate] + baking.get(choice, 0.0)) / settings.poll_seconds))
         for choice, estimate in POLLING.items()

@@ -2,9 +2,11 @@
 
 Pure: no AWS call and no boto3. ``RunUsage`` is what one run consumes (estimated from the template
 and the definition by ``cost_flow``, or measured from a finished run); ``StandingUsage`` is what
-exists all month whether a run happens or not (the production endpoint, alarms, keys). A
-``PriceTable`` is one region's list prices, kept in the repository as data (``prices/<region>.json``,
-each line naming the AWS page it was read from). ``cost_report`` prices a run, a month of
+exists all month whether a run happens or not (the production endpoint, its hourly monitoring
+job and drift alarms, the other alarms, keys); a serverless test endpoint is priced per GB-second
+and per GB of data instead of per instance-hour. A ``PriceTable`` is one region's list prices,
+kept in the repository as data (``prices/<region>.json``, each line naming the AWS page it was
+read from). ``cost_report`` prices a run, a month of
 ``runs_per_month`` runs, the idle month, and the same work on MWAA and on SageMaker Pipelines.
 """
 
