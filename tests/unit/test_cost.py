@@ -398,6 +398,7 @@ def test_a_first_run_asking_for_serverless_takes_the_serverless_config_and_a_cha
     assert usage.test_endpoint_instances == 0
     assert usage.test_endpoint_serverless == ServerlessUse(3072, ESTIMATED["evaluate_seconds"], 0.002)
     assert usage.blue_green_seconds == 0  # the first deploy creates production: no update
+    assert path.count("Check production endpoint") == 10  # 300 s to InService / 30 s polls: a create does not bake
     # Beside a champion the test endpoint has two variants, which a serverless endpoint cannot take.
     champion_run, champion_path = estimated_usage(settings, config, ESTIMATED)
     assert "Create serverless test endpoint config" not in champion_path
