@@ -262,11 +262,34 @@ class TrainingSpec(_Strict):
     max_runtime_seconds: Annotated[int, Field(ge=60, le=432000)] = 3600
 
 
+#: SageMaker Serverless Inference's memory sizes (1 GB steps) and its per-endpoint concurrency limit.
+SERVERLESS_MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
+
+
+class ServerlessSpec(_Strict):
+    """A serverless test endpoint (``ServerlessConfig``): billed per request's compute, not per hour."""
+
+    memory_mb: int = 2048
+    max_concurrency: Annotated[int, Field(ge=1, le=SERVERLESS_MAX_CONCURRENCY)] = 5
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory_step(cls, memory_mb: int) -> int:
+        if memory_mb not in SERVERLESS_MEMORY_SIZES_MB:
+            sizes = ", ".join(str(size) for size in SERVERLESS_MEMORY_SIZES_MB)
+            raise ValueError(f"serverless memory must be one of {sizes} MB, got {memory_mb}")
+        return memory_mb
+
+
 class HostingSpec(_Strict):
     """SageMaker hosting resources for the test and production endpoints."""
 
     instance_type: Annotated[str | None, Field(pattern=_INSTANCE_TYPE.pattern)] = None
     instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+    #: Serve the test endpoint serverless when it has the challenger alone (serverless endpoints take
+    #: one production variant, so a run scored beside a champion keeps instances); None: instances.
+    test_endpoint_serverless: ServerlessSpec | None = None
 
 
 class DatasetConfig(_Strict):

@@ -20,6 +20,7 @@ Nothing here calls UpdateEndpoint: the CLI (``stepml.cli.rollback``) does, and w
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,7 +274,12 @@ def endpoint_config_request(run: Mapping[str, Any], model: str, original: str) -
 
 def deployment_config(definition: str) -> dict[str, Any]:
     """The blue/green DeploymentConfig of the pipeline's own update (its definition as deployed,
-    substitutions filled), so a rollback rolls out and rolls back exactly as a deploy does."""
+    substitutions filled), so a rollback rolls out and rolls back exactly as a deploy does.
+
+    A number the template fills in (the baking period) stands in the definition as
+    ``"Key.$": "States.StringToJson('600')"``, since a substitution can only fill a string; it is
+    evaluated here as Step Functions would. Any other path or intrinsic depends on a run's input
+    and is refused."""
     try:
         states = json.loads(definition)["States"]
         config = states[UPDATE_STATE]["Parameters"]["DeploymentConfig"]
@@ -281,7 +287,32 @@ def deployment_config(definition: str) -> dict[str, Any]:
         raise RollbackError(f"the state machine has no {UPDATE_STATE!r} state with a DeploymentConfig") from exc
     if "${" in json.dumps(config):
         raise RollbackError(f"the {UPDATE_STATE!r} DeploymentConfig has unfilled substitutions: {config}")
-    return config
+    return resolve_literal_parameters(config)
+
+
+_STRING_TO_JSON = re.compile(r"^States\.StringToJson\('([^']*)'\)$")
+
+
+def resolve_literal_parameters(parameters: Any) -> Any:
+    """``parameters`` with each ``"Key.$": "States.StringToJson('<literal>')"`` replaced by
+    ``"Key": <the literal as JSON>``; ``RollbackError`` for any other ``.$`` field."""
+    if isinstance(parameters, list):
+        return [resolve_literal_parameters(item) for item in parameters]
+    if not isinstance(parameters, Mapping):
+        return parameters
+    resolved: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if not key.endswith(".$"):
+            resolved[key] = resolve_literal_parameters(value)
+            continue
+        match = _STRING_TO_JSON.match(value) if isinstance(value, str) else None
+        try:
+            resolved[key[:-2]] = json.loads(match.group(1)) if match else None
+        except ValueError:
+            match = None
+        if match is None:
+            raise RollbackError(f"the {UPDATE_STATE!r} DeploymentConfig takes {key} from a run's input: {value!r}")
+    return resolved
 
 
 def record_rollback(

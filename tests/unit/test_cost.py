@@ -4,6 +4,7 @@ month, the definition's path, a finished run's measured durations, and bad input
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from stepml.cli.cost_flow import (
     DEPLOYED_RUN,
     ESTIMATES,
     estimated_usage,
+    first_run_decisions,
     flat_states,
     stack_settings,
     standing_usage,
@@ -26,6 +28,7 @@ from stepml.cli.cost_model import (
     CostError,
     LambdaUse,
     RunUsage,
+    ServerlessUse,
     StandingUsage,
     cost_report,
     glue_items,
@@ -166,7 +169,30 @@ def test_the_estimate_reads_the_template_and_follows_the_definitions_path():
     assert path.index("Delete test endpoint") < path.index("Request approval")
     calls = {use.function: use.invocations for use in usage.lambdas}
     assert calls["EvaluateFunction"] == 1 and calls["ResolveRunFunction"] == 1
-    assert usage.emails == 1 and usage.blue_green_seconds == 300 + 300  # update + TerminationWaitInSeconds
+    # update + the baking period (DeploymentBakingSeconds' default) + TerminationWaitInSeconds
+    assert usage.emails == 1 and usage.blue_green_seconds == 300 + 600 + 300
+    # The production endpoint is Updating while it comes up and through the baking period: 900 s / 30 s polls.
+    assert path.count("Check production endpoint") == 30
+
+
+def test_the_idle_month_counts_the_hourly_monitoring_job_and_a_drift_alarm_per_feature():
+    settings = _settings()
+    config = parse_dataset_config(CHURN_CONFIG, "churn")
+    standing = standing_usage(settings, config, ESTIMATED)
+    # The template's alarms: pipeline failed, production latency, 5XX and 4XX.
+    assert standing.alarms == 4 and standing.drift_alarms == len(config.features) == 7
+    monitoring = standing.monitoring
+    assert (monitoring.instance_type, monitoring.instances) == ("ml.m5.large", 1)  # the job definition's ClusterConfig
+    assert (monitoring.executions_per_month, monitoring.execution_seconds) == (730, 300)
+    items = {item.item: item for item in standing_items(standing, load_prices("us-east-1"))}
+    job = items["monitoring 730 x 1 x ml.m5.large x 300 s"]
+    # 730 executions x 300 s = 219,000 s = 60.8333 instance-hours x $0.115 (processing ml.m5.large) = $6.9958
+    assert job.quantity == pytest.approx(60.833333, abs=1e-6) and job.cost == pytest.approx(6.9958333, abs=1e-6)
+    assert items["drift alarms, one per feature"].cost == pytest.approx(0.70)  # 7 x $0.10
+    assert items["alarms"].cost == pytest.approx(0.40)  # 4 x $0.10
+    # Before the first deploy there is no production, so no schedule and no drift alarm either.
+    undeployed = StandingUsage("ml.m5.large", 1, False, 4, 3, 0, 0, monitoring, 7)
+    assert total(standing_items(undeployed, load_prices("us-east-1"))) == pytest.approx(0.40 + 3.00)
 
 
 def test_a_path_naming_a_state_the_definition_lacks_is_refused():
@@ -344,3 +370,40 @@ def test_the_path_enters_every_parallel_branch_and_a_map_processor_once():
         },
     }
     assert walk(definition, {}, {}) == ["Both", "A", "B", "Each", "C"]  # 5 transitions for one item
+
+
+def test_a_serverless_test_endpoint_is_priced_per_gb_second_and_per_gb_of_data():
+    prices = load_prices("us-east-1")
+    usage = _hand_run(test_endpoint_serverless=ServerlessUse(memory_mb=2048, seconds=30, gb_processed=0.5))
+    items = {item.item: item for item in run_items(usage, prices)}
+    compute = items["test endpoint serverless 2048 MB x 30 s of inference"]
+    # 2 GB x 30 s = 60 GB-s x $0.00002 = $0.0012; 0.5 GB in and out x $0.016 = $0.008
+    assert (compute.quantity, compute.unit) == (60, "GB-second") and compute.cost == pytest.approx(0.0012)
+    assert items["test endpoint serverless data in and out"].cost == pytest.approx(0.008)
+    # It replaces the instances' line ($0.115 for the hand run's 2 instances x 1800 s).
+    assert not any(name.startswith("test endpoint 2 x") for name in items)
+    assert total(run_items(usage, prices)) == pytest.approx(0.2148273187 - 0.115 + 0.0012 + 0.008, abs=1e-9)
+    # Both prices are transcribed but not yet matched against the pricing page: the report says so.
+    report = cost_report(usage, _hand_standing(), prices, 1)
+    assert "sagemaker.serverless.data_gb, sagemaker.serverless.gb_second" in report.assumptions[-1]
+
+
+def test_a_first_run_asking_for_serverless_takes_the_serverless_config_and_a_champion_run_keeps_instances():
+    settings = _settings()
+    data = copy.deepcopy(CHURN_CONFIG)
+    data["hosting"]["test_endpoint_serverless"] = {"memory_mb": 3072, "max_concurrency": 4}
+    config = parse_dataset_config(data, "churn")
+    usage, path = estimated_usage(settings, config, ESTIMATED, first_run_decisions(config))
+    assert "Create serverless test endpoint config" in path and "Describe champion endpoint" not in path
+    assert usage.test_endpoint_instances == 0
+    assert usage.test_endpoint_serverless == ServerlessUse(3072, ESTIMATED["evaluate_seconds"], 0.002)
+    assert usage.blue_green_seconds == 0  # the first deploy creates production: no update
+    assert path.count("Check production endpoint") == 10  # 300 s to InService / 30 s polls: a create does not bake
+    # Beside a champion the test endpoint has two variants, which a serverless endpoint cannot take.
+    champion_run, champion_path = estimated_usage(settings, config, ESTIMATED)
+    assert "Create serverless test endpoint config" not in champion_path
+    assert champion_run.test_endpoint_serverless is None and champion_run.test_endpoint_instances == 2
+    # Without the setting a first run's test endpoint is instance-based.
+    plain = parse_dataset_config(CHURN_CONFIG, "churn")
+    first, first_path = estimated_usage(settings, plain, ESTIMATED, first_run_decisions(plain))
+    assert "Create test endpoint config" in first_path and first.test_endpoint_instances == 1

@@ -4,18 +4,18 @@
 Nothing sets an alarm by hand: the endpoint publishes its invocation metrics
 (``local/sagemaker/endpoint_metrics.py``), CloudWatch evaluates the alarms on them (the
 ``cloudwatch.alarm-evaluation`` patch; this module is skipped on a tree without it), and the
-update's AutoRollbackConfiguration moves the traffic back during the baking period. The update
+update's AutoRollbackConfiguration moves the traffic back during the baking period. Each update
 uses the pipeline's own DeploymentConfig (statemachine/pipeline.asl.json, "Update production
-endpoint") with two changes: the test's alarms, and a baking period (``WaitIntervalInSeconds``);
-the pipeline's is 0 s, which gives no alarm time to fire (see the report in README's rollback
-section). A client sends requests through each update and records every answer.
+endpoint", its substitutions filled from template.yaml as the stack fills them: the baking period
+``DeploymentBakingSeconds``, 600 s, and the production alarms' names); the engine cuts the baking
+period to its ``baking_period_seconds``, as the local cloud does. The first two tests swap in
+alarms of their own; the last uses template.yaml's 4XX alarm as it is. A client sends requests
+through each update and records every answer.
 """
 
 from __future__ import annotations
 
-import copy
 import io
-import json
 import tarfile
 import threading
 import time
@@ -25,6 +25,8 @@ import pytest
 import xgboost as xgb
 from botocore.exceptions import ClientError
 
+from stepml.local.template import ResolvedTemplate, load_template
+from stepml.rollback import deployment_config
 from tests.helpers import REPO_ROOT
 from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
     ACCOUNT,
@@ -45,19 +47,35 @@ from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by n
 
 alarm_evaluation = pytest.importorskip("stepml.local.services.cloudwatch", reason="needs the alarm evaluation patch")
 
+#: The engine's baking period (the local cloud's ``--baking-period``): the definition's 600 s, cut.
 BAKING_SECONDS = 30
 #: Average model latency (microseconds) above which the slow model's alarm fires: the small model
 #: answers the probe in a few milliseconds, the large one in tens.
 LATENCY_THRESHOLD = 20_000
 
 
-def pipeline_deployment_config(alarms: list[str]) -> dict:
-    """The pipeline's DeploymentConfig with the test's alarms and a baking period."""
-    definition = json.loads((REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text())
-    config = copy.deepcopy(definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"])
+def stack_template(endpoint: str) -> ResolvedTemplate:
+    """template.yaml bound as a stack serving ``endpoint`` as its production endpoint."""
+    return ResolvedTemplate(
+        load_template(REPO_ROOT / "template.yaml"),
+        stack_name="stepml-bake",
+        region=REGION,
+        account_id=ACCOUNT,
+        parameter_overrides={"ProductionEndpointName": endpoint},
+    )
+
+
+def pipeline_deployment_config(endpoint: str, alarms: list[str] | None = None) -> dict:
+    """The DeploymentConfig "Update production endpoint" sends, as deployed (substitutions filled
+    from the template); ``alarms`` replaces its alarms."""
+    text = (REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text()
+    substitutions = stack_template(endpoint).resolved_properties("PipelineStateMachine")["DefinitionSubstitutions"]
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", str(value))
+    config = deployment_config(text)
     assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
-    config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] = BAKING_SECONDS
-    config["AutoRollbackConfiguration"]["Alarms"] = [{"AlarmName": name} for name in alarms]
+    if alarms is not None:
+        config["AutoRollbackConfiguration"]["Alarms"] = [{"AlarmName": name} for name in alarms]
     return config
 
 
@@ -122,11 +140,10 @@ class Client:
             thread.join(timeout=60)
 
 
-def _update_and_wait(sagemaker, runtime, endpoint: str, green: str, alarm: str, client: Client) -> dict:
+def _update_and_wait(sagemaker, runtime, endpoint: str, green: str, alarm: str | None, client: Client) -> dict:
     wait_for(lambda: len(client.answers), lambda count: count >= 10)
-    sagemaker.update_endpoint(
-        EndpointName=endpoint, EndpointConfigName=green, DeploymentConfig=pipeline_deployment_config([alarm])
-    )
+    config = pipeline_deployment_config(endpoint, None if alarm is None else [alarm])
+    sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=green, DeploymentConfig=config)
     return wait_for(
         lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
         lambda d: d["EndpointStatus"] != "Updating",
@@ -142,7 +159,7 @@ def test_a_model_that_answers_too_slowly_rolls_back_with_no_failed_request(
     runtime,
     bucket,
 ):
-    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2)
+    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2, baking_period_seconds=BAKING_SECONDS)
     apply_patch(alarm_evaluation.ALARM_EVALUATION)
     features, labels = make_rows(31, 1000)
     small, small_booster = model_tarball(features, labels)
@@ -182,7 +199,7 @@ def test_a_model_that_answers_with_errors_rolls_back_and_only_its_own_answers_fa
     runtime,
     bucket,
 ):
-    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2)
+    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2, baking_period_seconds=BAKING_SECONDS)
     apply_patch(alarm_evaluation.ALARM_EVALUATION)
     features, labels = make_rows(32, 300)
     good, good_booster = model_tarball(features, labels)
@@ -211,3 +228,46 @@ def test_a_model_that_answers_with_errors_rolls_back_and_only_its_own_answers_fa
     assert {exc.response.get("OriginalStatusCode") for _, exc in client.failures} <= {400}
     blue = expected_csv(good_booster, probe)
     assert all(body == blue for at, body in client.answers if at > rolled_back_at)
+
+
+def test_a_pipeline_deploy_of_a_model_that_answers_4xx_rolls_back_during_baking(
+    make_engine,
+    apply_patch,
+    sagemaker,
+    s3,
+    runtime,
+    bucket,
+):
+    """The definition's DeploymentConfig and template.yaml's 4XX alarm, both unchanged: the update
+    bakes (600 s in AWS, BAKING_SECONDS here) and the alarm sends it back long before the end."""
+    make_engine(capture_flush_seconds=0.5, alarm_poll_seconds=0.2, baking_period_seconds=BAKING_SECONDS)
+    apply_patch(alarm_evaluation.ALARM_EVALUATION)
+    features, labels = make_rows(33, 300)
+    good, good_booster = model_tarball(features, labels)
+    broken, _ = model_tarball(features[:, :2], labels)  # refuses production's four-feature rows (4XX)
+    deploy(sagemaker, s3, bucket, "stepml-bake-blue", good)
+    deploy(sagemaker, s3, bucket, "stepml-bake-green", broken)
+    sagemaker.create_endpoint(EndpointName="stepml-bake", EndpointConfigName="stepml-bake-blue")
+    wait_for(lambda: sagemaker.describe_endpoint(EndpointName="stepml-bake")["EndpointStatus"], "InService".__eq__)
+    alarm = stack_template("stepml-bake").resolved_properties("ProductionInvocation4xxAlarm")
+    alarm.pop("AlarmActions")  # the stack's AlertTopic does not exist here
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    cloudwatch.put_metric_alarm(**alarm)
+    config = pipeline_deployment_config("stepml-bake")
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] == 600
+    assert {"AlarmName": alarm["AlarmName"]} in config["AutoRollbackConfiguration"]["Alarms"]
+    probe = features[:5]
+
+    with Client(runtime, "stepml-bake", to_csv(probe)) as client:
+        started = time.monotonic()
+        ended = _update_and_wait(sagemaker, runtime, "stepml-bake", "stepml-bake-green", None, client)
+        rolled_back_at = time.monotonic()
+        wait_for(lambda: len([t for t, _ in client.answers if t > rolled_back_at]), lambda count: count >= 10)
+
+    assert (ended["EndpointStatus"], ended["EndpointConfigName"]) == ("InService", "stepml-bake-blue")
+    assert f"{alarm['AlarmName']} went into ALARM state" in ended["FailureReason"]
+    assert rolled_back_at - started < BAKING_SECONDS, "rolled back during the baking period, not after it"
+    (described,) = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
+    assert described["StateValue"] == "ALARM"
+    assert {exc.response.get("OriginalStatusCode") for _, exc in client.failures} == {400}
+    assert all(body == expected_csv(good_booster, probe) for at, body in client.answers if at > rolled_back_at)

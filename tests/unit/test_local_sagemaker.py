@@ -447,7 +447,10 @@ def _resolve(template, state):
     if isinstance(template, dict):
         resolved = {}
         for key, value in template.items():
-            if key.endswith(".$"):
+            literal = re.fullmatch(r"States\.StringToJson\('([^']*)'\)", value) if key.endswith(".$") else None
+            if literal:  # a number the template fills in (the baking period)
+                resolved[key[:-2]] = json.loads(literal.group(1))
+            elif key.endswith(".$"):
                 node = state
                 for part in value.removeprefix("$.").split("."):
                     node = node[part]
@@ -467,6 +470,7 @@ def test_the_state_machines_sagemaker_requests_pass_the_service_model():
         "ProductionEndpointName": "stepml-prod",
         "ModelMonitorRoleArn": "arn:aws:iam::123456789012:role/stepml-model-monitor",
         "MonitoringOutputUri": "s3://stepml-artifacts/monitoring",
+        "DeploymentBakingSeconds": "600",
     }
     text = re.sub(
         r"\$\{(\w+)\}",
@@ -477,6 +481,7 @@ def test_the_state_machines_sagemaker_requests_pass_the_service_model():
     config = dataset.model_dump(mode="json")
     config["training"]["instance_type"] = "ml.m5.xlarge"
     config["hosting"]["instance_type"] = "ml.m5.large"
+    config["hosting"]["test_endpoint_serverless"] = {"memory_mb": 2048, "max_concurrency": 5}
     run_id = "churn-3f2a9c1b7d4e"
     run = {
         "run_id": run_id,

@@ -127,10 +127,24 @@ def test_the_deployment_config_is_the_pipelines_once_its_substitutions_are_fille
     text = (REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text()
     with pytest.raises(RollbackError, match="unfilled substitutions"):
         deployment_config(text)
-    filled = text.replace("${ModelLatencyAlarmName}", "latency").replace("${Invocation5xxAlarmName}", "5xx")
+    filled = (
+        text.replace("${ModelLatencyAlarmName}", "latency")
+        .replace("${Invocation5xxAlarmName}", "5xx")
+        .replace("${Invocation4xxAlarmName}", "4xx")
+        .replace("${DeploymentBakingSeconds}", "600")
+    )
     config = deployment_config(filled)
-    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
-    assert config["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": "latency"}, {"AlarmName": "5xx"}]
+    routing = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    # The baking period is the template's number, evaluated as Step Functions evaluates StringToJson.
+    assert routing == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
+    assert config["AutoRollbackConfiguration"]["Alarms"] == [
+        {"AlarmName": "latency"},
+        {"AlarmName": "5xx"},
+        {"AlarmName": "4xx"},
+    ]
+    from_input = filled.replace('"TerminationWaitInSeconds": 300', '"TerminationWaitInSeconds.$": "$.run.wait"')
+    with pytest.raises(RollbackError, match=r"takes TerminationWaitInSeconds\.\$ from a run's input"):
+        deployment_config(from_input)
     with pytest.raises(RollbackError, match="no 'Update production endpoint' state"):
         deployment_config(json.dumps({"States": {}}))
 

@@ -582,16 +582,34 @@ def test_parameters_have_the_documented_defaults(resolved):
 
 
 def test_production_alarms_watch_the_production_endpoint_and_feed_the_rollback(resolved, definition):
-    for alarm, metric in (
+    watched = (
         ("ProductionModelLatencyAlarm", "ModelLatency"),
         ("ProductionInvocation5xxAlarm", "Invocation5XXErrors"),
-    ):
+        ("ProductionInvocation4xxAlarm", "Invocation4XXErrors"),
+    )
+    for alarm, metric in watched:
         props = resolved.resolved_properties(alarm)
-        assert props["MetricName"] == metric
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/SageMaker", metric)
         assert {"Name": "EndpointName", "Value": resolved.parameters["ProductionEndpointName"]} in props["Dimensions"]
     rollback = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
     alarms = {a["AlarmName"] for a in rollback["AutoRollbackConfiguration"]["Alarms"]}
-    assert alarms == {resolved.ref("ProductionModelLatencyAlarm"), resolved.ref("ProductionInvocation5xxAlarm")}
+    assert alarms == {resolved.ref(alarm) for alarm, _ in watched}
+    # SageMaker reads them under the model's execution role: the role may describe each one.
+    described = " ".join(
+        str(s["Resource"]) for _, s in _all_policy_statements(resolved) if s.get("Sid") == "WatchRollbackAlarms"
+    )
+    assert all(resolved.ref(alarm) in described for alarm, _ in watched)
+
+
+def test_the_production_update_bakes_for_the_templates_baking_period(resolved, definition):
+    routing = definition["States"]["Update production endpoint"]["Parameters"]["DeploymentConfig"]
+    routing = routing["BlueGreenUpdatePolicy"]
+    # A substitution fills a string (DeploymentBakingSeconds, 600 by default); StringToJson turns it
+    # back into the number UpdateEndpoint takes.
+    assert routing["TrafficRoutingConfiguration"]["WaitIntervalInSeconds.$"] == "States.StringToJson('600')"
+    spec = resolved.template["Parameters"]["DeploymentBakingSeconds"]
+    # Baking plus the termination wait must stay under the update's own timeout.
+    assert spec["MaxValue"] + routing["TerminationWaitInSeconds"] < routing["MaximumExecutionTimeoutInSeconds"]
 
 
 def test_xgboost_image_registry_matches_the_sagemaker_sdk(resolved):
@@ -725,13 +743,23 @@ def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(a
         if state["Resource"] == "arn:aws:states:::sagemaker:createEndpointConfig"
     }
     tests = {name: p for name, p in configs.items() if p["EndpointConfigName.$"] == "$.run.names.test_endpoint_config"}
-    assert sorted(tests) == ["Create test endpoint config", "Create test endpoint config with champion"]
+    assert sorted(tests) == [
+        "Create serverless test endpoint config",
+        "Create test endpoint config",
+        "Create test endpoint config with champion",
+    ]
     for name, parameters in tests.items():
         assert "DataCaptureConfig" not in parameters, f"{name}: evaluation traffic would land in monitoring data"
     variants = {name: [v["VariantName"] for v in p["ProductionVariants"]] for name, p in tests.items()}
     assert variants == {
+        "Create serverless test endpoint config": [CHALLENGER_VARIANT],  # serverless: one variant only
         "Create test endpoint config": [CHALLENGER_VARIANT],
         "Create test endpoint config with champion": [CHALLENGER_VARIANT, CHAMPION_VARIANT],
+    }
+    serverless = tests["Create serverless test endpoint config"]["ProductionVariants"][0]
+    assert "InstanceType.$" not in serverless and set(serverless["ServerlessConfig"]) == {
+        "MemorySizeInMB.$",
+        "MaxConcurrency.$",
     }
     champion = tests["Create test endpoint config with champion"]["ProductionVariants"][1]
     assert champion["ModelName.$"] == "$.champion.model" and champion["InitialVariantWeight"] == 0

@@ -197,10 +197,19 @@ def restore(
     current_strings = dict(_strings(current, "$")) if current is not None else {}
     forbidden = sorted(set(names), key=len, reverse=True)
 
+    def placeholder_for(value: str, path: str) -> str:
+        current_text = current_strings.get(path)
+        # A short value (a number such as the baking period's 600) also occurs as ordinary text:
+        # it goes back only where the repository's file has its placeholder at that path.
+        short = len(value) < _MIN_NAME_LENGTH and current is not None
+        if short and not set(PLACEHOLDER.findall(current_text or "")) & set(by_value[value]):
+            return value
+        return "${" + _choose(by_value[value], current_text) + "}"
+
     def change(path: str, text: str) -> str:
         restored = text
         if pattern is not None:
-            restored = pattern.sub(lambda m: "${" + _choose(by_value[m[0]], current_strings.get(path)) + "}", text)
+            restored = pattern.sub(lambda m: placeholder_for(m[0], path), text)
         _refuse_leftovers(restored, path, account_id, forbidden)
         return restored
 

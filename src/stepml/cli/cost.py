@@ -17,7 +17,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepml.cli.context import CliError, Target, connect, print_json, print_table
-from stepml.cli.cost_flow import ESTIMATES, StackSettings, estimated_usage, stack_settings, standing_usage
+from stepml.cli.cost_flow import (
+    DEPLOYED_RUN,
+    ESTIMATES,
+    StackSettings,
+    estimated_usage,
+    first_run_decisions,
+    stack_settings,
+    standing_usage,
+)
 from stepml.cli.cost_measure import MeasuredRun, measured_usage
 from stepml.cli.cost_model import MWAA_CLASS, CostError, CostReport, LineItem, RunUsage, cost_report, load_prices
 from stepml.cli.preflight.inputs import load_samconfig
@@ -119,7 +127,8 @@ def build_report(args: argparse.Namespace) -> CostReport:
             config = parse_dataset_config(measured.run["config"], f"run {args.run}")
         else:
             config = _dataset_config(Path(args.dataset_config) if args.dataset_config else root / EXAMPLE_CONFIG)
-            usage, _ = estimated_usage(settings, config, estimates)
+            decisions = first_run_decisions(config) if getattr(args, "first_run", False) else DEPLOYED_RUN
+            usage, _ = estimated_usage(settings, config, estimates, decisions)
         assumptions = describe_assumptions(args, settings, usage, estimates, region)
         return cost_report(
             usage,
@@ -144,6 +153,11 @@ def describe_assumptions(
         f"endpoints poll every {settings.poll_seconds:g} s (EndpointPollSeconds); the test endpoint lives from its "
         "CreateEndpoint to its DeleteEndpoint on the definition's path (evaluation is its last use)",
         "a month has 730 hours; the idle month still has the production endpoint once a model is deployed",
+        "while production exists its monitoring schedule runs a processing job every hour (730 a month, on the "
+        "job definition's ClusterConfig, billed per second), traffic or not, and one drift alarm per feature of "
+        "the dataset config watches it",
+        f"blue/green: the new fleet runs beside the old while it comes up, through the baking period "
+        f"({settings.baking_seconds:g} s, DeploymentBakingSeconds) and the TerminationWaitInSeconds",
         f"MWAA: {MWAA_CLASS} (the smallest class the price table holds) running all month, 1 GB metadata; "
         "the same Glue, SageMaker and Lambda work; no Step Functions",
         f"SageMaker Pipelines: no orchestration charge; a processing job on 1 x {args.processing_instance} for the "
@@ -151,6 +165,11 @@ def describe_assumptions(
         "not counted (each well under $0.01 a run): CloudWatch Logs and X-Ray, API Gateway requests, KMS requests, "
         "EventBridge, data transfer",
     ]
+    if usage.test_endpoint_serverless is not None:
+        lines.append(
+            "the test endpoint is serverless (the dataset config's test_endpoint_serverless): billed per "
+            "GB-second of its requests' inference and per GB in and out, nothing while it waits"
+        )
     measured = {what for what, source in usage.sources.items() if not source.startswith("estimated")}
     for name, estimate in ESTIMATES.items():
         if _MEASURED_BY.get(name) not in measured:
@@ -208,6 +227,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     parser.add_argument("--region", help="price another region than samconfig's")
     parser.add_argument("--dataset-config", help="a dataset config (default examples/datasets/churn.json)")
     parser.add_argument("--approval-wait", type=float, help="seconds until the approver decides (default 3600)")
+    parser.add_argument(
+        "--first-run",
+        action="store_true",
+        help="price a dataset's first run: no champion, so the test endpoint is serverless if the config says so",
+    )
     parser.add_argument(
         "--processing-instance", default="ml.m5.xlarge", help="SageMaker Pipelines' processing instance"
     )

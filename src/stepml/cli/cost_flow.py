@@ -8,7 +8,10 @@ run's path (each Choice takes the branch ``decisions`` names, a polling loop tur
 the endpoint takes to come up): every state on the path is one billed state transition, and the
 path says which functions run, how many instances the test endpoint has and how long it lives
 (from its CreateEndpoint to its DeleteEndpoint). ``estimated_usage`` turns the path into a
-``RunUsage``; ``measured_usage`` (in ``cost_measure``) replaces estimates with a finished run's numbers.
+``RunUsage`` (with a serverless test endpoint's use when the path configures one);
+``standing_usage`` what stands all month (the production endpoint, its hourly monitoring job read
+from the definition's data-quality job definition, the drift alarms, one per feature); and
+``measured_usage`` (in ``cost_measure``) replaces estimates with a finished run's numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepml.cli.cost_model import GLUE_DPU_PER_WORKER, CostError, LambdaUse, RunUsage, StandingUsage
+from stepml.cli.cost_model import (
+    GLUE_DPU_PER_WORKER,
+    HOURS_PER_MONTH,
+    CostError,
+    LambdaUse,
+    MonitoringUse,
+    RunUsage,
+    ServerlessUse,
+    StandingUsage,
+)
 from stepml.config import DatasetConfig
 
 STATE_MACHINE = "PipelineStateMachine"
@@ -36,6 +48,15 @@ DEPLOYED_RUN = {
     "Production endpoint exists?": "Update production endpoint",
     "Is the production endpoint ready?": "Record deployment",
 }
+#: A dataset's first deployed run: no champion yet (the test endpoint holds the challenger alone,
+#: serverless when the dataset config asks), and the deploy creates the production endpoint.
+FIRST_RUN = {
+    "Is the test endpoint ready?": "Evaluate model",
+    "Good enough to ask for approval?": "Request approval",
+    "Approved?": "Find production endpoint",
+    "Is the production endpoint ready?": "Record deployment",
+}
+SERVERLESS_TEST_CONFIG = "Create serverless test endpoint config"
 #: Choices that poll an endpoint, and which estimate says how long it takes to come up.
 POLLING = {
     "Is the test endpoint ready?": "endpoint_create_seconds",
@@ -74,6 +95,12 @@ ESTIMATES: dict[str, Estimate] = {
     "run_gb": Estimate(0.02, "upload 5 MB, processed splits 10 MB, model and report; kept a month"),
     "data_capture_gb_month": Estimate(0.1, "production data capture: 100,000 requests of 1 KB a month"),
     "lineage_gb": Estimate(0.01, "lineage table size"),
+    "evaluation_gb": Estimate(
+        0.002, "a serverless test endpoint's data in and out: the test split's rows and their predictions"
+    ),
+    "monitoring_execution_seconds": Estimate(
+        300, "a monitoring execution: the analyzer's start-up and one pass over an hour of captured rows"
+    ),
 }
 
 
@@ -94,6 +121,11 @@ class StackSettings:
     @property
     def poll_seconds(self) -> float:
         return float(self.parameters["EndpointPollSeconds"])
+
+    @property
+    def baking_seconds(self) -> float:
+        """The blue/green update's baking period (DeploymentBakingSeconds; 0 on a template without it)."""
+        return float(self.parameters.get("DeploymentBakingSeconds", 0))
 
 
 def _logical_target(value: Any) -> str | None:
@@ -258,8 +290,33 @@ def endpoint_instances(path: list[str], states: Mapping[str, Any], config_kind: 
         ):
             count = 0
             for variant in state["Parameters"].get("ProductionVariants", []):
-                count += int(variant.get("InitialInstanceCount", config.hosting.instance_count))
+                if "ServerlessConfig" not in variant:  # a serverless variant has no instances
+                    count += int(variant.get("InitialInstanceCount", config.hosting.instance_count))
     return count
+
+
+def first_run_decisions(config: DatasetConfig) -> dict[str, str]:
+    """The branches of a dataset's first run: serverless test endpoint when the config asks for one."""
+    decisions = dict(FIRST_RUN)
+    if config.hosting.test_endpoint_serverless is not None:
+        decisions["Champion in service?"] = SERVERLESS_TEST_CONFIG
+    return decisions
+
+
+def serverless_use(
+    path: list[str], states: Mapping[str, Any], config: DatasetConfig, inference_seconds: float, gb: float
+) -> ServerlessUse | None:
+    """The serverless test endpoint's use when the path configures one (None: instances)."""
+    serverless = config.hosting.test_endpoint_serverless
+    for name in path:
+        state = states[name]
+        if str(state.get("Resource", "")).endswith(":createEndpointConfig") and _references(
+            state, "EndpointConfigName.$", "test_endpoint_config"
+        ):
+            variants = state["Parameters"].get("ProductionVariants", [])
+            if serverless is not None and any("ServerlessConfig" in v for v in variants):
+                return ServerlessUse(serverless.memory_mb, inference_seconds, gb)
+    return None
 
 
 def count_resource(path: list[str], states: Mapping[str, Any], suffix: str) -> int:
@@ -298,8 +355,11 @@ def state_seconds(state: Mapping[str, Any], settings: StackSettings, estimates: 
 
 def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions: Mapping[str, str]) -> list[str]:
     """The deployed run's path with each polling loop turned as often as its endpoint takes."""
+    # An updated production endpoint stays Updating through the baking period too (a created one does not bake).
+    updating = decisions.get("Production endpoint exists?") == "Update production endpoint"
+    baking = {"Is the production endpoint ready?": settings.baking_seconds if updating else 0.0}
     polls = {
-        choice: max(1, math.ceil(estimates[estimate] / settings.poll_seconds))
+        choice: max(1, math.ceil((estimates[estimate] + baking.get(choice, 0.0)) / settings.poll_seconds))
         for choice, estimate in POLLING.items()
         if choice in flat_states(settings.definition)
     }
@@ -359,7 +419,9 @@ def estimated_usage(
         test_endpoint_instances=endpoint_instances(path, states, "test_endpoint_config", config),
         test_endpoint_seconds=lifetime,
         production_instances=config.hosting.instance_count,
-        blue_green_seconds=0.0 if wait is None else estimates["endpoint_update_seconds"] + wait,
+        blue_green_seconds=(
+            0.0 if wait is None else estimates["endpoint_update_seconds"] + settings.baking_seconds + wait
+        ),
         transitions=len(path),
         lambdas=lambdas,
         dynamodb_write_units=estimates["dynamodb_write_units"],
@@ -371,12 +433,35 @@ def estimated_usage(
         sns_publishes=publishes,
         sns_email_notifications=publishes,
         sources={"transitions": f"the definition's path of a deployed run ({len(path)} states)"},
+        # Billed while Evaluate's requests run; the estimate is Evaluate's whole time, an upper bound.
+        test_endpoint_serverless=serverless_use(
+            path, states, config, estimates["evaluate_seconds"], estimates["evaluation_gb"]
+        ),
     )
     return usage, path
 
 
+def monitoring_use(settings: StackSettings, estimates: Mapping[str, float]) -> MonitoringUse | None:
+    """The processing job the definition's data-quality job definition runs every hour (its
+    ClusterConfig), or None when the definition makes no monitoring job definition."""
+    for state in flat_states(settings.definition).values():
+        if str(state.get("Resource", "")).endswith(":createDataQualityJobDefinition"):
+            cluster = state.get("Parameters", {}).get("JobResources", {}).get("ClusterConfig", {})
+            if "InstanceType" not in cluster:
+                raise CostError("the data-quality job definition names no ClusterConfig.InstanceType")
+            return MonitoringUse(
+                instance_type=str(cluster["InstanceType"]),
+                instances=int(cluster.get("InstanceCount", 1)),
+                execution_seconds=estimates["monitoring_execution_seconds"],
+                # cron(0 * ? * * *): once an hour, whether or not production had traffic.
+                executions_per_month=HOURS_PER_MONTH,
+            )
+    return None
+
+
 def standing_usage(settings: StackSettings, config: DatasetConfig, estimates: Mapping[str, float]) -> StandingUsage:
-    """What the stack keeps all month: the production endpoint (once a model is deployed), alarms, keys."""
+    """What the stack keeps all month: the production endpoint (once a model is deployed), its
+    monitoring schedule and drift alarms, the template's alarms, keys."""
     return StandingUsage(
         production_instance_type=config.hosting.instance_type or settings.parameters["HostingInstanceType"],
         production_instances=config.hosting.instance_count,
@@ -385,4 +470,6 @@ def standing_usage(settings: StackSettings, config: DatasetConfig, estimates: Ma
         kms_keys=settings.kms_keys,
         data_capture_gb_month=estimates["data_capture_gb_month"],
         lineage_gb=estimates["lineage_gb"],
+        monitoring=monitoring_use(settings, estimates),
+        drift_alarms=len(config.features),
     )

@@ -27,6 +27,8 @@ from stepml.cli.cost_flow import (
     estimated_usage,
     flat_states,
     lambda_uses,
+    serverless_use,
+    state_function,
     termination_wait,
 )
 from stepml.cli.cost_model import CostError, RunUsage
@@ -157,6 +159,13 @@ def _from_history(
     if span is not None:
         usage.test_endpoint_seconds = history.between(*span)
         usage.sources["test endpoint"] = "execution history: CreateEndpoint to DeleteEndpoint"
+    evaluations = [i for i, n in enumerate(history.names) if "Evaluate" in (state_function(states[n], settings) or "")]
+    inference = sum(history.seconds(i) for i in evaluations) if evaluations else estimates["evaluate_seconds"]
+    usage.test_endpoint_serverless = serverless_use(
+        history.names, states, config, inference, estimates["evaluation_gb"]
+    )
+    if usage.test_endpoint_serverless is not None:
+        usage.sources["test endpoint"] = "execution history: serverless, billed for the Evaluate task's time"
     usage.blue_green_seconds = 0.0
     usage.sources["blue/green"] = "execution history: no blue/green update on this run's path"
     if termination_wait(history.names, states) is not None:

@@ -2,9 +2,11 @@
 
 Pure: no AWS call and no boto3. ``RunUsage`` is what one run consumes (estimated from the template
 and the definition by ``cost_flow``, or measured from a finished run); ``StandingUsage`` is what
-exists all month whether a run happens or not (the production endpoint, alarms, keys). A
-``PriceTable`` is one region's list prices, kept in the repository as data (``prices/<region>.json``,
-each line naming the AWS page it was read from). ``cost_report`` prices a run, a month of
+exists all month whether a run happens or not (the production endpoint, its hourly monitoring
+job and drift alarms, the other alarms, keys); a serverless test endpoint is priced per GB-second
+and per GB of data instead of per instance-hour. A ``PriceTable`` is one region's list prices,
+kept in the repository as data (``prices/<region>.json``, each line naming the AWS page it was
+read from). ``cost_report`` prices a run, a month of
 ``runs_per_month`` runs, the idle month, and the same work on MWAA and on SageMaker Pipelines.
 """
 
@@ -98,6 +100,16 @@ class LambdaUse:
     seconds: float  # total billed duration over all invocations
 
 
+@dataclass(frozen=True)
+class ServerlessUse:
+    """A serverless test endpoint: billed for its requests' compute (memory x time) and the data
+    they carry in and out, nothing while idle."""
+
+    memory_mb: int
+    seconds: float  # inference time billed, all requests together
+    gb_processed: float
+
+
 @dataclass
 class RunUsage:
     """What one run consumes; every quantity says where it came from in ``sources``."""
@@ -123,6 +135,18 @@ class RunUsage:
     sns_publishes: int
     sns_email_notifications: int
     sources: dict[str, str] = field(default_factory=dict)
+    #: The test endpoint on Serverless Inference instead of instances (None: instances).
+    test_endpoint_serverless: ServerlessUse | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringUse:
+    """Production's data-quality monitoring schedule: one processing job per execution."""
+
+    instance_type: str
+    instances: int
+    execution_seconds: float  # billed per execution
+    executions_per_month: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,10 @@ class StandingUsage:
     kms_keys: int
     data_capture_gb_month: float
     lineage_gb: float
+    #: The hourly monitoring schedule a deploy puts on production (None: the definition has none).
+    monitoring: MonitoringUse | None = None
+    #: The drift alarms a deploy puts, one per feature of the dataset.
+    drift_alarms: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,10 +194,42 @@ def glue_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
     return [_item("Glue", f"preprocess job ({note})", dpu_hours, "DPU-hour", prices.price("glue.dpu_hour"))]
 
 
+def test_endpoint_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
+    """The test endpoint: its instances for its lifetime, or on Serverless Inference its requests'
+    GB-seconds and the data they carry."""
+    serverless = usage.test_endpoint_serverless
+    if serverless is None:
+        return [
+            _item(
+                "SageMaker",
+                f"test endpoint {usage.test_endpoint_instances} x {usage.hosting_instance_type} x "
+                f"{usage.test_endpoint_seconds:g} s",
+                usage.test_endpoint_instances * usage.test_endpoint_seconds / 3600,
+                "instance-hour",
+                prices.instance_price("hosting", usage.hosting_instance_type),
+            )
+        ]
+    return [
+        _item(
+            "SageMaker",
+            f"test endpoint serverless {serverless.memory_mb} MB x {serverless.seconds:g} s of inference",
+            serverless.memory_mb / 1024 * serverless.seconds,
+            "GB-second",
+            prices.price("sagemaker.serverless.gb_second"),
+        ),
+        _item(
+            "SageMaker",
+            "test endpoint serverless data in and out",
+            serverless.gb_processed,
+            "GB",
+            prices.price("sagemaker.serverless.data_gb"),
+        ),
+    ]
+
+
 def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
-    """Training, the test endpoint's lifetime and a blue/green update's second fleet."""
+    """Training, the test endpoint and a blue/green update's second fleet."""
     train = usage.training_instances * usage.training_seconds / 3600
-    test = usage.test_endpoint_instances * usage.test_endpoint_seconds / 3600
     blue_green = usage.production_instances * usage.blue_green_seconds / 3600
     hosting = prices.instance_price("hosting", usage.hosting_instance_type)
     return [
@@ -180,14 +240,7 @@ def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
             "instance-hour",
             prices.instance_price("training", usage.training_instance_type),
         ),
-        _item(
-            "SageMaker",
-            f"test endpoint {usage.test_endpoint_instances} x {usage.hosting_instance_type} x "
-            f"{usage.test_endpoint_seconds:g} s",
-            test,
-            "instance-hour",
-            hosting,
-        ),
+        *test_endpoint_items(usage, prices),
         _item(
             "SageMaker",
             f"blue/green: new fleet beside the old {usage.production_instances} x {usage.blue_green_seconds:g} s",
@@ -290,9 +343,36 @@ def standing_items(standing: StandingUsage, prices: PriceTable) -> list[LineItem
             prices.price("s3.storage_gb_month"),
         ),
         _item("CloudWatch", "alarms", standing.alarms, "alarm-month", prices.price("cloudwatch.alarm_month")),
+        *monitoring_items(standing, prices),
         _item("KMS", "customer managed keys", standing.kms_keys, "key-month", prices.price("kms.key_month")),
         _item(
             "DynamoDB", "lineage storage", standing.lineage_gb, "GB-month", prices.price("dynamodb.storage_gb_month")
+        ),
+    ]
+
+
+def monitoring_items(standing: StandingUsage, prices: PriceTable) -> list[LineItem]:
+    """While production exists, its schedule runs a processing job every hour, traffic or not, and
+    a drift alarm per feature watches the results."""
+    monitoring = standing.monitoring
+    if monitoring is None or not standing.production_deployed:
+        return []
+    hours = monitoring.instances * monitoring.execution_seconds * monitoring.executions_per_month / 3600
+    return [
+        _item(
+            "SageMaker",
+            f"monitoring {monitoring.executions_per_month} x {monitoring.instances} x {monitoring.instance_type} "
+            f"x {monitoring.execution_seconds:g} s",
+            hours,
+            "instance-hour",
+            prices.instance_price("processing", monitoring.instance_type),
+        ),
+        _item(
+            "CloudWatch",
+            "drift alarms, one per feature",
+            standing.drift_alarms,
+            "alarm-month",
+            prices.price("cloudwatch.alarm_month"),
         ),
     ]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from stepml.cli.context import CliError, state_dir
 from stepml.local.cloud import (
     DEFAULT_API_PORT,
+    DEFAULT_BAKING_PERIOD,
     DEFAULT_CONSOLE_PORT,
     DEFAULT_MONITOR_PERIOD,
     DEFAULT_PORT,
@@ -58,6 +59,7 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         console_port=getattr(args, "console_port", DEFAULT_CONSOLE_PORT),
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
         monitor_period_seconds=getattr(args, "monitor_period", DEFAULT_MONITOR_PERIOD),
+        baking_period_seconds=getattr(args, "baking_period", DEFAULT_BAKING_PERIOD),
     )
     try:
         cloud.faults.load(getattr(args, "fault", None) or [])
@@ -141,6 +143,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.glue_warm_workers),
         "--monitor-period",
         str(args.monitor_period),
+        "--baking-period",
+        str(args.baking_period),
     ]
     for fault in args.fault or []:
         command += ["--fault", fault]
@@ -251,6 +255,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         default=DEFAULT_MONITOR_PERIOD,
         metavar="SECONDS",
         help=f"how often each monitoring schedule runs (AWS: hourly; default {DEFAULT_MONITOR_PERIOD:g} s)",
+    )
+    start.add_argument(
+        "--baking-period",
+        type=float,
+        default=DEFAULT_BAKING_PERIOD,
+        metavar="SECONDS",
+        help=(
+            "the longest a blue/green update watches its rollback alarms before it completes (AWS: the "
+            f"template's DeploymentBakingSeconds, 600 s; default {DEFAULT_BAKING_PERIOD:g} s; 0 completes at once)"
+        ),
     )
     add_fault_argument(start)
     start.set_defaults(handler=up)

@@ -47,6 +47,8 @@ DEFAULT_API_PORT = 4567
 DEFAULT_CONSOLE_PORT = 4568
 #: How often each monitoring schedule runs locally (AWS: hourly or daily, as its expression says).
 DEFAULT_MONITOR_PERIOD = 60.0
+#: The longest a blue/green update bakes locally (AWS: the definition's WaitIntervalInSeconds, 600 s by default).
+DEFAULT_BAKING_PERIOD = 10.0
 REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
@@ -120,6 +122,8 @@ class LocalCloud:
     monitor_period_seconds: float = DEFAULT_MONITOR_PERIOD
     #: Template parameters over the samconfig environment's (``{"ApprovalSignIn": "cognito"}``).
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    #: The longest a blue/green update's baking period lasts here (its alarms are watched throughout).
+    baking_period_seconds: float = DEFAULT_BAKING_PERIOD
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
@@ -276,6 +280,7 @@ class LocalCloud:
             endpoint_url=self.endpoint_url,
             work_dir=self.state_dir / "sagemaker",
             monitor_period_seconds=self.monitor_period_seconds,
+            baking_period_seconds=self.baking_period_seconds,
         )
         self.glue_engine = glue.GlueEngine(
             self.client_factory("s3"),

@@ -348,3 +348,34 @@ def test_the_pipeline_fails_with_the_recorded_message_when_training_fails(
 def test_the_template_pipeline_definition_validates_ok(pipeline: dict[str, Any]) -> None:
     answer = validate_definition(pipeline["definition"], type="STANDARD", severity="WARNING")
     assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
+
+
+def test_a_first_run_asking_for_serverless_scores_the_challenger_on_a_serverless_test_endpoint(
+    pipeline: dict[str, Any], training_progress: TrainingProgress
+) -> None:
+    runnable = pipeline["runnable"]
+    context = run_context(runnable, run_id="churn-00000000000d", approval_timeout_seconds=30)
+    context["config"]["hosting"]["test_endpoint_serverless"] = {"memory_mb": 3072, "max_concurrency": 4}
+    sfn, arn = start(runnable, {"run": context})
+    answer_approval(boto3.client("sqs", region_name=REGION), pipeline["queue_url"], sfn, arn, "reject")
+    execution = wait_for(sfn, arn)
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    states = execution.entered_states
+    assert states[states.index("Champion in service?") + 1 : states.index("Evaluate model")][:2] == [
+        "Create serverless test endpoint config",
+        "Create test endpoint",
+    ]
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    [scheduled] = [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])
+        for e in events
+        if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == "createEndpointConfig"
+    ]
+    assert scheduled["ProductionVariants"] == [
+        {
+            "VariantName": "Challenger",
+            "ModelName": "stepml-churn-00000000000d-a1",
+            "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 4},
+        }
+    ]

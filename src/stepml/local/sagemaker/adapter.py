@@ -42,7 +42,7 @@ from stepml.local.sagemaker.errors import (
 )
 from stepml.local.sagemaker.hosting import EndpointView
 from stepml.local.sagemaker.jobs import TrainingJobView
-from stepml.local.sagemaker.validation import arn, validate_request
+from stepml.local.sagemaker.validation import arn, validate_request, validate_serverless_variants
 from stepml.utils import utc_now
 
 _TEST_FILE = "tests/unit/test_local_sagemaker.py"
@@ -245,6 +245,8 @@ def _create_endpoint_config(original: Any, backend: Any, **kwargs: Any) -> Any:
         raise MotoValidationError(message=f'Cannot create already existing endpoint configuration "{config_arn}".')
     with _as_moto_errors():
         validate_request("CreateEndpointConfig", request)
+        containers = {name: len(model.containers or []) for name, model in backend._models.items()}
+        validate_serverless_variants(request, containers)
     return original(backend, **kwargs)
 
 
@@ -475,8 +477,9 @@ MODEL_CHECKS = register(
         name="sagemaker-model-checks",
         why=(
             "moto accepts CreateModel and CreateEndpointConfig with any members and silently replaces an existing "
-            "model or endpoint config of the same name. The patch checks the request against botocore's model "
-            "and refuses a duplicate name with AWS's ValidationException."
+            "model or endpoint config of the same name, and any ServerlessConfig it lets through. The patch checks "
+            "the request against botocore's model, refuses a duplicate name with AWS's ValidationException, and "
+            "refuses what serverless variants cannot have (validation.validate_serverless_variants)."
         ),
         test="tests/unit/test_local_sagemaker_adapter.py::test_models_and_endpoint_configs_are_checked_and_unique",
         install=_install_model_checks,

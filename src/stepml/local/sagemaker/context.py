@@ -32,6 +32,8 @@ class EngineSettings:
     python_executable: str
     log_flush_seconds: float
     alarm_poll_seconds: float
+    #: The longest a blue/green update bakes here (None: its WaitIntervalInSeconds in full).
+    baking_period_seconds: float | None = None
 
 
 @dataclass

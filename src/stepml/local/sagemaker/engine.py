@@ -46,9 +46,11 @@ class LocalSageMaker:
     model server (the first check comes one interval after the server starts, as SageMaker's do).
     ``log_flush_seconds`` is how often a running training job's new log lines are sent (endpoint
     logs go with the capture flush); ``alarm_poll_seconds`` the gap between reads of the
-    auto-rollback alarms during a baking period; ``monitor_period_seconds`` how often each
-    monitoring schedule runs (AWS: hourly). Call ``shutdown`` to stop every job, server and
-    thread.
+    auto-rollback alarms during a baking period; ``baking_period_seconds`` the longest a
+    blue/green update's baking period lasts here (its ``WaitIntervalInSeconds``, cut to this, as
+    ``monitor_period_seconds`` stands in for an hour; None bakes for the full period);
+    ``monitor_period_seconds`` how often each monitoring schedule runs (AWS: hourly). Call
+    ``shutdown`` to stop every job, server and thread.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class LocalSageMaker:
         python_executable: str = sys.executable,
         log_flush_seconds: float = 2.0,
         alarm_poll_seconds: float = 5.0,
+        baking_period_seconds: float | None = None,
         monitor_period_seconds: float = 60.0,
     ):
         self._owns_work_dir = work_dir is None
@@ -77,6 +80,7 @@ class LocalSageMaker:
             python_executable=python_executable,
             log_flush_seconds=log_flush_seconds,
             alarm_poll_seconds=alarm_poll_seconds,
+            baking_period_seconds=baking_period_seconds,
         )
         self._context = EngineContext(session=session, endpoint_url=endpoint_url, work_dir=root, settings=settings)
         self._writer = CaptureWriter(self._context)

@@ -230,16 +230,7 @@ class Endpoints:
             variants = endpoint.config.get("ProductionVariants") or []
             settings = CaptureSettings.from_config(endpoint.config.get("DataCaptureConfig"))
             addresses = {v.name: v.server.url for v in deployment.variants} if deployment else {}
-            production_variants = tuple(
-                {
-                    "VariantName": variant["VariantName"],
-                    "CurrentWeight": float(variant.get("InitialVariantWeight", 1.0)),
-                    "DesiredWeight": float(variant.get("InitialVariantWeight", 1.0)),
-                    "CurrentInstanceCount": int(variant.get("InitialInstanceCount", 1)),
-                    "DesiredInstanceCount": int(variant.get("InitialInstanceCount", 1)),
-                }
-                for variant in variants
-            )
+            production_variants = tuple(_variant_summary(variant) for variant in variants)
             return EndpointView(
                 name=endpoint.name,
                 status=endpoint.status,
@@ -310,7 +301,11 @@ class Endpoints:
         """Watch the alarms through the baking period; keep the new fleet or roll back to ``previous``."""
         variants = config.get("ProductionVariants") or [{}]
         role_arn = (models.get(variants[0].get("ModelName", "")) or {}).get("ExecutionRoleArn")
-        reason = self._watch_alarms(endpoint, generation, alarms, role_arn, baking_seconds(deployment_config))
+        seconds = baking_seconds(deployment_config)
+        if self._context.settings.baking_period_seconds is not None:
+            # The local cloud's shorter baking period, as its monitoring period stands in for an hour.
+            seconds = min(seconds, self._context.settings.baking_period_seconds)
+        reason = self._watch_alarms(endpoint, generation, alarms, role_arn, seconds)
         with self._context.lock:
             current = self._is_current(endpoint, generation)
             if current and reason is None:
@@ -433,6 +428,24 @@ def _model_error(
         original_message=message,
         log_stream_arn=log_stream,
     )
+
+
+def _variant_summary(variant: Mapping[str, Any]) -> dict[str, Any]:
+    """DescribeEndpoint's summary of one production variant: instance counts, or for a serverless
+    variant its current and desired ServerlessConfig instead."""
+    summary: dict[str, Any] = {
+        "VariantName": variant["VariantName"],
+        "CurrentWeight": float(variant.get("InitialVariantWeight", 1.0)),
+        "DesiredWeight": float(variant.get("InitialVariantWeight", 1.0)),
+    }
+    serverless = variant.get("ServerlessConfig")
+    if serverless:
+        summary["CurrentServerlessConfig"] = copy.deepcopy(dict(serverless))
+        summary["DesiredServerlessConfig"] = copy.deepcopy(dict(serverless))
+    else:
+        summary["CurrentInstanceCount"] = int(variant.get("InitialInstanceCount", 1))
+        summary["DesiredInstanceCount"] = int(variant.get("InitialInstanceCount", 1))
+    return summary
 
 
 def rollback_alarms(deployment_config: Mapping[str, Any] | None) -> list[str]:

@@ -75,3 +75,50 @@ def authorize_image_pull(role_arn: str | None, image: str) -> None:
         ],
         service="sagemaker",
     )
+
+
+#: The memory sizes SageMaker Serverless Inference offers (1 GB steps; botocore's model holds only the range).
+SERVERLESS_MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+def validate_serverless_variants(request: Mapping[str, Any], container_count: Mapping[str, int]) -> None:
+    """What CreateEndpointConfig refuses of ``ServerlessConfig`` beyond its shape: a memory size
+    between the 1 GB steps, provisioned above the maximum concurrency, a variant with both an
+    instance type and a serverless config, and the features serverless endpoints do not have
+    (several production variants, data capture, an inference pipeline). ``container_count`` maps a
+    model name to its number of containers. Raises ``SageMakerValidationError``."""
+    variants = list(request.get("ProductionVariants") or [])
+    serverless = [v for v in variants if v.get("ServerlessConfig")]
+    if not serverless:
+        return
+    for variant in serverless:
+        name, config = variant.get("VariantName"), variant["ServerlessConfig"]
+        if variant.get("InstanceType"):
+            raise SageMakerValidationError(
+                f"Production variant {name} specifies both InstanceType and ServerlessConfig; an endpoint "
+                "variant is either instance-based or serverless."
+            )
+        memory = config.get("MemorySizeInMB")
+        if memory not in SERVERLESS_MEMORY_SIZES_MB:
+            sizes = ", ".join(str(size) for size in SERVERLESS_MEMORY_SIZES_MB)
+            raise SageMakerValidationError(
+                f"Invalid MemorySizeInMB {memory} for production variant {name}: valid values are in 1 GB "
+                f"increments: {sizes}."
+            )
+        provisioned = config.get("ProvisionedConcurrency")
+        if provisioned is not None and provisioned > config.get("MaxConcurrency", 0):
+            raise SageMakerValidationError(
+                f"ProvisionedConcurrency {provisioned} of production variant {name} must be less than or equal to "
+                f"its MaxConcurrency {config.get('MaxConcurrency')}."
+            )
+        if container_count.get(str(variant.get("ModelName")), 1) > 1:
+            raise SageMakerValidationError(
+                f"Model {variant.get('ModelName')} of production variant {name} is an inference pipeline "
+                "(several containers), which serverless endpoints do not support."
+            )
+    if len(variants) > 1:
+        raise SageMakerValidationError(
+            f"Serverless endpoints support one production variant only; the endpoint configuration has {len(variants)}."
+        )
+    if request.get("DataCaptureConfig"):
+        raise SageMakerValidationError("Data capture is not supported for serverless endpoints.")
