@@ -18,7 +18,9 @@ its drift alarms entering ALARM to the DriftRetrain function, whose handler call
 The run it starts is the pipeline's ordinary run with an identity of its own (``drift_run_id``
 of the dataset and the alarm event, never the upload's id, whose run already exists) and a
 ``trigger`` in lineage naming the alarm, its endpoint, the reason and the event. An alarm that
-finds a run in flight is noted on that run (``drift_alarms_ignored``) rather than dropped silently.
+finds a run in flight is noted on the dataset's ``RETRAIN#<dataset>`` item (``alarms_ignored``,
+with the run it found) rather than dropped silently: the run's own item may not exist yet when
+several alarms arrive at once.
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ class DriftRetrainer:
         concurrent decision won)."""
         if held == execution_arn:
             return None  # the same alarm event delivered again: start (idempotently) again
-        condition = "attribute_not_exists(pk)" + (" OR execution_arn = :held" if held else "")
+        condition = "attribute_not_exists(execution_arn)" + (" OR execution_arn = :held" if held else "")
         values = {":arn": execution_arn, ":run": run_id, ":at": iso_utc(self.now())} | ({":held": held} if held else {})
         try:
             self.table.update_item(
@@ -285,11 +287,17 @@ class DriftRetrainer:
                 raise DriftRetrainError(f"cannot start {name} of {state_machine}: {exc}") from exc
 
     def _ignored(self, dataset: str, execution_arn: str, trigger: Mapping[str, str]) -> dict[str, Any]:
-        """Note on the run in flight that this alarm found it there; the ``in_flight`` answer."""
+        """Note on the dataset's retrain item that this alarm found a run in flight; the
+        ``in_flight`` answer."""
         run_id = self._run_of_execution(execution_arn)
-        if run_id is not None:
-            noted = {"alarm_name": trigger["alarm_name"], "event_id": trigger["event_id"], "at": iso_utc(self.now())}
-            update_fields(self.table, run_key(run_id), {}, append={"drift_alarms_ignored": [noted]}, must_exist=True)
+        noted = {
+            "alarm_name": trigger["alarm_name"],
+            "event_id": trigger["event_id"],
+            "changed_at": trigger["changed_at"],
+            "at": iso_utc(self.now()),
+            "in_flight": run_id or execution_arn,
+        }
+        update_fields(self.table, _retrain_key(dataset), {}, append={"alarms_ignored": [noted]})
         reason = f"dataset {dataset} has a run in flight ({run_id or execution_arn}); no second run starts"
         return self._answer(IN_FLIGHT, reason, dataset, execution_arn=execution_arn, run_id=run_id)
 

@@ -133,6 +133,10 @@ def alarm_event(endpoint: str, feature: str = "tenure_months", event_id: str = "
     }
 
 
+def _retrain_item(drift) -> dict[str, Any]:
+    return from_dynamo(drift["table"].get_item(Key={"pk": "RETRAIN#churn", "sk": "RETRAIN"})["Item"])
+
+
 def _decide(drift, **event: Any) -> dict[str, Any]:
     return drift["retrainer"].decide(alarm_event(drift["settings"].production_endpoint_name, **event))
 
@@ -167,8 +171,11 @@ def test_an_upload_run_in_flight_takes_the_alarm_and_no_second_run_starts(drift)
     assert decision["decision"] == IN_FLIGHT and decision["execution_arn"] == running
     assert decision["reason"] == f"dataset churn has a run in flight ({run_id}); no second run starts"
     assert drift["sfn"].started == []
-    item = from_dynamo(drift["table"].get_item(Key={"pk": f"RUN#{run_id}", "sk": "RUN"})["Item"])
-    assert [a["alarm_name"] for a in item["drift_alarms_ignored"]] == ["stepml-local-data-drift-tenure_months"]
+    noted = _retrain_item(drift)["alarms_ignored"]
+    assert [(a["alarm_name"], a["in_flight"]) for a in noted] == [("stepml-local-data-drift-tenure_months", run_id)]
+    # The note left no claim: once the upload's run ends, a drift alarm retrains.
+    drift["sfn"].executions[running] = ("SUCCEEDED", upload)
+    assert _decide(drift, event_id="e-2")["decision"] == STARTED
 
 
 def test_a_dataset_without_a_readable_upload_has_no_data_to_retrain_on(drift):
@@ -221,8 +228,8 @@ def test_alarms_while_a_retrain_is_in_flight_start_nothing_more(drift):
     second = _decide(drift, feature="monthly_charges", event_id="event-2")
     assert second["decision"] == IN_FLIGHT and second["run_id"] == first["run_id"]
     assert len(drift["sfn"].started) == 1
-    item = from_dynamo(drift["table"].get_item(Key={"pk": f"RUN#{first['run_id']}", "sk": "RUN"})["Item"])
-    assert [a["event_id"] for a in item["drift_alarms_ignored"]] == ["event-2"]
+    noted = _retrain_item(drift)["alarms_ignored"]
+    assert [(a["event_id"], a["in_flight"]) for a in noted] == [("event-2", first["run_id"])]
 
     # The same event delivered again starts (idempotently) the same execution, no other.
     again = _decide(drift, event_id="event-1")

@@ -235,3 +235,37 @@ def test_a_function_target_is_invoked_only_when_its_policy_lets_eventbridge_invo
         )
     else:
         assert "error" not in record
+
+
+def test_a_functions_add_permission_statement_is_the_policy_delivery_and_the_iam_gate_read(stack):
+    """moto's GetPolicy wraps the policy in {"Policy": "<JSON>", "RevisionId"}: both readers unwrap it."""
+    import io
+    import zipfile
+
+    from stepml.local.events.adapter import BACKENDS
+    from stepml.local.iam.moto_policies import MotoPolicies
+
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "*"}]}
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as bundle:
+        bundle.writestr("app.py", "def handler(event, context):\n    return event\n")
+    lambdas = boto3.client("lambda")
+    arn = lambdas.create_function(
+        FunctionName="decide", Runtime="python3.11", Role=role, Handler="app.handler", Code={"ZipFile": code.getvalue()}
+    )["FunctionArn"]
+    assert BACKENDS.function_policy(arn) is None
+    assert MotoPolicies().resource_policy(arn) == (None, False)
+    rule = "arn:aws:events:us-east-1:123456789012:rule/drift"
+    lambdas.add_permission(
+        FunctionName="decide",
+        StatementId="DriftRetrainPermission",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule,
+    )
+    [statement] = json.loads(BACKENDS.function_policy(arn))["Statement"]
+    assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule}}
+    document, key_policy = MotoPolicies().resource_policy(arn)
+    assert document.source == "function policy of decide" and not key_policy
+    assert document.document["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}

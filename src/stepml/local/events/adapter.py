@@ -8,6 +8,7 @@ one of the package that imports or changes moto.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -88,14 +89,15 @@ class MotoBackends:
         )
 
     def function_policy(self, function_arn: str) -> str | None:
-        """The function's policy as moto's GetPolicy answers it (None without a function or a statement)."""
+        """The function's policy text, as GetPolicy's ``Policy`` (None without a function or a statement)."""
         from moto.awslambda.models import lambda_backends
 
         _, _, _, region, account_id, rest = function_arn.split(":", 5)
         try:
-            return str(lambda_backends[account_id][region].get_policy(rest.split(":")[1]))
+            answer = lambda_backends[account_id][region].get_policy(rest.split(":")[1])
         except Exception:  # moto's not-found errors: nothing allows the invocation
             return None
+        return str(json.loads(answer)["Policy"])  # GetPolicy's answer holds the policy as JSON text
 
     def invoke_function(self, function_arn: str, payload: str) -> None:
         """An Event invocation through moto's Lambda, which the ``lambda.invoke`` patch hands to the

@@ -115,10 +115,11 @@ class MotoPolicies:
         from moto.awslambda.models import lambda_backends
 
         try:
-            text = lambda_backends[self.account][region].get_policy(function_name)
+            answer = lambda_backends[self.account][region].get_policy(function_name)
         except Exception:  # no such function, or no statement yet (moto raises its not-found error)
             return None
-        return PolicyDocument(source, _as_document(text))
+        # GetPolicy answers {"Policy": "<the policy as JSON text>", "RevisionId": ...}.
+        return PolicyDocument(source, _as_document(json.loads(answer)["Policy"]))
 
     def ses_sending_identity(self, address: str) -> str | None:
         """The verified SES identity a From address sends as: the address, else its domain."""

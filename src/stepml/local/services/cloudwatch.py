@@ -9,8 +9,9 @@ what an empty period counts as. A state change is recorded (DescribeAlarms, Desc
 and, with actions enabled, published to the SNS topics of the new state's actions in
 CloudWatch's notification format, which the local outbox receives by email, when the topic's
 policy (and, for an encrypted topic, its key's policy) lets ``cloudwatch.amazonaws.com`` publish.
-Every state change (SetAlarmState's too) also goes to EventBridge's default bus as AWS's
-``CloudWatch Alarm State Change`` event (``alarm_state_change_event``), after the call returns.
+SetAlarmState's changes run their actions too, as on AWS. Every state change also goes to
+EventBridge's default bus as AWS's ``CloudWatch Alarm State Change`` event
+(``alarm_state_change_event``), after the call returns.
 
 What is local: alarms are evaluated when data arrives, not every minute, so an alarm goes back to
 OK on the next data of its metric rather than when its periods age out; alarms on metric math
@@ -317,6 +318,8 @@ def _install_alarm_evaluation(patch: Patch) -> None:
         original_set_state(self, alarm_name, reason, reason_data, state_value)
         if previous is not None and previous["value"] != state_value:
             _send_state_change(alarm, previous, self.account_id, self.region_name)
+            if alarm.actions_enabled:  # AWS runs the new state's actions for SetAlarmState too
+                _act(alarm, previous["value"], self.account_id, self.region_name)
 
     original_set_state = CloudWatchBackend.set_alarm_state
     patch.replace(CloudWatchBackend, "put_metric_data", put_metric_data)
@@ -329,8 +332,9 @@ ALARM_EVALUATION = register(
         why=(
             "moto 5.2.5 never evaluates a metric alarm: it stays OK and its actions never run. The patch evaluates "
             "the alarms watching the metrics of each PutMetricData (statistic per period, EvaluationPeriods, "
-            "DatapointsToAlarm, TreatMissingData), publishes a state change to the SNS topics of its actions and, "
-            "like SetAlarmState's changes, sends it to EventBridge as a CloudWatch Alarm State Change event."
+            "DatapointsToAlarm, TreatMissingData) and publishes a state change to the SNS topics of its actions; "
+            "every change, SetAlarmState's too (whose actions it runs as well), goes to EventBridge as a "
+            "CloudWatch Alarm State Change event."
         ),
         test="tests/unit/test_local_monitoring.py::test_a_schedule_writes_reports_and_metrics_through_the_api",
         install=_install_alarm_evaluation,
