@@ -19,7 +19,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # --- Environment variable names (the template sets these on the functions) -------------
 
@@ -44,6 +52,8 @@ APPROVAL_SIGNIN = "STEPML_APPROVAL_SIGNIN"
 APPROVAL_USER_POOL_ID = "STEPML_APPROVAL_USER_POOL_ID"
 APPROVAL_SIGNIN_CLIENT_NAME = "STEPML_APPROVAL_SIGNIN_CLIENT_NAME"
 APPROVAL_SIGNIN_URL = "STEPML_APPROVAL_SIGNIN_URL"
+UPLOAD_BUCKET = "STEPML_UPLOAD_BUCKET"
+STATE_MACHINE_ARN = "STEPML_STATE_MACHINE_ARN"
 
 #: Where dataset configs live in the artifact bucket: ``datasets/<name>/config.json``.
 DATASET_CONFIG_PREFIX = "datasets/"
@@ -139,6 +149,15 @@ class Settings:
     @property
     def lineage_retention_days(self) -> int:
         return self.get_int(LINEAGE_RETENTION_DAYS)
+
+    @property
+    def upload_bucket(self) -> str:
+        return self.get(UPLOAD_BUCKET)
+
+    @property
+    def state_machine_arn(self) -> str:
+        """The pipeline's state machine (a drift retrain starts it)."""
+        return self.get(STATE_MACHINE_ARN)
 
 
 def _check_positive_int(name: str, value: str) -> None:
@@ -318,6 +337,10 @@ class DatasetConfig(_Strict):
     approvers: Annotated[list[str], Field(max_length=MAX_APPROVERS)] = Field(default_factory=list)
     #: How many of ``approvers`` must approve; the first rejection decides at once.
     required_approvals: Annotated[int, Field(ge=1)] = 1
+    #: Retrain on drift: a drift alarm of the production endpoint serving this dataset's model
+    #: starts a run on the dataset's newest upload (``stepml.drift_retrain``). Off unless set;
+    #: strictly a JSON boolean, so that a quoted "false" cannot switch it on.
+    retrain_on_drift: StrictBool = False
 
     @field_validator("approvers")
     @classmethod

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from stepml.config import Settings
-from stepml.lineage_runs import make_run_id, parse_upload
+from stepml.lineage_runs import drift_run_id, make_run_id, parse_upload
 from stepml.lineage_table import (
     NOTIFICATIONS,
     STEP_TITLES,
@@ -96,6 +96,9 @@ def _input_uri(state: Mapping[str, Any]) -> str | None:
 def _run_id_from_input(state: Mapping[str, Any]) -> str:
     if "resume_run_id" in state:
         return str(state["resume_run_id"])
+    drift = state.get("drift_retrain")
+    if isinstance(drift, Mapping):
+        return drift_run_id(str(drift.get("dataset")), str((drift.get("trigger") or {}).get("event_id")))
     try:
         upload = parse_upload(state)
         return make_run_id(upload["bucket"], upload["key"], upload["version_id"])

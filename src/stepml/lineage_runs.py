@@ -290,11 +290,32 @@ def completed_steps(table: Any, run_id: str) -> dict[str, Any]:
     return steps
 
 
+def drift_run_id(dataset: str, event_id: str) -> str:
+    """The id of a drift retrain: new for each alarm event, the same for an event delivered twice.
+    Not the upload's id: the newest upload may have trained a run already, and this is another."""
+    digest = hashlib.sha256(f"drift:{dataset}:{event_id}".encode()).hexdigest()
+    return f"{dataset}-{digest[:_RUN_ID_HASH_CHARS]}"
+
+
+def _drift_retrain(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(run id, upload) of a drift retrain request (None for any other execution input)."""
+    if "drift_retrain" not in event:
+        return None
+    request = event["drift_retrain"]
+    upload = dict(request["upload"])
+    if dataset_of_key(upload["key"]) != request["dataset"]:
+        raise UploadEventError(f"drift retrain of dataset {request['dataset']!r}: {upload['uri']} is another dataset's")
+    return drift_run_id(request["dataset"], request["trigger"]["event_id"]), upload
+
+
 def _run_of_input(
     event: Mapping[str, Any], execution_arn: str, table: Any, settings: Settings, now: datetime
 ) -> tuple[str, dict[str, Any]]:
-    """The run an execution input stands for and its upload: the run asked to resume, else the
-    upload's own run, or the original run when the upload repeats content already seen."""
+    """The run an execution input stands for and its upload: the run asked to resume, a drift
+    retrain's own run, else the upload's own run, or the original run when the upload repeats
+    content already seen."""
+    if drift := _drift_retrain(event):
+        return drift
     if "resume_run_id" in event:
         run_id = str(event["resume_run_id"])
         existing = get_item(table, run_key(run_id))
@@ -360,7 +381,9 @@ def resolve_run(
     """Claim the run an execution input stands for and build its context.
 
     A reproduce request (``stepml runs reproduce``) is a new run of the named run's upload
-    version with its recorded config and hyperparameters, marked ``reproduction_of``.
+    version with its recorded config and hyperparameters, marked ``reproduction_of``. A drift
+    retrain (``stepml.drift_retrain``) is a new run of the newest upload, with lineage's
+    ``trigger`` naming the alarm that started it.
     Returns ``{"action": "start"|"resume"|"duplicate", "run": {...}, "steps": {...}}``
     (see docs/architecture.md). Raises ``UploadEventError``, ``UnknownRunError``,
     ``BadUploadError`` or ``DatasetConfigError`` with a message naming the object or file;
@@ -399,5 +422,6 @@ def resolve_run(
         return {"action": action, "run": run, "steps": {}}
     steps = completed_steps(table, run_id)
     fields = ("config", "hyperparameters", "names", "paths", "reproduction_of")
-    update_fields(table, run_key(run_id), {key: run.get(key) for key in fields})
+    trigger = {"kind": "drift", **event["drift_retrain"]["trigger"]} if "drift_retrain" in event else None
+    update_fields(table, run_key(run_id), {key: run.get(key) for key in fields} | {"trigger": trigger})
     return {"action": action, "run": run, "steps": steps}

@@ -30,7 +30,8 @@ PayloadModel = TypeVar("PayloadModel", bound=BaseModel)
 _UPLOAD_EVENT = "upload event"
 _RESUME_REQUEST = "resume request"
 _REPRODUCE_REQUEST = "reproduce request"
-_UNION_TAGS = frozenset({_UPLOAD_EVENT, _RESUME_REQUEST, _REPRODUCE_REQUEST})
+_DRIFT_REQUEST = "drift retrain request"
+_UNION_TAGS = frozenset({_UPLOAD_EVENT, _RESUME_REQUEST, _REPRODUCE_REQUEST, _DRIFT_REQUEST})
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 Number = Annotated[float, Field(strict=True)]
@@ -134,7 +135,36 @@ class ReproduceRequest(_Contract):
     reproduce_request_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]
 
 
+class DriftTrigger(_Contract):
+    """What started a drift retrain: the alarm's state change (``stepml.drift_retrain``)."""
+
+    alarm_name: NonEmpty
+    alarm_arn: NonEmpty
+    endpoint: NonEmpty
+    reason: str
+    changed_at: NonEmpty
+    event_id: NonEmpty
+
+
+class DriftRetrain(_Contract):
+    """``drift_retrain`` of a drift retrain's execution input: a new run of ``dataset`` on the
+    newest upload ``upload``; ``trigger.event_id`` makes each alarm event its own run (and the
+    same event delivered twice one run)."""
+
+    dataset: NonEmpty
+    upload: Upload
+    trigger: DriftTrigger
+
+
+class DriftRetrainRequest(_Contract):
+    """The execution input of a drift retrain, started by ``stepml.drift_retrain``."""
+
+    drift_retrain: DriftRetrain
+
+
 def _execution_input_kind(value: Any) -> str:
+    if isinstance(value, Mapping) and "drift_retrain" in value:
+        return _DRIFT_REQUEST
     if isinstance(value, Mapping) and "resume_run_id" in value:
         return _RESUME_REQUEST
     if isinstance(value, Mapping) and "reproduce_run_id" in value:
@@ -145,6 +175,7 @@ def _execution_input_kind(value: Any) -> str:
 ExecutionInput = Annotated[
     Annotated[ResumeRequest, Tag(_RESUME_REQUEST)]
     | Annotated[ReproduceRequest, Tag(_REPRODUCE_REQUEST)]
+    | Annotated[DriftRetrainRequest, Tag(_DRIFT_REQUEST)]
     | Annotated[S3EventNotificationEventBridgeModel, Tag(_UPLOAD_EVENT)],
     Discriminator(_execution_input_kind),
 ]
@@ -152,7 +183,7 @@ ExecutionInput = Annotated[
 
 class ResolveRunPayload(_Contract):
     """``{"event": <execution input>, "execution_arn"}``: the input is S3's EventBridge
-    ``Object Created`` event (Powertools' model), a resume request or a reproduce request."""
+    ``Object Created`` event (Powertools' model), a resume, reproduce or drift retrain request."""
 
     event: ExecutionInput
     execution_arn: NonEmpty

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
+import boto3
 import pytest
 
 from stepml.cli.main import main
@@ -148,6 +150,115 @@ def test_drifted_traffic_to_production_raises_the_drift_alarm_and_emails_the_adm
     assert alarm["StateValue"] == "ALARM" and alarm["MetricName"] == "feature_baseline_drift_tenure_months"
     email = pipeline.wait_for_email(f'ALARM: "{alarm_name}"', timeout=30)
     assert email.to == "alerts@example.com" and '"NewStateValue": "ALARM"' in email.body
+
+
+def _wait_for(find, what: str, timeout: float = 120, shown=lambda: ""):
+    """``find()``'s first truthy answer, polled until ``timeout``; the failure shows ``shown()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout} s: {shown()}")
+
+
+def _drift_decisions_since(pipeline, since: str) -> list[str]:
+    """The drift alarms whose changes after ``since`` (a state time) DriftRetrain decided on: the
+    one that started churn's retrain and those noted as finding it in flight."""
+    record = _retrain_record(pipeline, "churn")
+    names = [n["alarm_name"] for n in record.get("alarms_ignored", []) if n["changed_at"] >= since]
+    trigger = pipeline.run_record(record["run_id"]).get("RUN", {}).get("trigger") if record.get("run_id") else None
+    if trigger and trigger["changed_at"] >= since:
+        names.append(trigger["alarm_name"])
+    return names
+
+
+def _drift_decisions(pipeline) -> str:
+    """What the drift retrain record holds, the deliveries to it and the DriftRetrain function's log."""
+    from stepml.local.events import DELIVERY_LOG
+
+    deliveries = [d for d in list(DELIVERY_LOG) if "DriftRetrain" in d["target"]]
+    logs = [line for line in pipeline.lambda_logs().splitlines() if "drift" in line.lower()]
+    return f"record {_retrain_record(pipeline, 'churn')}; deliveries {deliveries}; log {logs[-20:]}"
+
+
+def _retrain_record(pipeline, dataset: str) -> dict:
+    """The dataset's drift retrain record (``stepml.drift_retrain``): the claim and the alarms it took."""
+    item = pipeline.client("dynamodb").get_item(
+        TableName=pipeline.outputs["LineageTableName"],
+        Key={"pk": {"S": f"RETRAIN#{dataset}"}, "sk": {"S": "RETRAIN"}},
+        ConsistentRead=True,
+    )
+    deserialize = boto3.dynamodb.types.TypeDeserializer().deserialize
+    return {key: deserialize(value) for key, value in item.get("Item", {}).items()}
+
+
+def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in_flight(pipeline):
+    """Retrain on drift: with churn opted in, the drift alarms one monitoring execution raises
+    start one run of churn's newest upload, recorded with the alarm as its trigger; the other
+    alarms, and one raised again later, find that run in flight and start nothing."""
+    pipeline.onboard("churn", retrain_on_drift=True)
+    # Alarm state times as alarm events give them: this test's changes come after ``since``.
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    cloudwatch, sfn = pipeline.client("cloudwatch"), pipeline.client("stepfunctions")
+    prefix = f"{pipeline.cloud.stack_name}-data-drift-"
+    for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
+        cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="reset by the test")
+    production = pipeline.outputs["ProductionEndpointName"]
+    rows = [f"{500 + i},{700 + i}.5,{120000 + i}.0,{i % 3},0,1,1" for i in range(60)]
+    for start in range(0, len(rows), 30):
+        pipeline.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=production, ContentType="text/csv", Body="\n".join(rows[start : start + 30])
+        )
+    _wait_for_capture_of(pipeline, production, rows[-1])
+    account = pipeline.client("sts").get_caller_identity()["Account"]
+    execution = pipeline.cloud.sagemaker_engine.monitoring.run_now(
+        f"{production}-data-quality", account_id=account, region=REGION
+    )
+    assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
+    alarmed = [
+        a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix, StateValue="ALARM")["MetricAlarms"]
+    ]
+    assert len(alarmed) >= 2, alarmed
+
+    # Every alarm is decided: one starts the run (unless a late alarm of the earlier test, decided
+    # after the opt-in, did), each other one is noted as finding that run in flight.
+    decided = _wait_for(
+        lambda: len(found := _drift_decisions_since(pipeline, since)) >= len(alarmed) and found,
+        "a decision on every drift alarm",
+        shown=lambda: _drift_decisions(pipeline),
+    )
+    assert sorted(decided) == sorted(alarmed), _drift_decisions(pipeline)
+    record = _retrain_record(pipeline, "churn")
+    run_id = record["run_id"]
+    assert {noted["in_flight"] for noted in record["alarms_ignored"]} == {run_id}
+    run = _wait_for(
+        lambda: pipeline.run_record(run_id).get("RUN", {}).get("trigger") and pipeline.run_record(run_id), "drift run"
+    )
+    trigger = run["RUN"]["trigger"]
+    assert trigger["kind"] == "drift" and trigger["endpoint"] == production and trigger["alarm_name"] in alarmed
+    assert (
+        run["RUN"]["input"]["key"] == "incoming/churn/approve.csv"
+        and run["RUN"]["execution_arn"] == record["execution_arn"]
+    )
+
+    # The same alarm raised again while the retrain runs: noted, and still one retrain.
+    cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="OK", StateReason="reset by the test")
+    cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="ALARM", StateReason="drifted again (test)")
+    _wait_for(
+        lambda: len(_drift_decisions_since(pipeline, since)) > len(alarmed),
+        "a decision on the repeated alarm",
+        shown=lambda: _drift_decisions(pipeline),
+    )
+    record = _retrain_record(pipeline, "churn")
+    assert record["alarms_ignored"][-1]["alarm_name"] == alarmed[0] and record["run_id"] == run_id
+    executions = sfn.list_executions(stateMachineArn=pipeline.outputs["StateMachineArn"])["executions"]
+    assert [e["name"] for e in executions if e["name"].startswith("drift-")] == [f"drift-{run_id}"]
+    # The retrain itself is the pipeline the other tests cover: stop it so it takes no time from them
+    # (opted out first, so that no late alarm retrains once it has stopped).
+    pipeline.onboard("churn")
+    sfn.stop_execution(executionArn=record["execution_arn"], cause="test of retrain on drift ends here")
 
 
 def test_reject_path_leaves_production_untouched(pipeline):

@@ -215,12 +215,20 @@ def test_every_function_is_checked(resolved):
         "EvaluateFunction",
         "RequestApprovalFunction",
         "ApprovalApiFunction",
+        "DriftRetrainFunction",
     }
 
 
 @pytest.mark.parametrize(
     "logical",
-    ["ResolveRunFunction", "RecordStepFunction", "EvaluateFunction", "RequestApprovalFunction", "ApprovalApiFunction"],
+    [
+        "ResolveRunFunction",
+        "RecordStepFunction",
+        "EvaluateFunction",
+        "RequestApprovalFunction",
+        "ApprovalApiFunction",
+        "DriftRetrainFunction",
+    ],
 )
 def test_a_functions_environment_is_exactly_what_its_code_reads(resolved, logical):
     entry = _functions(resolved)[logical]

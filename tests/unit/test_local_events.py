@@ -160,3 +160,112 @@ def test_a_target_the_local_cloud_cannot_reach_goes_to_its_dead_letter_queue_not
     assert json.loads(messages[0]["Body"])["id"] == answer["Entries"][0]["EventId"]
     assert attributes["TARGET_ARN"] == missing and attributes["RULE_ARN"].endswith(":rule/gone")
     assert attributes["ERROR_CODE"] == "StateMachineDoesNotExist" and "deleted" in attributes["ERROR_MESSAGE"]
+
+
+class _LambdaBackends:
+    """The engine's Backends for a rule with one Lambda function target: the function's policy
+    text as moto's GetPolicy gives it, and the invocations made."""
+
+    def __init__(self, rule, policy):
+        self.rule, self.policy, self.invoked = rule, policy, []
+
+    def rules(self, account_id, region, bus):
+        return [self.rule]
+
+    def function_policy(self, function_arn):
+        return self.policy
+
+    def invoke_function(self, function_arn, payload):
+        self.invoked.append((function_arn, json.loads(payload)))
+
+
+def _function_rule(pattern_source="aws.cloudwatch"):
+    from types import SimpleNamespace
+
+    from moto.events.models import EventPattern
+
+    return SimpleNamespace(
+        name="drift",
+        state="ENABLED",
+        arn="arn:aws:events:us-east-1:123456789012:rule/drift",
+        event_pattern=EventPattern.load(json.dumps({"source": [pattern_source]})),
+        targets=[{"Id": "f", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:decide"}],
+    )
+
+
+def _invoke_policy(source_arn):
+    """A function policy as AddPermission writes it (events.amazonaws.com, for one rule)."""
+    statement = {
+        "Sid": "DriftRetrainPermission",
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": "arn:aws:lambda:us-east-1:123456789012:function:decide",
+        "Condition": {
+            "ArnLike": {"AWS:SourceArn": source_arn},
+            "StringEquals": {"AWS:SourceAccount": "123456789012"},
+        },
+    }
+    return json.dumps({"Version": "2012-10-17", "Id": "default", "Statement": [statement]})
+
+
+@pytest.mark.parametrize(
+    ("policy", "invoked"),
+    [
+        (_invoke_policy("arn:aws:events:us-east-1:123456789012:rule/drift"), True),
+        (_invoke_policy("arn:aws:events:us-east-1:123456789012:rule/another"), False),
+        (None, False),
+    ],
+)
+def test_a_function_target_is_invoked_only_when_its_policy_lets_eventbridge_invoke_it_for_the_rule(policy, invoked):
+    from stepml.local.events import engine
+
+    rule = _function_rule()
+    backends = _LambdaBackends(rule, policy)
+    event = {"id": "e-1", "source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change", "detail": {}}
+    reached = engine.deliver_to_rules(backends, "123456789012", "us-east-1", event)
+    assert reached == ["arn:aws:lambda:us-east-1:123456789012:function:decide"]
+    assert backends.invoked == ([(reached[0], event)] if invoked else [])
+    [record] = [r for r in engine.DELIVERY_LOG if r["event_id"] == "e-1" and r["rule"] == "drift"][-1:]
+    if not invoked:
+        assert record["error"] == (
+            "AccessDeniedException: events.amazonaws.com is not authorized to perform: lambda:InvokeFunction on "
+            f"resource: {reached[0]} because no resource-based policy allows the lambda:InvokeFunction action "
+            "from rule arn:aws:events:us-east-1:123456789012:rule/drift"
+        )
+    else:
+        assert "error" not in record
+
+
+def test_a_functions_add_permission_statement_is_the_policy_delivery_and_the_iam_gate_read(stack):
+    """moto's GetPolicy wraps the policy in {"Policy": "<JSON>", "RevisionId"}: both readers unwrap it."""
+    import io
+    import zipfile
+
+    from stepml.local.events.adapter import BACKENDS
+    from stepml.local.iam.moto_policies import MotoPolicies
+
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "*"}]}
+    role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as bundle:
+        bundle.writestr("app.py", "def handler(event, context):\n    return event\n")
+    lambdas = boto3.client("lambda")
+    arn = lambdas.create_function(
+        FunctionName="decide", Runtime="python3.11", Role=role, Handler="app.handler", Code={"ZipFile": code.getvalue()}
+    )["FunctionArn"]
+    assert BACKENDS.function_policy(arn) is None
+    assert MotoPolicies().resource_policy(arn) == (None, False)
+    rule = "arn:aws:events:us-east-1:123456789012:rule/drift"
+    lambdas.add_permission(
+        FunctionName="decide",
+        StatementId="DriftRetrainPermission",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule,
+    )
+    [statement] = json.loads(BACKENDS.function_policy(arn))["Statement"]
+    assert statement["Condition"] == {"ArnLike": {"AWS:SourceArn": rule}}
+    document, key_policy = MotoPolicies().resource_policy(arn)
+    assert document.source == "function policy of decide" and not key_policy
+    assert document.document["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}

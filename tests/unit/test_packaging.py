@@ -128,6 +128,7 @@ def test_the_layer_ships_what_the_handlers_import_and_not_the_cli_or_the_local_c
     entries = packaging.layer_entry_files(REPO_ROOT, load_template(TEMPLATE), "StepmlLibraryLayer")
     assert sorted(p.relative_to(REPO_ROOT).as_posix() for p in entries) == [
         "approval_api/app.py",
+        "lambdas/drift_retrain/app.py",
         "lambdas/evaluate/app.py",
         "lambdas/record_step/app.py",
         "lambdas/request_approval/app.py",
@@ -137,7 +138,9 @@ def test_the_layer_ships_what_the_handlers_import_and_not_the_cli_or_the_local_c
     assert {"stepml", "stepml.config", "stepml.lineage", "stepml.approvals", "stepml.evaluation"} <= modules
     assert {"stepml.uploads", "stepml.version", "stepml.metrics", "stepml.approval_pages"} <= modules, "indirect"
     assert not {m for m in modules if m.startswith(("stepml.local", "stepml.cli"))}
-    assert not modules & {"stepml.sample_data", "stepml.lineage_queries", "stepml.packaging"}
+    # DriftRetrain asks lineage which run's model production serves.
+    assert {"stepml.drift_retrain", "stepml.lineage_queries"} <= modules
+    assert not modules & {"stepml.sample_data", "stepml.packaging"}
 
 
 def test_imports_are_followed_through_from_imports_lazy_imports_and_packages(tmp_path):
@@ -215,7 +218,7 @@ def test_the_transformed_template_is_plain_cloudformation_that_keeps_the_checkov
     types = {spec["Type"] for spec in transformed["Resources"].values()}
     assert not {t for t in types if t.startswith("AWS::Serverless::")}
     functions = {k: v for k, v in transformed["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 5
+    assert len(functions) == 6
     for logical, spec in functions.items():
         skipped = {s["id"] for s in spec["Metadata"]["checkov"]["skip"]}
         assert {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"} <= skipped, logical

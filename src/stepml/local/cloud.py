@@ -480,7 +480,7 @@ class LocalCloud:
 
 def resource_policy_owners(resolved: ResolvedTemplate) -> dict[str, str]:
     """The IAM gate's name of each resource-based policy the template provisions (bucket, topic,
-    queue and key policies), mapped to the logical id that defines it."""
+    queue, key and function policies), mapped to the logical id that defines it."""
     owners = {}
     for logical_id, spec in resolved.resources.items():
         kind = spec["Type"]
@@ -493,6 +493,9 @@ def resource_policy_owners(resolved: ResolvedTemplate) -> dict[str, str]:
         elif kind == "AWS::SQS::QueuePolicy":
             urls = resolved.resolved_properties(logical_id)["Queues"]
             arns = [f"arn:aws:sqs:{resolved.region}:{resolved.account_id}:{url.rsplit('/', 1)[-1]}" for url in urls]
+        elif kind == "AWS::Lambda::Permission":
+            name = resolved.resolved_properties(logical_id)["FunctionName"]
+            arns = [f"arn:aws:lambda:{resolved.region}:{resolved.account_id}:function:{name}"]
         else:
             continue
         for arn in arns:

@@ -8,6 +8,7 @@ one of the package that imports or changes moto.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -86,6 +87,26 @@ class MotoBackends:
             input_paths_map=transformer.get("InputPathsMap", {}),
             event=event,
         )
+
+    def function_policy(self, function_arn: str) -> str | None:
+        """The function's policy text, as GetPolicy's ``Policy`` (None without a function or a statement)."""
+        from moto.awslambda.models import lambda_backends
+
+        _, _, _, region, account_id, rest = function_arn.split(":", 5)
+        try:
+            answer = lambda_backends[account_id][region].get_policy(rest.split(":")[1])
+        except Exception:  # moto's not-found errors: nothing allows the invocation
+            return None
+        return str(json.loads(answer)["Policy"])  # GetPolicy's answer holds the policy as JSON text
+
+    def invoke_function(self, function_arn: str, payload: str) -> None:
+        """An Event invocation through moto's Lambda, which the ``lambda.invoke`` patch hands to the
+        local Lambda engine (queued, as Lambda queues asynchronous invocations)."""
+        from moto.awslambda.models import lambda_backends
+
+        _, _, _, region, account_id, rest = function_arn.split(":", 5)
+        function = _service_error(lambda: lambda_backends[account_id][region].get_function(rest.split(":")[1]))
+        _service_error(lambda: function.invoke(payload, {"X-Amz-Invocation-Type": "Event"}, {}))
 
 
 BACKENDS = MotoBackends()

@@ -13,6 +13,10 @@ reserved ``aws.*`` source is a failed entry (only AWS services publish those), a
 entry is delivered after the call returns, and a target that cannot be reached never reaches
 the caller (its event goes to the target's dead-letter queue, when it has one).
 
+A Lambda function target is invoked asynchronously, as EventBridge does, when the function's
+resource-based policy lets ``events.amazonaws.com`` invoke it for the rule (``aws:SourceArn``);
+else the delivery fails with AccessDenied and the event is dead-lettered like any other.
+
 The engine imports no moto: what it reads and calls in the emulated services (a bus's rules, a
 state machine, a queue) it asks of a ``Backends``, which the adapter answers from moto's backends.
 """
@@ -51,6 +55,12 @@ class Backends(Protocol):
 
     def transform_input(self, transformer: dict[str, Any], event: dict[str, Any]) -> Any:
         """The event as a target's ``InputTransformer`` renders it."""
+
+    def function_policy(self, function_arn: str) -> str | None:
+        """The function's resource-based policy text (None: no function, or no statement)."""
+
+    def invoke_function(self, function_arn: str, payload: str) -> None:
+        """Invoke the function asynchronously (an Event invocation) with ``payload``."""
 
 
 #: Filled by the hooks: (target ARN, event) of every delivery, for tests and ``stepml`` status.
@@ -141,10 +151,35 @@ def _target_role_denial(target: dict[str, Any], action: str, resource: str) -> s
     return None
 
 
+def _function_denial(backends: Backends, account_id: str, rule: Any, function_arn: str) -> str | None:
+    """AWS's reason when the function's resource-based policy does not let EventBridge, for this
+    rule, invoke it (a Lambda target takes no RoleArn: its policy alone decides), else None."""
+    from stepml.local.iam.model import AuthorizationRequest, Principal
+    from stepml.local.services.service_principals import service_may
+
+    service = Principal(arn="events.amazonaws.com", account=account_id, service="events.amazonaws.com")
+    request = AuthorizationRequest(
+        "lambda:InvokeFunction", function_arn, {"aws:SourceArn": rule.arn, "aws:SourceAccount": account_id}
+    )
+    policy = backends.function_policy(function_arn)
+    if policy is not None and service_may(service, request, policy, service="lambda"):
+        return None
+    return (
+        f"events.amazonaws.com is not authorized to perform: lambda:InvokeFunction on resource: {function_arn} "
+        f"because no resource-based policy allows the lambda:InvokeFunction action from rule {rule.arn}"
+    )
+
+
 def _send_to_target(
     backends: Backends, account_id: str, region: str, rule: Any, target: dict[str, Any], event: dict[str, Any]
 ) -> None:
     arn = target["Arn"]
+    if ":lambda:" in arn and ":function:" in arn:
+        denial = _function_denial(backends, account_id, rule, arn)
+        if denial is not None:
+            raise EventDeliveryError("AccessDeniedException", denial)
+        backends.invoke_function(arn, json.dumps(_target_input(backends, target, event)))
+        return
     if ":states:" in arn and ":stateMachine:" in arn:
         denial = _target_role_denial(target, "states:StartExecution", arn)
         if denial is not None:

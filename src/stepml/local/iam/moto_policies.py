@@ -30,7 +30,7 @@ def _as_document(value: Any) -> Mapping[str, Any]:
 
 def resource_policy_source(resource_arn: str) -> str | None:
     """The name the gate gives the resource-based policy that governs ``resource_arn`` (a bucket's,
-    topic's, key's or queue's), or None for a resource with no such policy."""
+    topic's, key's, queue's or function's), or None for a resource with no such policy."""
     if resource_arn.startswith("arn:aws:s3:::"):
         return f"bucket policy of {resource_arn[len('arn:aws:s3:::') :].split('/', 1)[0]}"
     parts = resource_arn.split(":", 5)
@@ -43,12 +43,14 @@ def resource_policy_source(resource_arn: str) -> str | None:
         return f"key policy of {name}"
     if service == "sqs":
         return f"queue policy of {name}"
+    if service == "lambda" and name.startswith("function:"):
+        return f"function policy of {name.split(':')[1]}"
     return None
 
 
 class MotoPolicies:
     """The policies as moto holds them: a role's inline and attached policies, and the resource
-    policies of buckets, topics, keys and queues."""
+    policies of buckets, topics, keys, queues and functions."""
 
     def __init__(self, account: str = LOCAL_ACCOUNT, region: str = "us-east-1"):
         self.account = account
@@ -104,7 +106,20 @@ class MotoPolicies:
             queue = sqs_backends[self.account][region].queues.get(parts[5])
             if queue is not None and queue.policy:
                 return PolicyDocument(source, _as_document(queue.policy)), False
+        elif service == "lambda":
+            return self._function_policy(source, region, parts[5].split(":")[1]), False
         return None, False
+
+    def _function_policy(self, source: str, region: str, function_name: str) -> PolicyDocument | None:
+        """A function's resource-based policy (its AddPermission statements), or None without one."""
+        from moto.awslambda.models import lambda_backends
+
+        try:
+            answer = lambda_backends[self.account][region].get_policy(function_name)
+        except Exception:  # no such function, or no statement yet (moto raises its not-found error)
+            return None
+        # GetPolicy answers {"Policy": "<the policy as JSON text>", "RevisionId": ...}.
+        return PolicyDocument(source, _as_document(json.loads(answer)["Policy"]))
 
     def ses_sending_identity(self, address: str) -> str | None:
         """The verified SES identity a From address sends as: the address, else its domain."""

@@ -15,7 +15,8 @@ from stepml.local.provision.roles import RoleCreators
 
 
 class FunctionCreators(RoleCreators):
-    """AWS::Serverless::LayerVersion, Function and HttpApi (the function's role from ``RoleCreators``)."""
+    """AWS::Serverless::LayerVersion, Function and HttpApi and AWS::Lambda::Permission (the
+    function's role from ``RoleCreators``)."""
 
     def layer(self, logical_id: str, props: dict[str, Any]) -> None:
         """A layer's contents for the local workers' path.
@@ -69,6 +70,18 @@ class FunctionCreators(RoleCreators):
             )
         )
         self._register_http_events(runtime, logical_id, props.get("Events", {}), name)
+
+    def lambda_permission(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A statement of a function's resource-based policy (AddPermission), which the local
+        cloud's EventBridge checks before it invokes the function for a rule."""
+        optional = {key: props[key] for key in ("SourceArn", "SourceAccount") if key in props}
+        self.client("lambda").add_permission(
+            FunctionName=props["FunctionName"],
+            StatementId=logical_id,
+            Action=props["Action"],
+            Principal=props["Principal"],
+            **optional,
+        )
 
     def _reserved_concurrency(self, logical_id: str, props: dict[str, Any]) -> Any:
         """Refuse what the local Lambda cannot run; returns ReservedConcurrentExecutions (None if unset)."""

@@ -24,6 +24,7 @@ class _Provisioner(StorageCreators, FunctionCreators, WorkflowCreators, Identity
         return {
             "AWS::Serverless::LayerVersion": self.layer,
             "AWS::Serverless::Function": self.function,
+            "AWS::Lambda::Permission": self.lambda_permission,
             "AWS::Serverless::HttpApi": self.http_api,
             "AWS::Serverless::StateMachine": self.state_machine,
             "AWS::Glue::SecurityConfiguration": self.glue_security_configuration,

@@ -9,6 +9,9 @@ what an empty period counts as. A state change is recorded (DescribeAlarms, Desc
 and, with actions enabled, published to the SNS topics of the new state's actions in
 CloudWatch's notification format, which the local outbox receives by email, when the topic's
 policy (and, for an encrypted topic, its key's policy) lets ``cloudwatch.amazonaws.com`` publish.
+SetAlarmState's changes run their actions too, as on AWS. Every state change also goes to
+EventBridge's default bus as AWS's ``CloudWatch Alarm State Change`` event
+(``alarm_state_change_event``), after the call returns.
 
 What is local: alarms are evaluated when data arrives, not every minute, so an alarm goes back to
 OK on the next data of its metric rather than when its periods age out; alarms on metric math
@@ -18,7 +21,9 @@ OK on the next data of its metric rather than when its periods age out; alarms o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -208,6 +213,73 @@ def _act(alarm: Any, old_state: str, account_id: str, region: str) -> None:
         backend.publish(message, arn=action, subject=subject)
 
 
+def _state_stamp(moment: datetime) -> str:
+    """A state's time as alarm events give it (``2019-10-01T13:56:40.987+0000``)."""
+    return f"{_naive(moment):%Y-%m-%dT%H:%M:%S}.{_naive(moment).microsecond // 1000:03d}+0000"
+
+
+def alarm_state_change_event(alarm: Any, previous: Mapping[str, Any], account_id: str, region: str) -> dict[str, Any]:
+    """The ``CloudWatch Alarm State Change`` event CloudWatch sends to EventBridge's default bus
+    for a metric alarm's change from ``previous`` (its ``value``, ``reason``, ``reason_data``
+    and ``timestamp`` before the change) to its state now, field for field."""
+    metric_stat = {
+        "metric": {
+            "dimensions": {d.name: d.value for d in alarm.dimensions},
+            "name": alarm.metric_name,
+            "namespace": alarm.namespace,
+        },
+        "period": int(alarm.period),
+        "stat": alarm.statistic,
+    }
+    metric = {"id": str(uuid.uuid4()), "metricStat": metric_stat, "returnData": True}
+    configuration: dict[str, Any] = {"description": alarm.description} if alarm.description else {}
+    configuration["metrics"] = [metric]
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": account_id,
+        "time": f"{_naive(alarm.state_updated_timestamp):%Y-%m-%dT%H:%M:%SZ}",
+        "region": region,
+        "resources": [alarm.alarm_arn],
+        "detail": {
+            "alarmName": alarm.name,
+            "configuration": configuration,
+            "previousState": {
+                "reason": previous["reason"] or "",
+                "reasonData": previous["reason_data"] or "",
+                "timestamp": _state_stamp(previous["timestamp"]),
+                "value": previous["value"],
+            },
+            "state": {
+                "reason": alarm.state_reason or "",
+                "reasonData": alarm.state_reason_data or "",
+                "timestamp": _state_stamp(alarm.state_updated_timestamp),
+                "value": alarm.state_value,
+            },
+        },
+    }
+
+
+def _previous_state(alarm: Any) -> dict[str, Any]:
+    return {
+        "value": alarm.state_value,
+        "reason": alarm.state_reason,
+        "reason_data": alarm.state_reason_data,
+        "timestamp": alarm.state_updated_timestamp,
+    }
+
+
+def _send_state_change(alarm: Any, previous: Mapping[str, Any], account_id: str, region: str) -> None:
+    """Send the change to EventBridge after the call that made it returns, as CloudWatch does
+    (with or without actions enabled: events are not actions)."""
+    from stepml.local.events.adapter import deliver_to_rules
+
+    event = alarm_state_change_event(alarm, previous, account_id, region)
+    threading.Thread(target=deliver_to_rules, args=(account_id, region, event), daemon=True).start()
+
+
 def evaluate_alarms(backend: Any, written: Iterable[Any], now: datetime) -> list[str]:
     """Evaluate the backend's alarms on the metrics just ``written``; the names that changed state."""
     written = list(written)
@@ -218,11 +290,13 @@ def evaluate_alarms(backend: Any, written: Iterable[Any], now: datetime) -> list
         outcome = evaluate(alarm, backend.metric_data, now)
         if outcome is None or outcome[0] == alarm.state_value:
             continue
+        previous = _previous_state(alarm)
         old_state = alarm.state_value
         alarm.update_state(
             outcome[1], json.dumps({"version": "1.0", "evaluatedAt": f"{now:%Y-%m-%dT%H:%M:%S}"}), outcome[0]
         )
         changed.append(alarm.name)
+        _send_state_change(alarm, previous, backend.account_id, backend.region_name)
         if alarm.actions_enabled:
             _act(alarm, old_state, backend.account_id, backend.region_name)
     return changed
@@ -238,7 +312,18 @@ def _install_alarm_evaluation(patch: Patch) -> None:
         original(self, namespace, metric_data)
         evaluate_alarms(self, self.metric_data[before:], datetime.now(UTC))
 
+    def set_alarm_state(self: Any, alarm_name: str, reason: str, reason_data: str, state_value: str) -> None:
+        alarm = self.alarms.get(alarm_name)
+        previous = _previous_state(alarm) if alarm is not None else None
+        original_set_state(self, alarm_name, reason, reason_data, state_value)
+        if previous is not None and previous["value"] != state_value:
+            _send_state_change(alarm, previous, self.account_id, self.region_name)
+            if alarm.actions_enabled:  # AWS runs the new state's actions for SetAlarmState too
+                _act(alarm, previous["value"], self.account_id, self.region_name)
+
+    original_set_state = CloudWatchBackend.set_alarm_state
     patch.replace(CloudWatchBackend, "put_metric_data", put_metric_data)
+    patch.replace(CloudWatchBackend, "set_alarm_state", set_alarm_state)
 
 
 ALARM_EVALUATION = register(
@@ -247,7 +332,9 @@ ALARM_EVALUATION = register(
         why=(
             "moto 5.2.5 never evaluates a metric alarm: it stays OK and its actions never run. The patch evaluates "
             "the alarms watching the metrics of each PutMetricData (statistic per period, EvaluationPeriods, "
-            "DatapointsToAlarm, TreatMissingData) and publishes a state change to the SNS topics of its actions."
+            "DatapointsToAlarm, TreatMissingData) and publishes a state change to the SNS topics of its actions; "
+            "every change, SetAlarmState's too (whose actions it runs as well), goes to EventBridge as a "
+            "CloudWatch Alarm State Change event."
         ),
         test="tests/unit/test_local_monitoring.py::test_a_schedule_writes_reports_and_metrics_through_the_api",
         install=_install_alarm_evaluation,
