@@ -334,6 +334,10 @@ def predict(args: argparse.Namespace) -> int:
     except EvaluationError as exc:
         raise CliError(str(exc)) from exc
     entries = prediction_entries(predictions, problem_type, classes)
+    for entry, row in zip(entries, rows, strict=True):
+        # The raw values sent, by feature name when lineage knows the dataset's features.
+        names = served["features"]
+        entry["features"] = dict(zip(names, row, strict=False)) if names and len(names) == len(row) else row
     if args.json:
         print_json({"endpoint": args.endpoint, **served, "predictions": entries})
     else:
