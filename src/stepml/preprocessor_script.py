@@ -15,9 +15,11 @@ columns, in config order, and answers the rows XGBoost was trained on, exactly a
   lookup gives null for it too).
 
 A request that cannot be read (wrong column count, a bad number, not UTF-8, another content
-type) is answered 400 or 415 with a message naming the row and column. The file imports
-only the standard library and numpy, so the container needs nothing installed; the four hooks
-are the sagemaker-containers contract (``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``).
+type) is answered 400 or 415 with a message naming the row and column: ``input_fn`` hands the
+problem on rather than raising (the container answers a hook's exception with 500), and
+``output_fn`` turns it into the container's Flask response with that status. The file imports
+only the standard library, so the container needs nothing installed; the four hooks are the
+sagemaker-containers contract (``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import re
 
 ENCODING_FILE = "encoding.json"
 CSV = "text/csv"
-#: What the job accepts as a number (its ``NUMBER_PATTERN``), and the largest finite double.
+#: A number beyond this is not finite: the job refuses it (``encoding.json`` holds its number pattern).
 _LARGEST_DOUBLE = 1.7976931348623157e308
 
 
