@@ -4,7 +4,9 @@ runs the preprocessor (Scikit-learn script mode) then XGBoost, as SageMaker runs
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import boto3
 import numpy as np
@@ -228,3 +230,65 @@ def test_the_execution_role_must_read_and_pull_every_container(gated_moto, tmp_p
         assert failed["FailureReason"].startswith(f"Model stepml-gated-pipe: cannot pull image {SKLEARN_IMAGE}: ")
         assert {resource for _, resource in denied} == {SKLEARN_REPOSITORY}
     assert ACCOUNT in role
+
+
+def _source_archive() -> bytes:
+    """sourcedir.tar.gz as the SageMaker SDK uploads it: the script at the archive's top."""
+    buffer = io.BytesIO()
+    script = preprocessor.SCRIPT.read_bytes()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("inference.py")
+        info.size = len(script)
+        tar.addfile(info, io.BytesIO(script))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_code_in_s3_is_fetched_with_the_execution_role(gated_moto, tmp_path, sagemaker_engines, readable):
+    """Without network isolation the container fetches an ``s3://`` SAGEMAKER_SUBMIT_DIRECTORY at
+    start, with the execution role: served when the role may read it, Failed naming it when not."""
+    s3 = gated_moto.client("s3")
+    s3.create_bucket(Bucket="stepml-gated")
+    s3.put_object(Bucket="stepml-gated", Key="code/sourcedir.tar.gz", Body=_source_archive())
+    statements = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/models/*"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/processed/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": SKLEARN_REPOSITORY,
+        },
+        *CONTAINER_STATEMENTS,
+    ]
+    if readable:
+        statements.append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/code/*"})
+    role = gated_moto.role(f"sagemaker-code-{readable}".lower(), "sagemaker.amazonaws.com", statements)
+    session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+    engine = sagemaker_engines(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
+    try:
+        sagemaker = gated_moto.client("sagemaker")
+        _, containers = put_pipeline(s3, "stepml-gated", "stepml-code")
+        containers[0]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] = "s3://stepml-gated/code/sourcedir.tar.gz"
+        sagemaker.create_model(ModelName="stepml-code", ExecutionRoleArn=role, Containers=containers)
+        sagemaker.create_endpoint_config(**endpoint_config("stepml-code"))
+        described = start(sagemaker, "stepml-code")
+        if readable:
+            answer = gated_moto.client("sagemaker-runtime").invoke_endpoint(
+                EndpointName="stepml-code", Body="1.5,-0.2,0.3,pro", ContentType="text/csv"
+            )
+            # No Accept: the last container answers its default, JSON.
+            [score] = json.loads(answer["Body"].read())
+            assert 0.0 <= score <= 1.0
+    finally:
+        engine.shutdown()
+
+    if readable:
+        assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+        return
+    assert described["EndpointStatus"] == "Failed"
+    assert described["FailureReason"].startswith(
+        'Failed to download the code from "s3://stepml-gated/code/sourcedir.tar.gz". Please ensure that there is '
+        "an object located at the URL and that the role passed to CreateModel has permissions to download the object."
+    )
+    denied = [(r.action, r.resource) for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
+    assert denied == [("s3:GetObject", "arn:aws:s3:::stepml-gated/code/sourcedir.tar.gz")]
