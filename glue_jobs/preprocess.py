@@ -1152,6 +1152,7 @@ def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> d
         paths[name] = join_uri(output_uri, name + "/")
         rows = prepared.encoded.where(F.col(SPLIT) == name)
         raw = [_col(RAW_COPY + feature).alias(feature) for feature in prepared.feature_names]
+        # ``encode`` put the label and the encoded features first, the kept columns after them.
         rows = rows.select(rows.columns[0], *raw) if name == "test" else rows.select(*rows.columns[: 1 + len(raw)])
         (
             rows.write.mode("overwrite")
