@@ -8,10 +8,13 @@ key and writes, under ``--output_uri``::
 
     train/        headerless CSV, label first, then the features in config order
     validation/   headerless CSV, same layout
-    test/         CSV with a header, label first
+    test/         CSV with a header, label first, then the features as uploaded (raw, for the
+                  endpoint's preprocessor: evaluation scores the model as production serves it)
     statistics.json   the data-quality baseline of the training split's raw features and
     constraints.json  the constraints suggested from it, in SageMaker Model Monitor's formats
     manifest.json     fingerprint, row counts, label distribution, encodings, feature order, versions
+    encoding.json     the fitted encoding the serving preprocessor applies to raw rows
+                      (feature order and types, category codes, medians; see ``encoding_document``)
 
 This file is uploaded as the job script on its own, so it imports nothing from ``stepml``: SAM
 packages only a Glue job's ``Command.ScriptLocation``, and Glue 5.0 provides no pydantic. The
@@ -94,6 +97,8 @@ BAD_UTF8 = "__stepml_bad_utf8"
 HAS_NUL = "__stepml_has_nul"
 SPLIT = "__stepml_split"
 SPLITS = ("train", "validation", "test")
+#: Prefix of the copies of the raw feature values that the test split keeps.
+RAW_COPY = "__stepml_raw_"
 #: The labels of a binary dataset whose config names no ``classes``, as written in the file
 #: (CSV text, or a Parquet integer column): 0 negative, 1 positive. Others need ``classes``.
 BINARY_LABELS = ("0", "1")
@@ -939,6 +944,7 @@ class Prepared:
     encoded: DataFrame
     labels: dict[str, int] | None
     categories: dict[str, dict[str, int]]
+    feature_names: list[str]
 
 
 def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
@@ -954,10 +960,21 @@ def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
         raise
     labels = label_encoding(config, list(profile.label_counts))
     categories = categorical_encodings(profile.category_counts)
-    # The split hashes the raw values, so it is computed before cleaning changes them.
-    cleaned = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
-    encoded = encode(cleaned, config, labels, categories, keep=[SPLIT])
-    return Prepared(raw=raw, profile=profile, encoded=encoded, labels=labels, categories=categories)
+    # The split hashes the raw values, so it is computed before cleaning changes them; the test
+    # split keeps the raw features too (the endpoint's preprocessor encodes them).
+    split = assign_split(raw.frame, config, raw.columns)
+    raw_copies = [_col(name).alias(RAW_COPY + name) for name in config.feature_names]
+    cleaned = clean(split.select("*", *raw_copies), config, profile.medians)
+    keep = [SPLIT, *(RAW_COPY + name for name in config.feature_names)]
+    encoded = encode(cleaned, config, labels, categories, keep=keep)
+    return Prepared(
+        raw=raw,
+        profile=profile,
+        encoded=encoded,
+        labels=labels,
+        categories=categories,
+        feature_names=config.feature_names,
+    )
 
 
 # --- the monitoring baseline (SageMaker Model Monitor's statistics.json and constraints.json) --
@@ -1125,14 +1142,18 @@ def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[
 
 
 def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> dict[str, str]:
-    """Write the three splits as CSV (label first; train and validation without a header)."""
+    """Write the three splits as CSV (label first; train and validation without a header, encoded;
+    test with a header and the raw features)."""
     # Each split re-reads the cached input (prepare persisted it): the encoding is a projection.
     filesystem, _ = _hadoop_path(spark, output_uri)
     filesystem.setWriteChecksum(False)  # no .crc files beside the parts on local runs
     paths = {}
     for name in SPLITS:
         paths[name] = join_uri(output_uri, name + "/")
-        rows = prepared.encoded.where(F.col(SPLIT) == name).drop(SPLIT)
+        rows = prepared.encoded.where(F.col(SPLIT) == name)
+        raw = [_col(RAW_COPY + feature).alias(feature) for feature in prepared.feature_names]
+        # ``encode`` put the label and the encoded features first, the kept columns after them.
+        rows = rows.select(rows.columns[0], *raw) if name == "test" else rows.select(*rows.columns[: 1 + len(raw)])
         (
             rows.write.mode("overwrite")
             .option("header", "true" if name == "test" else "false")
@@ -1193,7 +1214,7 @@ def build_manifest(
             "layout": {
                 "train": "CSV, no header, label first",
                 "validation": "CSV, no header, label first",
-                "test": "CSV with header, label first",
+                "test": "CSV with header, label first, then the raw features",
             },
         },
         "code_version": arguments.get("code_version"),
@@ -1232,6 +1253,8 @@ def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[st
         for name, document in (("statistics", statistics), ("constraints", constraints)):
             paths[name] = join_uri(output_uri, f"{name}.json")
             write_text(spark, paths[name], _json(document))
+        paths["encoding"] = join_uri(output_uri, "encoding.json")
+        write_text(spark, paths["encoding"], _json(encoding_document(config, prepared)))
         paths["manifest"] = join_uri(output_uri, "manifest.json")
         manifest = build_manifest(arguments, config, prepared, digest=digest, size=size, paths=paths)
         write_text(spark, paths["manifest"], _json(manifest))
@@ -1239,6 +1262,18 @@ def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[st
         prepared.raw.frame.unpersist()
     LOGGER.info("wrote %s: %s", output_uri, manifest["row_counts"])
     return manifest
+
+
+def encoding_document(config: JobConfig, prepared: Prepared) -> dict[str, Any]:
+    """encoding.json: what the serving preprocessor (stepml.preprocessor_script) needs to turn a
+    raw row into the training rows' encoding, as ``clean`` and ``encode`` did."""
+    return {
+        "features": [{"name": f.name, "type": f.type} for f in config.features],
+        "categories": prepared.categories,
+        "missing_category": MISSING_CATEGORY,
+        "medians": prepared.profile.medians,
+        "number_pattern": NUMBER_PATTERN,
+    }
 
 
 def _json(document: Any) -> str:

@@ -86,3 +86,10 @@ def logs_key_policy(account: str = "123456789012", region: str = "us-east-1") ->
 
     resolved = ResolvedTemplate(load_template(REPO_ROOT / "template.yaml"), region=region, account_id=account)
     return resolved.resolved_properties("LogKey")["KeyPolicy"]
+
+
+def put_encoding(s3, run) -> None:
+    """The Glue job's encoding.json, which recording the preprocessing step packages."""
+    bucket, _, key = run["paths"]["encoding"].removeprefix("s3://").partition("/")
+    document = {"features": [], "categories": {}, "missing_category": "__missing__", "medians": {}}
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({**document, "number_pattern": "^$"}).encode())

@@ -1,8 +1,10 @@
 """Evaluate a model on the test endpoint: score the test split, compute metrics, gate.
 
 ``evaluate_model`` is the library half of the Evaluate Lambda (see docs/architecture.md).
-It reads the run's test split (CSV with a header, label first, written by the Glue job),
-sends the features in batches to the test endpoint through ``InvokeEndpoint``, computes
+It reads the run's test split (CSV with a header, the encoded label first, then the raw
+features, written by the Glue job), sends the raw feature rows in batches to the test endpoint
+through ``InvokeEndpoint`` (its model is the same inference pipeline production serves: the
+preprocessor encodes them as training did), computes
 the metrics of the dataset's problem type, and gates on the configured metric and
 threshold. When production serves a model (the *champion*), the state machine gives the
 test endpoint a second variant serving it, and the same rows are scored there too
@@ -30,7 +32,7 @@ from stepml import metrics as metric_functions
 from stepml.config import METRICS, Settings
 from stepml.evaluation_figures import Scored, report_figures
 from stepml.registry import ModelRegistry, RegistryError, registration_context
-from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
+from stepml.utils import S3UriError, csv_line, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
 #: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
@@ -123,7 +125,8 @@ def _is_float(text: str) -> bool:
 def read_test_split(uri: str, config: Mapping[str, Any], *, boto3_session: Any) -> TestSplit:
     """Read every CSV object under ``uri`` (header, label first) with awswrangler.
 
-    Cells are kept as text so the endpoint receives exactly the values Glue wrote.
+    Cells are kept as text so the endpoint receives exactly the raw values Glue kept (a blank
+    stays blank: the endpoint's preprocessor imputes it as training did).
     Raises ``EvaluationError`` naming ``uri`` when there are no rows or the files are
     unreadable or inconsistent.
     """
@@ -164,7 +167,7 @@ def read_test_split(uri: str, config: Mapping[str, Any], *, boto3_session: Any) 
         uri=uri,
         label_column=columns[0],
         labels=labels,
-        feature_rows=[",".join(row) for row in features.tolist()],
+        feature_rows=[csv_line(row) for row in features.tolist()],
     )
 
 

@@ -17,6 +17,7 @@ report is read by the approval page and kept as the registry's model quality sta
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,20 +179,15 @@ def _sample(rows: Sequence[str]) -> list[str]:
     return [rows[int(i * step)] for i in range(MAX_DRIFT_ROWS)]
 
 
-def drift(
-    statistics: Mapping[str, Any],
-    constraints: Mapping[str, Any],
-    feature_rows: Sequence[str],
-    encodings: Mapping[str, Mapping[str, int]] | None,
-) -> dict[str, Any]:
+def drift(statistics: Mapping[str, Any], constraints: Mapping[str, Any], feature_rows: Sequence[str]) -> dict[str, Any]:
     """Per feature the training baseline's distribution against the test split's, with the distance.
 
-    The test split holds the Glue job's encoded values; ``encodings`` (the manifest's
-    ``categorical_encodings``) read them back as the raw values the baseline counted.
+    The test split holds the raw feature values (as the endpoint takes them), the values the
+    baseline counted.
     """
     rows = _sample(feature_rows)
     try:
-        analysis = analyze_rows(statistics, constraints, [row.split(",") for row in rows], encodings=encodings or {})
+        analysis = analyze_rows(statistics, constraints, list(csv.reader(rows)))
     except MonitoringError as exc:
         raise FiguresError(f"drift: {exc}") from exc
     features = []
@@ -277,7 +273,7 @@ def report_figures(s3_client: Any, run: Mapping[str, Any], scored: Scored, model
             raise FiguresError("the run has no constraints.json baseline (resolved before baselines existed)")
         statistics = _read_json(s3_client, str(paths["statistics"]))
         constraints = _read_json(s3_client, str(paths["constraints"]))
-        figures["drift"] = drift(statistics, constraints, scored.feature_rows, manifest.get("categorical_encodings"))
+        figures["drift"] = drift(statistics, constraints, scored.feature_rows)
     except FiguresError as exc:
         figures["drift"] = _unavailable(exc)
     return figures

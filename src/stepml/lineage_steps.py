@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stepml import preprocessor
 from stepml.config import Settings
 from stepml.lineage_failures import record_cleanup_failure
 from stepml.lineage_table import (
@@ -81,6 +82,7 @@ def _baseline(run: Mapping[str, Any]) -> dict[str, Any]:
 def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_client: Any, _: Any) -> dict[str, Any]:
     paths = run["paths"]
     manifest = _read_json_s3(s3_client, paths["manifest"])
+    preprocessor = _package_preprocessor(s3_client, paths)
     return {
         "inputs": {"upload": run["input"]},
         "parameters": {"dataset_config": run["config"]},
@@ -90,10 +92,22 @@ def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_cli
             "baseline": _baseline(run),
             "fingerprint": manifest.get("fingerprint") or manifest.get("input_fingerprint"),
             "row_counts": manifest.get("row_counts") or manifest.get("rows"),
+            "preprocessor": preprocessor,
         },
         "job": {"type": "glue", "name": result.get("job_name"), "run_id": result.get("job_run_id")},
         **_job_timing(result),
     }
+
+
+def _package_preprocessor(s3_client: Any, paths: Mapping[str, Any]) -> str | None:
+    """The endpoint's preprocessor model data, built from the Glue job's encoding.json; None for a
+    run whose paths predate it."""
+    if not paths.get("encoding") or not paths.get("preprocessor"):
+        return None
+    try:
+        return preprocessor.package(s3_client, str(paths["encoding"]), str(paths["preprocessor"]))
+    except preprocessor.PreprocessorError as exc:
+        raise LineageError(str(exc)) from exc
 
 
 def _train_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, sagemaker_client: Any) -> dict[str, Any]:

@@ -88,6 +88,10 @@ class RunPaths(_Contract):
     #: The Model Monitor baseline's constraints.json (absent from runs resolved before it existed).
     constraints: NonEmpty | None = None
     manifest: NonEmpty
+    #: The Glue job's fitted encoding and the endpoint preprocessor's model data packed from it
+    #: (``stepml.preprocessor``; absent from runs resolved before the inference pipeline).
+    encoding: NonEmpty | None = None
+    preprocessor: NonEmpty | None = None
     model_output: NonEmpty
     evaluation: NonEmpty
     data_capture: NonEmpty

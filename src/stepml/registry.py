@@ -132,19 +132,25 @@ def _description(run_id: str, evaluation: Mapping[str, Any]) -> str:
 
 
 def package_request(
-    group: str, run: Mapping[str, Any], evaluation: Mapping[str, Any], training: Mapping[str, Any]
+    group: str,
+    run: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    training: Mapping[str, Any],
+    containers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The CreateModelPackage request of a run's evaluated model (a version of ``group``).
 
     ``training`` is what lineage recorded of the training step: ``job_name``, ``image`` (the
-    built-in XGBoost image the template resolves per region) and ``model_data``.
+    built-in XGBoost image the template resolves per region) and ``model_data``. ``containers``
+    are the SageMaker model's (``model_containers``: the inference pipeline the endpoints serve,
+    preprocessor first); without them the package holds the trained model alone.
     """
     for field in ("image", "model_data"):
         if not training.get(field):
             raise RegistryError(f"run {run.get('run_id')}: lineage has no training {field} to register")
     hosting = (run.get("config") or {}).get("hosting") or {}
     inference: dict[str, Any] = {
-        "Containers": [{"Image": training["image"], "ModelDataUrl": training["model_data"]}],
+        "Containers": containers or [{"Image": training["image"], "ModelDataUrl": training["model_data"]}],
         "SupportedContentTypes": [CSV],
         "SupportedResponseMIMETypes": [CSV],
     }
@@ -262,12 +268,26 @@ class ModelRegistry:
         found = self.find_version(group, str(run["run_id"]), context.started_at)
         if found is not None:
             return {**found, "created": False}
-        request = package_request(group, run, evaluation, context.training)
+        containers = self.model_containers(str((run.get("names") or {}).get("model") or ""))
+        request = package_request(group, run, evaluation, context.training, containers)
         try:
             arn = self.sagemaker_client.create_model_package(**request)["ModelPackageArn"]
         except (ClientError, BotoCoreError) as exc:
             raise RegistryError(f"model package group {group}: CreateModelPackage failed: {_error(exc)}") from exc
         return {"arn": arn, "group": group, "version": version_of(arn), "status": PENDING, "created": True}
+
+    def model_containers(self, model_name: str) -> list[dict[str, Any]] | None:
+        """The containers of SageMaker model ``model_name`` (DescribeModel) as a model package's
+        container definitions: what the test endpoint served is what the version registers."""
+        if not model_name:
+            return None
+        try:
+            model = self.sagemaker_client.describe_model(ModelName=model_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise RegistryError(f"model {model_name}: DescribeModel failed: {_error(exc)}") from exc
+        found = model.get("Containers") or ([model["PrimaryContainer"]] if model.get("PrimaryContainer") else [])
+        kept = ("Image", "ModelDataUrl", "Environment")
+        return [{key: container[key] for key in kept if container.get(key)} for container in found] or None
 
     def set_status(self, arn: str, status: str, description: str) -> None:
         """UpdateModelPackage: the version's approval status, and why (``description``)."""

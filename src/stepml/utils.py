@@ -1,15 +1,17 @@
 """The small conversions every part of stepml needs, written once.
 
-S3 URIs, UTC timestamps and DynamoDB's number type come up in the handlers, the CLI and
+S3 URIs, UTC timestamps, DynamoDB's number type and CSV lines for an endpoint come up in the handlers, the CLI and
 the local cloud alike; each has exactly one definition here so that a fix (an URI without
 a key, a NaN metric) reaches every caller. Runtime code: the Lambda layer ships it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -115,3 +117,10 @@ def from_dynamo(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
+
+
+def csv_line(cells: Sequence[str]) -> str:
+    """One headerless CSV line (RFC 4180), quoted where a value holds a comma, quote or line break."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(cells)
+    return buffer.getvalue()

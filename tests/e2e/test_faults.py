@@ -160,7 +160,7 @@ def test_a_failed_cleanup_after_evaluation_and_a_lost_notice_leave_the_run_succe
     production = pipeline.outputs["ProductionEndpointName"]
     assert pipeline.endpoint_config(production) == names["production_endpoint_config"], "production serves it"
     answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1"
+        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,month-to-month,electronic-check,fiber"
     )
     assert answer["InvokedProductionVariant"] == "AllTraffic"
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from stepml.cli.main import main
 from stepml.cli.runs import approve_link
@@ -23,6 +24,8 @@ from stepml.sample_data import churn_csv
 
 pytestmark = pytest.mark.e2e
 ROWS = 1500
+#: Rows as an application has them: churn's features in config order, categories as text, a blank.
+RAW_ROWS = "12,70.5,846.0,2,month-to-month,electronic-check,fiber\n40,30.1,1204.0,0,two-year,,dsl"
 
 
 def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
@@ -46,7 +49,11 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     assert pipeline.endpoint_config(production) == names["production_endpoint_config"]
     config = sagemaker.describe_endpoint_config(EndpointConfigName=names["production_endpoint_config"])
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
-    assert model["PrimaryContainer"]["ModelDataUrl"] == records["STEP#train"]["outputs"]["model_data"]
+    # An inference pipeline: the preprocessor with the Glue job's encoding, then the trained model.
+    preprocessor, xgboost = model["Containers"]
+    assert preprocessor["ModelDataUrl"] == records["STEP#preprocess"]["outputs"]["preprocessor"]
+    assert preprocessor["Image"].endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert xgboost["ModelDataUrl"] == records["STEP#train"]["outputs"]["model_data"]
     assert pipeline.endpoint_config(names["test_endpoint"]) is None, "the test endpoint is deleted"
     registered = sagemaker.describe_model_package(ModelPackageName=records["RUN"]["model_package"]["arn"])
     assert (registered["ModelApprovalStatus"], registered["ApprovalDescription"][:15]) == (
@@ -55,11 +62,25 @@ def test_approve_path_deploys_the_approved_model_and_cleans_up(pipeline):
     )
 
     answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1\n40,30.1,1204.0,0,2,3,0"
+        EndpointName=production, ContentType="text/csv", Body=RAW_ROWS
     )
     body = answer["Body"].read().decode()
     values = parse_predictions(body, rows=2, width=1, source=production)
     assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values), body
+    # The registered version is the same pipeline, and a row of the wrong width is the caller's error.
+    assert [c["Image"] for c in registered["InferenceSpecification"]["Containers"]] == [
+        preprocessor["Image"],
+        xgboost["Image"],
+    ]
+    with pytest.raises(ClientError) as refused:
+        pipeline.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,month-to-month"
+        )
+    assert refused.value.response["OriginalStatusCode"] == 400
+    assert (
+        'Received client error (400) from container_1 with message "row 1 has 5 column(s), expected 7'
+        in (refused.value.response["Error"]["Message"])
+    )
     assert pipeline.wait_for_email(f"model {run_id} deployed")
     head = pipeline.client("s3").head_object(Bucket=upload["bucket"], Key=upload["key"])
     assert head["ETag"] == upload["etag"] and head["VersionId"] == upload["version"]
@@ -95,7 +116,7 @@ def test_lineage_cli_traces_the_production_model_to_its_upload_and_approver(pipe
     baseline = model["baseline"]
     assert baseline["statistics"].endswith("/statistics.json") and baseline["constraints"].endswith("/constraints.json")
     production = pipeline.outputs["ProductionEndpointName"]
-    _wait_for_capture_of(pipeline, production, "40,30.1,1204.0,0,2,3,0")
+    _wait_for_capture_of(pipeline, production, RAW_ROWS.splitlines()[1])
     code = main(["monitor", production, "--now", "--json", "--state-dir", str(pipeline.cloud.state_dir)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -122,7 +143,7 @@ def test_drifted_traffic_to_production_raises_the_drift_alarm_and_emails_the_adm
     assert definition["DataQualityAppSpecification"]["ImageUri"].endswith("/sagemaker-model-monitor-analyzer")
 
     # Customers with ten times the tenure and charges the model was trained on.
-    rows = [f"{300 + i},{400 + i}.5,{90000 + i}.0,{i % 3},0,1,1" for i in range(120)]
+    rows = [f"{300 + i},{400 + i}.5,{90000 + i}.0,{i % 3},month-to-month,mailed-check,fiber" for i in range(120)]
     runtime = pipeline.client("sagemaker-runtime")
     for start in range(0, len(rows), 30):
         runtime.invoke_endpoint(
@@ -369,7 +390,7 @@ def test_a_run_started_by_the_aws_cli(pipeline, tmp_path):
     after = pipeline.endpoint_config(production)
     assert after == records["RUN"]["names"]["production_endpoint_config"] and after != before
     answer = pipeline.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=production, ContentType="text/csv", Body="12,70.5,846.0,2,0,0,1"
+        EndpointName=production, ContentType="text/csv", Body=RAW_ROWS.splitlines()[0]
     )
     assert 0.0 <= parse_predictions(answer["Body"].read().decode(), rows=1, width=1, source=production)[0] <= 1.0
 
@@ -470,7 +491,7 @@ def test_evaluating_against_a_champion_sends_nothing_to_productions_data_capture
         lines = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
         test_rows |= {line.split(",", 1)[1] for line in lines[1:] if line}
     assert len(test_rows) > 100
-    marker = "99,99.25,9999.0,1,1,1,1"
+    marker = "99,99.25,9999.0,1,one-year,mailed-check,dsl"
     pipeline.client("sagemaker-runtime").invoke_endpoint(EndpointName=production, ContentType="text/csv", Body=marker)
     captured = _wait_for_capture_of(pipeline, production, marker)
     leaked = [row for record in captured for row in record["input_rows"] if row in test_rows]

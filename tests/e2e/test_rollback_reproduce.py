@@ -18,8 +18,12 @@ from stepml.sample_data import churn_csv
 
 pytestmark = pytest.mark.e2e
 ROWS = 1500
-#: Encoded feature rows (the production endpoint's input), answered differently by the two models.
-PROBE = "12,70.5,846.0,2,0,0,1\n40,30.1,1204.0,0,2,3,0\n3,99.0,297.0,5,0,1,1"
+#: Raw feature rows (the production endpoint's input), answered differently by the two models.
+PROBE = (
+    "12,70.5,846.0,2,month-to-month,electronic-check,fiber\n"
+    "40,30.1,1204.0,0,two-year,,dsl\n"
+    "3,99.0,297.0,5,month-to-month,mailed-check,fiber"
+)
 
 deployed: dict[str, dict] = {}
 

@@ -18,6 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from stepml import preprocessor_script
 from stepml.config import DatasetConfigError, parse_dataset_config
 from tests.helpers import CHURN_CONFIG, REPO_ROOT, load_handler
 from tests.unit.test_monitoring_analysis import capture_lines
@@ -163,6 +164,9 @@ def test_main_writes_the_test_split_with_a_header_and_no_success_markers(churn_r
     lines = read_split(out / "test")
     assert lines[0] == "churned,age,income,plan,region"
     assert all(float(line.split(",")[0]) in (0.0, 1.0) for line in lines[1:])
+    # The features as uploaded (categories as text, blanks as blanks): the endpoint's preprocessor encodes them.
+    raw = {tuple(row[1:5]) for row in churn_run["rows"]}
+    assert all(tuple(row[1:]) in raw for row in csv.reader(lines[1:]))
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert not [name for name in written if "_SUCCESS" in name or name.endswith(".crc")]
     assert {name.split("/")[0] for name in written} == {
@@ -172,6 +176,7 @@ def test_main_writes_the_test_split_with_a_header_and_no_success_markers(churn_r
         "manifest.json",
         "statistics.json",
         "constraints.json",
+        "encoding.json",
     }
 
 
@@ -208,12 +213,35 @@ def test_output_rows_carry_the_input_values_in_feature_order(churn_run):
     """Per column sums and the label distribution survive encoding: nothing is shifted or lost."""
     rows, out = churn_run["rows"], churn_run["out"]
     labeled = [row for row in rows if row[-1]]
-    written = read_split(out / "train") + read_split(out / "validation") + read_split(out / "test")[1:]
+    written = read_split(out / "train") + read_split(out / "validation") + _encoded_test_split(out)
     columns = list(zip(*[[float(v) for v in line.split(",")] for line in written], strict=True))
     assert Counter(columns[0]) == Counter(1.0 if row[-1] == "yes" else 0.0 for row in labeled)
     assert sum(columns[2]) == pytest.approx(sum(float(row[2]) for row in labeled))
     region_codes = {"north": 0, "south": 1}
     assert Counter(columns[4]) == Counter(region_codes[row[4]] for row in labeled)
+
+
+def _encoded_test_split(out: Path) -> list[str]:
+    """The test split's rows, label first, with the raw features encoded by the endpoint's preprocessor."""
+    model = preprocessor_script.model_fn(str(out))
+    rows = list(csv.reader(read_split(out / "test")[1:]))
+    encoded = model.encode_rows([row[1:] for row in rows]).splitlines()
+    return [f"{row[0]},{line}" for row, line in zip(rows, encoded, strict=True)]
+
+
+def test_the_preprocessor_encodes_raw_rows_exactly_as_the_job_encoded_the_training_rows(spark, churn_run):
+    """encoding.json and the serving script reproduce the job's imputation and category codes:
+    the raw training rows, encoded by the script, are the train split the model learnt from."""
+    out = churn_run["out"]
+    encoding = json.loads((out / "encoding.json").read_text())
+    assert [f["name"] for f in encoding["features"]] == ["age", "income", "plan", "region"]
+    assert encoding["categories"] == churn_run["manifest"]["categorical_encodings"]
+    model = preprocessor_script.model_fn(str(out))
+    train = _train_rows(spark, churn_run["rows"])
+    served = [[float(v) for v in line.split(",")] for line in model.encode_rows([r[1:5] for r in train]).splitlines()]
+    trained = [[float(v) for v in line.split(",")[1:]] for line in read_split(out / "train")]
+    assert sorted(served) == sorted(trained)
+    assert any(not row[1] for row in train) and any(not row[3] for row in train), "blanks were imputed"
 
 
 def _train_rows(spark, rows: list[list[str]]) -> list[list[str]]:
@@ -277,10 +305,9 @@ def test_baseline_reads_in_the_sagemaker_sdk_and_the_monitoring_analysis(churn_r
     constraints = Constraints(json.loads((out / "constraints.json").read_text()), f"{out}/constraints.json")
     constraints.set_monitoring(False, "region")
     assert constraints.body_dict["features"][3]["monitoring_config_overrides"] == {"evaluate_constraints": "Disabled"}
-    rows = [line.split(",")[1:] for line in read_split(out / "test")[1:]]
-    # The test split holds category codes, as the endpoint receives them: the manifest decodes them.
-    encodings = churn_run["manifest"]["categorical_encodings"]
-    result = analysis.analyze(stats.body_dict, constraints.body_dict, capture_lines(rows), encodings=encodings)
+    rows = [row[1:] for row in csv.reader(read_split(out / "test")[1:])]
+    # The test split holds raw features, as the endpoint receives them and capture records them.
+    result = analysis.analyze(stats.body_dict, constraints.body_dict, capture_lines(rows))
     assert result.statistics["dataset"]["item_count"] == len(rows)
     plan = result.statistics["features"][2]["string_statistics"]["distribution"]["categorical"]["buckets"]
     assert {bucket["value"] for bucket in plan} <= {"basic", "pro", "team"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +29,7 @@ from stepml.lineage import (
     record_step,
     resolve_run,
 )
-from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, set_function_environment
+from tests.helpers import CHURN_CONFIG, FakeLambdaContext, load_handler, put_encoding, set_function_environment
 
 EXECUTION_1 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:one"
 EXECUTION_2 = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:two"
@@ -174,6 +176,7 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
         Key=manifest_key,
         Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode(),
     )
+    put_encoding(env["s3"], run)
     preprocess = {
         "job_name": "stepml-local-preprocess",
         "job_run_id": "jr_1",
@@ -215,6 +218,12 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#preprocess"})["Item"])
     assert step["outputs"]["fingerprint"] == "sha256:abc"
     assert step["started_at"] == "2025-11-22T12:00:00.000Z"
+    # Recording the step packaged the endpoint's preprocessor beside the Glue job's encoding.
+    assert step["outputs"]["preprocessor"] == run["paths"]["preprocessor"]
+    bucket, _, key = run["paths"]["preprocessor"].removeprefix("s3://").partition("/")
+    archive = env["s3"].get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as members:
+        assert sorted(members.getnames()) == ["code/inference.py", "encoding.json"]
 
 
 def _run_item(env, run_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from stepml.lineage_queries import (
     parse_object_uri,
     run_tree,
 )
+from tests.helpers import put_encoding
 
 ACCOUNT_EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -99,6 +100,7 @@ def complete_run(
     bucket, _, key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
     manifest = {"fingerprint": f"sha256:{name}", "row_counts": {"input": 100, "train": 70}}
     env["s3"].put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+    put_encoding(env["s3"], run)
     started = int(START.timestamp() * 1000)
     glue = {
         "job_name": "stepml-local-preprocess",
@@ -181,6 +183,7 @@ def test_run_tree_of_a_resumed_run_marks_reused_steps_and_the_failure(env):
     run = resolve_run(event, ACCOUNT_EXECUTION + "one", **resolve)["run"]
     bucket, _, key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
     env["s3"].put_object(Bucket=bucket, Key=key, Body=b'{"fingerprint": "sha256:b"}')
+    put_encoding(env["s3"], run)
     glue = {"job_name": "stepml-local-preprocess", "job_run_id": "jr_1", "started_on": 1, "completed_on": 2}
     _record(env, run, "preprocess", glue, clock)
     record_failure(

@@ -13,8 +13,6 @@ from stepml.monitoring.analysis import analyze
 from tests.unit.test_lineage_queries import PRODUCTION, complete_run, env  # noqa: F401 (env is a fixture)
 from tests.unit.test_monitoring_analysis import _baseline, capture_lines, sample
 
-CODES = {"plan": {"__missing__": 0, "basic": 1, "pro": 2, "team": 3}}
-
 
 def _put(s3, uri: str, body: bytes) -> None:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -35,7 +33,6 @@ def monitored(env):  # noqa: F811 (the fixture imported above)
     statistics, constraints = _baseline(sample(2000))
     _put(env["s3"], run["paths"]["statistics"], json.dumps(statistics).encode())
     _put(env["s3"], run["paths"]["constraints"], json.dumps(constraints).encode())
-    _put(env["s3"], run["paths"]["manifest"], json.dumps({"categorical_encodings": CODES}).encode())
     return {"env": env, "run": run, "statistics": statistics, "constraints": constraints}
 
 
@@ -47,8 +44,8 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_without_a_report_the_newest_captured_data_is_analysed_and_drawn(monitored, capsys, tmp_path):
     capture = f"s3://{monitored['env']['settings'].artifact_bucket}/data-capture/churn/{PRODUCTION}/"
-    # Encoded rows, as the endpoint receives them today: ages as doubles, plans as codes.
-    rows = [[f"{float(age)}", income, str(CODES["plan"][plan])] for age, income, plan in sample(300, shift=25)]
+    # Raw rows, as the endpoint's inference pipeline takes them and capture records them.
+    rows = sample(300, shift=25)
     _put(monitored["env"]["s3"], f"{capture}AllTraffic/2026/03/02/09/00-00-000-a.jsonl", b"")
     body = "\n".join(capture_lines(rows, per_request=10)).encode()
     _put(monitored["env"]["s3"], f"{capture}AllTraffic/2026/03/02/10/00-00-000-b.jsonl", body)

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from stepml import config
+from stepml import config, preprocessor
 from stepml.approval_links import form_token
 from stepml.evaluation import EvaluationError, Evaluator
 from stepml.lineage import LineageStore
@@ -39,6 +39,8 @@ from tests.unit.test_evaluate import RUN_ID, Env, make_data, strong_rule
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 MODEL_DATA = f"s3://artifacts/models/churn/{RUN_ID}/stepml-{RUN_ID}-a1/output/model.tar.gz"
 TRAINING_JOB = f"stepml-{RUN_ID}-a1"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+PREPROCESSOR_DATA = f"s3://artifacts/processed/churn/{RUN_ID}/preprocessor/model.tar.gz"
 
 
 class Registry:
@@ -102,6 +104,16 @@ class Registry:
 def reg(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Registry:
     registry = Registry(stack, monkeypatch)
     registry.trained()
+    # The run's SageMaker model, as "Create model" makes it: the preprocessor, then XGBoost.
+    registry.sagemaker.create_model(
+        ModelName=TRAINING_JOB,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        Containers=[
+            preprocessor.container(SKLEARN_IMAGE, PREPROCESSOR_DATA),
+            {"Image": IMAGE, "ModelDataUrl": MODEL_DATA},
+        ],
+        EnableNetworkIsolation=True,
+    )
     return registry
 
 
@@ -136,8 +148,11 @@ def test_an_evaluated_model_becomes_a_pending_version_of_its_datasets_group(reg:
         "ContentType": "application/json",
         "S3Uri": result["report_uri"],
     }
-    [container] = described["InferenceSpecification"]["Containers"]
-    assert (container["Image"], container["ModelDataUrl"]) == (IMAGE, MODEL_DATA)
+    # The version is the model the test endpoint served: the inference pipeline, preprocessor first.
+    first, second = described["InferenceSpecification"]["Containers"]
+    assert (first["Image"], first["ModelDataUrl"]) == (SKLEARN_IMAGE, PREPROCESSOR_DATA)
+    assert first["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert (second["Image"], second["ModelDataUrl"]) == (IMAGE, MODEL_DATA)
     assert described["InferenceSpecification"]["SupportedContentTypes"] == ["text/csv"]
     assert described["CustomerMetadataProperties"] == {
         "stepml:run-id": RUN_ID,

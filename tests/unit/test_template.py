@@ -852,6 +852,18 @@ def test_model_monitor_image_registry_matches_the_sagemaker_sdk(resolved):
     assert expected.endswith("/sagemaker-model-monitor-analyzer")
 
 
+def test_sklearn_image_registry_matches_the_sagemaker_sdk(resolved):
+    """The preprocessor's image (the Scikit-learn serving container) per region, as the SDK resolves it."""
+    from sagemaker.core import image_uris
+
+    mapping = resolved.template["Mappings"]["SklearnImageRegistry"]
+    assert set(mapping) == set(resolved.template["Mappings"]["XGBoostImageRegistry"])
+    for region, entry in mapping.items():
+        expected = image_uris.retrieve("sklearn", region, version="1.2-1")
+        assert expected.startswith(f"{entry['Account']}.dkr.ecr.{region}."), (region, expected)
+        assert expected.endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3"), expected
+
+
 def test_the_monitoring_role_reads_baselines_and_capture_and_writes_reports_only(resolved):
     statements = [s for logical, s in _all_policy_statements(resolved) if logical == "ModelMonitorRole"]
     by_sid = {s["Sid"]: s for s in statements}

@@ -31,6 +31,7 @@ from stepml.local.console import execution_url
 from stepml.local.console.data import run_id_of
 from stepml.local.mail import Outbox
 from stepml.sample_data import write_churn_csv
+from stepml.utils import csv_line
 
 DATASET = "churn"
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -82,7 +83,8 @@ def _find_execution(target: Target, key: str, started_after: float, timeout: flo
 
 
 def _test_rows(target: Target, run_id: str, count: int = 5) -> list[list[str]]:
-    """A few processed test rows (features only) to ask the production endpoint about."""
+    """A few rows of the run's test split, raw features only (categories as text, blanks for
+    missing values), to ask the production endpoint about."""
     s3 = target.client("s3")
     bucket = target.output("ArtifactBucketName")
     prefix = f"processed/{DATASET}/{run_id}/test/"
@@ -231,16 +233,17 @@ def _show_approval(args: argparse.Namespace, message: Any) -> None:
 
 
 def _show_predictions(target: Target, run_id: str | None) -> None:
-    """Step 6: the production endpoint answers rows of the run's test split."""
+    """Step 6: the production endpoint answers raw rows of the run's test split (its inference
+    pipeline encodes them as training did)."""
     endpoint = target.output("ProductionEndpointName")
     print(f"[6/6] production endpoint {endpoint} answering:", flush=True)
     rows = _test_rows(target, run_id) if run_id else []
     runtime = target.client("sagemaker-runtime")
-    body = "\n".join(",".join(row) for row in rows)
+    body = "\n".join(csv_line(row) for row in rows)
     answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="text/csv", Body=body)
     predictions = parse_predictions(answer["Body"].read().decode(), len(rows), 1, f"endpoint {endpoint}")
     for row, prediction in zip(rows, predictions, strict=True):
-        print(f"  features {','.join(row)[:56]:<56} -> churn probability {prediction:.3f}")
+        print(f"  features {csv_line(row)[:60]:<60} -> churn probability {prediction:.3f}")
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepml.cli.context import CliError, Target, connect, print_json
-from stepml.lineage_queries import LineageQueryError, model_lineage, run_records
+from stepml.lineage_queries import LineageQueryError, model_lineage
 from stepml.monitoring.analysis import MonitoringError, analyze
 from stepml.monitoring.report import feature_views, render_html, render_text
 from stepml.utils import S3ReadError, read_s3_object, split_s3_uri
@@ -74,28 +74,24 @@ def _captured_lines(s3: Any, prefix: str, hours: int) -> list[bytes]:
 
 
 def _baseline(target: Target, endpoint: str) -> dict[str, Any]:
-    """The served model's lineage, its baseline documents and the job's category encodings."""
+    """The served model's lineage and its baseline documents."""
     table = target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
         target.output("LineageTableName")
     )
     try:
         found = model_lineage(table, endpoint, sagemaker_client=target.client("sagemaker"))
-        _, steps = run_records(table, found["run_id"])
     except LineageQueryError as exc:
         raise CliError(str(exc)) from exc
     baseline = found.get("baseline") or {}
     if not baseline.get("constraints"):
         raise CliError(f"model {found['model']} (run {found['run_id']}) has no data-quality baseline in lineage")
     s3 = target.client("s3")
-    manifest_uri = ((steps.get("preprocess") or {}).get("outputs") or {}).get("manifest")
-    manifest = json.loads(_read(s3, manifest_uri)) if manifest_uri else {}
     return {
         "model": found["model"],
         "run_id": found["run_id"],
         "uris": baseline,
         "statistics": json.loads(_read(s3, baseline["statistics"])),
         "constraints": json.loads(_read(s3, baseline["constraints"])),
-        "encodings": manifest.get("categorical_encodings"),
     }
 
 
@@ -112,9 +108,9 @@ def monitor(args: argparse.Namespace) -> int:
             print(f"no monitoring report under {reports}; analysing the newest captured data now", file=sys.stderr)
         source = args.capture or _capture_prefix(target, args.endpoint)
         try:
-            # The endpoint takes the Glue job's encoded rows: the manifest reads them back.
+            # Capture holds the raw rows the endpoint's preprocessor took.
             lines = _captured_lines(s3, source, args.hours)
-            found = analyze(base["statistics"], base["constraints"], lines, encodings=base["encodings"])
+            found = analyze(base["statistics"], base["constraints"], lines)
         except MonitoringError as exc:
             raise CliError(f"{source}: {exc}") from exc
         statistics, violations = found.statistics, found.violations

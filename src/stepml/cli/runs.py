@@ -218,25 +218,34 @@ def approve(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
-def read_feature_rows(path: Path) -> list[list[str]]:
-    """CSV rows of features; a header row (any non-numeric cell) is skipped."""
+def read_feature_rows(path: Path, feature_names: list[str] | None = None) -> list[list[str]]:
+    """CSV rows of raw feature values (categories as text, blanks for missing values). A first
+    row naming the features is a header and skipped: the dataset's ``feature_names`` when
+    lineage knows them, else a row of names alone (no cell a number or blank)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     rows = [row for row in csv.reader(io.StringIO(text)) if row]
-    if rows and any(not _is_number(cell) for cell in rows[0]):
+    if rows and _is_header(rows[0], feature_names):
         rows = rows[1:]
     if not rows:
         raise CliError(f"{path}: no rows to predict")
     return rows
 
 
+def _is_header(row: list[str], feature_names: list[str] | None) -> bool:
+    cells = [cell.strip() for cell in row]
+    if feature_names:
+        return cells == list(feature_names)
+    return all(cell and not _is_number(cell) for cell in cells)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
-        return text == ""
+        return False
     return True
 
 
@@ -254,7 +263,12 @@ def _served_model(target: Target, endpoint: str) -> dict[str, Any] | None:
     except LineageQueryError as exc:
         raise CliError(str(exc)) from exc
     config = run.get("config") or {}
-    return {"model": found.get("model"), "problem_type": config.get("problem_type"), "classes": config.get("classes")}
+    return {
+        "model": found.get("model"),
+        "problem_type": config.get("problem_type"),
+        "classes": config.get("classes"),
+        "features": [str(feature.get("name")) for feature in config.get("features") or []] or None,
+    }
 
 
 def _values_per_row(body: str, rows: int) -> int:
@@ -294,30 +308,29 @@ def _entry_line(entry: dict[str, Any]) -> str:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from sagemaker.core.serializers import CSVSerializer
-
     from stepml.evaluation import EvaluationError, parse_predictions
+    from stepml.utils import csv_line
 
-    rows = read_feature_rows(Path(args.file))
-    serializer = CSVSerializer()
     target = connect(args.stack_name, args.state_dir)
+    served = _served_model(target, args.endpoint)
+    if served is None:
+        print(f"note: endpoint {args.endpoint} is not in lineage; values are unlabelled", file=sys.stderr)
+        served = {"model": None, "problem_type": None, "classes": None, "features": None}
+    rows = read_feature_rows(Path(args.file), served["features"])
     runtime = target.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint(
             EndpointName=args.endpoint,
-            ContentType=serializer.CONTENT_TYPE,
+            ContentType="text/csv",
             Accept="text/csv",
-            Body=serializer.serialize(rows),
+            # Quoted where a category holds a comma: the endpoint's preprocessor reads RFC 4180 CSV.
+            Body="\n".join(csv_line(row) for row in rows),
         )
         body = response["Body"].read().decode("utf-8")
     except ClientError as exc:
         raise CliError(f"endpoint {args.endpoint}: {exc.response['Error'].get('Message', exc)}") from exc
     except UnicodeDecodeError as exc:
         raise CliError(f"endpoint {args.endpoint}: the answer is not UTF-8 text") from exc
-    served = _served_model(target, args.endpoint)
-    if served is None:
-        print(f"note: endpoint {args.endpoint} is not in lineage; values are unlabelled", file=sys.stderr)
-        served = {"model": None, "problem_type": None, "classes": None}
     problem_type, classes = served["problem_type"], served["classes"]
     width = len(classes) if problem_type == "multiclass" and classes else 1
     if problem_type is None:
@@ -327,6 +340,10 @@ def predict(args: argparse.Namespace) -> int:
     except EvaluationError as exc:
         raise CliError(str(exc)) from exc
     entries = prediction_entries(predictions, problem_type, classes)
+    for entry, row in zip(entries, rows, strict=True):
+        # The raw values sent, by feature name when lineage knows the dataset's features.
+        names = served["features"]
+        entry["features"] = dict(zip(names, row, strict=False)) if names and len(names) == len(row) else row
     if args.json:
         print_json({"endpoint": args.endpoint, **served, "predictions": entries})
     else:
@@ -356,7 +373,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     decide.add_argument("--comment", default="")
     decide.set_defaults(handler=approve)
 
-    score = commands.add_parser("predict", parents=[common], help="send CSV feature rows to an endpoint")
+    score = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="send CSV rows of raw feature values (categories as text, blanks for missing) to an endpoint",
+    )
     score.add_argument("--endpoint", required=True)
     score.add_argument("file")
     score.set_defaults(handler=predict)

@@ -18,12 +18,9 @@ with the analyzer's checks and its ``constraint_check_type`` names:
 
 Columns are matched to the baseline's features by position: the endpoint receives headerless
 CSV in the dataset's feature order, as AWS's analyzer matches captured CSV. Extra columns are
-named ``_c<index>`` as AWS names headerless columns. While the endpoint takes the Glue job's
-encoded rows rather than raw values, pass the manifest's ``categorical_encodings`` as
-``encodings``: a String feature's value that is not in its domain but is one of its codes is
-read as the category it encodes (``__missing__`` as a missing value), and an Integral
-feature's whole-number double (``52.0``, as the job writes numbers) as the integer it was.
-Without ``encodings`` the batch is read as AWS's analyzer reads it (``52.0`` is Fractional).
+named ``_c<index>`` as AWS names headerless columns. The production endpoint takes raw rows (its
+inference pipeline's preprocessor encodes them) and data capture records the request as sent, so
+the captured values are the dataset's own, as the baseline counted them.
 
 What is AWS's and what is ours: the file formats, check names and thresholds are AWS's; the
 numeric distance is the L-infinity distance between the cumulative distributions (the
@@ -62,7 +59,6 @@ DEFAULTS = {
     "comparison_method": "Robust",
     "categorical_drift_method": "LInfinity",
 }
-MISSING_CATEGORY = "__missing__"
 _INTEGRAL = re.compile(r"^[+-]?[0-9]+$")
 _NUMBER = re.compile(r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$")
 _PERCENTILES = 101
@@ -181,22 +177,6 @@ def _columns(rows: Sequence[Sequence[str]], width: int) -> list[list[str | None]
             value = row[i].strip() if i < len(row) else ""
             columns[i].append(value or None)
     return columns
-
-
-def _decode(values: list[str | None], feature: _Feature, encodings: Mapping[str, Mapping[str, int]]) -> None:
-    """The Glue job's encoded values back to raw ones, in place (see the module docstring)."""
-    if feature.kind == "Integral":
-        # The job writes numbers as doubles: 52.0 was 52 in the dataset.
-        for i, value in enumerate(values):
-            number = _number(value) if value is not None else None
-            if number is not None and number.is_integer() and not _INTEGRAL.match(value or ""):
-                values[i] = str(int(number))
-        return
-    codes = {str(code): category for category, code in (encodings.get(feature.name) or {}).items()}
-    domain = set(feature.domain or ())
-    for i, value in enumerate(values):
-        if value is not None and value not in domain and value in codes:
-            values[i] = None if codes[value] == MISSING_CATEGORY else codes[value]
 
 
 def _inferred(values: Sequence[str]) -> str:
@@ -414,23 +394,19 @@ def analyze(
     baseline_statistics: Mapping[str, Any],
     constraints: Mapping[str, Any],
     capture_lines: Iterable[str | bytes],
-    *,
-    encodings: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Analysis:
     """The batch's statistics.json and constraint_violations.json against the baseline.
 
     ``MonitoringError`` when the baseline is not in Model Monitor's formats, a record is not a
     CSV capture, or the batch holds no rows (AWS's execution fails without data as well).
     """
-    return analyze_rows(baseline_statistics, constraints, read_capture(capture_lines), encodings=encodings)
+    return analyze_rows(baseline_statistics, constraints, read_capture(capture_lines))
 
 
 def analyze_rows(
     baseline_statistics: Mapping[str, Any],
     constraints: Mapping[str, Any],
     rows: Sequence[Sequence[str]],
-    *,
-    encodings: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Analysis:
     """``analyze`` on rows of CSV cells already read (the Evaluate Lambda's test split)."""
     features = _features(baseline_statistics, constraints)
@@ -445,8 +421,6 @@ def analyze_rows(
     thresholds: dict[str, float] = {}
     for index, values in enumerate(columns):
         feature = features[index] if index < len(features) else None
-        if feature is not None and encodings is not None:
-            _decode(values, feature, encodings)
         statistics.append(_batch_statistics(feature, feature.name if feature else f"_c{index}", values))
         if feature is not None and settings["evaluate"] and feature.evaluated():
             violations += _feature_violations(feature, values, settings)

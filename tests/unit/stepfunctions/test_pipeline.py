@@ -132,6 +132,7 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
             "validation": base + "validation/",
             "statistics": base + "statistics.json",
             "constraints": base + "constraints.json",
+            "preprocessor": base + "preprocessor/model.tar.gz",
             "model_output": f"s3://stepml-artifacts/models/churn/{run_id}/",
             "data_capture": "s3://stepml-artifacts/data-capture/churn/",
         },

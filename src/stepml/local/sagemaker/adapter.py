@@ -42,7 +42,12 @@ from stepml.local.sagemaker.errors import (
 )
 from stepml.local.sagemaker.hosting import EndpointView
 from stepml.local.sagemaker.jobs import TrainingJobView
-from stepml.local.sagemaker.validation import arn, validate_request, validate_serverless_variants
+from stepml.local.sagemaker.validation import (
+    arn,
+    validate_model_containers,
+    validate_request,
+    validate_serverless_variants,
+)
 from stepml.utils import utc_now
 
 _TEST_FILE = "tests/unit/test_local_sagemaker.py"
@@ -109,6 +114,8 @@ def _model_requests(backend: Any, config: Mapping[str, Any]) -> dict[str, dict[s
             "ExecutionRoleArn": model.execution_role_arn,
             "PrimaryContainer": copy.deepcopy(model.primary_container or {}),
             "Containers": copy.deepcopy(model.containers or []),
+            "EnableNetworkIsolation": bool(getattr(model, "enable_network_isolation", False)),
+            "InferenceExecutionConfig": copy.deepcopy(getattr(model, "stepml_inference_execution", {})),
         }
     return models
 
@@ -237,6 +244,22 @@ def _create_model(original: Any, backend: Any, **kwargs: Any) -> Any:
     return original(backend, **kwargs)
 
 
+def _create_model_response(original: Any, response: Any) -> Any:
+    """CreateModel as its response handler sees it: moto's passes the backend neither
+    EnableNetworkIsolation nor InferenceExecutionConfig, which the checks and serving need."""
+    members = botocore_models.operation_model("sagemaker", "CreateModel").input_shape.members
+    request = {name: response._get_param(name) for name in members if response._get_param(name) is not None}
+    with _as_moto_errors():
+        validate_request("CreateModel", request)
+        validate_model_containers(request)
+    result = original(response)
+    model = response.sagemaker_backend._models.get(request.get("ModelName"))
+    if model is not None:
+        model.enable_network_isolation = bool(request.get("EnableNetworkIsolation"))
+        model.stepml_inference_execution = copy.deepcopy(request.get("InferenceExecutionConfig") or {})
+    return result
+
+
 def _create_endpoint_config(original: Any, backend: Any, **kwargs: Any) -> Any:
     request = _request_from_kwargs("CreateEndpointConfig", kwargs)
     name = request.get("EndpointConfigName")
@@ -252,6 +275,7 @@ def _create_endpoint_config(original: Any, backend: Any, **kwargs: Any) -> Any:
 
 def _install_model_checks(patch: Patch, engine: LocalSageMaker) -> None:
     _wrap(patch, SageMakerModelBackend, "create_model", _create_model)
+    _wrap(patch, SageMakerResponse, "create_model", _create_model_response)
     _wrap(patch, SageMakerModelBackend, "create_endpoint_config", _create_endpoint_config)
 
 
@@ -477,9 +501,12 @@ MODEL_CHECKS = register(
         name="sagemaker-model-checks",
         why=(
             "moto accepts CreateModel and CreateEndpointConfig with any members and silently replaces an existing "
-            "model or endpoint config of the same name, and any ServerlessConfig it lets through. The patch checks "
-            "the request against botocore's model, refuses a duplicate name with AWS's ValidationException, and "
-            "refuses what serverless variants cannot have (validation.validate_serverless_variants)."
+            "model or endpoint config of the same name, drops a model's EnableNetworkIsolation, and lets any "
+            "ServerlessConfig through. The patch checks the request against botocore's model and SageMaker's "
+            "container rules (PrimaryContainer or an inference pipeline's Containers, at most 15), refuses a "
+            "duplicate name with AWS's ValidationException, refuses what serverless variants cannot have "
+            "(validation.validate_serverless_variants), and keeps network isolation and the pipeline's execution "
+            "mode for serving."
         ),
         test="tests/unit/test_local_sagemaker_adapter.py::test_models_and_endpoint_configs_are_checked_and_unique",
         install=_install_model_checks,

@@ -1,8 +1,10 @@
 """A fleet: the model servers behind one endpoint config, started, checked and retired.
 
-Each production variant is a ``ModelServer`` on 127.0.0.1 serving the model's
-``model.tar.gz`` (downloaded under the model's execution role, which must also be allowed to
-pull the image). A fleet is ready when every server answers ``GET /ping`` with 200 (checked
+Each production variant runs one ``ModelServer`` on 127.0.0.1 per container of its model (an
+inference pipeline's containers in order; an XGBoost container, or a Scikit-learn one serving
+a script, ``script_server``), each serving its ``model.tar.gz`` (downloaded under the model's
+execution role, which must also be allowed to pull every image).
+A fleet is ready when every server answers ``GET /ping`` with 200 (checked
 every ``health_check_interval``, as SageMaker's health checks are); retiring it refuses new
 requests, waits for the in-flight ones, and stops the servers. Each instance writes its log to
 ``/aws/sagemaker/Endpoints/<endpoint>`` (stream ``<variant>/<instance id>``).
@@ -10,6 +12,7 @@ requests, waits for the in-flight ones, and stops the servers. Each instance wri
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import tarfile
@@ -18,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,8 @@ from stepml.local.sagemaker.context import EngineContext
 from stepml.local.sagemaker.errors import DeploymentFailedError, LocalSageMakerError, SageMakerValidationError
 from stepml.local.sagemaker.files import safe_extract
 from stepml.local.sagemaker.model_server import ModelServer, ModelServerError
-from stepml.local.sagemaker.validation import authorize_image_pull, is_builtin_xgboost
+from stepml.local.sagemaker.script_server import MODEL_CODE_DIRECTORY, ScriptModel
+from stepml.local.sagemaker.validation import authorize_image_pull, is_builtin_sklearn, is_builtin_xgboost
 from stepml.utils import S3UriError
 
 #: Where each endpoint's instances write their logs (``<prefix><endpoint name>``).
@@ -45,11 +49,24 @@ class Variant:
     name: str
     model_name: str
     weight: float
-    server: ModelServer
+    #: One server per container, in the order an inference pipeline runs them.
+    servers: list[ModelServer]
     capture: CaptureBuffer | None
     #: The instance's id and its log stream in /aws/sagemaker/Endpoints/<endpoint>.
     instance_id: str = ""
     log: telemetry.LogStream | None = None
+    #: Each container's name in errors (``container_1``... or its ContainerHostname).
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def server(self) -> ModelServer:
+        """The container that receives the endpoint's requests (the pipeline's first)."""
+        return self.servers[0]
+
+    def stop(self) -> None:
+        """Stop every container's server."""
+        for server in self.servers:
+            server.stop()
 
 
 def _instance_id() -> str:
@@ -128,7 +145,7 @@ def start_deployment(
         wait_healthy(context, still_wanted, variants)
     except BaseException:
         for variant in variants:
-            variant.server.stop()
+            variant.stop()
         for log in logs:
             log.flush()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -149,8 +166,7 @@ def _start_variant(
 ) -> Variant:
     variant_name = production_variant["VariantName"]
     model_name = production_variant["ModelName"]
-    model_dir = work_dir / variant_name
-    environment = prepare_model(context, models.get(model_name), model_name, variant_name, model_dir)
+    containers = prepare_model(context, models.get(model_name), model_name, variant_name, work_dir / variant_name)
     role_arn = (models.get(model_name) or {}).get("ExecutionRoleArn")
     instance_id = _instance_id()
     log = telemetry.LogStream(
@@ -160,58 +176,131 @@ def _start_variant(
         describe_first=True,
     )
     logs.append(log)
-    log.add(f"Starting the model server of model {model_name} (sagemaker-xgboost 1.7-1) on {instance_id}")
-    server = ModelServer(model_dir, environment=environment, name=f"{name}-{variant_name}")
+    servers: list[ModelServer] = []
     try:
-        server.start()
+        for container in containers:
+            kind = "sagemaker-scikit-learn 1.2-1, script mode" if container.loader else "sagemaker-xgboost 1.7-1"
+            which = f", {container.label}" if len(containers) > 1 else ""
+            log.add(f"Starting the model server of model {model_name} ({kind}{which}) on {instance_id}")
+            server = ModelServer(
+                container.model_dir,
+                environment=container.environment,
+                name=f"{name}-{variant_name}-{container.label}",
+                loader=container.loader,
+            )
+            server.start()
+            servers.append(server)
     except ModelServerError as exc:
+        for server in servers:
+            server.stop()
         log.add(f"The model server could not start: {exc}")
         raise DeploymentFailedError(
             f"The model server for production variant {variant_name} could not start: {exc}"
         ) from exc
     buffer = CaptureBuffer(name, variant_name, capture, role_arn) if capture else None
     weight = float(production_variant.get("InitialVariantWeight", 1.0))
-    return Variant(variant_name, model_name, weight, server, buffer, instance_id, log)
+    labels = [container.label for container in containers]
+    return Variant(variant_name, model_name, weight, servers, buffer, instance_id, log, labels)
+
+
+@dataclass
+class Container:
+    """One container of a model, ready to serve: its extracted model data and environment."""
+
+    label: str
+    model_dir: Path
+    environment: dict[str, str]
+    loader: Callable[[Path, Mapping[str, str]], Any] | None
 
 
 def prepare_model(
     context: EngineContext, model: Mapping[str, Any] | None, model_name: str, variant_name: str, model_dir: Path
-) -> dict[str, str]:
-    """Download and extract the model's ModelDataUrl into ``model_dir``; the container's Environment."""
+) -> list[Container]:
+    """Each container of the model (one, or an inference pipeline's in order), its ModelDataUrl
+    downloaded under the execution role and extracted under ``model_dir``."""
     if model is None:
         raise DeploymentFailedError(f'Could not find model "{model_name}" for production variant {variant_name}.')
-    containers = model.get("Containers") or []
-    if len(containers) > 1:
-        raise DeploymentFailedError(
-            f"Model {model_name}: inference pipelines (several Containers) are not supported by the local cloud"
-        )
-    container = model.get("PrimaryContainer") or (containers[0] if containers else {})
+    containers = list(model.get("Containers") or []) or [model.get("PrimaryContainer") or {}]
+    prepared = []
+    for index, container in enumerate(containers, start=1):
+        label = container.get("ContainerHostname") or f"container_{index}"
+        directory = model_dir / label if len(containers) > 1 else model_dir
+        prepared.append(_prepare_container(context, model, model_name, container, label, directory))
+    return prepared
+
+
+def _prepare_container(
+    context: EngineContext,
+    model: Mapping[str, Any],
+    model_name: str,
+    container: Mapping[str, Any],
+    label: str,
+    model_dir: Path,
+) -> Container:
     image = container.get("Image") or ""
-    if not is_builtin_xgboost(image):
+    environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    script_mode = is_builtin_sklearn(image)
+    if not (is_builtin_xgboost(image) or script_mode):
         raise DeploymentFailedError(
             f"Model {model_name}: image {image or '(none)'} cannot be served locally: the local cloud serves "
-            "models of the sagemaker-xgboost:1.7-1 image"
+            "the sagemaker-xgboost:1.7-1 and sagemaker-scikit-learn:1.2-1 (script mode) images"
         )
+    role = model.get("ExecutionRoleArn")
     try:
-        authorize_image_pull(model.get("ExecutionRoleArn"), image)
+        authorize_image_pull(role, image)
     except AccessDeniedError as denied:
         raise DeploymentFailedError(f"Model {model_name}: cannot pull image {image}: {denied}") from denied
     url = container.get("ModelDataUrl")
     if not url:
         raise DeploymentFailedError(f"Model {model_name} has no ModelDataUrl: there is no model to serve.")
-    archive = model_dir.parent / f"{variant_name}.tar.gz"
+    _fetch(context, url, role, model_dir, f'Failed to download model data for container "{label}" from URL: "{url}"')
+    if not script_mode:
+        return Container(label, model_dir, environment, None)
+    code_dir = _code_directory(context, model, model_name, environment, model_dir)
+    return Container(label, model_dir, environment, functools.partial(ScriptModel.load, code_dir=code_dir))
+
+
+def _code_directory(
+    context: EngineContext, model: Mapping[str, Any], model_name: str, environment: Mapping[str, str], model_dir: Path
+) -> Path:
+    """Where a script-mode container finds ``SAGEMAKER_PROGRAM``: the model data's ``code/``, or
+    the ``s3://`` source archive of ``SAGEMAKER_SUBMIT_DIRECTORY`` (fetched by the container at
+    start, with the execution role: impossible under network isolation)."""
+    submit = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if not environment.get("SAGEMAKER_PROGRAM"):
+        raise DeploymentFailedError(
+            f"Model {model_name}: the Scikit-learn container serves in script mode and needs SAGEMAKER_PROGRAM"
+        )
+    if submit.rstrip("/") == MODEL_CODE_DIRECTORY:
+        return model_dir / "code"
+    if not submit.startswith("s3://"):
+        raise DeploymentFailedError(
+            f"Model {model_name}: SAGEMAKER_SUBMIT_DIRECTORY {submit or '(unset)'} is neither "
+            f"{MODEL_CODE_DIRECTORY} nor an s3:// source archive"
+        )
+    if model.get("EnableNetworkIsolation"):
+        raise DeploymentFailedError(
+            f"Model {model_name}: the container cannot download its code from {submit}: the model runs with "
+            f"network isolation; pack the code into the model data and set SAGEMAKER_SUBMIT_DIRECTORY to "
+            f"{MODEL_CODE_DIRECTORY}"
+        )
+    code_dir = model_dir.parent / f"{model_dir.name}-code"
+    _fetch(context, submit, model.get("ExecutionRoleArn"), code_dir, f'Failed to download the code from "{submit}"')
+    return code_dir
+
+
+def _fetch(context: EngineContext, url: str, role: str | None, target: Path, failure: str) -> None:
+    archive = target.parent / f"{target.name}-{uuid.uuid4().hex[:8]}.tar.gz"
     try:
-        context.download(url, archive, model.get("ExecutionRoleArn"))
-        safe_extract(archive, model_dir)
+        context.download(url, archive, role)
+        safe_extract(archive, target)
     except (ClientError, BotoCoreError, LocalSageMakerError, S3UriError, tarfile.TarError, OSError) as exc:
         raise DeploymentFailedError(
-            f'Failed to download model data for container "container_1" from URL: "{url}". Please ensure '
-            "that there is an object located at the URL and that the role passed to CreateModel has "
-            f"permissions to download the object. ({exc})"
+            f"{failure}. Please ensure that there is an object located at the URL and that the role passed to "
+            f"CreateModel has permissions to download the object. ({exc})"
         ) from exc
     finally:
         archive.unlink(missing_ok=True)
-    return {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
 
 
 def wait_healthy(context: EngineContext, still_wanted: Callable[[], bool], variants: list[Variant]) -> None:
@@ -223,21 +312,25 @@ def wait_healthy(context: EngineContext, still_wanted: Callable[[], bool], varia
         if context.closing.wait(settings.health_check_interval) or not still_wanted():
             raise DeploymentFailedError("The endpoint was deleted or updated while it was being created.")
         for variant in list(pending):
-            try:
-                status = variant.server.ping()
-            except OSError:
-                status = 0
-            if status == 200:
+            statuses = []
+            for server in variant.servers:
+                try:
+                    statuses.append(server.ping())
+                except OSError:
+                    statuses.append(0)
+            failed = next((server for server in variant.servers if server.load_error is not None), None)
+            if all(status == 200 for status in statuses):
                 pending.remove(variant)
                 if variant.log is not None:
-                    variant.log.add("Model loaded: the container answers GET /ping with 200")
-            elif variant.server.load_error is not None:
+                    which = "the container answers" if len(variant.servers) == 1 else "every container answers"
+                    variant.log.add(f"Model loaded: {which} GET /ping with 200")
+            elif failed is not None:
                 if variant.log is not None:
-                    variant.log.add(f"Model loading failed: {variant.server.load_error}")
+                    variant.log.add(f"Model loading failed: {failed.load_error}")
                 raise DeploymentFailedError(
                     f"The primary container for production variant {variant.name} did not pass the ping health "
                     f"check. Please check CloudWatch logs for this endpoint. (local model server: "
-                    f"{variant.server.load_error})"
+                    f"{failed.load_error})"
                 )
         if pending and time.monotonic() > deadline:
             raise DeploymentFailedError(
@@ -250,7 +343,7 @@ def retire(deployment: Deployment, writer: CaptureWriter, drain_timeout: float) 
     """Drain and stop the fleet; its last log lines and captured data are written."""
     deployment.retire(drain_timeout)
     for variant in deployment.variants:
-        variant.server.stop()
+        variant.stop()
         if variant.log is not None:
             writer.forget_log(variant.log)
             variant.log.add("The model server stopped")

@@ -7,7 +7,8 @@ healthy and switches routing atomically; with ``DeploymentConfig.AutoRollbackCon
 baking period and moves the traffic back to the old fleet when one is in ALARM or cannot be
 read; then the fleet that lost drains and stops: no request fails in between. DeleteEndpoint
 stops the servers. InvokeEndpoint forwards Body, ContentType, Accept and CustomAttributes to
-the current fleet; model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424),
+the current fleet (through each container of an inference pipeline in order, ``invoke_pipeline``);
+model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424),
 captured data goes to ``capture`` and each request's status and latencies to the endpoint's
 CloudWatch metrics (``endpoint_metrics``), which the production alarms watch.
 """
@@ -394,22 +395,51 @@ class Endpoints:
         try:
             variant = deployment.choose(target_variant)
             sent = time.monotonic()
-            status, response_body, response_type = post_invocation(
-                variant.server.port, body, content_type, accept, custom_attributes
+            status, response_body, response_type, container = invoke_pipeline(
+                variant, body, content_type, accept, custom_attributes
             )
             answered = time.monotonic()
         finally:
             deployment.release()
         self._writer.metrics.record(name, variant.name, status, answered - sent, answered - clock)
         if status >= 400 or status == 0:
-            raise _model_error(variant, status, response_body, name=name, account_id=account_id, region=region)
+            raise _model_error(
+                variant, status, response_body, name=name, account_id=account_id, region=region, container=container
+            )
         if variant.capture is not None:
             capture.record(variant.capture, started, body, content_type, response_body, response_type, inference_id)
         return InvocationResult(response_body, response_type, variant.name)
 
 
+def invoke_pipeline(
+    variant: Variant, body: bytes, content_type: str | None, accept: str | None, custom_attributes: str | None
+) -> tuple[int, bytes, str, str]:
+    """Run a request through the variant's containers in order, as a serial inference pipeline
+    does: each container's response is the next one's request (its Content-Type the response's);
+    the caller's Accept goes to the last container only, the others answer their default.
+    Returns (status, body, content type, the container that answered: "primary" for one)."""
+    servers = variant.servers
+    for index, server in enumerate(servers):
+        last = index == len(servers) - 1
+        status, body, response_type = post_invocation(
+            server.port, body, content_type, accept if last else None, custom_attributes
+        )
+        label = "primary" if len(servers) == 1 else variant.labels[index]
+        if status >= 400 or status == 0 or last:
+            return status, body, response_type, label
+        content_type = response_type or content_type
+    raise LocalSageMakerError(f"production variant {variant.name} has no container")
+
+
 def _model_error(
-    variant: Variant, status: int, response_body: bytes, *, name: str, account_id: str, region: str
+    variant: Variant,
+    status: int,
+    response_body: bytes,
+    *,
+    name: str,
+    account_id: str,
+    region: str,
+    container: str = "primary",
 ) -> ModelInvocationError:
     """The ModelError of a container's error answer (logged to the instance's stream)."""
     log_stream = (
@@ -421,7 +451,7 @@ def _model_error(
         variant.log.add(f"POST /invocations answered {status}: {message}")
     kind = "client" if 400 <= status < 500 else "server"
     return ModelInvocationError(
-        f'Received {kind} error ({status}) from primary with message "{message}". See '
+        f'Received {kind} error ({status}) from {container} with message "{message}". See '
         f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group="
         f"/aws/sagemaker/Endpoints/{name} in account {account_id} for more information.",
         original_status=status,

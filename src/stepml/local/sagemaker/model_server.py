@@ -1,4 +1,6 @@
-"""A local stand-in for SageMaker's XGBoost 1.7-1 inference container, one per endpoint variant.
+"""A local stand-in for SageMaker's XGBoost 1.7-1 inference container, one per model container.
+
+(The server also hosts a script-mode container's model, ``script_server``, given its ``loader``.)
 
 The server speaks the container contract on 127.0.0.1 and an OS-chosen port: ``GET /ping``
 answers 200 once the model is loaded, ``POST /invocations`` scores ``text/csv`` (or libsvm)
@@ -25,10 +27,11 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -52,6 +55,14 @@ class InferenceError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ServedModel(Protocol):
+    """What a container's server calls for ``POST /invocations``."""
+
+    def invoke(self, payload: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+        """The response body and content type; ``InferenceError`` for an error status."""
+        ...
 
 
 class XGBoostModel:
@@ -113,6 +124,10 @@ class XGBoostModel:
         except Exception as exc:  # xgboost reports shape mismatches as XGBoostError
             raise InferenceError(400, f"Unable to evaluate payload provided: {exc}") from exc
         return predictions[0] if len(predictions) == 1 else np.mean(predictions, axis=0)
+
+    def invoke(self, payload: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+        """One ``POST /invocations``: the response body and its content type."""
+        return self.encode(self.predict(payload, content_type), accept)
 
     def encode(self, predictions: np.ndarray, accept: str | None) -> tuple[bytes, str]:
         """Encode predictions for ``accept`` as the container's ``default_output_fn`` does."""
@@ -228,8 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, b"payload larger than 6 MB")
             return
         try:
-            predictions = model.predict(payload, self.headers.get("Content-Type"))
-            body, content_type = model.encode(predictions, self.headers.get("Accept"))
+            body, content_type = model.invoke(payload, self.headers.get("Content-Type"), self.headers.get("Accept"))
         except InferenceError as exc:
             self._reply(exc.status, exc.message.encode("utf-8"))
             return
@@ -244,11 +258,20 @@ class _Server(ThreadingHTTPServer):
 class ModelServer:
     """One model container: an HTTP server in a thread, loading its model in the background."""
 
-    def __init__(self, model_dir: Path, *, environment: Mapping[str, str] | None = None, name: str = "model"):
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        environment: Mapping[str, str] | None = None,
+        name: str = "model",
+        loader: Callable[[Path, Mapping[str, str]], ServedModel] | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.environment = dict(environment or {})
         self.name = name
-        self.model: XGBoostModel | None = None
+        #: Loads the container's model (default: the XGBoost container's); see ``script_server``.
+        self._loader = loader or XGBoostModel.load
+        self.model: ServedModel | None = None
         self.load_error: str | None = None
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
@@ -288,7 +311,7 @@ class ModelServer:
 
     def _load(self) -> None:
         try:
-            self.model = XGBoostModel.load(self.model_dir, self.environment)
+            self.model = self._loader(self.model_dir, self.environment)
         except InferenceError as exc:
             self.load_error = exc.message
 

@@ -17,9 +17,8 @@ What is local: every schedule expression AWS accepts runs once per ``period_seco
 local cloud's monitoring period, 60 s by default) rather than hourly or daily, ``run_now``
 starts one execution at once, and an execution reads the capture files written since the
 previous one (the first: since one period before the schedule was created) rather than the
-previous hour's folder. While the endpoint takes the Glue job's encoded rows, the manifest
-beside the baseline (``manifest.json``) gives the category encodings to read them back, a
-step AWS's analyzer would need a record preprocessor for. The engine knows nothing about moto.
+previous hour's folder. The captured requests are the raw rows the endpoint's inference
+pipeline takes, read as AWS's analyzer reads them. The engine knows nothing about moto.
 """
 
 from __future__ import annotations
@@ -292,9 +291,9 @@ class MonitoringSchedules:
             )
         try:
             authorize_image_pull(role, image)
-            baseline = _baseline(self._context.client_as("s3", role), self._context.s3, definition)
+            baseline = _baseline(self._context.client_as("s3", role), definition)
             lines, keys = self._captured(schedule, role)
-            analysis = analyze(baseline["statistics"], baseline["constraints"], lines, encodings=baseline["encodings"])
+            analysis = analyze(baseline["statistics"], baseline["constraints"], lines)
             self._write_reports(schedule, scheduled, analysis, role)
         except MonitoringError as exc:
             raise _ExecutionFailed(f"Job inputs had no data or could not be analyzed: {exc}") from exc
@@ -343,26 +342,19 @@ class MonitoringSchedules:
                 s3.put_object(Bucket=bucket, Key=prefix + name, Body=body, ContentType="application/json")
 
 
-def _baseline(s3: Any, engine_s3: Any, definition: Mapping[str, Any]) -> dict[str, Any]:
-    """The baseline documents (read as the job's role) and the encodings of the manifest beside
-    them (read by the engine: a local step AWS's analyzer does not take, so no role needs it)."""
+def _baseline(s3: Any, definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline documents, read as the job's role."""
     config = definition.get("DataQualityBaselineConfig") or {}
 
-    def read(uri: str, client: Any = s3) -> Any:
+    def read(uri: str) -> Any:
         bucket, key = split_s3_uri(uri)
-        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     constraints_uri = str((config.get("ConstraintsResource") or {}).get("S3Uri", ""))
     statistics_uri = str((config.get("StatisticsResource") or {}).get("S3Uri", ""))
     if not constraints_uri or not statistics_uri:
         raise MonitoringError("the job definition has no baseline (DataQualityBaselineConfig)")
-    encodings = None
-    try:
-        manifest = read(constraints_uri.rsplit("/", 1)[0] + "/manifest.json", engine_s3)
-        encodings = manifest.get("categorical_encodings")
-    except ClientError:
-        pass  # a baseline of another origin: the rows are read as the analyzer reads them
-    return {"statistics": read(statistics_uri), "constraints": read(constraints_uri), "encodings": encodings}
+    return {"statistics": read(statistics_uri), "constraints": read(constraints_uri)}
 
 
 def _publishes_metrics(definition: Mapping[str, Any], constraints: Mapping[str, Any]) -> bool:

@@ -24,6 +24,14 @@ BUILTIN_XGBOOST_IMAGE = re.compile(
     r"/sagemaker-xgboost:(?P<tag>[^/]+)$"
 )
 SUPPORTED_XGBOOST_TAGS = ("1.7-1", "1.7-1-cpu-py3")
+#: The Scikit-learn serving image whose script mode the engine emulates (``script_server``).
+BUILTIN_SKLEARN_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"/sagemaker-scikit-learn:(?P<tag>[^/]+)$"
+)
+SUPPORTED_SKLEARN_TAGS = ("1.2-1", "1.2-1-cpu-py3")
+#: An inference pipeline holds at most this many containers.
+MAX_PIPELINE_CONTAINERS = 15
 #: SageMaker truncates FailureReason to this many characters.
 FAILURE_REASON_LIMIT = 1024
 
@@ -54,6 +62,34 @@ def is_builtin_xgboost(image: str | None) -> bool:
     """Whether ``image`` is the sagemaker-xgboost:1.7-1 image the engine runs and serves."""
     match = BUILTIN_XGBOOST_IMAGE.match(image or "")
     return bool(match) and match.group("tag") in SUPPORTED_XGBOOST_TAGS
+
+
+def is_builtin_sklearn(image: str | None) -> bool:
+    """Whether ``image`` is the sagemaker-scikit-learn:1.2-1 serving image the engine emulates."""
+    match = BUILTIN_SKLEARN_IMAGE.match(image or "")
+    return bool(match) and match.group("tag") in SUPPORTED_SKLEARN_TAGS
+
+
+def validate_model_containers(request: Mapping[str, Any]) -> None:
+    """What CreateModel refuses beyond its shapes: a primary container and a pipeline at once,
+    neither, more than 15 containers, a pipeline naming the hostnames of some containers only."""
+    containers = request.get("Containers")
+    primary = request.get("PrimaryContainer")
+    if primary is not None and containers is not None:
+        raise SageMakerValidationError("Only one of PrimaryContainer or Containers can be specified.")
+    if primary is None and not containers:
+        raise SageMakerValidationError("Either PrimaryContainer or Containers must be specified.")
+    if containers is not None and len(containers) > MAX_PIPELINE_CONTAINERS:
+        raise SageMakerValidationError(
+            f"1 validation error detected: Value at 'containers' failed to satisfy constraint: Member must have "
+            f"length less than or equal to {MAX_PIPELINE_CONTAINERS}"
+        )
+    named = [bool(container.get("ContainerHostname")) for container in containers or []]
+    if any(named) and not all(named):
+        raise SageMakerValidationError(
+            "ContainerHostname must be specified for every container of an inference pipeline when it is "
+            "specified for one."
+        )
 
 
 def authorize_image_pull(role_arn: str | None, image: str) -> None:
