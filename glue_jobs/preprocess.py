@@ -93,6 +93,8 @@ CORRUPT = "__stepml_corrupt"
 BAD_UTF8 = "__stepml_bad_utf8"
 HAS_NUL = "__stepml_has_nul"
 SPLIT = "__stepml_split"
+#: Before: a numeric feature's value parsed once (``_number``) into the cached frame (see ``prepare``).
+NUMBER_PREFIX = "__stepml_number_"
 SPLITS = ("train", "validation", "test")
 #: The labels of a binary dataset whose config names no ``classes``, as written in the file
 #: (CSV text, or a Parquet integer column): 0 negative, 1 positive. Others need ``classes``.
@@ -633,8 +635,21 @@ def _number(value: Column) -> Column:
     return F.when(trimmed.rlike(NUMBER_PATTERN) & (F.abs(parsed) <= F.lit(_LARGEST_DOUBLE)), parsed)
 
 
-def _is_bad_number(value: Column) -> Column:
-    return value.isNotNull() & _number(value).isNull()
+def _parsed(columns: Sequence[str], name: str) -> Column:
+    """Numeric feature ``name`` as ``_number`` gives it: its parsed column when the frame has
+    one (the job's cached frame, ``with_parsed_numbers``), else parsed here."""
+    parsed = NUMBER_PREFIX + name
+    return _col(parsed) if parsed in columns else _number(_col(name))
+
+
+def with_parsed_numbers(frame: DataFrame, config: JobConfig) -> DataFrame:
+    """``frame`` plus each numeric feature parsed once, so that the passes over the cached
+    frame compare doubles instead of matching ``NUMBER_PATTERN`` again in every aggregation."""
+    return frame.select("*", *[_number(_col(name)).alias(NUMBER_PREFIX + name) for name in config.numeric])
+
+
+def _is_bad_number(value: Column, number: Column) -> Column:
+    return value.isNotNull() & number.isNull()
 
 
 def _label_text(config: JobConfig) -> Column:
@@ -668,7 +683,7 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     (or a regression label) and labels outside ``classes``. Statistics cover labeled rows,
     the rows that are kept.
     """
-    aggregations = _profile_aggregations(config)
+    aggregations = _profile_aggregations(config, raw.frame.columns)
     names = list(aggregations)
     result = raw.frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
     _check_records(raw, config, result)
@@ -676,7 +691,7 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     return _profile_of(raw, config, result)
 
 
-def _profile_aggregations(config: JobConfig) -> dict[str, Column]:
+def _profile_aggregations(config: JobConfig, columns: Sequence[str]) -> dict[str, Column]:
     """The one aggregation of ``profile_input``: counts, the first bad row of each kind, and the
     statistics of each numeric feature (and a regression label) over the labeled rows."""
     label = _label_text(config)
@@ -689,10 +704,10 @@ def _profile_aggregations(config: JobConfig) -> dict[str, Column]:
         "corrupt": _first(F.col(CORRUPT).isNotNull(), F.col(CORRUPT)),
     }
     for position, name in enumerate(config.numeric):
-        value = _col(name)
-        number = F.when(labeled, _number(value))
-        aggregations[f"bad{position}"] = _first(_is_bad_number(value), F.trim(value))
-        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value), True))
+        value, parsed = _col(name), _parsed(columns, name)
+        number = F.when(labeled, parsed)
+        aggregations[f"bad{position}"] = _first(_is_bad_number(value, parsed), F.trim(value))
+        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value, parsed), True))
         aggregations[f"count{position}"] = F.count(number)
         aggregations[f"mean{position}"] = F.mean(number)
         aggregations[f"std{position}"] = F.stddev_samp(number)
@@ -867,7 +882,7 @@ def clean(frame: DataFrame, config: JobConfig, medians: Mapping[str, float]) -> 
     label = _label_text(config)
     replaced: dict[str, Column] = {config.label: label}
     for name in config.numeric:
-        replaced[name] = F.coalesce(_number(_col(name)), F.lit(float(medians[name])))
+        replaced[name] = F.coalesce(_parsed(frame.columns, name), F.lit(float(medians[name])))
     for name in config.categorical:
         value = F.trim(_col(name))
         replaced[name] = F.when(value.isNull() | (value == ""), F.lit(MISSING_CATEGORY)).otherwise(value)
@@ -877,7 +892,10 @@ def clean(frame: DataFrame, config: JobConfig, medians: Mapping[str, float]) -> 
 
 def assign_split(frame: DataFrame, config: JobConfig, columns: Sequence[str]) -> DataFrame:
     """Add ``SPLIT`` (train / validation / test) from a hash of the row key: ``config.row_key``
-    when set, else every input column in file order. The same values always land in the same split."""
+    when set, else every input column in file order. The same values always land in the same split.
+    A frame that has ``SPLIT`` already (the job's cached frame) is returned as it is."""
+    if SPLIT in frame.columns:
+        return frame
     key = [_col(config.row_key)] if config.row_key else [_col(name) for name in columns]
     bucket = F.pmod(F.xxhash64(*key), F.lit(HASH_BUCKETS))
     train_end = round(config.split["train"] * HASH_BUCKETS)
@@ -944,10 +962,12 @@ class Prepared:
 def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
     """Read, validate, clean, encode and split the upload (the writes are ``write_outputs``')."""
     raw = read_input(spark, uri, config)
-    profile = profile_input(raw, config)
-    # The validation pass reads the file; the value counts and the three writes reuse this cache.
+    # The file is read once: the validation pass fills this cache (the split and the parsed
+    # numbers included), and the value counts, the baseline and the writes read the cache.
+    raw.frame = with_parsed_numbers(assign_split(raw.frame, config, raw.columns), config)
     raw.frame = raw.frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        profile = profile_input(raw, config)
         count_values(raw, config, profile)
     except BaseException:
         raw.frame.unpersist()
@@ -987,7 +1007,7 @@ MONITORING_CONFIG = {
 def _baseline_numeric(train: DataFrame, config: JobConfig) -> dict[str, dict[str, Any]]:
     """Per numeric feature of the training rows: counts, moments, range, percentiles, then the
     ten equal-width bucket counts between min and max (a second aggregation: it needs the range)."""
-    values = {name: _number(_col(name)) for name in config.numeric}
+    values = {name: _parsed(train.columns, name) for name in config.numeric}
     aggregations = [F.count(F.lit(1)).alias("rows")]
     for i, value in enumerate(values.values()):
         aggregations += [
