@@ -673,6 +673,9 @@ class Profile:
     label_counts: dict[str, int] = field(default_factory=dict)
     category_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split_counts: dict[str, int] = field(default_factory=dict)
+    #: The baseline's category counts on the training rows, counted by ``count_values`` in the
+    #: same pass (None: not counted, ``baseline`` counts them).
+    baseline_categories: list[dict[str | None, int]] | None = None
 
 
 def profile_input(raw: RawInput, config: JobConfig) -> Profile:
@@ -824,21 +827,37 @@ def _field_count(line: str, delimiter: str) -> int:
         return line.count(delimiter) + 1
 
 
+def _present(value: Column) -> Column:
+    """The trimmed value, None when it is missing or blank."""
+    return F.when(F.trim(value) != "", F.trim(value))
+
+
 def count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
     """Count the values of the split, a class label and each categorical feature on the kept
     rows, in one job, into ``profile``. Raises ``PreprocessError`` when a binary label does
     not have exactly two classes or a split would be empty."""
-    with_split = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
-    # Each counted column is numbered so that no column name can be mistaken for another.
-    counted_columns = [F.col(SPLIT), *[_col(name) for name in config.categorical]]
+    label = _label_text(config)
+    kept = assign_split(raw.frame, config, raw.columns).where(label.isNotNull() & (label != ""))
+    # Each counted column is numbered so that no column name can be mistaken for another. The
+    # categories are counted as the baseline sees them (trimmed, None when missing); ``clean``
+    # turns None into MISSING_CATEGORY, and so does the merge below.
+    counted_columns = [F.col(SPLIT), *[_present(_col(name)) for name in config.categorical]]
     if config.problem_type != "regression":
-        counted_columns.append(_col(config.label))
+        counted_columns.append(label)
     pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("k"), c.alias("v")) for i, c in enumerate(counted_columns)]))
     counts: list[dict[str, int]] = [{} for _ in counted_columns]
-    for row in with_split.select(pairs.alias("pair")).groupBy("pair.k", "pair.v").count().collect():
-        counts[row["k"]][row["v"]] = row["count"]
+    in_train: list[dict[str | None, int]] = [{} for _ in counted_columns]
+    grouped = kept.select(pairs.alias("pair"), F.col(SPLIT)).groupBy("pair.k", "pair.v")
+    for row in grouped.agg(
+        F.count(F.lit(1)).alias("n"), F.count(F.when(F.col(SPLIT) == "train", True)).alias("t")
+    ).collect():
+        value = MISSING_CATEGORY if row["v"] is None and 0 < row["k"] <= len(config.categorical) else row["v"]
+        counts[row["k"]][value] = counts[row["k"]].get(value, 0) + row["n"]
+        if row["t"]:
+            in_train[row["k"]][row["v"]] = row["t"]
     profile.split_counts = {name: counts[0].get(name, 0) for name in SPLITS}
     profile.category_counts = dict(zip(config.categorical, counts[1 : 1 + len(config.categorical)], strict=True))
+    profile.baseline_categories = in_train[1 : 1 + len(config.categorical)]
     if config.problem_type == "regression":
         return _check_splits(raw, config, profile)
     profile.label_counts = counts[-1]
@@ -1116,7 +1135,9 @@ def _string_feature(name: str, counts: Mapping[str | None, int], rows: int) -> t
     return statistics, constraint
 
 
-def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def baseline(
+    frame: DataFrame, config: JobConfig, profile: Profile | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """statistics.json and constraints.json of the training split, in Model Monitor's formats.
 
     Computed over the raw feature columns of the labeled training rows, as the dataset has
@@ -1124,11 +1145,14 @@ def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[
     Unlike AWS's analyzer: the KLL section's ``sketch.data`` is one level holding the 0th to
     100th percentiles (``percentile_approx``), equally weighted, not a compactor hierarchy;
     the ten ``buckets`` are exact counts between min and max; ``std_dev`` is the population's.
+    What ``profile`` gathered already (the job's passes) is not computed again.
     """
     label = _label_text(config)
     train = frame.where(label.isNotNull() & (label != "") & (F.col(SPLIT) == "train"))
     numeric = _baseline_numeric(train, config)
-    categories = dict(zip(config.categorical, _baseline_categories(train, config), strict=True))
+    found = profile.baseline_categories if profile else None
+    found = found if found is not None else _baseline_categories(train, config)
+    categories = dict(zip(config.categorical, found, strict=True))
     rows = numeric["rows"]
     features = []
     for feature in config.features:
@@ -1248,7 +1272,8 @@ def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[st
     prepared = prepare(spark, uri, config)
     try:
         paths = write_outputs(spark, prepared, output_uri)
-        statistics, constraints = baseline(assign_split(prepared.raw.frame, config, prepared.raw.columns), config)
+        frame = assign_split(prepared.raw.frame, config, prepared.raw.columns)
+        statistics, constraints = baseline(frame, config, prepared.profile)
         for name, document in (("statistics", statistics), ("constraints", constraints)):
             paths[name] = join_uri(output_uri, f"{name}.json")
             write_text(spark, paths[name], _json(document))
