@@ -283,7 +283,9 @@ def _step_seconds(cloud, sfn, execution: dict, run_id: str) -> dict[str, float]:
         for run in glue.get_job_runs(JobName=job)["JobRuns"]
         if run_id in json.dumps(run.get("Arguments", {}))
     ]
-    history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
+    # Paged: a long run's wait loops (polling the Glue job) pass 1,000 events before training starts.
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+    history = [event for page in pages for event in page["events"]]
     training = [
         json.loads(event["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
         for event in history
