@@ -283,7 +283,7 @@ def _step_seconds(cloud, sfn, execution: dict, run_id: str) -> dict[str, float]:
         for run in glue.get_job_runs(JobName=job)["JobRuns"]
         if run_id in json.dumps(run.get("Arguments", {}))
     ]
-    # Paged: a long run's wait loops (polling the Glue job) pass 1,000 events before training starts.
+    # Paged, as AWS pages a long history (the local cloud answers it in one page).
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
     history = [event for page in pages for event in page["events"]]
     training = [
@@ -334,7 +334,7 @@ def _mib(value: float | None) -> str:
 
 
 def _s(value: float | None) -> str:
-    return f"{value:.1f}" if value else ""
+    return "" if value is None else f"{value:.1f}"
 
 
 def report(datasets: list[Dataset], idle: dict[str, int]) -> None:
