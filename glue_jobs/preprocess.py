@@ -96,6 +96,8 @@ CORRUPT = "__stepml_corrupt"
 BAD_UTF8 = "__stepml_bad_utf8"
 HAS_NUL = "__stepml_has_nul"
 SPLIT = "__stepml_split"
+#: Before: a numeric feature's value parsed once (``_number``) into the cached frame (see ``prepare``).
+NUMBER_PREFIX = "__stepml_number_"
 SPLITS = ("train", "validation", "test")
 #: Prefix of the copies of the raw feature values that the test split keeps.
 RAW_COPY = "__stepml_raw_"
@@ -638,8 +640,21 @@ def _number(value: Column) -> Column:
     return F.when(trimmed.rlike(NUMBER_PATTERN) & (F.abs(parsed) <= F.lit(_LARGEST_DOUBLE)), parsed)
 
 
-def _is_bad_number(value: Column) -> Column:
-    return value.isNotNull() & _number(value).isNull()
+def _parsed(columns: Sequence[str], name: str) -> Column:
+    """Numeric feature ``name`` as ``_number`` gives it: its parsed column when the frame has
+    one (the job's cached frame, ``with_parsed_numbers``), else parsed here."""
+    parsed = NUMBER_PREFIX + name
+    return _col(parsed) if parsed in columns else _number(_col(name))
+
+
+def with_parsed_numbers(frame: DataFrame, config: JobConfig) -> DataFrame:
+    """``frame`` plus each numeric feature parsed once, so that the passes over the cached
+    frame compare doubles instead of matching ``NUMBER_PATTERN`` again in every aggregation."""
+    return frame.select("*", *[_number(_col(name)).alias(NUMBER_PREFIX + name) for name in config.numeric])
+
+
+def _is_bad_number(value: Column, number: Column) -> Column:
+    return value.isNotNull() & number.isNull()
 
 
 def _label_text(config: JobConfig) -> Column:
@@ -663,6 +678,9 @@ class Profile:
     label_counts: dict[str, int] = field(default_factory=dict)
     category_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split_counts: dict[str, int] = field(default_factory=dict)
+    #: The baseline's category counts on the training rows, counted by ``count_values`` in the
+    #: same pass (None: not counted, ``baseline`` counts them).
+    baseline_categories: list[dict[str | None, int]] | None = None
 
 
 def profile_input(raw: RawInput, config: JobConfig) -> Profile:
@@ -673,7 +691,7 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     (or a regression label) and labels outside ``classes``. Statistics cover labeled rows,
     the rows that are kept.
     """
-    aggregations = _profile_aggregations(config)
+    aggregations = _profile_aggregations(config, raw.frame.columns)
     names = list(aggregations)
     result = raw.frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
     _check_records(raw, config, result)
@@ -681,7 +699,7 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     return _profile_of(raw, config, result)
 
 
-def _profile_aggregations(config: JobConfig) -> dict[str, Column]:
+def _profile_aggregations(config: JobConfig, columns: Sequence[str]) -> dict[str, Column]:
     """The one aggregation of ``profile_input``: counts, the first bad row of each kind, and the
     statistics of each numeric feature (and a regression label) over the labeled rows."""
     label = _label_text(config)
@@ -694,10 +712,10 @@ def _profile_aggregations(config: JobConfig) -> dict[str, Column]:
         "corrupt": _first(F.col(CORRUPT).isNotNull(), F.col(CORRUPT)),
     }
     for position, name in enumerate(config.numeric):
-        value = _col(name)
-        number = F.when(labeled, _number(value))
-        aggregations[f"bad{position}"] = _first(_is_bad_number(value), F.trim(value))
-        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value), True))
+        value, parsed = _col(name), _parsed(columns, name)
+        number = F.when(labeled, parsed)
+        aggregations[f"bad{position}"] = _first(_is_bad_number(value, parsed), F.trim(value))
+        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value, parsed), True))
         aggregations[f"count{position}"] = F.count(number)
         aggregations[f"mean{position}"] = F.mean(number)
         aggregations[f"std{position}"] = F.stddev_samp(number)
@@ -814,21 +832,37 @@ def _field_count(line: str, delimiter: str) -> int:
         return line.count(delimiter) + 1
 
 
+def _present(value: Column) -> Column:
+    """The trimmed value, None when it is missing or blank."""
+    return F.when(F.trim(value) != "", F.trim(value))
+
+
 def count_values(raw: RawInput, config: JobConfig, profile: Profile) -> None:
     """Count the values of the split, a class label and each categorical feature on the kept
     rows, in one job, into ``profile``. Raises ``PreprocessError`` when a binary label does
     not have exactly two classes or a split would be empty."""
-    with_split = clean(assign_split(raw.frame, config, raw.columns), config, profile.medians)
-    # Each counted column is numbered so that no column name can be mistaken for another.
-    counted_columns = [F.col(SPLIT), *[_col(name) for name in config.categorical]]
+    label = _label_text(config)
+    kept = assign_split(raw.frame, config, raw.columns).where(label.isNotNull() & (label != ""))
+    # Each counted column is numbered so that no column name can be mistaken for another. The
+    # categories are counted as the baseline sees them (trimmed, None when missing); ``clean``
+    # turns None into MISSING_CATEGORY, and so does the merge below.
+    counted_columns = [F.col(SPLIT), *[_present(_col(name)) for name in config.categorical]]
     if config.problem_type != "regression":
-        counted_columns.append(_col(config.label))
+        counted_columns.append(label)
     pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("k"), c.alias("v")) for i, c in enumerate(counted_columns)]))
     counts: list[dict[str, int]] = [{} for _ in counted_columns]
-    for row in with_split.select(pairs.alias("pair")).groupBy("pair.k", "pair.v").count().collect():
-        counts[row["k"]][row["v"]] = row["count"]
+    in_train: list[dict[str | None, int]] = [{} for _ in counted_columns]
+    grouped = kept.select(pairs.alias("pair"), F.col(SPLIT)).groupBy("pair.k", "pair.v")
+    for row in grouped.agg(
+        F.count(F.lit(1)).alias("n"), F.count(F.when(F.col(SPLIT) == "train", True)).alias("t")
+    ).collect():
+        value = MISSING_CATEGORY if row["v"] is None and 0 < row["k"] <= len(config.categorical) else row["v"]
+        counts[row["k"]][value] = counts[row["k"]].get(value, 0) + row["n"]
+        if row["t"]:
+            in_train[row["k"]][row["v"]] = row["t"]
     profile.split_counts = {name: counts[0].get(name, 0) for name in SPLITS}
     profile.category_counts = dict(zip(config.categorical, counts[1 : 1 + len(config.categorical)], strict=True))
+    profile.baseline_categories = in_train[1 : 1 + len(config.categorical)]
     if config.problem_type == "regression":
         return _check_splits(raw, config, profile)
     profile.label_counts = counts[-1]
@@ -872,7 +906,7 @@ def clean(frame: DataFrame, config: JobConfig, medians: Mapping[str, float]) -> 
     label = _label_text(config)
     replaced: dict[str, Column] = {config.label: label}
     for name in config.numeric:
-        replaced[name] = F.coalesce(_number(_col(name)), F.lit(float(medians[name])))
+        replaced[name] = F.coalesce(_parsed(frame.columns, name), F.lit(float(medians[name])))
     for name in config.categorical:
         value = F.trim(_col(name))
         replaced[name] = F.when(value.isNull() | (value == ""), F.lit(MISSING_CATEGORY)).otherwise(value)
@@ -882,7 +916,10 @@ def clean(frame: DataFrame, config: JobConfig, medians: Mapping[str, float]) -> 
 
 def assign_split(frame: DataFrame, config: JobConfig, columns: Sequence[str]) -> DataFrame:
     """Add ``SPLIT`` (train / validation / test) from a hash of the row key: ``config.row_key``
-    when set, else every input column in file order. The same values always land in the same split."""
+    when set, else every input column in file order. The same values always land in the same split.
+    A frame that has ``SPLIT`` already (the job's cached frame) is returned as it is."""
+    if SPLIT in frame.columns:
+        return frame
     key = [_col(config.row_key)] if config.row_key else [_col(name) for name in columns]
     bucket = F.pmod(F.xxhash64(*key), F.lit(HASH_BUCKETS))
     train_end = round(config.split["train"] * HASH_BUCKETS)
@@ -950,10 +987,12 @@ class Prepared:
 def prepare(spark: SparkSession, uri: str, config: JobConfig) -> Prepared:
     """Read, validate, clean, encode and split the upload (the writes are ``write_outputs``')."""
     raw = read_input(spark, uri, config)
-    profile = profile_input(raw, config)
-    # The validation pass reads the file; the value counts and the three writes reuse this cache.
+    # The file is read once: the validation pass fills this cache (the split and the parsed
+    # numbers included), and the value counts, the baseline and the writes read the cache.
+    raw.frame = with_parsed_numbers(assign_split(raw.frame, config, raw.columns), config)
     raw.frame = raw.frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        profile = profile_input(raw, config)
         count_values(raw, config, profile)
     except BaseException:
         raw.frame.unpersist()
@@ -1004,7 +1043,7 @@ MONITORING_CONFIG = {
 def _baseline_numeric(train: DataFrame, config: JobConfig) -> dict[str, dict[str, Any]]:
     """Per numeric feature of the training rows: counts, moments, range, percentiles, then the
     ten equal-width bucket counts between min and max (a second aggregation: it needs the range)."""
-    values = {name: _number(_col(name)) for name in config.numeric}
+    values = {name: _parsed(train.columns, name) for name in config.numeric}
     aggregations = [F.count(F.lit(1)).alias("rows")]
     for i, value in enumerate(values.values()):
         aggregations += [
@@ -1113,7 +1152,9 @@ def _string_feature(name: str, counts: Mapping[str | None, int], rows: int) -> t
     return statistics, constraint
 
 
-def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def baseline(
+    frame: DataFrame, config: JobConfig, profile: Profile | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """statistics.json and constraints.json of the training split, in Model Monitor's formats.
 
     Computed over the raw feature columns of the labeled training rows, as the dataset has
@@ -1121,11 +1162,14 @@ def baseline(frame: DataFrame, config: JobConfig) -> tuple[dict[str, Any], dict[
     Unlike AWS's analyzer: the KLL section's ``sketch.data`` is one level holding the 0th to
     100th percentiles (``percentile_approx``), equally weighted, not a compactor hierarchy;
     the ten ``buckets`` are exact counts between min and max; ``std_dev`` is the population's.
+    What ``profile`` gathered already (the job's passes) is not computed again.
     """
     label = _label_text(config)
     train = frame.where(label.isNotNull() & (label != "") & (F.col(SPLIT) == "train"))
     numeric = _baseline_numeric(train, config)
-    categories = dict(zip(config.categorical, _baseline_categories(train, config), strict=True))
+    found = profile.baseline_categories if profile else None
+    found = found if found is not None else _baseline_categories(train, config)
+    categories = dict(zip(config.categorical, found, strict=True))
     rows = numeric["rows"]
     features = []
     for feature in config.features:
@@ -1249,7 +1293,8 @@ def _run(spark: SparkSession, arguments: Mapping[str, str], uri: str) -> dict[st
     prepared = prepare(spark, uri, config)
     try:
         paths = write_outputs(spark, prepared, output_uri)
-        statistics, constraints = baseline(assign_split(prepared.raw.frame, config, prepared.raw.columns), config)
+        frame = assign_split(prepared.raw.frame, config, prepared.raw.columns)
+        statistics, constraints = baseline(frame, config, prepared.profile)
         for name, document in (("statistics", statistics), ("constraints", constraints)):
             paths[name] = join_uri(output_uri, f"{name}.json")
             write_text(spark, paths[name], _json(document))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,8 @@ class SampleDataError(ValueError):
     """Bad arguments to the generator."""
 
 
-def generate_churn_rows(rows: int, *, seed: int = 7, drift: bool = False) -> list[dict[str, object]]:
-    """Rows of the churn dataset; about 1% of feature values are missing, as in real exports."""
-    if rows < 1:
-        raise SampleDataError(f"rows must be at least 1, got {rows}")
-    rng = np.random.default_rng(seed + (1000 if drift else 0))
+def _churn_columns(rng: np.random.Generator, rows: int, drift: bool) -> dict[str, np.ndarray]:
+    """The dataset's draws, column by column (the order of the draws fixes the bytes)."""
     contract_p = (0.65, 0.2, 0.15) if drift else (0.5, 0.28, 0.22)
     contracts = rng.choice(len(CONTRACTS), size=rows, p=contract_p)
     payments = rng.choice(len(PAYMENT_METHODS), size=rows, p=(0.35, 0.2, 0.22, 0.23))
@@ -61,22 +59,83 @@ def generate_churn_rows(rows: int, *, seed: int = 7, drift: bool = False) -> lis
     )
     churned = rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))
     missing = rng.uniform(size=(rows, 4)) < 0.01
-    out: list[dict[str, object]] = []
-    for i in range(rows):
-        out.append(
-            {
-                "customer_id": f"C{seed:02d}{i:07d}",
-                "tenure_months": "" if missing[i, 0] else int(tenure[i]),
-                "monthly_charges": "" if missing[i, 1] else float(monthly[i]),
-                "total_charges": "" if missing[i, 2] else float(total[i]),
-                "support_calls": int(calls[i]),
-                "contract": CONTRACTS[contracts[i]],
-                "payment_method": "" if missing[i, 3] else PAYMENT_METHODS[payments[i]],
-                "internet_service": INTERNET_SERVICES[internet[i]],
-                "churned": "yes" if churned[i] else "no",
-            }
+    return {
+        "contracts": contracts,
+        "payments": payments,
+        "internet": internet,
+        "tenure": tenure,
+        "monthly": monthly,
+        "total": total,
+        "calls": calls,
+        "churned": churned,
+        "missing": missing,
+    }
+
+
+def _churn_records(columns: dict[str, np.ndarray], seed: int, start: int) -> Iterator[tuple[object, ...]]:
+    """The rows of ``_churn_columns`` as tuples in ``COLUMNS`` order, ids numbered from ``start``."""
+    missing = columns["missing"]
+    for i in range(len(columns["tenure"])):
+        yield (
+            f"C{seed:02d}{start + i:07d}",
+            "" if missing[i, 0] else int(columns["tenure"][i]),
+            "" if missing[i, 1] else float(columns["monthly"][i]),
+            "" if missing[i, 2] else float(columns["total"][i]),
+            int(columns["calls"][i]),
+            CONTRACTS[columns["contracts"][i]],
+            "" if missing[i, 3] else PAYMENT_METHODS[columns["payments"][i]],
+            INTERNET_SERVICES[columns["internet"][i]],
+            "yes" if columns["churned"][i] else "no",
         )
-    return out
+
+
+def generate_churn_rows(rows: int, *, seed: int = 7, drift: bool = False) -> list[dict[str, object]]:
+    """Rows of the churn dataset; about 1% of feature values are missing, as in real exports."""
+    if rows < 1:
+        raise SampleDataError(f"rows must be at least 1, got {rows}")
+    rng = np.random.default_rng(seed + (1000 if drift else 0))
+    columns = _churn_columns(rng, rows, drift)
+    return [dict(zip(COLUMNS, record, strict=True)) for record in _churn_records(columns, seed, 0)]
+
+
+def extra_feature_names(count: int) -> list[str]:
+    """The names of ``stream_churn_csv``'s ``extra_numeric`` columns."""
+    return [f"x{i:03d}" for i in range(count)]
+
+
+def stream_churn_csv(
+    path: Path | str,
+    rows: int,
+    *,
+    seed: int = 7,
+    chunk_rows: int = 100_000,
+    extra_numeric: int = 0,
+) -> Path:
+    """Write ``rows`` churn rows to ``path`` a chunk at a time, so memory stays flat at any size.
+
+    Chunk ``k`` draws from its own generator (seeded by ``seed`` and ``k``), so the bytes are
+    deterministic but not those of ``churn_csv``; customer ids stay unique across chunks.
+    ``extra_numeric`` appends that many noise columns (``extra_feature_names``: standard
+    normal, 3 decimals) for wide datasets.
+    """
+    if rows < 1:
+        raise SampleDataError(f"rows must be at least 1, got {rows}")
+    if rows > 10_000_000:
+        raise SampleDataError(f"rows must be at most 10,000,000 (7-digit customer ids), got {rows}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*COLUMNS, *extra_feature_names(extra_numeric)])
+        for chunk, start in enumerate(range(0, rows, chunk_rows)):
+            count = min(chunk_rows, rows - start)
+            rng = np.random.default_rng([seed, chunk])
+            records = _churn_records(_churn_columns(rng, count, False), seed, start)
+            if extra_numeric:
+                noise = rng.normal(0, 1, size=(count, extra_numeric)).round(3).tolist()
+                records = ((*record, *extra) for record, extra in zip(records, noise, strict=True))
+            writer.writerows(records)
+    return path
 
 
 def churn_csv(rows: int, *, seed: int = 7, drift: bool = False) -> bytes:

@@ -7,7 +7,14 @@ import io
 
 import pytest
 
-from stepml.sample_data import COLUMNS, SampleDataError, churn_csv, generate_churn_rows
+from stepml.sample_data import (
+    COLUMNS,
+    SampleDataError,
+    churn_csv,
+    extra_feature_names,
+    generate_churn_rows,
+    stream_churn_csv,
+)
 from tests.helpers import CHURN_CONFIG
 
 
@@ -45,3 +52,28 @@ def test_drifted_variant_shifts_the_population():
 def test_rows_must_be_positive():
     with pytest.raises(SampleDataError, match="rows must be at least 1, got 0"):
         churn_csv(0)
+
+
+def test_streamed_file_is_deterministic_with_unique_ids_across_chunks(tmp_path):
+    first = stream_churn_csv(tmp_path / "a.csv", 2500, seed=5, chunk_rows=1000)
+    again = stream_churn_csv(tmp_path / "b.csv", 2500, seed=5, chunk_rows=1000)
+    assert first.read_bytes() == again.read_bytes()
+    rows = list(csv.DictReader(io.StringIO(first.read_text())))
+    assert len(rows) == 2500 and len({r["customer_id"] for r in rows}) == 2500
+    assert tuple(rows[0]) == COLUMNS
+    assert {r["contract"] for r in rows} == {"month-to-month", "one-year", "two-year"}
+
+
+def test_streamed_wide_file_appends_numeric_columns(tmp_path):
+    path = stream_churn_csv(tmp_path / "wide.csv", 30, extra_numeric=193, chunk_rows=7)
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0] == [*COLUMNS, *extra_feature_names(193)] and extra_feature_names(2) == ["x000", "x001"]
+    assert len(rows) == 31 and all(len(row) == len(COLUMNS) + 193 for row in rows)
+    assert all(float(value) == round(float(value), 3) for value in rows[5][len(COLUMNS) :])
+
+
+def test_streamed_rows_must_be_in_range(tmp_path):
+    with pytest.raises(SampleDataError, match="rows must be at least 1, got 0"):
+        stream_churn_csv(tmp_path / "x.csv", 0)
+    with pytest.raises(SampleDataError, match="rows must be at most 10,000,000"):
+        stream_churn_csv(tmp_path / "x.csv", 10_000_001)
