@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from stepml import config
-from stepml.local import faults, mail
+from stepml.local import faults, glue, mail
 from stepml.local.cloud import LocalCloud
 from stepml.local.faults import FaultSwitch
 from stepml.local.mail import Outbox
@@ -128,10 +128,20 @@ def gated_moto(aws_credentials: None, apply_patch: Callable[..., None]) -> Itera
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def glue_idle_workers() -> Iterator[glue.IdleWorkers]:
+    """The session's warm Glue workers: each module's cloud hands its idle Spark drivers to the
+    next one, so only the session's first cloud pays Spark's start-up (25-45 s of CPU each)."""
+    idle = glue.IdleWorkers()
+    yield idle
+    idle.close()
+
+
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+def cloud(tmp_path_factory: pytest.TempPathFactory, glue_idle_workers: glue.IdleWorkers) -> Iterator[LocalCloud]:
     """One local cloud per test module (tests/local and tests/e2e), started from template.yaml."""
     local = local_cloud(tmp_path_factory.mktemp("cloud"))
+    local.glue_idle_workers = glue_idle_workers
     local.start()
     yield local
     local.stop()

@@ -1,5 +1,5 @@
 """What every end-to-end module shares: a ``Pipeline`` driver over the module's local cloud
-(the ``cloud`` fixture of tests/conftest.py).
+(the ``cloud`` fixture of tests/conftest.py), and the session's headless Chromium (``browser``).
 
 ``Pipeline`` onboards datasets, uploads files and waits on lineage, the outbox and the state
 machine the way a user would watch them, with the plain AWS APIs of the local cloud.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +21,19 @@ from stepml.config import dataset_config_key
 from stepml.lineage import from_dynamo, make_run_id
 from stepml.local.cloud import LocalCloud
 from tests.helpers import CHURN_CONFIG
+
+#: Debian's Chromium (``make chromium``); Playwright's own browser download is never used.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class Pipeline:
@@ -197,3 +212,16 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(cloud: LocalCloud) -> Pipeline:
     return Pipeline(cloud)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright, one for the session: each test opens its own
+    context (a fresh profile), so nothing a page stored reaches another test."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

@@ -31,25 +31,14 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from stepml.sample_data import churn_csv
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, Pipeline  # noqa: F401 - test_console imports them here
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 800
 #: The timeout scenario's approval window: short, and set by its dataset config only.
 SHORT_TIMEOUT_SECONDS = 20
-CHROMIUM = Path("/usr/bin/chromium")
 SVG = "{http://www.w3.org/2000/svg}"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: User agents of link scanners and previewers that open every link in a mailbox.
 SCANNER_AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 "
@@ -80,17 +69,6 @@ def runs(pipeline: Pipeline) -> dict[str, dict[str, str]]:
         pipeline.onboard(dataset, threshold=0.6, promote_only_if_better=False, **changes)
         uploads[scenario] = pipeline.upload(dataset, f"{scenario}.csv", churn_csv(ROWS, seed=seed))
     return uploads
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from stepml.cli.runs import approve_link
 from stepml.local.console import execution_url
 from stepml.sample_data import churn_csv
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_approval_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -58,17 +57,6 @@ def runs(pipeline: Pipeline) -> dict[str, dict[str, str]]:
     for upload in uploads.values():
         upload["arn"] = _execution_arn(pipeline, upload["key"])
     return uploads
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from stepml.local.glue import JOB_RUNS, GlueEngine, error_message_from_log
+from stepml.local.glue import JOB_RUNS, GlueEngine, IdleWorkers, error_message_from_log
 from stepml.local.provision import package_artifact
 from tests.helpers import logs_key_policy
 
@@ -173,6 +173,38 @@ def test_warm_up_runs_the_script_without_recording_a_job_run(stack, glue, tmp_pa
     run_id = _start(client, stack, "ok", "after-warm-up")
     assert _wait(client, run_id)["JobRunState"] == "SUCCEEDED"
     assert _pid_of(stack, "after-warm-up") == (tmp_path / "warm-0" / "pid.txt").read_text()
+
+
+def test_a_closed_engines_idle_worker_serves_the_next_engine_with_that_engines_endpoint(tmp_path):
+    """Tests start a cloud per module: the next cloud's engine reuses the warm driver process, and
+    its runs see their own cloud's endpoint, not the one the process was started for."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import argparse, os, pathlib\n"
+        "parser = argparse.ArgumentParser(); parser.add_argument('--output_uri')\n"
+        "out = pathlib.Path(parser.parse_known_args()[0].output_uri); out.mkdir(parents=True)\n"
+        "(out / 'seen.txt').write_text(f\"{os.getpid()} {os.environ['AWS_ENDPOINT_URL']}\")\n"
+    )
+    idle = IdleWorkers()
+    seen = []
+    try:
+        for name in ("first", "second"):
+            engine = GlueEngine(
+                lambda: None,
+                tmp_path / name,
+                environment={"AWS_ENDPOINT_URL": f"http://{name}.invalid"},
+                idle_workers=idle,
+            )
+            engine.register_job("prep", script)
+            engine.warm_up("prep", {"output_uri": f"{tmp_path}/{name}-{{n}}/"}, workers=1).join(60)
+            engine.close()
+            seen.append((tmp_path / f"{name}-0" / "seen.txt").read_text().split())
+    finally:
+        idle.close()
+    (first_pid, first_url), (second_pid, second_url) = seen
+    assert second_pid == first_pid, "the second engine reused the first one's worker"
+    assert (first_url, second_url) == ("http://first.invalid", "http://second.invalid")
+    assert idle.take() is None, "closing the pool stopped the worker"
 
 
 # ----------------------------------------------------------------------------- as Glue runs it: script, logs, metrics

@@ -118,6 +118,8 @@ class LocalCloud:
     environment: str = "dev"
     #: Glue workers whose Spark driver is warmed up at start (0: the first run starts cold).
     glue_warm_workers: int = 1
+    #: Warm Glue workers shared with the clouds this process starts before and after this one.
+    glue_idle_workers: glue.IdleWorkers | None = None
     #: Seconds between two executions of each SageMaker monitoring schedule.
     monitor_period_seconds: float = DEFAULT_MONITOR_PERIOD
     #: Template parameters over the samconfig environment's (``{"ApprovalSignIn": "cognito"}``).
@@ -288,6 +290,7 @@ class LocalCloud:
             environment=self.environment_for_clients(),
             principals=self.authorizer.principals,
             client_factory=lambda service, **credentials: self.client_factory(service)(**credentials),
+            idle_workers=self.glue_idle_workers,
         )
         self._apply_engine_patches()
 
@@ -402,6 +405,8 @@ class LocalCloud:
         assert self.glue_engine is not None
         if self.glue_warm_workers < 1 or not example.is_file() or len(self.glue_engine.scripts) != 1:
             return
+        if self.glue_idle_workers is not None and len(self.glue_idle_workers) >= self.glue_warm_workers:
+            return  # drivers an earlier cloud of this process warmed up with the same script
         from stepml.sample_data import churn_csv
 
         folder = self.state_dir / "glue" / "warm-up"

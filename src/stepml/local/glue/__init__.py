@@ -23,6 +23,7 @@ from stepml.local.glue.logs import (
     REAL_TIME_LOGGING_VERSION,
     LogEncryption,
 )
+from stepml.local.glue.worker import IdleWorkers
 
 __all__ = [
     "CONTINUOUS_LOG_GROUP",
@@ -34,6 +35,7 @@ __all__ = [
     "SCRATCH_ARGUMENTS",
     "GlueEngine",
     "GlueEngineError",
+    "IdleWorkers",
     "JobRunRecord",
     "LogEncryption",
     "error_message_from_log",

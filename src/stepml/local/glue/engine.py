@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from stepml.local import faults, telemetry
 from stepml.local.glue.errors import GlueEngineError, _RunFailure
 from stepml.local.glue.logs import LogEncryption, RunLogs, _enabled
-from stepml.local.glue.worker import ScriptWorker
+from stepml.local.glue.worker import IdleWorkers, ScriptWorker
 from stepml.utils import split_s3_uri
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
@@ -148,6 +148,7 @@ class GlueEngine:
         principals: Any = None,
         client_factory: Callable[..., Any] | None = None,
         log_flush_seconds: float = 2.0,
+        idle_workers: IdleWorkers | None = None,
     ):
         self.s3_client_factory = s3_client_factory
         #: ``client_factory(service, **credentials)``: the clients of a run's logs and metrics.
@@ -166,6 +167,8 @@ class GlueEngine:
         self._busy: set[ScriptWorker] = set()
         self._workers_started = 0
         self._closed = False
+        #: Where idle workers go when the engine closes, and where it looks before starting one.
+        self.idle_workers = idle_workers
 
     def register_job(self, name: str, script: Path) -> None:
         self.scripts[name] = Path(script)
@@ -438,6 +441,10 @@ class GlueEngine:
                     self._busy.add(worker)
                     return worker
                 worker.stop()
+            kept = self.idle_workers.take() if self.idle_workers is not None else None
+            if kept is not None:
+                self._busy.add(kept)
+                return kept
             self._workers_started += 1
             number = self._workers_started
             worker = ScriptWorker(self._worker_environment(), self.work_dir / "workers" / f"driver-{number}.log")
@@ -468,6 +475,8 @@ class GlueEngine:
         environment: Mapping[str, str] | None = None,
     ) -> int:
         worker = self._take_worker()
+        # The cloud's endpoint with every run: a kept worker may have been started for another cloud.
+        environment = {**self.environment, **(environment or {})}
         try:
             return worker.run(script, argv, cwd, log, timeout_seconds, environment)
         finally:
@@ -501,13 +510,19 @@ class GlueEngine:
         return thread
 
     def close(self) -> None:
-        """Stop every worker, running or idle (the local cloud is shutting down)."""
+        """Stop every running worker and every idle one, or hand the idle ones to ``idle_workers``
+        (the local cloud is shutting down)."""
         with self._lock:
             self._closed = True
-            workers = [*self._idle, *self._busy]
+            idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
-        for worker in workers:
+        for worker in busy:
             worker.stop()
+        for worker in idle:
+            if self.idle_workers is not None:
+                self.idle_workers.keep(worker)
+            else:
+                worker.stop()
 
     def wait(self, run_id: str, timeout: float = 300) -> JobRunRecord:
         """Block until a run ends (for tests and the CLI)."""

@@ -24,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -177,6 +178,49 @@ class ScriptWorker:
             if stream is not None:
                 stream.close()
         self._jvm_log.close()
+
+
+class IdleWorkers:
+    """Warm workers that outlive the engine that started them.
+
+    A process that starts several local clouds one after another (the test session starts one per
+    module) hands each engine's idle workers to the next engine instead of paying Spark's start-up
+    again. A worker serves any cloud: the engine gives every run its cloud's endpoint and
+    credentials in the run's own environment.
+    """
+
+    def __init__(self) -> None:
+        self._workers: list[ScriptWorker] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._workers)
+
+    def take(self) -> ScriptWorker | None:
+        """A live idle worker, or None."""
+        with self._lock:
+            while self._workers:
+                worker = self._workers.pop()
+                if worker.alive:
+                    return worker
+                worker.stop()
+        return None
+
+    def keep(self, worker: ScriptWorker) -> None:
+        """Keep ``worker`` for the next engine (a dead one is stopped instead)."""
+        if worker.alive:
+            with self._lock:
+                self._workers.append(worker)
+        else:
+            worker.stop()
+
+    def close(self) -> None:
+        """Stop every kept worker."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
 
 
 if __name__ == "__main__":
