@@ -195,6 +195,31 @@ def _drift_decisions_since(pipeline, since: str) -> list[str]:
     return names
 
 
+def _decided_alarm_events(pipeline) -> list[dict]:
+    """The alarm events the DriftRetrain function decided on, whatever it decided, from its log:
+    the event it logs on entry (``log_event``) of each request that then logged its decision."""
+    events: dict[str, dict] = {}
+    decided: list[dict] = []
+    for line in pipeline.lambda_logs().splitlines():
+        try:
+            entry = json.loads(line[line.index("{") :])
+        except ValueError:  # not a JSON log line, or one still being written
+            continue
+        if not isinstance(entry, dict) or entry.get("service") != "stepml-drift-retrain":
+            continue
+        request, message = entry.get("function_request_id"), entry.get("message")
+        if isinstance(message, dict) and message.get("detail-type") == "CloudWatch Alarm State Change":
+            events[request] = message
+        elif message == "drift alarm decided" and request in events:
+            decided.append(events[request])
+    return decided
+
+
+def _alarms_in_alarm(cloudwatch, prefix: str) -> set[str]:
+    found = cloudwatch.describe_alarms(AlarmNamePrefix=prefix, StateValue="ALARM")["MetricAlarms"]
+    return {alarm["AlarmName"] for alarm in found}
+
+
 def _drift_decisions(pipeline) -> str:
     """What the drift retrain record holds, the deliveries to it and the DriftRetrain function's log."""
     from stepml.local.events import DELIVERY_LOG
@@ -219,15 +244,33 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
     """Retrain on drift: with churn opted in, the drift alarms one monitoring execution raises
     start one run of churn's newest upload, recorded with the alarm as its trigger; the other
     alarms, and one raised again later, find that run in flight and start nothing."""
+    cloudwatch, sfn = pipeline.client("cloudwatch"), pipeline.client("stepfunctions")
+    machine, prefix = pipeline.outputs["StateMachineArn"], f"{pipeline.cloud.stack_name}-data-drift-"
+    # Before opting in: no execution of the earlier tests runs (it would be churn's run in flight),
+    # and DriftRetrain has decided (opted out) on every alarm the earlier tests raised, so only
+    # this test's alarms can start a retrain.
+    _wait_for(
+        lambda: not sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"],
+        "end of the earlier tests' executions",
+    )
+    # Name by name: before this test each drift alarm entered ALARM at most once (at the deploy
+    # that created it nothing had drifted; only this test resets them).
+    _wait_for(
+        lambda: (
+            _alarms_in_alarm(cloudwatch, prefix) <= {e["detail"]["alarmName"] for e in _decided_alarm_events(pipeline)}
+        ),
+        "decision on the earlier tests' drift alarms",
+        shown=lambda: _drift_decisions(pipeline),
+    )
     pipeline.onboard("churn", retrain_on_drift=True)
     # Alarm state times as alarm events give them: this test's changes come after ``since``.
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-    cloudwatch, sfn = pipeline.client("cloudwatch"), pipeline.client("stepfunctions")
-    prefix = f"{pipeline.cloud.stack_name}-data-drift-"
     for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
         cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="OK", StateReason="reset by the test")
+    assert not _alarms_in_alarm(cloudwatch, prefix)
     production = pipeline.outputs["ProductionEndpointName"]
-    rows = [f"{500 + i},{700 + i}.5,{120000 + i}.0,{i % 3},0,1,1" for i in range(60)]
+    # Raw feature values, as production serves them: far longer tenure and higher charges.
+    rows = [f"{500 + i},{700 + i}.5,{120000 + i}.0,{i % 3},month-to-month,mailed-check,fiber" for i in range(60)]
     for start in range(0, len(rows), 30):
         pipeline.client("sagemaker-runtime").invoke_endpoint(
             EndpointName=production, ContentType="text/csv", Body="\n".join(rows[start : start + 30])
@@ -238,19 +281,16 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
         f"{production}-data-quality", account_id=account, region=REGION
     )
     assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
-    alarmed = [
-        a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix, StateValue="ALARM")["MetricAlarms"]
-    ]
-    assert len(alarmed) >= 2, alarmed
+    alarmed = sorted(_alarms_in_alarm(cloudwatch, prefix))
+    assert {f"{prefix}tenure_months", f"{prefix}monthly_charges", f"{prefix}total_charges"} <= set(alarmed), alarmed
 
-    # Every alarm is decided: one starts the run (unless a late alarm of the earlier test, decided
-    # after the opt-in, did), each other one is noted as finding that run in flight.
+    # Every alarm is decided once: one starts the run, each other one is noted as finding it in flight.
     decided = _wait_for(
-        lambda: len(found := _drift_decisions_since(pipeline, since)) >= len(alarmed) and found,
+        lambda: set(found := _drift_decisions_since(pipeline, since)) >= set(alarmed) and found,
         "a decision on every drift alarm",
         shown=lambda: _drift_decisions(pipeline),
     )
-    assert sorted(decided) == sorted(alarmed), _drift_decisions(pipeline)
+    assert sorted(decided) == alarmed, _drift_decisions(pipeline)
     record = _retrain_record(pipeline, "churn")
     run_id = record["run_id"]
     assert {noted["in_flight"] for noted in record["alarms_ignored"]} == {run_id}
@@ -258,23 +298,25 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
         lambda: pipeline.run_record(run_id).get("RUN", {}).get("trigger") and pipeline.run_record(run_id), "drift run"
     )
     trigger = run["RUN"]["trigger"]
-    assert trigger["kind"] == "drift" and trigger["endpoint"] == production and trigger["alarm_name"] in alarmed
+    assert trigger["kind"] == "drift" and trigger["endpoint"] == production
+    assert trigger["alarm_name"] in alarmed and trigger["changed_at"] >= since, trigger
     assert (
         run["RUN"]["input"]["key"] == "incoming/churn/approve.csv"
         and run["RUN"]["execution_arn"] == record["execution_arn"]
     )
 
     # The same alarm raised again while the retrain runs: noted, and still one retrain.
+    again = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="OK", StateReason="reset by the test")
     cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="ALARM", StateReason="drifted again (test)")
-    _wait_for(
-        lambda: len(_drift_decisions_since(pipeline, since)) > len(alarmed),
+    assert _wait_for(
+        lambda: _drift_decisions_since(pipeline, again),
         "a decision on the repeated alarm",
         shown=lambda: _drift_decisions(pipeline),
-    )
+    ) == [alarmed[0]]
     record = _retrain_record(pipeline, "churn")
     assert record["alarms_ignored"][-1]["alarm_name"] == alarmed[0] and record["run_id"] == run_id
-    executions = sfn.list_executions(stateMachineArn=pipeline.outputs["StateMachineArn"])["executions"]
+    executions = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert [e["name"] for e in executions if e["name"].startswith("drift-")] == [f"drift-{run_id}"]
     # The retrain itself is the pipeline the other tests cover: stop it so it takes no time from them
     # (opted out first, so that no late alarm retrains once it has stopped).

@@ -13,6 +13,11 @@ SetAlarmState's changes run their actions too, as on AWS. Every state change als
 EventBridge's default bus as AWS's ``CloudWatch Alarm State Change`` event
 (``alarm_state_change_event``), after the call returns.
 
+The ``cloudwatch.describe-alarms-filters`` patch makes DescribeAlarms apply every filter it is
+given, as AWS does: moto takes only the first of ``ActionPrefix``, ``AlarmNamePrefix``,
+``AlarmNames`` and ``StateValue``, so a prefix with ``StateValue=ALARM`` answered every alarm of
+the prefix whatever its state; and without ``AlarmTypes`` only metric alarms are listed.
+
 What is local: alarms are evaluated when data arrives, not every minute, so an alarm goes back to
 OK on the next data of its metric rather than when its periods age out; alarms on metric math
 (``Metrics``) or extended statistics (percentiles) are left as they are.
@@ -338,5 +343,64 @@ ALARM_EVALUATION = register(
         ),
         test="tests/unit/test_local_monitoring.py::test_a_schedule_writes_reports_and_metrics_through_the_api",
         install=_install_alarm_evaluation,
+    )
+)
+
+
+def described_alarms(
+    alarms: Iterable[Any],
+    *,
+    action_prefix: str | None = None,
+    name_prefix: str | None = None,
+    names: Iterable[str] = (),
+    state_value: str | None = None,
+    alarm_types: Iterable[str] = (),
+) -> dict[str, list[Any]]:
+    """DescribeAlarms' answer (``MetricAlarms``, ``CompositeAlarms``) over ``alarms``: those that
+    pass every filter given; without ``alarm_types`` only the metric alarms, as AWS lists them."""
+    wanted = set(names)
+    kept = [
+        alarm
+        for alarm in alarms
+        if (not action_prefix or any(str(a).startswith(action_prefix) for a in alarm.alarm_actions or []))
+        and (not name_prefix or alarm.name.startswith(name_prefix))
+        and (not wanted or alarm.name in wanted)
+        and (not state_value or alarm.state_value == state_value)
+    ]
+    types = set(alarm_types) or {"MetricAlarm"}
+    return {
+        "MetricAlarms": [a for a in kept if a.rule is None] if "MetricAlarm" in types else [],
+        "CompositeAlarms": [a for a in kept if a.rule is not None] if "CompositeAlarm" in types else [],
+    }
+
+
+def _install_describe_alarms_filters(patch: Patch) -> None:
+    from moto.cloudwatch.responses import CloudWatchResponse
+    from moto.core.responses import ActionResult
+
+    def describe_alarms(self: Any) -> Any:
+        answer = described_alarms(
+            self.cloudwatch_backend.describe_alarms(),
+            action_prefix=self._get_param("ActionPrefix"),
+            name_prefix=self._get_param("AlarmNamePrefix"),
+            names=self._get_param("AlarmNames", []),
+            state_value=self._get_param("StateValue"),
+            alarm_types=self._get_param("AlarmTypes", []),
+        )
+        return ActionResult(answer)
+
+    patch.replace(CloudWatchResponse, "describe_alarms", describe_alarms)
+
+
+DESCRIBE_ALARMS_FILTERS = register(
+    Patch(
+        name="cloudwatch.describe-alarms-filters",
+        why=(
+            "moto 5.2.5's DescribeAlarms applies only the first of ActionPrefix, AlarmNamePrefix, AlarmNames and "
+            "StateValue (a prefix with StateValue=ALARM lists the prefix's alarms in every state) and lists composite "
+            "alarms without AlarmTypes; AWS applies every filter and lists only metric alarms by default."
+        ),
+        test="tests/unit/test_local_cloudwatch.py::test_describe_alarms_applies_every_filter_it_is_given",
+        install=_install_describe_alarms_filters,
     )
 )
