@@ -1,6 +1,7 @@
 """Evaluate: score the test split through the test endpoint's variants, then gate.
 
-Payload ``payloads.EvaluatePayload`` (``{"run", "endpoint_name", "champion"}``); returns the
+Payload ``payloads.EvaluatePayload`` (``{"run", "endpoint_name", "champion", "serving"}``: a
+serverless test endpoint serves XGBoost alone and ``serving`` says Evaluate preprocesses); returns the
 gate result (see docs/architecture.md) with the run's model package version (``model_package``,
 ``stepml.registry``). The challenger and, when production serves a model,
 the champion are variants of the test endpoint: evaluation traffic never reaches the
@@ -51,8 +52,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     payload = parse_payload(event, EvaluatePayload, lambda_name="Evaluate", error=EvaluationError)
     logger.append_keys(run_id=payload.run.run_id, endpoint=payload.endpoint_name)
     champion = payload.champion.document() if payload.champion else None
+    serving = payload.serving.document() if payload.serving else None
     try:
-        result = evaluator.evaluate(payload.run.document(), payload.endpoint_name, champion)
+        result = evaluator.evaluate(payload.run.document(), payload.endpoint_name, champion, serving)
     except EvaluationError as exc:
         logger.warning("evaluation failed", extra={"error": str(exc)})
         raise

@@ -4,7 +4,9 @@
 It reads the run's test split (CSV with a header, the encoded label first, then the raw
 features, written by the Glue job), sends the raw feature rows in batches to the test endpoint
 through ``InvokeEndpoint`` (its model is the same inference pipeline production serves: the
-preprocessor encodes them as training did), computes
+preprocessor encodes them as training did; a serverless test endpoint serves the XGBoost
+container alone, and the rows are encoded here by the preprocessor's own functions first:
+``evaluation_split``), computes
 the metrics of the dataset's problem type, and gates on the configured metric and
 threshold. When production serves a model (the *champion*), the state machine gives the
 test endpoint a second variant serving it, and the same rows are scored there too
@@ -24,15 +26,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import awswrangler as wr
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
 from stepml.config import METRICS, Settings
 from stepml.evaluation_figures import Scored, report_figures
+from stepml.evaluation_split import (
+    PREPROCESSED_BY_EVALUATE,
+    SplitError,
+    TestSplit,
+    error_text,
+    read_test_split,
+    serving_encoding,
+)
 from stepml.registry import ModelRegistry, RegistryError, registration_context
-from stepml.utils import S3UriError, csv_line, iso_utc, split_s3_uri, utc_now
+from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
 #: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
@@ -52,20 +61,6 @@ class EvaluationError(RuntimeError):
     """The model could not be evaluated; the message names the endpoint or file and the problem."""
 
 
-@dataclass(frozen=True)
-class TestSplit:
-    """The test rows as the endpoint receives them, and their labels as numbers."""
-
-    uri: str
-    label_column: str
-    labels: np.ndarray
-    feature_rows: list[str]
-
-    @property
-    def rows(self) -> int:
-        return len(self.feature_rows)
-
-
 def _number(value: float) -> str:
     return f"{value:.6g}"
 
@@ -77,98 +72,6 @@ def _field(run: Mapping[str, Any], *path: str) -> Any:
             raise EvaluationError(f"Evaluate payload: field 'run.{'.'.join(path[: depth + 1])}' is missing")
         value = value[part]
     return value
-
-
-def _client_error(exc: ClientError | BotoCoreError) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Unknown')}: {error.get('Message', str(exc))}"
-    return str(exc)
-
-
-# --- the test split ---------------------------------------------------------------------
-
-
-def _label_values(
-    values: Sequence[str], problem_type: str, classes: Sequence[str] | None, uri: str, label: str
-) -> np.ndarray:
-    """Labels as numbers; class names (when the split keeps them) become class indices."""
-    try:
-        numeric = np.array([float(value) for value in values], dtype=np.float64)
-    except ValueError:
-        numeric = None
-    if numeric is not None:
-        if not np.all(np.isfinite(numeric)):
-            raise EvaluationError(f"test split {uri}: label column {label!r} has empty or non-finite values")
-        return numeric
-    if problem_type != "regression" and classes:
-        index = {name: position for position, name in enumerate(classes)}
-        unknown = sorted({value for value in values if value not in index})
-        if unknown:
-            raise EvaluationError(
-                f"test split {uri}: label column {label!r} holds values that are not in run.config.classes "
-                f"{list(classes)}: {unknown[:5]}"
-            )
-        return np.array([index[value] for value in values], dtype=np.float64)
-    sample = sorted({value for value in values if not _is_float(value)})[:5]
-    raise EvaluationError(f"test split {uri}: label column {label!r} must hold numbers, found {sample}")
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_test_split(uri: str, config: Mapping[str, Any], *, boto3_session: Any) -> TestSplit:
-    """Read every CSV object under ``uri`` (header, label first) with awswrangler.
-
-    Cells are kept as text so the endpoint receives exactly the raw values Glue kept (a blank
-    stays blank: the endpoint's preprocessor imputes it as training did).
-    Raises ``EvaluationError`` naming ``uri`` when there are no rows or the files are
-    unreadable or inconsistent.
-    """
-    try:
-        frame = wr.s3.read_csv(
-            path=uri,
-            boto3_session=boto3_session,
-            ignore_empty=True,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-        )
-    except wr.exceptions.NoFilesFound as exc:
-        raise EvaluationError(f"test split {uri}: no test rows, the prefix holds no files") from exc
-    except (ClientError, BotoCoreError) as exc:
-        raise EvaluationError(f"test split {uri}: cannot read it: {_client_error(exc)}") from exc
-    except ValueError as exc:  # pandas' EmptyDataError and ParserError
-        raise EvaluationError(f"test split {uri}: not a readable CSV with a header: {exc}") from exc
-    if frame.empty or len(frame.columns) < 2:
-        raise EvaluationError(
-            f"test split {uri}: no test rows (found {len(frame)} row(s) and {len(frame.columns)} column(s); "
-            "expected a header, the label first, then at least one feature)"
-        )
-    if frame.isna().to_numpy().any():
-        raise EvaluationError(f"test split {uri}: the files do not share one header (some columns are missing)")
-    columns = [str(column) for column in frame.columns]
-    label = str(config.get("label", ""))
-    if label in columns[1:]:
-        raise EvaluationError(
-            f"test split {uri}: label column {label!r} must be the first column, found it at position "
-            f"{columns.index(label) + 1}"
-        )
-    labels = _label_values(
-        frame.iloc[:, 0].astype(str).tolist(), str(config["problem_type"]), config.get("classes"), uri, columns[0]
-    )
-    features = frame.iloc[:, 1:].astype(str).to_numpy()
-    return TestSplit(
-        uri=uri,
-        label_column=columns[0],
-        labels=labels,
-        feature_rows=[csv_line(row) for row in features.tolist()],
-    )
 
 
 # --- scoring ----------------------------------------------------------------------------
@@ -244,7 +147,7 @@ def score_endpoint(
             )
             body = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
-            raise EvaluationError(f"{source}: InvokeEndpoint failed: {_client_error(exc)}") from exc
+            raise EvaluationError(f"{source}: InvokeEndpoint failed: {error_text(exc)}") from exc
         try:
             text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
         except UnicodeDecodeError as exc:
@@ -364,7 +267,7 @@ def _write_report(s3_client: Any, uri: str, report: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise EvaluationError(f"report {uri}: not serialisable as JSON: {exc}") from exc
     except (ClientError, BotoCoreError) as exc:
-        raise EvaluationError(f"report {uri}: PutObject failed: {_client_error(exc)}") from exc
+        raise EvaluationError(f"report {uri}: PutObject failed: {error_text(exc)}") from exc
 
 
 def check_report_location(run: Mapping[str, Any], artifact_bucket: str) -> None:
@@ -407,7 +310,7 @@ def _score_champion(
     predictions = score_endpoint(
         runtime_client,
         endpoint_name,
-        split.feature_rows,
+        split.endpoint_rows,
         width=_prediction_width(config),
         batch_size=batch_size,
         variant=CHAMPION_VARIANT,
@@ -427,9 +330,13 @@ def _score_champion(
 
 
 def _report_context(
-    run: Mapping[str, Any], split: TestSplit, endpoint_name: str, serving: Mapping[str, str] | None
+    run: Mapping[str, Any],
+    split: TestSplit,
+    endpoint_name: str,
+    serving: Mapping[str, str] | None,
 ) -> dict[str, Any]:
-    """What the report says beyond the result: the run, its input, the split and the variants."""
+    """What the report says beyond the result: the run, its input, the split, the variants and
+    where the rows were preprocessed."""
     upload = run.get("input") or {}
     names = run.get("names") or {}
     return {
@@ -442,6 +349,9 @@ def _report_context(
         "label_column": split.label_column,
         "endpoint_name": endpoint_name,
         "model_name": names.get("model"),
+        # Serverless: the test endpoint served XGBoost alone (test_model), the rows encoded by Evaluate.
+        "preprocessing": split.preprocessed_by,
+        "test_model_name": names.get("test_model" if split.preprocessed_by == PREPROCESSED_BY_EVALUATE else "model"),
         "challenger_variant": CHALLENGER_VARIANT,
         "champion_variant": CHAMPION_VARIANT if serving else None,
         "champion": serving and {"in_service": True, **serving},
@@ -450,26 +360,44 @@ def _report_context(
     }
 
 
-def _score_challenger(
+def _read_split(
     run: Mapping[str, Any],
     config: Mapping[str, Any],
-    endpoint_name: str,
-    *,
-    runtime_client: Any,
+    test_serving: Mapping[str, Any] | None,
+    champion: Mapping[str, str] | None,
     boto3_session: Any,
-    batch_size: int,
-) -> tuple[Any, list[Any], dict[str, Any]]:
-    """The test split, the challenger variant's predictions on it, and their metrics."""
-    split = read_test_split(str(_field(run, "paths", "test")), config, boto3_session=boto3_session)
+    s3_client: Any,
+) -> TestSplit:
+    """The run's test split as the test endpoint takes it: raw rows for the inference pipeline, or
+    encoded here when ``test_serving`` (``$.test_serving``) says the endpoint serves XGBoost alone
+    (serverless: ``evaluation_split``)."""
+    uri = str(_field(run, "paths", "test"))
+    try:
+        encoding = serving_encoding(run, test_serving, s3_client)
+        if encoding is not None and champion is not None:
+            # The champion variant would be production's inference pipeline, which takes raw rows.
+            raise EvaluationError(
+                "Evaluate payload: 'serving' says Evaluate preprocesses (a serverless test endpoint, one variant) "
+                "but 'champion' is in service, which the test endpoint scores as a second variant"
+            )
+        return read_test_split(uri, config, boto3_session=boto3_session, encoding=encoding)
+    except SplitError as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def _score_challenger(
+    runtime_client: Any, endpoint_name: str, split: TestSplit, config: Mapping[str, Any], batch_size: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The challenger variant's predictions on the test split, and their metrics."""
     predictions = score_endpoint(
         runtime_client,
         endpoint_name,
-        split.feature_rows,
+        split.endpoint_rows,
         width=_prediction_width(config),
         batch_size=batch_size,
         variant=CHALLENGER_VARIANT,
     )
-    return split, predictions, _score(config["problem_type"], split.labels, predictions, endpoint_name, split.uri)
+    return predictions, _score(config["problem_type"], split.labels, predictions, endpoint_name, split.uri)
 
 
 def _figures(
@@ -499,6 +427,7 @@ def evaluate_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     now: Callable[[], datetime] = utc_now,
     model_data: str | None = None,
+    test_serving: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the run's test split on the test endpoint's challenger variant, and on the champion
     variant when ``champion`` (what production serves) has a model; compare and gate.
@@ -513,9 +442,9 @@ def evaluate_model(
     higher_is_better = METRICS[problem_type][metric]
     report_uri = str(_field(run, "paths", "evaluation")) + REPORT_NAME
     serving = champion_of(champion)
-    split, predictions, challenger_metrics = _score_challenger(
-        run, config, endpoint_name, runtime_client=runtime_client, boto3_session=boto3_session, batch_size=batch_size
-    )
+    s3 = s3_client or boto3_session.client("s3")
+    split = _read_split(run, config, test_serving, serving, boto3_session, s3)  # encoded here when serverless
+    predictions, challenger_metrics = _score_challenger(runtime_client, endpoint_name, split, config, batch_size)
     value = challenger_metrics[metric]
     production, production_confusion, champion_predictions = None, None, None
     if serving is not None:
@@ -539,7 +468,6 @@ def evaluate_model(
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(now()),
     }
-    s3 = s3_client or boto3_session.client("s3")
     extra = {
         **_report_context(run, split, endpoint_name, serving),
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
@@ -565,7 +493,11 @@ class Evaluator:
     lineage_table: Any = None
 
     def evaluate(
-        self, run: Mapping[str, Any], endpoint_name: str, champion: Mapping[str, Any] | None = None
+        self,
+        run: Mapping[str, Any],
+        endpoint_name: str,
+        champion: Mapping[str, Any] | None = None,
+        test_serving: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """``evaluate_model`` on these clients, once the report's location is known to be writable;
         then the run's model package version (``result["model_package"]``), created only once per run."""
@@ -584,6 +516,7 @@ class Evaluator:
             champion=champion,
             s3_client=self.s3_client,
             model_data=context.training.get("model_data") if context else None,
+            test_serving=test_serving,
         )
         if self.registry is not None:
             try:

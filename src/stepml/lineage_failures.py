@@ -253,6 +253,10 @@ def record_cleanup_failure(
         f"  aws sagemaker delete-endpoint --endpoint-name {endpoint}",
         f"  aws sagemaker delete-endpoint-config --endpoint-config-name {endpoint_config}",
     ]
+    hosting = (run.get("config") or {}).get("hosting") or {}
+    if names.get("test_model") and hosting.get("test_endpoint_serverless"):
+        # A serverless test endpoint served its own model (XGBoost alone); the cleanup deletes it last.
+        lines.append(f"  aws sagemaker delete-model --model-name {names['test_model']}  (a serverless test model)")
     subject = email_subject(f"[stepml] Run {run['run_id']}: test endpoint not deleted after evaluation")
     return {"subject": subject, "message": "\n".join(lines) + "\n"}
 

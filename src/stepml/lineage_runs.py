@@ -71,6 +71,9 @@ def resource_names(run_id: str, attempt: int, production_endpoint: str) -> dict[
         "model": f"{base}-a{attempt}",
         "test_endpoint_config": f"{base}-test-a{attempt}",
         "test_endpoint": f"{base}-test-a{attempt}",
+        # A serverless test endpoint's own model, the XGBoost container alone (AWS serves no inference
+        # pipeline serverless); named as its endpoint, which keeps it within SageMaker's 63 characters.
+        "test_model": f"{base}-test-a{attempt}",
         "production_endpoint_config": f"{base}-prod-a{attempt}",
         # The production monitoring schedule's job definition for this model's baseline.
         "monitoring_job_definition": f"{base}-dq-a{attempt}",

@@ -73,6 +73,8 @@ class RunNames(_Contract):
     model: NonEmpty
     test_endpoint_config: NonEmpty
     test_endpoint: NonEmpty
+    #: The serverless test endpoint's model, XGBoost alone (absent from runs resolved before it existed).
+    test_model: NonEmpty | None = None
     production_endpoint_config: NonEmpty
     production_endpoint: NonEmpty
 
@@ -213,12 +215,23 @@ class Champion(_Contract):
         return self
 
 
+class ChallengerServing(_Contract):
+    """``$.test_serving``: who encodes the test rows, as the test endpoint config state the run took
+    says. ``endpoint``: its model is the inference pipeline, whose preprocessor encodes raw rows;
+    ``evaluate``: a serverless test endpoint serves the XGBoost container alone (AWS serves no
+    inference pipeline serverless), so Evaluate applies the preprocessing before invoking."""
+
+    preprocessing: Literal["endpoint", "evaluate"]
+
+
 class EvaluatePayload(_Contract):
-    """``{"run", "endpoint_name", "champion"}``; ``champion`` is absent on old definitions."""
+    """``{"run", "endpoint_name", "champion", "serving"}``; ``champion`` and ``serving`` are absent
+    on old definitions (whose test endpoint always served the inference pipeline)."""
 
     run: Run
     endpoint_name: NonEmpty
     champion: Champion | None = None
+    serving: ChallengerServing | None = None
 
 
 class EvaluationResult(_Contract):

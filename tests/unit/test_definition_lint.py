@@ -10,7 +10,7 @@ Four rules, each a function returning messages that name the offending state:
   named; the cleanup path's own Tasks stay inside it, and a Task whose catch-all keeps its
   error beside ``$.error`` (``$.cleanup_error``, ``$.notify_error``) is a warning the run goes on past;
 - no two states do the same thing where one shared state would do (at least, one delete
-  pair for the test endpoint serves every path).
+  pair for the test endpoint, and one delete of a serverless test endpoint's model, serve every path).
 
 Each rule is also given a small bad definition, to show its message names the state.
 """
@@ -37,6 +37,8 @@ FAILURE_MARK = "$.failure"
 SHARED_CALLS = (
     "arn:aws:states:::aws-sdk:sagemaker:deleteEndpoint",
     "arn:aws:states:::aws-sdk:sagemaker:deleteEndpointConfig",
+    # The serverless test endpoint's own model, deleted on the same cleanup path.
+    "arn:aws:states:::aws-sdk:sagemaker:deleteModel",
 )
 #: Choice comparisons that end a counted loop once its counter reaches the cap.
 CAP_COMPARISONS = (

@@ -644,6 +644,17 @@ def _record(env, run, step, status, result):
     )
 
 
+def test_a_cleanup_alert_of_a_serverless_test_endpoint_names_its_own_model_too(env):
+    run = _resolve(env, _upload(env))["run"]
+    hosting = {**run["config"]["hosting"], "test_endpoint_serverless": {"memory_mb": 2048, "max_concurrency": 5}}
+    run = {**run, "config": {**run["config"], "hosting": hosting}}
+    error = {"Error": "SageMaker.SageMakerException", "Cause": "Rate exceeded (Service: SageMaker, Status Code: 400)"}
+
+    message = _record(env, run, "cleanup", "FAILED", error)["message"]
+
+    assert f"aws sagemaker delete-model --model-name {run['names']['test_model']}  (a serverless test model)" in message
+
+
 def test_a_cleanup_that_fails_after_evaluation_is_a_warning_naming_the_leftover_endpoint(env):
     run = _resolve(env, _upload(env))["run"]
     names = run["names"]
@@ -663,6 +674,7 @@ def test_a_cleanup_that_fails_after_evaluation_is_a_warning_naming_the_leftover_
     assert step["status"] == "FAILED"
     assert step["error"] == {"error": "SageMaker.SageMakerException", "cause": error["Cause"]}
     assert step["outputs"] == {"endpoint": names["test_endpoint"], "endpoint_config": names["test_endpoint_config"]}
+    assert "delete-model" not in message  # only a serverless test endpoint has a model of its own
 
     _record(env, run, "run", "SUCCEEDED", {})
     item = _run_item(env, run["run_id"])

@@ -156,19 +156,28 @@ def test_the_test_endpoint_goes_right_after_evaluation_and_a_failed_cleanup_is_a
     a cleanup error is a warning and an alert; the run goes on to the gate either way."""
     states = asl["States"]
     gate = "Good enough to ask for approval?"
-    for name in ("Delete test endpoint", "Delete test endpoint config"):
+    # The serverless test endpoint's own model goes whether or not the endpoint's deletion worked.
+    for name, then in (
+        ("Delete test endpoint", "Test model to delete?"),
+        ("Delete test endpoint config", "Test model to delete?"),
+        ("Delete test model", "After cleanup"),
+    ):
         [catch] = states[name]["Catch"]
-        assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "After cleanup", name
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == then, name
         assert catch["ResultPath"] == "$.cleanup_error"
+    [made] = states["Test model to delete?"]["Choices"]
+    assert made == {"Variable": "$.steps.test_model", "IsPresent": True, "Next": "Delete test model"}
+    assert states["Create serverless test model"]["ResultPath"] == "$.steps.test_model"
     after = states["After cleanup"]
     taken = {rule["Variable"]: rule["Next"] for rule in after["Choices"]}
     # A failure passed through the cleanup first: it alerts the failure, never a cleanup error.
     assert list(taken) == ["$.failure", "$.cleanup_error"]
     assert taken["$.cleanup_error"] == "Record cleanup failure" and after["Default"] == gate
-    assert _path_from(states, "Record evaluation")[:5] == [
+    assert _path_from(states, "Record evaluation")[:6] == [
         "Record evaluation",
         "Delete test endpoint",
         "Delete test endpoint config",
+        "Test model to delete?",
         "After cleanup",
         gate,
     ]
@@ -381,6 +390,8 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
         if api in ("createMonitoringSchedule", "updateMonitoringSchedule"):
             target = sm("monitoring-schedule", params["MonitoringScheduleName"])
             return [(action, target)] + ([("sagemaker:AddTags", target)] if tagged else [])
+        if api == "deleteModel":
+            return [(action, sm("model", _parameter(params, "ModelName", run_names)))]
         key = "EndpointConfigName" if "EndpointConfig" in api else "EndpointName"
         kind = "endpoint-config" if key == "EndpointConfigName" else "endpoint"
         return [(action, sm(kind, _parameter(params, key, run_names)))]
@@ -765,6 +776,19 @@ def test_test_endpoints_capture_nothing_and_serve_the_variants_evaluate_scores(a
     assert champion["ModelName.$"] == "$.champion.model" and champion["InitialVariantWeight"] == 0
     assert configs["Create production endpoint config"]["DataCaptureConfig"]["EnableCapture"] is True
     assert states["Evaluate model"]["Parameters"]["Payload"]["champion.$"] == "$.champion"
+    # Serverless serves no inference pipeline: its own model is the pipeline's XGBoost container alone,
+    # and each config tells Evaluate who preprocesses the raw rows.
+    assert serverless["ModelName.$"] == "$.run.names.test_model"
+    pipeline, alone = states["Create model"]["Parameters"], states["Create serverless test model"]["Parameters"]
+    assert alone["PrimaryContainer"] == pipeline["Containers"][-1] and "Containers" not in alone
+    assert alone["ExecutionRoleArn"] == pipeline["ExecutionRoleArn"] and alone["EnableNetworkIsolation"] is True
+    assert {name: states[name]["ResultSelector"] for name in tests} == {
+        "Create serverless test endpoint config": {"preprocessing": "evaluate"},
+        "Create test endpoint config": {"preprocessing": "endpoint"},
+        "Create test endpoint config with champion": {"preprocessing": "endpoint"},
+    }
+    assert {states[name]["ResultPath"] for name in tests} == {"$.test_serving"}
+    assert states["Evaluate model"]["Parameters"]["Payload"]["serving.$"] == "$.test_serving"
     assert states["Create model"]["Next"] == "Find champion"
 
 

@@ -56,7 +56,8 @@ FIRST_RUN = {
     "Approved?": "Find production endpoint",
     "Is the production endpoint ready?": "Record deployment",
 }
-SERVERLESS_TEST_CONFIG = "Create serverless test endpoint config"
+#: Where "Champion in service?" goes for a serverless test endpoint: its own XGBoost-only model, then its config.
+SERVERLESS_TEST_BRANCH = "Create serverless test model"
 #: Choices that poll an endpoint, and which estimate says how long it takes to come up.
 POLLING = {
     "Is the test endpoint ready?": "endpoint_create_seconds",
@@ -299,7 +300,7 @@ def first_run_decisions(config: DatasetConfig) -> dict[str, str]:
     """The branches of a dataset's first run: serverless test endpoint when the config asks for one."""
     decisions = dict(FIRST_RUN)
     if config.hosting.test_endpoint_serverless is not None:
-        decisions["Champion in service?"] = SERVERLESS_TEST_CONFIG
+        decisions["Champion in service?"] = SERVERLESS_TEST_BRANCH
     return decisions
 
 

@@ -122,6 +122,7 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
             "model": f"stepml-{run_id}-a1",
             "test_endpoint_config": f"stepml-{run_id}-test-a1",
             "test_endpoint": f"stepml-{run_id}-test-a1",
+            "test_model": f"stepml-{run_id}-test-a1",
             "production_endpoint_config": f"stepml-{run_id}-prod-a1",
             "production_endpoint": production,
             "monitoring_job_definition": f"stepml-{run_id}-dq-a1",
@@ -235,6 +236,7 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
         "Record evaluation",
         "Delete test endpoint",
         "Delete test endpoint config",
+        "Test model to delete?",  # no: an instance-backed test endpoint serves the pipeline model
         "After cleanup",
         "Good enough to ask for approval?",
         "Request approval",
@@ -270,6 +272,7 @@ def test_the_pipeline_trains_evaluates_waits_for_approval_and_deploys(
     assert isinstance(output["steps"]["train"]["completed_on"], int)
     assert output["steps"]["approval"]["decision"] == "approve"
     assert output["production"] == {"exists": False}
+    assert output["test_serving"] == {"preprocessing": "endpoint"}
     assert output["probe"] == {"status": "InService", "config": "stepml-churn-0123456789ab-prod-a1"}
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [
@@ -351,9 +354,25 @@ def test_the_template_pipeline_definition_validates_ok(pipeline: dict[str, Any])
     assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
 
 
-def test_a_first_run_asking_for_serverless_scores_the_challenger_on_a_serverless_test_endpoint(
-    pipeline: dict[str, Any], training_progress: TrainingProgress
+@pytest.fixture
+def model_checks(pipeline: dict[str, Any], apply_patch: Any, tmp_path: Any) -> Iterator[None]:
+    """The local cloud's CreateModel and CreateEndpointConfig checks: a serverless variant of an
+    inference pipeline model is refused, as AWS refuses it."""
+    from stepml.local.sagemaker import LocalSageMaker
+    from stepml.local.sagemaker.adapter import MODEL_CHECKS
+
+    engine = LocalSageMaker(boto3.Session(region_name=REGION), work_dir=tmp_path / "checks")
+    apply_patch(MODEL_CHECKS, engine)
+    yield
+    engine.shutdown()
+
+
+def test_a_first_run_asking_for_serverless_scores_the_xgboost_container_alone_on_a_serverless_test_endpoint(
+    pipeline: dict[str, Any], training_progress: TrainingProgress, model_checks: None
 ) -> None:
+    """AWS serves no inference pipeline serverless, and the local cloud's CreateEndpointConfig refuses
+    one as it does: the serverless branch makes the test endpoint its own model of the pipeline's
+    XGBoost container alone, tells Evaluate to preprocess, and deletes that model in the cleanup."""
     runnable = pipeline["runnable"]
     context = run_context(runnable, run_id="churn-00000000000d", approval_timeout_seconds=30)
     context["config"]["hosting"]["test_endpoint_serverless"] = {"memory_mb": 3072, "max_concurrency": 4}
@@ -363,20 +382,78 @@ def test_a_first_run_asking_for_serverless_scores_the_challenger_on_a_serverless
 
     assert execution.status == "SUCCEEDED", execution.describe.get("cause")
     states = execution.entered_states
-    assert states[states.index("Champion in service?") + 1 : states.index("Evaluate model")][:2] == [
+    assert states[states.index("Champion in service?") + 1 : states.index("Evaluate model")][:3] == [
+        "Create serverless test model",
         "Create serverless test endpoint config",
         "Create test endpoint",
     ]
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    [scheduled] = [
-        json.loads(e["taskScheduledEventDetails"]["parameters"])
-        for e in events
-        if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == "createEndpointConfig"
+    assert states[states.index("Record evaluation") + 1 : states.index("Good enough to ask for approval?")] == [
+        "Delete test endpoint",
+        "Delete test endpoint config",
+        "Test model to delete?",
+        "Delete test model",
+        "After cleanup",
     ]
-    assert scheduled["ProductionVariants"] == [
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    scheduled = [
+        (e["taskScheduledEventDetails"]["resource"], json.loads(e["taskScheduledEventDetails"]["parameters"]))
+        for e in events
+        if e["type"] == "TaskScheduled"
+    ]
+    pipeline_model, test_model = [p for resource, p in scheduled if resource == "createModel"]
+    model = "stepml-churn-00000000000d-test-a1"
+    assert test_model["ModelName"] == model and "Containers" not in test_model
+    assert test_model["PrimaryContainer"] == pipeline_model["Containers"][-1]
+    assert test_model["PrimaryContainer"]["ModelDataUrl"] == execution.output["steps"]["train"]["model_data"]
+    assert test_model["ExecutionRoleArn"] == pipeline_model["ExecutionRoleArn"]
+    [config] = [p for resource, p in scheduled if resource == "createEndpointConfig"]
+    assert config["ProductionVariants"] == [
         {
             "VariantName": "Challenger",
-            "ModelName": "stepml-churn-00000000000d-a1",
+            "ModelName": model,
             "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 4},
         }
     ]
+    assert execution.output["test_serving"] == {"preprocessing": "evaluate"}
+    # The run's pipeline model stays (production would serve it); the test endpoint's own is gone.
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["stepml-churn-00000000000d-a1"]
+
+
+def test_a_run_that_fails_after_making_the_serverless_test_model_deletes_it_on_the_cleanup_path(
+    pipeline: dict[str, Any], training_progress: TrainingProgress, model_checks: None
+) -> None:
+    runnable = copy.deepcopy(pipeline["runnable"])
+    # The endpoint config is refused (1.5 GB is no memory size SageMaker offers): the failure path
+    # deletes the test endpoint, which was never made (a cleanup error kept beside the failure), then
+    # the test model. RecordFailure names the test endpoint after a failure at that step; the stand-in
+    # does too. The two refusals are not retried here, only to spare the test the backoff.
+    for name in ("Create serverless test endpoint config", "Delete test endpoint"):
+        del runnable["States"][name]["Retry"]
+    stand_in = runnable["States"]["Record failure"]["Parameters"]
+    del stand_in["test_endpoint"]
+    stand_in["test_endpoint.$"] = "$.run.names.test_endpoint"
+    context = run_context(runnable, run_id="churn-00000000000e", approval_timeout_seconds=30)
+    context["config"]["hosting"]["test_endpoint_serverless"] = {"memory_mb": 1536, "max_concurrency": 4}
+    execution = run(runnable, {"run": context})
+
+    assert execution.status == "FAILED"
+    refused, cleanup = execution.task_failures()
+    assert "Invalid MemorySizeInMB 1536 for production variant Challenger" in refused["cause"]
+    assert "stepml-churn-00000000000e-test-a1" in cleanup["cause"]  # DeleteEndpoint: it was never made
+    states = execution.entered_states
+    assert states[states.index("Create serverless test model") :] == [
+        "Create serverless test model",
+        "Create serverless test endpoint config",
+        "Failed at test endpoint",
+        "Record failure",
+        "Test endpoint to clean up?",
+        "Delete test endpoint",
+        "Test model to delete?",
+        "Delete test model",
+        "After cleanup",
+        "Alert on failure",
+        "Pipeline failed",
+    ]
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["stepml-churn-00000000000e-a1"]
