@@ -23,6 +23,7 @@ from stepml.cli.runs import approve_link
 from stepml.local.console import execution_url
 from stepml.sample_data import churn_csv
 from tests.e2e.conftest import Pipeline
+from tests.helpers import CHURN_CONFIG
 
 pytestmark = pytest.mark.e2e
 
@@ -39,8 +40,11 @@ def _execution_arn(pipeline: Pipeline, key: str) -> str:
 @pytest.fixture(scope="module")
 def runs(pipeline: Pipeline) -> dict[str, dict[str, str]]:
     """succeeded, failed and waiting: their uploads, run ids and execution ARNs."""
-    for dataset in ("console-ok", "console-wait"):
-        pipeline.onboard(dataset, threshold=0.6, promote_only_if_better=False)
+    # console-ok is evaluated on a serverless test endpoint: it starts with no champion in
+    # service, so it takes that branch (its own XGBoost-only test model, deleted at cleanup).
+    serverless = {**CHURN_CONFIG["hosting"], "test_endpoint_serverless": {"memory_mb": 2048, "max_concurrency": 2}}
+    pipeline.onboard("console-ok", threshold=0.6, promote_only_if_better=False, hosting=serverless)
+    pipeline.onboard("console-wait", threshold=0.6, promote_only_if_better=False)
     uploads = {
         "succeeded": pipeline.upload("console-ok", "ok.csv", churn_csv(ROWS, seed=31)),
         "waiting": pipeline.upload("console-wait", "wait.csv", churn_csv(ROWS, seed=32)),
@@ -99,6 +103,9 @@ def test_a_succeeded_run_is_green_to_the_end_with_its_lineage_and_approval_email
     open_execution(page, pipeline, runs["succeeded"]["arn"], tmp_path / "succeeded.png")
     for state in ("Resolve run", "Preprocess data", "Train model", "Request approval", "Model deployed"):
         assert status_of(page, state) == "succeeded", state
+    for state in ("Create serverless test model", "Create serverless test endpoint config", "Delete test model"):
+        assert status_of(page, state) == "succeeded", state
+    assert status_of(page, "Create test endpoint config") == "not-reached"
     assert status_of(page, "Pipeline failed") == "not-reached"
     assert status_of(page, "Duplicate event ignored") == "not-reached"
     steps = [page.locator("tr.lineage-step").nth(i).get_attribute("data-step") for i in range(5)]

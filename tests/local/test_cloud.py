@@ -29,7 +29,8 @@ def test_the_template_is_provisioned_with_the_dev_parameters(cloud):
     outputs = cloud.outputs()
     assert outputs["ProductionEndpointName"] == "stepml-dev-production"
     names = [f["FunctionName"] for f in _client(cloud, "lambda").list_functions()["Functions"]]
-    assert len(names) == 5 and any("ResolveRunFunction" in n for n in names)
+    kinds = ("ResolveRun", "RecordStep", "Evaluate", "RequestApproval", "ApprovalApi", "DriftRetrain")
+    assert sorted(next((k for k in kinds if f"-{k}Function-" in n), n) for n in names) == sorted(kinds), names
     machine = _client(cloud, "stepfunctions").describe_state_machine(stateMachineArn=outputs["StateMachineArn"])
     assert json.loads(machine["definition"])["StartAt"] == "Resolve run"
     state = json.loads((cloud.state_dir / "cloud.json").read_text())
