@@ -36,6 +36,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def wait_until(find: Any, what: str = "condition", timeout: float = 120, shown: Any = lambda: "") -> Any:
+    """``find()``'s first truthy answer, polled every 0.5 s until ``timeout``; the failure names
+    ``what`` and shows ``shown()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout} s: {shown()}")
+
+
 class Pipeline:
     def __init__(self, cloud: LocalCloud):
         self.cloud = cloud

@@ -8,7 +8,6 @@ start so the local Glue engine (two Spark jobs at a time) is never idle.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from stepml.cli.runs import approve_link
 from stepml.local.events import deliver_to_rules, s3_object_created_event
 from stepml.sample_data import churn_csv
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 ROWS = 800
@@ -44,7 +44,7 @@ def uploads(pipeline):
     for _ in range(2):  # EventBridge delivers at least once: the same event twice more
         assert deliver_to_rules(ACCOUNT, REGION, event)
     # Once the first upload's run exists (it runs for a while yet), the same bytes again.
-    _wait_until(lambda: pipeline.run_record(original["run_id"]).get("RUN"))
+    wait_until(lambda: pipeline.run_record(original["run_id"]).get("RUN"))
     copy = pipeline.upload(DUPLICATED, "data.csv", body)
     with ThreadPoolExecutor(PARALLEL) as pool:
         many = list(
@@ -54,16 +54,6 @@ def uploads(pipeline):
             )
         )
     return {"original": original, "copy": copy, "body": body, "many": many}
-
-
-def _wait_until(check, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_the_same_event_three_times_and_an_unchanged_reupload_are_one_run(pipeline, uploads):
@@ -86,13 +76,13 @@ def test_the_same_event_three_times_and_an_unchanged_reupload_are_one_run(pipeli
 
     # Once the run has ended, the same bytes again are still the same run.
     late = pipeline.upload(DUPLICATED, "data.csv", uploads["body"])
-    _wait_until(lambda: pipeline.run_record(late["run_id"]).get("RUN", {}).get("status") == "DUPLICATE")
+    wait_until(lambda: pipeline.run_record(late["run_id"]).get("RUN", {}).get("status") == "DUPLICATE")
 
     def ended() -> list[dict]:
         found = pipeline.executions_for(original["key"])
         return found if len(found) == 5 and all(e["status"] != "RUNNING" for e in found) else []
 
-    assert [e["status"] for e in _wait_until(ended)] == ["SUCCEEDED"] * 5
+    assert [e["status"] for e in wait_until(ended)] == ["SUCCEEDED"] * 5
 
     assert len(pipeline.glue_runs(run_id)) == 1
     assert pipeline.glue_runs(copy["run_id"]) == pipeline.glue_runs(late["run_id"]) == []

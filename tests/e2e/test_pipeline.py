@@ -21,6 +21,7 @@ from stepml.evaluation import parse_predictions
 from stepml.lineage import make_run_id
 from stepml.local.cloud import REGION
 from stepml.sample_data import churn_csv
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 ROWS = 1500
@@ -173,17 +174,6 @@ def test_drifted_traffic_to_production_raises_the_drift_alarm_and_emails_the_adm
     assert email.to == "alerts@example.com" and '"NewStateValue": "ALARM"' in email.body
 
 
-def _wait_for(find, what: str, timeout: float = 120, shown=lambda: ""):
-    """``find()``'s first truthy answer, polled until ``timeout``; the failure shows ``shown()``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = find()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout} s: {shown()}")
-
-
 def _drift_decisions_since(pipeline, since: str) -> list[str]:
     """The drift alarms whose changes after ``since`` (a state time) DriftRetrain decided on: the
     one that started churn's retrain and those noted as finding it in flight."""
@@ -249,13 +239,13 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
     # Before opting in: no execution of the earlier tests runs (it would be churn's run in flight),
     # and DriftRetrain has decided (opted out) on every alarm the earlier tests raised, so only
     # this test's alarms can start a retrain.
-    _wait_for(
+    wait_until(
         lambda: not sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"],
         "end of the earlier tests' executions",
     )
     # Name by name: before this test each drift alarm entered ALARM at most once (at the deploy
     # that created it nothing had drifted; only this test resets them).
-    _wait_for(
+    wait_until(
         lambda: (
             _alarms_in_alarm(cloudwatch, prefix) <= {e["detail"]["alarmName"] for e in _decided_alarm_events(pipeline)}
         ),
@@ -285,7 +275,7 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
     assert {f"{prefix}tenure_months", f"{prefix}monthly_charges", f"{prefix}total_charges"} <= set(alarmed), alarmed
 
     # Every alarm is decided once: one starts the run, each other one is noted as finding it in flight.
-    decided = _wait_for(
+    decided = wait_until(
         lambda: set(found := _drift_decisions_since(pipeline, since)) >= set(alarmed) and found,
         "a decision on every drift alarm",
         shown=lambda: _drift_decisions(pipeline),
@@ -294,7 +284,7 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
     record = _retrain_record(pipeline, "churn")
     run_id = record["run_id"]
     assert {noted["in_flight"] for noted in record["alarms_ignored"]} == {run_id}
-    run = _wait_for(
+    run = wait_until(
         lambda: pipeline.run_record(run_id).get("RUN", {}).get("trigger") and pipeline.run_record(run_id), "drift run"
     )
     trigger = run["RUN"]["trigger"]
@@ -309,7 +299,7 @@ def test_a_drift_alarm_retrains_an_opted_in_dataset_once_while_its_retrain_is_in
     again = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="OK", StateReason="reset by the test")
     cloudwatch.set_alarm_state(AlarmName=alarmed[0], StateValue="ALARM", StateReason="drifted again (test)")
-    assert _wait_for(
+    assert wait_until(
         lambda: _drift_decisions_since(pipeline, again),
         "a decision on the repeated alarm",
         shown=lambda: _drift_decisions(pipeline),
