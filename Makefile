@@ -52,9 +52,10 @@ lint: install
 	$(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
 	$(BIN)/stepml asl validate
 
+# The unit tier and the local-cloud tiers run as two pytest processes at once (scripts/run_test_tiers.py);
+# `make test SERIAL=1` runs them one after the other.
 test: install java chromium lint package-check checkov
-	@echo "==> pytest"
-	$(BIN)/python -m pytest tests/unit tests/local tests/e2e --durations=15
+	$(BIN)/python scripts/run_test_tiers.py $(if $(SERIAL),--serial)
 
 test-unit: install java
 	$(BIN)/python -m pytest tests/unit -q
