@@ -208,7 +208,13 @@ def test_stop_transform_job_stops_a_running_job(engine, sagemaker, s3, bucket):
     put_model(sagemaker, s3, bucket, "stepml-tx")
     put_test_split(s3, bucket)
     sagemaker.create_transform_job(**transform_request("stepml-tx-stop", "stepml-tx", bucket))
+    running = sagemaker.list_transform_jobs(StatusEquals="InProgress")["TransformJobSummaries"]
+    assert [(s["TransformJobName"], "TransformEndTime" in s) for s in running] == [("stepml-tx-stop", False)]
     sagemaker.stop_transform_job(TransformJobName="stepml-tx-stop")
+    assert sagemaker.describe_transform_job(TransformJobName="stepml-tx-stop")["TransformJobStatus"] in (
+        "Stopping",
+        "Stopped",
+    )
     described = wait_for_transform(sagemaker, "stepml-tx-stop")
 
     assert described["TransformJobStatus"] == "Stopped"
@@ -351,3 +357,54 @@ def test_the_sync_integration_fails_the_task_when_the_job_fails(sfn_stack, s3, s
     cause = json.loads(execution.describe["cause"])
     assert cause["TransformJobStatus"] == "Failed"
     assert cause["FailureReason"].startswith("ClientError: No S3 objects found under S3 URL")
+
+
+# ----------------------------------------------------------------------------- the execution role
+
+
+@pytest.mark.parametrize("missing", ["list", "write"])
+def test_a_role_that_may_not_read_the_input_or_write_the_output_fails_the_job(
+    gated_moto, tmp_path, sagemaker_engines, missing
+):
+    """Under the IAM gate: the job reads its input and writes its output as the model's execution
+    role; a role without the right fails the job (Failed, ClientError) naming AWS's denial."""
+    s3 = gated_moto.client("s3")
+    s3.create_bucket(Bucket="stepml-gated")
+    statements = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::stepml-gated/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::stepml-gated"},
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::stepml-gated/transform/*"},
+        *CONTAINER_STATEMENTS,
+    ]
+    dropped = {"list": "s3:ListBucket", "write": "s3:PutObject"}[missing]
+    role = gated_moto.role(
+        f"sagemaker-tx-without-{missing}", "sagemaker.amazonaws.com", [s for s in statements if s["Action"] != dropped]
+    )
+    session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+    engine = sagemaker_engines(session, endpoint_url=gated_moto.url, work_dir=tmp_path / "sagemaker")
+    try:
+        sagemaker = gated_moto.client("sagemaker")
+        put_model(sagemaker, s3, "stepml-gated", "stepml-tx", role=role)
+        put_test_split(s3, "stepml-gated")
+        sagemaker.create_transform_job(**transform_request("stepml-tx-gated", "stepml-tx", "stepml-gated"))
+        failed = wait_for_transform(sagemaker, "stepml-tx-gated")
+    finally:
+        engine.shutdown()  # before the checks: no engine thread may record more
+
+    assert failed["TransformJobStatus"] == "Failed"
+    session_arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/sagemaker-tx-without-{missing}/"
+    denied = [(r.action, r.resource) for r in gated_moto.authorizer.recorder.snapshot() if not r.allowed]
+    if missing == "list":
+        assert failed["FailureReason"].startswith(
+            "ClientError: Failed to list the input objects under s3://stepml-gated/processed/run/test/: "
+            f"AccessDenied: User: {session_arn}"
+        )
+        assert denied == [("s3:ListBucket", "arn:aws:s3:::stepml-gated")]
+    else:
+        assert failed["FailureReason"].startswith(
+            "ClientError: Failed to upload the output s3://stepml-gated/transform/stepml-tx-gated/part-00000.csv.out: "
+            f"AccessDenied: User: {session_arn}"
+        )
+        output = "arn:aws:s3:::stepml-gated/transform/stepml-tx-gated/part-00000.csv.out"
+        assert denied == [("s3:PutObject", output)]
+    assert "Contents" not in s3.list_objects_v2(Bucket="stepml-gated", Prefix="transform/")

@@ -17,7 +17,6 @@ from moto.sagemaker.exceptions import ResourceNotFound
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
-from stepml.local import faults
 from stepml.local.patching import Patch, register
 from stepml.local.sagemaker.adapter import (
     _as_moto_errors,
@@ -27,7 +26,6 @@ from stepml.local.sagemaker.adapter import (
     _model_requests,
     _naive_utc,
     _request_from_kwargs,
-    _throttled,
     _where,
     _wrap,
 )
@@ -59,8 +57,6 @@ _TRANSFORMS = _Mirror("transform_jobs", lambda engine: engine.describe_transform
 def _create_transform_job(engine: LocalSageMaker, original: Any, backend: Any, **kwargs: Any) -> Any:
     request = _request_from_kwargs("CreateTransformJob", kwargs)
     name = request.get("TransformJobName")
-    if message := faults.trigger("sagemaker:CreateTransformJob", str(name)):
-        raise _throttled(message)
     with _as_moto_errors():
         validate_transform_request(request)
         if name in backend.transform_jobs:

@@ -46,11 +46,11 @@ class CsvFilter:
     expression: str
     items: tuple[int | slice, ...] | None
 
-    def apply(self, cells: Sequence[str]) -> list[str]:
+    def apply(self, cells: Sequence[Any]) -> list[Any]:
         """The selected cells in order; ``FilterError`` when an index is past the record's end."""
         if self.items is None:
             return list(cells)
-        selected: list[str] = []
+        selected: list[Any] = []
         for item in self.items:
             if isinstance(item, slice):
                 selected.extend(cells[item])
