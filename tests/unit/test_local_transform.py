@@ -5,6 +5,7 @@ DescribeTransformJob, StopTransformJob and the Step Functions ``.sync`` integrat
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import boto3
@@ -81,6 +82,7 @@ def put_test_split(s3, bucket: str, prefix: str = "processed/run/test/") -> list
         key = f"{prefix}part-0000{index}.csv"
         s3.put_object(Bucket=bucket, Key=key, Body=to_csv(features, labels))
         parts.append((key, features, labels))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")
     return parts
 
 
@@ -120,9 +122,12 @@ def test_a_transform_job_writes_one_out_object_per_input_with_xgboosts_predictio
     assert described["DataProcessing"]["InputFilter"] == "$[1:]"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="transform/stepml-tx-1/")["Contents"]
     assert sorted(item["Key"] for item in listed) == [
+        "transform/stepml-tx-1/_SUCCESS.out",
         "transform/stepml-tx-1/part-00000.csv.out",
         "transform/stepml-tx-1/part-00001.csv.out",
     ]
+    # An object without records (Spark's marker) gives an empty output (INFERRED: AWS's not recorded).
+    assert s3.get_object(Bucket=bucket, Key="transform/stepml-tx-1/_SUCCESS.out")["Body"].read() == b""
     for key, features, _ in parts:
         name = key.rsplit("/", 1)[1]
         predictions = read_predictions(s3, bucket, f"transform/stepml-tx-1/{name}.out")
@@ -172,6 +177,28 @@ def test_an_inference_pipeline_model_transforms_raw_rows(engine, sagemaker, s3, 
     assert predictions == pytest.approx(booster.predict(xgb.DMatrix(encoded)).tolist(), abs=1e-6)
 
 
+def test_a_manifest_names_the_inputs_and_gzip_objects_are_decompressed(engine, sagemaker, s3, bucket):
+    booster = put_model(sagemaker, s3, bucket, "stepml-tx")
+    features, labels = make_rows(41, 30)
+    s3.put_object(Bucket=bucket, Key="gz/day1/rows.csv.gz", Body=gzip.compress(to_csv(features, labels).encode()))
+    s3.put_object(Bucket=bucket, Key="gz/day2/ignored.csv.gz", Body=b"not listed in the manifest")
+    manifest = [{"prefix": f"s3://{bucket}/gz/"}, "day1/rows.csv.gz"]
+    s3.put_object(Bucket=bucket, Key="manifests/test.json", Body=json.dumps(manifest))
+    source = {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{bucket}/manifests/test.json"}}
+    request = transform_request("stepml-tx-manifest", "stepml-tx", bucket)
+    request["TransformInput"] = {**request["TransformInput"], "DataSource": source, "CompressionType": "Gzip"}
+    sagemaker.create_transform_job(**request)
+    described = wait_for_transform(sagemaker, "stepml-tx-manifest")
+
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    keys = [
+        item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="transform/stepml-tx-manifest/")["Contents"]
+    ]
+    assert keys == ["transform/stepml-tx-manifest/day1/rows.csv.gz.out"]
+    predictions = read_predictions(s3, bucket, keys[0])
+    assert predictions == pytest.approx(xgboost_predictions(booster, features), abs=1e-6)
+
+
 # ----------------------------------------------------------------------------- failures
 
 
@@ -190,7 +217,9 @@ def test_a_model_error_fails_the_job_naming_the_input_object(engine, sagemaker, 
     assert "'a' is not a number" in described["FailureReason"]
     # The objects before the failing one were written; nothing of the failing one.
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="transform/stepml-tx-bad/")["Contents"]]
-    assert sorted(keys) == [f"transform/stepml-tx-bad/part-0000{i}.csv.out" for i in (0, 1)]
+    assert sorted(keys) == ["transform/stepml-tx-bad/_SUCCESS.out"] + [
+        f"transform/stepml-tx-bad/part-0000{i}.csv.out" for i in (0, 1)
+    ]
 
 
 def test_an_empty_prefix_fails_the_job_as_sagemaker_words_it(engine, sagemaker, s3, bucket):
