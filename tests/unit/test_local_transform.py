@@ -431,9 +431,9 @@ def test_a_role_that_may_not_read_the_input_or_write_the_output_fails_the_job(
         assert denied == [("s3:ListBucket", "arn:aws:s3:::stepml-gated")]
     else:
         assert failed["FailureReason"].startswith(
-            "ClientError: Failed to upload the output s3://stepml-gated/transform/stepml-tx-gated/part-00000.csv.out: "
+            "ClientError: Failed to upload the output s3://stepml-gated/transform/stepml-tx-gated/_SUCCESS.out: "
             f"AccessDenied: User: {session_arn}"
         )
-        output = "arn:aws:s3:::stepml-gated/transform/stepml-tx-gated/part-00000.csv.out"
+        output = "arn:aws:s3:::stepml-gated/transform/stepml-tx-gated/_SUCCESS.out"
         assert denied == [("s3:PutObject", output)]
     assert "Contents" not in s3.list_objects_v2(Bucket="stepml-gated", Prefix="transform/")
