@@ -138,7 +138,9 @@ def main() -> int:
 
         sfn = _client(cloud, "stepfunctions")
         execution = sfn.list_executions(stateMachineArn=outputs["StateMachineArn"])["executions"][0]
-        history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
+        # Every page: a run that waits long enough for its endpoints has more than one page of history.
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+        history = [event for page in pages for event in page["events"]]
         compute = _compute_seconds(cloud, outputs, history, email_wall_time)
         overhead = max(0.0, to_email - sum(compute.values()))
         print(f"rows:                                  {args.rows}")
