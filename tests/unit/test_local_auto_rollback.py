@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
 """A blue/green update to a model that answers too slowly, or with errors, rolls back by itself.
 
 Nothing sets an alarm by hand: the endpoint publishes its invocation metrics
@@ -28,19 +27,13 @@ from botocore.exceptions import ClientError
 from stepml.local.template import ResolvedTemplate, load_template
 from stepml.rollback import deployment_config
 from tests.helpers import REPO_ROOT
-from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
+from tests.unit.sagemaker_helpers import (
     ACCOUNT,
     REGION,
-    bucket,
     deploy,
     expected_csv,
-    make_engine,
     make_rows,
     model_tarball,
-    runtime,
-    s3,
-    s3_stack,
-    sagemaker,
     to_csv,
     wait_for,
 )
