@@ -42,6 +42,7 @@ from tests.unit.sagemaker_helpers import (
     XGBOOST_REPOSITORY,
     capture_records,
     deploy,
+    endpoint_config,
     expected_csv,
     make_rows,
     model_tarball,
@@ -880,17 +881,7 @@ def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, t
                     "ModelDataUrl": f"s3://stepml-gated/models/{name}/model.tar.gz",
                 },
             )
-            sagemaker.create_endpoint_config(
-                EndpointConfigName=name,
-                ProductionVariants=[
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName": name,
-                        "InstanceType": "ml.m5.large",
-                        "InitialInstanceCount": 1,
-                    }
-                ],
-            )
+            sagemaker.create_endpoint_config(**endpoint_config(name))
         sagemaker.create_endpoint(EndpointName="stepml-gated", EndpointConfigName="stepml-gated-blue")
         wait_for(
             lambda: sagemaker.describe_endpoint(EndpointName="stepml-gated")["EndpointStatus"],
