@@ -10,7 +10,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from stepml.local.provision import provision
-from tests.conftest import TEMPLATE
+from tests.conftest import TEMPLATE, new_session
 from tests.unit.sagemaker_helpers import REGION
 
 S3_RESOURCE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::S3::BucketPolicy"})
@@ -21,13 +21,13 @@ def s3_stack(aws_credentials):
     """The template's buckets in moto: SageMaker only touches S3, and the rest of the stack
     would quadruple the setup time of every test here."""
     with mock_aws():
-        yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=S3_RESOURCE_TYPES)
+        yield provision(TEMPLATE, new_session(), types=S3_RESOURCE_TYPES)
 
 
 @pytest.fixture
 def make_engine(s3_stack, sagemaker_engines):
     """Engines hooked under moto; every job, server and thread is stopped when the test ends."""
-    return lambda **options: sagemaker_engines(boto3.Session(region_name=REGION), **options)
+    return lambda **options: sagemaker_engines(new_session(), **options)
 
 
 @pytest.fixture
