@@ -26,7 +26,7 @@ several alarms arrive at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,12 +34,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepml.config import INCOMING_PREFIX, DatasetConfigError, Settings
+from stepml.lineage import LineageStore
 from stepml.lineage_config import load_dataset_config
 from stepml.lineage_queries import NotInLineageError, model_lineage
 from stepml.lineage_runs import dataset_of_key, drift_run_id, make_run_id, parse_upload
 from stepml.lineage_table import LineageError, UploadEventError, get_item, run_key, update_fields
 from stepml.uploads import SUPPORTED_EXTENSIONS
-from stepml.utils import iso_utc, utc_now
+from stepml.utils import iso_utc
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 ALARM_SOURCE = "aws.cloudwatch"
@@ -132,25 +133,15 @@ def _retrain_key(dataset: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DriftRetrainer:
-    """The DriftRetrain function's service: decides on one alarm event and starts the run."""
+    """The DriftRetrain function's service: decides on one alarm event and starts the run. It reads
+    and writes through ``store``, the lineage table and clients the pipeline's records use."""
 
-    settings: Settings
-    table: Any
-    s3_client: Any
-    sagemaker_client: Any
-    sfn_client: Any
-    now: Callable[[], datetime] = utc_now
+    store: LineageStore
 
     @classmethod
     def connect(cls, settings: Settings, session: Any) -> DriftRetrainer:
         """The service on ``settings``' table, bucket and state machine, with clients of ``session``."""
-        return cls(
-            settings=settings,
-            table=session.resource("dynamodb").Table(settings.lineage_table),
-            s3_client=session.client("s3"),
-            sagemaker_client=session.client("sagemaker"),
-            sfn_client=session.client("stepfunctions"),
-        )
+        return cls(LineageStore.connect(settings, session))
 
     def decide(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Start a drift retrain for the alarm ``event`` if its dataset opted in, has data and has
@@ -158,31 +149,31 @@ class DriftRetrainer:
         and ``execution_arn``), ``in_flight`` (with the run's ``execution_arn``), ``opted_out``,
         ``no_data`` or ``not_ours`` (an alarm on another endpoint, or a model lineage never ran)."""
         trigger = alarm_trigger(event)
-        endpoint = self.settings.production_endpoint_name
+        endpoint = self.store.settings.production_endpoint_name
         if trigger["endpoint"] != endpoint:
             return self._answer(
                 NOT_OURS, f"alarm {trigger['alarm_name']} watches {trigger['endpoint']!r}, not {endpoint}"
             )
         try:
-            dataset = model_lineage(self.table, endpoint, sagemaker_client=self.sagemaker_client)["dataset"]
+            dataset = model_lineage(self.store.table, endpoint, sagemaker_client=self.store.sagemaker_client)["dataset"]
         except NotInLineageError as exc:
             return self._answer(NOT_OURS, f"no run in lineage deployed what {endpoint} serves: {exc}")
         try:
-            config = load_dataset_config(self.s3_client, self.settings.artifact_bucket, dataset)
+            config = load_dataset_config(self.store.s3_client, self.store.settings.artifact_bucket, dataset)
         except DatasetConfigError as exc:
             return self._answer(OPTED_OUT, f"dataset {dataset} has no valid config to opt in with: {exc}", dataset)
         if not config.get("retrain_on_drift"):
             return self._answer(OPTED_OUT, f"dataset {dataset} does not set retrain_on_drift", dataset)
         run_id = drift_run_id(dataset, trigger["event_id"])
-        execution_arn = execution_arn_of(self.settings.state_machine_arn, f"drift-{run_id}")
-        claim = get_item(self.table, _retrain_key(dataset))
+        execution_arn = execution_arn_of(self.store.settings.state_machine_arn, f"drift-{run_id}")
+        claim = get_item(self.store.table, _retrain_key(dataset))
         if claim.get("execution_arn") != execution_arn:  # else this event, delivered again
             running = self._running_execution(dataset, claim)
             if running is not None:
                 return self._ignored(dataset, running, trigger)
-        upload = newest_upload(self.s3_client, self.settings.upload_bucket, dataset)
+        upload = newest_upload(self.store.s3_client, self.store.settings.upload_bucket, dataset)
         if upload is None:
-            where = f"s3://{self.settings.upload_bucket}/{INCOMING_PREFIX}{dataset}/"
+            where = f"s3://{self.store.settings.upload_bucket}/{INCOMING_PREFIX}{dataset}/"
             return self._answer(NO_DATA, f"dataset {dataset} has no readable upload under {where}", dataset)
         holder = self._claim(dataset, run_id, execution_arn, claim.get("execution_arn"))
         if holder is not None:
@@ -200,7 +191,7 @@ class DriftRetrainer:
     def _status(self, execution_arn: str) -> str | None:
         """The execution's status; None when it does not exist."""
         try:
-            return str(self.sfn_client.describe_execution(executionArn=execution_arn)["status"])
+            return str(self.store.sfn_client.describe_execution(executionArn=execution_arn)["status"])
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
                 return None
@@ -218,7 +209,7 @@ class DriftRetrainer:
             return str(execution_input["drift_retrain"].get("dataset"))
         for field in ("resume_run_id", "reproduce_run_id"):
             if field in execution_input:
-                return get_item(self.table, run_key(str(execution_input[field]))).get("dataset")
+                return get_item(self.store.table, run_key(str(execution_input[field]))).get("dataset")
         try:
             return dataset_of_key(str(((execution_input.get("detail") or {}).get("object") or {}).get("key")))
         except UploadEventError:
@@ -235,7 +226,7 @@ class DriftRetrainer:
         claimed_at = str(claim.get("claimed_at") or "")
         if not claimed_at:
             return False
-        age = (self.now() - datetime.fromisoformat(claimed_at.replace("Z", "+00:00"))).total_seconds()
+        age = (self.store.now() - datetime.fromisoformat(claimed_at.replace("Z", "+00:00"))).total_seconds()
         return age < CLAIM_START_SECONDS and not self._exists(str(held))
 
     def _running_execution(self, dataset: str, claim: Mapping[str, Any]) -> str | None:
@@ -244,12 +235,12 @@ class DriftRetrainer:
         if self._holds(claim):
             return str(claim["execution_arn"])
         try:
-            pages = self.sfn_client.get_paginator("list_executions").paginate(
-                stateMachineArn=self.settings.state_machine_arn, statusFilter="RUNNING"
+            pages = self.store.sfn_client.get_paginator("list_executions").paginate(
+                stateMachineArn=self.store.settings.state_machine_arn, statusFilter="RUNNING"
             )
             for page in pages:
                 for execution in page.get("executions", []):
-                    described = self.sfn_client.describe_execution(executionArn=execution["executionArn"])
+                    described = self.store.sfn_client.describe_execution(executionArn=execution["executionArn"])
                     if self._dataset_of_input(json.loads(described.get("input") or "{}")) == dataset:
                         return str(execution["executionArn"])
         except ClientError as exc:
@@ -263,9 +254,11 @@ class DriftRetrainer:
         if held == execution_arn:
             return None  # the same alarm event delivered again: start (idempotently) again
         condition = "attribute_not_exists(execution_arn)" + (" OR execution_arn = :held" if held else "")
-        values = {":arn": execution_arn, ":run": run_id, ":at": iso_utc(self.now())} | ({":held": held} if held else {})
+        values = {":arn": execution_arn, ":run": run_id, ":at": iso_utc(self.store.now())} | (
+            {":held": held} if held else {}
+        )
         try:
-            self.table.update_item(
+            self.store.table.update_item(
                 Key=_retrain_key(dataset),
                 UpdateExpression="SET execution_arn = :arn, run_id = :run, claimed_at = :at",
                 ConditionExpression=condition,
@@ -273,15 +266,17 @@ class DriftRetrainer:
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return str(get_item(self.table, _retrain_key(dataset)).get("execution_arn") or held)
+                return str(get_item(self.store.table, _retrain_key(dataset)).get("execution_arn") or held)
             raise DriftRetrainError(f"cannot claim the drift retrain of {dataset}: {exc}") from exc
         return None
 
     def _start(self, execution_arn: str, execution_input: Mapping[str, Any]) -> None:
-        state_machine, name = self.settings.state_machine_arn, execution_arn.rsplit(":", 1)[1]
+        state_machine, name = self.store.settings.state_machine_arn, execution_arn.rsplit(":", 1)[1]
         try:
             # A name per alarm event: a redelivered event finds its execution rather than a second one.
-            self.sfn_client.start_execution(stateMachineArn=state_machine, name=name, input=json.dumps(execution_input))
+            self.store.sfn_client.start_execution(
+                stateMachineArn=state_machine, name=name, input=json.dumps(execution_input)
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
                 raise DriftRetrainError(f"cannot start {name} of {state_machine}: {exc}") from exc
@@ -294,10 +289,10 @@ class DriftRetrainer:
             "alarm_name": trigger["alarm_name"],
             "event_id": trigger["event_id"],
             "changed_at": trigger["changed_at"],
-            "at": iso_utc(self.now()),
+            "at": iso_utc(self.store.now()),
             "in_flight": run_id or execution_arn,
         }
-        update_fields(self.table, _retrain_key(dataset), {}, append={"alarms_ignored": [noted]})
+        update_fields(self.store.table, _retrain_key(dataset), {}, append={"alarms_ignored": [noted]})
         reason = f"dataset {dataset} has a run in flight ({run_id or execution_arn}); no second run starts"
         return self._answer(IN_FLIGHT, reason, dataset, execution_arn=execution_arn, run_id=run_id)
 
@@ -307,7 +302,7 @@ class DriftRetrainer:
         if name.startswith("drift-"):
             return name.removeprefix("drift-")
         try:
-            described = self.sfn_client.describe_execution(executionArn=execution_arn)
+            described = self.store.sfn_client.describe_execution(executionArn=execution_arn)
         except ClientError:
             return None
         execution_input = json.loads(described.get("input") or "{}")

@@ -61,6 +61,12 @@ def _by_subject(table: Any, subject: str) -> list[dict[str, Any]]:
     )
 
 
+def endpoint_history(table: Any, endpoint: str) -> list[dict[str, Any]]:
+    """Every deployment (the pipeline's deploy steps) and rollback lineage holds for
+    ``endpoint``, oldest first."""
+    return sorted(_by_subject(table, f"ENDPOINT#{endpoint}"), key=lambda item: item.get("recorded_at", ""))
+
+
 def run_records(table: Any, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """A run's record and its step records by step name; ``NotInLineageError`` if unknown."""
     items = _query_all(table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"RUN#{run_id}"})
@@ -228,7 +234,7 @@ def _endpoint_origin(table: Any, name: str, sagemaker_client: Any) -> tuple[str,
     """For an endpoint ``name``: the run of the model it serves, that model, and the endpoint
     with every deployment to it. SageMaker answers which model it serves now when the endpoint
     exists; else the last deployment lineage recorded to it does."""
-    deployments = sorted(_by_subject(table, f"ENDPOINT#{name}"), key=lambda item: item.get("recorded_at", ""))
+    deployments = endpoint_history(table, name)
     model = serving = _serving_model(sagemaker_client, name)
     run_id = _run_of_model(table, serving) if serving is not None else None
     source = "sagemaker"

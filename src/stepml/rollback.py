@@ -29,9 +29,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepml.lineage_queries import NotInLineageError, run_records
+from stepml.lineage_queries import NotInLineageError, endpoint_history, run_records
 from stepml.lineage_table import LineageError, put_new, update_fields
-from stepml.utils import from_dynamo, iso_utc, utc_now
+from stepml.utils import iso_utc, utc_now
 
 #: The state of statemachine/pipeline.asl.json whose DeploymentConfig a rollback reuses.
 UPDATE_STATE = "Update production endpoint"
@@ -57,27 +57,6 @@ class RollbackPlan:
     #: The CreateEndpointConfig request that rebuilds ``target_config`` (it was deleted); else None.
     recreate_config: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _by_subject(table: Any, subject: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "IndexName": "by_subject",
-        "KeyConditionExpression": "gsi1pk = :subject",
-        "ExpressionAttributeValues": {":subject": subject},
-    }
-    while True:
-        page = table.query(**kwargs)
-        items += page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return [from_dynamo(item) for item in items]
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def endpoint_history(table: Any, endpoint: str) -> list[dict[str, Any]]:
-    """Every deployment (the pipeline's deploy steps) and rollback lineage holds for
-    ``endpoint``, oldest first."""
-    return sorted(_by_subject(table, f"ENDPOINT#{endpoint}"), key=lambda item: item.get("recorded_at", ""))
 
 
 def _is_rollback(item: Mapping[str, Any]) -> bool:

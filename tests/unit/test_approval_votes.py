@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -32,10 +31,10 @@ from stepml.approval_records import (
     WrongApproverError,
 )
 from stepml.registry import PENDING as PENDING_MANUAL_APPROVAL
+from tests.conftest import new_session
 from tests.unit.test_approvals import (
     LINK,
     NOW,
-    REGION,
     ApprovalEnv,
     approval_env,
     atomic_moto_updates,  # noqa: F401 - a fixture
@@ -227,7 +226,7 @@ def test_concurrent_approvals_complete_the_task_exactly_once(
 ) -> None:
     approval_id, sigs = request_sign_off(env, approvers, required)
     # boto3 resources are not thread-safe: one table object per thread.
-    tables = [boto3.Session(region_name=REGION).resource("dynamodb").Table(env.table.name) for _ in approvers]
+    tables = [new_session().resource("dynamodb").Table(env.table.name) for _ in approvers]
     start = threading.Barrier(len(approvers))
     outcomes: dict[str, str] = {}
 

@@ -15,7 +15,6 @@ from decimal import Decimal
 from html import unescape
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.dynamodb.responses import DynamoHandler
@@ -44,6 +43,7 @@ from stepml.approvals import ApprovalDecisions, ApprovalRequests
 from stepml.lineage import artifact_paths, resource_names
 from stepml.local.mail import Outbox
 from stepml.payloads import RequestApprovalPayload
+from tests.conftest import new_session
 
 REGION = "us-east-1"
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -194,7 +194,7 @@ def approval_env(stack: Any, outbox: Outbox) -> ApprovalEnv:
         ],
         environ,
     )
-    session = boto3.Session(region_name=REGION)
+    session = new_session()
     ses = session.client("sesv2")
     ses.create_email_identity(EmailIdentity=settings.approval_sender)
     return ApprovalEnv(
@@ -612,7 +612,7 @@ def test_concurrent_decisions_exactly_one_wins(env: ApprovalEnv, atomic_moto_upd
     approval_id, sig = create_approval(env)
     csrf = form_token(env.kms, env.key_id, approval_id, 0)
     # boto3 resources are not thread-safe: one table object per thread.
-    tables = [boto3.Session(region_name=REGION).resource("dynamodb").Table(env.table.name) for _ in range(20)]
+    tables = [new_session().resource("dynamodb").Table(env.table.name) for _ in range(20)]
     start = threading.Barrier(len(tables))
     outcomes: list[str] = []
     outcomes_lock = threading.Lock()

@@ -15,6 +15,7 @@ from stepml.cli import asl, asl_lint
 from stepml.cli.asl_substitutions import format_definition, restore, substitutions_from_definitions
 from stepml.cli.context import Target
 from stepml.cli.main import main
+from tests.conftest import new_session
 from tests.helpers import REPO_ROOT
 
 DEFINITION = REPO_ROOT / "statemachine/pipeline.asl.json"
@@ -33,7 +34,7 @@ def deployed(stack, monkeypatch, tmp_path) -> dict[str, Any]:
         roleArn=stack.resolved.get_att("PipelineStateMachineRole", "Arn"),
     )["stateMachineArn"]
     outputs = {"StateMachineArn": arn, "UploadBucketName": stack.physical_id("UploadBucket")}
-    target = Target(session=boto3.Session(region_name=REGION), endpoint_url=None, outputs=outputs)
+    target = Target(session=new_session(), endpoint_url=None, outputs=outputs)
     monkeypatch.setattr(asl, "connect", lambda stack_name, state_dir: target)
     copy_path = tmp_path / "pipeline.asl.json"
     copy_path.write_bytes(DEFINITION.read_bytes())

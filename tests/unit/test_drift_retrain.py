@@ -88,7 +88,9 @@ def drift(resolve_run_env, stack, monkeypatch):
     set_function_environment(monkeypatch, stack, "DriftRetrainFunction")
     settings = config.load_settings(load_handler("lambdas/drift_retrain/app.py").REQUIRED_SETTINGS)
     sfn = FakeStepFunctions()
-    retrainer = DriftRetrainer(settings, env["table"], env["s3"], FakeSageMaker(served["run_id"]), sfn, now=lambda: NOW)
+    retrainer = DriftRetrainer(
+        LineageStore(settings, env["table"], env["s3"], FakeSageMaker(served["run_id"]), sfn, now=lambda: NOW)
+    )
     found = type(env)(env)  # keeps env.upload
     found.update(retrainer=retrainer, sfn=sfn, served=served, store=store, settings=settings)
     return found

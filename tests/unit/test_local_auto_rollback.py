@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
 """A blue/green update to a model that answers too slowly, or with errors, rolls back by itself.
 
 Nothing sets an alarm by hand: the endpoint publishes its invocation metrics
@@ -16,6 +15,7 @@ through each update and records every answer.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 import time
@@ -28,19 +28,13 @@ from botocore.exceptions import ClientError
 from stepml.local.template import ResolvedTemplate, load_template
 from stepml.rollback import deployment_config
 from tests.helpers import REPO_ROOT
-from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
+from tests.unit.sagemaker_helpers import (
     ACCOUNT,
     REGION,
-    bucket,
     deploy,
     expected_csv,
-    make_engine,
     make_rows,
     model_tarball,
-    runtime,
-    s3,
-    s3_stack,
-    sagemaker,
     to_csv,
     wait_for,
 )
@@ -106,6 +100,24 @@ def _tarball(booster: xgb.Booster) -> bytes:
     return buffer.getvalue()
 
 
+def _repeated(booster: xgb.Booster, times: int) -> xgb.Booster:
+    """The booster with each tree ``times`` times over and its leaves divided by ``times``: the
+    same answers for ``times`` the work per row, without training ``times`` as many trees (which
+    took minutes on a busy machine)."""
+    document = json.loads(booster.save_raw("json"))
+    model = document["learner"]["gradient_booster"]["model"]
+    trees = []
+    for tree in model["trees"]:
+        pairs = zip(tree["split_conditions"], tree["left_children"], strict=True)
+        leaves = [value / times if left == -1 else value for value, left in pairs]  # a leaf holds its value there
+        trees += [dict(tree, split_conditions=leaves, id=len(trees) + copy) for copy in range(times)]
+    model["trees"], model["tree_info"] = trees, [0] * len(trees)
+    model["gbtree_model_param"]["num_trees"] = str(len(trees))
+    repeated = xgb.Booster(model_file=bytearray(json.dumps(document).encode()))
+    assert repeated.num_boosted_rounds() == booster.num_boosted_rounds() * times
+    return repeated
+
+
 class Client:
     """Two threads sending the probe rows at a steady pace; every answer and failure, by the
     time its request was sent."""
@@ -164,13 +176,12 @@ def test_a_model_that_answers_too_slowly_rolls_back_with_no_failed_request(
     features, labels = make_rows(31, 1000)
     small, small_booster = model_tarball(features, labels)
     # The same task, as thousands of deep trees: right answers, each one tens of milliseconds late.
-    large = _tarball(
-        xgb.train(
-            {"objective": "binary:logistic", "max_depth": 12, "eta": 0.01, "min_child_weight": 0},
-            xgb.DMatrix(features, label=labels),
-            num_boost_round=1500,
-        )
+    deep = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 12, "eta": 0.01, "min_child_weight": 0},
+        xgb.DMatrix(features, label=labels),
+        num_boost_round=150,
     )
+    large = _tarball(_repeated(deep, 10))
     deploy(sagemaker, s3, bucket, "stepml-slow-blue", small)
     deploy(sagemaker, s3, bucket, "stepml-slow-green", large)
     sagemaker.create_endpoint(EndpointName="stepml-slow", EndpointConfigName="stepml-slow-blue")

@@ -10,19 +10,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from stepml.local.sagemaker.endpoint_metrics import InvocationMetrics
-from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
+from tests.unit.sagemaker_helpers import (
     ACCOUNT,
     REGION,
-    bucket,
     deploy,
-    engine,
-    make_engine,
     make_rows,
     model_tarball,
-    runtime,
-    s3,
-    s3_stack,
-    sagemaker,
     to_csv,
     wait_for,
 )
@@ -42,7 +35,7 @@ def _statistics(name: str, endpoint: str, statistic: str) -> float | None:
     return sum(point[statistic] for point in points) if points else None
 
 
-def test_invocations_errors_and_latency_reach_cloudwatch(engine, sagemaker, s3, runtime, bucket):  # noqa: F811
+def test_invocations_errors_and_latency_reach_cloudwatch(engine, sagemaker, s3, runtime, bucket):
     features, labels = make_rows(3, 100)
     tarball, _ = model_tarball(features, labels)
     deploy(sagemaker, s3, bucket, "stepml-metrics", tarball)

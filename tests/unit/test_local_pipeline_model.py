@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
 """Inference pipelines on the local cloud: CreateModel's container rules, and an endpoint that
 runs the preprocessor (Scikit-learn script mode) then XGBoost, as SageMaker runs a serial pipeline."""
 
@@ -15,22 +14,16 @@ import xgboost as xgb
 from botocore.exceptions import ClientError
 
 from stepml import preprocessor
-from tests.unit.test_local_sagemaker import (  # noqa: F401 (fixtures)
+from tests.unit.sagemaker_helpers import (
     ACCOUNT,
     CONTAINER_STATEMENTS,
     REGION,
     ROLE,
     XGBOOST_IMAGE,
-    bucket,
     capture_records,
-    engine,
-    make_engine,
+    endpoint_config,
     make_rows,
     model_tarball,
-    runtime,
-    s3,
-    s3_stack,
-    sagemaker,
     wait_for,
 )
 
@@ -64,24 +57,6 @@ def put_pipeline(s3, bucket: str, name: str) -> tuple[xgb.Booster, list[dict]]:
         {"Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{bucket}/models/{name}/model.tar.gz"},
     ]
     return booster, containers
-
-
-def endpoint_config(name: str, *, capture_uri: str | None = None) -> dict:
-    config = {
-        "EndpointConfigName": name,
-        "ProductionVariants": [
-            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-    }
-    if capture_uri:
-        config["DataCaptureConfig"] = {
-            "EnableCapture": True,
-            "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": capture_uri,
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
-        }
-    return config
 
 
 def start(sagemaker, name: str) -> dict:

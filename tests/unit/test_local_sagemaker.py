@@ -23,7 +23,6 @@ from scipy.stats import rankdata
 
 from stepml.config import parse_dataset_config
 from stepml.lineage import artifact_paths, resource_names
-from stepml.local.provision import provision
 from stepml.local.sagemaker import (
     LocalSageMaker,
     SageMakerValidationError,
@@ -32,77 +31,43 @@ from stepml.local.sagemaker import (
 )
 from stepml.local.sagemaker.adapter import PATCHES
 from stepml.local.stepfunctions.sagemaker_integration import error_name
-from tests.conftest import TEMPLATE
 from tests.helpers import CHURN_CONFIG, REPO_ROOT
+from tests.unit.sagemaker_helpers import (
+    ACCOUNT,
+    CONTAINER_STATEMENTS,
+    FEATURES,
+    REGION,
+    ROLE,
+    XGBOOST_IMAGE,
+    XGBOOST_REPOSITORY,
+    capture_records,
+    deploy,
+    endpoint_config,
+    expected_csv,
+    make_rows,
+    model_tarball,
+    to_csv,
+    wait_for,
+)
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/stepml-sagemaker"
-XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 CUSTOM_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/my-trainer:latest"
-FEATURES = 4
-S3_RESOURCE_TYPES = frozenset({"AWS::S3::Bucket", "AWS::S3::BucketPolicy"})
 
 
-# ----------------------------------------------------------------------------- fixtures and helpers
+# ----------------------------------------------------------------------------- helpers
+# The fixtures (s3_stack, make_engine, engine, bucket, s3, sagemaker, runtime) are in
+# tests/unit/conftest.py, the helpers shared with the engine's other test modules in sagemaker_helpers.py.
+
+_FIXTURES_IN_CONFTEST = frozenset({"s3_stack", "make_engine", "engine", "bucket", "s3", "sagemaker", "runtime"})
 
 
-@pytest.fixture
-def s3_stack(aws_credentials):
-    """The template's buckets in moto: SageMaker only touches S3, and the rest of the stack
-    would quadruple the setup time of every test here."""
-    with mock_aws():
-        yield provision(TEMPLATE, boto3.Session(region_name=REGION), types=S3_RESOURCE_TYPES)
+def __getattr__(name: str):
+    """A module written when the fixtures lived here still imports them from here (pytest finds
+    them in conftest.py without an import)."""
+    if name in _FIXTURES_IN_CONFTEST:
+        from tests.unit import conftest
 
-
-@pytest.fixture
-def make_engine(s3_stack, sagemaker_engines):
-    """Engines hooked under moto; every job, server and thread is stopped when the test ends."""
-    return lambda **options: sagemaker_engines(boto3.Session(region_name=REGION), **options)
-
-
-@pytest.fixture
-def engine(make_engine):
-    return make_engine(capture_flush_seconds=0.3)
-
-
-@pytest.fixture
-def bucket(s3_stack):
-    return s3_stack.physical_id("ArtifactBucket")
-
-
-@pytest.fixture
-def s3():
-    return boto3.client("s3", region_name=REGION)
-
-
-@pytest.fixture
-def sagemaker():
-    # The state machine's SDK client skips client-side validation, so the server must validate.
-    return boto3.client("sagemaker", region_name=REGION, config=Config(parameter_validation=False))
-
-
-@pytest.fixture
-def runtime():
-    return boto3.client("sagemaker-runtime", region_name=REGION)
-
-
-def make_rows(seed: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(rows, FEATURES))
-    score = features[:, 0] + 0.5 * features[:, 1] + rng.normal(scale=0.3, size=rows)
-    labels = (score > 0).astype(int)
-    return features, labels
-
-
-def to_csv(features: np.ndarray, labels: np.ndarray | None = None) -> str:
-    lines = []
-    for index, row in enumerate(features):
-        cells = [f"{value:.6f}" for value in row]
-        if labels is not None:
-            cells.insert(0, str(int(labels[index])))
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
+        return getattr(conftest, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -165,59 +130,12 @@ def put_training_data(s3, bucket: str, prefix: str, train_rows: int = 300, valid
     return validation_x, validation_y
 
 
-def wait_for(describe, done, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = describe()
-        if done(answer):
-            return answer
-        assert time.monotonic() < deadline, f"timed out; last answer: {answer}"
-        time.sleep(0.05)
-
-
 def wait_for_training(sagemaker, name: str, timeout: float = 30.0) -> dict:
     return wait_for(
         lambda: sagemaker.describe_training_job(TrainingJobName=name),
         lambda d: d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"),
         timeout,
     )
-
-
-def model_tarball(features: np.ndarray, labels: np.ndarray, params: dict | None = None) -> tuple[bytes, xgb.Booster]:
-    params = params or {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3}
-    booster = xgb.train(params, xgb.DMatrix(features, label=labels), num_boost_round=8)
-    raw = booster.save_raw()  # the same bytes save_model writes for a file without extension
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(bytes(raw)))
-    return buffer.getvalue(), booster
-
-
-def deploy(sagemaker, s3, bucket: str, name: str, tarball: bytes, *, capture: bool = False, config: str | None = None):
-    """CreateModel + CreateEndpointConfig (+ CreateEndpoint unless ``config`` says only the config)."""
-    s3.put_object(Bucket=bucket, Key=f"models/{name}/model.tar.gz", Body=tarball)
-    sagemaker.create_model(
-        ModelName=name,
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{bucket}/models/{name}/model.tar.gz"},
-    )
-    endpoint_config = {
-        "EndpointConfigName": name,
-        "ProductionVariants": [
-            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-    }
-    if capture:
-        endpoint_config["DataCaptureConfig"] = {
-            "EnableCapture": True,
-            "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": f"s3://{bucket}/data-capture/test/",
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
-        }
-    sagemaker.create_endpoint_config(**endpoint_config)
 
 
 def refused(url: str) -> bool:
@@ -227,19 +145,6 @@ def refused(url: str) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-def capture_records(s3, bucket: str, prefix: str) -> list[tuple[str, dict]]:
-    records = []
-    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
-        records += [(item["Key"], json.loads(line)) for line in text.splitlines()]
-    return records
-
-
-def expected_csv(booster: xgb.Booster, features: np.ndarray) -> str:
-    predictions = booster.predict(xgb.DMatrix(features.astype(np.float32)))
-    return ",".join(map(str, predictions.tolist()))
 
 
 # ----------------------------------------------------------------------------- training: built-in XGBoost
@@ -948,23 +853,6 @@ def test_the_alarms_are_watched_for_the_whole_baking_period(make_engine, sagemak
     assert answer_of(runtime, "stepml-bake", probe) == blue
 
 
-XGBOOST_REPOSITORY = "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
-#: What an execution role needs to run the built-in container at all: pull its image, write its logs.
-CONTAINER_STATEMENTS = (
-    {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-    {
-        "Effect": "Allow",
-        "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-        "Resource": XGBOOST_REPOSITORY,
-    },
-    {
-        "Effect": "Allow",
-        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-        "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*",
-    },
-)
-
-
 def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, tmp_path, sagemaker_engines):
     """Under the IAM gate: SageMaker reads the alarms as the model's execution role."""
     s3 = gated_moto.client("s3")
@@ -993,17 +881,7 @@ def test_an_alarm_the_execution_role_may_not_read_fails_the_update(gated_moto, t
                     "ModelDataUrl": f"s3://stepml-gated/models/{name}/model.tar.gz",
                 },
             )
-            sagemaker.create_endpoint_config(
-                EndpointConfigName=name,
-                ProductionVariants=[
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName": name,
-                        "InstanceType": "ml.m5.large",
-                        "InitialInstanceCount": 1,
-                    }
-                ],
-            )
+            sagemaker.create_endpoint_config(**endpoint_config(name))
         sagemaker.create_endpoint(EndpointName="stepml-gated", EndpointConfigName="stepml-gated-blue")
         wait_for(
             lambda: sagemaker.describe_endpoint(EndpointName="stepml-gated")["EndpointStatus"],

@@ -14,6 +14,7 @@ from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from stepml.local.sagemaker import LocalSageMaker
 from stepml.local.sagemaker.adapter import PATCHES
+from tests.conftest import new_session
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/stepml-sagemaker"
@@ -29,7 +30,7 @@ def mocked_aws(aws_credentials):
 
 @pytest.fixture
 def engine(mocked_aws, sagemaker_engines, tmp_path):
-    return sagemaker_engines(boto3.Session(region_name=REGION), work_dir=tmp_path / "sagemaker")
+    return sagemaker_engines(new_session(), work_dir=tmp_path / "sagemaker")
 
 
 def test_models_and_endpoint_configs_are_checked_and_unique(engine):

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
 """Serverless endpoints on the local cloud: CreateEndpointConfig takes ``ServerlessConfig`` only as
 SageMaker does (memory in 1 GB steps from 1024 to 6144 MB, concurrency 1 to 200, one production
 variant, no data capture, no inference pipeline), and an endpoint on such a config serves as an
@@ -14,18 +13,12 @@ from botocore.exceptions import ClientError
 
 from stepml.config import DatasetConfigError, parse_dataset_config
 from tests.helpers import CHURN_CONFIG
-from tests.unit.test_local_sagemaker import (  # noqa: F401 - fixtures used by name
+from tests.unit.sagemaker_helpers import (
     ROLE,
     XGBOOST_IMAGE,
-    bucket,
     expected_csv,
-    make_engine,
     make_rows,
     model_tarball,
-    runtime,
-    s3,
-    s3_stack,
-    sagemaker,
     to_csv,
     wait_for,
 )

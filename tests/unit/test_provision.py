@@ -15,7 +15,7 @@ from stepml.local.cloud import resource_policy_owners
 from stepml.local.iam.gate import MotoPolicies
 from stepml.local.provision import ProvisionError, provision
 from stepml.local.template import ResolvedTemplate, TemplateError, load_template
-from tests.conftest import TEMPLATE
+from tests.conftest import TEMPLATE, new_session
 from tests.helpers import REPO_ROOT
 
 
@@ -46,7 +46,7 @@ def test_every_resource_of_the_template_is_created(aws_credentials, tmp_path):
     with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         stack = provision(
             TEMPLATE,
-            boto3.Session(region_name="us-east-1"),
+            new_session(),
             stack_name="stepml-test",
             # The sign-in on: its conditional resources (the Cognito user pool) are created too.
             parameter_overrides={"ApprovalBaseUrl": "http://127.0.0.1:9999", "ApprovalSignIn": "cognito"},
@@ -134,7 +134,7 @@ def test_an_unsupported_resource_type_is_named(aws_credentials, tmp_path):
     template = tmp_path / "template.yaml"
     template.write_text("Resources:\n  Cache:\n    Type: AWS::ElastiCache::CacheCluster\n    Properties: {}\n")
     with mock_aws(), pytest.raises(ProvisionError, match="resource Cache has type AWS::ElastiCache::CacheCluster"):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+        provision(template, new_session(), runtime=RecordingRuntime(tmp_path))
 
 
 def test_an_unsupported_property_is_named(aws_credentials, tmp_path):
@@ -146,7 +146,7 @@ def test_an_unsupported_property_is_named(aws_credentials, tmp_path):
         "      FunctionUrlConfig: {AuthType: NONE}\n"
     )
     with mock_aws(), pytest.raises(ProvisionError, match="Fn: property FunctionUrlConfig is not supported"):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+        provision(template, new_session(), runtime=RecordingRuntime(tmp_path))
 
 
 def test_unknown_parameters_and_bad_values_are_named():
@@ -192,7 +192,7 @@ def test_a_function_whose_code_and_layers_exceed_lambdas_limit_is_refused(aws_cr
         "Layers consume more than the available size of 262144000 bytes"
     )
     with mock_aws(), pytest.raises(ProvisionError, match=message) as refused:
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+        provision(template, new_session(), runtime=RecordingRuntime(tmp_path))
     assert "BigLayer 262143990" in str(refused.value)
 
 
@@ -202,7 +202,7 @@ def test_a_function_whose_own_code_exceeds_lambdas_limit_is_refused(aws_credenti
     message = "Fn: InvalidParameterValueException: Unzipped size must be smaller than 262144000 bytes"
     runtime = RecordingRuntime(tmp_path)
     with mock_aws(), pytest.raises(ProvisionError, match=message):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=runtime)
+        provision(template, new_session(), runtime=runtime)
     assert runtime.functions == {}
 
 
@@ -214,14 +214,14 @@ def test_a_layer_of_another_account_is_counted_at_its_known_size_or_refused(aws_
     with mock_aws(), pytest.raises(ProvisionError, match="Layers consume more than the available size"):
         provision(
             _function_template(tmp_path, layers=f"[{pandas}]"),
-            boto3.Session(region_name="us-east-1"),
+            new_session(),
             runtime=RecordingRuntime(tmp_path),
         )
     other = "arn:aws:lambda:us-east-1:111122223333:layer:SomethingElse:3"
     with mock_aws(), pytest.raises(ProvisionError, match=f"Fn: layer {other} is neither a layer of this template"):
         provision(
             _function_template(tmp_path, layers=f"[{other}]"),
-            boto3.Session(region_name="us-east-1"),
+            new_session(),
             runtime=RecordingRuntime(tmp_path),
         )
 
@@ -229,7 +229,7 @@ def test_a_layer_of_another_account_is_counted_at_its_known_size_or_refused(aws_
 def test_reserved_concurrency_must_be_lambdas_range(aws_credentials, tmp_path):
     template = _function_template(tmp_path, extra="      ReservedConcurrentExecutions: -1\n")
     with mock_aws(), pytest.raises(ProvisionError, match="Fn: ReservedConcurrentExecutions must be an integer"):
-        provision(template, boto3.Session(region_name="us-east-1"), runtime=RecordingRuntime(tmp_path))
+        provision(template, new_session(), runtime=RecordingRuntime(tmp_path))
 
 
 def test_a_log_group_key_that_cloudwatch_logs_may_not_use_is_refused(aws_credentials, tmp_path):
@@ -248,7 +248,7 @@ def test_a_log_group_key_that_cloudwatch_logs_may_not_use_is_refused(aws_credent
         "'arn:aws:logs:us-east-1:123456789012:log-group:/stepml/test'"
     )
     with mock_aws(), pytest.raises(ProvisionError, match=re.escape(message)):
-        provision(template, boto3.Session(region_name="us-east-1"))
+        provision(template, new_session())
 
 
 def test_an_unsupported_bucket_property_is_named(aws_credentials, tmp_path):
@@ -258,4 +258,4 @@ def test_an_unsupported_bucket_property_is_named(aws_credentials, tmp_path):
         "      WebsiteConfiguration: {IndexDocument: index.html}\n"
     )
     with mock_aws(), pytest.raises(ProvisionError, match="B: property WebsiteConfiguration is not supported"):
-        provision(template, boto3.Session(region_name="us-east-1"))
+        provision(template, new_session())

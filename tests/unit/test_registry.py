@@ -31,7 +31,7 @@ from stepml.registry import (
     group_name,
     registration_context,
 )
-from tests.conftest import REGION, TEMPLATE
+from tests.conftest import REGION, TEMPLATE, new_session
 from tests.helpers import load_handler, set_function_environment
 from tests.unit.test_approvals import NOW, approval_env, create_approval
 from tests.unit.test_evaluate import RUN_ID, Env, make_data, strong_rule
@@ -50,7 +50,7 @@ class Registry:
         set_function_environment(monkeypatch, stack, "EvaluateFunction")
         self.settings = config.load_settings(load_handler("lambdas/evaluate/app.py").REQUIRED_SETTINGS)
         self.stack = stack
-        self.session = boto3.Session(region_name=REGION)
+        self.session = new_session()
         self.sagemaker = self.session.client("sagemaker")
         self.table = self.session.resource("dynamodb").Table(self.settings.lineage_table)
         self.registry = ModelRegistry(self.sagemaker, self.settings.model_package_group_prefix)

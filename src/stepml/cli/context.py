@@ -54,6 +54,10 @@ class Target:
         except KeyError:
             raise CliError(f"the stack has no output {name}; is it a stepml stack?") from None
 
+    def lineage_table(self) -> Any:
+        """The stack's lineage table (a boto3 DynamoDB ``Table``)."""
+        return self.session.resource("dynamodb", endpoint_url=self.endpoint_url).Table(self.output("LineageTableName"))
+
     @property
     def outbox_dir(self) -> Path | None:
         return self.local_state / "outbox" if self.local_state else None

@@ -7,16 +7,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from stepml.cli.context import CliError, Target, connect, print_json
+from stepml.cli.context import CliError, connect, print_json
 from stepml.lineage_queries import LineageQueryError, dataset_lineage, model_lineage, run_tree
 
 _INDENT = "    "
-
-
-def _table(target: Target) -> Any:
-    return target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
-        target.output("LineageTableName")
-    )
 
 
 def _ballots(approval: dict[str, Any]) -> str:
@@ -164,19 +158,19 @@ def _answer(args: argparse.Namespace, ask: Any, render: Any) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    return _answer(args, lambda target: run_tree(_table(target), args.run_id), render_run)
+    return _answer(args, lambda target: run_tree(target.lineage_table(), args.run_id), render_run)
 
 
 def model(args: argparse.Namespace) -> int:
     return _answer(
         args,
-        lambda target: model_lineage(_table(target), args.name, sagemaker_client=target.client("sagemaker")),
+        lambda target: model_lineage(target.lineage_table(), args.name, sagemaker_client=target.client("sagemaker")),
         render_model,
     )
 
 
 def dataset(args: argparse.Namespace) -> int:
-    return _answer(args, lambda target: dataset_lineage(_table(target), args.uri), render_dataset)
+    return _answer(args, lambda target: dataset_lineage(target.lineage_table(), args.uri), render_dataset)
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

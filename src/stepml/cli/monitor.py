@@ -75,9 +75,7 @@ def _captured_lines(s3: Any, prefix: str, hours: int) -> list[bytes]:
 
 def _baseline(target: Target, endpoint: str) -> dict[str, Any]:
     """The served model's lineage and its baseline documents."""
-    table = target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
-        target.output("LineageTableName")
-    )
+    table = target.lineage_table()
     try:
         found = model_lineage(table, endpoint, sagemaker_client=target.client("sagemaker"))
     except LineageQueryError as exc:

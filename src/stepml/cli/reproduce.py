@@ -29,12 +29,6 @@ from stepml.reproduce import ReproduceError, compare
 from stepml.version import code_version
 
 
-def _table(target: Target) -> Any:
-    return target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
-        target.output("LineageTableName")
-    )
-
-
 def _current_code(target: Target, table: Any) -> str | None:
     """The code version the pipeline runs now: this checkout's for the local cloud (its Lambdas
     and Glue job run from it); for a deployed stack, the one its newest run recorded."""
@@ -122,7 +116,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def reproduce(args: argparse.Namespace) -> int:
     target = connect(args.stack_name, args.state_dir)
-    table = _table(target)
+    table = target.lineage_table()
     try:
         original = run_records(table, args.run_id)
     except LineageQueryError as exc:

@@ -23,12 +23,6 @@ from stepml.rollback import RollbackError, deployment_config, finish_rollback, p
 DEFAULT_REASON = "no reason given (stepml rollback without --reason)"
 
 
-def _table(target: Target) -> Any:
-    return target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
-        target.output("LineageTableName")
-    )
-
-
 def _pipeline_deployment_config(target: Target) -> dict[str, Any]:
     definition = target.client("stepfunctions").describe_state_machine(
         stateMachineArn=target.output("StateMachineArn")
@@ -68,7 +62,7 @@ def _outcome(described: dict[str, Any], config: str) -> tuple[str, str | None]:
 
 def rollback(args: argparse.Namespace) -> int:
     target = connect(args.stack_name, args.state_dir)
-    table, sagemaker = _table(target), target.client("sagemaker")
+    table, sagemaker = target.lineage_table(), target.client("sagemaker")
     try:
         plan = plan_rollback(table, sagemaker, args.endpoint, args.to)
         config = _pipeline_deployment_config(target)

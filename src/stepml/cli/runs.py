@@ -24,15 +24,9 @@ from stepml.cli.context import CliError, Target, connect, print_json, print_tabl
 from stepml.lineage import STEP_ORDER, STEP_TITLES, from_dynamo
 
 
-def _lineage_table(target: Target) -> Any:
-    return target.session.resource("dynamodb", endpoint_url=target.endpoint_url).Table(
-        target.output("LineageTableName")
-    )
-
-
 def list_runs(target: Target) -> list[dict[str, Any]]:
     """Every run in lineage, newest first."""
-    table = _lineage_table(target)
+    table = target.lineage_table()
     items, kwargs = [], {}
     while True:
         page = table.scan(**kwargs)
@@ -46,7 +40,7 @@ def list_runs(target: Target) -> list[dict[str, Any]]:
 
 def run_steps(target: Target, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run's record and its step records in pipeline order."""
-    table = _lineage_table(target)
+    table = target.lineage_table()
     items = from_dynamo(table.query(KeyConditionExpression=Key("pk").eq(f"RUN#{run_id}"))["Items"])
     run = next((i for i in items if i["sk"] == "RUN"), None)
     if run is None:
@@ -254,7 +248,7 @@ def _served_model(target: Target, endpoint: str) -> dict[str, Any] | None:
     when lineage has no record of it (an endpoint stepml did not make)."""
     from stepml.lineage_queries import LineageQueryError, NotInLineageError, model_lineage, run_records
 
-    table = _lineage_table(target)
+    table = target.lineage_table()
     try:
         found = model_lineage(table, endpoint, sagemaker_client=target.client("sagemaker"))
         run, _ = run_records(table, found["run_id"])

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stepml.local.iam.matching import PolicyError, expand_variables, glob_pattern
+from stepml.local.iam.matching import PolicyError, as_text, expand_variables, glob_pattern
 
 
 def check_condition(condition: Any, where: str) -> None:
@@ -67,28 +67,20 @@ class _Operator:
     if_exists: bool
 
 
-def _as_text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return None
-
-
 def _string_equals(ignore_case: bool) -> Callable[[Any, str], Callable[[Any], bool]]:
     def compile_(policy_value: Any, where: str) -> Callable[[Any], bool]:
-        expected = _as_text(policy_value) or ""
+        expected = as_text(policy_value) or ""
         if ignore_case:
             expected = expected.casefold()
-            return lambda v: (text := _as_text(v)) is not None and text.casefold() == expected
-        return lambda v: _as_text(v) == expected
+            return lambda v: (text := as_text(v)) is not None and text.casefold() == expected
+        return lambda v: as_text(v) == expected
 
     return compile_
 
 
 def _string_like(policy_value: Any, where: str) -> Callable[[Any], bool]:
-    pattern = glob_pattern(_as_text(policy_value) or "")
-    return lambda v: (text := _as_text(v)) is not None and pattern.fullmatch(text) is not None
+    pattern = glob_pattern(as_text(policy_value) or "")
+    return lambda v: (text := as_text(v)) is not None and pattern.fullmatch(text) is not None
 
 
 def _number(value: Any) -> Decimal | None:
@@ -149,7 +141,7 @@ def _date(compare: Callable[[float, float], bool]) -> Callable[[Any, str], Calla
 
 
 def _bool_value(value: Any, where: str) -> bool:
-    text = _as_text(value)
+    text = as_text(value)
     if text is None or text.lower() not in ("true", "false"):
         raise PolicyError(f"{where}: {value!r} is not true or false")
     return text.lower() == "true"
@@ -159,7 +151,7 @@ def _bool(policy_value: Any, where: str) -> Callable[[Any], bool]:
     expected = _bool_value(policy_value, where)
 
     def test(value: Any) -> bool:
-        text = _as_text(value)
+        text = as_text(value)
         return text is not None and text.lower() in ("true", "false") and (text.lower() == "true") == expected
 
     return test
@@ -201,10 +193,10 @@ def _ip(policy_value: Any, where: str) -> Callable[[Any], bool]:
 def _arn_like(policy_value: Any, where: str) -> Callable[[Any], bool]:
     # Each of the six colon-delimited components is matched on its own; the last (the resource)
     # may itself contain colons.
-    segments = [glob_pattern(part) for part in (_as_text(policy_value) or "").split(":", 5)]
+    segments = [glob_pattern(part) for part in (as_text(policy_value) or "").split(":", 5)]
 
     def test(value: Any) -> bool:
-        text = _as_text(value)
+        text = as_text(value)
         if text is None:
             return False
         parts = text.split(":", 5)

@@ -71,16 +71,24 @@ def _tokens(text: str, context: Mapping[str, Any], variables: bool) -> list[tupl
     return tokens
 
 
+def as_text(value: Any) -> str | None:
+    """A context value as IAM reads it as text (``true``/``false``, numbers as written); None for
+    a value that has no text form (a list, a missing key)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
 def _variable_value(body: str, context: Mapping[str, Any]) -> str:
     name, _, default = body.partition(",")
     name = name.strip()
     if name in ("*", "?", "$"):
         return name
-    value = context.get(name.lower())
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
+    value = as_text(context.get(name.lower()))
+    if value is not None:
+        return value
     default = default.strip()
     if len(default) >= 2 and default[0] == default[-1] == "'":
         return default[1:-1]
