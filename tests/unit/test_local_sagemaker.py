@@ -57,18 +57,6 @@ CUSTOM_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/my-trainer:latest"
 # The fixtures (s3_stack, make_engine, engine, bucket, s3, sagemaker, runtime) are in
 # tests/unit/conftest.py, the helpers shared with the engine's other test modules in sagemaker_helpers.py.
 
-_FIXTURES_IN_CONFTEST = frozenset({"s3_stack", "make_engine", "engine", "bucket", "s3", "sagemaker", "runtime"})
-
-
-def __getattr__(name: str):
-    """A module written when the fixtures lived here still imports them from here (pytest finds
-    them in conftest.py without an import)."""
-    if name in _FIXTURES_IN_CONFTEST:
-        from tests.unit import conftest
-
-        return getattr(conftest, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks = rankdata(scores)  # ties share their average rank, as in xgboost's AUC

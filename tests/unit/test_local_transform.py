@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_local_sagemaker are parameters here
 """Batch transform jobs on the local cloud: CreateTransformJob's checks, real runs through the
 model's containers (XGBoost alone or behind the Scikit-learn preprocessor), outputs in S3,
 DescribeTransformJob, StopTransformJob and the Step Functions ``.sync`` integration."""
@@ -17,25 +16,19 @@ from moto import mock_aws
 
 from stepml.local.sagemaker.transform_validation import parse_filter
 from stepml.local.stepfunctions.tasks import SYNC_POLL_SECONDS_ENV
-from tests.unit.stepfunctions.support import EXECUTE_STATE_MACHINES, one_task, run
-from tests.unit.test_local_pipeline_model import put_pipeline
-from tests.unit.test_local_sagemaker import (  # noqa: F401 (fixtures)
+from tests.unit.sagemaker_helpers import (
     ACCOUNT,
     CONTAINER_STATEMENTS,
     REGION,
     ROLE,
     XGBOOST_IMAGE,
-    bucket,
-    engine,
-    make_engine,
     make_rows,
     model_tarball,
-    s3,
-    s3_stack,
-    sagemaker,
     to_csv,
     wait_for,
 )
+from tests.unit.stepfunctions.support import EXECUTE_STATE_MACHINES, one_task, run
+from tests.unit.test_local_pipeline_model import put_pipeline
 
 
 def put_model(sagemaker, s3, bucket: str, name: str, role: str = ROLE) -> xgb.Booster:
