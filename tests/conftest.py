@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +12,6 @@ from typing import Any
 import boto3
 import botocore.loaders
 import botocore.session
-import moto.kms.models
 import pytest
 from moto import mock_aws
 
@@ -41,25 +39,6 @@ REGION = "us-east-1"
 
 # The unit tier runs moto in-process with the same fixes the local cloud runs with.
 apply_process_patches()
-
-_moto_private_key = moto.kms.models.generate_private_key
-
-
-@functools.cache
-def _unused_key_pair() -> Any:
-    return _moto_private_key("RSA_2048")
-
-
-def _private_key(key_spec: str) -> Any:
-    """moto makes an RSA-2048 pair for every key it creates, symmetric and HMAC keys included,
-    which never use it (about 0.1 s a key, and the stack has four): those keys share one pair here.
-    Asymmetric keys keep their own."""
-    if key_spec == "SYMMETRIC_DEFAULT" or key_spec.startswith("HMAC_"):
-        return _unused_key_pair()
-    return _moto_private_key(key_spec)
-
-
-moto.kms.models.generate_private_key = _private_key
 
 
 @pytest.fixture

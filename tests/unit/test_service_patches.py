@@ -328,3 +328,29 @@ def test_a_key_policy_that_locks_the_caller_out_is_refused_as_kms_refuses_it(gat
     checks = [r for r in gated_moto.authorizer.recorder.snapshot() if r.action == "kms:PutKeyPolicy"]
     assert {r.principal for r in checks} >= {"arn:aws:iam::123456789012:user/local"}
     assert [r.allowed for r in checks].count(False) == 3
+
+
+def test_symmetric_and_hmac_keys_make_no_key_pair_of_their_own():
+    import moto.kms.models as kms_models
+
+    with mock_aws():
+        kms = boto3.client("kms", region_name="us-east-1")
+        keys = [
+            kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["KeyId"]
+            for spec, usage in (
+                ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
+                ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
+                ("HMAC_256", "GENERATE_VERIFY_MAC"),
+                ("RSA_2048", "SIGN_VERIFY"),
+                ("RSA_2048", "SIGN_VERIFY"),
+            )
+        ]
+        backend = kms_models.kms_backends["123456789012"]["us-east-1"]
+        pairs = [backend.keys[key].private_key for key in keys]
+        assert pairs[0] is pairs[1] is pairs[2]
+        assert pairs[3] is not pairs[0] and pairs[4] is not pairs[3]
+        # The symmetric key still encrypts and decrypts with its own material.
+        blob = kms.encrypt(KeyId=keys[0], Plaintext=b"secret")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"secret"
+        with pytest.raises(ClientError):
+            kms.decrypt(CiphertextBlob=blob, KeyId=keys[1])

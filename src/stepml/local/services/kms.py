@@ -1,7 +1,9 @@
-"""KMS patches: the key policy lockout safety check of CreateKey and PutKeyPolicy."""
+"""KMS patches: the key policy lockout safety check of CreateKey and PutKeyPolicy; no RSA key pair
+made for keys that never use one."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -81,5 +83,37 @@ register(
         ),
         test=_TESTS + "test_a_key_policy_that_locks_the_caller_out_is_refused_as_kms_refuses_it",
         install=_install_key_policy_lockout_check,
+    )
+)
+
+
+def _install_shared_unused_key_pair(patch: Patch) -> None:
+    import moto.kms.models as kms_models
+
+    original = kms_models.generate_private_key
+
+    @functools.cache
+    def unused_pair() -> Any:
+        return original("RSA_2048")
+
+    def generate_private_key(key_spec: str) -> Any:
+        if key_spec == "SYMMETRIC_DEFAULT" or key_spec.startswith("HMAC_"):
+            return unused_pair()
+        return original(key_spec)
+
+    patch.replace(kms_models, "generate_private_key", generate_private_key)
+
+
+register(
+    Patch(
+        name="kms-no-key-pair-for-symmetric-keys",
+        why=(
+            "moto generates an RSA-2048 key pair for every key it creates, about 0.1 s each, symmetric and "
+            "HMAC keys included, which never use it (their encryption uses the key material). Those keys "
+            "share one pair; asymmetric keys keep their own. The stack's four keys are created at every "
+            "local cloud start and in every unit test that provisions the template."
+        ),
+        test=_TESTS + "test_symmetric_and_hmac_keys_make_no_key_pair_of_their_own",
+        install=_install_shared_unused_key_pair,
     )
 )
