@@ -661,11 +661,6 @@ def _label_text(config: JobConfig) -> Column:
     return F.trim(_col(config.label))
 
 
-def _first(condition: Column, value: Column) -> Column:
-    """The earliest row (by ROW_ID) where ``condition`` holds, with ``value``, as a struct."""
-    return F.min(F.when(condition, F.struct(F.col(ROW_ID).alias("row"), value.cast("string").alias("value"))))
-
-
 @dataclass
 class Profile:
     """What one pass over the data established: counts, numeric statistics, medians."""
@@ -679,8 +674,19 @@ class Profile:
     category_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split_counts: dict[str, int] = field(default_factory=dict)
     #: The baseline's category counts on the training rows, counted by ``count_values`` in the
-    #: same pass (None: not counted, ``baseline`` counts them).
-    baseline_categories: list[dict[str | None, int]] | None = None
+    #: same pass.
+    baseline_categories: list[dict[str | None, int]] = field(default_factory=list)
+    #: The baseline's moments, range, percentiles and fractional count of each numeric feature
+    #: on the training rows (``_BASELINE_MOMENTS``), from the profile's pass.
+    baseline_numeric: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: Spark sorts an object aggregation's groups once a task holds this many (Spark's default
+#: threshold); the profile's groups are few and bounded by the features, so they stay hashed.
+_FALLBACK_THRESHOLD = "spark.sql.objectHashAggregate.sortBased.fallbackThreshold"
+_SPARK_FALLBACK_DEFAULT = 128
+#: The baseline's statistics of a numeric feature, as ``_numeric_feature`` names them.
+_BASELINE_MOMENTS = ("n", "sum", "std", "min", "max", "frac", "pct")
 
 
 def profile_input(raw: RawInput, config: JobConfig) -> Profile:
@@ -689,49 +695,134 @@ def profile_input(raw: RawInput, config: JobConfig) -> Profile:
     Raises ``PreprocessError`` for: no data rows, binary or non-UTF-8 lines, records with the
     wrong number of fields, too few rows, no labels, non-numeric values in numeric features
     (or a regression label) and labels outside ``classes``. Statistics cover labeled rows,
-    the rows that are kept.
+    the rows that are kept; the baseline's moments cover the labeled training rows (a frame
+    without ``SPLIT`` has none).
     """
-    aggregations = _profile_aggregations(config, raw.frame.columns)
-    names = list(aggregations)
-    result = raw.frame.agg(*[aggregations[n].alias(n) for n in names]).collect()[0].asDict(recursive=True)
+    result = _profile_result(raw.frame, config)
     _check_records(raw, config, result)
     _check_values(raw, config, result)
-    return _profile_of(raw, config, result)
+    profile = _profile_of(raw, config, result)
+    profile.baseline_numeric = {
+        name: {key: result[f"t{key}{i}"] for key in _BASELINE_MOMENTS} for i, name in enumerate(config.numeric)
+    }
+    return profile
 
 
-def _profile_aggregations(config: JobConfig, columns: Sequence[str]) -> dict[str, Column]:
-    """The one aggregation of ``profile_input``: counts, the first bad row of each kind, and the
-    statistics of each numeric feature (and a regression label) over the labeled rows."""
+def _profile_long(frame: DataFrame, config: JobConfig) -> DataFrame:
+    """The profile's long form: per input row, one entry for the row (``k`` 0), one per numeric
+    feature (``k`` its position + 1, with its ``raw`` text and parsed ``number``) and one for the
+    label (the last ``k``: its text, and its number for a regression). Only the slots are built
+    per feature; what is checked and measured on them is one expression per field, for any width."""
     label = _label_text(config)
     labeled = label.isNotNull() & (label != "")
-    aggregations: dict[str, Column] = {
-        "rows": F.count(F.lit(1)),
-        "labeled": F.count(F.when(labeled, True)),
-        "nul": _first(F.col(HAS_NUL), F.lit("")),
-        "utf8": _first(F.col(BAD_UTF8), F.lit("")),
-        "corrupt": _first(F.col(CORRUPT).isNotNull(), F.col(CORRUPT)),
-    }
-    for position, name in enumerate(config.numeric):
-        value, parsed = _col(name), _parsed(columns, name)
-        number = F.when(labeled, parsed)
-        aggregations[f"bad{position}"] = _first(_is_bad_number(value, parsed), F.trim(value))
-        aggregations[f"badn{position}"] = F.count(F.when(_is_bad_number(value, parsed), True))
-        aggregations[f"count{position}"] = F.count(number)
-        aggregations[f"mean{position}"] = F.mean(number)
-        aggregations[f"std{position}"] = F.stddev_samp(number)
-        aggregations[f"min{position}"] = F.min(number)
-        aggregations[f"max{position}"] = F.max(number)
-        aggregations[f"median{position}"] = F.median(number)
+    train = labeled & (F.col(SPLIT) == "train") if SPLIT in frame.columns else F.lit(False)
+    slot = "struct<raw:string,number:double>"
+    slots = [F.lit(None).cast(slot)]
+    slots += [F.struct(_col(n).alias("raw"), _parsed(frame.columns, n).alias("number")) for n in config.numeric]
+    number = _number(label) if config.problem_type == "regression" else F.lit(None).cast("double")
+    slots.append(F.struct(label.alias("raw"), number.alias("number")))
+    carried = [labeled.alias("labeled"), train.alias("train"), F.col(ROW_ID), F.col(HAS_NUL), F.col(BAD_UTF8)]
+    return frame.select(F.posexplode(F.array(*slots)).alias("k", "slot"), *carried, F.col(CORRUPT))
+
+
+def _long_aggregations() -> list[Column]:
+    """The profile's aggregations over ``_profile_entries``' fields, the same for any number of
+    features: counts, the earliest row failing each check, the labeled rows' statistics (x) and
+    the labeled training rows' (t, the baseline's)."""
+    x, t = F.col("x"), F.col("t")
+    return [
+        F.count(F.lit(1)).alias("n"),
+        F.count(F.when(F.col("flag"), True)).alias("flagged"),
+        F.min("bad").alias("bad"),
+        F.min("utf8").alias("utf8"),
+        F.min("corrupt").alias("corrupt"),
+        F.count(x).alias("count"),
+        F.mean(x).alias("mean"),
+        F.stddev_samp(x).alias("std"),
+        F.min(x).alias("min"),
+        F.max(x).alias("max"),
+        F.median(x).alias("median"),
+        F.count(t).alias("tn"),
+        F.sum(t).alias("tsum"),
+        F.stddev_pop(t).alias("tstd"),
+        F.min(t).alias("tmin"),
+        F.max(t).alias("tmax"),
+        F.count(F.when(t != F.floor(t), True)).alias("tfrac"),
+        F.percentile_approx(t, BASELINE_PERCENTILES, PERCENTILE_ACCURACY).alias("tpct"),
+    ]
+
+
+def _profile_entries(long: DataFrame, config: JobConfig) -> DataFrame:
+    """``_profile_long``'s entries as the fields ``_long_aggregations`` reads: k, whether the entry
+    counts (a labeled row, a numeric value that is not a number), the earliest rows failing a
+    check (bad, utf8, corrupt), x (a labeled value) and t (a labeled training value)."""
+    k, raw, number = F.col("k"), F.col("slot.raw"), F.col("slot.number")
+    is_row, is_label = k == 0, k == len(config.numeric) + 1
+    is_numeric = ~is_row & ~is_label
+    labeled, bad_number = F.col("labeled"), _is_bad_number(raw, number)
     if config.problem_type == "regression":
-        number = _number(label)
-        aggregations["label_bad"] = _first(labeled & number.isNull(), label)
-        aggregations["label_mean"] = F.mean(number)
-        aggregations["label_std"] = F.stddev_samp(number)
-        aggregations["label_min"] = F.min(number)
-        aggregations["label_max"] = F.max(number)
+        bad_label = _first_row(labeled & number.isNull(), raw)
     elif config.classes:
-        aggregations["label_unknown"] = _first(labeled & ~label.isin(*config.classes), label)
-    return aggregations
+        bad_label = _first_row(labeled & ~raw.isin(*config.classes), raw)
+    else:
+        bad_label = F.lit(None)
+    bad = F.when(is_row, _first_row(F.col(HAS_NUL), F.lit(""))).when(is_numeric, _first_row(bad_number, F.trim(raw)))
+    return long.select(
+        k,
+        F.when(is_row, labeled).when(is_numeric, bad_number).alias("flag"),
+        bad.when(is_label, bad_label).alias("bad"),
+        F.when(is_row, _first_row(F.col(BAD_UTF8), F.lit(""))).alias("utf8"),
+        F.when(is_row, _first_row(F.col(CORRUPT).isNotNull(), F.col(CORRUPT))).alias("corrupt"),
+        F.when(is_numeric & labeled, number).when(is_label, number).alias("x"),
+        F.when(is_numeric & F.col("train"), number).alias("t"),
+    )
+
+
+def _first_row(condition: Column, value: Column) -> Column:
+    """The row (by ROW_ID) and ``value`` where ``condition`` holds, else null: ``min`` of it is
+    the earliest such row."""
+    return F.when(condition, F.struct(F.col(ROW_ID).alias("row"), value.cast("string").alias("value")))
+
+
+def _profile_result(frame: DataFrame, config: JobConfig) -> dict[str, Any]:
+    """The profile's aggregation, grouped by entry, as one flat mapping named as the checks read it.
+
+    Long form keeps the plan's size fixed: one expression per feature and statistic made a
+    200-feature plan take minutes to compile. Each group's values arrive in row order within a
+    partition and the partitions merge in order, as in the one-row aggregation it replaces, so
+    sums, moments and the approximate percentiles come out the same to the last digit."""
+    entries = _profile_entries(_profile_long(frame, config), config)
+    grouped = entries.groupBy("k").agg(*_long_aggregations())
+    spark = frame.sparkSession
+    previous = spark.conf.get(_FALLBACK_THRESHOLD, None)
+    # Sorting would feed a group's rows to the percentile sketch in another order (other digits).
+    spark.conf.set(_FALLBACK_THRESHOLD, str(max(_SPARK_FALLBACK_DEFAULT, len(config.numeric) + 3)))
+    try:
+        groups = {row["k"]: row.asDict(recursive=True) for row in grouped.collect()}
+    finally:
+        if previous is None:
+            spark.conf.unset(_FALLBACK_THRESHOLD)
+        else:
+            spark.conf.set(_FALLBACK_THRESHOLD, previous)
+    if not groups:  # no rows: _check_records stops at the count
+        return {"rows": 0}
+    rows, label = groups[0], groups[len(config.numeric) + 1]
+    result: dict[str, Any] = {"rows": rows["n"], "labeled": rows["flagged"], "nul": rows["bad"]}
+    result.update(utf8=rows["utf8"], corrupt=rows["corrupt"])
+    for position in range(len(config.numeric)):
+        found = groups[position + 1]
+        result[f"bad{position}"], result[f"badn{position}"] = found["bad"], found["flagged"]
+        for key in ("count", "mean", "std", "min", "max", "median"):
+            result[f"{key}{position}"] = found[key]
+        for key in _BASELINE_MOMENTS:
+            result[f"t{key}{position}"] = found["t" + key]
+    if config.problem_type == "regression":
+        result["label_bad"] = label["bad"]
+        for key in ("mean", "std", "min", "max"):
+            result[f"label_{key}"] = label[key]
+    else:
+        result["label_unknown"] = label["bad"]
+    return result
 
 
 def _check_records(raw: RawInput, config: JobConfig, result: Mapping[str, Any]) -> None:
@@ -1040,64 +1131,47 @@ MONITORING_CONFIG = {
 }
 
 
-def _baseline_numeric(train: DataFrame, config: JobConfig) -> dict[str, dict[str, Any]]:
-    """Per numeric feature of the training rows: counts, moments, range, percentiles, then the
-    ten equal-width bucket counts between min and max (a second aggregation: it needs the range)."""
-    values = {name: _parsed(train.columns, name) for name in config.numeric}
-    aggregations = [F.count(F.lit(1)).alias("rows")]
-    for i, value in enumerate(values.values()):
-        aggregations += [
-            F.count(value).alias(f"n{i}"),
-            F.sum(value).alias(f"sum{i}"),
-            F.stddev_pop(value).alias(f"std{i}"),
-            F.min(value).alias(f"min{i}"),
-            F.max(value).alias(f"max{i}"),
-            F.count(F.when(value != F.floor(value), True)).alias(f"frac{i}"),
-            F.percentile_approx(value, BASELINE_PERCENTILES, PERCENTILE_ACCURACY).alias(f"pct{i}"),
-        ]
-    first = train.agg(*aggregations).collect()[0]
+def _baseline_numeric(train: DataFrame, config: JobConfig, moments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per numeric feature of the training rows: ``moments`` (the profile's counts, moments,
+    range and percentiles), then the ten equal-width bucket counts between min and max (an
+    aggregation of its own: it needs the range), in long form: one count per feature and bucket."""
     edges = {}
-    for i, name in enumerate(values):
-        low, high = first[f"min{i}"], first[f"max{i}"]
+    for name in config.numeric:
+        low, high = moments[name]["min"], moments[name]["max"]
         if low is not None:
             step = (high - low) / BASELINE_BUCKETS
             edges[name] = [low + step * b for b in range(BASELINE_BUCKETS)] + [high]
-    bucket_counts = [
-        F.count(F.when(_in_bucket(values[name], edges[name], b), True)).alias(f"b{i}_{b}")
-        for i, name in enumerate(values)
-        if name in edges
-        for b in range(BASELINE_BUCKETS)
-    ]
-    second = train.agg(*bucket_counts).collect()[0] if bucket_counts else {}
-    result: dict[str, Any] = {"rows": first["rows"]}
-    for i, name in enumerate(values):
+    counts: dict[tuple[int, int], int] = {}
+    if edges:
+        # One (position, value) entry per feature, joined to its feature's edges: a small table,
+        # so that the plan holds no constant per feature and bucket.
+        rows = [(i, edges[name]) for i, name in enumerate(config.numeric) if name in edges]
+        table = train.sparkSession.createDataFrame(rows, "k int, e array<double>")
+        values = F.array(*[_parsed(train.columns, name) for name in config.numeric])
+        long = train.select(F.posexplode(values).alias("k", "x")).join(F.broadcast(table), "k")
+        bucket = _bucket_of(F.col("x"), F.col("e"))
+        for row in long.groupBy("k", bucket.alias("b")).count().where(F.col("b").isNotNull()).collect():
+            counts[row["k"], row["b"]] = row["count"]
+    result: dict[str, Any] = {}
+    for i, name in enumerate(config.numeric):
         cuts = edges.get(name, [])
-        result[name] = {key: first[f"{key}{i}"] for key in ("n", "sum", "std", "min", "max", "frac", "pct")}
+        result[name] = {**moments[name]}
         result[name]["buckets"] = [
-            {"lower_bound": cuts[b], "upper_bound": cuts[b + 1], "count": second[f"b{i}_{b}"]}
+            {"lower_bound": cuts[b], "upper_bound": cuts[b + 1], "count": counts.get((i, b), 0)}
             for b in range(len(cuts) - 1)
         ]
     return result
 
 
-def _in_bucket(value: Column, edges: Sequence[float], bucket: int) -> Column:
-    """``value`` in bucket ``bucket``: [lower, upper), the last one closed (it holds the maximum)."""
-    inside = value >= F.lit(edges[bucket])
-    if bucket == len(edges) - 2:
-        return inside & (value <= F.lit(edges[-1]))
-    return inside & (value < F.lit(edges[bucket + 1]))
-
-
-def _baseline_categories(train: DataFrame, config: JobConfig) -> list[dict[str, int]]:
-    """Per categorical feature, the count of each trimmed value on the training rows (None: missing)."""
-    if not config.categorical:
-        return []
-    values = [F.when(F.trim(_col(n)) != "", F.trim(_col(n))) for n in config.categorical]
-    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("k"), v.alias("v")) for i, v in enumerate(values)]))
-    counts: list[dict[str, int]] = [{} for _ in values]
-    for row in train.select(pairs.alias("pair")).groupBy("pair.k", "pair.v").count().collect():
-        counts[row["k"]][row["v"]] = row["count"]
-    return counts
+def _bucket_of(value: Column, edges: Column) -> Column:
+    """The bucket ``value`` falls in between ``edges`` (an array of BASELINE_BUCKETS + 1): [lower,
+    upper), the last one closed (it holds the maximum); null outside. The edges never decrease,
+    so the buckets do not overlap."""
+    bucket: Any = F
+    for b in range(BASELINE_BUCKETS):
+        upper = value <= edges[b + 1] if b == BASELINE_BUCKETS - 1 else value < edges[b + 1]
+        bucket = bucket.when((value >= edges[b]) & upper, F.lit(b))
+    return bucket
 
 
 def _numeric_feature(name: str, found: Mapping[str, Any], rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -1152,9 +1226,7 @@ def _string_feature(name: str, counts: Mapping[str | None, int], rows: int) -> t
     return statistics, constraint
 
 
-def baseline(
-    frame: DataFrame, config: JobConfig, profile: Profile | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def baseline(frame: DataFrame, config: JobConfig, profile: Profile) -> tuple[dict[str, Any], dict[str, Any]]:
     """statistics.json and constraints.json of the training split, in Model Monitor's formats.
 
     Computed over the raw feature columns of the labeled training rows, as the dataset has
@@ -1162,15 +1234,13 @@ def baseline(
     Unlike AWS's analyzer: the KLL section's ``sketch.data`` is one level holding the 0th to
     100th percentiles (``percentile_approx``), equally weighted, not a compactor hierarchy;
     the ten ``buckets`` are exact counts between min and max; ``std_dev`` is the population's.
-    What ``profile`` gathered already (the job's passes) is not computed again.
+    ``profile`` holds everything but the bucket counts (the job's passes gathered it).
     """
     label = _label_text(config)
     train = frame.where(label.isNotNull() & (label != "") & (F.col(SPLIT) == "train"))
-    numeric = _baseline_numeric(train, config)
-    found = profile.baseline_categories if profile else None
-    found = found if found is not None else _baseline_categories(train, config)
-    categories = dict(zip(config.categorical, found, strict=True))
-    rows = numeric["rows"]
+    numeric = _baseline_numeric(train, config, profile.baseline_numeric)
+    categories = dict(zip(config.categorical, profile.baseline_categories, strict=True))
+    rows = profile.split_counts["train"]
     features = []
     for feature in config.features:
         if feature.type == "numeric":

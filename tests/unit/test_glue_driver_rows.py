@@ -7,10 +7,15 @@ sequence of calls and their row counts must be the same on both inputs: what rea
 are aggregates (counts, statistics, percentiles, a count per category value), never input-sized.
 A row count cannot see an input-sized array inside one aggregate row, so the results' printed
 size is bounded too: it may grow by the digits of larger counts, not with the input.
+
+The plan is bounded in the features' direction as well: a 200-feature upload runs as the same
+Spark jobs as a 2-feature one, and no aggregation has an expression per feature and statistic
+(one had 1,600 and took minutes to compile): the profile and the baseline aggregate in long form.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +23,7 @@ import pytest
 from pyspark import RDD
 from pyspark.sql import DataFrame
 
-from tests.unit.test_glue_preprocess import churn_rows, dataset_config, run_main, spark, write_csv
+from tests.unit.test_glue_preprocess import churn_rows, dataset_config, pp, run_main, spark, write_csv
 
 pytestmark = pytest.mark.spark
 
@@ -94,3 +99,48 @@ def test_no_action_brings_input_sized_data_to_the_driver(spark, tmp_path, monkey
     small_chars, large_chars = (sum(chars for *_, chars in calls) for calls in (small, large))
     # 4x the rows; counts gain at most a digit each, so the printed results stay nearly the same.
     assert large_chars < 1.25 * small_chars, (small_chars, large_chars)
+
+
+#: The most columns one collected aggregation may have, whatever the number of features.
+MAX_AGGREGATE_COLUMNS = 24
+
+
+def _wide_run(spark, tmp_path, monkeypatch: pytest.MonkeyPatch, features: int) -> tuple[list[int], int, dict]:
+    """The job on 40 rows of ``features`` numeric features: the column count of each collected
+    frame, the Spark jobs it ran and its manifest."""
+    rng = random.Random(features)
+    names = [f"x{i:03d}" for i in range(features)]
+    rows = [[f"c{r}", *(f"{rng.gauss(0, 1):.3f}" for _ in names), rng.choice(["no", "yes"])] for r in range(40)]
+    folder = tmp_path / f"f{features}"
+    folder.mkdir()
+    source = write_csv(folder / "data.csv", rows, header=["id", *names, "churned"])
+    config = dataset_config(features=[{"name": name, "type": "numeric"} for name in names])
+    collected: list[int] = []
+    original = DataFrame.collect
+
+    def collect(frame: DataFrame) -> Any:
+        collected.append(len(frame.columns))
+        return original(frame)
+
+    group = f"wide-{features}-{tmp_path.name}"
+    spark.sparkContext.setJobGroup(group, "the wide-input test")
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(DataFrame, "collect", collect)
+            manifest = run_main(source, folder / "out", config)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    return collected, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group)), manifest
+
+
+def test_a_wide_upload_runs_as_few_jobs_and_aggregate_expressions_as_a_narrow_one(spark, tmp_path, monkeypatch):
+    narrow, narrow_jobs, _ = _wide_run(spark, tmp_path, monkeypatch, 2)
+    wide, wide_jobs, manifest = _wide_run(spark, tmp_path, monkeypatch, 200)
+
+    assert manifest["feature_order"] == [f"x{i:03d}" for i in range(200)], "the job ran on every feature"
+    assert len(manifest["imputation"]["medians"]) == 200
+    assert wide == narrow, "the collected aggregations changed with the number of features"
+    assert max(wide) <= MAX_AGGREGATE_COLUMNS, f"an aggregation has {max(wide)} columns with 200 features"
+    assert wide_jobs == narrow_jobs, (narrow_jobs, wide_jobs)
+    profile_columns = len(pp._long_aggregations()) + 1
+    assert profile_columns in wide, "the profile's long-form aggregation was not collected"
