@@ -1,7 +1,8 @@
 """Benchmark: how the preprocessing job and the whole pipeline scale with the rows (issue 13).
 
     .venv/bin/python bench/bench_scale.py [--sizes 50000,500000,5000000] [--wide-rows 50000]
-                                          [--no-pipeline] [--wide-in-pipeline]
+                                          [--no-pipeline] [--pipeline-only] [--wide-in-pipeline]
+                                          [--idle-timeout 120]
 
 For each size, and for a wide dataset (the churn columns plus 193 noise columns: 200
 features), in one run:
@@ -13,9 +14,12 @@ features), in one run:
   the same file, in a new process each time: wall time, peak RSS, and its time over Glue's;
 * ``pipeline``: the file (the wide one only with ``--wide-in-pipeline``) uploaded to the local
   cloud, upload to approval email, with the Glue job run's and the training job's own seconds,
-  and the peak RSS of the whole local cloud (this process and every process under it); each run
-  is then rejected and waited for, so runs do not overlap. Before the first upload (the Glue
-  warm-up done) and after the last run ends, the cloud's idle RSS.
+  and the peak RSS of the whole local cloud (this process and every process under it), and
+  where the seconds went (the upload, its event, each state of the execution's history); each
+  run is then rejected and waited for, so runs do not overlap. The cloud's idle RSS, and the
+  processes holding it: before the first upload (the Glue warm-up done), right after the last
+  run ends, and once the idle reaper (``--idle-timeout``, as ``stepml local up``'s) stopped the
+  warm workers (waited for at most the timeout and a minute, its time printed).
 
 Then the exponent b of time = a * rows^b (least squares on log-log, the churn sizes) for each
 column, and the size where Spark overtakes pandas (measured, or where the two fitted lines cross).

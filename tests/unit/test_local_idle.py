@@ -159,3 +159,16 @@ def test_a_lambda_worker_idle_past_the_timeout_is_stopped_and_the_next_invocatio
         assert engine.workers_started("pid") == 2
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [([], 120.0), (["--idle-timeout", "30"], 30.0), (["--idle-timeout", "0"], None)]
+)
+def test_stepml_local_up_passes_its_idle_timeout_to_the_cloud(monkeypatch, tmp_path, given, expected):
+    from stepml.cli import local
+    from stepml.cli.main import build_parser
+
+    monkeypatch.setattr(local, "check_java", lambda: None)
+    monkeypatch.setattr(local.LocalCloud, "start", lambda cloud: cloud)  # the options, not a running cloud
+    args = build_parser().parse_args(["local", "up", "--state-dir", str(tmp_path), *given])
+    assert local.start_cloud(args).idle_timeout_seconds == expected
