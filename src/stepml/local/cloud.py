@@ -239,10 +239,14 @@ class LocalCloud:
         # local endpoint and credentials. stop() puts the previous values back.
         # AWS managed policies (AWSLambdaBasicExecutionRole ...) exist in IAM, so SAM's function
         # roles can attach them and the IAM gate evaluates them.
+        # XGBoost's OpenMP threads (training and model servers run in this process) sleep at a
+        # barrier instead of spinning: on cores shared with Spark, moto and the Lambda workers,
+        # spinning burnt a third of training's CPU (same threads, same model; read when xgboost loads).
         process_environment = {
             **self.environment_for_clients(),
             "MOTO_PORT": str(self.port),
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
         }
         self._saved_environment = {name: os.environ.get(name) for name in process_environment}
         os.environ.update(process_environment)
