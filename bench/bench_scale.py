@@ -1,7 +1,8 @@
 """Benchmark: how the preprocessing job and the whole pipeline scale with the rows (issue 13).
 
     .venv/bin/python bench/bench_scale.py [--sizes 50000,500000,5000000] [--wide-rows 50000]
-                                          [--no-pipeline] [--wide-in-pipeline]
+                                          [--no-pipeline] [--pipeline-only] [--wide-in-pipeline]
+                                          [--idle-timeout 120]
 
 For each size, and for a wide dataset (the churn columns plus 193 noise columns: 200
 features), in one run:
@@ -13,9 +14,12 @@ features), in one run:
   the same file, in a new process each time: wall time, peak RSS, and its time over Glue's;
 * ``pipeline``: the file (the wide one only with ``--wide-in-pipeline``) uploaded to the local
   cloud, upload to approval email, with the Glue job run's and the training job's own seconds,
-  and the peak RSS of the whole local cloud (this process and every process under it); each run
-  is then rejected and waited for, so runs do not overlap. Before the first upload (the Glue
-  warm-up done) and after the last run ends, the cloud's idle RSS.
+  and the peak RSS of the whole local cloud (this process and every process under it), and
+  where the seconds went (the upload, its event, each state of the execution's history); each
+  run is then rejected and waited for, so runs do not overlap. The cloud's idle RSS, and the
+  processes holding it: before the first upload (the Glue warm-up done), right after the last
+  run ends, and once the idle reaper (``--idle-timeout``, as ``stepml local up``'s) stopped the
+  warm workers (waited for at most the timeout and a minute, its time printed).
 
 Then the exponent b of time = a * rows^b (least squares on log-log, the churn sizes) for each
 column, and the size where Spark overtakes pandas (measured, or where the two fitted lines cross).
@@ -43,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from stepml.cli.context import print_table  # noqa: E402
 from stepml.config import dataset_config_key, parse_dataset_config  # noqa: E402
+from stepml.local.idle import DEFAULT_IDLE_TIMEOUT_SECONDS  # noqa: E402
 from stepml.sample_data import extra_feature_names, stream_churn_csv  # noqa: E402
 
 SCRIPT = ROOT / "glue_jobs" / "preprocess.py"
@@ -85,6 +90,41 @@ def tree_rss(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            words = cmdline.read().split(b"\0")
+    except OSError:
+        return "?"
+    # The JVM's class name, the Python module or script: what the process is, not its whole line.
+    for marker in (b"org.apache.spark.deploy.SparkSubmit", b"-m", b"-P"):
+        if marker in words:
+            at = words.index(marker)
+            return b" ".join(words[at : at + 2] if marker != b"-P" else words[at + 1 : at + 2]).decode(errors="replace")
+    return b" ".join(words[:2]).decode(errors="replace")[-60:]
+
+
+def rss_by_process(root: int) -> list[tuple[int, str, int]]:
+    """(pid, what it runs, bytes resident) of ``root`` and every process under it, largest first."""
+    tree, found, stack = _children(), [], [root]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while stack:
+        pid = stack.pop()
+        stack.extend(tree.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+                found.append((pid, _command(pid), int(statm.read().split()[1]) * page))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(found, key=lambda row: -row[2])
+
+
+def print_processes(root: int) -> None:
+    rows = rss_by_process(root)
+    table = [{"pid": str(pid), "process": what, "MiB": _mib(rss) or "0"} for pid, what, rss in rows]
+    print_table(table, ["pid", "process", "MiB"])
 
 
 class PeakRss:
@@ -201,6 +241,25 @@ def idle_rss(pid: int, seconds: float = 10.0) -> int:
     return peak
 
 
+def idle_after_reaping(idle_timeout: float) -> int:
+    """Wait (at most the timeout and a minute more) until the reaper stopped every warm worker
+    (no process under this one holds memory), print how long that took, then the idle RSS."""
+    started, pid = time.monotonic(), os.getpid()
+
+    def workers_gone() -> bool:
+        return all(rss < 1 << 20 for child, _, rss in rss_by_process(pid) if child != pid)
+
+    until = started + idle_timeout + 60
+    while not workers_gone() and time.monotonic() < until:
+        time.sleep(1)
+    seconds = time.monotonic() - started
+    state = "every warm worker stopped" if workers_gone() else "warm workers still running"
+    value = idle_rss(pid)
+    print(f"  cloud idle {seconds:.0f} s after the runs ({state}): {value / 2**20:.0f} MiB", flush=True)
+    print_processes(pid)
+    return value
+
+
 def _wait(condition, timeout: float, what: str):
     until = time.monotonic() + timeout
     while time.monotonic() < until:
@@ -211,17 +270,20 @@ def _wait(condition, timeout: float, what: str):
     raise SystemExit(f"{what} did not happen within {timeout:.0f} s")
 
 
-def run_pipeline(datasets: list[Dataset], folder: Path, timeout: float) -> dict[str, int]:
+def run_pipeline(datasets: list[Dataset], folder: Path, timeout: float, idle_timeout: float) -> dict[str, int]:
     """Each dataset uploaded to one local cloud, one run at a time; returns the idle RSS."""
     from tests.helpers import local_cloud
 
     cloud = local_cloud(folder / "cloud")
+    # As `stepml local up` runs it (the test session turns the reaper off).
+    cloud.idle_timeout_seconds = idle_timeout or None
     cloud.start()
     try:
         warm_up = Path(cloud.state_dir) / "glue" / "warm-up"
         _wait(lambda: any(warm_up.glob("*/manifest.json")), 600, "the Glue warm-up")
-        idle = {"before": idle_rss(os.getpid())}
-        print(f"  cloud idle before the first upload: {idle['before'] / 2**20:.0f} MiB", flush=True)
+        idle = {"before the runs": idle_rss(os.getpid())}
+        print(f"  cloud idle before the first upload: {idle['before the runs'] / 2**20:.0f} MiB", flush=True)
+        print_processes(os.getpid())
         outputs = cloud.outputs()
         s3 = cloud.client_factory("s3")()
         for config in {d.config["name"]: d.config for d in datasets}.values():
@@ -236,8 +298,11 @@ def run_pipeline(datasets: list[Dataset], folder: Path, timeout: float) -> dict[
                 f"peak {memory.peak / 2**20:.0f} MiB",
                 flush=True,
             )
-        idle["after"] = idle_rss(os.getpid())
-        print(f"  cloud idle after the runs: {idle['after'] / 2**20:.0f} MiB", flush=True)
+        idle["right after the runs"] = idle_rss(os.getpid())
+        print(f"  cloud idle right after the runs: {idle['right after the runs'] / 2**20:.0f} MiB", flush=True)
+        print_processes(os.getpid())
+        if idle_timeout:
+            idle["after the idle timeout"] = idle_after_reaping(idle_timeout)
         return idle
     finally:
         cloud.stop()
@@ -250,32 +315,45 @@ def _one_run(cloud, outputs: dict, dataset: Dataset, timeout: float) -> dict[str
 
     s3, sfn = cloud.client_factory("s3")(), cloud.client_factory("stepfunctions")()
     bucket, key = outputs["UploadBucketName"], f"incoming/{dataset.config['name']}/bench-{dataset.rows}.csv"
-    started = time.monotonic()
+    started, uploaded_at = time.monotonic(), time.time()
     s3.upload_file(str(dataset.path), bucket, key)
+    put_at = time.time()
     run_id = make_run_id(bucket, key, s3.head_object(Bucket=bucket, Key=key)["VersionId"])
     email = _wait(
         lambda: next((m for m in cloud.outbox.messages() if f"model {run_id}?" in m.subject), None),
         timeout,
         f"the approval email of {run_id}",
     )
-    email_seconds = time.monotonic() - started
+    email_seconds, email_at = time.monotonic() - started, time.time()
     approve_link(email.links[0], decision="reject", comment="benchmark")
     arn = outputs["StateMachineArn"]
 
     def ended():
-        # The execution started by this upload's event: its input names the object's key.
-        for execution in sfn.list_executions(stateMachineArn=arn)["executions"]:
-            if execution["status"] != "RUNNING" and key in sfn.describe_execution(
-                executionArn=execution["executionArn"]
-            ).get("input", ""):
-                return execution
-        return None
+        # The executions this upload's events started (their input names the object's key): an
+        # upload may send more than one event, and the extra executions end early as duplicates.
+        # The run is the one with the longest history, once none is running.
+        mine = [
+            execution
+            for execution in sfn.list_executions(stateMachineArn=arn)["executions"]
+            if key in sfn.describe_execution(executionArn=execution["executionArn"]).get("input", "")
+        ]
+        if not mine or any(execution["status"] == "RUNNING" for execution in mine):
+            return None
+        return max(mine, key=lambda execution: len(_history(sfn, execution)))
 
     execution = _wait(ended, 600, f"the end of {run_id}'s execution")
-    return {"pipeline_s": email_seconds, **_step_seconds(cloud, sfn, execution, run_id)}
+    history = _history(sfn, execution)
+    print_breakdown(history, (uploaded_at, put_at), email_at)
+    return {"pipeline_s": email_seconds, **_step_seconds(cloud, history, run_id)}
 
 
-def _step_seconds(cloud, sfn, execution: dict, run_id: str) -> dict[str, float]:
+def _history(sfn, execution: dict) -> list[dict]:
+    # Paged, as AWS pages a long history (the local cloud answers it in one page).
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+    return [event for page in pages for event in page["events"]]
+
+
+def _step_seconds(cloud, history: list[dict], run_id: str) -> dict[str, float]:
     glue, sagemaker = cloud.client_factory("glue")(), cloud.client_factory("sagemaker")()
     runs = [
         run
@@ -283,13 +361,12 @@ def _step_seconds(cloud, sfn, execution: dict, run_id: str) -> dict[str, float]:
         for run in glue.get_job_runs(JobName=job)["JobRuns"]
         if run_id in json.dumps(run.get("Arguments", {}))
     ]
-    # Paged, as AWS pages a long history (the local cloud answers it in one page).
-    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
-    history = [event for page in pages for event in page["events"]]
+    # The history names a task's resource as AWS does ("createTrainingJob.sync", its type
+    # "sagemaker"); match on the API's name wherever it stands.
     training = [
         json.loads(event["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
         for event in history
-        if event.get("taskScheduledEventDetails", {}).get("resource", "").startswith("createTrainingJob")
+        if "createTrainingJob" in event.get("taskScheduledEventDetails", {}).get("resource", "")
     ]
     result = {}
     if runs:
@@ -298,6 +375,47 @@ def _step_seconds(cloud, sfn, execution: dict, run_id: str) -> dict[str, float]:
         job = sagemaker.describe_training_job(TrainingJobName=training[0])
         result["training_s"] = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
     return result
+
+
+def state_breakdown(history: list[dict], upload: tuple[float, float], email_at: float) -> list[tuple[str, float]]:
+    """Seconds from the upload's start to the approval email, by where they went: the upload
+    (``upload``: its start and end), its event to the execution's start, each state (entered to
+    exited, summed over repeats, in first-entered order), the gaps between states, and Request
+    approval until the email."""
+    rows: dict[str, float] = {}
+    start = history[0]["timestamp"].timestamp()
+    rows["upload (the client's PutObject, multipart)"] = upload[1] - upload[0]
+    rows["S3 event -> execution start (EventBridge rule)"] = start - upload[1]
+    entered: dict[str, float] = {}
+    last_exit = start
+    for event in history:
+        at = event["timestamp"].timestamp()
+        if at > email_at:
+            break
+        if event["type"].endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            entered[name] = at
+            rows["(between states)"] = rows.get("(between states)", 0.0) + max(0.0, at - last_exit)
+            rows.setdefault(name, 0.0)
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            rows[name] = rows.get(name, 0.0) + at - entered.pop(name, at)
+            last_exit = at
+    for name, at in entered.items():  # still running at the email: Request approval
+        rows[name] = rows.get(name, 0.0) + email_at - at
+    return list(rows.items())
+
+
+def print_breakdown(history: list[dict], upload: tuple[float, float], email_at: float) -> None:
+    rows = state_breakdown(history, upload, email_at)
+    total = email_at - upload[0]
+    table = [
+        {"state": name, "s": f"{seconds:.2f}", "%": f"{100 * seconds / total:.0f}"}
+        for name, seconds in rows
+        if seconds >= 0.05
+    ]
+    table.append({"state": "total (upload -> email)", "s": f"{total:.2f}", "%": "100"})
+    print_table(table, ["state", "s", "%"])
 
 
 # -- the summary ----------------------------------------------------------------------------
@@ -366,7 +484,7 @@ def report(datasets: list[Dataset], idle: dict[str, int]) -> None:
     print(f"Spark overtakes pandas: {crossover(churn)}")
     for when, value in idle.items():
         met = "met" if value < GOAL_IDLE_BYTES else "missed"
-        print(f"local cloud idle {when} the runs: {_mib(value)} MiB (goal < 1,536 MiB: {met})")
+        print(f"local cloud idle {when}: {_mib(value)} MiB (goal < 1,536 MiB: {met})")
     goals(churn)
 
 
@@ -386,10 +504,18 @@ def main() -> int:
     parser.add_argument("--sizes", default="50000,500000,5000000", help="churn row counts, comma-separated")
     parser.add_argument("--wide-rows", type=int, default=50_000, help="rows of the 200-feature dataset (0: none)")
     parser.add_argument("--no-pipeline", action="store_true", help="only the Glue job and the pandas script")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the pipeline (no Glue job, no pandas)")
     parser.add_argument(
         "--wide-in-pipeline", action="store_true", help="upload the wide dataset too (its Glue job takes minutes)"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for one approval email")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+        help="the cloud's idle reaper timeout; the idle RSS is measured again once it stopped the warm workers "
+        f"(default {DEFAULT_IDLE_TIMEOUT_SECONDS:g} s, as `stepml local up`; 0: no reaper)",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
 
@@ -398,10 +524,11 @@ def main() -> int:
         started = time.monotonic()
         datasets = make_datasets(folder, sizes, args.wide_rows)
         print(f"data written in {time.monotonic() - started:.1f}s", flush=True)
-        run_glue(datasets, folder)
-        run_pandas(datasets, folder)
+        if not args.pipeline_only:
+            run_glue(datasets, folder)
+            run_pandas(datasets, folder)
         uploaded = [d for d in datasets if args.wide_in_pipeline or not d.wide]
-        idle = {} if args.no_pipeline else run_pipeline(uploaded, folder, args.timeout)
+        idle = {} if args.no_pipeline else run_pipeline(uploaded, folder, args.timeout, args.idle_timeout)
         print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         report(datasets, idle)
     return 0

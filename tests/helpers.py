@@ -60,6 +60,8 @@ def local_cloud(state_dir: Path) -> Any:
     from stepml.local.cloud import LocalCloud
 
     # Tests start monitoring executions themselves (run_now): no periodic one may take their data first.
+    # No idle reaper: the session hands warm Spark drivers from one module's cloud to the next
+    # (conftest's glue_idle_workers), and a test's pause must not turn its next step into a cold start.
     return LocalCloud(
         root=REPO_ROOT,
         state_dir=state_dir,
@@ -67,6 +69,7 @@ def local_cloud(state_dir: Path) -> Any:
         api_port=free_port(),
         console_port=free_port(),
         monitor_period_seconds=3600,
+        idle_timeout_seconds=None,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,8 +44,12 @@ from stepml.registry import ModelRegistry, RegistryError, registration_context
 from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
-#: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
-DEFAULT_BATCH_SIZE = 500
+#: Rows per InvokeEndpoint request, at most: each request costs a round trip through the
+#: endpoint's containers, so a test split goes in a few large requests rather than many small ones.
+DEFAULT_BATCH_SIZE = 10_000
+#: Bytes per InvokeEndpoint request, at most: InvokeEndpoint takes 6 MB, and the preprocessor's
+#: encoded rows it hands on to XGBoost may be several times longer than the raw ones ("1" -> "1.0").
+MAX_BATCH_BYTES = 1 << 20
 #: The name of the report object under the run's evaluation prefix.
 REPORT_NAME = "report.json"
 #: The test endpoint's variants (statemachine/pipeline.asl.json names them the same).
@@ -134,8 +138,7 @@ def score_endpoint(
     target = {"TargetVariant": variant} if variant else {}
     where = f"endpoint {endpoint_name}" + (f" variant {variant}" if variant else "")
     parts = []
-    for start in range(0, len(feature_rows), batch_size):
-        batch = feature_rows[start : start + batch_size]
+    for start, batch in _batches(feature_rows, batch_size):
         source = f"{where} (test rows {start + 1}-{start + len(batch)})"
         try:
             response = runtime_client.invoke_endpoint(
@@ -154,6 +157,21 @@ def score_endpoint(
             raise EvaluationError(f"{source}: the response is not UTF-8 text") from exc
         parts.append(parse_predictions(text, len(batch), width, source))
     return np.concatenate(parts)
+
+
+def _batches(rows: Sequence[str], batch_size: int) -> Iterator[tuple[int, Sequence[str]]]:
+    """(index of the first row, rows) of at most ``batch_size`` rows and ``MAX_BATCH_BYTES``
+    bytes (newlines included) each; a single longer row goes alone."""
+    start = 0
+    while start < len(rows):
+        end, size = start + 1, len(rows[start].encode("utf-8"))
+        while end < len(rows) and end - start < batch_size:
+            size += len(rows[end].encode("utf-8")) + 1
+            if size > MAX_BATCH_BYTES:
+                break
+            end += 1
+        yield start, rows[start:end]
+        start = end
 
 
 def champion_of(payload: Mapping[str, Any] | None) -> dict[str, str] | None:

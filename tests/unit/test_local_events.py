@@ -59,6 +59,30 @@ def test_an_upload_under_incoming_starts_one_execution_with_the_aws_event(stack,
     assert event["time"].endswith("Z") and event["detail"]["reason"] == "PutObject"
 
 
+def test_a_multipart_upload_starts_one_execution_as_s3_sends_one_event(stack, hooks):
+    """moto notifies a Put and then CompleteMultipartUpload; S3 sends one Object Created event."""
+    sfn = boto3.client("stepfunctions")
+    arn = _probe_machine(sfn)
+    _rule_from_template(stack, arn)
+    bucket, s3 = stack.physical_id("UploadBucket"), boto3.client("s3")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="incoming/churn/big.csv")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="incoming/churn/big.csv", UploadId=upload, PartNumber=1, Body=b"a\n1\n")
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="incoming/churn/big.csv",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    # A later upload's execution: by then every event of the multipart upload was delivered.
+    s3.put_object(Bucket=bucket, Key="incoming/churn/after.csv", Body=b"a\n1\n")
+    _wait_for_executions(sfn, arn, 2)
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    events = [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in executions]
+    multipart = [event for event in events if event["detail"]["object"]["key"] == "incoming/churn/big.csv"]
+    assert [event["detail"]["reason"] for event in multipart] == ["CompleteMultipartUpload"]
+    assert len(executions) == 2
+
+
 def test_uploads_elsewhere_and_artifact_writes_start_nothing(stack, hooks):
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(

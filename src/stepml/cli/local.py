@@ -28,6 +28,7 @@ from stepml.local.cloud import (
 from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import OPERATIONS as FAULT_OPERATIONS
 from stepml.local.faults import FaultSpecError
+from stepml.local.idle import DEFAULT_IDLE_TIMEOUT_SECONDS
 from stepml.local.provision import ProvisionError
 from stepml.local.template import TemplateError
 
@@ -60,6 +61,7 @@ def start_cloud(args: argparse.Namespace) -> LocalCloud:
         glue_warm_workers=getattr(args, "glue_warm_workers", 1),
         monitor_period_seconds=getattr(args, "monitor_period", DEFAULT_MONITOR_PERIOD),
         baking_period_seconds=getattr(args, "baking_period", DEFAULT_BAKING_PERIOD),
+        idle_timeout_seconds=getattr(args, "idle_timeout", DEFAULT_IDLE_TIMEOUT_SECONDS) or None,
     )
     try:
         cloud.faults.load(getattr(args, "fault", None) or [])
@@ -145,6 +147,8 @@ def _detach(args: argparse.Namespace, folder: Path) -> int:
         str(args.monitor_period),
         "--baking-period",
         str(args.baking_period),
+        "--idle-timeout",
+        str(args.idle_timeout),
     ]
     for fault in args.fault or []:
         command += ["--fault", fault]
@@ -264,6 +268,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help=(
             "the longest a blue/green update watches its rollback alarms before it completes (AWS: the "
             f"template's DeploymentBakingSeconds, 600 s; default {DEFAULT_BAKING_PERIOD:g} s; 0 completes at once)"
+        ),
+    )
+    start.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "stop a warm Spark driver or Lambda worker idle this long, as AWS reclaims idle capacity; the next "
+            f"run starts it again (default {DEFAULT_IDLE_TIMEOUT_SECONDS:g} s; 0 keeps them warm)"
         ),
     )
     add_fault_argument(start)

@@ -35,6 +35,7 @@ from stepml.local.faults import ENVIRONMENT_VARIABLE as FAULTS_VARIABLE
 from stepml.local.faults import FaultSwitch
 from stepml.local.iam import gate as iam_gate
 from stepml.local.iam import hooks as iam_hooks
+from stepml.local.idle import DEFAULT_IDLE_TIMEOUT_SECONDS, IdleReaper
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
@@ -126,6 +127,8 @@ class LocalCloud:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     #: The longest a blue/green update's baking period lasts here (its alarms are watched throughout).
     baking_period_seconds: float = DEFAULT_BAKING_PERIOD
+    #: Warm Spark drivers and Lambda workers idle this long are stopped (``stepml.local.idle``); None: never.
+    idle_timeout_seconds: float | None = DEFAULT_IDLE_TIMEOUT_SECONDS
     stack: ProvisionedStack | None = None
     lambda_engine: LambdaEngine | None = None
     outbox: mail.Outbox | None = None
@@ -142,6 +145,7 @@ class LocalCloud:
     _routes: dict[str, list[Route]] = field(default_factory=dict)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _saved_environment: dict[str, str | None] = field(default_factory=dict)
+    _reaper: IdleReaper | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -235,10 +239,14 @@ class LocalCloud:
         # local endpoint and credentials. stop() puts the previous values back.
         # AWS managed policies (AWSLambdaBasicExecutionRole ...) exist in IAM, so SAM's function
         # roles can attach them and the IAM gate evaluates them.
+        # XGBoost's OpenMP threads (training and model servers run in this process) sleep at a
+        # barrier instead of spinning: on cores shared with Spark, moto and the Lambda workers,
+        # spinning burnt a third of training's CPU (same threads, same model; read when xgboost loads).
         process_environment = {
             **self.environment_for_clients(),
             "MOTO_PORT": str(self.port),
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
         }
         self._saved_environment = {name: os.environ.get(name) for name in process_environment}
         os.environ.update(process_environment)
@@ -293,6 +301,9 @@ class LocalCloud:
             idle_workers=self.glue_idle_workers,
         )
         self._apply_engine_patches()
+        if self.idle_timeout_seconds:
+            pools = [self.glue_engine.reap_idle, self.lambda_engine.reap_idle]
+            self._reaper = IdleReaper(pools, self.idle_timeout_seconds).start()
 
     def _provision(self) -> None:
         """Provision the template into moto and serve its HTTP APIs and its stack's description."""
@@ -452,6 +463,9 @@ class LocalCloud:
     def stop(self) -> None:
         """Abort the executions still running, then stop every server and worker; undo the hooks."""
         abort_running_executions()
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
         for server in self._api_servers.values():
             server.stop()
         self._api_servers.clear()

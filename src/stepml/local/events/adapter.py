@@ -134,6 +134,10 @@ def _install_s3_notifications(patch: Patch) -> None:
     def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         if "ObjectCreated" not in event_name:
             return original(account_id, bucket, event_name, key)
+        if event_name.endswith(":Put") and getattr(key, "multipart", None) is not None:
+            # moto's CompleteMultipartUpload writes the object with put_object, which notifies a
+            # Put, then notifies CompleteMultipartUpload: S3 sends only the second.
+            return None
         reason = _OBJECT_CREATED_REASONS.get(event_name.split(":")[-1], "PutObject")
         event = s3_object_created_event(
             account_id, bucket.region_name, bucket.name, key.name, key.size, key.etag, key.version_id, reason
@@ -163,9 +167,10 @@ S3_NOTIFICATIONS = register(
         name="events.s3-object-created",
         why=(
             "moto sends S3's EventBridge notifications synchronously, in a shape unlike AWS's (eTag, a numeric "
-            "time), and its rules cannot deliver to a Step Functions target. The local cloud builds AWS's "
-            "Object Created event and delivers it to the matching rules after the write returns, starting a "
-            "state machine target's execution."
+            "time), and its rules cannot deliver to a Step Functions target; a multipart upload notifies twice "
+            "(Put, then CompleteMultipartUpload). The local cloud builds AWS's Object Created event, once per "
+            "object, and delivers it to the matching rules after the write returns, starting a state machine "
+            "target's execution."
         ),
         test="tests/unit/test_local_events.py::test_an_upload_under_incoming_starts_one_execution_with_the_aws_event",
         install=_install_s3_notifications,

@@ -455,9 +455,21 @@ class GlueEngine:
         with self._lock:
             self._busy.discard(worker)
             if worker.alive and not self._closed:
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
                 return
         worker.stop()
+
+    def reap_idle(self, idle_seconds: float, now: float | None = None) -> int:
+        """Stop the idle workers unused for ``idle_seconds`` (``stepml.local.idle``); a running
+        one is never touched, and the next run starts a new one. Returns how many it stopped."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            stale = [worker for worker in self._idle if now - worker.idle_since >= idle_seconds]
+            self._idle = [worker for worker in self._idle if worker not in stale]
+        for worker in stale:
+            worker.stop()
+        return len(stale)
 
     def _role_credentials(self, role_arn: str | None) -> Any:
         """The job role's session credentials (Glue's session name), or None without local IAM."""

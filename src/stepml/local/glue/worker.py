@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,6 +93,21 @@ def serve(requests: Any, replies: Any) -> None:
                 os.close(saved[1])
         replies.write(json.dumps({"exit_code": exit_code}) + "\n")
         replies.flush()
+        _shrink()
+
+
+def _shrink() -> None:
+    """After a run (its reply sent): a full GC in the warm driver's JVM, whose serial collector
+    then gives the heap the run grew back to the OS, and the same for Python's heap. A warm
+    driver waits at the size Spark's start-up needs, not at the size of the largest input."""
+    pyspark = sys.modules.get("pyspark")
+    context = getattr(getattr(pyspark, "SparkContext", None), "_active_spark_context", None)
+    if context is not None:
+        with contextlib.suppress(Exception):  # a driver the script stopped, or a JVM gone
+            context._jvm.System.gc()
+    from stepml.local.idle import release_memory
+
+    release_memory()
 
 
 def main() -> None:
@@ -117,6 +133,8 @@ class ScriptWorker:
             cwd=log_file.parent,
             start_new_session=True,
         )
+        #: When the worker last finished a run (``time.monotonic()``): the idle reaper's clock.
+        self.idle_since = time.monotonic()
 
     @property
     def alive(self) -> bool:

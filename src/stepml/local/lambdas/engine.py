@@ -96,6 +96,8 @@ class _Worker:
             cwd=str(spec.code_dir),
             start_new_session=True,
         )
+        #: When the worker last finished an invocation (``time.monotonic()``): the idle reaper's clock.
+        self.idle_since = time.monotonic()
 
     def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Send one invocation; ``None`` when the worker did not answer in time or died."""
@@ -215,6 +217,7 @@ class LambdaEngine:
         with pool.condition:
             pool.busy -= 1
             if keep and worker.alive():
+                worker.idle_since = time.monotonic()
                 pool.idle.append(worker)
             pool.condition.notify_all()
         if not keep:
@@ -286,6 +289,23 @@ class LambdaEngine:
     def workers_started(self, name: str) -> int:
         """How many worker processes a function has started (cold starts)."""
         return self._pool(name).started
+
+    def reap_idle(self, idle_seconds: float, now: float | None = None) -> int:
+        """Stop the workers no invocation used for ``idle_seconds``, as Lambda reclaims idle
+        execution environments (``stepml.local.idle``); the next invocation starts cold.
+        Returns how many it stopped."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            pools = list(self._pools.values())
+        stale: list[_Worker] = []
+        for pool in pools:
+            with pool.condition:
+                old = [worker for worker in pool.idle if now - worker.idle_since >= idle_seconds]
+                pool.idle = [worker for worker in pool.idle if worker not in old]
+            stale.extend(old)
+        for worker in stale:
+            worker.kill()
+        return len(stale)
 
     def _drain(self, pool: _Pool) -> None:
         with pool.condition:

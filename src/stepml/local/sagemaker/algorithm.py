@@ -10,7 +10,6 @@ problem is a ``TrainingFailedError`` whose message is the job's FailureReason.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -295,38 +294,15 @@ class _Dataset:
 
 def _load_csv_file(path: Path, label: str, csv_weights: int) -> _Dataset | None:
     import numpy as np
-    import pandas as pd
+
+    from stepml.local.sagemaker import numeric_csv  # pandas: loaded when a job reads CSV
 
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not lines:
         return None
     delimiter = _csv_delimiter(lines[0][1])
-    try:
-        raw = pd.read_csv(
-            io.StringIO(text),
-            header=None,
-            sep=delimiter,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=True,
-            engine="c",
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise TrainingFailedError(f"ClientError: Failed to load csv data from {label}: {exc}") from exc
-    stripped = raw.apply(lambda column: column.str.strip())
-    numeric = stripped.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna() & stripped.ne("") & stripped.apply(lambda column: column.str.lower()).ne("nan")
-    if bad.to_numpy().any():
-        row, column = (int(index) for index in np.argwhere(bad.to_numpy())[0])
-        value = stripped.iat[row, column]
-        line_number = lines[row][0] if row < len(lines) else row + 1
-        raise TrainingFailedError(
-            f"ClientError: Non-numeric value {value!r} in {label}, line {line_number}, column {column + 1}: "
-            "the built-in XGBoost algorithm reads CSV of numbers only, label first, no header"
-        )
-    matrix = numeric.to_numpy(dtype=np.float32)
+    matrix = numeric_csv.read_matrix(text, delimiter, lines, label)
     first_feature = 2 if csv_weights == 1 else 1
     if matrix.shape[1] <= first_feature:
         raise TrainingFailedError(

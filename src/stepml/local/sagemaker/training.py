@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.local import faults, telemetry
 from stepml.local.iam.gate import AccessDeniedError
+from stepml.local.idle import release_memory
 from stepml.local.sagemaker import algorithm, script_mode
 from stepml.local.sagemaker.context import EngineContext
 from stepml.local.sagemaker.errors import (
@@ -154,6 +155,7 @@ class TrainingJobs:
             self._finish_telemetry(job, shipper, outcome)
             self._finish(job, *outcome)
             shutil.rmtree(job_dir, ignore_errors=True)
+            release_memory()  # the job's matrices are freed: give their pages back to the OS
 
     def _execute(self, job: TrainingJob, layout: JobLayout, scripted: bool) -> None:
         request = job.request
