@@ -174,7 +174,7 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     env["s3"].put_object(
         Bucket=manifest_bucket,
         Key=manifest_key,
-        Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode(),
+        Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7, "test": 3}}).encode(),
     )
     put_encoding(env["s3"], run)
     preprocess = {
@@ -214,9 +214,11 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     assert resumed["action"] == "resume"
     assert resumed["run"]["attempt"] == 2
     assert resumed["run"]["names"]["training_job"].endswith("-a2")
-    assert resumed["steps"] == {"preprocess": preprocess}
+    # The resumed run takes the branch the preprocessing's record decided (3 test rows: the endpoint).
+    scoring = {"mode": "endpoint", "test_rows": 3, "threshold": 250_000}
+    assert resumed["steps"] == {"preprocess": {**preprocess, "test_scoring": scoring}}
     step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#preprocess"})["Item"])
-    assert step["outputs"]["fingerprint"] == "sha256:abc"
+    assert step["outputs"]["fingerprint"] == "sha256:abc" and step["outputs"]["test_scoring"] == scoring
     assert step["started_at"] == "2025-11-22T12:00:00.000Z"
     # Recording the step packaged the endpoint's preprocessor beside the Glue job's encoding.
     assert step["outputs"]["preprocessor"] == run["paths"]["preprocessor"]
