@@ -22,7 +22,7 @@ from stepml.local.faults import FaultSwitch
 from stepml.local.mail import Outbox
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import DATA_RESOURCE_TYPES, ProvisionedStack, provision
-from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring
+from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring, adapter_transform
 from stepml.local.sagemaker import adapter as sagemaker_adapter
 from tests.helpers import (
     CHURN_CONFIG,
@@ -206,7 +206,7 @@ def sagemaker_engines(apply_patch: Callable[..., None]) -> Iterator[Callable[...
     def make(session: Any, **options: Any) -> LocalSageMaker:
         engine = LocalSageMaker(session, **options)
         engines.append(engine)
-        for patch in (*sagemaker_adapter.PATCHES, adapter_monitoring.MONITORING):
+        for patch in (*sagemaker_adapter.PATCHES, *adapter_transform.PATCHES, adapter_monitoring.MONITORING):
             apply_patch(patch, engine)
         return engine
 

@@ -38,7 +38,7 @@ from stepml.local.iam import hooks as iam_hooks
 from stepml.local.lambdas import FunctionSpec, LambdaEngine
 from stepml.local.patching import Patch, apply_process_patches
 from stepml.local.provision import ProvisionedStack, provision
-from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring
+from stepml.local.sagemaker import LocalSageMaker, adapter_monitoring, adapter_transform
 from stepml.local.sagemaker import adapter as sagemaker_adapter
 from stepml.local.template import ResolvedTemplate
 
@@ -386,7 +386,7 @@ class LocalCloud:
             (glue.JOB_RUNS, (self.glue_engine,)),
             *(
                 (patch, (self.sagemaker_engine,))
-                for patch in (*sagemaker_adapter.PATCHES, adapter_monitoring.MONITORING)
+                for patch in (*sagemaker_adapter.PATCHES, *adapter_transform.PATCHES, adapter_monitoring.MONITORING)
             ),
             (lambdas.INVOKE, (self.lambda_engine,)),
             (mail.SNS_EMAIL, (self.outbox,)),

@@ -49,6 +49,7 @@ PATCH_MODULES: tuple[str, ...] = (
     "stepml.local.services.ses",
     "stepml.local.sagemaker.adapter",
     "stepml.local.sagemaker.adapter_monitoring",
+    "stepml.local.sagemaker.adapter_transform",
     "stepml.local.glue.adapter",
     "stepml.local.lambdas.adapter",
     "stepml.local.events.adapter",

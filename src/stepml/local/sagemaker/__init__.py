@@ -2,23 +2,26 @@
 
 Split as moto splits an emulated service (state, API adapter, errors, validation):
 
-==================  ==========================================================================
-``engine``          ``LocalSageMaker``, the facade that owns the state and the lifecycle
-``training``        training jobs: layout on disk, run, status, stop, logs and metrics
-``algorithm``       the built-in XGBoost algorithm, pure: hyperparameters, channels, booster
-``script_mode``     script-mode training: the user's entry point with the ``SM_*`` contract
-``hosting``         endpoints, blue/green updates with auto-rollback, invocations
-``deployment``      a fleet of model servers: start, health checks, drain and stop
-``capture``         data capture files and the thread that writes them (and endpoint logs)
-``model_server``    the HTTP server that serves one model (``/ping``, ``/invocations``)
-``validation``      request checks against botocore's model, images, ARNs, FailureReason
-``errors``          the engine's exceptions
-``files``           the /opt/ml-shaped job tree and tar.gz archives
-``context``         the plumbing every part shares: clients, threads, lock, settings
-``adapter``         the only module that imports moto: the ``Patch`` objects routing to an engine
-==================  ==========================================================================
+========================  ==========================================================================
+``engine``                ``LocalSageMaker``, the facade that owns the state and the lifecycle
+``training``              training jobs: layout on disk, run, status, stop, logs and metrics
+``algorithm``             the built-in XGBoost algorithm, pure: hyperparameters, channels, booster
+``transform``             batch transform jobs: the model's containers over S3 objects, outputs
+``transform_validation``  what CreateTransformJob refuses, and its CSV JSONPath filters
+``script_mode``           script-mode training: the user's entry point with the ``SM_*`` contract
+``hosting``               endpoints, blue/green updates with auto-rollback, invocations
+``deployment``            a fleet of model servers: start, health checks, drain and stop
+``capture``               data capture files and the thread that writes them (and endpoint logs)
+``model_server``          the HTTP server that serves one model (``/ping``, ``/invocations``)
+``validation``            request checks against botocore's model, images, ARNs, FailureReason
+``errors``                the engine's exceptions
+``files``                 the /opt/ml-shaped job tree and tar.gz archives
+``context``               the plumbing every part shares: clients, threads, lock, settings
+``adapter``               with ``adapter_monitoring`` and ``adapter_transform``, the only modules
+                          that import moto: the ``Patch`` objects routing to an engine
+========================  ==========================================================================
 
-Importing the package does not import moto; only importing ``adapter`` does.
+Importing the package does not import moto; only importing the ``adapter*`` modules does.
 """
 
 from __future__ import annotations

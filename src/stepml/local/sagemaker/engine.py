@@ -8,6 +8,8 @@ facade only owns the state and the lifecycle; the work is done by its collaborat
 
 - ``training.TrainingJobs``: training jobs (built-in XGBoost via ``algorithm``, script mode
   via ``script_mode``), their statuses, stop, logs and metrics;
+- ``transform.TransformJobs``: batch transform jobs, through the model's containers as an
+  endpoint serves them;
 - ``hosting.Endpoints``: endpoints, blue/green updates with auto-rollback, invocations (each
   fleet of model servers is a ``deployment``);
 - ``capture.CaptureWriter``: data capture files and endpoint logs, written in the background;
@@ -36,6 +38,7 @@ from stepml.local.sagemaker.hosting import Endpoints, EndpointView, InvocationRe
 from stepml.local.sagemaker.jobs import TrainingJobView
 from stepml.local.sagemaker.monitoring import MonitoringSchedules
 from stepml.local.sagemaker.training import TrainingJobs
+from stepml.local.sagemaker.transform import TransformJobs, TransformJobView
 
 
 class LocalSageMaker:
@@ -85,6 +88,7 @@ class LocalSageMaker:
         self._context = EngineContext(session=session, endpoint_url=endpoint_url, work_dir=root, settings=settings)
         self._writer = CaptureWriter(self._context)
         self.training_jobs = TrainingJobs(self._context)
+        self.transform_jobs = TransformJobs(self._context)
         self.endpoints = Endpoints(self._context, self._writer)
         self.monitoring = MonitoringSchedules(self._context, self._capture_destination, monitor_period_seconds)
         self.monitoring.start()
@@ -110,6 +114,28 @@ class LocalSageMaker:
     def wait_for_training_job(self, name: str, *, account_id: str, region: str, timeout: float = 60) -> TrainingJobView:
         """Block until the job reaches Completed, Failed or Stopped (for tests and the CLI)."""
         return self.training_jobs.wait(name, account_id=account_id, region=region, timeout=timeout)
+
+    # ------------------------------------------------------------------ batch transform
+
+    def create_transform_job(
+        self, request: Mapping[str, Any], model: Mapping[str, Any], *, account_id: str, region: str
+    ) -> TransformJobView:
+        """Validate a CreateTransformJob request and start the job; ``model`` is its model's CreateModel request."""
+        return self.transform_jobs.create(request, model, account_id=account_id, region=region)
+
+    def describe_transform_job(self, name: str, *, account_id: str, region: str) -> TransformJobView | None:
+        """The transform job's current state, or None when this engine does not run it."""
+        return self.transform_jobs.describe(name, account_id=account_id, region=region)
+
+    def stop_transform_job(self, name: str, *, account_id: str, region: str) -> None:
+        """Ask a running transform job to stop (status Stopping, then Stopped)."""
+        self.transform_jobs.stop(name, account_id=account_id, region=region)
+
+    def wait_for_transform_job(
+        self, name: str, *, account_id: str, region: str, timeout: float = 60
+    ) -> TransformJobView:
+        """Block until the transform job reaches Completed, Failed or Stopped (for tests and the CLI)."""
+        return self.transform_jobs.wait(name, account_id=account_id, region=region, timeout=timeout)
 
     # ------------------------------------------------------------------ hosting
 
@@ -154,10 +180,11 @@ class LocalSageMaker:
     # ------------------------------------------------------------------ lifecycle
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop every training job, model server and background thread; flush captured data."""
+        """Stop every training and transform job, model server and background thread; flush captured data."""
         context = self._context
         context.closing.set()
         self.training_jobs.stop_all()
+        self.transform_jobs.stop_all()
         self.endpoints.delete_all()
         deadline = time.monotonic() + timeout
         with context.lock:

@@ -412,17 +412,23 @@ class Endpoints:
 
 
 def invoke_pipeline(
-    variant: Variant, body: bytes, content_type: str | None, accept: str | None, custom_attributes: str | None
+    variant: Variant,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    custom_attributes: str | None,
+    timeout: float = INVOCATION_TIMEOUT_SECONDS,
 ) -> tuple[int, bytes, str, str]:
     """Run a request through the variant's containers in order, as a serial inference pipeline
     does: each container's response is the next one's request (its Content-Type the response's);
     the caller's Accept goes to the last container only, the others answer their default.
-    Returns (status, body, content type, the container that answered: "primary" for one)."""
+    Returns (status, body, content type, the container that answered: "primary" for one);
+    ``timeout`` bounds each container's answer (a batch transform's InvocationsTimeoutInSeconds)."""
     servers = variant.servers
     for index, server in enumerate(servers):
         last = index == len(servers) - 1
         status, body, response_type = post_invocation(
-            server.port, body, content_type, accept if last else None, custom_attributes
+            server.port, body, content_type, accept if last else None, custom_attributes, timeout
         )
         label = "primary" if len(servers) == 1 else variant.labels[index]
         if status >= 400 or status == 0 or last:
@@ -494,7 +500,12 @@ def baking_seconds(deployment_config: Mapping[str, Any] | None) -> float:
 
 
 def post_invocation(
-    port: int, body: bytes, content_type: str | None, accept: str | None, custom_attributes: str | None
+    port: int,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    custom_attributes: str | None,
+    timeout: float = INVOCATION_TIMEOUT_SECONDS,
 ) -> tuple[int, bytes, str]:
     """POST /invocations to a model server: (status, body, content type); status 0 for a timeout."""
     headers = {"Content-Length": str(len(body))}
@@ -504,7 +515,7 @@ def post_invocation(
         headers["Accept"] = accept
     if custom_attributes:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=INVOCATION_TIMEOUT_SECONDS)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("POST", "/invocations", body=body, headers=headers)
         response = connection.getresponse()
