@@ -565,6 +565,27 @@ def test_failure_after_evaluation_leaves_nothing_to_clean(env, failed):
     assert (failure["test_endpoint"], failure["test_endpoint_config"], failure["step"]) == (None, None, failed)
 
 
+@pytest.mark.parametrize("failed", ["test_endpoint", "test_scoring", "evaluate"])
+def test_a_run_scoring_in_batch_has_no_test_endpoint_to_clean(env, failed):
+    """Batch Transform scored the split: a failure while finding the champion, in a transform job or
+    in Evaluate leaves no test endpoint; the alert names the step."""
+    run = _resolve(env, _upload(env))["run"]
+    scoring = {"mode": "batch", "test_rows": 900_000, "threshold": 250_000}
+    steps = {"preprocess": {"test_scoring": scoring}, "train": {}, "model": {}}
+    error = {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "ClientError: the model answered 400"}'}
+    failure = record_failure(
+        {"run": run, "steps": steps, "error": error, "failed_step": failed},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+    )
+    assert (failure["test_endpoint"], failure["test_endpoint_config"], failure["step"]) == (None, None, failed)
+    if failed == "test_scoring":
+        assert "Score test split in batch" in failure["subject"]
+        assert "the model answered 400" in failure["message"]
+
+
 def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):
     run = _resolve(env, _upload(env))["run"]
     failure = record_failure(
