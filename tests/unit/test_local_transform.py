@@ -147,6 +147,7 @@ def test_single_records_joined_to_their_input_and_filtered(engine, sagemaker, s3
         "stepml-tx",
         bucket,
         BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=4,  # answers come back in the input's order all the same
         DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,5]"},
     )
     sagemaker.create_transform_job(**request)
