@@ -163,3 +163,26 @@ def test_multiclass_outputs_are_read_bracketed_or_plain(s3: Any) -> None:
     put(s3, jobs["challenger"]["output"] + "part-1.csv.out", "0.2,0.2,0.6\n")
     result = evaluate_batch(run, jobs, s3_client=s3, champion={"in_service": False})
     assert result["metrics"]["accuracy"] == 1.0 and result["rows"] == 4
+
+
+# --- the endpoint path reads the same headerless split ---------------------------------------------
+
+
+def test_the_endpoint_path_reads_a_headerless_split_with_the_configs_column_names(s3: Any) -> None:
+    from stepml.evaluation_split import SplitError, read_test_split
+
+    config = parse_dataset_config(CHURN_CONFIG, "c").model_dump(mode="json")
+    run = make_run(config)
+    write_split(s3, run, LABELS)
+    split = read_test_split(run["paths"]["test"], config, boto3_session=boto3.Session(region_name="us-east-1"))
+    assert split.label_column == "churned" and split.rows == 8
+    assert split.labels.tolist() == [float(v) for v in LABELS["part-00000-a.csv"] + LABELS["part-00001-a.csv"]]
+    assert set(split.endpoint_rows) == {ROW}
+    # A split written before, with a header in each file, still reads: the header names the columns.
+    header = "churned," + ",".join(f["name"] for f in config["features"])
+    put(s3, run["paths"]["test"] + "part-00000-a.csv", f"{header}\n1,{ROW}\n")
+    assert read_test_split(run["paths"]["test"], config, boto3_session=boto3.Session(region_name="us-east-1")).rows == 4
+    put(s3, run["paths"]["test"] + "part-00000-a.csv", "1,12,70.5\n")
+    put(s3, run["paths"]["test"] + "part-00001-a.csv", "0,13,71.5\n")
+    with pytest.raises(SplitError, match=r"rows have 3 column\(s\), expected 8: the label then the features"):
+        read_test_split(run["paths"]["test"], config, boto3_session=boto3.Session(region_name="us-east-1"))
