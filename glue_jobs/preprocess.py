@@ -8,8 +8,10 @@ key and writes, under ``--output_uri``::
 
     train/        headerless CSV, label first, then the features in config order
     validation/   headerless CSV, same layout
-    test/         CSV with a header, label first, then the features as uploaded (raw, for the
-                  endpoint's preprocessor: evaluation scores the model as production serves it)
+    test/         headerless CSV, label first, then the features as uploaded in config order (raw,
+                  for the endpoint's preprocessor: evaluation scores the model as production serves
+                  it); headerless because SageMaker Batch Transform, which scores a large test
+                  split, sends every line of a file to the model and has no way to skip a header
     statistics.json   the data-quality baseline of the training split's raw features and
     constraints.json  the constraints suggested from it, in SageMaker Model Monitor's formats
     manifest.json     fingerprint, row counts, label distribution, encodings, feature order, versions
@@ -1256,8 +1258,8 @@ def baseline(frame: DataFrame, config: JobConfig, profile: Profile) -> tuple[dic
 
 
 def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> dict[str, str]:
-    """Write the three splits as CSV (label first; train and validation without a header, encoded;
-    test with a header and the raw features)."""
+    """Write the three splits as headerless CSV, label first (train and validation encoded, test
+    with the raw features in config order)."""
     # Each split re-reads the cached input (prepare persisted it): the encoding is a projection.
     filesystem, _ = _hadoop_path(spark, output_uri)
     filesystem.setWriteChecksum(False)  # no .crc files beside the parts on local runs
@@ -1268,12 +1270,7 @@ def write_outputs(spark: SparkSession, prepared: Prepared, output_uri: str) -> d
         raw = [_col(RAW_COPY + feature).alias(feature) for feature in prepared.feature_names]
         # ``encode`` put the label and the encoded features first, the kept columns after them.
         rows = rows.select(rows.columns[0], *raw) if name == "test" else rows.select(*rows.columns[: 1 + len(raw)])
-        (
-            rows.write.mode("overwrite")
-            .option("header", "true" if name == "test" else "false")
-            .option(NO_SUCCESS_MARKER, "false")
-            .csv(paths[name])
-        )
+        rows.write.mode("overwrite").option("header", "false").option(NO_SUCCESS_MARKER, "false").csv(paths[name])
     return paths
 
 
@@ -1328,7 +1325,7 @@ def build_manifest(
             "layout": {
                 "train": "CSV, no header, label first",
                 "validation": "CSV, no header, label first",
-                "test": "CSV with header, label first, then the raw features",
+                "test": "CSV, no header, label first, then the raw features in config order",
             },
         },
         "code_version": arguments.get("code_version"),

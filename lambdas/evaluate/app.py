@@ -1,7 +1,8 @@
 """Evaluate: score the test split through the test endpoint's variants, then gate.
 
 Payload ``payloads.EvaluatePayload`` (``{"run", "endpoint_name", "champion", "serving"}``: a
-serverless test endpoint serves XGBoost alone and ``serving`` says Evaluate preprocesses); returns the
+serverless test endpoint serves XGBoost alone and ``serving`` says Evaluate preprocesses; or
+``{"run", "scoring", "champion"}`` when Batch Transform jobs scored a large split); returns the
 gate result (see docs/architecture.md) with the run's model package version (``model_package``,
 ``stepml.registry``). The challenger and, when production serves a model,
 the champion are variants of the test endpoint: evaluation traffic never reaches the
@@ -20,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
 from stepml.evaluation import EvaluationError, Evaluator
+from stepml.evaluation_batch import evaluate_scored
 from stepml.payloads import EvaluatePayload, parse_payload
 from stepml.registry import ModelRegistry
 
@@ -54,7 +56,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     champion = payload.champion.document() if payload.champion else None
     serving = payload.serving.document() if payload.serving else None
     try:
-        result = evaluator.evaluate(payload.run.document(), payload.endpoint_name, champion, serving)
+        if payload.scoring is not None:  # Batch Transform jobs scored a large test split
+            result = evaluate_scored(evaluator, payload.run.document(), payload.scoring.document(), champion)
+        else:
+            result = evaluator.evaluate(payload.run.document(), str(payload.endpoint_name), champion, serving)
     except EvaluationError as exc:
         logger.warning("evaluation failed", extra={"error": str(exc)})
         raise

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -311,6 +312,24 @@ class HostingSpec(_Strict):
     test_endpoint_serverless: ServerlessSpec | None = None
 
 
+#: Test rows above which Evaluate does not score in memory through a test endpoint and the run
+#: scores the test split with SageMaker Batch Transform instead (``stepml.test_scoring``). Measured
+#: on the churn example (README, "Scoring a large test split in batch"): the in-memory path costs
+#: the Evaluate function 0.6-0.75 KB of peak memory and 20-30 us of its own time per row, plus the
+#: endpoint's; at this many rows that is under a tenth of its 2,048 MB and of its 15 minutes even
+#: at 200 us a row, and a 5M-row upload (750,000 test rows at the default split) goes to batch
+#: while a 500k-row one (75,000) does not.
+DEFAULT_BATCH_TRANSFORM_ABOVE_ROWS = 250_000
+
+
+class EvaluationSpec(_Strict):
+    """How the run's test split is scored (``stepml.test_scoring``)."""
+
+    #: Above this many test rows, Batch Transform jobs score it (0: always); at or below, the
+    #: Evaluate function does, through a test endpoint. A JSON integer, never a string or a float.
+    batch_transform_above_rows: Annotated[StrictInt, Field(ge=0)] = DEFAULT_BATCH_TRANSFORM_ABOVE_ROWS
+
+
 class DatasetConfig(_Strict):
     """The schema of ``datasets/<name>/config.json``; see ``examples/datasets/churn.json``."""
 
@@ -326,6 +345,7 @@ class DatasetConfig(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     hosting: HostingSpec = Field(default_factory=HostingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     promote_only_if_better: bool = True
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     min_rows: Annotated[int, Field(ge=2)] = 10

@@ -517,8 +517,25 @@ class Evaluator:
         champion: Mapping[str, Any] | None = None,
         test_serving: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``evaluate_model`` on these clients, once the report's location is known to be writable;
-        then the run's model package version (``result["model_package"]``), created only once per run."""
+        """``evaluate_model`` on these clients (``evaluate_with``)."""
+        return self.evaluate_with(
+            run,
+            lambda model_data: evaluate_model(
+                run,
+                endpoint_name,
+                runtime_client=self.runtime_client,
+                boto3_session=self.session,
+                champion=champion,
+                s3_client=self.s3_client,
+                model_data=model_data,
+                test_serving=test_serving,
+            ),
+        )
+
+    def evaluate_with(self, run: Mapping[str, Any], score: Callable[[str | None], dict[str, Any]]) -> dict[str, Any]:
+        """``score(model_data)`` (the endpoint's ``evaluate_model``, or ``evaluation_batch``'s), once the
+        report's location is known to be writable; then the run's model package version
+        (``result["model_package"]``), created only once per run."""
         check_report_location(run, self.settings.artifact_bucket)
         context = None
         if self.lineage_table is not None:
@@ -526,16 +543,7 @@ class Evaluator:
                 context = registration_context(self.lineage_table, str(run["run_id"]))
             except RegistryError as exc:
                 raise EvaluationError(f"model registry: {exc}") from exc
-        result = evaluate_model(
-            run,
-            endpoint_name,
-            runtime_client=self.runtime_client,
-            boto3_session=self.session,
-            champion=champion,
-            s3_client=self.s3_client,
-            model_data=context.training.get("model_data") if context else None,
-            test_serving=test_serving,
-        )
+        result = score(context.training.get("model_data") if context else None)
         if self.registry is not None:
             try:
                 context = context or registration_context(self.lineage_table, str(run["run_id"]))

@@ -1,8 +1,9 @@
 """The run's test split as Evaluate sends it to the test endpoint.
 
-The Glue job writes ``test/`` as CSV with a header: the encoded label first, then the raw
-features. ``read_test_split`` reads it with awswrangler, keeping every cell as text, so the
-rows sent are the values Glue kept (a blank stays blank).
+The Glue job writes ``test/`` as headerless CSV: the encoded label first, then the raw features
+in config order (a split written before then has a header, which names its columns).
+``read_test_split`` reads it with awswrangler, keeping every cell as text, so the rows sent are
+the values Glue kept (a blank stays blank).
 
 Who encodes those raw rows depends on the test endpoint, and the state machine says which
 (``$.test_serving.preprocessing``, from the endpoint config state it took):
@@ -24,6 +25,7 @@ from typing import Any
 
 import awswrangler as wr
 import numpy as np
+import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import preprocessor_script
@@ -97,6 +99,26 @@ def _is_float(text: str) -> bool:
     return True
 
 
+def _named_columns(frame: pd.DataFrame, config: Mapping[str, Any], uri: str) -> pd.DataFrame:
+    """The split's rows under their column names. The Glue job writes no header (Batch Transform
+    would score it as a row): the label, then the config's features. A split written before that
+    starts each file with a header naming the label; those lines name the columns and are dropped."""
+    label = str(config.get("label", ""))
+    header_rows = frame.eq(label).any(axis=1)
+    if header_rows.any():
+        columns = [str(cell) for cell in frame[header_rows].iloc[0].tolist()]
+        frame = frame[~header_rows].reset_index(drop=True)
+    else:
+        columns = [label, *(str(feature["name"]) for feature in config.get("features") or [])]
+        if len(columns) != len(frame.columns):
+            raise SplitError(
+                f"test split {uri}: rows have {len(frame.columns)} column(s), expected {len(columns)}: "
+                f"the label then the features of run.config ({', '.join(columns)})"
+            )
+    frame.columns = columns
+    return frame
+
+
 def read_test_split(
     uri: str,
     config: Mapping[str, Any],
@@ -104,8 +126,8 @@ def read_test_split(
     boto3_session: Any,
     encoding: preprocessor_script.Encoding | None = None,
 ) -> TestSplit:
-    """Read every CSV object under ``uri`` (header, label first) with awswrangler; with an
-    ``encoding``, the endpoint's rows are the raw ones encoded by it (``encode_rows``).
+    """Read every CSV object under ``uri`` (label first) with awswrangler; with an ``encoding``,
+    the endpoint's rows are the raw ones encoded by it (``encode_rows``).
 
     Raises ``SplitError`` naming ``uri`` when there are no rows, the files are unreadable or
     inconsistent, or the preprocessing refuses a row.
@@ -115,6 +137,7 @@ def read_test_split(
             path=uri,
             boto3_session=boto3_session,
             ignore_empty=True,
+            header=None,
             dtype=str,
             keep_default_na=False,
             na_filter=False,
@@ -124,14 +147,15 @@ def read_test_split(
     except (ClientError, BotoCoreError) as exc:
         raise SplitError(f"test split {uri}: cannot read it: {error_text(exc)}") from exc
     except ValueError as exc:  # pandas' EmptyDataError and ParserError
-        raise SplitError(f"test split {uri}: not a readable CSV with a header: {exc}") from exc
+        raise SplitError(f"test split {uri}: not a readable CSV: {exc}") from exc
+    if frame.isna().to_numpy().any():
+        raise SplitError(f"test split {uri}: the files do not share one layout (some rows have fewer columns)")
+    frame = _named_columns(frame, config, uri)
     if frame.empty or len(frame.columns) < 2:
         raise SplitError(
             f"test split {uri}: no test rows (found {len(frame)} row(s) and {len(frame.columns)} column(s); "
-            "expected a header, the label first, then at least one feature)"
+            "expected the label first, then at least one feature)"
         )
-    if frame.isna().to_numpy().any():
-        raise SplitError(f"test split {uri}: the files do not share one header (some columns are missing)")
     columns = [str(column) for column in frame.columns]
     label = str(config.get("label", ""))
     if label in columns[1:]:

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from stepml import test_scoring
 from stepml.config import Settings
 from stepml.lineage_runs import drift_run_id, make_run_id, parse_upload
 from stepml.lineage_table import (
@@ -143,7 +144,12 @@ def _fail_resolved_run(
     upload = run["input"]
     # Only a run that created its model can have a test endpoint for the cleanup to delete, and the
     # definition deletes it right after recording the evaluation: a later step's failure has none left.
-    has_test_resources = "model" in (state.get("steps") or {}) and step in _STEPS_WITH_TEST_ENDPOINT
+    # A run scoring its test split with Batch Transform never creates one.
+    has_test_resources = (
+        "model" in (state.get("steps") or {})
+        and step in _STEPS_WITH_TEST_ENDPOINT
+        and test_scoring.mode_of(state) != test_scoring.BATCH
+    )
     return {
         "run_id": run["run_id"],
         "where": f"{upload['uri']} (version {upload.get('version_id')})",

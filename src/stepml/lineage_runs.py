@@ -75,6 +75,10 @@ def resource_names(run_id: str, attempt: int, production_endpoint: str) -> dict[
         # pipeline serverless); named as its endpoint, which keeps it within SageMaker's 63 characters.
         "test_model": f"{base}-test-a{attempt}",
         "production_endpoint_config": f"{base}-prod-a{attempt}",
+        # Batch Transform jobs scoring a large test split (stepml.test_scoring): the challenger's
+        # and the champion's, both within SageMaker's 63 characters as the test endpoint is.
+        "challenger_transform_job": f"{base}-bt-a{attempt}",
+        "champion_transform_job": f"{base}-btc-a{attempt}",
         # The production monitoring schedule's job definition for this model's baseline.
         "monitoring_job_definition": f"{base}-dq-a{attempt}",
         "production_endpoint": production_endpoint,
@@ -98,6 +102,8 @@ def artifact_paths(artifact_bucket: str, dataset: str, run_id: str) -> dict[str,
         "preprocessor": f"{processed}preprocessor/model.tar.gz",
         "model_output": f"{root}/models/{dataset}/{run_id}/",
         "evaluation": f"{root}/evaluation/{dataset}/{run_id}/",
+        # Batch Transform outputs, one prefix per job (the job's name is unique per attempt).
+        "transform": f"{root}/transform/{dataset}/{run_id}/",
         "data_capture": f"{root}/data-capture/{dataset}/",
     }
 

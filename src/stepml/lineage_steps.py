@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepml import preprocessor
+from stepml import preprocessor, test_scoring
 from stepml.config import Settings
 from stepml.lineage_failures import record_cleanup_failure
 from stepml.lineage_table import (
@@ -83,6 +83,12 @@ def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_cli
     paths = run["paths"]
     manifest = _read_json_s3(s3_client, paths["manifest"])
     preprocessor = _package_preprocessor(s3_client, paths)
+    row_counts = manifest.get("row_counts") or manifest.get("rows")
+    try:
+        # Endpoint or Batch Transform: the state machine branches on it, a resumed run reuses it.
+        scoring = test_scoring.decide(row_counts, run["config"])
+    except test_scoring.TestScoringError as exc:
+        raise LineageError(f"run {run['run_id']}: {exc}") from exc
     return {
         "inputs": {"upload": run["input"]},
         "parameters": {"dataset_config": run["config"]},
@@ -91,8 +97,9 @@ def _preprocess_record(run: Mapping[str, Any], result: Mapping[str, Any], s3_cli
             "constraints": paths.get("constraints"),
             "baseline": _baseline(run),
             "fingerprint": manifest.get("fingerprint") or manifest.get("input_fingerprint"),
-            "row_counts": manifest.get("row_counts") or manifest.get("rows"),
+            "row_counts": row_counts,
             "preprocessor": preprocessor,
+            "test_scoring": scoring,
         },
         "job": {"type": "glue", "name": result.get("job_name"), "run_id": result.get("job_run_id")},
         **_job_timing(result),
@@ -135,13 +142,17 @@ def _train_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, sag
 def _evaluate_record(run: Mapping[str, Any], result: Mapping[str, Any], _: Any, __: Any) -> dict[str, Any]:
     names = run["names"]
     champion = result.get("production") if isinstance(result.get("production"), Mapping) else {}
+    scoring = result.get("scoring") if isinstance(result.get("scoring"), Mapping) else {}
+    batch = scoring.get("mode") == test_scoring.BATCH
     return {
         "inputs": {
             "test": run["paths"]["test"],
-            "endpoint": names["test_endpoint"],
+            # Batch Transform jobs scored a large test split: no test endpoint existed.
+            "endpoint": None if batch else names["test_endpoint"],
             "model": names["model"],
-            # Scored on the same rows, as a variant of the test endpoint (never through production).
+            # Scored on the same rows, as a variant of the test endpoint or by a job of its own (never production).
             "champion_model": champion.get("model"),
+            "scoring": dict(scoring) if batch else {"mode": test_scoring.ENDPOINT},
         },
         "parameters": {"metric": result.get("metric"), "threshold": result.get("threshold")},
         "outputs": {
@@ -312,13 +323,17 @@ def record_step(
         return record_cleanup_failure(table, run, result if isinstance(result, Mapping) else {}, settings, moment)
     record = _step_record(run, step, result or {}, s3_client=s3_client, sagemaker_client=sagemaker_client)
     resumable_result = result if step in RESUMABLE_STEPS else None
+    scoring = record["outputs"].get("test_scoring") if step == "preprocess" else None
+    if scoring is not None:
+        # A resumed run skips preprocessing and branches on what its result says.
+        resumable_result = {**(result or {}), "test_scoring": scoring}
     write_step(table, run, step, status, record, settings, moment, result=resumable_result)
     if step == "evaluate" and record["outputs"]["model_package"]:
         update_fields(table, run_key(run["run_id"]), {"model_package": record["outputs"]["model_package"]})
     if step == "approval":
         update_fields(table, run_key(run["run_id"]), {"approval": record["outputs"]})
         _registry_follows_decision(table, run, record["outputs"], sagemaker_client, moment)
-    return {"recorded": step, "status": status}
+    return {"recorded": step, "status": status, **({"test_scoring": scoring} if scoring else {})}
 
 
 def _set_registry_status(

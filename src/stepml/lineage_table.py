@@ -19,7 +19,7 @@ from stepml.utils import from_dynamo, iso_utc, to_dynamo
 from stepml.version import code_version
 
 #: Steps in pipeline order; the first one without a result in ``$.steps`` is where a run failed.
-STEP_ORDER = ("preprocess", "train", "model", "test_endpoint", "evaluate", "approval", "deploy")
+STEP_ORDER = ("preprocess", "train", "model", "test_endpoint", "test_scoring", "evaluate", "approval", "deploy")
 #: Steps whose results a resumed run reuses instead of redoing them.
 RESUMABLE_STEPS = ("preprocess", "train")
 #: Run outcomes after which the same upload is not run again.
@@ -30,6 +30,7 @@ STEP_TITLES = {
     "train": "Train model (SageMaker)",
     "model": "Create model",
     "test_endpoint": "Test endpoint",
+    "test_scoring": "Score test split in batch (SageMaker Batch Transform)",
     "evaluate": "Evaluate model",
     "approval": "Approval",
     "deploy": "Deploy to production",

@@ -75,6 +75,9 @@ class RunNames(_Contract):
     test_endpoint: NonEmpty
     #: The serverless test endpoint's model, XGBoost alone (absent from runs resolved before it existed).
     test_model: NonEmpty | None = None
+    #: Batch Transform jobs scoring a large test split (absent from runs resolved before them).
+    challenger_transform_job: NonEmpty | None = None
+    champion_transform_job: NonEmpty | None = None
     production_endpoint_config: NonEmpty
     production_endpoint: NonEmpty
 
@@ -96,6 +99,8 @@ class RunPaths(_Contract):
     preprocessor: NonEmpty | None = None
     model_output: NonEmpty
     evaluation: NonEmpty
+    #: Where Batch Transform jobs write their outputs (absent from runs resolved before them).
+    transform: NonEmpty | None = None
     data_capture: NonEmpty
 
 
@@ -224,14 +229,43 @@ class ChallengerServing(_Contract):
     preprocessing: Literal["endpoint", "evaluate"]
 
 
+class TransformJob(_Contract):
+    """A Batch Transform job that scored the test split: its name and its output prefix."""
+
+    job_name: NonEmpty
+    output: Annotated[str, Field(pattern=r"^s3://[^/]+/.+/$")]
+
+
+class BatchScoring(_Contract):
+    """``$.steps.test_scoring``: the Batch Transform jobs that scored a large test split, the
+    champion's only when production serves one (``stepml.test_scoring``)."""
+
+    mode: Literal["batch"]
+    challenger: TransformJob
+    champion: TransformJob | None = None
+
+
 class EvaluatePayload(_Contract):
-    """``{"run", "endpoint_name", "champion", "serving"}``; ``champion`` and ``serving`` are absent
-    on old definitions (whose test endpoint always served the inference pipeline)."""
+    """``{"run", "endpoint_name", "champion", "serving"}`` when a test endpoint scores the split,
+    ``{"run", "scoring", "champion"}`` when Batch Transform jobs did; ``champion`` and ``serving``
+    are absent on old definitions (whose test endpoint always served the inference pipeline)."""
 
     run: Run
-    endpoint_name: NonEmpty
+    endpoint_name: NonEmpty | None = None
     champion: Champion | None = None
     serving: ChallengerServing | None = None
+    scoring: BatchScoring | None = None
+
+    @model_validator(mode="after")
+    def _one_way_of_scoring(self) -> EvaluatePayload:
+        if (self.endpoint_name is None) == (self.scoring is None):
+            raise ValueError("give either endpoint_name (a test endpoint) or scoring (Batch Transform jobs)")
+        if self.scoring is not None and self.serving is not None:
+            raise ValueError("serving describes a test endpoint; Batch Transform scoring has none")
+        champion_served = bool(self.champion and self.champion.in_service)
+        if self.scoring is not None and champion_served != (self.scoring.champion is not None):
+            raise ValueError("scoring.champion must be given exactly when champion.in_service is true")
+        return self
 
 
 class EvaluationResult(_Contract):

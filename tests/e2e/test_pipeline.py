@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from stepml.cli.main import main
 from stepml.cli.runs import approve_link
-from stepml.evaluation import parse_predictions
+from stepml.evaluation import evaluate_model, parse_predictions
 from stepml.lineage import make_run_id
 from stepml.local.cloud import REGION
 from stepml.sample_data import churn_csv
@@ -336,13 +336,22 @@ def test_reject_path_leaves_production_untouched(pipeline):
     assert pipeline.wait_for_execution_end(upload["key"]) == "SUCCEEDED"
 
 
-def test_gate_rejects_a_weak_model_without_asking_anyone(pipeline):
+def test_gate_rejects_a_weak_model_without_asking_anyone(pipeline, monkeypatch):
+    """The run also scores in batch (threshold 0): Batch Transform jobs, the champion's too, and no test endpoint."""
     production = pipeline.outputs["ProductionEndpointName"]
     before = pipeline.endpoint_config(production)
-    pipeline.onboard("churn-gate", threshold=0.99, promote_only_if_better=False)
-    run_id = pipeline.upload("churn-gate", "gate.csv", churn_csv(ROWS, seed=13))["run_id"]
+    assert before is not None, "runs after the approve path: a champion serves"
+    pipeline.onboard(
+        "churn-gate",
+        threshold=0.99,
+        promote_only_if_better=False,
+        evaluation={"batch_transform_above_rows": 0},
+    )
+    upload = pipeline.upload("churn-gate", "gate.csv", churn_csv(ROWS, seed=13))
+    run_id = upload["run_id"]
     records = pipeline.wait_for_status(run_id, ("REJECTED_BY_GATE", "SUCCEEDED", "FAILED", "REJECTED"))
-    assert records["RUN"]["status"] == "REJECTED_BY_GATE"
+    assert records["RUN"]["status"] == "REJECTED_BY_GATE", records["RUN"]
+    _assert_scored_in_batch(pipeline, upload, records, monkeypatch)
     assert "0.99" in records["RUN"]["outcome_reason"]
     registered = pipeline.client("sagemaker").describe_model_package(
         ModelPackageName=records["RUN"]["model_package"]["arn"]
@@ -352,6 +361,80 @@ def test_gate_rejects_a_weak_model_without_asking_anyone(pipeline):
     assert not [m for m in pipeline.cloud.outbox.messages() if f"Approve churn-gate model {run_id}" in m.subject]
     assert pipeline.endpoint_config(production) == before
     assert pipeline.endpoint_config(records["RUN"]["names"]["test_endpoint"]) is None
+
+
+def _entered_states(pipeline, key: str) -> list[str]:
+    sfn = pipeline.client("stepfunctions")
+    (execution,) = pipeline.executions_for(key)
+    events = [
+        e
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+        for e in page["events"]
+    ]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def _assert_scored_in_batch(pipeline, upload, records, monkeypatch):
+    """Batch Transform scored the split with both models; no test endpoint existed; the metrics are
+    those of the endpoint path (Evaluate's InvokeEndpoint scoring) on the same rows and models."""
+    run, sagemaker = records["RUN"], pipeline.client("sagemaker")
+    names, paths = run["names"], run["paths"]
+    preprocess = records["STEP#preprocess"]["outputs"]["test_scoring"]
+    assert preprocess["mode"] == "batch" and preprocess["threshold"] == 0 and preprocess["test_rows"] > 100
+    entered = _entered_states(pipeline, upload["key"])
+    assert {"Score challenger in batch", "Score champion in batch", "Evaluate model in batch"} <= set(entered)
+    assert not {"Create test endpoint", "Evaluate model", "Delete test endpoint"} & set(entered)
+    jobs = [names["challenger_transform_job"], names["champion_transform_job"]]
+    for job in jobs:
+        assert sagemaker.describe_transform_job(TransformJobName=job)["TransformJobStatus"] == "Completed"
+    assert not sagemaker.list_endpoint_configs(NameContains=names["test_endpoint_config"])["EndpointConfigs"]
+    evaluate = records["STEP#evaluate"]
+    assert evaluate["inputs"]["endpoint"] is None
+    assert [evaluate["inputs"]["scoring"][who]["job_name"] for who in ("challenger", "champion")] == jobs
+    bucket = pipeline.outputs["ArtifactBucketName"]
+    report_key = paths["evaluation"].removeprefix(f"s3://{bucket}/") + "report.json"
+    report = json.loads(pipeline.client("s3").get_object(Bucket=bucket, Key=report_key)["Body"].read())
+    assert report["preprocessing"] == "transform" and report["transform_jobs"] == jobs
+    # The endpoint path on the same rows: both models as variants of an endpoint of the test's own.
+    champion = report["champion"]
+    check = f"stepml-{run['run_id']}-check"
+    variants = [("Challenger", names["model"], 1), ("Champion", champion["model"], 0)]
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=check,
+        ProductionVariants=[
+            {
+                "VariantName": v,
+                "ModelName": m,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": w,
+            }
+            for v, m, w in variants
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=check, EndpointConfigName=check)
+    try:
+        wait_until(
+            lambda: sagemaker.describe_endpoint(EndpointName=check)["EndpointStatus"] == "InService",
+            "the check endpoint InService",
+        )
+        elsewhere = {**run, "paths": {**paths, "evaluation": paths["evaluation"] + "endpoint-check/"}}
+        monkeypatch.setenv("AWS_ENDPOINT_URL", pipeline.cloud.endpoint_url)  # awswrangler's clients too
+        session = boto3.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        scored = evaluate_model(
+            elsewhere,
+            check,
+            runtime_client=pipeline.client("sagemaker-runtime"),
+            boto3_session=session,
+            champion=champion,
+            s3_client=pipeline.client("s3"),
+        )
+    finally:
+        sagemaker.delete_endpoint(EndpointName=check)
+        sagemaker.delete_endpoint_config(EndpointConfigName=check)
+    assert scored["rows"] == report["rows"] == preprocess["test_rows"]
+    assert scored["metrics"] == pytest.approx(report["metrics"])
+    assert scored["production"]["metrics"] == pytest.approx(report["production"]["metrics"])
 
 
 def test_a_bad_upload_fails_in_glue_alerts_and_leaves_no_endpoint(pipeline):
@@ -521,7 +604,7 @@ def test_evaluating_against_a_champion_sends_nothing_to_productions_data_capture
     test_rows = set()
     for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
         lines = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
-        test_rows |= {line.split(",", 1)[1] for line in lines[1:] if line}
+        test_rows |= {line.split(",", 1)[1] for line in lines if line}
     assert len(test_rows) > 100
     marker = "99,99.25,9999.0,1,one-year,mailed-check,dsl"
     pipeline.client("sagemaker-runtime").invoke_endpoint(EndpointName=production, ContentType="text/csv", Body=marker)

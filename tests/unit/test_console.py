@@ -121,8 +121,9 @@ def test_a_loop_goes_round_the_right_and_long_edges_do_not_cross_nodes():
                 f"{edge.source} -> {edge.target} runs through a state at ({x}, {y})"
             )
     # One lane per target, not per edge: 1,640 px for the 74 states before the monitoring steps,
-    # 2,920 px for the 82 with them (a lane per edge measured about 3,200 before).
-    assert layout.width < 3200
+    # 2,920 px for the 82 with them (a lane per edge measured about 3,200 before), 3,149 px for 86,
+    # 3,408 px for the 95 with batch scoring (a Parallel whose two branches sit side by side).
+    assert layout.width < 3500
 
 
 def test_a_definition_without_states_is_a_graph_error():

@@ -16,6 +16,7 @@ from stepml.cli.context import CliError, Target
 from stepml.cli.cost_flow import (
     DEPLOYED_RUN,
     ESTIMATES,
+    batch_decisions,
     estimated_usage,
     first_run_decisions,
     flat_states,
@@ -407,3 +408,26 @@ def test_a_first_run_asking_for_serverless_takes_the_serverless_config_and_a_cha
     plain = parse_dataset_config(CHURN_CONFIG, "churn")
     first, first_path = estimated_usage(settings, plain, ESTIMATED, first_run_decisions(plain))
     assert "Create test endpoint config" in first_path and first.test_endpoint_instances == 1
+
+
+def test_batch_scoring_prices_transform_instance_seconds_instead_of_the_test_endpoint():
+    prices = load_prices("us-east-1")
+    usage = _hand_run(test_endpoint_instances=0, test_endpoint_seconds=0, transform_jobs=2, transform_seconds=720)
+    items = {item.item: item for item in run_items(usage, prices)}
+    transform = items["batch transform 2 job(s) x 1 x ml.m5.large, 720 s in all"]
+    # 720 instance-seconds = 0.2 instance-hour x ml.m5.large's $0.115
+    assert (transform.quantity, transform.unit) == (0.2, "instance-hour") and transform.cost == pytest.approx(0.023)
+    assert not any(name.startswith("test endpoint") for name in items)
+    assert total(run_items(usage, prices)) == pytest.approx(0.2148273187 - 0.115 + 0.023, abs=1e-9)
+
+
+def test_the_batch_path_runs_one_transform_job_per_model_and_creates_no_test_endpoint():
+    settings = _settings()
+    config = parse_dataset_config(CHURN_CONFIG, "churn")
+    usage, path = estimated_usage(settings, config, ESTIMATED, batch_decisions(DEPLOYED_RUN))
+    assert {"Score challenger in batch", "Score champion in batch", "Evaluate model in batch"} <= set(path)
+    assert "Create test endpoint" not in path and "Delete test endpoint" not in path
+    assert usage.transform_jobs == 2 and usage.transform_seconds == 2 * ESTIMATED["transform_seconds"]
+    assert usage.test_endpoint_instances == 0 and usage.test_endpoint_seconds == 0
+    first, first_path = estimated_usage(settings, config, ESTIMATED, batch_decisions(first_run_decisions(config)))
+    assert "Score champion in batch" not in first_path and first.transform_jobs == 1

@@ -672,7 +672,8 @@ def test_the_handler_refuses_a_bad_payload(
         evaluate_module.handler({"run": run, "endpoint_name": env.test_endpoint}, FakeLambdaContext())
     with pytest.raises(EvaluationError, match=r"^Evaluate payload: .*field 'run.paths': Field required.*"):
         evaluate_module.handler({"run": {"run_id": RUN_ID}}, FakeLambdaContext())
-    with pytest.raises(EvaluationError, match=r"^Evaluate payload: field 'endpoint_name': Field required$"):
+    # A test endpoint's name, or the Batch Transform jobs that scored the split (evaluation_batch).
+    with pytest.raises(EvaluationError, match=r"^Evaluate payload: give either endpoint_name .* or scoring .*\)$"):
         evaluate_module.handler({"run": env.run()}, FakeLambdaContext())
     with pytest.raises(EvaluationError, match=r"^Evaluate payload: field 'champion': .*needs endpoint, model$"):
         champion = {"in_service": True, "endpoint_config": "c"}

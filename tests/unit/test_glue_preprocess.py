@@ -159,14 +159,15 @@ def test_main_writes_headerless_train_and_validation_with_the_label_first(churn_
             assert plan in (0, 1, 2, 3) and region in (0, 1)
 
 
-def test_main_writes_the_test_split_with_a_header_and_no_success_markers(churn_run):
+def test_main_writes_the_test_split_without_a_header_and_no_success_markers(churn_run):
+    """Headerless, as Batch Transform needs it (it would send a header line to the model as a row)."""
     out = churn_run["out"]
     lines = read_split(out / "test")
-    assert lines[0] == "churned,age,income,plan,region"
-    assert all(float(line.split(",")[0]) in (0.0, 1.0) for line in lines[1:])
+    assert "churned,age,income,plan,region" not in lines
+    assert all(float(line.split(",")[0]) in (0.0, 1.0) for line in lines)
     # The features as uploaded (categories as text, blanks as blanks): the endpoint's preprocessor encodes them.
     raw = {tuple(row[1:5]) for row in churn_run["rows"]}
-    assert all(tuple(row[1:]) in raw for row in csv.reader(lines[1:]))
+    assert all(tuple(row[1:]) in raw for row in csv.reader(lines))
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert not [name for name in written if "_SUCCESS" in name or name.endswith(".crc")]
     assert {name.split("/")[0] for name in written} == {
@@ -198,7 +199,7 @@ def test_manifest_records_fingerprint_counts_and_encodings(churn_run):
     assert counts["train"] + counts["validation"] + counts["test"] == len(rows) - unlabeled
     for split in ("train", "validation"):
         assert len(read_split(out / split)) == counts[split]
-    assert len(read_split(out / "test")) == counts["test"] + 1
+    assert len(read_split(out / "test")) == counts["test"]
     assert manifest["columns"] == HEADER
     assert manifest["feature_order"] == ["age", "income", "plan", "region"]
     assert manifest["label"]["encoding"] == {"no": 0, "yes": 1}
@@ -224,7 +225,7 @@ def test_output_rows_carry_the_input_values_in_feature_order(churn_run):
 def _encoded_test_split(out: Path) -> list[str]:
     """The test split's rows, label first, with the raw features encoded by the endpoint's preprocessor."""
     model = preprocessor_script.model_fn(str(out))
-    rows = list(csv.reader(read_split(out / "test")[1:]))
+    rows = list(csv.reader(read_split(out / "test")))
     encoded = model.encode_rows([row[1:] for row in rows]).splitlines()
     return [f"{row[0]},{line}" for row, line in zip(rows, encoded, strict=True)]
 
@@ -305,7 +306,7 @@ def test_baseline_reads_in_the_sagemaker_sdk_and_the_monitoring_analysis(churn_r
     constraints = Constraints(json.loads((out / "constraints.json").read_text()), f"{out}/constraints.json")
     constraints.set_monitoring(False, "region")
     assert constraints.body_dict["features"][3]["monitoring_config_overrides"] == {"evaluate_constraints": "Disabled"}
-    rows = [row[1:] for row in csv.reader(read_split(out / "test")[1:])]
+    rows = [row[1:] for row in csv.reader(read_split(out / "test"))]
     # The test split holds raw features, as the endpoint receives them and capture records them.
     result = analysis.analyze(stats.body_dict, constraints.body_dict, capture_lines(rows))
     assert result.statistics["dataset"]["item_count"] == len(rows)

@@ -174,7 +174,7 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     env["s3"].put_object(
         Bucket=manifest_bucket,
         Key=manifest_key,
-        Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7}}).encode(),
+        Body=json.dumps({"fingerprint": "sha256:abc", "row_counts": {"train": 7, "test": 3}}).encode(),
     )
     put_encoding(env["s3"], run)
     preprocess = {
@@ -214,9 +214,11 @@ def test_failed_run_resumes_with_the_next_attempt_and_skips_succeeded_steps(env)
     assert resumed["action"] == "resume"
     assert resumed["run"]["attempt"] == 2
     assert resumed["run"]["names"]["training_job"].endswith("-a2")
-    assert resumed["steps"] == {"preprocess": preprocess}
+    # The resumed run takes the branch the preprocessing's record decided (3 test rows: the endpoint).
+    scoring = {"mode": "endpoint", "test_rows": 3, "threshold": 250_000}
+    assert resumed["steps"] == {"preprocess": {**preprocess, "test_scoring": scoring}}
     step = from_dynamo(env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#preprocess"})["Item"])
-    assert step["outputs"]["fingerprint"] == "sha256:abc"
+    assert step["outputs"]["fingerprint"] == "sha256:abc" and step["outputs"]["test_scoring"] == scoring
     assert step["started_at"] == "2025-11-22T12:00:00.000Z"
     # Recording the step packaged the endpoint's preprocessor beside the Glue job's encoding.
     assert step["outputs"]["preprocessor"] == run["paths"]["preprocessor"]
@@ -561,6 +563,27 @@ def test_failure_after_evaluation_leaves_nothing_to_clean(env, failed):
         settings=env["settings"],
     )
     assert (failure["test_endpoint"], failure["test_endpoint_config"], failure["step"]) == (None, None, failed)
+
+
+@pytest.mark.parametrize("failed", ["test_endpoint", "test_scoring", "evaluate"])
+def test_a_run_scoring_in_batch_has_no_test_endpoint_to_clean(env, failed):
+    """Batch Transform scored the split: a failure while finding the champion, in a transform job or
+    in Evaluate leaves no test endpoint; the alert names the step."""
+    run = _resolve(env, _upload(env))["run"]
+    scoring = {"mode": "batch", "test_rows": 900_000, "threshold": 250_000}
+    steps = {"preprocess": {"test_scoring": scoring}, "train": {}, "model": {}}
+    error = {"Error": "States.TaskFailed", "Cause": '{"FailureReason": "ClientError: the model answered 400"}'}
+    failure = record_failure(
+        {"run": run, "steps": steps, "error": error, "failed_step": failed},
+        EXECUTION_1,
+        table=env["table"],
+        sagemaker_client=FakeSageMaker(),
+        settings=env["settings"],
+    )
+    assert (failure["test_endpoint"], failure["test_endpoint_config"], failure["step"]) == (None, None, failed)
+    if failed == "test_scoring":
+        assert "Score test split in batch" in failure["subject"]
+        assert "the model answered 400" in failure["message"]
 
 
 def test_failure_before_any_endpoint_leaves_nothing_to_clean(env):

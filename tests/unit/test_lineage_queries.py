@@ -98,7 +98,7 @@ def complete_run(
         now=clock,
     )["run"]
     bucket, _, key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
-    manifest = {"fingerprint": f"sha256:{name}", "row_counts": {"input": 100, "train": 70}}
+    manifest = {"fingerprint": f"sha256:{name}", "row_counts": {"input": 100, "train": 70, "test": 15}}
     env["s3"].put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
     put_encoding(env["s3"], run)
     started = int(START.timestamp() * 1000)
@@ -182,7 +182,7 @@ def test_run_tree_of_a_resumed_run_marks_reused_steps_and_the_failure(env):
     }
     run = resolve_run(event, ACCOUNT_EXECUTION + "one", **resolve)["run"]
     bucket, _, key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
-    env["s3"].put_object(Bucket=bucket, Key=key, Body=b'{"fingerprint": "sha256:b"}')
+    env["s3"].put_object(Bucket=bucket, Key=key, Body=b'{"fingerprint": "sha256:b", "row_counts": {"test": 15}}')
     put_encoding(env["s3"], run)
     glue = {"job_name": "stepml-local-preprocess", "job_run_id": "jr_1", "started_on": 1, "completed_on": 2}
     _record(env, run, "preprocess", glue, clock)

@@ -165,6 +165,6 @@ def test_a_failure_naming_no_step_of_the_pipeline_is_refused_by_the_contract() -
         parse_record_step({"state": {"failed_step": "guess"}, "step": "failure", "execution_arn": EXECUTION_ARN})
     assert str(raised.value) == (
         "RecordStep payload: field 'state.failed_step': the Catch that led here must name one of resolve, "
-        "preprocess, train, model, test_endpoint, evaluate, approval, deploy, cleanup, notify "
+        "preprocess, train, model, test_endpoint, test_scoring, evaluate, approval, deploy, cleanup, notify "
         "(statemachine/pipeline.asl.json, the 'Failed at ...' Pass states)"
     )

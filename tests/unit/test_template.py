@@ -362,6 +362,20 @@ def required_permissions(state: dict[str, Any], run_names: dict[str, str]) -> li
         # "IAM policies for calling SageMaker": createTrainingJob (both patterns) also lists the job's tags.
         needed += [("sagemaker:ListTags", job), ("iam:PassRole", params["RoleArn"])]
         return needed + ([("sagemaker:AddTags", job)] if tagged else [])
+    if resource == "arn:aws:states:::sagemaker:createTransformJob.sync":
+        job = sm("transform-job", _parameter(params, "TransformJobName", run_names))
+        rule = arn.format("events", "rule/StepFunctionsGetEventsForSageMakerTransformJobsRule")
+        needed = [
+            (a, job)
+            for a in (
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:StopTransformJob",
+                "sagemaker:ListTags",
+            )
+        ]
+        # No iam:PassRole: a transform job runs as its model's execution role.
+        return needed + [(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
     optimized = {
         "createModel": ("model", "ModelName"),
         "createEndpointConfig": ("endpoint-config", "EndpointConfigName"),
@@ -432,7 +446,16 @@ def test_the_state_machine_role_grants_what_every_task_needs(resolved, definitio
         for name, state in map_state["ItemProcessor"]["States"].items()
         if state["Type"] == "Task"
     }
-    assert "Put drift alarm" in inner
+    # And each Task in a Parallel's branches (the test split's Batch Transform jobs).
+    inner |= {
+        name: state
+        for parallel in definition["States"].values()
+        if parallel["Type"] == "Parallel"
+        for branch in parallel["Branches"]
+        for name, state in branch["States"].items()
+        if state["Type"] == "Task"
+    }
+    assert "Put drift alarm" in inner and "Score champion in batch" in inner
     for name, state in {**_tasks(definition), **inner}.items():
         for action, resource in required_permissions(state, names):
             if not _allows(statements, action, resource):
@@ -449,6 +472,12 @@ def test_iam_actions_are_derived_for_aws_sdk_tasks_and_sync_extras(definition):
     train = dict(required_permissions(definition["States"]["Train model"], names))
     assert train["sagemaker:ListTags"].startswith(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/")
     assert train["events:PutRule"].endswith(":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+    branches = definition["States"]["Score test split in batch"]["Branches"]
+    transform = dict(required_permissions(branches[0]["States"]["Score challenger in batch"], names))
+    assert transform["sagemaker:StopTransformJob"] == (
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/{names['challenger_transform_job']}"
+    )
+    assert transform["events:PutRule"].endswith(":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule")
 
 
 def test_the_sagemaker_execution_role_can_read_exactly_the_rollback_alarms(resolved, definition):

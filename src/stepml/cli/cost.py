@@ -21,6 +21,7 @@ from stepml.cli.cost_flow import (
     DEPLOYED_RUN,
     ESTIMATES,
     StackSettings,
+    batch_decisions,
     estimated_usage,
     first_run_decisions,
     stack_settings,
@@ -41,6 +42,7 @@ _MEASURED_BY = {
     "endpoint_create_seconds": "test endpoint",
     "endpoint_update_seconds": "blue/green",
     "evaluate_seconds": "lambda",
+    "transform_seconds": "batch transform",
     "lambda_seconds": "lambda",
     "dynamodb_write_units": "dynamodb",
 }
@@ -128,6 +130,8 @@ def build_report(args: argparse.Namespace) -> CostReport:
         else:
             config = _dataset_config(Path(args.dataset_config) if args.dataset_config else root / EXAMPLE_CONFIG)
             decisions = first_run_decisions(config) if getattr(args, "first_run", False) else DEPLOYED_RUN
+            if getattr(args, "batch_scoring", False):
+                decisions = batch_decisions(decisions)
             usage, _ = estimated_usage(settings, config, estimates, decisions)
         assumptions = describe_assumptions(args, settings, usage, estimates, region)
         return cost_report(
@@ -169,6 +173,12 @@ def describe_assumptions(
         lines.append(
             "the test endpoint is serverless (the dataset config's test_endpoint_serverless): billed per "
             "GB-second of its requests' inference and per GB in and out, nothing while it waits"
+        )
+    if usage.transform_jobs:
+        lines.append(
+            "the test split is scored by Batch Transform (above evaluation.batch_transform_above_rows): no test "
+            "endpoint; each job bills one instance from start to end, priced at the hosting instance-hour of the "
+            "same type (the price table has no batch transform line: an assumption, check AWS's pricing page)"
         )
     measured = {what for what, source in usage.sources.items() if not source.startswith("estimated")}
     for name, estimate in ESTIMATES.items():
@@ -231,6 +241,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--first-run",
         action="store_true",
         help="price a dataset's first run: no champion, so the test endpoint is serverless if the config says so",
+    )
+    parser.add_argument(
+        "--batch-scoring",
+        action="store_true",
+        help="price a run whose test split is above evaluation.batch_transform_above_rows: Batch Transform jobs "
+        "instead of a test endpoint",
     )
     parser.add_argument(
         "--processing-instance", default="ml.m5.xlarge", help="SageMaker Pipelines' processing instance"

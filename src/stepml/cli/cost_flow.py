@@ -58,6 +58,8 @@ FIRST_RUN = {
 }
 #: Where "Champion in service?" goes for a serverless test endpoint: its own XGBoost-only model, then its config.
 SERVERLESS_TEST_BRANCH = "Create serverless test model"
+#: Where a run whose test split is above evaluation.batch_transform_above_rows goes: Batch Transform, no test endpoint.
+BATCH_BRANCH = "Score test split in batch"
 #: Choices that poll an endpoint, and which estimate says how long it takes to come up.
 POLLING = {
     "Is the test endpoint ready?": "endpoint_create_seconds",
@@ -82,6 +84,10 @@ ESTIMATES: dict[str, Estimate] = {
     "endpoint_create_seconds": Estimate(300, "a new endpoint takes about 5 minutes to be InService"),
     "endpoint_update_seconds": Estimate(300, "a blue/green update provisions the new fleet in about 5 minutes"),
     "evaluate_seconds": Estimate(20, "the Evaluate function scores the test split through the test endpoint"),
+    "transform_seconds": Estimate(
+        360,
+        "a Batch Transform job of a large test split: its instance starts (minutes) and scores; billed start to end",
+    ),
     "approval_wait_seconds": Estimate(
         3600, "the approver answers within an hour (nothing bills meanwhile: the test endpoint went after evaluation)"
     ),
@@ -304,6 +310,26 @@ def first_run_decisions(config: DatasetConfig) -> dict[str, str]:
     return decisions
 
 
+def batch_decisions(decisions: Mapping[str, str]) -> dict[str, str]:
+    """The same run with its test split scored by Batch Transform (``--batch-scoring``): a job for the
+    challenger and, when a champion serves, one for it; no test endpoint."""
+    batch = {choice: branch for choice, branch in decisions.items() if choice != "Is the test endpoint ready?"}
+    if batch.get("Champion in service?") == "Describe champion endpoint":
+        batch["Test endpoint or batch?"] = BATCH_BRANCH
+        batch["Champion to score in batch?"] = "Score champion in batch"
+    else:
+        batch["Champion in service?"] = BATCH_BRANCH
+    return batch
+
+
+def transform_use(path: list[str], states: Mapping[str, Any], seconds_of: Mapping[int, float]) -> tuple[int, float]:
+    """The Batch Transform jobs on the path and their instance-seconds (one instance each)."""
+    jobs = [
+        i for i, name in enumerate(path) if str(states[name].get("Resource", "")).endswith("createTransformJob.sync")
+    ]
+    return len(jobs), sum(seconds_of[i] for i in jobs)
+
+
 def serverless_use(
     path: list[str], states: Mapping[str, Any], config: DatasetConfig, inference_seconds: float, gb: float
 ) -> ServerlessUse | None:
@@ -346,6 +372,8 @@ def state_seconds(state: Mapping[str, Any], settings: StackSettings, estimates: 
         return estimates["glue_seconds"]
     if resource.endswith("createTrainingJob.sync"):
         return estimates["training_seconds"]
+    if resource.endswith("createTransformJob.sync"):
+        return estimates["transform_seconds"]
     if resource.endswith(".waitForTaskToken"):
         return estimates["approval_wait_seconds"]
     function = state_function(state, settings)
@@ -410,6 +438,7 @@ def estimated_usage(
         memory = settings.function_memory[approval_api]
         lambdas.append(LambdaUse(approval_api, memory, requests, requests * estimates["lambda_seconds"]))
     publishes = count_resource(path, states, "sns:publish")
+    transform_jobs, transform_seconds = transform_use(path, states, seconds_of)
     usage = RunUsage(
         glue_dpus=settings.glue_dpus,
         glue_seconds=estimates["glue_seconds"],
@@ -438,6 +467,8 @@ def estimated_usage(
         test_endpoint_serverless=serverless_use(
             path, states, config, estimates["evaluate_seconds"], estimates["evaluation_gb"]
         ),
+        transform_jobs=transform_jobs,
+        transform_seconds=transform_seconds,
     )
     return usage, path
 

@@ -30,6 +30,7 @@ from stepml.cli.cost_flow import (
     serverless_use,
     state_function,
     termination_wait,
+    transform_use,
 )
 from stepml.cli.cost_model import CostError, RunUsage
 from stepml.config import DatasetConfig, DatasetConfigError, parse_dataset_config
@@ -154,6 +155,9 @@ def _from_history(
         seconds_of[index] = estimates["lambda_seconds"] if waiting else history.seconds(index)
     approval_api = [use for use in usage.lambdas if use.function.startswith("ApprovalApi")]
     usage.lambdas = lambda_uses(history.names, settings, seconds_of) + approval_api
+    usage.transform_jobs, usage.transform_seconds = transform_use(history.names, states, seconds_of)
+    if usage.transform_jobs:
+        usage.sources["batch transform"] = "execution history: each transform task's time"
     usage.sources["lambda"] = "execution history: each Lambda task's time (an upper bound of its billed duration)"
     span = endpoint_span(history.names, states, "test_endpoint")
     if span is not None:

@@ -137,6 +137,10 @@ class RunUsage:
     sources: dict[str, str] = field(default_factory=dict)
     #: The test endpoint on Serverless Inference instead of instances (None: instances).
     test_endpoint_serverless: ServerlessUse | None = None
+    #: Batch Transform jobs that scored a large test split instead of a test endpoint (one instance
+    #: each), and their instance-seconds together.
+    transform_jobs: int = 0
+    transform_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ def test_endpoint_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
     """The test endpoint: its instances for its lifetime, or on Serverless Inference its requests'
     GB-seconds and the data they carry."""
     serverless = usage.test_endpoint_serverless
+    if serverless is None and usage.transform_jobs and not usage.test_endpoint_instances:
+        return []  # Batch Transform scored the test split: there was no test endpoint
     if serverless is None:
         return [
             _item(
@@ -227,6 +233,24 @@ def test_endpoint_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
     ]
 
 
+def transform_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
+    """Batch Transform jobs scoring a large test split, one instance each from start to end. The
+    table has no batch transform line: priced at the same instance type's hosting rate (the
+    report's assumptions say so)."""
+    if not usage.transform_jobs:
+        return []
+    return [
+        _item(
+            "SageMaker",
+            f"batch transform {usage.transform_jobs} job(s) x 1 x {usage.hosting_instance_type}, "
+            f"{usage.transform_seconds:g} s in all",
+            usage.transform_seconds / 3600,
+            "instance-hour",
+            prices.instance_price("hosting", usage.hosting_instance_type),
+        )
+    ]
+
+
 def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
     """Training, the test endpoint and a blue/green update's second fleet."""
     train = usage.training_instances * usage.training_seconds / 3600
@@ -241,6 +265,7 @@ def sagemaker_run_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
             prices.instance_price("training", usage.training_instance_type),
         ),
         *test_endpoint_items(usage, prices),
+        *transform_items(usage, prices),
         _item(
             "SageMaker",
             f"blue/green: new fleet beside the old {usage.production_instances} x {usage.blue_green_seconds:g} s",

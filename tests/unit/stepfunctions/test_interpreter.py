@@ -531,3 +531,21 @@ def test_sync_tasks_are_found_in_branches_and_iterations():
         "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     ]
     assert sync_tasks(None) == [] and sync_tasks({"States": []}) == []
+
+
+def test_a_transform_job_sync_task_needs_what_aws_documents_for_it():
+    """createTransformJob.sync: describe, stop and list the job's tags, and manage the transform jobs' rule;
+    no iam:PassRole (the job runs as its model's role)."""
+    from stepml.local.iam.hooks import _sync_requirements
+
+    needed = _sync_requirements("sagemaker", "createTransformJob", {"TransformJobName": "Stepml-R-bt-a1"}, "1", "r")
+    job = "arn:aws:sagemaker:r:1:transform-job/stepml-r-bt-a1"
+    rule = "arn:aws:events:r:1:rule/StepFunctionsGetEventsForSageMakerTransformJobsRule"
+    assert [(request.action, request.resource) for request in needed] == [
+        ("sagemaker:DescribeTransformJob", job),
+        ("sagemaker:StopTransformJob", job),
+        ("sagemaker:ListTags", job),
+        ("events:PutTargets", rule),
+        ("events:PutRule", rule),
+        ("events:DescribeRule", rule),
+    ]

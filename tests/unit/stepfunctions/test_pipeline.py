@@ -49,6 +49,7 @@ EVALUATION = {
 LAMBDA_STAND_INS: dict[str, dict[str, Any]] = {
     "Resolve run": {"Parameters": {"action": "start", "run.$": "$.run", "steps": {}}},
     "Evaluate model": {"Result": EVALUATION},
+    "Evaluate model in batch": {"Result": EVALUATION},
     "Record run succeeded": {
         "Parameters": {
             "subject": "stepml: model deployed",
@@ -126,6 +127,8 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
             "production_endpoint_config": f"stepml-{run_id}-prod-a1",
             "production_endpoint": production,
             "monitoring_job_definition": f"stepml-{run_id}-dq-a1",
+            "challenger_transform_job": f"stepml-{run_id}-bt-a1",
+            "champion_transform_job": f"stepml-{run_id}-btc-a1",
         },
         "paths": {
             "processed": base,
@@ -135,6 +138,8 @@ def run_context(definition: dict[str, Any], *, run_id: str, approval_timeout_sec
             "constraints": base + "constraints.json",
             "preprocessor": base + "preprocessor/model.tar.gz",
             "model_output": f"s3://stepml-artifacts/models/churn/{run_id}/",
+            "test": base + "test/",
+            "transform": f"s3://stepml-artifacts/transform/churn/{run_id}/",
             "data_capture": "s3://stepml-artifacts/data-capture/churn/",
         },
         "endpoint_poll_seconds": 0,
@@ -457,3 +462,91 @@ def test_a_run_that_fails_after_making_the_serverless_test_model_deletes_it_on_t
     ]
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["stepml-churn-00000000000e-a1"]
+
+
+# -- a test split too large to score in memory: Batch Transform -------------------------------------
+
+BATCH = {"mode": "batch", "test_rows": 900_000, "threshold": 250_000}
+#: The Parallel's states of a run with no champion: the challenger's job, and the champion branch's choice.
+BRANCH_STATES = ["Score challenger in batch", "Champion to score in batch?", "No champion to score"]
+
+
+def _scoring_in_batch(runnable: dict[str, Any]) -> dict[str, Any]:
+    """The definition whose Record preprocessing stand-in decided what RecordStep decides for a large split."""
+    runnable = copy.deepcopy(runnable)
+    runnable["States"]["Record preprocessing"] = {**runnable["States"]["Record preprocessing"], "Result": BATCH}
+    runnable["States"]["Record preprocessing"].pop("Parameters", None)
+    return runnable
+
+
+def test_a_large_test_split_is_scored_by_a_transform_job_and_no_test_endpoint_is_made(
+    pipeline: dict[str, Any], training_progress: TrainingProgress
+) -> None:
+    runnable = _scoring_in_batch(pipeline["runnable"])
+    context = run_context(runnable, run_id="churn-00000000000f", approval_timeout_seconds=30)
+    sfn, arn = start(runnable, {"run": context})
+    answer_approval(boto3.client("sqs", region_name=REGION), pipeline["queue_url"], sfn, arn, "reject")
+    execution = wait_for(sfn, arn)
+
+    assert execution.status == "SUCCEEDED", execution.describe.get("cause")
+    states = execution.entered_states
+    scored = states[states.index("Champion in service?") : states.index("Good enough to ask for approval?")]
+    # The two branches run at once: their states interleave in any order.
+    assert scored[:2] == ["Champion in service?", "Score test split in batch"]
+    assert sorted(scored[2:5]) == sorted(BRANCH_STATES)
+    assert scored[5:] == ["Evaluate model in batch", "Record batch evaluation"]
+    assert not [name for name in states if "test endpoint" in name]
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    [job] = [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])
+        for e in events
+        if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resource"] == "createTransformJob.sync"
+    ]
+    assert (
+        job["TransformJobName"] == "stepml-churn-00000000000f-bt-a1" and job["ModelName"] == context["names"]["model"]
+    )
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == context["paths"]["test"]
+    assert job["TransformOutput"]["S3OutputPath"] == context["paths"]["transform"] + "stepml-churn-00000000000f-bt-a1/"
+    assert job["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "None"}
+    scoring = execution.output["steps"]["test_scoring"]
+    assert scoring["mode"] == "batch" and scoring["champion"] is None
+    assert scoring["challenger"]["job_name"] == job["TransformJobName"]
+    assert scoring["challenger"]["output"] == job["TransformOutput"]["S3OutputPath"]
+    assert boto3.client("sagemaker", region_name=REGION).list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_a_failed_transform_job_fails_the_run_at_test_scoring_without_a_test_endpoint_to_delete(
+    pipeline: dict[str, Any], training_progress: TrainingProgress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    original = SageMakerModelBackend.describe_transform_job
+
+    def failed(self: SageMakerModelBackend, transform_job_name: str) -> dict[str, Any]:
+        response = dict(original(self, transform_job_name))
+        response.update(TransformJobStatus="Failed", FailureReason="ClientError: the model answered 400 for line 3")
+        return response
+
+    monkeypatch.setattr(SageMakerModelBackend, "describe_transform_job", failed)
+    runnable = _scoring_in_batch(pipeline["runnable"])
+    execution = run(runnable, {"run": run_context(runnable, run_id="churn-000000000010", approval_timeout_seconds=30)})
+
+    assert execution.status == "FAILED"
+    [failure] = execution.task_failures()
+    assert "the model answered 400 for line 3" in failure["cause"]
+    states = execution.entered_states
+    failing = states[states.index("Score test split in batch") :]
+    assert failing[0] == "Score test split in batch" and sorted(failing[1:4]) == sorted(BRANCH_STATES)
+    assert failing[4:] == [
+        "Failed at test scoring",
+        "Record failure",
+        "Test endpoint to clean up?",
+        "Alert on failure",
+        "Pipeline failed",
+    ]
+    [recorded] = [
+        json.loads(e["stateEnteredEventDetails"]["input"])
+        for e in execution.events
+        if e.get("stateEnteredEventDetails", {}).get("name") == "Record failure"
+    ]
+    assert recorded["failed_step"] == "test_scoring" and recorded["steps"]["preprocess"]["test_scoring"] == BATCH

@@ -71,6 +71,16 @@ def _sync_requirements(service: str, api: str, parameters: dict[str, Any], accou
             AuthorizationRequest("sagemaker:ListTags", job),
             *_managed_rule_requests(service, api, account, region),
         ]
+    if service == "sagemaker" and api == "createTransformJob":
+        # The same documented shape as training's, without iam:PassRole (a transform job runs as its model's role).
+        name = str(parameters.get("TransformJobName", "")).lower()
+        job = f"arn:aws:sagemaker:{region}:{account}:transform-job/{name}"
+        return [
+            AuthorizationRequest("sagemaker:DescribeTransformJob", job),
+            AuthorizationRequest("sagemaker:StopTransformJob", job),
+            AuthorizationRequest("sagemaker:ListTags", job),
+            *_managed_rule_requests(service, api, account, region),
+        ]
     if service == "glue" and api == "startJobRun":
         job = f"arn:aws:glue:{region}:{account}:job/{parameters.get('JobName', '')}"
         return [
