@@ -64,7 +64,7 @@ test-unit: install java
 demo: install java
 	$(BIN)/stepml demo $(ARGS)
 
-# The benchmarks, one after another, each printing its table (README: "Measured"); under 15 minutes
+# The benchmarks, one after another, each printing its table (docs/measured.md); under 15 minutes
 # on the 2-core machine: one 50,000-row run, 20 uploads over a minute, the endpoint with a 60 s soak,
 # and the scale bench at 50,000 and 500,000 rows (its full run, 5M rows and the 200-feature
 # dataset included, is `bench/bench_scale.py` with its defaults). `make bench BENCHES=bench_endpoint` runs one.

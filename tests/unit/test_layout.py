@@ -19,11 +19,23 @@ PRODUCT_FOLDERS = ("src", "lambdas", "glue_jobs", "approval_api")
 README = REPO_ROOT / "README.md"
 
 
+DOCS = REPO_ROOT / "docs"
+
+
 def _section(title: str) -> str:
+    """The section titled ``title`` in the README or in one of the ``docs/`` pages it links."""
+    for document in (README, *sorted(DOCS.glob("*.md"))):
+        text = document.read_text(encoding="utf-8")
+        match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#{{2,3}} |\Z)", text, flags=re.M | re.S)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"neither README.md nor docs/*.md has a section {title!r}")
+
+
+def test_the_readme_links_every_docs_page() -> None:
     text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#{{2,3}} |\Z)", text, flags=re.M | re.S)
-    assert match, f"README.md has no section {title!r}"
-    return match.group(1)
+    unlinked = [page.name for page in sorted(DOCS.glob("*.md")) if f"(docs/{page.name})" not in text]
+    assert not unlinked, f"README.md's Documentation table does not link: {unlinked}"
 
 
 def _table_rows(section: str) -> list[list[str]]:

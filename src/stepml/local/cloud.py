@@ -55,7 +55,7 @@ STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
 LOCAL_PARAMETERS = {"EndpointPollSeconds": "1"}
 #: Template parameters that name SES sender identities. In AWS an operator verifies them once
-#: before deploying (README, Deploy); the local cloud verifies them when it starts.
+#: before deploying (docs/deploy.md); the local cloud verifies them when it starts.
 SES_SENDER_PARAMETERS = ("ApprovalSenderEmail",)
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
