@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
@@ -44,8 +45,14 @@ from stepml.registry import ModelRegistry, RegistryError, registration_context
 from stepml.utils import S3UriError, iso_utc, split_s3_uri, utc_now
 
 CSV = "text/csv"
-#: Rows per InvokeEndpoint request: well under the 6 MB payload limit for tabular rows.
+#: Rows per InvokeEndpoint request at most; ``MAX_REQUEST_BYTES`` may cut a batch shorter.
 DEFAULT_BATCH_SIZE = 500
+#: Bytes per InvokeEndpoint body at most: a serverless endpoint takes 4 MB (an instance one 6 MB),
+#: and wide rows reach that well before ``DEFAULT_BATCH_SIZE`` rows.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: The runtime client's retries: a serverless endpoint answers ThrottlingException (429) past its
+#: MaxConcurrency, which standard mode retries with jittered exponential backoff.
+RUNTIME_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
 #: The name of the report object under the run's evaluation prefix.
 REPORT_NAME = "report.json"
 #: The test endpoint's variants (statemachine/pipeline.asl.json names them the same).
@@ -118,6 +125,27 @@ def parse_predictions(body: str, rows: int, width: int, source: str) -> np.ndarr
     return matrix[:, 0] if width == 1 else matrix
 
 
+def request_batches(
+    rows: Sequence[str], batch_size: int, where: str, max_bytes: int = MAX_REQUEST_BYTES
+) -> Iterator[tuple[int, Sequence[str]]]:
+    """(index of the first row, rows) per request: at most ``batch_size`` rows whose newline-joined
+    UTF-8 body stays within ``max_bytes``; a single row over it is an ``EvaluationError``."""
+    start = 0
+    while start < len(rows):
+        end, size = start, 0
+        while end < len(rows) and end - start < batch_size:
+            added = len(rows[end].encode("utf-8")) + (1 if end > start else 0)
+            if size + added > max_bytes:
+                break
+            size, end = size + added, end + 1
+        if end == start:
+            raise EvaluationError(
+                f"{where}: test row {start + 1} alone is over the {max_bytes}-byte InvokeEndpoint body limit"
+            )
+        yield start, rows[start:end]
+        start = end
+
+
 def score_endpoint(
     runtime_client: Any,
     endpoint_name: str,
@@ -134,8 +162,7 @@ def score_endpoint(
     target = {"TargetVariant": variant} if variant else {}
     where = f"endpoint {endpoint_name}" + (f" variant {variant}" if variant else "")
     parts = []
-    for start in range(0, len(feature_rows), batch_size):
-        batch = feature_rows[start : start + batch_size]
+    for start, batch in request_batches(feature_rows, batch_size, where):
         source = f"{where} (test rows {start + 1}-{start + len(batch)})"
         try:
             response = runtime_client.invoke_endpoint(
