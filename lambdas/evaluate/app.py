@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepml import config
-from stepml.evaluation import EvaluationError, Evaluator
+from stepml.evaluation import RUNTIME_CLIENT_CONFIG, EvaluationError, Evaluator
 from stepml.evaluation_batch import evaluate_scored
 from stepml.payloads import EvaluatePayload, parse_payload
 from stepml.registry import ModelRegistry
@@ -39,7 +39,7 @@ def dependencies() -> Evaluator:
     return Evaluator(
         settings=settings,
         session=session,
-        runtime_client=session.client("sagemaker-runtime"),
+        runtime_client=session.client("sagemaker-runtime", config=RUNTIME_CLIENT_CONFIG),
         s3_client=session.client("s3"),
         registry=ModelRegistry(session.client("sagemaker"), settings.model_package_group_prefix),
         lineage_table=session.resource("dynamodb").Table(settings.lineage_table),

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
@@ -47,9 +48,15 @@ CSV = "text/csv"
 #: Rows per InvokeEndpoint request, at most: each request costs a round trip through the
 #: endpoint's containers, so a test split goes in a few large requests rather than many small ones.
 DEFAULT_BATCH_SIZE = 10_000
-#: Bytes per InvokeEndpoint request, at most: InvokeEndpoint takes 6 MB, and the preprocessor's
-#: encoded rows it hands on to XGBoost may be several times longer than the raw ones ("1" -> "1.0").
+#: Bytes a batch is filled to: InvokeEndpoint takes 6 MB (a serverless endpoint 4 MB), and the
+#: preprocessor's encoded rows it hands on to XGBoost may be several times longer than the raw ones.
 MAX_BATCH_BYTES = 1 << 20
+#: Bytes per InvokeEndpoint body at most, for any endpoint: a serverless one takes 4 MB. A row
+#: longer than ``MAX_BATCH_BYTES`` goes alone, up to this.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: The runtime client's retries: a serverless endpoint answers ThrottlingException (429) past its
+#: MaxConcurrency, which standard mode retries with jittered exponential backoff.
+RUNTIME_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
 #: The name of the report object under the run's evaluation prefix.
 REPORT_NAME = "report.json"
 #: The test endpoint's variants (statemachine/pipeline.asl.json names them the same).
@@ -122,6 +129,33 @@ def parse_predictions(body: str, rows: int, width: int, source: str) -> np.ndarr
     return matrix[:, 0] if width == 1 else matrix
 
 
+def request_batches(
+    rows: Sequence[str],
+    batch_size: int,
+    where: str,
+    max_bytes: int = MAX_BATCH_BYTES,
+    limit_bytes: int = MAX_REQUEST_BYTES,
+) -> Iterator[tuple[int, Sequence[str]]]:
+    """(index of the first row, rows) per request: at most ``batch_size`` rows whose newline-joined
+    UTF-8 body stays within ``max_bytes``; a longer row goes alone, and one over ``limit_bytes`` is
+    an ``EvaluationError``."""
+    start = 0
+    while start < len(rows):
+        first = len(rows[start].encode("utf-8"))
+        if first > limit_bytes:
+            raise EvaluationError(
+                f"{where}: test row {start + 1} alone is over the {limit_bytes}-byte InvokeEndpoint body limit"
+            )
+        end, size = start + 1, first
+        while end < len(rows) and end - start < batch_size:
+            added = len(rows[end].encode("utf-8")) + 1
+            if size + added > max_bytes:
+                break
+            size, end = size + added, end + 1
+        yield start, rows[start:end]
+        start = end
+
+
 def score_endpoint(
     runtime_client: Any,
     endpoint_name: str,
@@ -138,7 +172,7 @@ def score_endpoint(
     target = {"TargetVariant": variant} if variant else {}
     where = f"endpoint {endpoint_name}" + (f" variant {variant}" if variant else "")
     parts = []
-    for start, batch in _batches(feature_rows, batch_size):
+    for start, batch in request_batches(feature_rows, batch_size, where):
         source = f"{where} (test rows {start + 1}-{start + len(batch)})"
         try:
             response = runtime_client.invoke_endpoint(
@@ -157,21 +191,6 @@ def score_endpoint(
             raise EvaluationError(f"{source}: the response is not UTF-8 text") from exc
         parts.append(parse_predictions(text, len(batch), width, source))
     return np.concatenate(parts)
-
-
-def _batches(rows: Sequence[str], batch_size: int) -> Iterator[tuple[int, Sequence[str]]]:
-    """(index of the first row, rows) of at most ``batch_size`` rows and ``MAX_BATCH_BYTES``
-    bytes (newlines included) each; a single longer row goes alone."""
-    start = 0
-    while start < len(rows):
-        end, size = start + 1, len(rows[start].encode("utf-8"))
-        while end < len(rows) and end - start < batch_size:
-            size += len(rows[end].encode("utf-8")) + 1
-            if size > MAX_BATCH_BYTES:
-                break
-            end += 1
-        yield start, rows[start:end]
-        start = end
 
 
 def champion_of(payload: Mapping[str, Any] | None) -> dict[str, str] | None:

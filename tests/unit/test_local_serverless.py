@@ -1,19 +1,29 @@
 """Serverless endpoints on the local cloud: CreateEndpointConfig takes ``ServerlessConfig`` only as
 SageMaker does (memory in 1 GB steps from 1024 to 6144 MB, concurrency 1 to 200, one production
 variant, no data capture, no inference pipeline), and an endpoint on such a config serves as an
-instance-backed one does, describing its serverless config instead of instance counts."""
+instance-backed one does, describing its serverless config instead of instance counts, within
+serverless limits: 4 MB of request body, MaxConcurrency invocations at once (one more is throttled
+at once). Evaluate's requests fit both: bodies cut by bytes, throttles retried."""
 
 from __future__ import annotations
 
 import copy
 import re
+import threading
 
+import boto3
+import numpy as np
 import pytest
+import xgboost as xgb
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from stepml.config import DatasetConfigError, parse_dataset_config
+from stepml.evaluation import MAX_REQUEST_BYTES, RUNTIME_CLIENT_CONFIG, EvaluationError, request_batches, score_endpoint
+from stepml.local.sagemaker import hosting
 from tests.helpers import CHURN_CONFIG
 from tests.unit.sagemaker_helpers import (
+    REGION,
     ROLE,
     XGBOOST_IMAGE,
     expected_csv,
@@ -149,3 +159,146 @@ def test_the_dataset_config_asks_for_a_serverless_test_endpoint_only_within_serv
         config["hosting"]["test_endpoint_serverless"] = wrong
         with pytest.raises(DatasetConfigError, match=re.escape(message)):
             parse_dataset_config(config, "churn")
+
+
+def _serve(sagemaker, name: str, variant: dict) -> None:
+    """An endpoint ``name`` on a config of one ``variant``, waited InService."""
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    described = wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName=name),
+        lambda d: d["EndpointStatus"] in ("InService", "Failed"),
+    )
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+
+def _no_retries():
+    return boto3.client("sagemaker-runtime", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+
+
+def test_a_serverless_endpoint_refuses_a_body_over_4_mb_that_an_instance_endpoint_takes(
+    make_engine, sagemaker, s3, bucket, runtime
+):
+    make_engine()
+    features, labels = make_rows(43, 200)
+    tarball, _ = model_tarball(features, labels)
+    _model(sagemaker, s3, bucket, "m", tarball)
+    _serve(sagemaker, "serverless", _serverless(concurrency=2))
+    instance = {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    _serve(sagemaker, "instances", instance)
+    block = to_csv(features[:20]).encode()
+    body = block * (4 * 1024 * 1024 // len(block) + 1)  # just over 4 MB, well under 6 MB
+    assert 4 * 1024 * 1024 < len(body) < 6 * 1024 * 1024
+
+    with pytest.raises(ClientError) as refused:
+        _no_retries().invoke_endpoint(EndpointName="serverless", Body=body, ContentType="text/csv")
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert refused.value.response["Error"]["Message"] == (
+        f"Request payload of {len(body)} bytes exceeds the maximum of 4194304 bytes (4 MB) for serverless "
+        "endpoint serverless."
+    )
+    answer = runtime.invoke_endpoint(EndpointName="instances", Body=body, ContentType="text/csv", Accept="text/csv")
+    assert len(answer["Body"].read().decode().split(",")) == body.count(b"\n")
+
+
+def test_a_serverless_endpoint_throttles_invocations_beyond_max_concurrency_and_evaluate_retries(
+    make_engine, sagemaker, s3, bucket, runtime, monkeypatch
+):
+    make_engine()
+    features, labels = make_rows(44, 200)
+    tarball, booster = model_tarball(features, labels)
+    _model(sagemaker, s3, bucket, "m", tarball)
+    _serve(sagemaker, "one-at-a-time", _serverless(concurrency=1))
+    # A barrier in the serving path: the first invocation holds the endpoint's only slot until released.
+    entered, release, calls = threading.Event(), threading.Event(), []
+    forward = hosting.invoke_pipeline
+
+    def held(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30), "the slow invocation was never released"
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(hosting, "invoke_pipeline", held)
+    probe = to_csv(features[:10])
+    answers: list[str] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            runtime.invoke_endpoint(
+                EndpointName="one-at-a-time", Body=probe, ContentType="text/csv", Accept="text/csv"
+            )["Body"]
+            .read()
+            .decode()
+        )
+    )
+    slow.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(ClientError) as throttled:
+            _no_retries().invoke_endpoint(EndpointName="one-at-a-time", Body=probe, ContentType="text/csv")
+        assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert throttled.value.response["Error"] == {
+            "Code": "ThrottlingException",
+            "Message": "Rate exceeded: serverless endpoint one-at-a-time variant Challenger is already serving its "
+            "MaxConcurrency of 1 concurrent invocations.",
+        }
+        assert len(calls) == 1  # refused before reaching the model
+
+        # Evaluate's client: its first attempt is throttled (which releases the slow one), a retry scores.
+        retrying = boto3.client("sagemaker-runtime", region_name=REGION, config=RUNTIME_CLIENT_CONFIG)
+        statuses: list[int] = []
+
+        def on_attempt(response=None, **_):
+            if response is not None:
+                statuses.append(response[0].status_code)
+                release.set()
+
+        retrying.meta.events.register("needs-retry.sagemaker-runtime.InvokeEndpoint", on_attempt)
+        scored = score_endpoint(retrying, "one-at-a-time", probe.splitlines(), width=1, batch_size=500)
+    finally:
+        release.set()
+        slow.join(30)
+    assert statuses[0] == 429 and statuses[-1] == 200
+    assert answers == [expected_csv(booster, features[:10])]
+    assert np.allclose(scored, booster.predict(xgb.DMatrix(features[:10].astype(np.float32))))
+
+
+class _Recording:
+    """A sagemaker-runtime client that records each request's body size."""
+
+    def __init__(self, client):
+        self.client, self.sizes = client, []
+
+    def invoke_endpoint(self, **request):
+        self.sizes.append(len(request["Body"]))
+        return self.client.invoke_endpoint(**request)
+
+
+def test_evaluate_sends_wide_rows_to_a_serverless_endpoint_in_requests_under_4_mb(
+    make_engine, sagemaker, s3, bucket, runtime
+):
+    make_engine()
+    features, labels = make_rows(45, 600)
+    tarball, booster = model_tarball(features, labels)
+    _model(sagemaker, s3, bucket, "m", tarball)
+    _serve(sagemaker, "wide", _serverless())
+    # Each value written with 2,500 trailing zeros: 10 KB a row, 500 rows (one fixed-size batch) 5 MB.
+    rows = [",".join(f"{value:.6f}" + "0" * 2500 for value in row) for row in features]
+    assert sum(len(row) + 1 for row in rows[:500]) > MAX_REQUEST_BYTES
+    recording = _Recording(runtime)
+    scored = score_endpoint(recording, "wide", rows, width=1, batch_size=500)
+    assert len(recording.sizes) > 1 and max(recording.sizes) <= MAX_REQUEST_BYTES
+    assert np.allclose(scored, booster.predict(xgb.DMatrix(features.astype(np.float32))))
+
+
+def test_request_batches_cut_by_rows_and_bytes_and_refuse_a_row_over_the_limit():
+    rows = ["a" * 4, "b" * 4, "c" * 4, "d" * 4, "e" * 4]
+    assert [list(batch) for _, batch in request_batches(rows, 10, "endpoint e", max_bytes=9)] == [
+        ["aaaa", "bbbb"],
+        ["cccc", "dddd"],
+        ["eeee"],
+    ]
+    assert [start for start, _ in request_batches(rows, 2, "endpoint e")] == [0, 2, 4]
+    with pytest.raises(EvaluationError, match=re.escape("endpoint e: test row 2 alone is over the 5-byte")):
+        list(request_batches(["a", "b" * 6], 10, "endpoint e", max_bytes=2, limit_bytes=5))

@@ -30,6 +30,7 @@ from stepml.local.sagemaker.algorithm import XGBoostTrainingConfig, load_channel
 from stepml.local.sagemaker.engine import LocalSageMaker
 from stepml.local.sagemaker.errors import (
     EndpointNotFoundError,
+    EndpointThrottledError,
     LocalSageMakerError,
     ModelInvocationError,
     ResourceInUseError,
@@ -44,6 +45,7 @@ __all__ = [
     "BUILTIN_XGBOOST_IMAGE",
     "SUPPORTED_XGBOOST_TAGS",
     "EndpointNotFoundError",
+    "EndpointThrottledError",
     "EndpointView",
     "InvocationResult",
     "LocalSageMaker",

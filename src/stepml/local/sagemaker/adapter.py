@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from stepml.local.patching import Patch, register
 from stepml.local.sagemaker.engine import LocalSageMaker
 from stepml.local.sagemaker.errors import (
     EndpointNotFoundError,
+    EndpointThrottledError,
     LocalSageMakerError,
     ModelInvocationError,
     ResourceInUseError,
@@ -390,6 +392,8 @@ def _invoke_endpoint(engine: LocalSageMaker, original: Any, response: Any) -> An
         )
     except (EndpointNotFoundError, SageMakerValidationError) as exc:
         raise _RuntimeValidationError(str(exc)) from exc
+    except EndpointThrottledError as exc:
+        return _throttled_answer(str(exc))
     except ModelInvocationError as exc:
         error = _RuntimeModelError(str(exc))
         error.OriginalStatusCode = exc.original_status
@@ -403,6 +407,16 @@ def _invoke_endpoint(engine: LocalSageMaker, original: Any, response: Any) -> An
         "x-Amzn-Invoked-Production-Variant": result.invoked_variant,
     }
     return 200, response_headers, result.body
+
+
+def _throttled_answer(message: str) -> tuple[int, dict[str, str], bytes]:
+    """InvokeEndpoint's throttle: HTTP 429, ThrottlingException. Not an error shape of
+    sagemaker-runtime's model, so moto's serializer would answer it with 400: written here, in the
+    JSON error form botocore reads (its retry handlers then back off on it, as on AWS's)."""
+    body = json.dumps({"__type": "ThrottlingException", "message": message}).encode("utf-8")
+    # moto takes a handler's status from its "status" header, not the tuple's first item.
+    headers = {"status": "429", "Content-Type": "application/json", "X-Amzn-ErrorType": "ThrottlingException"}
+    return 429, headers, body
 
 
 def _install_invoke_endpoint(patch: Patch, engine: LocalSageMaker) -> None:

@@ -57,6 +57,28 @@ class Variant:
     log: telemetry.LogStream | None = None
     #: Each container's name in errors (``container_1``... or its ContainerHostname).
     labels: list[str] = field(default_factory=list)
+    #: A serverless variant's ServerlessConfig.MaxConcurrency; None for an instance-backed one.
+    max_concurrency: int | None = None
+    _slots: threading.BoundedSemaphore | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency is not None:
+            self._slots = threading.BoundedSemaphore(self.max_concurrency)
+
+    @property
+    def serverless(self) -> bool:
+        """Whether the variant is serverless (a ServerlessConfig instead of instances)."""
+        return self.max_concurrency is not None
+
+    def enter(self) -> bool:
+        """Take one of a serverless variant's MaxConcurrency slots without waiting; False when all
+        are in use (AWS throttles such a request at once instead of queueing it)."""
+        return self._slots is None or self._slots.acquire(blocking=False)
+
+    def leave(self) -> None:
+        """Give back the slot ``enter`` took."""
+        if self._slots is not None:
+            self._slots.release()
 
     @property
     def server(self) -> ModelServer:
@@ -200,7 +222,9 @@ def _start_variant(
     buffer = CaptureBuffer(name, variant_name, capture, role_arn) if capture else None
     weight = float(production_variant.get("InitialVariantWeight", 1.0))
     labels = [container.label for container in containers]
-    return Variant(variant_name, model_name, weight, servers, buffer, instance_id, log, labels)
+    serverless = production_variant.get("ServerlessConfig") or {}
+    concurrency = int(serverless["MaxConcurrency"]) if serverless.get("MaxConcurrency") else None
+    return Variant(variant_name, model_name, weight, servers, buffer, instance_id, log, labels, concurrency)
 
 
 @dataclass

@@ -28,6 +28,11 @@ class EndpointNotFoundError(LocalSageMakerError):
     """InvokeEndpoint on an endpoint that does not exist or is not in service."""
 
 
+class EndpointThrottledError(LocalSageMakerError):
+    """InvokeEndpoint on a serverless variant whose MaxConcurrency invocations are all in flight
+    (AWS: ThrottlingException, HTTP 429, answered at once)."""
+
+
 class ModelInvocationError(LocalSageMakerError):
     """The model container answered an invocation with an error status (AWS: ModelError)."""
 

@@ -8,7 +8,9 @@ baking period and moves the traffic back to the old fleet when one is in ALARM o
 read; then the fleet that lost drains and stops: no request fails in between. DeleteEndpoint
 stops the servers. InvokeEndpoint forwards Body, ContentType, Accept and CustomAttributes to
 the current fleet (through each container of an inference pipeline in order, ``invoke_pipeline``);
-model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424),
+model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424). A serverless variant
+takes at most 4 MB of body (an instance-backed one 6 MB) and at most its MaxConcurrency requests
+at once: one more is refused at once with ``EndpointThrottledError`` (AWS: ThrottlingException, 429);
 captured data goes to ``capture`` and each request's status and latencies to the endpoint's
 CloudWatch metrics (``endpoint_metrics``), which the production alarms watch.
 """
@@ -38,6 +40,7 @@ from stepml.local.sagemaker.deployment import (
 from stepml.local.sagemaker.errors import (
     DeploymentFailedError,
     EndpointNotFoundError,
+    EndpointThrottledError,
     LocalSageMakerError,
     ModelInvocationError,
     SageMakerValidationError,
@@ -50,6 +53,9 @@ Request = Mapping[str, Any]
 ModelRequests = Mapping[str, Mapping[str, Any]]
 #: InvokeEndpoint's request payload limit.
 MAX_INVOCATION_BYTES = 6 * 1024 * 1024
+#: A serverless endpoint's request payload limit ("The maximum request and response payload size
+#: for serverless invocations is 4 MB", SageMaker's "Invoke a serverless endpoint").
+MAX_SERVERLESS_INVOCATION_BYTES = 4 * 1024 * 1024
 #: How long SageMaker waits for a container to answer /invocations.
 INVOCATION_TIMEOUT_SECONDS = 60.0
 
@@ -394,11 +400,15 @@ class Endpoints:
         started, clock = utc_now(), time.monotonic()
         try:
             variant = deployment.choose(target_variant)
-            sent = time.monotonic()
-            status, response_body, response_type, container = invoke_pipeline(
-                variant, body, content_type, accept, custom_attributes
-            )
-            answered = time.monotonic()
+            _admit(variant, body, name)
+            try:
+                sent = time.monotonic()
+                status, response_body, response_type, container = invoke_pipeline(
+                    variant, body, content_type, accept, custom_attributes
+                )
+                answered = time.monotonic()
+            finally:
+                variant.leave()
         finally:
             deployment.release()
         self._writer.metrics.record(name, variant.name, status, answered - sent, answered - clock)
@@ -409,6 +419,27 @@ class Endpoints:
         if variant.capture is not None:
             capture.record(variant.capture, started, body, content_type, response_body, response_type, inference_id)
         return InvocationResult(response_body, response_type, variant.name)
+
+
+def _admit(variant: Variant, body: bytes, endpoint_name: str) -> None:
+    """Refuse what a serverless variant does not take: a body over 4 MB, or a request beyond its
+    MaxConcurrency (non-blocking: AWS throttles at once). On success the caller holds a slot
+    (``variant.leave()`` gives it back)."""
+    if not variant.serverless:
+        return
+    if len(body) > MAX_SERVERLESS_INVOCATION_BYTES:
+        # INFERRED wording: AWS documents the 4 MB limit but not its refusal's text; the code is
+        # InvokeEndpoint's ValidationError, as for the 6 MB limit.
+        raise SageMakerValidationError(
+            f"Request payload of {len(body)} bytes exceeds the maximum of {MAX_SERVERLESS_INVOCATION_BYTES} bytes "
+            f"(4 MB) for serverless endpoint {endpoint_name}."
+        )
+    if not variant.enter():
+        # INFERRED wording: AWS answers ThrottlingException (HTTP 429); the message is ours.
+        raise EndpointThrottledError(
+            f"Rate exceeded: serverless endpoint {endpoint_name} variant {variant.name} is already serving its "
+            f"MaxConcurrency of {variant.max_concurrency} concurrent invocations."
+        )
 
 
 def invoke_pipeline(
