@@ -9,7 +9,8 @@ join them), the lock that guards the engine's state and the event that says it i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import boto3
 
 from stepml.local.iam import hooks as iam_hooks
+from stepml.local.sagemaker.errors import LocalSageMakerError
 from stepml.local.sagemaker.validation import SAGEMAKER_SESSION
 from stepml.utils import split_s3_uri
 
@@ -86,3 +88,20 @@ class EngineContext:
         bucket, key = split_s3_uri(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.client_as("s3", role_arn).download_file(bucket, key, str(target))
+
+
+def wait_for_status(
+    describe: Callable[[], Any], what: str, settled: Collection[str], timeout: float, poll: float = 0.05
+) -> Any:
+    """Poll ``describe()`` (a view with a ``status``) until its status is in ``settled``: for tests
+    and the CLI. ``what`` names the resource in the errors, e.g. ``"training job NAME"``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = describe()
+        if view is None:
+            raise LocalSageMakerError(f"{what} is not run by this engine")
+        if view.status in settled:
+            return view
+        if time.monotonic() > deadline:
+            raise LocalSageMakerError(f"{what} still {view.status} after {timeout} s")
+        time.sleep(poll)

@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.local.sagemaker import capture
 from stepml.local.sagemaker.capture import CaptureSettings, CaptureWriter
-from stepml.local.sagemaker.context import EngineContext
+from stepml.local.sagemaker.context import EngineContext, wait_for_status
 from stepml.local.sagemaker.deployment import (
     ENDPOINT_LOG_GROUP_PREFIX,
     Deployment,
@@ -220,16 +220,13 @@ class Endpoints:
 
     def wait(self, name: str, *, account_id: str, region: str, timeout: float = 60) -> EndpointView:
         """Block until the endpoint is InService or Failed (for tests and the CLI)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.describe(name, account_id=account_id, region=region)
-            if view is None:
-                raise LocalSageMakerError(f"endpoint {name} is not hosted by this engine")
-            if view.status in ("InService", "Failed"):
-                return view
-            if time.monotonic() > deadline:
-                raise LocalSageMakerError(f"endpoint {name} still {view.status} after {timeout} s")
-            time.sleep(0.02)
+        return wait_for_status(
+            lambda: self.describe(name, account_id=account_id, region=region),
+            f"endpoint {name}",
+            ("InService", "Failed"),
+            timeout,
+            poll=0.02,
+        )
 
     def _view(self, endpoint: Endpoint) -> EndpointView:
         with self._context.lock:

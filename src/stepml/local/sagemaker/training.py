@@ -28,7 +28,7 @@ from stepml.local import faults, telemetry
 from stepml.local.iam.gate import AccessDeniedError
 from stepml.local.idle import release_memory
 from stepml.local.sagemaker import algorithm, script_mode
-from stepml.local.sagemaker.context import EngineContext
+from stepml.local.sagemaker.context import EngineContext, wait_for_status
 from stepml.local.sagemaker.errors import (
     LocalSageMakerError,
     ResourceInUseError,
@@ -109,16 +109,12 @@ class TrainingJobs:
 
     def wait(self, name: str, *, account_id: str, region: str, timeout: float = 60) -> TrainingJobView:
         """Block until the job reaches Completed, Failed or Stopped (for tests and the CLI)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.describe(name, account_id=account_id, region=region)
-            if view is None:
-                raise LocalSageMakerError(f"training job {name} is not run by this engine")
-            if view.status in TERMINAL_TRAINING_STATUSES:
-                return view
-            if time.monotonic() > deadline:
-                raise LocalSageMakerError(f"training job {name} still {view.status} after {timeout} s")
-            time.sleep(0.05)
+        return wait_for_status(
+            lambda: self.describe(name, account_id=account_id, region=region),
+            f"training job {name}",
+            TERMINAL_TRAINING_STATUSES,
+            timeout,
+        )
 
     def stop_all(self) -> None:
         """Stop every job (the engine shuts down): running scripts are terminated now."""

@@ -27,7 +27,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.local import telemetry
-from stepml.local.sagemaker.context import EngineContext
+from stepml.local.sagemaker.context import EngineContext, wait_for_status
 from stepml.local.sagemaker.deployment import Variant, prepare_model, wait_healthy
 from stepml.local.sagemaker.errors import (
     DeploymentFailedError,
@@ -236,16 +235,12 @@ class TransformJobs:
 
     def wait(self, name: str, *, account_id: str, region: str, timeout: float = 60) -> TransformJobView:
         """Block until the job reaches Completed, Failed or Stopped (for tests and the CLI)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.describe(name, account_id=account_id, region=region)
-            if view is None:
-                raise LocalSageMakerError(f"transform job {name} is not run by this engine")
-            if view.status in TERMINAL_TRANSFORM_STATUSES:
-                return view
-            if time.monotonic() > deadline:
-                raise LocalSageMakerError(f"transform job {name} still {view.status} after {timeout} s")
-            time.sleep(0.05)
+        return wait_for_status(
+            lambda: self.describe(name, account_id=account_id, region=region),
+            f"transform job {name}",
+            TERMINAL_TRANSFORM_STATUSES,
+            timeout,
+        )
 
     def stop_all(self) -> None:
         """Ask every job to stop (the engine shuts down)."""
