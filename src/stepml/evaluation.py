@@ -453,6 +453,31 @@ def _figures(
     return report_figures(s3_client, run, scored, model_data)
 
 
+def gate_result(
+    config: Mapping[str, Any],
+    metric: str,
+    threshold: float,
+    higher_is_better: bool,
+    challenger_metrics: Mapping[str, float],
+    production: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The gate's decision on the challenger's ``metric`` (against ``threshold`` and, when one is in
+    service, the champion's ``production`` result) and the result fields both scoring paths return."""
+    value = challenger_metrics[metric]
+    promote_only_if_better = bool(config.get("promote_only_if_better", True))
+    passed, reason = _gate(metric, value, threshold, higher_is_better, production, promote_only_if_better)
+    return {
+        "passed": passed,
+        "reason": reason,
+        "metric": metric,
+        "value": value,
+        "threshold": threshold,
+        "higher_is_better": higher_is_better,
+        "metrics": dict(challenger_metrics),
+        "production": production,
+    }
+
+
 def evaluate_model(
     run: Mapping[str, Any],
     endpoint_name: str,
@@ -488,19 +513,9 @@ def evaluate_model(
         production, production_confusion, champion_predictions = _score_champion(
             runtime_client, endpoint_name, split, serving, config, value, batch_size=batch_size
         )
-    passed, reason = _gate(
-        metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
-    )
-    result: dict[str, Any] = {
-        "passed": passed,
-        "reason": reason,
-        "metric": metric,
-        "value": value,
-        "threshold": threshold,
-        "higher_is_better": higher_is_better,
-        "metrics": challenger_metrics,
+    result = {
+        **gate_result(config, metric, threshold, higher_is_better, challenger_metrics, production),
         "rows": split.rows,
-        "production": production,
         "report_uri": report_uri,
         "started_at": iso_utc(started_at),
         "ended_at": iso_utc(now()),

@@ -30,13 +30,13 @@ from stepml.evaluation import (
     _class_names,
     _confusion,
     _field,
-    _gate,
     _gate_config,
     _parse_values,
     _prediction_width,
     _score,
     _write_report,
     champion_of,
+    gate_result,
 )
 from stepml.evaluation_figures import MAX_DRIFT_ROWS, Scored, report_figures
 from stepml.evaluation_split import SplitError, _label_values, error_text
@@ -297,19 +297,9 @@ def evaluate_batch(
             serving, summary["champion"], run, labels, predictions["champion"], value
         )
     higher_is_better = METRICS[problem_type][metric]
-    passed, reason = _gate(
-        metric, value, threshold, higher_is_better, production, bool(config.get("promote_only_if_better", True))
-    )
-    result: dict[str, Any] = {
-        "passed": passed,
-        "reason": reason,
-        "metric": metric,
-        "value": value,
-        "threshold": threshold,
-        "higher_is_better": higher_is_better,
-        "metrics": challenger_metrics,
+    result = {
+        **gate_result(config, metric, threshold, higher_is_better, challenger_metrics, production),
         "rows": len(labels),
-        "production": production,
         "report_uri": report_uri,
         "scoring": summary,
         "started_at": iso_utc(started_at),
