@@ -175,13 +175,14 @@ def test_a_model_that_answers_too_slowly_rolls_back_with_no_failed_request(
     apply_patch(alarm_evaluation.ALARM_EVALUATION)
     features, labels = make_rows(31, 1000)
     small, small_booster = model_tarball(features, labels)
-    # The same task, as thousands of deep trees: right answers, each one tens of milliseconds late.
+    # The same task, as 6,000 trees: right answers, each 500-row request about 50 ms late on an idle core
+    # (1,500 trees gave 13 ms, under the alarm's 20 ms, so the alarm never fired on an idle machine).
     deep = xgb.train(
         {"objective": "binary:logistic", "max_depth": 12, "eta": 0.01, "min_child_weight": 0},
         xgb.DMatrix(features, label=labels),
         num_boost_round=150,
     )
-    large = _tarball(_repeated(deep, 10))
+    large = _tarball(_repeated(deep, 40))
     deploy(sagemaker, s3, bucket, "stepml-slow-blue", small)
     deploy(sagemaker, s3, bucket, "stepml-slow-green", large)
     sagemaker.create_endpoint(EndpointName="stepml-slow", EndpointConfigName="stepml-slow-blue")
