@@ -94,11 +94,25 @@ def test_the_console_is_served_on_its_own_port_and_named_in_the_state_file(cloud
     )
 
 
-def test_stopping_the_cloud_aborts_the_executions_still_running(cloud):
+def test_stopping_the_cloud_aborts_the_executions_still_running(cloud, monkeypatch):
     """An execution left running by a stopped cloud would go on calling the next cloud started in
-    the same process; stop() aborts it as StopExecution would and waits for its thread to end."""
+    the same process; stop() aborts it as StopExecution would and waits for its thread to end, also
+    when its thread has not begun the program yet (moto drops a stop that comes that early)."""
+    import threading
+
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
     from stepml.local.cloud import abort_running_executions
 
+    # Hold the execution's thread before its program runs, as a busy machine may, until the abort began.
+    release = threading.Event()
+    evaluate = Program.eval
+
+    def held_eval(self, env):  # type: ignore[no-untyped-def]
+        release.wait(30)
+        return evaluate(self, env)
+
+    monkeypatch.setattr(Program, "eval", held_eval)
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -115,7 +129,12 @@ def test_stopping_the_cloud_aborts_the_executions_still_running(cloud):
     execution = sfn.start_execution(stateMachineArn=machine, name="left-running")["executionArn"]
     assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
 
-    assert execution in abort_running_executions()
+    aborted: list[list[str]] = []
+    aborting = threading.Thread(target=lambda: aborted.append(abort_running_executions()))
+    aborting.start()
+    release.set()
+    aborting.join(timeout=90)
+    assert aborted and execution in aborted[0]
 
     assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
     history = sfn.get_execution_history(executionArn=execution)["events"]

@@ -528,6 +528,12 @@ def resource_policy_owners(resolved: ResolvedTemplate) -> dict[str, str]:
 ABORT_WAIT_SECONDS = 60.0
 
 
+def _program_running(execution: Any) -> bool:
+    """Whether a moto execution's thread has begun evaluating its program (a stop now takes effect)."""
+    env = getattr(execution.exec_worker, "env", None)
+    return env is not None and env.is_running()
+
+
 def abort_running_executions(wait_seconds: float = ABORT_WAIT_SECONDS) -> list[str]:
     """Stop every RUNNING execution as StopExecution would, and wait for their threads to end.
 
@@ -545,18 +551,24 @@ def abort_running_executions(wait_seconds: float = ABORT_WAIT_SECONDS) -> list[s
     from moto.stepfunctions.parser.utils import TMP_THREADS
 
     aborted = []
+    deadline = time.monotonic() + wait_seconds
     for _account, _region, backend in list(stepfunctions_parser_backends.iter_backends()):
         for machine in list(backend.state_machines):
             for execution in list(machine.executions):
                 if execution.exec_status != ExecutionStatus.RUNNING:
                     continue
+                # A stop before the execution's thread has begun its program is lost (moto stops only a
+                # running program), and the execution would run on: stop it once it runs.
+                while not _program_running(execution) and execution.exec_status == ExecutionStatus.RUNNING:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
                 execution.stop(
                     stop_date=datetime.datetime.now(tz=datetime.UTC),
                     error="States.Aborted",
                     cause="the local cloud stopped",
                 )
                 aborted.append(execution.exec_arn)
-    deadline = time.monotonic() + wait_seconds
     for thread in list(TMP_THREADS):
         if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
