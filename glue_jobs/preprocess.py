@@ -111,15 +111,17 @@ BINARY_LABELS = ("0", "1")
 _PARTITION_SHIFT = 33
 _ROW_IN_PARTITION = (1 << _PARTITION_SHIFT) - 1
 
-#: Spark settings of a local run (not on Glue): a short-lived job on a small shared machine
-#: starts and fails or finishes about twice as fast with one task thread, a few shuffle
-#: partitions, no web UI, the JVM's quick C1 compiler alone and its serial collector.
+#: Spark settings of a local run (not on Glue): a job on a small shared machine starts and fails
+#: or finishes faster with one task thread, a few shuffle partitions, no web UI and the serial
+#: collector. The JIT keeps both its compilers: the local engine's driver JVMs are long-lived, and
+#: with the quick C1 compiler alone (``-XX:TieredStopAtLevel=1``, once here for cold starts) the
+#: job took 33.1 s at 500,000 rows against 12.0 s with C2 too, and 5.9 s against 4.8 s at 50,000.
 LOCAL_SPARK_CONFIG = {
     "spark.master": "local[1]",
     "spark.ui.enabled": "false",
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "4",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.driver.extraJavaOptions": "-XX:+UseSerialGC",
 }
 
 # Commit without a _SUCCESS object: SageMaker's S3Prefix channels read every object under a prefix.
