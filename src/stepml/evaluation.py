@@ -374,23 +374,31 @@ def _report_context(
 ) -> dict[str, Any]:
     """What the report says beyond the result: the run, its input, the split, the variants and
     where the rows were preprocessed."""
-    upload = run.get("input") or {}
     names = run.get("names") or {}
+    return {
+        **report_run_context(run, serving),
+        "test_uri": split.uri,
+        "label_column": split.label_column,
+        "endpoint_name": endpoint_name,
+        # Serverless: the test endpoint served XGBoost alone (test_model), the rows encoded by Evaluate.
+        "preprocessing": split.preprocessed_by,
+        "test_model_name": names.get("test_model" if split.preprocessed_by == PREPROCESSED_BY_EVALUATE else "model"),
+        "challenger_variant": CHALLENGER_VARIANT,
+        "champion_variant": CHAMPION_VARIANT if serving else None,
+    }
+
+
+def report_run_context(run: Mapping[str, Any], serving: Mapping[str, str] | None) -> dict[str, Any]:
+    """The report's fields about the run whichever way its test split was scored: the run, its
+    input, its model, the champion in service and the code version."""
+    upload = run.get("input") or {}
     return {
         "run_id": run.get("run_id"),
         "dataset": run.get("dataset"),
         "attempt": run.get("attempt"),
         "problem_type": str(run["config"]["problem_type"]),
         "input": {"uri": upload.get("uri"), "version_id": upload.get("version_id")},
-        "test_uri": split.uri,
-        "label_column": split.label_column,
-        "endpoint_name": endpoint_name,
-        "model_name": names.get("model"),
-        # Serverless: the test endpoint served XGBoost alone (test_model), the rows encoded by Evaluate.
-        "preprocessing": split.preprocessed_by,
-        "test_model_name": names.get("test_model" if split.preprocessed_by == PREPROCESSED_BY_EVALUATE else "model"),
-        "challenger_variant": CHALLENGER_VARIANT,
-        "champion_variant": CHAMPION_VARIANT if serving else None,
+        "model_name": (run.get("names") or {}).get("model"),
         "champion": serving and {"in_service": True, **serving},
         "production_endpoint_name": serving["endpoint"] if serving else None,
         "code_version": run.get("code_version"),

@@ -37,6 +37,7 @@ from stepml.evaluation import (
     _write_report,
     champion_of,
     gate_result,
+    report_run_context,
 )
 from stepml.evaluation_figures import MAX_DRIFT_ROWS, Scored, report_figures
 from stepml.evaluation_split import SplitError, _label_values, error_text
@@ -233,23 +234,14 @@ def _scoring_summary(scoring: Mapping[str, Any], serving: Mapping[str, str] | No
 
 
 def _report_context(run: Mapping[str, Any], serving: Mapping[str, str] | None, summary: Mapping[str, Any]) -> dict:
-    upload, names = run.get("input") or {}, run.get("names") or {}
     return {
-        "run_id": run.get("run_id"),
-        "dataset": run.get("dataset"),
-        "attempt": run.get("attempt"),
-        "problem_type": str(run["config"]["problem_type"]),
-        "input": {"uri": upload.get("uri"), "version_id": upload.get("version_id")},
+        **report_run_context(run, serving),
         "test_uri": run["paths"]["test"],
         "label_column": run["config"].get("label"),
         "endpoint_name": None,
-        "model_name": names.get("model"),
         "preprocessing": PREPROCESSED_BY_TRANSFORM,
-        "test_model_name": names.get("model"),
+        "test_model_name": (run.get("names") or {}).get("model"),
         "transform_jobs": [job["job_name"] for job in (summary["challenger"], summary["champion"]) if job],
-        "champion": serving and {"in_service": True, **serving},
-        "production_endpoint_name": serving["endpoint"] if serving else None,
-        "code_version": run.get("code_version"),
     }
 
 
