@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,19 +78,22 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def tree_rss(root: int) -> int:
-    """Bytes resident in ``root`` and every process under it."""
-    tree, total, stack = _children(), 0, [root]
-    page = os.sysconf("SC_PAGE_SIZE")
+def _tree_pages(root: int) -> Iterator[tuple[int, int]]:
+    """(pid, resident pages) of ``root`` and every process under it that is still there."""
+    tree, stack = _children(), [root]
     while stack:
         pid = stack.pop()
         stack.extend(tree.get(pid, []))
         try:
             with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-                total += int(statm.read().split()[1]) * page
+                yield pid, int(statm.read().split()[1])
         except (OSError, IndexError, ValueError):
             continue
-    return total
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in ``root`` and every process under it."""
+    return sum(pages for _, pages in _tree_pages(root)) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _command(pid: int) -> str:
@@ -108,16 +112,8 @@ def _command(pid: int) -> str:
 
 def rss_by_process(root: int) -> list[tuple[int, str, int]]:
     """(pid, what it runs, bytes resident) of ``root`` and every process under it, largest first."""
-    tree, found, stack = _children(), [], [root]
     page = os.sysconf("SC_PAGE_SIZE")
-    while stack:
-        pid = stack.pop()
-        stack.extend(tree.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
-                found.append((pid, _command(pid), int(statm.read().split()[1]) * page))
-        except (OSError, IndexError, ValueError):
-            continue
+    found = [(pid, _command(pid), pages * page) for pid, pages in _tree_pages(root)]
     return sorted(found, key=lambda row: -row[2])
 
 
