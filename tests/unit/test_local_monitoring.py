@@ -332,3 +332,36 @@ def test_every_schedule_runs_once_a_period_by_itself(aws_credentials, sagemaker_
             time.sleep(0.05)
         # The first period analyses the capture file; the next finds nothing new.
         assert statuses[:2] == ["Completed", "Failed"], statuses
+
+
+def test_a_stopped_schedule_runs_no_execution_until_started(monitored):
+    sagemaker = monitored.sagemaker
+    _job_definition(sagemaker)
+    monitored.engine.monitoring._capture_destination = lambda endpoint, account, region: f"s3://{BUCKET}/capture"
+    config = {"MonitoringJobDefinitionName": "prod-dq-1", "MonitoringType": "DataQuality", "ScheduleConfig": HOURLY}
+    sagemaker.create_monitoring_schedule(MonitoringScheduleName="prod-dq", MonitoringScheduleConfig=config)
+    monitored.s3.put_object(
+        Bucket=BUCKET, Key="capture/prod/AllTraffic/2026/01/01/00/a.jsonl", Body="\n".join(capture_lines(sample(50)))
+    )
+
+    sagemaker.stop_monitoring_schedule(MonitoringScheduleName="prod-dq")
+    described = sagemaker.describe_monitoring_schedule(MonitoringScheduleName="prod-dq")
+    assert described["MonitoringScheduleStatus"] == "Stopped"
+    listed = sagemaker.list_monitoring_schedules(StatusEquals="Stopped")["MonitoringScheduleSummaries"]
+    assert [s["MonitoringScheduleName"] for s in listed] == ["prod-dq"]
+    assert monitored.engine.monitoring.run_due() == []
+    assert sagemaker.list_monitoring_executions(MonitoringScheduleName="prod-dq")["MonitoringExecutionSummaries"] == []
+
+    sagemaker.start_monitoring_schedule(MonitoringScheduleName="prod-dq")
+    assert sagemaker.describe_monitoring_schedule(MonitoringScheduleName="prod-dq")["MonitoringScheduleStatus"] == (
+        "Scheduled"
+    )
+    [execution] = monitored.engine.monitoring.run_due()
+    assert execution["MonitoringExecutionStatus"] == "Completed", execution
+
+    with pytest.raises(ClientError) as error:
+        sagemaker.stop_monitoring_schedule(MonitoringScheduleName="missing")
+    assert error.value.response["Error"] == {
+        "Code": "ResourceNotFound",
+        "Message": "Monitoring Schedule arn:aws:sagemaker:us-east-1:123456789012:monitoring-schedule/missing not found",
+    }

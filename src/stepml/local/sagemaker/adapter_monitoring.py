@@ -2,7 +2,8 @@
 
 An adapter module like ``adapter.py`` (the only modules of the package that import moto), kept apart
 so that each stays under a page: moto 5.2.5 has data-quality job definitions but no monitoring
-schedules, so this module adds the schedule calls and ListMonitoringExecutions over the engine.
+schedules, so this module adds the schedule calls (Start and Stop included) and
+ListMonitoringExecutions over the engine.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _install_monitoring(patch: Patch, engine: LocalSageMaker) -> None:
             schedules.delete(response._get_param("MonitoringScheduleName"), **where(response))
         return EmptyResult()
 
+    def set_running(response: Any, running: bool) -> Any:
+        with _as_moto_errors():
+            schedules.set_running(response._get_param("MonitoringScheduleName"), running, **where(response))
+        return EmptyResult()
+
     def list_schedules(response: Any) -> Any:
         request = _params(response, "ListMonitoringSchedules")
         found = [s.summary() for s in schedules.all(**where(response))]
@@ -84,6 +90,8 @@ def _install_monitoring(patch: Patch, engine: LocalSageMaker) -> None:
         "update_monitoring_schedule": lambda self: create_or_update(self, "UpdateMonitoringSchedule"),
         "describe_monitoring_schedule": describe,
         "delete_monitoring_schedule": delete,
+        "start_monitoring_schedule": lambda self: set_running(self, True),
+        "stop_monitoring_schedule": lambda self: set_running(self, False),
         "list_monitoring_schedules": list_schedules,
         "list_monitoring_executions": list_executions,
     }.items():
@@ -122,8 +130,9 @@ MONITORING = register(
         why=(
             "moto 5.2.5 stores data-quality job definitions without checks (a duplicate name replaces the first) "
             "and has no monitoring schedules. The patch checks CreateDataQualityJobDefinition against botocore's "
-            "model and refuses a duplicate, and adds Create/Update/Describe/Delete/ListMonitoringSchedule(s) and "
-            "ListMonitoringExecutions backed by the engine, which runs each schedule's data-quality analysis."
+            "model and refuses a duplicate, and adds Create/Update/Describe/Delete/Start/Stop/List"
+            "MonitoringSchedule(s) and ListMonitoringExecutions backed by the engine, which runs each "
+            "schedule's data-quality analysis."
         ),
         test="tests/unit/test_local_monitoring.py::test_a_schedule_writes_reports_and_metrics_through_the_api",
         install=_install_monitoring,

@@ -198,6 +198,16 @@ class MonitoringSchedules:
         with self._context.lock:
             del self._schedules[(account_id, region, name)]
 
+    def set_running(self, name: str, running: bool, *, account_id: str, region: str) -> None:
+        """StartMonitoringSchedule (``running``) or StopMonitoringSchedule: a Stopped schedule runs no execution.
+
+        Both are idempotent here; AWS's documentation names no error for stopping a stopped schedule.
+        """
+        schedule = self.get(name, account_id=account_id, region=region)
+        with self._context.lock:
+            schedule.status = "Scheduled" if running else "Stopped"
+            schedule.modified = utc_now()
+
     def all(self, *, account_id: str, region: str) -> list[Schedule]:
         """Every schedule of the account and region, oldest first."""
         with self._context.lock:
@@ -221,18 +231,31 @@ class MonitoringSchedules:
 
     def _loop(self) -> None:
         while not self._context.closing.wait(self.period_seconds):
-            with self._context.lock:
-                due = [s for s in self._schedules.values() if s.status == "Scheduled"]
-            for schedule in due:
-                try:
-                    self.run_now(schedule.name, account_id=schedule.account_id, region=schedule.region)
-                except LocalSageMakerError as exc:  # deleted since
-                    LOGGER.debug("monitoring schedule %s skipped: %s", schedule.name, exc)
+            self.run_due()
 
-    def run_now(self, name: str, *, account_id: str, region: str) -> dict[str, Any]:
-        """Run one execution of the schedule now; returns its MonitoringExecutionSummary."""
+    def run_due(self) -> list[dict[str, Any]]:
+        """One period: an execution of every Scheduled schedule (a Stopped one is skipped); their summaries."""
+        with self._context.lock:
+            due = [s for s in self._schedules.values() if s.status == "Scheduled"]
+        ran = []
+        for schedule in due:
+            try:
+                ran.append(
+                    self.run_now(schedule.name, account_id=schedule.account_id, region=schedule.region, scheduled=True)
+                )
+            except LocalSageMakerError as exc:  # deleted or stopped since
+                LOGGER.debug("monitoring schedule %s skipped: %s", schedule.name, exc)
+        return ran
+
+    def run_now(self, name: str, *, account_id: str, region: str, scheduled: bool = False) -> dict[str, Any]:
+        """Run one execution of the schedule now; returns its MonitoringExecutionSummary.
+
+        ``scheduled``: the period's own execution, which a schedule stopped meanwhile does not run.
+        """
         schedule = self.get(name, account_id=account_id, region=region)
         with self._run_lock:
+            if scheduled and schedule.status != "Scheduled":
+                raise LocalSageMakerError(f"Monitoring schedule {schedule.arn} is {schedule.status}")
             scheduled = utc_now().replace(microsecond=0)
             summary = self._summary(schedule, scheduled)
             try:
