@@ -28,6 +28,7 @@ from stepml.cli.cost_measure import history_path, measured_usage
 from stepml.cli.cost_model import (
     CostError,
     LambdaUse,
+    PriceTable,
     RunUsage,
     ServerlessUse,
     StandingUsage,
@@ -213,12 +214,36 @@ def test_an_unknown_region_or_instance_type_is_named():
         run_items(_hand_run(training_instance_type="ml.p5.48xlarge"), load_prices("us-east-1"))
 
 
+def _named_unconfirmed(report) -> set[str]:
+    prefix = "prices not yet matched against their page: "
+    notes = [line.removeprefix(prefix) for line in report.assumptions if line.startswith(prefix)]
+    return set(notes[0].split(", ")) if notes else set()
+
+
 def test_eu_west_1_prices_the_same_run_and_names_its_unconfirmed_prices():
     eu, us = load_prices("eu-west-1"), load_prices("us-east-1")
     assert total(run_items(_hand_run(), eu)) > total(run_items(_hand_run(), us))
-    report = cost_report(_hand_run(), _hand_standing(), load_prices("eu-west-1"), 1)
-    assert "prices not yet matched against their page: dynamodb.read_request_unit" in report.assumptions[-1]
-    assert not any("not yet matched" in line for line in cost_report(_hand_run(), _hand_standing(), us, 1).assumptions)
+    eu_named = _named_unconfirmed(cost_report(_hand_run(), _hand_standing(), load_prices("eu-west-1"), 1))
+    us_named = _named_unconfirmed(cost_report(_hand_run(), _hand_standing(), load_prices("us-east-1"), 1))
+    assert {"dynamodb.read_request_unit", "sagemaker.hosting.ml.m5.large", "glue.dpu_hour"} <= eu_named
+    # Matched against their page: Step Functions and KMS in both regions, Lambda's two prices in us-east-1.
+    assert not {"stepfunctions.standard_transition", "kms.key_month"} & (eu_named | us_named)
+    assert eu_named - us_named == {"lambda.gb_second", "lambda.request"}
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_every_price_line_says_whether_it_was_matched_and_a_matched_one_quotes_its_page(region):
+    table = load_prices(region)
+    assert set(table.prices) == set(load_prices("us-east-1").prices)  # the regions price the same keys
+    for key, line in table.prices.items():
+        assert line["confirmed"] in (True, False), key
+        assert line["source"].startswith("https://"), key
+        if line["confirmed"]:
+            assert line["quote"] and line["checked"] == table.date, key
+    # A line without the flag is not trusted: it is named like a false one.
+    unflagged = PriceTable("r", "USD", "d", "m", {"x": {"price": 1.0, "unit": "u", "source": "s"}})
+    unflagged.price("x")
+    assert unflagged.unconfirmed() == ["x"]
 
 
 def _event(kind: str, at: datetime, name: str | None = None) -> dict:
@@ -419,6 +444,27 @@ def test_batch_scoring_prices_transform_instance_seconds_instead_of_the_test_end
     assert (transform.quantity, transform.unit) == (0.2, "instance-hour") and transform.cost == pytest.approx(0.023)
     assert not any(name.startswith("test endpoint") for name in items)
     assert total(run_items(usage, prices)) == pytest.approx(0.2148273187 - 0.115 + 0.023, abs=1e-9)
+
+
+def test_a_transform_job_is_priced_at_the_batch_transform_line_not_the_hosting_line():
+    us = load_prices("us-east-1")
+    # A table whose Batch Transform rate differs from hosting's shows which line a job is priced at.
+    prices = PriceTable(
+        us.region, us.currency, us.date, us.method,
+        {**us.prices, "sagemaker.transform.ml.m5.large": {"price": 0.5, "unit": "u", "source": "s"}},
+    )  # fmt: skip
+    usage = _hand_run(test_endpoint_instances=0, test_endpoint_seconds=0, transform_jobs=2, transform_seconds=720)
+    items = {item.item: item for item in run_items(usage, prices)}
+    # 2 jobs x 360 s = 720 instance-seconds = 0.2 instance-hour x $0.50 = $0.10
+    assert items["batch transform 2 job(s) x 1 x ml.m5.large, 720 s in all"].cost == pytest.approx(0.10)
+    # The blue/green fleet is still hosting: 1 x 600 s = 1/6 h x $0.115
+    assert items["blue/green: new fleet beside the old 1 x 600 s"].cost == pytest.approx(0.115 / 6)
+    assert "sagemaker.transform.ml.m5.large" in prices.unconfirmed()
+    # A type Batch Transform does not take (ml.t2.medium hosts, it does not transform) is named.
+    with pytest.raises(
+        CostError, match=r"unknown instance type ml\.t2\.medium for SageMaker transform in the us-east-1"
+    ):
+        run_items(_hand_run(transform_jobs=1, transform_seconds=60, hosting_instance_type="ml.t2.medium"), us)
 
 
 def test_the_batch_path_runs_one_transform_job_per_model_and_creates_no_test_endpoint():

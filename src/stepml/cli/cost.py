@@ -177,8 +177,8 @@ def describe_assumptions(
     if usage.transform_jobs:
         lines.append(
             "the test split is scored by Batch Transform (above evaluation.batch_transform_above_rows): no test "
-            "endpoint; each job bills one instance from start to end, priced at the hosting instance-hour of the "
-            "same type (the price table has no batch transform line: an assumption, check AWS's pricing page)"
+            "endpoint; each job bills one instance of hosting.instance_type from start to end at the price table's "
+            "Batch Transform instance-hour of that type"
         )
     measured = {what for what, source in usage.sources.items() if not source.startswith("estimated")}
     for name, estimate in ESTIMATES.items():

@@ -37,7 +37,8 @@ class CostError(ValueError):
 
 @dataclass(frozen=True)
 class PriceTable:
-    """One region's list prices: ``prices[key] = {"price", "unit", "source"}``."""
+    """One region's list prices: ``prices[key] = {"price", "unit", "source", "confirmed"}``; a confirmed
+    line also holds the ``quote`` read on its source page."""
 
     region: str
     currency: str
@@ -57,11 +58,12 @@ class PriceTable:
         return value
 
     def unconfirmed(self) -> list[str]:
-        """The used prices the table marks as not matched against their page."""
-        return sorted(key for key in self.used if self.prices[key].get("confirmed") is False)
+        """The used prices not matched against their page: only an explicit ``"confirmed": true`` counts,
+        so a line added without the flag is reported rather than trusted."""
+        return sorted(key for key in self.used if self.prices[key].get("confirmed") is not True)
 
     def instance_price(self, usage: str, instance_type: str) -> float:
-        """Hourly price of a SageMaker ``instance_type`` for ``usage`` (training, hosting, processing)."""
+        """Hourly price of a SageMaker ``instance_type`` for ``usage`` (training, hosting, processing, transform)."""
         key = f"sagemaker.{usage}.{instance_type}"
         if key not in self.prices:
             prefix = f"sagemaker.{usage}."
@@ -234,9 +236,8 @@ def test_endpoint_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
 
 
 def transform_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
-    """Batch Transform jobs scoring a large test split, one instance each from start to end. The
-    table has no batch transform line: priced at the same instance type's hosting rate (the
-    report's assumptions say so)."""
+    """Batch Transform jobs scoring a large test split, one instance each from start to end, at the
+    instance type's Batch Transform rate (AWS prices it apart from real-time hosting)."""
     if not usage.transform_jobs:
         return []
     return [
@@ -246,7 +247,7 @@ def transform_items(usage: RunUsage, prices: PriceTable) -> list[LineItem]:
             f"{usage.transform_seconds:g} s in all",
             usage.transform_seconds / 3600,
             "instance-hour",
-            prices.instance_price("hosting", usage.hosting_instance_type),
+            prices.instance_price("transform", usage.hosting_instance_type),
         )
     ]
 
