@@ -8,10 +8,20 @@ from typing import Any
 
 import pytest
 
+from stepml import config as stepml_config
 from stepml import test_scoring
 from stepml.config import DEFAULT_BATCH_TRANSFORM_ABOVE_ROWS, DatasetConfigError, parse_dataset_config
+from stepml.lineage import from_dynamo
+from stepml.local.botocore_models import require_service_model
 from stepml.payloads import EvaluatePayload, PayloadError, parse_payload
-from tests.helpers import CHURN_CONFIG, REPO_ROOT
+from tests.helpers import (
+    CHURN_CONFIG,
+    REPO_ROOT,
+    FakeLambdaContext,
+    load_handler,
+    put_encoding,
+    set_function_environment,
+)
 
 
 def config(**evaluation: Any) -> dict[str, Any]:
@@ -60,6 +70,90 @@ def test_an_unknown_evaluation_field_is_refused() -> None:
 def test_a_manifest_without_a_test_row_count_is_an_error_naming_the_field(row_counts: Any) -> None:
     with pytest.raises(test_scoring.TestScoringError, match=r"field 'row_counts.test' must be a row count"):
         test_scoring.decide(row_counts, config())
+
+
+# --- the transform jobs' instance type ----------------------------------------------------------
+
+
+def test_the_transform_instance_types_are_botocores_enum() -> None:
+    enum = require_service_model("sagemaker").shape_for("TransformInstanceType").enum
+    assert set(enum) == test_scoring.TRANSFORM_INSTANCE_TYPES and len(enum) == len(set(enum))
+    assert test_scoring.transform_accepts(test_scoring.SUGGESTED_TRANSFORM_TYPE)
+    # Endpoint types Batch Transform does not take: the local cloud refuses them at CreateTransformJob.
+    assert not test_scoring.transform_accepts("ml.t2.medium") and not test_scoring.transform_accepts("ml.c5.large")
+
+
+def hosted_on(instance_type: str, **evaluation: Any) -> dict[str, Any]:
+    raw = {**config(**evaluation), "hosting": {**CHURN_CONFIG["hosting"], "instance_type": instance_type}}
+    return parse_dataset_config(raw, "churn.json").model_dump(mode="json")
+
+
+def test_a_batch_decision_on_a_type_batch_transform_refuses_fails_naming_type_field_rows_and_fixes() -> None:
+    with pytest.raises(test_scoring.TransformInstanceTypeError) as raised:
+        test_scoring.decide({"test": 300_000}, hosted_on("ml.t2.medium"))
+    assert str(raised.value) == (
+        "the test split has 300,000 rows, more than evaluation.batch_transform_above_rows (250,000), so Batch "
+        "Transform jobs must score it on hosting.instance_type, but ml.t2.medium is not a type SageMaker Batch "
+        "Transform accepts; set hosting.instance_type in the dataset config (or the stack's HostingInstanceType "
+        "parameter, which a config with hosting.instance_type null takes) to one it accepts, such as ml.m5.large, "
+        "or raise evaluation.batch_transform_above_rows to at least 300000 to score the split through a test endpoint"
+    )
+    assert isinstance(raised.value, test_scoring.TestScoringError)
+
+
+def test_the_type_is_checked_only_when_the_split_goes_to_batch() -> None:
+    endpoint = test_scoring.decide({"test": 250_000}, hosted_on("ml.t2.medium"))
+    assert endpoint == {"mode": "endpoint", "test_rows": 250_000, "threshold": 250_000}
+    batch = test_scoring.decide({"test": 5}, hosted_on("ml.c5.xlarge", batch_transform_above_rows=0))
+    assert batch["mode"] == "batch"
+
+
+def test_a_refused_batch_decision_fails_the_preprocessing_record_and_is_recorded_and_alerted(
+    resolve_run_env, stack, monkeypatch
+) -> None:
+    """The RecordStep function fails (so training never starts); the state machine's Catch sends the
+    Lambda error to the failure record, which keeps the message in lineage and in the alert."""
+    env = resolve_run_env
+    raw = {
+        **CHURN_CONFIG,
+        "hosting": {"instance_type": "ml.t2.medium"},
+        "evaluation": {"batch_transform_above_rows": 2},
+    }
+    env["s3"].put_object(
+        Bucket=env["settings"].artifact_bucket, Key=stepml_config.dataset_config_key("churn"), Body=json.dumps(raw)
+    )
+    resolve = load_handler("lambdas/resolve_run/app.py")
+    execution = "arn:aws:states:us-east-1:123456789012:execution:stepml-local-pipeline:one"
+    event = env.upload("incoming/churn/data.csv", b"a,b\n1,2\n")
+    run = resolve.handler({"event": event, "execution_arn": execution}, FakeLambdaContext())["run"]
+    bucket, _, key = run["paths"]["manifest"].removeprefix("s3://").partition("/")
+    env["s3"].put_object(Bucket=bucket, Key=key, Body=json.dumps({"row_counts": {"train": 14, "test": 3}}).encode())
+    put_encoding(env["s3"], run)
+    set_function_environment(monkeypatch, stack, "RecordStepFunction")
+    record = load_handler("lambdas/record_step/app.py")
+    payload = {
+        "run": run,
+        "step": "preprocess",
+        "status": "SUCCEEDED",
+        "result": {"job_name": "j", "state": "SUCCEEDED"},
+    }
+
+    with pytest.raises(Exception) as raised:
+        record.handler(payload, FakeLambdaContext())
+
+    expected = f"run {run['run_id']}: the test split has 3 rows, more than evaluation.batch_transform_above_rows (2)"
+    assert type(raised.value).__name__ == "LineageError" and str(raised.value).startswith(expected)
+    # Step Functions hands the Lambda's error to the Catch as its Cause.
+    cause = json.dumps({"errorMessage": str(raised.value), "errorType": "LineageError"})
+    state = {"run": run, "steps": {}, "error": {"Error": "LineageError", "Cause": cause}, "failed_step": "preprocess"}
+    failure = record.handler(
+        {"state": state, "step": "failure", "status": "FAILED", "execution_arn": execution}, FakeLambdaContext()
+    )
+    assert failure["step"] == "preprocess" and failure["cause"] == f"LineageError: {raised.value}"
+    assert "but ml.t2.medium is not a type SageMaker Batch Transform accepts" in failure["message"]
+    item = env["table"].get_item(Key={"pk": f"RUN#{run['run_id']}", "sk": "STEP#preprocess"})["Item"]
+    step = from_dynamo(item)
+    assert step["status"] == "FAILED" and step["error"]["cause"] == failure["cause"]
 
 
 def test_mode_of_a_state_defaults_to_the_endpoint() -> None:
