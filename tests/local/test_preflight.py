@@ -57,6 +57,7 @@ def test_every_check_is_ok_against_the_local_cloud(run_cli):
         "ses-sender",
         "layers",
         "xgboost-image",
+        "batch-transform",
         "quotas",
         "glue",
     ]
@@ -66,7 +67,8 @@ def test_every_check_is_ok_against_the_local_cloud(run_cli):
     assert f"{PANDAS_PARAMETER} = arn:aws:lambda:{REGION}:336392948345:layer:AWSSDKPandas-Python311:" in out
     assert "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1" in out
     assert "ml.m5.large for endpoint usage: quota 4, needs 3" in out
-    assert out.rstrip().endswith("8 OK, 0 WARN, 0 FAIL: ready to deploy")
+    assert "ml.m5.large for transform job usage: quota 4, needs 2" in out
+    assert out.rstrip().endswith("9 OK, 0 WARN, 0 FAIL: ready to deploy")
 
 
 def test_json_output_is_the_same_report(run_cli):
@@ -231,3 +233,23 @@ def test_a_dataset_config_that_needs_more_endpoint_instances_than_the_quota_fail
     assert quotas.status == "FAIL"
     assert "'ml.m5.large for endpoint usage' is 4 in us-east-1, a run needs 5" in quotas.summary
     assert "dataset churn: test endpoint 1 + production 2 + blue/green replacement 2" in quotas.summary
+
+
+def test_a_dataset_config_hosting_on_a_type_transform_jobs_refuse_fails_batch_transform(cloud, tmp_path):
+    config = {**CHURN_CONFIG, "hosting": {"instance_type": "ml.t2.medium"}}
+    path = tmp_path / "churn.json"
+    path.write_text(json.dumps(config))
+
+    report = preflight.run(REPO_ROOT, "dev", dataset_configs=[path])
+
+    transform = check(report, "batch-transform")
+    assert transform.status == "FAIL"
+    assert transform.summary == (
+        "dataset churn: hosting.instance_type ml.t2.medium is not a type Batch Transform accepts, and a run whose "
+        "test split passes evaluation.batch_transform_above_rows (250,000 rows) scores it with transform jobs on "
+        "that type"
+    )
+    # The endpoints fit ml.t2.medium's endpoint quota; no transform quota is asked for a type with none.
+    quotas = check(report, "quotas")
+    assert quotas.status == "OK", quotas.summary
+    assert not any("ml.t2.medium for transform job usage" in line for line in quotas.details)

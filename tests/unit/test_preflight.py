@@ -28,7 +28,9 @@ from stepml.cli.preflight import (
     load_samconfig,
     named_at_deploy,
     parse_parameter_overrides,
+    transform_type_problems,
 )
+from stepml.cli.preflight.capacity import check_quotas, check_transform_types
 from stepml.config import parse_dataset_config
 from stepml.local import account_defaults
 from stepml.local.provision import referenced_resources
@@ -88,8 +90,65 @@ def test_instance_needs_count_the_test_endpoint_and_a_blue_green_deployment():
     )
     hosting = needs[("endpoint usage", "ml.m5.large")]
     assert hosting.count == 1 + 2 * 2  # the largest need of one run, not the sum over datasets
-    assert hosting.quota_name == "ml.m5.large for endpoint usage"
-    assert len(needs) == 3
+    assert hosting.quota_name == "ml.m5.large for endpoint usage" and hosting.above_rows is None
+    transform = needs[("transform job usage", "ml.m5.large")]
+    assert transform.quota_name == "ml.m5.large for transform job usage"
+    assert (transform.count, transform.above_rows) == (2, 250_000)  # challenger and champion, past the threshold
+    assert len(needs) == 4
+
+
+def _config(name: str, hosting_type: str | None, threshold: int = 250_000):
+    raw = {
+        **CHURN_CONFIG,
+        "name": name,
+        "hosting": {"instance_type": hosting_type},
+        "evaluation": {"batch_transform_above_rows": threshold},
+    }
+    return parse_dataset_config(raw, f"{name}.json")
+
+
+def test_a_config_that_sends_every_run_to_batch_transform_needs_its_quota_on_every_run():
+    needs = {
+        (n.usage, n.instance_type): n
+        for n in instance_needs("ml.m5.xlarge", "ml.m5.large", [_config("a", None, 1_000), _config("b", None, 0)])
+    }
+    transform = needs[("transform job usage", "ml.m5.large")]
+    assert transform.above_rows is None and transform.count == 2
+    assert transform.reason == "dataset b: challenger 1 + champion 1 transform jobs at once on every run"
+    lower = {
+        (n.usage, n.instance_type): n
+        for n in instance_needs("ml.m5.xlarge", "ml.m5.large", [_config("a", None, 1_000)])
+    }
+    assert lower[("transform job usage", "ml.m5.large")].reason == (
+        "dataset a: challenger 1 + champion 1 transform jobs at once, for a run whose test split passes "
+        "evaluation.batch_transform_above_rows (1,000 rows)"
+    )
+    assert lower[("transform job usage", "ml.m5.large")].above_rows == 1_000
+
+
+def test_types_batch_transform_refuses_get_no_transform_quota_but_a_problem_naming_them():
+    configs = [_config("small", "ml.c5.large"), _config("churn", None)]
+    usages = {(n.usage, n.instance_type) for n in instance_needs("ml.m5.xlarge", "ml.t2.medium", configs)}
+    assert ("transform job usage", "ml.t2.medium") not in usages and ("endpoint usage", "ml.t2.medium") in usages
+    assert not any(usage == "transform job usage" for usage, _ in usages)
+
+    problems = transform_type_problems("ml.t2.medium", configs)
+
+    assert problems == [
+        (
+            "the stack's HostingInstanceType ml.t2.medium is not a type Batch Transform accepts, and every dataset "
+            "config with hosting.instance_type null scores a large test split on it",
+            "set HostingInstanceType to a type Batch Transform accepts, such as ml.m5.large (samconfig.toml "
+            "parameter_overrides, or --parameter-overrides)",
+        ),
+        (
+            "dataset small: hosting.instance_type ml.c5.large is not a type Batch Transform accepts, and a run whose "
+            "test split passes evaluation.batch_transform_above_rows (250,000 rows) scores it with transform jobs on "
+            "that type",
+            "set hosting.instance_type of dataset small to a type Batch Transform accepts, such as ml.m5.large",
+        ),
+    ]
+    assert transform_type_problems("ml.m5.large", [_config("churn", None), _config("gpu", "ml.g5.xlarge")]) == []
 
 
 def test_glue_regions_table_answers_only_for_the_versions_it_was_checked_for():
@@ -249,3 +308,104 @@ def test_the_local_account_defaults_are_shaped_as_aws_publishes_them(aws_credent
     names = [quota.name for quota in account_defaults.SAGEMAKER_QUOTAS]
     assert "ml.m5.xlarge for training job usage" in names and "ml.m5.large for endpoint usage" in names
     assert len(set(q.code for q in account_defaults.SAGEMAKER_QUOTAS)) == len(names)
+
+
+# --- batch-transform and the transform job quota -------------------------------------------------
+
+
+def _context(tmp_path: Path, configs=(), **overrides: str) -> preflight.CheckContext:
+    paths = []
+    for config in configs:
+        path = tmp_path / f"{config['name']}.json"
+        path.write_text(json.dumps(config))
+        paths.append(path)
+    context = preflight.CheckContext(
+        root=REPO_ROOT,
+        session=None,
+        config_env="dev",
+        stack_name="stepml-dev",
+        region=REGION,
+        samconfig_region=REGION,
+        parameters=overrides,
+        dataset_config_paths=paths,
+        rerun="stepml preflight",
+    )
+    context.resolved = resolved(**overrides)
+    return context
+
+
+def test_batch_transform_fails_on_a_hosting_type_transform_jobs_refuse(tmp_path: Path):
+    small = {**CHURN_CONFIG, "name": "small", "hosting": {"instance_type": "ml.c5.large"}}
+
+    check = check_transform_types(_context(tmp_path, [small], HostingInstanceType="ml.t2.medium"))
+
+    assert check.status == FAIL and check.name == "batch-transform"
+    assert check.summary.startswith(
+        "the stack's HostingInstanceType ml.t2.medium is not a type Batch Transform accepts"
+    )
+    assert "; dataset small: hosting.instance_type ml.c5.large is not a type Batch Transform accepts" in check.summary
+    assert check.fix.startswith("set HostingInstanceType to a type Batch Transform accepts, such as ml.m5.large")
+    assert check.fix.endswith(
+        "set hosting.instance_type of dataset small to a type Batch Transform accepts, such as ml.m5.large"
+    )
+
+
+def test_batch_transform_is_ok_for_the_template_default_and_counts_the_configs(tmp_path: Path):
+    check = check_transform_types(_context(tmp_path, [CHURN_CONFIG]))
+    assert check.status == OK
+    assert check.summary == (
+        "Batch Transform accepts the hosting type(s) of the stack default and 1 dataset config(s): ml.m5.large"
+    )
+
+
+def _quota(name: str, value: float, code: str) -> dict:
+    return {"ServiceCode": "sagemaker", "QuotaName": name, "QuotaCode": code, "Value": value}
+
+
+def _check_quotas(context: preflight.CheckContext, transform_quota: float) -> Check:
+    client = boto3.client("service-quotas", region_name=REGION)
+    context._clients["service-quotas"] = client
+    quotas = [
+        _quota("ml.m5.xlarge for training job usage", 4, "L-T"),
+        _quota("ml.m5.large for endpoint usage", 4, "L-E"),
+        _quota("ml.m5.large for transform job usage", transform_quota, "L-X"),
+    ]
+    with Stubber(client) as stub:
+        stub.add_response("list_service_quotas", {"Quotas": quotas}, {"ServiceCode": "sagemaker"})
+        return check_quotas(context)
+
+
+def test_a_transform_quota_only_large_splits_need_warns_and_says_which_runs_fail(tmp_path: Path, aws_credentials):
+    check = _check_quotas(_context(tmp_path), transform_quota=1)
+
+    assert check.status == WARN
+    assert check.summary == (
+        "'ml.m5.large for transform job usage' is 1 in us-east-1, a run needs 2 (the stack's default hosting "
+        "instance: challenger 1 + champion 1 transform jobs at once, for a run whose test split passes "
+        "evaluation.batch_transform_above_rows (default 250,000 rows)); only such a run fails, at its transform "
+        "jobs after Glue and training"
+    )
+    assert "--quota-code L-X --desired-value 2 --region us-east-1" in check.fix
+    assert "ml.m5.large for transform job usage: quota 1, needs 2" in check.details[2]
+    assert _check_quotas(_context(tmp_path), transform_quota=2).status == OK
+
+
+def test_a_transform_quota_every_run_needs_fails(tmp_path: Path, aws_credentials):
+    always = {**CHURN_CONFIG, "evaluation": {"batch_transform_above_rows": 0}}
+
+    check = _check_quotas(_context(tmp_path, [always]), transform_quota=0)
+
+    assert check.status == FAIL
+    assert check.summary == (
+        "'ml.m5.large for transform job usage' is 0 in us-east-1, a run needs 2 (dataset churn: challenger 1 + "
+        "champion 1 transform jobs at once on every run)"
+    )
+
+
+def test_the_local_cloud_seeds_transform_quotas_only_for_types_transform_jobs_take():
+    from stepml.test_scoring import transform_accepts
+
+    transform = [q for q in account_defaults.SAGEMAKER_QUOTAS if q.name.endswith(" for transform job usage")]
+    types = {q.name.split(" ", 1)[0]: q.value for q in transform}
+    assert types["ml.m5.large"] >= 2 and types["ml.g5.xlarge"] == 0
+    assert all(transform_accepts(instance_type) for instance_type in types)

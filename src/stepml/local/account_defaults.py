@@ -50,12 +50,15 @@ class Quota:
 
 def _quota_table() -> tuple[Quota, ...]:
     # Quota names follow AWS's wording ("ml.m5.xlarge for training job usage", "... for endpoint
-    # usage"). The codes are local (AWS's look like L-1234ABCD and differ per quota); callers
-    # must resolve a code by listing and matching the name, as stepml preflight does. The values
-    # are a plausible account, not AWS's defaults for every account (those vary by account and
-    # region; new accounts often start at 0 for GPU types): CPU types the template and the
-    # example configs use get room for a run plus a blue/green deployment, GPU types get 0 so
-    # that asking for one shows what a fresh account answers.
+    # usage", "... for transform job usage"). The codes are local (AWS's look like L-1234ABCD and
+    # differ per quota); callers must resolve a code by listing and matching the name, as stepml
+    # preflight does. The values are a plausible account, not AWS's defaults for every account
+    # (those vary by account and region, and no AWS page found lists them; new accounts often
+    # start at 0 for GPU types, and reports show 0 for "ml.m5.large for transform job usage"
+    # too): CPU types the template and the example configs use get room for a run plus a
+    # blue/green deployment (transform: a challenger and a champion job at once, twice over), GPU
+    # types get 0 so that asking for one shows what a fresh account answers. Transform quotas
+    # exist only for the types Batch Transform takes (no ml.t2.medium, no ml.c5.large).
     values = {
         "training job usage": {
             "ml.m5.large": 4,
@@ -76,10 +79,20 @@ def _quota_table() -> tuple[Quota, ...]:
             "ml.g5.xlarge": 0,
             "ml.p3.2xlarge": 0,
         },
+        "transform job usage": {
+            "ml.m5.large": 4,
+            "ml.m5.xlarge": 4,
+            "ml.m5.2xlarge": 2,
+            "ml.c5.xlarge": 4,
+            "ml.c5.2xlarge": 2,
+            "ml.g5.xlarge": 0,
+            "ml.p3.2xlarge": 0,
+        },
     }
+    prefixes = {"training job usage": "T", "endpoint usage": "E", "transform job usage": "X"}
     quotas = []
     for usage, by_type in values.items():
-        prefix = "T" if usage.startswith("training") else "E"
+        prefix = prefixes[usage]
         for number, (instance_type, value) in enumerate(sorted(by_type.items()), start=1):
             quotas.append(Quota(f"L-LOCAL{prefix}{number:03d}", f"{instance_type} for {usage}", float(value)))
     return tuple(quotas)

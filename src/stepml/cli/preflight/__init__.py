@@ -13,16 +13,21 @@ boto3 default chain; ``AWS_ENDPOINT_URL`` points them at the local cloud in the 
 - ``layers``: every Lambda layer the template takes from outside the stack (the AWS SDK for
   pandas layer's public SSM parameter, or an explicit layer ARN) exists in the region;
 - ``xgboost-image``: SageMaker's XGBoost 1.7-1 image in the region (template mapping, SDK, ECR);
+- ``batch-transform``: the stack's HostingInstanceType and every dataset config's
+  hosting.instance_type are types Batch Transform takes (a test split past the config's
+  ``evaluation.batch_transform_above_rows`` is scored by transform jobs on it);
 - ``quotas``: SageMaker instance quotas for the instance types and counts the stack and the
-  dataset configs need;
+  dataset configs need; the transform job quota only a large test split needs is a WARN when
+  too small (a FAIL for a config that sends every run to Batch Transform);
 - ``glue``: the Glue version of the preprocessing job offered in the region.
 
 Each check is one line: OK, WARN or FAIL, what was checked, and for a FAIL the command that fixes
 it. ``run`` returns a ``Report``; any FAIL makes the CLI exit non-zero.
 
 The package: ``report`` (the lines), ``inputs`` (samconfig and the pure parts: instance needs,
-Glue regions, binding the template to a deployed stack), ``context`` (one run's clients and
-AWS error reading), ``checks`` (account and stack), ``capacity`` (image, quotas, Glue) and
+transform types, Glue regions, binding the template to a deployed stack), ``context`` (one run's
+clients and AWS error reading), ``checks`` (account and stack), ``capacity`` (image, transform
+types, quotas, Glue) and
 ``command`` (``run`` and the CLI command). The template reader is imported only when a check
 runs, so building the CLI's parser loads nothing of the local cloud.
 """
@@ -43,6 +48,7 @@ from stepml.cli.preflight.inputs import (
     load_samconfig,
     named_at_deploy,
     parse_parameter_overrides,
+    transform_type_problems,
 )
 from stepml.cli.preflight.report import FAIL, OK, WARN, Check, PreflightError, Report
 
@@ -69,4 +75,5 @@ __all__ = [
     "preflight_command",
     "register",
     "run",
+    "transform_type_problems",
 ]

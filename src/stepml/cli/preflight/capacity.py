@@ -1,4 +1,5 @@
-"""The checks of what the region offers and allows: the XGBoost image, SageMaker quotas, Glue."""
+"""The checks of what the region offers and allows: the XGBoost image, the hosting types Batch
+Transform takes, SageMaker quotas, Glue."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from stepml.cli.preflight.inputs import (
     XGBOOST_MAPPING,
     XGBOOST_REPOSITORY,
     XGBOOST_VERSION,
+    InstanceNeed,
     glue_version_offered,
     instance_needs,
+    transform_type_problems,
 )
 from stepml.cli.preflight.report import FAIL, OK, WARN, Check
 from stepml.config import DATASET_CONFIG_PREFIX, DatasetConfig, DatasetConfigError, parse_dataset_config
@@ -81,6 +84,13 @@ def check_xgboost_image(context: CheckContext) -> Check:
 
 
 def _dataset_configs(context: CheckContext) -> tuple[list[DatasetConfig], list[str]]:
+    """The configs to count (files given, then the stack's onboarded ones) and the ones skipped."""
+    if context.dataset_configs is None:
+        context.dataset_configs = _read_dataset_configs(context)
+    return context.dataset_configs
+
+
+def _read_dataset_configs(context: CheckContext) -> tuple[list[DatasetConfig], list[str]]:
     configs, problems = [], []
     for path in context.dataset_config_paths:
         try:
@@ -125,6 +135,49 @@ def _quota_values(quotas: Any, names: set[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def check_transform_types(context: CheckContext) -> Check:
+    """``batch-transform``: the hosting types a large test split's transform jobs would run on."""
+    assert context.resolved is not None
+    configs, config_problems = _dataset_configs(context)
+    hosting_default = str(context.resolved.parameters["HostingInstanceType"])
+    problems = transform_type_problems(hosting_default, configs)
+    details = [f"dataset config skipped: {problem}" for problem in config_problems]
+    if problems:
+        summary = "; ".join(problem for problem, _ in problems)
+        return Check("batch-transform", FAIL, summary, fix=" ; ".join(fix for _, fix in problems), details=details)
+    types = sorted({hosting_default} | {c.hosting.instance_type for c in configs if c.hosting.instance_type})
+    counted = f"the stack default and {len(configs)} dataset config(s)" if configs else "the stack default"
+    return Check(
+        "batch-transform",
+        WARN if config_problems else OK,
+        f"Batch Transform accepts the hosting type(s) of {counted}: {', '.join(types)}",
+        details=details,
+    )
+
+
+def _quota_problem(need: InstanceNeed, quota: dict[str, Any] | None, region: str) -> tuple[str, str, str] | None:
+    """``(status, problem, fix)`` when ``quota`` does not cover ``need``. A need only runs past a
+    row threshold reach (Batch Transform) is a WARN: preflight cannot know how large uploads get."""
+    status = FAIL if need.above_rows is None else WARN
+    later = "" if need.above_rows is None else "; only such a run fails, at its transform jobs after Glue and training"
+    if quota is None:
+        return (
+            status,
+            f"no SageMaker quota named '{need.quota_name}' in {region} (is {need.instance_type} offered there?){later}",
+            "pick an instance type SageMaker offers in this region",
+        )
+    value = float(quota["Value"])
+    if value >= need.count:
+        return None
+    return (
+        status,
+        f"'{need.quota_name}' is {value:g} in {region}, a run needs {need.count} ({need.reason}){later}",
+        f"aws service-quotas request-service-quota-increase --service-code sagemaker "
+        f"--quota-code {quota['QuotaCode']} --desired-value {need.count} --region {region} "
+        f"(or the Service Quotas console: Amazon SageMaker, '{need.quota_name}')",
+    )
+
+
 def check_quotas(context: CheckContext) -> Check:
     """``quotas``: SageMaker instance quotas for what the stack and the dataset configs need."""
     assert context.resolved is not None
@@ -135,38 +188,25 @@ def check_quotas(context: CheckContext) -> Check:
         configs,
     )
     quotas = _quota_values(context.client("service-quotas"), {n.quota_name for n in needs})
-    failures, details = [], []
+    problems, details = [], []
     for need in needs:
         quota = quotas.get(need.quota_name)
-        if quota is None:
-            failures.append(
-                (
-                    f"no SageMaker quota named '{need.quota_name}' in {context.region} "
-                    f"(is {need.instance_type} offered there?)",
-                    "pick an instance type SageMaker offers in this region",
-                )
-            )
-            continue
-        value = float(quota["Value"])
-        line = f"{need.quota_name}: quota {value:g}, needs {need.count} ({need.reason})"
-        details.append(line)
-        if value < need.count:
-            failures.append(
-                (
-                    f"'{need.quota_name}' is {value:g} in {context.region}, a run needs {need.count} ({need.reason})",
-                    f"aws service-quotas request-service-quota-increase --service-code sagemaker "
-                    f"--quota-code {quota['QuotaCode']} --desired-value {need.count} --region {context.region} "
-                    f"(or the Service Quotas console: Amazon SageMaker, '{need.quota_name}')",
-                )
-            )
+        if quota is not None:
+            details.append(f"{need.quota_name}: quota {float(quota['Value']):g}, needs {need.count} ({need.reason})")
+        problem = _quota_problem(need, quota, context.region)
+        if problem is not None:
+            problems.append(problem)
     details.extend(f"dataset config skipped: {problem}" for problem in config_problems)
+    if problems:
+        status = FAIL if any(p[0] == FAIL for p in problems) else WARN
+        summary = "; ".join(p[1] for p in problems)
+        return Check("quotas", status, summary, fix=" ; ".join(p[2] for p in problems), details=details)
     counted = f"{len(configs)} dataset config(s)" if configs else "the stack's defaults"
-    if failures:
-        summary = "; ".join(failure for failure, _ in failures)
-        return Check("quotas", FAIL, summary, fix=" ; ".join(fix for _, fix in failures), details=details)
-    status = WARN if config_problems else OK
     return Check(
-        "quotas", status, f"SageMaker instance quotas cover {counted} ({len(needs)} quota(s))", details=details
+        "quotas",
+        WARN if config_problems else OK,
+        f"SageMaker instance quotas cover {counted} ({len(needs)} quota(s))",
+        details=details,
     )
 
 

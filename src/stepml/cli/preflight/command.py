@@ -11,7 +11,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml.cli.context import CliError, print_json
-from stepml.cli.preflight.capacity import check_glue, check_quotas, check_xgboost_image
+from stepml.cli.preflight.capacity import check_glue, check_quotas, check_transform_types, check_xgboost_image
 from stepml.cli.preflight.checks import check_definition, check_identity, check_layers, check_ses, check_stack
 from stepml.cli.preflight.context import CheckContext, denied, error_message
 from stepml.cli.preflight.inputs import load_samconfig, parse_parameter_overrides
@@ -71,6 +71,7 @@ def run(
         ("ses-sender", check_ses),
         ("layers", check_layers),
         ("xgboost-image", check_xgboost_image),
+        ("batch-transform", check_transform_types),
         ("quotas", check_quotas),
         ("glue", check_glue),
     ):
@@ -119,7 +120,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         description=(
             "Checks the account your AWS credentials name (boto3's default chain; AWS_ENDPOINT_URL is honoured): "
             "ValidateStateMachineDefinition on the filled definition, the SES sender identity, the SDK for pandas "
-            "layer, the XGBoost image, SageMaker quotas and Glue in the region. Exits 1 on any FAIL."
+            "layer, the XGBoost image, the hosting types Batch Transform takes, SageMaker quotas and Glue in the "
+            "region. Exits 1 on any FAIL."
         ),
     )
     parser.add_argument("--stack-name", help="the stack to deploy (default: samconfig's stack_name)")
@@ -132,8 +134,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--dataset-config",
         action="append",
         metavar="FILE",
-        help="a dataset config to count in the quota check (repeatable); an existing stack's onboarded configs "
-        "are counted too",
+        help="a dataset config to count in the batch-transform and quota checks (repeatable); an existing "
+        "stack's onboarded configs are counted too",
     )
     parser.add_argument("--root", default=".", help="the project folder with template.yaml and samconfig.toml")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from stepml.cli.preflight.inputs import bind_stack_resources
 
 if TYPE_CHECKING:
+    from stepml.config import DatasetConfig
     from stepml.local.template import ResolvedTemplate
 
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
@@ -51,6 +52,9 @@ class CheckContext:
     stack: dict[str, Any] | None = None
     stack_resources: dict[str, tuple[str, str]] = field(default_factory=dict)
     resolved: ResolvedTemplate | None = None
+    #: The dataset configs read (files and the stack's onboarded ones) and the ones skipped, read
+    #: once for every check that counts them.
+    dataset_configs: tuple[list[DatasetConfig], list[str]] | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:

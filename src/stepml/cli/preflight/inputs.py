@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from stepml.cli.preflight.report import PreflightError
-from stepml.config import DatasetConfig
+from stepml.config import DEFAULT_BATCH_TRANSFORM_ABOVE_ROWS, DatasetConfig
+from stepml.test_scoring import SUGGESTED_TRANSFORM_TYPE, transform_accepts
 
 if TYPE_CHECKING:
     from stepml.local.template import ResolvedTemplate
@@ -76,6 +77,10 @@ GLUE_VERSIONS_CHECKED: Final[frozenset[str]] = frozenset({"5.0"})
 #: config"); production runs ``hosting.instance_count`` and a blue/green update provisions the
 #: new fleet beside the old one while the test endpoint still runs.
 TEST_ENDPOINT_INSTANCES: Final = 1
+#: A test split past ``evaluation.batch_transform_above_rows`` is scored by the challenger's and
+#: the production champion's transform jobs at once, 1 instance each (statemachine/pipeline.asl.json,
+#: "Score test split in batch", TransformResources).
+TRANSFORM_INSTANCES: Final = 2
 
 _MAX_MESSAGE = 300
 
@@ -134,10 +139,13 @@ def parse_parameter_overrides(text: str) -> dict[str, str]:
 class InstanceNeed:
     """How many instances of one type a run needs at its peak, and why."""
 
-    usage: str  # "training job usage" or "endpoint usage"
+    usage: str  # "training job usage", "endpoint usage" or "transform job usage"
     instance_type: str
     count: int
     reason: str
+    #: None: every run needs it. A row count: only a run whose test split has more rows does
+    #: (Batch Transform, past the dataset config's ``evaluation.batch_transform_above_rows``).
+    above_rows: int | None = None
 
     @property
     def quota_name(self) -> str:
@@ -150,13 +158,15 @@ def instance_needs(
 ) -> list[InstanceNeed]:
     """The SageMaker instances one run needs at its peak, per quota, for the stack's defaults and
     every dataset config (``null`` instance types take the defaults). Runs of different datasets
-    may overlap; this counts one run at a time."""
+    may overlap; this counts one run at a time. Transform needs are counted only for types Batch
+    Transform takes (``transform_type_problems`` names the others)."""
     needs: dict[tuple[str, str], InstanceNeed] = {}
 
-    def need(usage: str, instance_type: str, count: int, reason: str) -> None:
-        key = (usage, instance_type)
-        if key not in needs or needs[key].count < count:
-            needs[key] = InstanceNeed(usage, instance_type, count, reason)
+    def need(usage: str, instance_type: str, count: int, reason: str, above_rows: int | None = None) -> None:
+        new = InstanceNeed(usage, instance_type, count, reason, above_rows)
+        old = needs.get((usage, instance_type))
+        if old is None or _demand(new) > _demand(old):
+            needs[(usage, instance_type)] = new
 
     need("training job usage", training_default, 1, "the stack's default training instance")
     need(
@@ -165,6 +175,8 @@ def instance_needs(
         TEST_ENDPOINT_INSTANCES + 2,
         "test endpoint 1 + production 1 + its blue/green replacement 1",
     )
+    if transform_accepts(hosting_default):
+        need(*_transform_need(hosting_default, "the stack's default hosting instance", None))
     for config in configs:
         training = config.training.instance_type or training_default
         need("training job usage", training, config.training.instance_count, f"dataset {config.name}: training")
@@ -176,7 +188,59 @@ def instance_needs(
             TEST_ENDPOINT_INSTANCES + 2 * production,
             f"dataset {config.name}: test endpoint 1 + production {production} + blue/green replacement {production}",
         )
+        if transform_accepts(hosting):
+            need(*_transform_need(hosting, f"dataset {config.name}", config.evaluation.batch_transform_above_rows))
     return sorted(needs.values(), key=lambda n: (n.usage, n.instance_type))
+
+
+def _demand(need: InstanceNeed) -> tuple[int, bool, int]:
+    """Which of two needs of one quota to report: more instances, then every run over some runs,
+    then the lower threshold (more runs reach it)."""
+    return need.count, need.above_rows is None, -(need.above_rows or 0)
+
+
+def _transform_need(instance_type: str, who: str, threshold: int | None) -> tuple[str, str, int, str, int | None]:
+    """The transform need of one hosting type: challenger and champion jobs at once, on the runs
+    whose test split passes ``threshold`` (None: the stack default, for configs not seen here)."""
+    jobs = "challenger 1 + champion 1 transform jobs at once"
+    if threshold is None:
+        threshold = DEFAULT_BATCH_TRANSFORM_ABOVE_ROWS
+        when = f"for a run whose test split passes evaluation.batch_transform_above_rows (default {threshold:,} rows)"
+    elif threshold == 0:
+        return "transform job usage", instance_type, TRANSFORM_INSTANCES, f"{who}: {jobs} on every run", None
+    else:
+        when = f"for a run whose test split passes evaluation.batch_transform_above_rows ({threshold:,} rows)"
+    return "transform job usage", instance_type, TRANSFORM_INSTANCES, f"{who}: {jobs}, {when}", threshold
+
+
+def transform_type_problems(hosting_default: str, configs: Sequence[DatasetConfig] = ()) -> list[tuple[str, str]]:
+    """``(problem, fix)`` for each hosting type Batch Transform does not take: the stack's
+    default, and every dataset config's own. The transform jobs of a large test split run on the
+    hosting type, and a config cannot keep every upload under its threshold."""
+    problems: list[tuple[str, str]] = []
+    if not transform_accepts(hosting_default):
+        problems.append(
+            (
+                f"the stack's HostingInstanceType {hosting_default} is not a type Batch Transform accepts, and "
+                "every dataset config with hosting.instance_type null scores a large test split on it",
+                f"set HostingInstanceType to a type Batch Transform accepts, such as {SUGGESTED_TRANSFORM_TYPE} "
+                "(samconfig.toml parameter_overrides, or --parameter-overrides)",
+            )
+        )
+    for config in configs:
+        own = config.hosting.instance_type
+        if own is not None and not transform_accepts(own):
+            threshold = config.evaluation.batch_transform_above_rows
+            problems.append(
+                (
+                    f"dataset {config.name}: hosting.instance_type {own} is not a type Batch Transform accepts, and "
+                    f"a run whose test split passes evaluation.batch_transform_above_rows ({threshold:,} rows) "
+                    "scores it with transform jobs on that type",
+                    f"set hosting.instance_type of dataset {config.name} to a type Batch Transform accepts, such "
+                    f"as {SUGGESTED_TRANSFORM_TYPE}",
+                )
+            )
+    return problems
 
 
 def glue_version_offered(version: str, region: str) -> bool | None:

@@ -110,8 +110,9 @@ register(
         why=(
             "moto's Service Quotas knows only the vpc service's defaults and has no ListServiceQuotas or "
             'GetAWSDefaultServiceQuota, so SageMaker\'s instance quotas ("ml.m5.xlarge for training job usage", '
-            '"ml.m5.large for endpoint usage") could not be asked. The patch answers them for sagemaker from the '
-            "documented table account_defaults.SAGEMAKER_QUOTAS, with NextToken pagination."
+            '"ml.m5.large for endpoint usage", "ml.m5.large for transform job usage") could not be asked. The '
+            "patch answers them for sagemaker from the documented table account_defaults.SAGEMAKER_QUOTAS, with "
+            "NextToken pagination."
         ),
         test=_TESTS + "test_sagemaker_service_quotas_are_listed_and_read_by_code",
         install=_install_sagemaker_quotas,
