@@ -156,8 +156,8 @@ def check_transform_types(context: CheckContext) -> Check:
 
 
 def _quota_problem(need: InstanceNeed, quota: dict[str, Any] | None, region: str) -> tuple[str, str, str] | None:
-    """``(status, problem, fix)`` when ``quota`` does not cover ``need``. A need only runs past a
-    row threshold reach (Batch Transform) is a WARN: preflight cannot know how large uploads get."""
+    """``(status, problem, fix)`` when ``quota`` does not cover ``need``. A need only the runs past
+    a row threshold have (Batch Transform) is a WARN: preflight cannot know how large uploads get."""
     status = FAIL if need.above_rows is None else WARN
     later = "" if need.above_rows is None else "; only such a run fails, at its transform jobs after Glue and training"
     if quota is None:
