@@ -140,12 +140,14 @@ def test_types_batch_transform_refuses_get_no_transform_quota_but_a_problem_nami
             "config with hosting.instance_type null scores a large test split on it",
             "set HostingInstanceType to a type Batch Transform accepts, such as ml.m5.large (samconfig.toml "
             "parameter_overrides, or --parameter-overrides)",
+            False,
         ),
         (
             "dataset small: hosting.instance_type ml.c5.large is not a type Batch Transform accepts, and a run whose "
             "test split passes evaluation.batch_transform_above_rows (250,000 rows) scores it with transform jobs on "
             "that type",
             "set hosting.instance_type of dataset small to a type Batch Transform accepts, such as ml.m5.large",
+            False,
         ),
     ]
     assert transform_type_problems("ml.m5.large", [_config("churn", None), _config("gpu", "ml.g5.xlarge")]) == []
@@ -334,12 +336,13 @@ def _context(tmp_path: Path, configs=(), **overrides: str) -> preflight.CheckCon
     return context
 
 
-def test_batch_transform_fails_on_a_hosting_type_transform_jobs_refuse(tmp_path: Path):
+def test_batch_transform_warns_on_a_hosting_type_transform_jobs_refuse(tmp_path: Path):
     small = {**CHURN_CONFIG, "name": "small", "hosting": {"instance_type": "ml.c5.large"}}
 
     check = check_transform_types(_context(tmp_path, [small], HostingInstanceType="ml.t2.medium"))
 
-    assert check.status == FAIL and check.name == "batch-transform"
+    # Only a run past the threshold would fail, so the endpoint-only runs of such a type still work.
+    assert check.status == WARN and check.name == "batch-transform"
     assert check.summary.startswith(
         "the stack's HostingInstanceType ml.t2.medium is not a type Batch Transform accepts"
     )
@@ -347,6 +350,23 @@ def test_batch_transform_fails_on_a_hosting_type_transform_jobs_refuse(tmp_path:
     assert check.fix.startswith("set HostingInstanceType to a type Batch Transform accepts, such as ml.m5.large")
     assert check.fix.endswith(
         "set hosting.instance_type of dataset small to a type Batch Transform accepts, such as ml.m5.large"
+    )
+
+
+def test_batch_transform_fails_when_a_config_on_such_a_type_scores_every_run_in_batch(tmp_path: Path):
+    always = {
+        **CHURN_CONFIG,
+        "name": "always",
+        "evaluation": {**CHURN_CONFIG.get("evaluation", {}), "batch_transform_above_rows": 0},
+    }
+    small = {**CHURN_CONFIG, "name": "small", "hosting": {"instance_type": "ml.c5.large"}}
+
+    check = check_transform_types(_context(tmp_path, [always, small], HostingInstanceType="ml.t2.medium"))
+
+    assert check.status == FAIL
+    assert check.summary.startswith(
+        "the stack's HostingInstanceType ml.t2.medium is not a type Batch Transform accepts, and every dataset config "
+        "with hosting.instance_type null scores a large test split on it; dataset small:"
     )
 
 

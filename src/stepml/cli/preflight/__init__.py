@@ -15,7 +15,8 @@ boto3 default chain; ``AWS_ENDPOINT_URL`` points them at the local cloud in the 
 - ``xgboost-image``: SageMaker's XGBoost 1.7-1 image in the region (template mapping, SDK, ECR);
 - ``batch-transform``: the stack's HostingInstanceType and every dataset config's
   hosting.instance_type are types Batch Transform takes (a test split past the config's
-  ``evaluation.batch_transform_above_rows`` is scored by transform jobs on it);
+  ``evaluation.batch_transform_above_rows`` is scored by transform jobs on it): a WARN, a FAIL
+  for a config that sends every run to Batch Transform;
 - ``quotas``: SageMaker instance quotas for the instance types and counts the stack and the
   dataset configs need; the transform job quota only a large test split needs is a WARN when
   too small (a FAIL for a config that sends every run to Batch Transform);

@@ -213,18 +213,23 @@ def _transform_need(instance_type: str, who: str, threshold: int | None) -> tupl
     return "transform job usage", instance_type, TRANSFORM_INSTANCES, f"{who}: {jobs}, {when}", threshold
 
 
-def transform_type_problems(hosting_default: str, configs: Sequence[DatasetConfig] = ()) -> list[tuple[str, str]]:
-    """``(problem, fix)`` for each hosting type Batch Transform does not take: the stack's
-    default, and every dataset config's own. The transform jobs of a large test split run on the
-    hosting type, and a config cannot keep every upload under its threshold."""
-    problems: list[tuple[str, str]] = []
+def transform_type_problems(hosting_default: str, configs: Sequence[DatasetConfig] = ()) -> list[tuple[str, str, bool]]:
+    """``(problem, fix, every_run)`` for each hosting type Batch Transform does not take: the
+    stack's default, and every dataset config's own. The transform jobs of a large test split run
+    on the hosting type; ``every_run`` when a config using that type has threshold 0, so no run
+    can pass (otherwise only a run past the config's threshold fails, which preflight cannot foresee)."""
+    problems: list[tuple[str, str, bool]] = []
     if not transform_accepts(hosting_default):
+        every_run = any(
+            c.hosting.instance_type is None and c.evaluation.batch_transform_above_rows == 0 for c in configs
+        )
         problems.append(
             (
                 f"the stack's HostingInstanceType {hosting_default} is not a type Batch Transform accepts, and "
                 "every dataset config with hosting.instance_type null scores a large test split on it",
                 f"set HostingInstanceType to a type Batch Transform accepts, such as {SUGGESTED_TRANSFORM_TYPE} "
                 "(samconfig.toml parameter_overrides, or --parameter-overrides)",
+                every_run,
             )
         )
     for config in configs:
@@ -238,6 +243,7 @@ def transform_type_problems(hosting_default: str, configs: Sequence[DatasetConfi
                     "scores it with transform jobs on that type",
                     f"set hosting.instance_type of dataset {config.name} to a type Batch Transform accepts, such "
                     f"as {SUGGESTED_TRANSFORM_TYPE}",
+                    threshold == 0,
                 )
             )
     return problems
