@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from stepml.cli.main import main
 from stepml.cli.runs import approve_link
 from stepml.lineage import STEP_TITLES
+from stepml.lineage_table import email_subject
 from stepml.sample_data import churn_csv
 
 pytestmark = pytest.mark.e2e
@@ -25,6 +26,7 @@ FAILS_TRAINING = "flt-train"
 FAILS_ENDPOINT = "flt-endpoint"
 FAILS_EVALUATION = "flt-evaluate"
 FAILS_CLEANUP = "flt-cleanup"
+FAILS_SCORING = "flt-batch"
 ALERT_LOST = "flt-alert"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -44,15 +46,20 @@ def uploads(pipeline):
             f"sagemaker:TrainingJob@{FAILS_TRAINING}=1",
             f"sagemaker:Endpoint@{FAILS_ENDPOINT}-=1",
             f"lambda:Evaluate.error@{FAILS_EVALUATION}=1",
+            # the batch scoring: one throttled create (retried), then the job fails
+            f"sagemaker:CreateTransformJob@{FAILS_SCORING}=1",
+            f"sagemaker:TransformJob@{FAILS_SCORING}=1",
             # past the Retry (1 call + 5 retries): the run must end as it would have without them
             f"sagemaker:DeleteEndpoint@{FAILS_CLEANUP}=6",
             f"sns:Publish@{ALERT_LOST}=6",
         ]
     )
     uploaded = {}
-    datasets = (TRANSIENT, FAILS_TRAINING, FAILS_ENDPOINT, FAILS_EVALUATION, FAILS_CLEANUP)
+    datasets = (TRANSIENT, FAILS_TRAINING, FAILS_ENDPOINT, FAILS_EVALUATION, FAILS_CLEANUP, FAILS_SCORING)
     for seed, dataset in enumerate(datasets, start=31):
-        pipeline.onboard(dataset, promote_only_if_better=False)
+        # FAILS_SCORING scores its test split with Batch Transform (threshold 0) instead of a test endpoint.
+        batch = {"evaluation": {"batch_transform_above_rows": 0}} if dataset == FAILS_SCORING else {}
+        pipeline.onboard(dataset, promote_only_if_better=False, **batch)
         uploaded[dataset] = pipeline.upload(dataset, "data.csv", churn_csv(ROWS, seed=seed))
     # Never onboarded: the run fails at once, and its alert cannot be sent.
     uploaded[ALERT_LOST] = pipeline.upload(ALERT_LOST, "data.csv", churn_csv(50, seed=40))
@@ -96,7 +103,8 @@ def _assert_failed_with_alert(pipeline, run_id: str, step: str, error: str) -> d
     assert records[f"STEP#{step}"]["error"]["error"] == error
     alert = pipeline.wait_for_email(f"Run {run_id} failed")
     assert alert.to == "alerts@example.com"
-    assert f"Run {run_id} failed at {title}: {error}" in alert.subject
+    # SNS subjects stop at 100 characters: a long step title is cut as the alert cuts it.
+    assert alert.subject == email_subject(f"[stepml] Run {run_id} failed at {title}: {error}")
     assert f"Run:       {run_id}" in alert.body and f"Step:      {title}" in alert.body
     assert f"Error:     {error}" in alert.body and "(local fault " in alert.body
     assert f"stepml runs resume {run_id}" in alert.body
@@ -264,3 +272,26 @@ def test_evaluate_errors_and_timeouts_fail_the_run_and_each_resume_picks_up_ther
     assert len(pipeline.glue_runs(run_id)) == 1
     assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"]
     assert len(pipeline.approval_emails(run_id)) == 1
+
+
+def test_a_failed_transform_job_fails_the_run_at_test_scoring_and_resume_scores_under_new_names(
+    pipeline, uploads, capsys
+):
+    run_id = uploads[FAILS_SCORING]["run_id"]
+    records = _assert_failed_with_alert(pipeline, run_id, "test_scoring", "States.TaskFailed")
+    assert "(local fault sagemaker:TransformJob)" in records["STEP#test_scoring"]["error"]["cause"]
+    faults = pipeline.cloud.faults
+    assert faults.hit_count("sagemaker:CreateTransformJob", FAILS_SCORING) == 1, "the throttle was retried away"
+    assert faults.hit_count("sagemaker:TransformJob", FAILS_SCORING) == 1
+    sagemaker = pipeline.client("sagemaker")
+    first = records["RUN"]["names"]["challenger_transform_job"]
+
+    _resume(pipeline, run_id, capsys)
+    records = _reject(pipeline, run_id)
+    assert records["RUN"]["status"] == "REJECTED" and records["RUN"]["attempt"] == 2
+    assert len(pipeline.glue_runs(run_id)) == 1
+    assert pipeline.training_jobs(run_id) == [f"stepml-{run_id}-a1"], "training is not redone"
+    second = records["RUN"]["names"]["challenger_transform_job"]
+    assert (first.endswith("-a1"), second.endswith("-a2")) == (True, True)
+    assert sagemaker.describe_transform_job(TransformJobName=second)["TransformJobStatus"] == "Completed"
+    assert records["STEP#evaluate"]["status"] == "SUCCEEDED"

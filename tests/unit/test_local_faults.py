@@ -143,6 +143,16 @@ def test_every_transient_fault_is_retried_by_the_task_it_hits():
     assert "Glue.ConcurrentRunsExceededException" in retried("Preprocess data")
     sagemaker_throttling = error_name("ThrottlingException")
     assert sagemaker_throttling in retried("Train model") and sagemaker_throttling in retried("Create test endpoint")
+    # sagemaker:CreateTransformJob: the two transform tasks inside the batch scoring's Parallel state.
+    scoring = {
+        name: state
+        for branch in states["Score test split in batch"]["Branches"]
+        for name, state in branch["States"].items()
+        if state.get("Resource", "").startswith("arn:aws:states:::sagemaker:createTransformJob")
+    }
+    assert sorted(scoring) == ["Score challenger in batch", "Score champion in batch"]
+    for name, state in scoring.items():
+        assert sagemaker_throttling in {e for retry in state.get("Retry", []) for e in retry["ErrorEquals"]}, name
     for name, state in states.items():
         if state.get("Resource", "").startswith("arn:aws:states:::lambda:invoke"):
             assert "Lambda.TooManyRequestsException" in retried(name), name

@@ -2,8 +2,9 @@
 SageMaker does (memory in 1 GB steps from 1024 to 6144 MB, concurrency 1 to 200, one production
 variant, no data capture, no inference pipeline), and an endpoint on such a config serves as an
 instance-backed one does, describing its serverless config instead of instance counts, within
-serverless limits: 4 MB of request body, MaxConcurrency invocations at once (one more is throttled
-at once). Evaluate's requests fit both: bodies cut by bytes, throttles retried."""
+serverless limits: 4 MB of request and response body (6 MB for an instance-backed one),
+MaxConcurrency invocations at once (one more is throttled at once). Evaluate's requests fit both:
+bodies cut by bytes, throttles retried."""
 
 from __future__ import annotations
 
@@ -199,6 +200,59 @@ def test_a_serverless_endpoint_refuses_a_body_over_4_mb_that_an_instance_endpoin
     )
     answer = runtime.invoke_endpoint(EndpointName="instances", Body=body, ContentType="text/csv", Accept="text/csv")
     assert len(answer["Body"].read().decode().split(",")) == body.count(b"\n")
+    over_6_mb = block * (6 * 1024 * 1024 // len(block) + 1)
+    with pytest.raises(ClientError) as refused:
+        _no_retries().invoke_endpoint(EndpointName="instances", Body=over_6_mb, ContentType="text/csv")
+    assert refused.value.response["Error"] == {
+        "Code": "ValidationError",
+        "Message": "Value at 'body' failed to satisfy constraint: Member must have length less than or equal to "
+        "6291456",
+    }
+
+
+def test_answers_over_the_payload_limit_are_refused_4_mb_serverless_6_mb_real_time(
+    make_engine, sagemaker, s3, bucket, runtime, monkeypatch
+):
+    make_engine()
+    features, labels = make_rows(45, 200)
+    tarball, _ = model_tarball(features, labels)
+    _model(sagemaker, s3, bucket, "m", tarball)
+    _serve(sagemaker, "serverless", _serverless(concurrency=2))
+    instance = {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    _serve(sagemaker, "instances", instance)
+    # The container's real answer, padded to the size under test: no model answers more than it is sent.
+    forward, answer_bytes = hosting.invoke_pipeline, [0]
+
+    def padded(*args, **kwargs):
+        status, body, content_type, container = forward(*args, **kwargs)
+        return status, body + b"\n" * (answer_bytes[0] - len(body)), content_type, container
+
+    monkeypatch.setattr(hosting, "invoke_pipeline", padded)
+    probe = to_csv(features[:5])
+
+    def invoke(endpoint: str, size: int) -> dict:
+        answer_bytes[0] = size
+        return _no_retries().invoke_endpoint(EndpointName=endpoint, Body=probe, ContentType="text/csv")
+
+    four_mb, six_mb = 4 * 1024 * 1024, 6 * 1024 * 1024
+    assert len(invoke("serverless", four_mb)["Body"].read()) == four_mb
+    assert len(invoke("instances", six_mb)["Body"].read()) == six_mb
+    for endpoint, size, limit, kind in (
+        ("serverless", four_mb + 1, four_mb, "serverless"),
+        ("instances", six_mb + 1, six_mb, "real-time"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            invoke(endpoint, size)
+        error = refused.value.response
+        detail = (
+            f"Response payload of {size} bytes exceeds the maximum of {limit} bytes ({limit // 1024 // 1024} MB) "
+            f"for {kind} endpoint {endpoint}."
+        )
+        assert error["Error"]["Code"] == "ModelError"
+        assert error["Error"]["Message"].startswith(
+            f"Received a response from primary that could not be returned: {detail} See https://"
+        )
+        assert (error["OriginalStatusCode"], error["OriginalMessage"]) == (200, detail)
 
 
 def test_a_serverless_endpoint_throttles_invocations_beyond_max_concurrency_and_evaluate_retries(

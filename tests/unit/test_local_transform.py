@@ -11,10 +11,12 @@ import boto3
 import numpy as np
 import pytest
 import xgboost as xgb
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from stepml.local.sagemaker.transform_validation import parse_filter
+from stepml.local.stepfunctions.sagemaker_integration import error_name
 from stepml.local.stepfunctions.tasks import SYNC_POLL_SECONDS_ENV
 from tests.unit.sagemaker_helpers import (
     ACCOUNT,
@@ -119,7 +121,7 @@ def test_a_transform_job_writes_one_out_object_per_input_with_xgboosts_predictio
         "transform/stepml-tx-1/part-00000.csv.out",
         "transform/stepml-tx-1/part-00001.csv.out",
     ]
-    # An object without records (Spark's marker) gives an empty output (INFERRED: AWS's not recorded).
+    # An object without records (Spark's marker) gives an empty output (the docs are silent: INFERRED).
     assert s3.get_object(Bucket=bucket, Key="transform/stepml-tx-1/_SUCCESS.out")["Body"].read() == b""
     for key, features, _ in parts:
         name = key.rsplit("/", 1)[1]
@@ -227,6 +229,34 @@ def test_an_empty_prefix_fails_the_job_as_sagemaker_words_it(engine, sagemaker, 
     )
 
 
+def test_transform_faults_throttle_create_then_fail_the_job_with_a_reason(engine, s3, bucket, fault_switch):
+    # One attempt per call, as the state machine's client makes (the SDK would retry throttling itself).
+    sagemaker = boto3.client(
+        "sagemaker", region_name=REGION, config=Config(parameter_validation=False, retries={"total_max_attempts": 1})
+    )
+    put_model(sagemaker, s3, bucket, "stepml-tx")
+    put_test_split(s3, bucket)
+    fault_switch.load("sagemaker:CreateTransformJob@stepml-tx-fault=1,sagemaker:TransformJob@stepml-tx-fault=1")
+    request = transform_request("stepml-tx-fault", "stepml-tx", bucket)
+    with pytest.raises(ClientError) as throttled:
+        sagemaker.create_transform_job(**request)
+    assert throttled.value.response["Error"] == {
+        "Code": "ThrottlingException",
+        "Message": "Rate exceeded (local fault sagemaker:CreateTransformJob)",
+    }
+    assert error_name("ThrottlingException") == "SageMaker.AmazonSageMakerException", "what the ASL retries"
+    assert sagemaker.list_transform_jobs()["TransformJobSummaries"] == [], "a throttled create makes no job"
+
+    sagemaker.create_transform_job(**request)
+    described = wait_for_transform(sagemaker, "stepml-tx-fault")
+    assert described["TransformJobStatus"] == "Failed"
+    assert described["FailureReason"] == (
+        "InternalServerError: We encountered an internal error. Please try again. (local fault sagemaker:TransformJob)"
+    )
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="transform/stepml-tx-fault/")
+    assert fault_switch.hit_count("sagemaker:TransformJob", "stepml-tx-fault") == 1
+
+
 def test_stop_transform_job_stops_a_running_job(engine, sagemaker, s3, bucket):
     put_model(sagemaker, s3, bucket, "stepml-tx")
     put_test_split(s3, bucket)
@@ -289,7 +319,7 @@ def test_create_transform_job_refuses_a_missing_model_and_a_taken_name(engine, s
         ),
         ({"MaxPayloadInMB": 0}, "MaxPayloadInMB 0 asks for HTTP chunked encoding"),
         ({"DataProcessing": {"InputFilter": "$.features"}}, "Invalid DataProcessing.InputFilter '$.features'"),
-        ({"DataProcessing": {"OutputFilter": "$[-1]"}}, "Invalid DataProcessing.OutputFilter '$[-1]': '-1' is"),
+        ({"DataProcessing": {"OutputFilter": "$[a]"}}, "Invalid DataProcessing.OutputFilter '$[a]': 'a' is neither"),
         ({"DataProcessing": {"InputFilter": "$[1:4:2]"}}, "Invalid DataProcessing.InputFilter '$[1:4:2]'"),
         (
             {"BatchStrategy": "Bulk"},
@@ -338,6 +368,13 @@ def test_csv_filters_select_columns_as_jsonpath_does():
     assert parse_filter("$[2, 4]", "OutputFilter").apply(cells) == ["c", "e"]
     with pytest.raises(ValueError, match=r"selects index 9 of a record with 6 columns"):
         parse_filter("$[9]", "OutputFilter").apply(cells)
+    # Negative indexes count from the end, as SageMaker documents ("A -1 index refers to the last element").
+    assert parse_filter("$[-1]", "OutputFilter").apply(cells) == ["f"]
+    assert parse_filter("$[0,-2]", "OutputFilter").apply(cells) == ["a", "e"]
+    assert parse_filter("$[-2:]", "OutputFilter").apply(cells) == ["e", "f"]
+    assert parse_filter("$[1:-1]", "InputFilter").apply(cells) == ["b", "c", "d", "e"]
+    with pytest.raises(ValueError, match=r"selects index -7 of a record with 6 columns"):
+        parse_filter("$[-7]", "OutputFilter").apply(cells)
 
 
 # ----------------------------------------------------------------------------- Step Functions .sync

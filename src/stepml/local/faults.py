@@ -59,6 +59,15 @@ OPERATIONS: dict[str, Operation] = {
         "the training job ends Failed with a FailureReason",
         "permanent: a failed job cannot be retried under its name; resume the run (new attempt, new job name)",
     ),
+    "sagemaker:CreateTransformJob": Operation(
+        "CreateTransformJob answers ThrottlingException; no job is created",
+        "transient: Score challenger in batch and Score champion in batch retry SageMaker.AmazonSageMakerException "
+        "up to 3 times",
+    ),
+    "sagemaker:TransformJob": Operation(
+        "the transform job ends Failed with a FailureReason, before its containers start; no output is written",
+        "permanent: the run fails at test scoring; resume the run (new attempt, new transform job names)",
+    ),
     "sagemaker:CreateEndpoint": Operation(
         "CreateEndpoint answers ThrottlingException; no endpoint is created",
         "transient: Create test endpoint retries SageMaker.AmazonSageMakerException up to 3 times",
@@ -234,6 +243,8 @@ _MESSAGES = {
     "glue:JobRun": "RuntimeError: the job run failed",
     "sagemaker:CreateTrainingJob": "Rate exceeded",
     "sagemaker:TrainingJob": "InternalServerError: We encountered an internal error. Please try again.",
+    "sagemaker:CreateTransformJob": "Rate exceeded",
+    "sagemaker:TransformJob": "InternalServerError: We encountered an internal error. Please try again.",
     "sagemaker:CreateEndpoint": "Rate exceeded",
     "sagemaker:Endpoint": "The endpoint failed to start: the model server did not become healthy",
     "sagemaker:DeleteEndpoint": "Rate exceeded",

@@ -17,6 +17,7 @@ from moto.sagemaker.exceptions import ResourceNotFound
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
+from stepml.local import faults
 from stepml.local.patching import Patch, register
 from stepml.local.sagemaker.adapter import (
     _as_moto_errors,
@@ -26,6 +27,7 @@ from stepml.local.sagemaker.adapter import (
     _model_requests,
     _naive_utc,
     _request_from_kwargs,
+    _throttled,
     _where,
     _wrap,
 )
@@ -57,6 +59,8 @@ _TRANSFORMS = _Mirror("transform_jobs", lambda engine: engine.describe_transform
 def _create_transform_job(engine: LocalSageMaker, original: Any, backend: Any, **kwargs: Any) -> Any:
     request = _request_from_kwargs("CreateTransformJob", kwargs)
     name = request.get("TransformJobName")
+    if message := faults.trigger("sagemaker:CreateTransformJob", str(name)):
+        raise _throttled(message)
     with _as_moto_errors():
         validate_transform_request(request)
         if name in backend.transform_jobs:
@@ -110,7 +114,8 @@ TRANSFORM_JOBS = register(
             "moto records a transform job as Completed the moment it is created, runs nothing, accepts any "
             "members, a model that does not exist and a name already taken (replacing the job). The patch checks "
             "the request (botocore's model, SageMaker's payload limits, what the local cloud cannot run), refuses "
-            "a missing model with a ValidationException and a duplicate name with ResourceInUse, runs the job in "
+            "a missing model with a ValidationException and a duplicate name with ResourceInUse (and answers "
+            "ThrottlingException while a sagemaker:CreateTransformJob fault is set), runs the job in "
             "the engine (the model's containers over the input objects, outputs to S3) and brings its status, "
             "times and FailureReason into moto's record on Describe/ListTransformJobs."
         ),

@@ -8,11 +8,12 @@ baking period and moves the traffic back to the old fleet when one is in ALARM o
 read; then the fleet that lost drains and stops: no request fails in between. DeleteEndpoint
 stops the servers. InvokeEndpoint forwards Body, ContentType, Accept and CustomAttributes to
 the current fleet (through each container of an inference pipeline in order, ``invoke_pipeline``);
-model errors come back as ``ModelInvocationError`` (AWS: ModelError, 424). A serverless variant
-takes at most 4 MB of body (an instance-backed one 6 MB) and at most its MaxConcurrency requests
-at once: one more is refused at once with ``EndpointThrottledError`` (AWS: ThrottlingException, 429);
-captured data goes to ``capture`` and each request's status and latencies to the endpoint's
-CloudWatch metrics (``endpoint_metrics``), which the production alarms watch.
+model errors, and answers over the payload limit, come back as ``ModelInvocationError`` (AWS:
+ModelError, 424). A serverless variant takes and returns at most 4 MB of body (an instance-backed
+one 6 MB) and at most its MaxConcurrency requests at once: one more is refused at once with
+``EndpointThrottledError`` (AWS: ThrottlingException, 429); captured data goes to ``capture``
+and each request's status and latencies to the endpoint's CloudWatch metrics
+(``endpoint_metrics``), which the production alarms watch.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ from stepml.utils import utc_now
 #: An API request (or DescribeEndpointConfig answer), and the CreateModel request of each model by name.
 Request = Mapping[str, Any]
 ModelRequests = Mapping[str, Mapping[str, Any]]
-#: InvokeEndpoint's request payload limit.
+#: InvokeEndpoint's request and response payload limit (botocore's model: the request's and the
+#: response's ``Body`` are both a BodyBlob of at most 6291456 bytes).
 MAX_INVOCATION_BYTES = 6 * 1024 * 1024
-#: A serverless endpoint's request payload limit ("The maximum request and response payload size
-#: for serverless invocations is 4 MB", SageMaker's "Invoke a serverless endpoint").
+#: A serverless endpoint's request and response payload limit ("The maximum request and response
+#: payload size for serverless invocations is 4 MB",
+#: https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html).
 MAX_SERVERLESS_INVOCATION_BYTES = 4 * 1024 * 1024
 #: How long SageMaker waits for a container to answer /invocations.
 INVOCATION_TIMEOUT_SECONDS = 60.0
@@ -413,6 +416,7 @@ class Endpoints:
             raise _model_error(
                 variant, status, response_body, name=name, account_id=account_id, region=region, container=container
             )
+        _check_response(variant, status, response_body, container, name=name, account_id=account_id, region=region)
         if variant.capture is not None:
             capture.record(variant.capture, started, body, content_type, response_body, response_type, inference_id)
         return InvocationResult(response_body, response_type, variant.name)
@@ -437,6 +441,31 @@ def _admit(variant: Variant, body: bytes, endpoint_name: str) -> None:
             f"Rate exceeded: serverless endpoint {endpoint_name} variant {variant.name} is already serving its "
             f"MaxConcurrency of {variant.max_concurrency} concurrent invocations."
         )
+
+
+def _check_response(
+    variant: Variant, status: int, response_body: bytes, container: str, *, name: str, account_id: str, region: str
+) -> None:
+    """Refuse a container's answer larger than InvokeEndpoint may return: 4 MB from a serverless
+    variant, 6 MB from an instance-backed one. The caller gets nothing of it."""
+    limit = MAX_SERVERLESS_INVOCATION_BYTES if variant.serverless else MAX_INVOCATION_BYTES
+    if len(response_body) <= limit:
+        return
+    # INFERRED: AWS documents both limits but neither the error nor its text. ModelError (424) is
+    # the error InvokeEndpoint declares for what the model's container answered; the message is ours.
+    kind = "serverless" if variant.serverless else "real-time"
+    message = (
+        f"Response payload of {len(response_body)} bytes exceeds the maximum of {limit} bytes "
+        f"({limit // (1024 * 1024)} MB) for {kind} endpoint {name}."
+    )
+    raise ModelInvocationError(
+        f"Received a response from {container} that could not be returned: {message} See "
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group="
+        f"/aws/sagemaker/Endpoints/{name} in account {account_id} for more information.",
+        original_status=status,
+        original_message=message,
+        log_stream_arn=_log_stream_arn(variant, name=name, account_id=account_id, region=region),
+    )
 
 
 def invoke_pipeline(
@@ -476,10 +505,7 @@ def _model_error(
     container: str = "primary",
 ) -> ModelInvocationError:
     """The ModelError of a container's error answer (logged to the instance's stream)."""
-    log_stream = (
-        f"arn:aws:logs:{region}:{account_id}:log-group:{ENDPOINT_LOG_GROUP_PREFIX}{name}:"
-        f"log-stream:{variant.name}/{variant.instance_id}"
-    )
+    log_stream = _log_stream_arn(variant, name=name, account_id=account_id, region=region)
     message = response_body.decode("utf-8", errors="replace")
     if variant.log is not None:
         variant.log.add(f"POST /invocations answered {status}: {message}")
@@ -491,6 +517,14 @@ def _model_error(
         original_status=status,
         original_message=message,
         log_stream_arn=log_stream,
+    )
+
+
+def _log_stream_arn(variant: Variant, *, name: str, account_id: str, region: str) -> str:
+    """The ARN of the log stream of the variant's instance, as a ModelError names it."""
+    return (
+        f"arn:aws:logs:{region}:{account_id}:log-group:{ENDPOINT_LOG_GROUP_PREFIX}{name}:"
+        f"log-stream:{variant.name}/{variant.instance_id}"
     )
 
 

@@ -9,10 +9,15 @@ TFRecord splitting, augmented manifests, batch data capture, https:// URIs, and 
 filters on anything but CSV split by line.
 
 ``DataProcessing``'s InputFilter and OutputFilter are JSONPath expressions; a CSV record is a
-JSON array of its cells, so the operators that apply are those SageMaker documents for arrays:
-``$`` (the whole record), ``$[i]`` and ``$[i,j,...]`` (indexes), ``$[a:b]``, ``$[a:]``, ``$[:b]``
-(slices) and unions of them such as ``$[0,5:]``. Negative indexes and steps are refused (the
-documentation shows none); an index past the record's end fails the job, as in SageMaker.
+JSON array of its cells, so the operators that apply are those SageMaker documents for arrays
+("Supported JSONPath Operators" in "Associate Prediction Results with Input Records",
+https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform-data-processing.html):
+``$`` (the whole record), ``$[i]`` and ``$[i,j,...]`` (indexes; "Negative index values are also
+supported. A -1 index refers to the last element"), ``$[a:b]``, ``$[a:]``, ``$[:b]`` (slices,
+documented as JavaScript's ``Array.slice()``: the end excluded, negative bounds counted from the
+end) and unions of them such as ``$[0,5:]``. Steps are refused (the table has none). An index
+outside the record fails the job ("If you specify indexes that aren't within the dimension size
+of the joined dataset, you get an error", DataProcessing.OutputFilter in the API reference).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ MAX_PAYLOAD_MB = 100
 DEFAULT_MAX_PAYLOAD_MB = 6
 CSV_TYPES = ("text/csv", "csv")
 _LOCAL = "the local cloud does not support"
-_ITEM = re.compile(r"^(?P<index>\d+)$|^(?P<start>\d*):(?P<end>\d*)$")
+_ITEM = re.compile(r"^(?P<index>-?\d+)$|^(?P<start>-?\d+)?:(?P<end>-?\d+)?$")
 
 
 class FilterError(ValueError):
@@ -54,7 +59,7 @@ class CsvFilter:
         for item in self.items:
             if isinstance(item, slice):
                 selected.extend(cells[item])
-            elif item < len(cells):
+            elif -len(cells) <= item < len(cells):
                 selected.append(cells[item])
             else:
                 raise FilterError(
@@ -79,11 +84,13 @@ def parse_filter(expression: str | None, member: str) -> CsvFilter:
         if match is None:
             raise SageMakerValidationError(
                 f"Invalid DataProcessing.{member} {expression!r}: {part.strip()!r} is neither a column index nor "
-                f"a slice start:end of non-negative integers ({_LOCAL} negative indexes, steps or names for CSV)."
+                f"a slice start:end of integers ({_LOCAL} steps or names for CSV)."
             )
         if match.group("index") is not None:
             items.append(int(match.group("index")))
         else:
+            # End excluded, as the table defines the operator (Array.slice(), Jayway JsonPath), although
+            # the page's prose calls "$[1:4]" the second through fifth columns.
             start, end = match.group("start"), match.group("end")
             items.append(slice(int(start) if start else None, int(end) if end else None))
     return CsvFilter(text, tuple(items))
