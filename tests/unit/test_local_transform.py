@@ -198,20 +198,21 @@ def test_a_manifest_names_the_inputs_and_gzip_objects_are_decompressed(engine, s
 # ----------------------------------------------------------------------------- failures
 
 
-def test_a_model_error_fails_the_job_naming_the_input_object(engine, sagemaker, s3, bucket):
+def test_a_model_error_fails_the_job_naming_the_input_object_after_the_other_objects(engine, sagemaker, s3, bucket):
     put_model(sagemaker, s3, bucket, "stepml-tx")
     put_test_split(s3, bucket)
-    s3.put_object(Bucket=bucket, Key="processed/run/test/part-00002.csv", Body="1,a,b,c,d\n")
+    # Listed between part-00000.csv and part-00001.csv: the job goes on past it, as AWS's does.
+    s3.put_object(Bucket=bucket, Key="processed/run/test/part-00000a.csv", Body="1,a,b,c,d\n")
     sagemaker.create_transform_job(**transform_request("stepml-tx-bad", "stepml-tx", bucket))
     described = wait_for_transform(sagemaker, "stepml-tx-bad")
 
     assert described["TransformJobStatus"] == "Failed"
     assert described["FailureReason"].startswith(
         "ClientError: Bad HTTP status received from algorithm: 415 (container primary) for a mini-batch of "
-        f"s3://{bucket}/processed/run/test/part-00002.csv: "
+        f"s3://{bucket}/processed/run/test/part-00000a.csv: "
     )
     assert "'a' is not a number" in described["FailureReason"]
-    # The objects before the failing one were written; nothing of the failing one.
+    # Every other object was written, the one after the failing one too; nothing of the failing one.
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="transform/stepml-tx-bad/")["Contents"]]
     assert sorted(keys) == ["transform/stepml-tx-bad/_SUCCESS.out"] + [
         f"transform/stepml-tx-bad/part-0000{i}.csv.out" for i in (0, 1)

@@ -12,10 +12,11 @@ through the containers as the endpoint serves them (``hosting.invoke_pipeline``)
 input to the output (JoinSource Input) and applies the OutputFilter, then writes
 ``<S3OutputPath>/<key relative to the input prefix>.out`` (records one per line with
 AssembleWith Line). As in SageMaker, an object's output is written only when all of it was
-transformed, and the first object that fails fails the job with a FailureReason naming it: a
-container's error status (``ClientError`` for 4xx, ``AlgorithmError`` for 5xx and timeouts,
-after ``InvocationsMaxRetries`` retries of the latter), or an S3 call the execution role may not
-make. The job's log goes to ``/aws/sagemaker/TransformJobs`` (stream ``<job>/<instance id>-<epoch>``).
+transformed. An object the containers fail on gets no output and the job goes on with the
+others, then ends Failed with the first such object's FailureReason: a container's error status
+(``ClientError`` for 4xx, ``AlgorithmError`` for 5xx and timeouts, after
+``InvocationsMaxRetries`` retries of the latter). An S3 call the execution role may not make
+fails the job at once. The job's log goes to ``/aws/sagemaker/TransformJobs`` (stream ``<job>/<instance id>-<epoch>``).
 """
 
 from __future__ import annotations
@@ -335,17 +336,28 @@ class TransformJobs:
         s3 = self._context.client_as("s3", job.role)
         output_bucket, output_prefix = split_s3_uri(job.request["TransformOutput"]["S3OutputPath"])
         output_prefix = output_prefix.rstrip("/")
-        count = 0
+        count, failures = 0, []
         for bucket, key, relative in self._inputs(job, s3):
             job.check()
             uri = f"s3://{bucket}/{key}"
-            body = self._read(s3, uri, plan)
-            transformed = self._transform_object(job, variant, plan, uri, body)
             target = f"{output_prefix}/{relative}.out" if output_prefix else f"{relative}.out"
+            body = self._read(s3, uri, plan)
+            try:
+                transformed = self._transform_object(job, variant, plan, uri, body)
+            except TransformFailedError as exc:
+                # AWS's "Use Batch Transform" page: with several input files the job goes on past a
+                # file it fails to process, whose output is not written; the others still give results.
+                # (An S3 read or write the role may not make still ends the job at once.)
+                job.log.add(str(exc))
+                failures.append(exc)
+                continue
             self._write(job, s3, output_bucket, target, transformed)
             job.log.add(f"Transformed {uri} into s3://{output_bucket}/{target}")
             count += 1
         job.log.add(f"Transformed {count} input object(s)")
+        if failures:
+            # INFERRED: the job ends Failed with the first file's reason (AWS documents no wording for several).
+            raise failures[0]
 
     def _inputs(self, job: TransformJob, s3: Any) -> Iterator[tuple[str, str, str]]:
         """(bucket, key, key relative to the input prefix) of every input object, in key order."""
