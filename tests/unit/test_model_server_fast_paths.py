@@ -238,3 +238,19 @@ def test_the_date_header_is_the_standard_librarys():
     after = int(time.time())
     expected = {email.utils.formatdate(moment, usegmt=True) for moment in range(before, after + 1)}
     assert first in expected and second in expected
+
+
+def test_a_response_larger_than_the_write_buffer_arrives_whole(server):
+    import http.client
+
+    rows = np.random.default_rng(4).normal(size=(30_000, 5)).astype(np.float32)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        for _ in range(2):  # and the keep-alive connection still serves the next request
+            connection.request("POST", "/invocations", body=_csv(rows), headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200 and len(body) > 64 * 1024
+            assert json.loads(body) == server.model.predict(_csv(rows), "text/csv").tolist()
+    finally:
+        connection.close()
