@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -201,6 +201,10 @@ class LambdaEngine:
                     pool.busy += 1
                     break
                 pool.condition.wait()
+        return self._acquire_new(pool)
+
+    def _acquire_new(self, pool: _Pool) -> _Worker:
+        """Start a worker in the slot the caller counted in ``pool.busy`` (freed again if it cannot start)."""
         try:
             worker = _Worker(
                 pool.spec, self.base_environment, self._log_target(pool.spec.name), self._credentials(pool.spec)
@@ -210,8 +214,35 @@ class LambdaEngine:
                 pool.busy -= 1
                 pool.condition.notify_all()
             raise LambdaEngineError(f"cannot start a worker for {pool.spec.name}: {exc}") from exc
-        pool.started += 1
+        with pool.condition:
+            pool.started += 1
         return worker
+
+    def prewarm(self, names: Iterable[str]) -> list[str]:
+        """Start one worker for each named function that has none, idle or busy, and return their names.
+
+        The local cloud calls it when an execution starts, for the functions its definition
+        invokes: each worker imports its handler while the steps before it run, so the first
+        invocation finds it warm. Names the engine does not run are skipped; a worker left
+        unused is stopped by the idle reaper like any other.
+        """
+        warmed = []
+        for name in names:
+            try:
+                pool = self._pool(name)
+            except LambdaEngineError:
+                continue
+            with pool.condition:
+                if pool.idle or pool.busy or pool.max_workers < 1:
+                    continue
+                pool.busy += 1  # holds the slot while the process starts
+            try:
+                worker = self._acquire_new(pool)
+            except LambdaEngineError:
+                continue
+            self._release(pool, worker, keep=True)
+            warmed.append(pool.spec.name)
+        return warmed
 
     def _release(self, pool: _Pool, worker: _Worker, keep: bool) -> None:
         with pool.condition:
