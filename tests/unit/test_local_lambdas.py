@@ -185,16 +185,25 @@ def test_an_execution_start_warms_the_functions_its_definition_invokes(engine, m
             "ResultSelector": {"pid.$": "$.Payload.pid"},
         }
         definition = {
-            "StartAt": "Call",
-            "States": {"Call": {**task, "Parameters": {"FunctionName": function, "Payload": {}}, "End": True}},
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 3, "Next": "Call"},
+                "Call": {**task, "Parameters": {"FunctionName": function, "Payload": {}}, "End": True},
+            },
         }
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(name="m", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
         assert engine.workers_started("echo") == 0
         execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
-        # Started when the execution starts, before its task runs; "broken" is not in the definition.
-        assert engine.workers_started("echo") == 1 and engine.workers_started("broken") == 0
+        deadline = time.monotonic() + 3
+        while engine.workers_started("echo") == 0:
+            assert time.monotonic() < deadline, "no worker started with the execution"
+            time.sleep(0.01)
+        # Started while the execution waits, before its task; "broken" is not in the definition.
+        events = sfn.get_execution_history(executionArn=execution)["events"]
+        assert not [e for e in events if e["type"].startswith("TaskStateEntered")], events
         assert _ended(sfn, execution)["status"] == "SUCCEEDED"
+        assert engine.workers_started("broken") == 0
         assert engine.workers_started("echo") == 1, "the task used the worker the start warmed"
         engine.invoke("echo", "{}")  # a function with a worker gets no other at the next start
         again = sfn.start_execution(stateMachineArn=machine)["executionArn"]

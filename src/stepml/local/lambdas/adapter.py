@@ -95,15 +95,19 @@ def _install_warm_on_start(patch: Patch, engine: LambdaEngine) -> None:
     original = StepFunctionsParserBackend.start_execution
 
     def start_execution(self: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
-        # Before the execution starts, so its first task finds the worker already in the pool
-        # (a worker started after it could race the task's own cold start). Starting a process
-        # takes milliseconds; its imports run in it, beside the execution.
         machine = next((m for m in self.state_machines if m.arn == state_machine_arn), None)
         try:
             definition = json.loads(machine.definition) if machine is not None else None
         except (TypeError, ValueError):
             definition = None  # the execution itself reports a definition it cannot read
-        engine.prewarm(invoked_functions(definition))
+        # Started before the execution, so the workers (a process each, started in a millisecond;
+        # their imports run in them) are in the pool before its first task asks for one, and off
+        # the StartExecution call's own path.
+        functions = invoked_functions(definition)
+        if functions:
+            threading.Thread(
+                target=engine.prewarm, args=(functions,), name="stepml-lambda-prewarm", daemon=True
+            ).start()
         return original(self, state_machine_arn, *args, **kwargs)
 
     patch.replace(StepFunctionsParserBackend, "start_execution", start_execution)
