@@ -150,6 +150,28 @@ def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch, apply_p
         assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
 
 
+def test_prewarm_imports_one_function_after_the_other_and_an_invocation_waits_for_its_worker(engine, tmp_path):
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "app.py").write_text(
+        "import os, time\ntime.sleep(1)  # a long import\nPID = os.getpid()\ndef handler(e, c): return PID\n"
+    )
+    engine.register(FunctionSpec(name="slow", handler="app.handler", code_dir=slow, timeout_seconds=5))
+    warming = ThreadPoolExecutor(max_workers=1).submit(engine.prewarm, ["slow", "echo", "nope"])
+    deadline = time.monotonic() + 5
+    while engine.workers_started("slow") == 0:
+        assert time.monotonic() < deadline, "prewarm started no worker"
+        time.sleep(0.01)
+    assert engine.workers_started("echo") == 0, "echo waits until slow's handler is imported"
+    first = engine.invoke("slow", "{}")  # while slow's worker imports: it waits for that worker
+    assert first.function_error is None and engine.workers_started("slow") == 1
+    assert warming.result(timeout=10) == ["slow", "echo"]  # "nope" is not a function of the engine
+    assert engine.workers_started("echo") == 1
+    assert engine.invoke("echo", "{}").json()["event"] == {}
+    assert engine.workers_started("echo") == 1, "the invocation used the warmed worker"
+    assert engine.prewarm(["slow", "echo"]) == [], "functions with a worker get no other"
+
+
 def _ended(sfn, execution_arn: str) -> dict:
     deadline = time.monotonic() + 30
     while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
