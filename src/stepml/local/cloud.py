@@ -16,7 +16,6 @@ import os
 import shlex
 import socket
 import sys
-import threading
 import tomllib
 import urllib.request
 from collections.abc import Callable
@@ -55,9 +54,6 @@ REGION = "us-east-1"
 STACK_NAME = "stepml-local"
 #: Local overrides of the samconfig parameters: poll endpoints every second, not every 30.
 LOCAL_PARAMETERS = {"EndpointPollSeconds": "1"}
-#: Rows of the Glue warm-up's sample: enough that the driver's JVM compiles the job's hot loops with C2 in
-#: the warm-up, not in the first real run (400 rows left them to C1: a cold driver's 50k rows took 23 s, not 15).
-GLUE_WARM_UP_ROWS = 20_000
 #: Template parameters that name SES sender identities. In AWS an operator verifies them once
 #: before deploying (docs/deploy.md); the local cloud verifies them when it starts.
 SES_SENDER_PARAMETERS = ("ApprovalSenderEmail",)
@@ -404,7 +400,6 @@ class LocalCloud:
                 for patch in (*sagemaker_adapter.PATCHES, *adapter_transform.PATCHES, adapter_monitoring.MONITORING)
             ),
             (lambdas.INVOKE, (self.lambda_engine,)),
-            (lambdas.WARM_ON_START, (self.lambda_engine,)),
             (mail.SNS_EMAIL, (self.outbox,)),
             (mail.SNS_PUBLISH_FAULT, ()),
             (mail.SES_SEND_EMAIL, (self.outbox,)),
@@ -415,8 +410,8 @@ class LocalCloud:
             self._undo.append(patch.apply(*bindings))
 
     def _warm_up_glue(self) -> None:
-        """Run the preprocessing job once on a sample of the example dataset, in the background, so
-        the first upload finds a warm Spark driver (a cold one costs 25-45 s) with C2-compiled code."""
+        """Run the preprocessing job once on a small sample of the example dataset, in the
+        background, so the first upload finds a warm Spark driver (a cold one costs 25-45 s)."""
         example = self.root / "examples" / "datasets" / "churn.json"
         assert self.glue_engine is not None
         if self.glue_warm_workers < 1 or not example.is_file() or len(self.glue_engine.scripts) != 1:
@@ -428,6 +423,7 @@ class LocalCloud:
         folder = self.state_dir / "glue" / "warm-up"
         folder.mkdir(parents=True, exist_ok=True)
         sample = folder / "sample.csv"
+        sample.write_bytes(churn_csv(400, seed=1))
         # The arguments of glue_jobs/preprocess.py, pointing at local files instead of s3://.
         arguments = {
             "run_id": "warm-up",
@@ -436,16 +432,7 @@ class LocalCloud:
             "dataset_config": example.read_text(encoding="utf-8"),
         }
         job_name = next(iter(self.glue_engine.scripts))
-        engine, workers = self.glue_engine, self.glue_warm_workers
-
-        def warm_up() -> None:
-            try:
-                sample.write_bytes(churn_csv(GLUE_WARM_UP_ROWS, seed=1))
-            except OSError:
-                return  # the cloud stopped and took its state folder
-            engine.warm_up(job_name, arguments, workers=workers)
-
-        threading.Thread(target=warm_up, name="glue-warm-up-sample", daemon=True).start()
+        self.glue_engine.warm_up(job_name, arguments, workers=self.glue_warm_workers)
 
     def outputs(self) -> dict[str, str]:
         """The stack's Outputs, resolved (bucket names, state machine ARN, ...)."""
