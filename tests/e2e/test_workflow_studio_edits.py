@@ -43,7 +43,9 @@ ROWS = 800
 ADDED = "Note the Studio edit"
 RENAMED = ("Train model", "Train XGBoost model")
 RETRY = {"IntervalSeconds": 3, "MaxAttempts": 5, "BackoffRate": 1.5, "MaxDelaySeconds": 30}
-JSONATA_WRITER, JSONATA_READER = "Start waiting for test endpoint", "Count test endpoint check"
+# The production endpoint's loop waits before its first check, so its counter runs in every run (the
+# test endpoint's is checked at once and counts only when the endpoint is not yet InService).
+JSONATA_WRITER, JSONATA_READER = "Start waiting for production endpoint", "Count production endpoint check"
 PARALLEL = "Record training and create model"
 
 
@@ -376,7 +378,7 @@ def test_the_jsonata_states_assigned_variable_is_read_downstream(runs):
         since = datetime.fromisoformat(wait["since"].replace("Z", "+00:00"))
         assert abs((since - began["timestamp"]).total_seconds()) < 2, (wait, began["timestamp"])
     # The JSONPath states after the JSONata ones read what they wrote.
-    assert "Evaluate model" in _entered(events)
+    assert "Record deployment" in _entered(events)
 
 
 def test_the_parallel_runs_both_steps_and_merges_the_model_back(runs):

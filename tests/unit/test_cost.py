@@ -161,7 +161,8 @@ def test_the_estimate_reads_the_template_and_follows_the_definitions_path():
     config = parse_dataset_config(CHURN_CONFIG, "churn")
     usage, path = estimated_usage(settings, config, ESTIMATED)
     assert usage.transitions == len(path) and path[0] == settings.definition["StartAt"]
-    assert path.count("Check test endpoint") == 10  # 300 s to InService / 30 s polls
+    # 300 s to InService / 30 s polls: 10 waits, and the check made at once before the first wait
+    assert path.count("Wait for test endpoint") == 10 and path.count("Check test endpoint") == 11
     assert usage.training_instance_type == "ml.m5.xlarge"  # prod's TrainingInstanceType (the config says null)
     assert usage.test_endpoint_instances == 2  # challenger and champion variants
     # The test endpoint lives until evaluation is recorded: coming up, Evaluate, Record evaluation;

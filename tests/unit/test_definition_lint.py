@@ -272,7 +272,11 @@ def test_the_wait_loops_are_the_only_cycles_and_their_caps_fire_before_the_execu
         assert stop["Parameters"]["Error"] == "stepml.EndpointNotReady"
         cause = stop["Parameters"]["Cause.$"]
         assert f"$.run.names.{kind}_endpoint" in cause and "$.wait.checks" in cause
-        assert states[f"Start waiting for {kind} endpoint"]["Result"] == {"checks": 0, "seconds": 0}
+        # The counter starts at the checks made before any wait: the test endpoint is checked at once.
+        start = states[f"Start waiting for {kind} endpoint"]
+        at_once = start["Next"] == f"Check {kind} endpoint"
+        assert at_once == (kind == "test")
+        assert start["Result"] == {"checks": int(at_once), "seconds": 0}
 
 
 @pytest.mark.parametrize(

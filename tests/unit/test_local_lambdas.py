@@ -19,13 +19,16 @@ from moto import mock_aws
 from stepml import packaging
 from stepml.local.lambdas import (
     INVOKE,
+    WARM_ON_START,
     FunctionSpec,
     FunctionThrottledError,
     LambdaEngine,
     LambdaEngineError,
 )
+from stepml.local.lambdas.adapter import invoked_functions
 from stepml.local.template import load_template
 from tests.helpers import REPO_ROOT
+from tests.unit.stepfunctions.support import EXECUTE_STATE_MACHINES
 
 HANDLER = textwrap.dedent(
     """
@@ -145,6 +148,96 @@ def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch, apply_p
         failed = client.invoke(FunctionName="echo", Payload=json.dumps({"action": "fail"}))
         assert failed["FunctionError"] == "Unhandled"
         assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
+
+
+def test_prewarm_imports_one_function_after_the_other_and_an_invocation_waits_for_its_worker(engine, tmp_path):
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "app.py").write_text(
+        "import os, time\ntime.sleep(1)  # a long import\nPID = os.getpid()\ndef handler(e, c): return PID\n"
+    )
+    engine.register(FunctionSpec(name="slow", handler="app.handler", code_dir=slow, timeout_seconds=5))
+    warming = ThreadPoolExecutor(max_workers=1).submit(engine.prewarm, ["slow", "echo", "nope"])
+    deadline = time.monotonic() + 5
+    while engine.workers_started("slow") == 0:
+        assert time.monotonic() < deadline, "prewarm started no worker"
+        time.sleep(0.01)
+    assert engine.workers_started("echo") == 0, "echo waits until slow's handler is imported"
+    first = engine.invoke("slow", "{}")  # while slow's worker imports: it waits for that worker
+    assert first.function_error is None and engine.workers_started("slow") == 1
+    assert warming.result(timeout=10) == ["slow", "echo"]  # "nope" is not a function of the engine
+    assert engine.workers_started("echo") == 1
+    assert engine.invoke("echo", "{}").json()["event"] == {}
+    assert engine.workers_started("echo") == 1, "the invocation used the warmed worker"
+    assert engine.prewarm(["slow", "echo"]) == [], "functions with a worker get no other"
+
+
+def _ended(sfn, execution_arn: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.05)
+    return described
+
+
+def test_an_execution_start_warms_the_functions_its_definition_invokes(engine, monkeypatch, apply_patch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    apply_patch(INVOKE, engine)
+    apply_patch(WARM_ON_START, engine)
+    with mock_aws(config=EXECUTE_STATE_MACHINES):
+        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("app.py", "def handler(e, c): return 1\n")
+        function = boto3.client("lambda").create_function(
+            FunctionName="echo",
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )["FunctionArn"]
+        task = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "ResultSelector": {"pid.$": "$.Payload.pid"},
+        }
+        definition = {
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 3, "Next": "Call"},
+                "Call": {**task, "Parameters": {"FunctionName": function, "Payload": {}}, "End": True},
+            },
+        }
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
+        assert engine.workers_started("echo") == 0
+        execution = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        deadline = time.monotonic() + 3
+        while engine.workers_started("echo") == 0:
+            assert time.monotonic() < deadline, "no worker started with the execution"
+            time.sleep(0.01)
+        # Started while the execution waits, before its task; "broken" is not in the definition.
+        events = sfn.get_execution_history(executionArn=execution)["events"]
+        assert not [e for e in events if e["type"].startswith("TaskStateEntered")], events
+        assert _ended(sfn, execution)["status"] == "SUCCEEDED"
+        assert engine.workers_started("broken") == 0
+        assert engine.workers_started("echo") == 1, "the task used the worker the start warmed"
+        engine.invoke("echo", "{}")  # a function with a worker gets no other at the next start
+        again = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        assert engine.workers_started("echo") == 1
+        assert _ended(sfn, again)["status"] == "SUCCEEDED"
+    pipeline = json.loads((REPO_ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    assert invoked_functions(pipeline) == [
+        "${ResolveRunFunctionArn}",
+        "${RecordStepFunctionArn}",
+        "${EvaluateFunctionArn}",
+        "${RequestApprovalFunctionArn}",
+    ]
 
 
 WAIT_FOR_RELEASE = textwrap.dedent(

@@ -387,12 +387,31 @@ def run_path(settings: StackSettings, estimates: Mapping[str, float], decisions:
     # An updated production endpoint stays Updating through the baking period too (a created one does not bake).
     updating = decisions.get("Production endpoint exists?") == "Update production endpoint"
     baking = {"Is the production endpoint ready?": settings.baking_seconds if updating else 0.0}
+    states = flat_states(settings.definition)
     polls = {
         choice: max(1, math.ceil((estimates[estimate] + baking.get(choice, 0.0)) / settings.poll_seconds))
+        + checks_before_waiting(states, choice)
         for choice, estimate in POLLING.items()
-        if choice in flat_states(settings.definition)
+        if choice in states
     }
     return walk(settings.definition, decisions, polls)
+
+
+def checks_before_waiting(states: Mapping[str, Any], choice: str) -> int:
+    """1 when the polling loop of ``choice`` checks once before its first wait, else 0.
+
+    The status check is the state whose ``Next`` is the Choice; the loop comes back to it through
+    the Choice's Default (the wait). Any other state leading to the check enters the loop there.
+    """
+    check = next((name for name, state in states.items() if state.get("Next") == choice), None)
+    if check is None:
+        return 0
+    loop: set[str] = set()
+    current = states[choice].get("Default")
+    while current is not None and current != check and current not in loop and current in states:
+        loop.add(current)
+        current = states[current].get("Next")
+    return int(any(state.get("Next") == check and name not in loop for name, state in states.items()))
 
 
 def lambda_uses(path: list[str], settings: StackSettings, seconds_of: Mapping[int, float]) -> list[LambdaUse]:

@@ -400,6 +400,7 @@ class LocalCloud:
                 for patch in (*sagemaker_adapter.PATCHES, *adapter_transform.PATCHES, adapter_monitoring.MONITORING)
             ),
             (lambdas.INVOKE, (self.lambda_engine,)),
+            (lambdas.WARM_ON_START, (self.lambda_engine,)),
             (mail.SNS_EMAIL, (self.outbox,)),
             (mail.SNS_PUBLISH_FAULT, ()),
             (mail.SES_SEND_EMAIL, (self.outbox,)),

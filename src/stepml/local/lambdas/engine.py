@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,8 @@ from stepml.local.lambdas.errors import FunctionThrottledError, LambdaEngineErro
 #: The worker runs as a script with ``-P`` (no script folder on ``sys.path``), so a handler sees its
 #: code, its layers and the runtime's packages, but not this package's local cloud.
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+#: How long ``prewarm`` waits for a worker to import its handler (Lambda's init phase limit).
+WARM_UP_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class _Pool:
         self.started = 0
         #: Invocations accepted and not finished, including those waiting for a worker.
         self.in_flight = 0
+        #: Workers ``prewarm`` started that are still importing: an invocation waits for one
+        #: rather than start a second cold worker beside it.
+        self.warming = 0
         self.condition = threading.Condition()
 
 
@@ -157,6 +162,7 @@ class LambdaEngine:
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.Lock()
         self._logs: dict[str, IO[bytes]] = {}
+        self._closed = False
 
     def register(self, spec: FunctionSpec) -> None:
         """Make a function invocable by name (a re-registration replaces its workers)."""
@@ -197,10 +203,14 @@ class LambdaEngine:
                     if worker.alive():
                         pool.busy += 1
                         return worker
-                if pool.busy < pool.max_workers:
+                if pool.busy < pool.max_workers and not pool.warming:
                     pool.busy += 1
                     break
                 pool.condition.wait()
+        return self._acquire_new(pool)
+
+    def _acquire_new(self, pool: _Pool) -> _Worker:
+        """Start a worker in the slot the caller counted in ``pool.busy`` (freed again if it cannot start)."""
         try:
             worker = _Worker(
                 pool.spec, self.base_environment, self._log_target(pool.spec.name), self._credentials(pool.spec)
@@ -210,8 +220,45 @@ class LambdaEngine:
                 pool.busy -= 1
                 pool.condition.notify_all()
             raise LambdaEngineError(f"cannot start a worker for {pool.spec.name}: {exc}") from exc
-        pool.started += 1
+        with pool.condition:
+            pool.started += 1
         return worker
+
+    def prewarm(self, names: Iterable[str]) -> list[str]:
+        """Start a worker for each named function that has none, idle or busy, one after the other,
+        each once the one before has imported its handler; return the functions warmed.
+
+        The local cloud calls it when an execution starts, for the functions its definition
+        invokes, so a step finds its function's handler imported, and the imports never compete
+        with one another for the cores the run needs. An invocation of a function whose worker
+        is still importing waits for that worker. Names the engine does not run are skipped; a
+        worker left unused is stopped by the idle reaper like any other.
+        """
+        warmed = []
+        for name in names:
+            try:
+                pool = self._pool(name)
+            except LambdaEngineError:
+                continue
+            with pool.condition:
+                if pool.idle or pool.busy or pool.max_workers < 1:
+                    continue
+                pool.busy += 1  # holds the slot while the process starts
+                pool.warming += 1
+            try:
+                worker = self._acquire_new(pool)
+            except LambdaEngineError:
+                with pool.condition:
+                    pool.warming -= 1
+                continue
+            ready = worker.call({"warm": True}, WARM_UP_TIMEOUT_SECONDS) is not None
+            with pool.condition:
+                pool.warming -= 1
+            ready = ready and not self._closed  # a worker that was importing when the engine closed stops
+            self._release(pool, worker, keep=ready)
+            if ready:
+                warmed.append(pool.spec.name)
+        return warmed
 
     def _release(self, pool: _Pool, worker: _Worker, keep: bool) -> None:
         with pool.condition:
@@ -315,6 +362,7 @@ class LambdaEngine:
 
     def close(self) -> None:
         """Stop every worker and close the logs."""
+        self._closed = True
         with self._lock:
             pools = list(self._pools.values())
         for pool in pools:

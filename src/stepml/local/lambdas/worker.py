@@ -4,7 +4,8 @@ Started by ``stepml.local.lambdas.engine`` as ``python -P .../lambdas/worker.py`
 environment: run as a script, not as a module of ``stepml``, and needing nothing beyond the
 standard library, so the handler imports ``stepml`` from its layer alone. The protocol is one
 JSON object per line on the original stdout; the handler's own prints go to stderr (the
-function's log), as in Lambda.
+function's log), as in Lambda. ``{"warm": true}`` (the engine's prewarm) is answered in kind,
+without running the handler: the answer says the handler is imported.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def serve() -> None:
         init_error = exc
     for line in sys.stdin:
         request = json.loads(line)
+        if request.get("warm"):  # the engine's prewarm: answered once the handler is imported
+            protocol.write('{"warm": true}\n')
+            protocol.flush()
+            continue
         request_id = request["request_id"]
         if init_error is not None:
             reply = {"error": True, "payload": _error(init_error.error_type, str(init_error), request_id)}
