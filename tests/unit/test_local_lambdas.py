@@ -120,13 +120,7 @@ def test_unknown_function_is_named(engine):
         engine.invoke("nope", "{}")
 
 
-def test_moto_lambda_invoke_is_routed_to_the_engine(engine, monkeypatch, apply_patch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def test_moto_lambda_invoke_is_routed_to_the_engine(engine, aws_credentials, apply_patch):
     apply_patch(INVOKE, engine)
     with mock_aws():
         iam = boto3.client("iam")
@@ -180,13 +174,7 @@ def _ended(sfn, execution_arn: str) -> dict:
     return described
 
 
-def test_an_execution_start_warms_the_functions_its_definition_invokes(engine, monkeypatch, apply_patch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def test_an_execution_start_warms_the_functions_its_definition_invokes(engine, aws_credentials, apply_patch):
     apply_patch(INVOKE, engine)
     apply_patch(WARM_ON_START, engine)
     with mock_aws(config=EXECUTE_STATE_MACHINES):
