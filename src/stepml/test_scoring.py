@@ -12,7 +12,8 @@ config's ``evaluation.batch_transform_above_rows``; the state machine branches o
 The transform jobs run on the run's ``hosting.instance_type``, and Batch Transform accepts fewer
 types than endpoints do (ml.t2.medium hosts an endpoint but runs no transform job). A batch
 decision on such a type fails here, before training, with what to change, instead of at
-CreateTransformJob after training; ``stepml preflight`` refuses the configs before a deploy.
+CreateTransformJob after training; ``stepml preflight`` warns of such configs before a deploy
+(and refuses one whose threshold is 0).
 """
 
 from __future__ import annotations

@@ -458,14 +458,8 @@ def _check_response(
         f"Response payload of {len(response_body)} bytes exceeds the maximum of {limit} bytes "
         f"({limit // (1024 * 1024)} MB) for {kind} endpoint {name}."
     )
-    raise ModelInvocationError(
-        f"Received a response from {container} that could not be returned: {message} See "
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group="
-        f"/aws/sagemaker/Endpoints/{name} in account {account_id} for more information.",
-        original_status=status,
-        original_message=message,
-        log_stream_arn=_log_stream_arn(variant, name=name, account_id=account_id, region=region),
-    )
+    headline = f"Received a response from {container} that could not be returned: {message}"
+    raise _invocation_error(variant, status, headline, message, name=name, account_id=account_id, region=region)
 
 
 def invoke_pipeline(
@@ -505,26 +499,28 @@ def _model_error(
     container: str = "primary",
 ) -> ModelInvocationError:
     """The ModelError of a container's error answer (logged to the instance's stream)."""
-    log_stream = _log_stream_arn(variant, name=name, account_id=account_id, region=region)
     message = response_body.decode("utf-8", errors="replace")
     if variant.log is not None:
         variant.log.add(f"POST /invocations answered {status}: {message}")
     kind = "client" if 400 <= status < 500 else "server"
+    headline = f'Received {kind} error ({status}) from {container} with message "{message}".'
+    return _invocation_error(variant, status, headline, message, name=name, account_id=account_id, region=region)
+
+
+def _invocation_error(
+    variant: Variant, status: int, headline: str, message: str, *, name: str, account_id: str, region: str
+) -> ModelInvocationError:
+    """A ModelError as InvokeEndpoint words it: ``headline``, where the endpoint's logs are, and the
+    log stream of the variant's instance."""
     return ModelInvocationError(
-        f'Received {kind} error ({status}) from {container} with message "{message}". See '
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group="
-        f"/aws/sagemaker/Endpoints/{name} in account {account_id} for more information.",
+        f"{headline} See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logEventViewer:group=/aws/sagemaker/Endpoints/{name} in account {account_id} for more information.",
         original_status=status,
         original_message=message,
-        log_stream_arn=log_stream,
-    )
-
-
-def _log_stream_arn(variant: Variant, *, name: str, account_id: str, region: str) -> str:
-    """The ARN of the log stream of the variant's instance, as a ModelError names it."""
-    return (
-        f"arn:aws:logs:{region}:{account_id}:log-group:{ENDPOINT_LOG_GROUP_PREFIX}{name}:"
-        f"log-stream:{variant.name}/{variant.instance_id}"
+        log_stream_arn=(
+            f"arn:aws:logs:{region}:{account_id}:log-group:{ENDPOINT_LOG_GROUP_PREFIX}{name}:"
+            f"log-stream:{variant.name}/{variant.instance_id}"
+        ),
     )
 
 
