@@ -7,7 +7,9 @@ tier's fixtures start their own clouds on free ports, and the IAM mutation test,
 every end-to-end run, stays last inside the second process.
 
 Each line a tier prints is shown as it comes, prefixed with the tier's name; at the end, a line per
-tier with its exit code and wall time. The exit code is the first non-zero one. ``--serial`` runs the
+tier with its exit code and wall time, then the FAILED and ERROR lines of pytest's short summary of
+each tier that failed, so that the last lines of a long log (all a CI page may show) name the failing
+tests. The exit code is the first non-zero one. ``--serial`` runs the
 tiers one after the other (a machine with one core, or to read one tier's output alone).
 """
 
@@ -33,6 +35,7 @@ class Tier:
     arguments: list[str]
     returncode: int | None = None
     seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
 
@@ -42,6 +45,11 @@ TIERS = (
 )
 
 _print_lock = threading.Lock()
+
+# pytest's short test summary (-ra) starts each failed test's line with one of these.
+_FAILURE_PREFIXES = ("FAILED ", "ERROR ")
+# At most this many failure lines per tier are repeated at the end; the full list is above them.
+MAX_REPEATED_FAILURES = 20
 
 
 def _say(line: str) -> None:
@@ -55,6 +63,8 @@ def _relay(tier: Tier, started: float) -> None:
     assert tier.process is not None and tier.process.stdout is not None
     for line in tier.process.stdout:
         _say(f"[{tier.name}] {line}")
+        if line.startswith(_FAILURE_PREFIXES):
+            tier.failures.append(line.rstrip("\n"))
     tier.returncode = tier.process.wait()
     tier.seconds = time.monotonic() - started
 
@@ -90,8 +100,27 @@ def run(tiers: Sequence[Tier], *, serial: bool, python: str = sys.executable, ex
                 tier.process.terminate()
         raise
     for tier in tiers:
-        _say(f"==> {tier.name}: exit {tier.returncode} after {tier.seconds / 60:.0f} min {tier.seconds % 60:.0f} s\n")
+        _say(f"==> {tier.name}: exit {tier.returncode} after {duration(tier.seconds)}\n")
+    for tier in tiers:
+        if tier.returncode:
+            _say_failures(tier)
     return next((tier.returncode for tier in tiers if tier.returncode), 0) or 0
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as whole minutes and seconds ("9 min 40 s"), rounded to the second."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def _say_failures(tier: Tier) -> None:
+    shown = tier.failures[:MAX_REPEATED_FAILURES]
+    more = len(tier.failures) - len(shown)
+    _say(f"==> {tier.name} failed: {len(tier.failures) or 'no'} failed test(s) in its short summary\n")
+    for line in shown:
+        _say(f"    {line}\n")
+    if more:
+        _say(f"    ... and {more} more above\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

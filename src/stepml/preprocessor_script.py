@@ -35,6 +35,9 @@ ENCODING_FILE = "encoding.json"
 CSV = "text/csv"
 #: A number beyond this is not finite: the job refuses it (``encoding.json`` holds its number pattern).
 _LARGEST_DOUBLE = 1.7976931348623157e308
+#: Distinct cells per column whose encoded text is remembered (bounds the memory a column of
+#: unique values, such as an amount, can take).
+_REMEMBERED_CELLS = 100_000
 
 
 class RequestError(ValueError):
@@ -54,6 +57,7 @@ class Encoding:
         self.medians = {name: float(value) for name, value in document["medians"].items()}
         self.missing_category = str(document["missing_category"])
         self.number = re.compile(document["number_pattern"])
+        self._columns = [self._column_encoder(name, kind) for name, kind in self.features]
 
     def encode_cell(self, name: str, kind: str, cell: str, row: int, column: int) -> str:
         """One raw cell as the job wrote it into the training rows ('' when it has no code)."""
@@ -70,23 +74,41 @@ class Encoding:
         code = self.categories.get(name, {}).get(value or self.missing_category)
         return "" if code is None else str(code)
 
+    def _column_encoder(self, name: str, kind: str):
+        """``encode_cell`` for one column, remembering the texts of the cells it has seen: columns
+        repeat their values (categories, small counts), and a batch's rows are encoded per cell."""
+        seen: dict[str, str] = {}
+
+        def encode(cell: str) -> str:
+            text = seen.get(cell)
+            if text is None:
+                text = self.encode_cell(name, kind, cell, 0, 0)
+                if len(seen) < _REMEMBERED_CELLS:
+                    seen[cell] = text
+            return text
+
+        return encode
+
     def encode_rows(self, rows: list[list[str]]) -> str:
         """Headerless CSV of the encoded rows; ``RequestError`` for a row of the wrong width."""
         width = len(self.features)
-        names = ", ".join(name for name, _ in self.features)
+        columns = self._columns
         lines = []
         for number, cells in enumerate(rows, start=1):
             if len(cells) != width:
+                names = ", ".join(name for name, _ in self.features)
                 raise RequestError(
                     400,
                     f"row {number} has {len(cells)} column(s), expected {width}: the dataset's features in "
                     f"this order, without the label: {names}",
                 )
-            encoded = (
-                self.encode_cell(name, kind, cell, number, column)
-                for column, ((name, kind), cell) in enumerate(zip(self.features, cells, strict=True), start=1)
-            )
-            lines.append(",".join(encoded))
+            try:
+                lines.append(",".join([encode(cell) for encode, cell in zip(columns, cells, strict=True)]))
+            except RequestError:
+                # Again cell by cell, for the message that names this row and the column.
+                for column, ((name, kind), cell) in enumerate(zip(self.features, cells, strict=True), start=1):
+                    self.encode_cell(name, kind, cell, number, column)
+                raise
         return "\n".join(lines) + "\n"
 
 
@@ -101,7 +123,8 @@ def parse_rows(body: bytes | str) -> list[list[str]]:
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"the request is not UTF-8 text: {exc}") from exc
     try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+        # A row is blank when every cell is; its first cell usually says it is not.
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and (row[0].strip() or any(map(str.strip, row)))]
     except csv.Error as exc:
         raise RequestError(400, f"the request is not CSV: {exc}") from exc
     if not rows:

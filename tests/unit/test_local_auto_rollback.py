@@ -193,12 +193,14 @@ def test_a_model_that_answers_too_slowly_rolls_back_with_no_failed_request(
     with Client(runtime, "stepml-slow", to_csv(probe)) as client:
         # The alarm averages the last minute, the old model's requests included: on a busy machine a
         # slow first request can hold that average above the threshold, and the update would roll
-        # back before the slow model served. Start it once the old model's own traffic reads OK.
+        # back before the slow model served. Start it once the old model's own traffic reads OK. That
+        # can take the whole minute a slow first request stays in the average, and more on a busy
+        # machine: the bound is three minutes, past which the old model's traffic never reads OK.
         cloudwatch = boto3.client("cloudwatch", region_name=REGION)
         wait_for(
             lambda: cloudwatch.describe_alarms(AlarmNames=["stepml-slow-latency"])["MetricAlarms"][0]["StateValue"],
             "OK".__eq__,
-            timeout=60,
+            timeout=180,
         )
         ended = _update_and_wait(sagemaker, runtime, "stepml-slow", "stepml-slow-green", "stepml-slow-latency", client)
         rolled_back_at = time.monotonic()

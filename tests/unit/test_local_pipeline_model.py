@@ -197,7 +197,7 @@ def test_the_execution_role_must_read_and_pull_every_container(gated_moto, tmp_p
         assert failed["FailureReason"].startswith(
             f'Failed to download model data for container "container_1" from URL: "{url}". Please ensure'
         )
-        assert "(An error occurred (403) when calling the HeadObject operation: Forbidden)" in failed["FailureReason"]
+        assert "(An error occurred (AccessDenied) when calling the GetObject operation: " in failed["FailureReason"]
         assert denied == [
             ("s3:GetObject", "arn:aws:s3:::stepml-gated/processed/stepml-gated-pipe/preprocessor/model.tar.gz")
         ]

@@ -572,7 +572,8 @@ def test_endpoint_serves_the_model_and_writes_capture_files(engine, sagemaker, s
     deploy(sagemaker, s3, bucket, "stepml-test-ep", tarball, capture=True)
 
     sagemaker.create_endpoint(EndpointName="stepml-test-ep", EndpointConfigName="stepml-test-ep")
-    assert sagemaker.describe_endpoint(EndpointName="stepml-test-ep")["EndpointStatus"] == "Creating"
+    # Creating until the model servers answer their first ping, which comes once the model has loaded.
+    assert sagemaker.describe_endpoint(EndpointName="stepml-test-ep")["EndpointStatus"] in ("Creating", "InService")
     described = wait_for(
         lambda: sagemaker.describe_endpoint(EndpointName="stepml-test-ep"),
         lambda d: d["EndpointStatus"] != "Creating",

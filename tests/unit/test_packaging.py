@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 import zipfile
 
 import pytest
@@ -180,6 +181,7 @@ def test_staging_links_or_copies_exactly_the_files_and_replaces_what_was_there(t
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while they are made
     spec.loader.exec_module(module)
     return module
 
@@ -223,3 +225,55 @@ def test_the_transformed_template_is_plain_cloudformation_that_keeps_the_checkov
         skipped = {s["id"] for s in spec["Metadata"]["checkov"]["skip"]}
         assert {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"} <= skipped, logical
     assert functions["ApprovalApiFunction"]["Properties"]["ReservedConcurrentExecutions"] == 20
+
+
+# --- make test's two tiers: the end of the log names the failing tests ------------------------------
+
+
+def _python_without_pytest(tmp_path):
+    """An executable that runs ``<it> -m pytest ARGS`` as ``python ARGS``: a tier runs a one-liner."""
+    shim = tmp_path / "python"
+    shim.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    return str(shim)
+
+
+def _printing(lines: list[str], exit_code: int) -> list[str]:
+    return ["-c", f"import sys; print({chr(10).join(lines)!r}); sys.exit({exit_code})"]
+
+
+def test_the_tiers_end_with_each_failed_tiers_failed_tests_and_the_first_non_zero_exit(capsys, tmp_path):
+    tiers = _script("run_test_tiers")
+    summary = [
+        "..F.E",
+        "=== short test summary info ===",
+        "FAILED tests/unit/test_a.py::test_one - AssertionError: 1 != 2",
+        "ERROR tests/unit/test_b.py::test_two - RuntimeError: no port",
+        "1 failed, 3 passed, 1 error",
+    ]
+    failed = tiers.Tier("unit", _printing(summary, 1))
+    passed = tiers.Tier("cloud", _printing(["....", "FAILED is a word this passing tier printed"], 0))
+
+    assert tiers.run([failed, passed], serial=True, python=_python_without_pytest(tmp_path)) == 1
+
+    tail = capsys.readouterr().out.splitlines()[-5:]
+    assert tail[0].startswith("==> unit: exit 1 after 0 min ")
+    assert tail[1].startswith("==> cloud: exit 0 after 0 min ")
+    assert tail[2] == "==> unit failed: 2 failed test(s) in its short summary"
+    assert tail[3] == "    FAILED tests/unit/test_a.py::test_one - AssertionError: 1 != 2"
+    assert tail[4] == "    ERROR tests/unit/test_b.py::test_two - RuntimeError: no port"
+
+
+def test_a_tier_that_fails_without_a_short_summary_still_says_so(capsys, tmp_path):
+    tiers = _script("run_test_tiers")
+    crashed = tiers.Tier("unit", ["-c", "import sys; sys.exit(4)"])
+
+    assert tiers.run([crashed], serial=False, python=_python_without_pytest(tmp_path)) == 4
+
+    tail = capsys.readouterr().out.splitlines()[-2:]
+    assert tail == ["==> unit: exit 4 after 0 min 0 s", "==> unit failed: no failed test(s) in its short summary"]
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(579.6, "9 min 40 s"), (640.2, "10 min 40 s"), (59.5, "1 min 0 s")])
+def test_a_tiers_wall_time_is_said_in_whole_minutes_and_seconds(seconds, said):
+    assert _script("run_test_tiers").duration(seconds) == said

@@ -79,6 +79,12 @@ def test_quoted_values_are_read_as_csv(model):
         (b"abc,7000,pro,south\n", "text/csv", 400, "row 1, column 1 (age): 'abc' is not a number (numeric feature)"),
         (b"52,NaN,pro,south\n", "text/csv", 400, "row 1, column 2 (income): 'NaN' is not a number"),
         (b"52,1e999,pro,south\n", "text/csv", 400, "row 1, column 2 (income): '1e999' is not a number"),
+        (
+            b"52,7000,pro,south\n52,7000,pro,south\n52,7000,pro, \n52,abc,pro,south\n",
+            "text/csv",
+            400,
+            "row 4, column 2 (income): 'abc' is not a number",
+        ),
         (b"\n\n", "text/csv", 400, "the request holds no rows"),
         (b"\xff\xfe", "text/csv", 400, "the request is not UTF-8 text"),
         (b'{"age": 52}', "application/json", 415, "Content-Type application/json is not supported: send text/csv rows"),
@@ -88,6 +94,24 @@ def test_a_request_that_cannot_be_read_is_a_4xx_naming_the_problem(model, body, 
     response = serve(model, body, content_type)
     assert response.status_code == status
     assert message in response.get_data(as_text=True)
+
+
+def test_repeated_cells_encode_as_the_first_time_also_past_the_remembered_cells(model, monkeypatch):
+    monkeypatch.setattr(preprocessor_script, "_REMEMBERED_CELLS", 2)
+    rows = b"52,7000,pro,south\n 52,7000 ,pro,\n52,8000,basic,south\n52,7000,pro,south\n52,7000,,south\n"
+    fresh = preprocessor_script.Encoding(ENCODING)
+
+    body, _ = serve(fresh, rows)
+
+    expected = [
+        ",".join(
+            model.encode_cell(*feature, cell, 1, 1)
+            for feature, cell in zip(model.features, line.split(","), strict=True)
+        )
+        for line in rows.decode().splitlines()
+    ]
+    assert body.splitlines() == expected
+    assert body.splitlines()[0] == body.splitlines()[3] == "52.0,7000.0,2,1"
 
 
 def test_only_csv_is_answered(model):

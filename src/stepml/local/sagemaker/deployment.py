@@ -4,9 +4,9 @@ Each production variant runs one ``ModelServer`` on 127.0.0.1 per container of i
 inference pipeline's containers in order; an XGBoost container, or a Scikit-learn one serving
 a script, ``script_server``), each serving its ``model.tar.gz`` (downloaded under the model's
 execution role, which must also be allowed to pull every image).
-A fleet is ready when every server answers ``GET /ping`` with 200 (checked
-every ``health_check_interval``, as SageMaker's health checks are); retiring it refuses new
-requests, waits for the in-flight ones, and stops the servers. Each instance writes its log to
+A fleet is ready when every server answers ``GET /ping`` with 200 (checked as soon as the models
+have loaded, then every ``health_check_interval``, as SageMaker's health checks are); retiring it
+refuses new requests, waits for the in-flight ones, and stops the servers. Each instance writes its log to
 ``/aws/sagemaker/Endpoints/<endpoint>`` (stream ``<variant>/<instance id>``).
 """
 
@@ -333,7 +333,12 @@ def wait_healthy(context: EngineContext, still_wanted: Callable[[], bool], varia
     deadline = time.monotonic() + settings.health_check_timeout
     pending = list(variants)
     while pending:
-        if context.closing.wait(settings.health_check_interval) or not still_wanted():
+        # A round pings as soon as every pending model has loaded, or when the interval ends: a model
+        # that loads in milliseconds is InService by the pipeline's first status check.
+        round_ends = time.monotonic() + settings.health_check_interval
+        for server in [server for variant in pending for server in variant.servers]:
+            server.wait_loaded(max(0.0, round_ends - time.monotonic()))
+        if context.closing.is_set() or not still_wanted():
             raise DeploymentFailedError("The endpoint was deleted or updated while it was being created.")
         for variant in list(pending):
             statuses = []
@@ -361,6 +366,8 @@ def wait_healthy(context: EngineContext, still_wanted: Callable[[], bool], varia
                 f"The primary container for production variant {pending[0].name} did not pass the ping health "
                 f"check within {settings.health_check_timeout:g} s."
             )
+        if pending:
+            context.closing.wait(max(0.0, round_ends - time.monotonic()))
 
 
 def retire(deployment: Deployment, writer: CaptureWriter, drain_timeout: float) -> None:

@@ -459,6 +459,7 @@ class ModelServer:
         self.load_error: str | None = None
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self._load_ended = threading.Event()
 
     @property
     def port(self) -> int:
@@ -498,6 +499,12 @@ class ModelServer:
             self.model = self._loader(self.model_dir, self.environment)
         except InferenceError as exc:
             self.load_error = exc.message
+        finally:
+            self._load_ended.set()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the model's load to end, loaded or failed; whether it has."""
+        return self._load_ended.wait(timeout)
 
     def ping(self, timeout: float = 2.0) -> int:
         """The status code of ``GET /ping`` (what SageMaker's health check sees)."""
