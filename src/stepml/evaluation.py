@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from stepml import metrics as metric_functions
 from stepml.config import METRICS, Settings
-from stepml.evaluation_figures import Scored, report_figures
+from stepml.evaluation_figures import Scored, report_figures, start_drift
 from stepml.evaluation_split import (
     PREPROCESSED_BY_EVALUATE,
     SplitError,
@@ -452,13 +452,14 @@ def _figures(
     predictions: np.ndarray,
     champion_predictions: np.ndarray | None,
     model_data: str | None,
+    drift_figure: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     """The report's pictures (``evaluation_figures``): both models' predictions on the same rows."""
     config = run["config"]
     problem_type = str(config["problem_type"])
     classes = [] if problem_type == "regression" else _class_names(config)
     scored = Scored(problem_type, classes, split.labels, predictions, champion_predictions, split.feature_rows)
-    return report_figures(s3_client, run, scored, model_data)
+    return report_figures(s3_client, run, scored, model_data, drift_figure)
 
 
 def gate_result(
@@ -514,6 +515,7 @@ def evaluate_model(
     serving = champion_of(champion)
     s3 = s3_client or boto3_session.client("s3")
     split = _read_split(run, config, test_serving, serving, boto3_session, s3)  # encoded here when serverless
+    drift_figure = start_drift(s3, run, split.feature_rows)  # while the endpoint scores
     predictions, challenger_metrics = _score_challenger(runtime_client, endpoint_name, split, config, batch_size)
     value = challenger_metrics[metric]
     production, production_confusion, champion_predictions = None, None, None
@@ -532,7 +534,7 @@ def evaluate_model(
         **_report_context(run, split, endpoint_name, serving),
         "confusion_matrix": _confusion(config, split.labels, predictions, endpoint_name),
         "production_confusion_matrix": production_confusion,
-        **_figures(s3, run, split, predictions, champion_predictions, model_data),
+        **_figures(s3, run, split, predictions, champion_predictions, model_data, drift_figure),
     }
     _write_report(s3, report_uri, {**result, **extra})
     return result

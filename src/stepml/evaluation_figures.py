@@ -18,7 +18,8 @@ report is read by the approval page and kept as the registry's model quality sta
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,9 +251,46 @@ def _model_figures(scored: Scored) -> dict[str, Any]:
     return figures
 
 
-def report_figures(s3_client: Any, run: Mapping[str, Any], scored: Scored, model_data: str | None) -> dict[str, Any]:
+def _baselines(s3_client: Any, run: Mapping[str, Any]) -> tuple[Any, Any]:
+    paths = run.get("paths") or {}
+    if not paths.get("constraints"):
+        raise FiguresError("the run has no constraints.json baseline (resolved before baselines existed)")
+    return _read_json(s3_client, str(paths["statistics"])), _read_json(s3_client, str(paths["constraints"]))
+
+
+def _drift_or_unavailable(statistics: Any, constraints: Any, feature_rows: Sequence[str]) -> dict[str, Any]:
+    try:
+        return drift(statistics, constraints, feature_rows)
+    except FiguresError as exc:
+        return _unavailable(exc)
+
+
+def start_drift(s3_client: Any, run: Mapping[str, Any], feature_rows: Sequence[str]) -> Callable[[], dict[str, Any]]:
+    """Read the run's training baselines now and start the ``drift`` figure of ``feature_rows`` in a
+    thread; the returned function waits for the figure. The analysis is pure Python and needs no
+    prediction, so it runs while the endpoint scores (the Evaluate Lambda mostly waits on it then);
+    the thread makes no AWS call, which keeps it outside the tracer's segment."""
+    try:
+        statistics, constraints = _baselines(s3_client, run)
+    except FiguresError as exc:
+        unavailable = _unavailable(exc)
+        return lambda: unavailable
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepml-drift")
+    future = pool.submit(_drift_or_unavailable, statistics, constraints, feature_rows)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+def report_figures(
+    s3_client: Any,
+    run: Mapping[str, Any],
+    scored: Scored,
+    model_data: str | None,
+    drift_figure: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The report's figure fields. A figure that cannot be made says why (``{"unavailable": ...}``)
-    instead of failing the evaluation: the pictures help the approver, they do not gate."""
+    instead of failing the evaluation: the pictures help the approver, they do not gate.
+    ``drift_figure`` is ``start_drift``'s result when the drift figure was started earlier."""
     try:
         figures = _model_figures(scored)
     except (metric_functions.MetricsError, ValueError) as exc:
@@ -268,12 +306,5 @@ def report_figures(s3_client: Any, run: Mapping[str, Any], scored: Scored, model
         figures["feature_importance"]["features"] = read_importance(s3_client, model_data, names)
     except (FiguresError, ImportanceError) as exc:
         figures["feature_importance"] = _unavailable(exc)
-    try:
-        if not paths.get("constraints"):
-            raise FiguresError("the run has no constraints.json baseline (resolved before baselines existed)")
-        statistics = _read_json(s3_client, str(paths["statistics"]))
-        constraints = _read_json(s3_client, str(paths["constraints"]))
-        figures["drift"] = drift(statistics, constraints, scored.feature_rows)
-    except FiguresError as exc:
-        figures["drift"] = _unavailable(exc)
+    figures["drift"] = (drift_figure or start_drift(s3_client, run, scored.feature_rows))()
     return figures

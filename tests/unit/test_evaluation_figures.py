@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -193,6 +194,38 @@ def test_a_binary_report_draws_curves_comparison_importance_and_drift(env: Env, 
     assert drift["x2"]["distance"] > drift["x2"]["threshold"] >= drift["x1"]["distance"]
     assert drift["x1"]["violations"] == [] and len(drift["x1"]["labels"]) == 12
     assert report["drift"]["rows"] == report["drift"]["of_rows"] == 300
+
+
+def test_the_drift_analysis_runs_while_the_endpoint_scores(env: Env, monkeypatch) -> None:
+    features, labels = make_data(rows=300, seed=9)
+    env.put_test_split(csv_text(["churned", "x1", "x2"], labels, features))
+    statistics, constraints = baseline(features)
+    put_json(env, env.paths["statistics"], statistics)
+    put_json(env, env.paths["constraints"], constraints)
+    analyzing = threading.Event()
+    analyze_rows = figures.analyze_rows
+
+    def analyze_and_say_so(*args):
+        analyzing.set()
+        return analyze_rows(*args)
+
+    monkeypatch.setattr(figures, "analyze_rows", analyze_and_say_so)
+    runtime = env.runtime(strong_rule)
+    invoke = runtime.invoke_endpoint
+    seen_analyzing = []
+
+    def invoke_once_the_analysis_started(**request):
+        # Run one after the other, the analysis would start only after the scoring: this would wait in vain.
+        seen_analyzing.append(analyzing.wait(timeout=60))
+        return invoke(**request)
+
+    runtime.invoke_endpoint = invoke_once_the_analysis_started
+
+    env.evaluate(runtime)
+    report, _ = env.report()
+
+    assert seen_analyzing and all(seen_analyzing)
+    assert report["drift"]["rows"] == 300 and {f["name"] for f in report["drift"]["features"]} == {"x1", "x2"}
 
 
 def test_a_regression_report_has_residuals_instead_of_curves(env: Env) -> None:
