@@ -18,6 +18,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from stepml.local.stepfunctions.serialisation import datetimes_to_epoch_millis
@@ -99,6 +101,45 @@ def test_a_task_token_call_while_another_execution_is_starting_is_answered(
 
     assert raised.value.response["Error"]["Code"] == "InvalidToken"
     assert wait_for(sfn, execution_arn).status == "SUCCEEDED"
+
+
+def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_components(
+    sfn_moto: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parses = []
+    state_machine = ASLParser.state_machine
+
+    def counted(self: ASLParser) -> Any:
+        parses.append(1)
+        return state_machine(self)
+
+    monkeypatch.setattr(ASLParser, "state_machine", counted)
+    # A Parallel whose branch fails once per execution, retried once: retrier state shared between
+    # executions would leave the second execution's failure unretried.
+    flaky = {
+        "StartAt": "Try",
+        "States": {
+            "Try": {
+                "Type": "Parallel",
+                "Branches": [{"StartAt": "Boom", "States": {"Boom": {"Type": "Fail", "Error": "Flaky"}}}],
+                "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Gave up"}],
+                "End": True,
+            },
+            "Gave up": {"Type": "Pass", "End": True},
+        },
+    }
+    sfn, first = start(flaky)
+    arn = sfn.describe_execution(executionArn=first)["stateMachineArn"]
+    second = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    executions = [wait_for(sfn, first), wait_for(sfn, second)]
+
+    assert len(parses) == 1  # CreateStateMachine's; both executions reused its tree
+    for execution in executions:
+        assert execution.status == "SUCCEEDED"
+        assert execution.entered_states == ["Try", "Boom", "Boom", "Gave up"]
+    program = AmazonStateLanguageParser.parse(json.dumps(flaky))[0]
+    assert program is not AmazonStateLanguageParser.parse(json.dumps(flaky))[0]
 
 
 def test_stopping_an_execution_that_waits_for_a_task_token_aborts_it_at_once(sfn_moto: None) -> None:
