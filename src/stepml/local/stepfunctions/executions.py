@@ -18,8 +18,8 @@ from stepml.local.patching import Patch, register
 from stepml.utils import iso_utc
 
 _TESTS = "tests/unit/stepfunctions/test_interpreter.py::"
-#: Definitions whose syntax tree is kept: a cloud's state machines, their revisions and test copies.
-PARSED_DEFINITIONS_KEPT = 32
+#: Definitions whose syntax tree is kept (the pipeline's is 4.4 MiB): a cloud's state machines and revisions.
+PARSED_DEFINITIONS_KEPT = 8
 _CONFORMANCE = "tests/unit/stepfunctions/test_conformance_executions.py::"
 
 
@@ -386,7 +386,7 @@ register(
             "moto's interpreter parses the definition with its ANTLR grammar at CreateStateMachine and again at "
             "every StartExecution, before ExecutionStarted: 0.3 s of pure Python for the pipeline's definition, "
             "on every run's path from upload to email (AWS starts an execution in milliseconds). The patch keeps "
-            "the syntax tree of the last 32 definitions and builds each execution's components from it afresh, "
+            "the syntax tree of the last 8 definitions used and builds each execution's components from it afresh, "
             "so executions share no state; a definition that does not parse is refused as before."
         ),
         test=_TESTS + "test_a_definition_is_parsed_once_and_each_execution_gets_its_own_components",
