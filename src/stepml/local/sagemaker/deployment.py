@@ -334,7 +334,7 @@ def wait_healthy(context: EngineContext, still_wanted: Callable[[], bool], varia
     pending = list(variants)
     while pending:
         # A round pings as soon as every pending model has loaded, or when the interval ends: a model
-        # that loads in milliseconds is InService by the pipeline's first status check.
+        # that loads in milliseconds is InService without waiting out a first interval.
         round_ends = time.monotonic() + settings.health_check_interval
         for server in [server for variant in pending for server in variant.servers]:
             server.wait_loaded(max(0.0, round_ends - time.monotonic()))
