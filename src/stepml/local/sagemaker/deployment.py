@@ -6,8 +6,8 @@ a script, ``script_server``), each serving its ``model.tar.gz`` (downloaded unde
 execution role, which must also be allowed to pull every image).
 A fleet is ready when every server answers ``GET /ping`` with 200 (checked as soon as the models
 have loaded, then every ``health_check_interval``, as SageMaker's health checks are); retiring it
-refuses new requests, waits for the in-flight ones, and stops the servers. Each instance writes its log to
-``/aws/sagemaker/Endpoints/<endpoint>`` (stream ``<variant>/<instance id>``).
+refuses new requests, waits for the in-flight ones, and stops the servers. Each instance writes its
+log to ``/aws/sagemaker/Endpoints/<endpoint>`` (stream ``<variant>/<instance id>``).
 """
 
 from __future__ import annotations

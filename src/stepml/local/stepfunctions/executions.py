@@ -18,9 +18,9 @@ from stepml.local.patching import Patch, register
 from stepml.utils import iso_utc
 
 _TESTS = "tests/unit/stepfunctions/test_interpreter.py::"
+_CONFORMANCE = "tests/unit/stepfunctions/test_conformance_executions.py::"
 #: Definitions whose syntax tree is kept (the pipeline's is 4.4 MiB): a cloud's state machines and revisions.
 PARSED_DEFINITIONS_KEPT = 8
-_CONFORMANCE = "tests/unit/stepfunctions/test_conformance_executions.py::"
 
 
 def _install_definitions_are_parsed_once(patch: Patch) -> None:
